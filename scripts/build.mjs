@@ -1,0 +1,72 @@
+// Builds every artifact with esbuild:
+//   dist/daemon/cli.js, dist/daemon/worker.js  (Node ESM; node_modules stay external: sharp and
+//                                               onnxruntime-node are native)
+//   dist/plugin/code.js                         (Figma sandbox: one ES2017 script, no imports)
+//   dist/plugin/ui.html                         (the plugin iframe: one self-contained HTML file)
+import { build } from 'esbuild';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const out = join(root, 'dist');
+const quiet = { logLevel: 'warning' };
+
+async function buildDaemon() {
+  await build({
+    ...quiet,
+    entryPoints: {
+      cli: join(root, 'daemon/cli.ts'),
+      worker: join(root, 'daemon/worker/worker-main.ts'),
+    },
+    outdir: join(out, 'daemon'),
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    sourcemap: 'linked',
+    define: { P2PZ_VERSION: JSON.stringify(await packageVersion()) },
+  });
+}
+
+async function buildPlugin() {
+  await build({
+    ...quiet,
+    entryPoints: [join(root, 'plugin/figma/code.ts')],
+    outfile: join(out, 'plugin/code.js'),
+    bundle: true,
+    format: 'iife',
+    // Figma's sandbox runs a restricted JS engine: keep syntax conservative.
+    target: 'es2017',
+  });
+  await buildPage(join(root, 'plugin/ui/main.ts'), join(root, 'plugin/ui/ui.html'), join(out, 'plugin/ui.html'));
+}
+
+/** Bundles one page script and its CSS and inlines both into the HTML template (Figma loads ui.html as a string). */
+export async function buildPage(entry, template, outfile) {
+  const result = await build({
+    ...quiet,
+    entryPoints: [entry],
+    bundle: true,
+    format: 'iife',
+    target: 'es2020',
+    minify: true,
+    write: false,
+    outdir: join(out, 'tmp'),
+    loader: { '.css': 'css' },
+  });
+  const js = result.outputFiles.find((f) => f.path.endsWith('.js'))?.text ?? '';
+  const css = result.outputFiles.find((f) => f.path.endsWith('.css'))?.text ?? '';
+  const html = (await readFile(template, 'utf8'))
+    .replace('<!--STYLE-->', () => `<style>${css}</style>`)
+    .replace('<!--SCRIPT-->', () => `<script>${js.replace(/<\/script/gi, '<\\/script')}</script>`);
+  await mkdir(dirname(outfile), { recursive: true });
+  await writeFile(outfile, html);
+}
+
+async function packageVersion() {
+  return JSON.parse(await readFile(join(root, 'package.json'), 'utf8')).version;
+}
+
+await Promise.all([buildDaemon(), buildPlugin()]);

@@ -1,0 +1,80 @@
+// HTTP bodies and responses, all under /v1. Every JSON body carries `v`.
+import { z } from 'zod';
+import { Version } from './version.js';
+import { Id, JobRequest, JobState } from './jobs.js';
+import { ErrorBody } from './errors.js';
+
+export const Device = z.object({
+  /** The execution provider the worker's sessions use. */
+  provider: z.enum(['cuda', 'cpu']),
+  /** Why this provider: e.g. the CUDA loader's message when it fell back to CPU. */
+  reason: z.string().max(500),
+});
+export type Device = z.infer<typeof Device>;
+
+export const WorkerHealth = z.object({
+  state: z.enum(['starting', 'ready', 'busy', 'restarting', 'crash-loop', 'stopped']),
+  restarts: z.number().int().nonnegative(),
+  /** Crashes within the crash-loop window. */
+  recentCrashes: z.number().int().nonnegative(),
+  lastCrash: z.string().max(300).optional(),
+});
+
+export const InstalledModel = z.object({
+  name: z.string(),
+  kind: z.enum(['diffusion', 'gan']),
+  /** For GAN generators: the direction they were distilled for. */
+  direction: z.object({ source: z.string(), target: z.string() }).optional(),
+  demo: z.boolean().default(false),
+});
+export type InstalledModel = z.infer<typeof InstalledModel>;
+
+/** GET /v1/health (no token needed). */
+export const HealthResponse = z.object({
+  v: Version,
+  name: z.literal('p2pz'),
+  version: z.string(),
+  state: z.enum(['starting', 'ready', 'degraded', 'stopping']),
+  device: Device.nullable(),
+  worker: WorkerHealth,
+  models: z.array(InstalledModel),
+  queue: z.object({ running: z.number().int(), queued: z.number().int() }),
+});
+export type HealthResponse = z.infer<typeof HealthResponse>;
+
+/** POST /v1/pair (no token needed): exchange the code the daemon prints for a bearer token. */
+export const PairRequest = z.object({
+  v: Version,
+  code: z.string().trim().regex(/^[0-9]{6}$/, 'a 6-digit code'),
+  /** A label for the paired client, shown by `p2pz tokens`. */
+  client: z.string().max(60).default('plugin'),
+});
+export const PairResponse = z.object({ v: Version, token: z.string() });
+
+/** POST /v1/images, body = the raw image with its exact Content-Type. */
+export const ImageUploadResponse = z.object({
+  v: Version,
+  imageId: Id,
+  width: z.number().int().positive(),
+  height: z.number().int().positive(),
+  format: z.enum(['png', 'jpeg', 'webp']),
+});
+export type ImageUploadResponse = z.infer<typeof ImageUploadResponse>;
+
+/** POST /v1/jobs. */
+export const JobSubmit = JobRequest.extend({ v: Version });
+export type JobSubmit = z.infer<typeof JobSubmit>;
+export type JobSubmitInput = z.input<typeof JobSubmit>;
+export const JobResponse = z.object({ v: Version, job: JobState });
+export type JobResponse = z.infer<typeof JobResponse>;
+
+/** GET /v1/models. */
+export const ModelsResponse = z.object({ v: Version, models: z.array(InstalledModel) });
+
+/** Every error response. */
+export const ErrorResponse = ErrorBody.extend({ v: Version });
+export type ErrorResponse = z.infer<typeof ErrorResponse>;
+
+/** Header that ties HTTP requests to a WebSocket event stream (one stream per client). */
+export const CLIENT_HEADER = 'x-p2pz-client';
+export const ClientId = Id;

@@ -1,0 +1,9 @@
+// The p2pz protocol: runtime schemas for every HTTP body, WebSocket message and worker IPC message.
+// TypeScript types are inferred from these schemas and never written twice.
+export * from './version.js';
+export * from './errors.js';
+export * from './edit.js';
+export * from './jobs.js';
+export * from './http.js';
+export * from './events.js';
+export * from './ipc.js';

@@ -1,0 +1,68 @@
+// Worker IPC: the daemon (supervisor) and the worker process that owns every onnxruntime session.
+// Messages travel over Node's IPC channel with `serialization: 'advanced'`, so image bytes cross as
+// Uint8Array without base64.
+import { z } from 'zod';
+import { Version } from './version.js';
+import { ErrorBody } from './errors.js';
+import { Engine, Id, JobKind, Stage, Timings } from './jobs.js';
+import { EditParams } from './edit.js';
+import { Device } from './http.js';
+
+const Bytes = z.instanceof(Uint8Array);
+
+// ---- supervisor → worker ----
+export const WorkerRunMessage = z.object({
+  v: Version,
+  type: z.literal('run'),
+  jobId: Id,
+  kind: JobKind,
+  /** The uploaded image, still encoded: decoding untrusted images happens in the worker. */
+  image: Bytes,
+  /** Absolute path of the models directory; the worker loads nothing from elsewhere. */
+  modelsDir: z.string(),
+  model: z.string().optional(),
+  edit: EditParams,
+  stepPreviews: z.boolean(),
+});
+export const WorkerCancelMessage = z.object({ v: Version, type: z.literal('cancel'), jobId: Id });
+export const WorkerShutdownMessage = z.object({ v: Version, type: z.literal('shutdown') });
+export const SupervisorMessage = z.discriminatedUnion('type', [WorkerRunMessage, WorkerCancelMessage, WorkerShutdownMessage]);
+export type SupervisorMessage = z.infer<typeof SupervisorMessage>;
+export type WorkerRunMessage = z.infer<typeof WorkerRunMessage>;
+
+// ---- worker → supervisor ----
+export const WorkerReadyMessage = z.object({ v: Version, type: z.literal('ready'), device: Device, pid: z.number().int() });
+export const WorkerProgressMessage = z.object({
+  v: Version,
+  type: z.literal('progress'),
+  jobId: Id,
+  stage: Stage,
+  step: z.number().int().nonnegative(),
+  total: z.number().int().positive(),
+  preview: Bytes.optional(),
+});
+export const WorkerOutput = z.object({
+  role: z.enum(['image', 'mask']),
+  png: Bytes,
+  width: z.number().int().positive(),
+  height: z.number().int().positive(),
+});
+export const WorkerDoneMessage = z.object({
+  v: Version,
+  type: z.literal('done'),
+  jobId: Id,
+  outputs: z.array(WorkerOutput).min(1).max(4),
+  engine: Engine,
+  timings: Timings,
+});
+export const WorkerCancelledMessage = z.object({ v: Version, type: z.literal('cancelled'), jobId: Id });
+export const WorkerFailedMessage = z.object({ v: Version, type: z.literal('failed'), jobId: Id, error: ErrorBody });
+export const WorkerMessage = z.discriminatedUnion('type', [
+  WorkerReadyMessage,
+  WorkerProgressMessage,
+  WorkerDoneMessage,
+  WorkerCancelledMessage,
+  WorkerFailedMessage,
+]);
+export type WorkerMessage = z.infer<typeof WorkerMessage>;
+export type WorkerDoneMessage = z.infer<typeof WorkerDoneMessage>;

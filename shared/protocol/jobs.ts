@@ -1,0 +1,71 @@
+// Jobs: one request type holds everything a job needs; one event stream reports on every job.
+import { z } from 'zod';
+import { EditParams } from './edit.js';
+import { ErrorBody } from './errors.js';
+
+/** Server-generated ids (images, results) and client-chosen job ids share one safe alphabet. */
+export const Id = z.string().regex(/^[A-Za-z0-9_-]{8,64}$/, 'an id of 8–64 letters, digits, _ or -');
+
+/**
+ * `preview`: fast; the distilled GAN for the direction when installed, else a reduced diffusion run.
+ * `render`: the full pix2pix-zero pipeline.
+ */
+export const JobKind = z.enum(['preview', 'render']);
+export type JobKind = z.infer<typeof JobKind>;
+
+export const JobRequest = z.object({
+  /** Client-chosen id: resubmitting the same id with the same request returns the same job. */
+  jobId: Id.optional(),
+  kind: JobKind,
+  /** The uploaded image (POST /v1/images). */
+  imageId: Id,
+  /** Installed diffusion model name; the daemon's default when absent. */
+  model: z.string().regex(/^[A-Za-z0-9._-]{1,100}$/).optional(),
+  edit: EditParams,
+  /** Send small step previews with `progress` events. */
+  stepPreviews: z.boolean().default(false),
+});
+export type JobRequest = z.infer<typeof JobRequest>;
+export type JobRequestInput = z.input<typeof JobRequest>;
+
+export const JobStateName = z.enum(['queued', 'running', 'finished', 'cancelled', 'error']);
+export type JobStateName = z.infer<typeof JobStateName>;
+
+/** Which engine produced a result. */
+export const Engine = z.enum(['gan', 'diffusion-preview', 'diffusion']);
+export type Engine = z.infer<typeof Engine>;
+
+export const Stage = z.enum(['load', 'decode', 'encode', 'caption', 'direction', 'inversion', 'edit', 'vae-decode', 'generate', 'save']);
+export type Stage = z.infer<typeof Stage>;
+
+export const Timings = z.record(z.string().max(40), z.number().nonnegative());
+
+export const ResultRef = z.object({
+  id: Id,
+  role: z.enum(['image', 'mask']),
+  mime: z.literal('image/png'),
+  width: z.number().int().positive(),
+  height: z.number().int().positive(),
+});
+export type ResultRef = z.infer<typeof ResultRef>;
+
+export const JobOutcome = z.object({
+  results: z.array(ResultRef).min(1).max(4),
+  engine: Engine,
+  /** Milliseconds per stage, plus `total` and `queued`. */
+  timings: Timings,
+  device: z.enum(['cuda', 'cpu']),
+});
+export type JobOutcome = z.infer<typeof JobOutcome>;
+
+export const JobState = z.object({
+  jobId: Id,
+  kind: JobKind,
+  state: JobStateName,
+  /** 1-based place in the queue while queued. */
+  position: z.number().int().positive().optional(),
+  outcome: JobOutcome.optional(),
+  error: ErrorBody.optional(),
+  createdAt: z.number(),
+});
+export type JobState = z.infer<typeof JobState>;
