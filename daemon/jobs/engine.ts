@@ -1,0 +1,54 @@
+// The contract between the job queue and whatever runs a job. The real implementation is the worker
+// supervisor (daemon/worker/supervisor.ts), which owns the onnxruntime worker process; tests of the
+// queue use a scripted fake. The queue runs one job at a time (one GPU).
+import type { Device, EditParams, Engine as EngineName, ErrorBody, JobKind, Stage } from '../../shared/protocol/index.js';
+
+export interface EngineJob {
+  readonly jobId: string;
+  readonly kind: JobKind;
+  /** The uploaded image, still encoded (PNG, JPEG or WebP); the engine decodes it. */
+  readonly image: Uint8Array;
+  readonly model: string | undefined;
+  readonly edit: EditParams;
+  readonly stepPreviews: boolean;
+}
+
+export interface EngineProgress {
+  readonly stage: Stage;
+  readonly step: number;
+  readonly total: number;
+  /** A small PNG step preview. */
+  readonly preview?: Uint8Array;
+}
+
+export interface EngineOutput {
+  readonly role: 'image' | 'mask';
+  readonly png: Uint8Array;
+  readonly width: number;
+  readonly height: number;
+}
+
+export type EngineResult =
+  | { readonly status: 'done'; readonly outputs: readonly EngineOutput[]; readonly engine: EngineName; readonly timings: Record<string, number> }
+  | { readonly status: 'cancelled' }
+  | { readonly status: 'failed'; readonly error: ErrorBody };
+
+export interface EngineHealth {
+  readonly state: 'starting' | 'ready' | 'busy' | 'restarting' | 'crash-loop' | 'stopped';
+  readonly restarts: number;
+  readonly recentCrashes: number;
+  readonly lastCrash?: string;
+  readonly device: Device | null;
+}
+
+export interface JobEngine {
+  /**
+   * Runs one job. Resolves (never rejects) with its result. When `signal` aborts, the engine stops at
+   * the next step boundary and resolves `{status: 'cancelled'}`; it never decodes after a cancel.
+   * A worker crash resolves `{status: 'failed', error: E_WORKER_CRASHED}`.
+   */
+  run(job: EngineJob, onProgress: (p: EngineProgress) => void, signal: AbortSignal): Promise<EngineResult>;
+  health(): EngineHealth;
+  /** Stops the worker (cooperatively, then by force) and resolves when it has exited. */
+  close(): Promise<void>;
+}
