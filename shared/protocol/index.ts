@@ -7,3 +7,4 @@ export * from './jobs.js';
 export * from './http.js';
 export * from './events.js';
 export * from './ipc.js';
+export * from './plugin.js';
