@@ -1,17 +1,29 @@
-// `npm run bench <name> [args]`: runs scripts/bench/<name>.mjs (or .ts through esbuild's register).
-// Each benchmark prints a Markdown table for docs/BENCHMARKS.md with the machine and the command.
-import { existsSync, readdirSync } from 'node:fs';
+// `npm run bench <name> [args]`: bundles scripts/bench/<name>.ts with esbuild (so benchmarks import the
+// project's TypeScript sources directly) and runs it. Each benchmark prints a Markdown section for
+// docs/BENCHMARKS.md naming the machine and the command.
+import { build } from 'esbuild';
+import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-const dir = join(dirname(fileURLToPath(import.meta.url)), 'bench');
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const dir = join(root, 'scripts/bench');
 const [name, ...args] = process.argv.slice(2);
-const available = readdirSync(dir).filter((f) => f.endsWith('.mjs')).map((f) => f.replace(/\.mjs$/, ''));
+const available = readdirSync(dir).filter((f) => f.endsWith('.ts')).map((f) => f.replace(/\.ts$/, ''));
 if (!name || !available.includes(name)) {
   console.error(`usage: npm run bench <${available.join('|')}> [args]`);
   process.exit(2);
 }
-const file = join(dir, `${name}.mjs`);
-if (!existsSync(file)) process.exit(2);
-process.argv = [process.argv[0], file, ...args];
-await import(pathToFileURL(file).href);
+const outfile = join(root, 'dist/bench', `${name}.mjs`);
+await build({
+  entryPoints: [join(dir, `${name}.ts`)],
+  outfile,
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  packages: 'external',
+  logLevel: 'warning',
+});
+process.argv = [process.argv[0], outfile, ...args];
+await import(pathToFileURL(outfile).href);
