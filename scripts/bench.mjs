@@ -9,14 +9,16 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dir = join(root, 'scripts/bench');
 const [name, ...args] = process.argv.slice(2);
-const available = readdirSync(dir).filter((f) => f.endsWith('.ts')).map((f) => f.replace(/\.ts$/, ''));
+const files = readdirSync(dir).filter((f) => /\.(ts|mjs)$/.test(f) && f !== 'machine.ts');
+const available = files.map((f) => f.replace(/\.(ts|mjs)$/, ''));
 if (!name || !available.includes(name)) {
   console.error(`usage: npm run bench <${available.join('|')}> [args]`);
   process.exit(2);
 }
+const source = join(dir, files[available.indexOf(name)]);
 const outfile = join(root, 'dist/bench', `${name}.mjs`);
 await build({
-  entryPoints: [join(dir, `${name}.ts`)],
+  entryPoints: [source],
   outfile,
   bundle: true,
   platform: 'node',
