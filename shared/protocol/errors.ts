@@ -32,6 +32,7 @@ export const ERRORS = {
   E_RATE_LIMITED: { status: 429, message: 'Too many requests.', hint: 'Wait a few seconds and try again.' },
   E_JOB_TOO_LARGE: { status: 507, message: 'This edit needs more memory than the device has.', hint: 'Use a smaller working size or fewer steps, or close other GPU programs.' },
   E_DEVICE_OOM: { status: 507, message: 'The device ran out of memory during the edit.', hint: 'Use a smaller working size, or close other GPU programs, and retry.' },
+  E_DEVICE_UNAVAILABLE: { status: 503, message: 'The requested device is not available.', hint: 'Install the NVIDIA driver, CUDA 12 and cuDNN 9, or start p2pz with --device auto to use the CPU.' },
   E_WORKER_CRASHED: { status: 500, message: 'The p2pz engine stopped unexpectedly during this edit.', hint: 'Try again; if it keeps failing, check `p2pz doctor` or the daemon log.' },
   E_ENGINE_UNAVAILABLE: { status: 503, message: 'The p2pz engine keeps crashing and is paused.', hint: 'Restart the daemon; if it keeps failing, check the daemon log.' },
   E_TIMEOUT: { status: 504, message: 'The operation took too long and was stopped.', hint: 'Try a smaller image, or try again.' },

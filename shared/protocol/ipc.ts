@@ -55,6 +55,10 @@ export const WorkerDoneMessage = z.object({
   engine: Engine,
   timings: Timings,
 });
+/** The worker cannot run any job on this machine (e.g. `--device cuda` without a loadable CUDA): it
+ *  says why and exits; restarting it would not help, so the supervisor stops and refuses jobs with
+ *  this error. */
+export const WorkerUnavailableMessage = z.object({ v: Version, type: z.literal('unavailable'), error: ErrorBody });
 export const WorkerCancelledMessage = z.object({ v: Version, type: z.literal('cancelled'), jobId: Id });
 export const WorkerFailedMessage = z.object({ v: Version, type: z.literal('failed'), jobId: Id, error: ErrorBody });
 export const WorkerMessage = z.discriminatedUnion('type', [
@@ -63,6 +67,7 @@ export const WorkerMessage = z.discriminatedUnion('type', [
   WorkerDoneMessage,
   WorkerCancelledMessage,
   WorkerFailedMessage,
+  WorkerUnavailableMessage,
 ]);
 export type WorkerMessage = z.infer<typeof WorkerMessage>;
 export type WorkerDoneMessage = z.infer<typeof WorkerDoneMessage>;

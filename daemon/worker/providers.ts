@@ -1,0 +1,128 @@
+// The execution provider behind every onnxruntime session of this worker process. onnxruntime-node
+// rejects `InferenceSession.create` when the CUDA provider cannot load (missing driver, CUDA or cuDNN
+// libraries, no device): it does not fall back by itself. So the choice is made by trying, once per
+// process, on a one-node probe model: `['cuda', 'cpu']` first, then `['cpu']`, keeping the loader's
+// message (first line, no absolute paths) as the reason shown in health.
+import { InferenceSession } from 'onnxruntime-node';
+import { z } from 'zod';
+import { P2pzError } from '../../shared/protocol/index.js';
+import type { Device } from '../../shared/protocol/index.js';
+import { scrub } from '../log.js';
+import { DataType, onnx } from '../onnx/graph/onnx-proto.js';
+
+/** `auto`: CUDA when it loads, else CPU. `cpu`: never try CUDA. `cuda`: CUDA or nothing. */
+export const DevicePreference = z.enum(['auto', 'cpu', 'cuda']);
+export type DevicePreference = z.infer<typeof DevicePreference>;
+
+export const PROVIDER_DEFAULTS = Object.freeze({
+  /** Environment variable that forces the device; the CLI's `--device` sets it for the worker. */
+  envVar: 'P2PZ_DEVICE',
+  preference: 'auto' as DevicePreference,
+  /** Longest reason kept (the protocol's `Device.reason` allows 500). */
+  reasonMaxLength: 300,
+  /** onnxruntime log level for the probe: 4 = fatal only, so the loader does not print its own
+   *  multi-line error (with absolute paths) to stderr; its message still reaches us as the rejection. */
+  probeLogSeverityLevel: 4 as const,
+});
+
+/** The device the worker reports, and the provider list every session of this process is created with. */
+export interface ExecutionChoice {
+  readonly device: Device;
+  readonly executionProviders: readonly string[];
+}
+
+/** Creates (and the caller releases) a session on the probe model; injectable for tests. */
+export type ProbeSessionFactory = (
+  model: Uint8Array,
+  options: InferenceSession.SessionOptions,
+) => Promise<{ release(): Promise<void> }>;
+
+const createProbeSession: ProbeSessionFactory = (model, options) => InferenceSession.create(model, options);
+
+/** Reads the preference from the environment; an unknown value is a configuration error. */
+export function devicePreferenceFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): DevicePreference {
+  const raw = env[PROVIDER_DEFAULTS.envVar];
+  if (raw === undefined || raw.trim() === '') return PROVIDER_DEFAULTS.preference;
+  const parsed = DevicePreference.safeParse(raw.trim().toLowerCase());
+  if (!parsed.success) {
+    throw new P2pzError('E_BAD_REQUEST', `${PROVIDER_DEFAULTS.envVar} must be auto, cpu or cuda.`, 'Pass --device auto, --device cpu or --device cuda.');
+  }
+  return parsed.data;
+}
+
+/** A native loader message as a one-line reason: first line, onnxruntime's source locations dropped,
+ *  absolute paths replaced (they name the user's home folder), cut to `reasonMaxLength`. */
+export function shortenLoaderMessage(message: string): string {
+  const firstLine = message.split(/\r?\n/).find((line) => line.trim() !== '') ?? 'unknown error';
+  const text = scrub(firstLine.replace(/\S+\.(?:cc|cpp|h):\d+\s*/g, '').replace(/\s+/g, ' ').trim());
+  const max = PROVIDER_DEFAULTS.reasonMaxLength;
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+/** The smallest valid model: y = Identity(x), x float32 [1]. Creating a session on it is what loads
+ *  (or fails to load) the execution provider's libraries. */
+export function probeModel(): Uint8Array {
+  const tensor = (name: string) =>
+    onnx.ValueInfoProto.create({ name, type: { tensorType: { elemType: DataType.FLOAT, shape: { dim: [{ dimValue: 1 }] } } } });
+  const model = onnx.ModelProto.create({
+    irVersion: 8,
+    producerName: 'p2pz-probe',
+    opsetImport: [{ domain: '', version: 17 }],
+    graph: {
+      name: 'probe',
+      node: [{ opType: 'Identity', input: ['x'], output: ['y'], name: 'probe' }],
+      input: [tensor('x')],
+      output: [tensor('y')],
+    },
+  });
+  return onnx.ModelProto.encode(model).finish();
+}
+
+async function tryProviders(create: ProbeSessionFactory, providers: readonly string[]): Promise<string | null> {
+  try {
+    const session = await create(probeModel(), {
+      executionProviders: [...providers],
+      logSeverityLevel: PROVIDER_DEFAULTS.probeLogSeverityLevel,
+    });
+    await session.release();
+    return null;
+  } catch (err) {
+    return shortenLoaderMessage(err instanceof Error ? err.message : String(err));
+  }
+}
+
+/** Chooses the execution providers by trying them (see the file header). */
+export async function chooseExecution(
+  preference: DevicePreference,
+  create: ProbeSessionFactory = createProbeSession,
+): Promise<ExecutionChoice> {
+  if (preference === 'cpu') {
+    return { device: { provider: 'cpu', reason: 'CPU requested (--device cpu).' }, executionProviders: ['cpu'] };
+  }
+  // With CUDA first, onnxruntime still places the odd op CUDA lacks on the CPU provider.
+  const cudaFailure = await tryProviders(create, ['cuda', 'cpu']);
+  if (cudaFailure === null) {
+    const reason = preference === 'cuda' ? 'CUDA requested (--device cuda).' : 'CUDA provider loaded.';
+    return { device: { provider: 'cuda', reason }, executionProviders: ['cuda', 'cpu'] };
+  }
+  if (preference === 'cuda') {
+    throw new P2pzError(
+      'E_DEVICE_UNAVAILABLE',
+      `CUDA could not be loaded: ${cudaFailure}`,
+      'Install the NVIDIA driver, CUDA 12 and cuDNN 9, or start p2pz with --device auto to use the CPU.',
+    );
+  }
+  const cpuFailure = await tryProviders(create, ['cpu']);
+  if (cpuFailure !== null) {
+    throw new P2pzError('E_DEVICE_UNAVAILABLE', `onnxruntime could not start on the CPU either: ${cpuFailure}`);
+  }
+  return { device: { provider: 'cpu', reason: `CUDA unavailable: ${cudaFailure}` }, executionProviders: ['cpu'] };
+}
+
+let cached: Promise<ExecutionChoice> | undefined;
+
+/** The process-wide choice, made on first use from `P2PZ_DEVICE`. */
+export function processExecution(): Promise<ExecutionChoice> {
+  cached ??= Promise.resolve().then(() => chooseExecution(devicePreferenceFromEnv()));
+  return cached;
+}
