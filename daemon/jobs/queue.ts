@@ -1,0 +1,434 @@
+// The job queue in front of the one GPU: admits jobs within per-client and global bounds (R13), runs
+// one at a time through the JobEngine (previews ahead of queued renders), stores each job's outputs in
+// the ResultStore, and reports every job to its client as one event stream that ends in exactly one
+// terminal event: `finished`, `cancelled` or `error` (R14). Finished jobs are remembered for a while,
+// then forgotten. Jobs belong to the client that submitted them; other clients cannot see them.
+import {
+  ERRORS,
+  JobOutcome,
+  P2pzError,
+  PROTOCOL_VERSION,
+  ProgressEvent,
+} from '../../shared/protocol/index.js';
+import type {
+  ErrorBody,
+  JobEvent,
+  JobKind,
+  JobRequest,
+  JobState,
+  JobStateName,
+  ResultRef,
+} from '../../shared/protocol/index.js';
+import type { EngineOutput, EngineProgress, EngineResult, JobEngine } from './engine.js';
+import { newId } from './ids.js';
+import type { ResultStore } from './results.js';
+import { WaitingLine } from './waiting-line.js';
+
+export const QUEUE_DEFAULTS = Object.freeze({
+  /** Jobs one client may have waiting or running at once; one more is refused with E_QUEUE_FULL. */
+  maxQueuedPerClient: 8,
+  /** Jobs of all clients waiting or running at once; one more is refused with E_QUEUE_FULL. */
+  maxQueued: 32,
+  /** A finished, cancelled or failed job can be looked up (and resubmitted idempotently) this long (1 hour). */
+  keepFinishedMs: 3600_000,
+  /** On close(): how long the running job may take to stop cooperatively before the engine is closed
+   *  (which stops its worker by force if it must). */
+  closeGraceMs: 10_000,
+});
+export type QueueOptions = Partial<typeof QUEUE_DEFAULTS> & {
+  /** Clock in epoch milliseconds (job timestamps and timings). */
+  now?: () => number;
+};
+
+export type JobListener = (event: JobEvent) => void;
+
+interface Job {
+  readonly clientId: string;
+  readonly jobId: string;
+  readonly kind: JobKind;
+  readonly request: JobRequest;
+  /** Canonical JSON of `request`: an idempotent resubmit must match it exactly. */
+  readonly requestKey: string;
+  readonly createdAt: number;
+  /** The upload's bytes, held only until the engine has them. */
+  image: Uint8Array | undefined;
+  /** `cancelled` is set at once when a running job is cancelled; its event follows when the engine returns. */
+  state: JobStateName;
+  /** The last position announced in a `queued` event. */
+  position: number | undefined;
+  startedAt: number | undefined;
+  /** Set with the terminal event; the job is forgotten `keepFinishedMs` later. */
+  endedAt: number | undefined;
+  outcome: JobOutcome | undefined;
+  error: ErrorBody | undefined;
+  /** Aborts the engine's run while the job is running. */
+  abort: AbortController | undefined;
+}
+
+export class JobQueue {
+  private readonly settings: typeof QUEUE_DEFAULTS;
+  private readonly now: () => number;
+  /** clientId → jobId → job: job ids are client-chosen, so they are scoped by client. */
+  private readonly jobs = new Map<string, Map<string, Job>>();
+  private readonly waiting = new WaitingLine<Job>();
+  /** Ended jobs in the order they ended, to forget them in that order. */
+  private readonly ended: Job[] = [];
+  private readonly listeners = new Map<string, Set<JobListener>>();
+  private running: { readonly job: Job; readonly settled: Promise<void> } | undefined;
+  /** Set by close(): no job is admitted or started any more. */
+  private closed = false;
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    private readonly engine: JobEngine,
+    private readonly results: ResultStore,
+    options: QueueOptions = {},
+  ) {
+    const { now, ...settings } = options;
+    this.settings = { ...QUEUE_DEFAULTS, ...settings };
+    this.now = now ?? Date.now;
+  }
+
+  /**
+   * Queues a validated request with the upload's bytes and returns the job's state. Resubmitting a
+   * jobId with the same request returns the existing job's state; with a different request it throws
+   * E_JOB_CONFLICT. Throws E_QUEUE_FULL beyond the bounds and E_SHUTTING_DOWN after close().
+   */
+  submit(clientId: string, request: JobRequest, image: Uint8Array): JobState {
+    if (this.closed) throw new P2pzError('E_SHUTTING_DOWN');
+    this.forgetExpired();
+    const requestKey = canonicalJson(request);
+    const existing = request.jobId === undefined ? undefined : this.jobs.get(clientId)?.get(request.jobId);
+    if (existing) {
+      if (existing.requestKey !== requestKey) throw new P2pzError('E_JOB_CONFLICT');
+      return snapshot(existing);
+    }
+    this.checkBounds(clientId);
+
+    const job: Job = {
+      clientId,
+      jobId: request.jobId ?? newId(),
+      kind: request.kind,
+      request,
+      requestKey,
+      createdAt: this.now(),
+      image,
+      state: 'queued',
+      position: undefined,
+      startedAt: undefined,
+      endedAt: undefined,
+      outcome: undefined,
+      error: undefined,
+      abort: undefined,
+    };
+    let clientJobs = this.jobs.get(clientId);
+    if (!clientJobs) this.jobs.set(clientId, (clientJobs = new Map()));
+    clientJobs.set(job.jobId, job);
+    this.waiting.push(job);
+    this.announcePositions();
+    this.pump();
+    return snapshot(job);
+  }
+
+  /** The state of one of this client's jobs; E_NOT_FOUND for unknown, forgotten or other clients' jobs. */
+  get(clientId: string, jobId: string): JobState {
+    this.forgetExpired();
+    return snapshot(this.find(clientId, jobId));
+  }
+
+  /**
+   * Cancels a job and returns its state at once. A queued job leaves the queue and gets its
+   * `cancelled` event now; a running job's engine run is aborted, its state says `cancelled` now, and
+   * its one `cancelled` event follows when the engine returns (its outputs are never stored). A job
+   * that has already ended is left as it is.
+   */
+  cancel(clientId: string, jobId: string): JobState {
+    this.forgetExpired();
+    const job = this.find(clientId, jobId);
+    if (job.state === 'queued') {
+      this.waiting.remove(job);
+      this.end(job, 'cancelled');
+      this.announcePositions();
+    } else if (job.state === 'running') {
+      job.state = 'cancelled';
+      job.abort?.abort();
+    }
+    return snapshot(job);
+  }
+
+  /** Listens to the events of this client's jobs; returns the function that stops listening. */
+  subscribe(clientId: string, listener: JobListener): () => void {
+    let set = this.listeners.get(clientId);
+    if (!set) this.listeners.set(clientId, (set = new Set()));
+    set.add(listener);
+    const own = set;
+    return () => {
+      own.delete(listener);
+      if (own.size === 0 && this.listeners.get(clientId) === own) this.listeners.delete(clientId);
+    };
+  }
+
+  /** `running` counts a cancelled job until its engine run has returned: the GPU is still busy. */
+  counts(): { running: number; queued: number } {
+    return { running: this.running ? 1 : 0, queued: this.waiting.size };
+  }
+
+  /** Refuses new jobs, cancels every job, waits for the running one to stop, then closes the engine. */
+  close(): Promise<void> {
+    if (!this.closing) {
+      this.closed = true;
+      this.closing = this.shutdown();
+    }
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    for (let job = this.waiting.shift(); job; job = this.waiting.shift()) this.end(job, 'cancelled');
+    const running = this.running;
+    if (running) {
+      if (running.job.state === 'running') running.job.state = 'cancelled';
+      running.job.abort?.abort();
+      let grace: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<void>((resolve) => {
+        grace = setTimeout(resolve, this.settings.closeGraceMs);
+      });
+      await Promise.race([running.settled, graceOver]);
+      clearTimeout(grace);
+    }
+    await this.engine.close();
+    await running?.settled;
+  }
+
+  private checkBounds(clientId: string): void {
+    const pending = [...this.waiting];
+    if (this.running) pending.push(this.running.job);
+    if (pending.length >= this.settings.maxQueued) {
+      throw new P2pzError('E_QUEUE_FULL', `At most ${this.settings.maxQueued} edits can wait at once.`);
+    }
+    const own = pending.filter((job) => job.clientId === clientId).length;
+    if (own >= this.settings.maxQueuedPerClient) {
+      throw new P2pzError('E_QUEUE_FULL', `At most ${this.settings.maxQueuedPerClient} of your edits can wait at once.`);
+    }
+  }
+
+  private find(clientId: string, jobId: string): Job {
+    const job = this.jobs.get(clientId)?.get(jobId);
+    if (!job) throw new P2pzError('E_NOT_FOUND', 'No such job.');
+    return job;
+  }
+
+  /** Starts the next waiting job when the engine is idle. */
+  private pump(): void {
+    if (this.running || this.closed) return;
+    const job = this.waiting.shift();
+    if (!job) return;
+    const image = job.image ?? new Uint8Array();
+    const abort = new AbortController();
+    job.image = undefined;
+    job.state = 'running';
+    job.position = undefined;
+    job.startedAt = this.now();
+    job.abort = abort;
+    this.emit(job, { ...eventBase(job), type: 'started' });
+    // The engine is called a microtask later, once `running` is set.
+    const settled = Promise.resolve()
+      .then(() => this.execute(job, image, abort.signal))
+      .catch(() => {
+        if (job.endedAt === undefined) this.end(job, 'error', { error: errorBody('E_INTERNAL') });
+      })
+      .finally(() => {
+        this.running = undefined;
+        job.abort = undefined;
+        this.pump();
+      });
+    this.running = { job, settled };
+    this.announcePositions();
+  }
+
+  /** Runs `job` on the engine and ends it with exactly one terminal event. Never rejects. */
+  private async execute(job: Job, image: Uint8Array, signal: AbortSignal): Promise<void> {
+    // Cancelled in the same tick as it started: the engine never sees it.
+    if (signal.aborted) return this.end(job, 'cancelled');
+    let result: EngineResult;
+    try {
+      result = await this.engine.run(
+        {
+          jobId: job.jobId,
+          kind: job.kind,
+          image,
+          model: job.request.model,
+          edit: job.request.edit,
+          stepPreviews: job.request.stepPreviews,
+        },
+        (progress) => this.reportProgress(job, progress, signal),
+        signal,
+      );
+    } catch {
+      // The engine contract says run() never rejects; if it does, the job fails without details.
+      result = { status: 'failed', error: errorBody('E_INTERNAL') };
+    }
+
+    if (signal.aborted || result.status === 'cancelled') return this.end(job, 'cancelled');
+    if (result.status === 'failed') return this.end(job, 'error', { error: result.error });
+
+    let refs: ResultRef[];
+    try {
+      refs = await this.store(result.outputs);
+    } catch (error) {
+      return this.end(job, 'error', { error: error instanceof P2pzError ? error.toBody() : errorBody('E_INTERNAL') });
+    }
+    // A cancel that arrived while the outputs were being stored still wins.
+    if (signal.aborted) {
+      await this.discard(refs);
+      return this.end(job, 'cancelled');
+    }
+    const endedAt = this.now();
+    const outcome = JobOutcome.safeParse({
+      results: refs,
+      engine: result.engine,
+      timings: {
+        ...result.timings,
+        queued: (job.startedAt ?? job.createdAt) - job.createdAt,
+        total: endedAt - job.createdAt,
+      },
+      device: this.device(),
+    });
+    if (!outcome.success) {
+      await this.discard(refs);
+      return this.end(job, 'error', { error: errorBody('E_INTERNAL') });
+    }
+    this.end(job, 'finished', { outcome: outcome.data });
+  }
+
+  /** The engine reports its device in health(); a job cannot finish before the worker is ready, so
+   *  the `cpu` fallback only covers an engine that does not know. */
+  private device(): 'cuda' | 'cpu' {
+    try {
+      return this.engine.health().device?.provider ?? 'cpu';
+    } catch {
+      return 'cpu';
+    }
+  }
+
+  /** Stores every output; on any failure removes those already stored and rethrows. */
+  private async store(outputs: readonly EngineOutput[]): Promise<ResultRef[]> {
+    const refs: ResultRef[] = [];
+    try {
+      for (const output of outputs) {
+        const file = await this.results.put(output.png, {
+          mime: 'image/png',
+          width: output.width,
+          height: output.height,
+          role: output.role,
+        });
+        refs.push({ id: file.id, role: output.role, mime: 'image/png', width: output.width, height: output.height });
+      }
+    } catch (error) {
+      await this.discard(refs);
+      throw error;
+    }
+    return refs;
+  }
+
+  private async discard(refs: readonly ResultRef[]): Promise<void> {
+    await Promise.all(refs.map((ref) => this.results.delete(ref.id).catch(() => undefined)));
+  }
+
+  /** Forwards engine progress while the job runs and is not cancelled; the step preview travels as a
+   *  PNG data URL when the client asked for previews and it fits the event's size limit. */
+  private reportProgress(job: Job, progress: EngineProgress, signal: AbortSignal): void {
+    if (signal.aborted || job.state !== 'running') return;
+    const event = {
+      ...eventBase(job),
+      type: 'progress' as const,
+      stage: progress.stage,
+      step: progress.step,
+      total: progress.total,
+    };
+    const preview =
+      job.request.stepPreviews && progress.preview
+        ? `data:image/png;base64,${Buffer.from(progress.preview).toString('base64')}`
+        : undefined;
+    const withPreview = preview === undefined ? undefined : ProgressEvent.safeParse({ ...event, preview });
+    const parsed = withPreview?.success ? withPreview : ProgressEvent.safeParse(event);
+    if (parsed.success) this.emit(job, parsed.data);
+  }
+
+  /** Sets a job's final state and sends its one terminal event. */
+  private end(job: Job, state: 'finished' | 'cancelled' | 'error', detail: { outcome?: JobOutcome; error?: ErrorBody } = {}): void {
+    job.state = state;
+    job.image = undefined;
+    job.position = undefined;
+    job.outcome = detail.outcome;
+    job.error = detail.error;
+    job.endedAt = this.now();
+    this.ended.push(job);
+    const base = eventBase(job);
+    if (state === 'finished' && detail.outcome) this.emit(job, { ...base, type: 'finished', outcome: detail.outcome });
+    else if (state === 'error') this.emit(job, { ...base, type: 'error', error: detail.error ?? errorBody('E_INTERNAL') });
+    else this.emit(job, { ...base, type: 'cancelled' });
+  }
+
+  /** Sends a `queued` event to every waiting job whose position changed. */
+  private announcePositions(): void {
+    let position = 0;
+    for (const job of this.waiting) {
+      position += 1;
+      if (job.position === position) continue;
+      job.position = position;
+      this.emit(job, { ...eventBase(job), type: 'queued', position });
+    }
+  }
+
+  private forgetExpired(): void {
+    const cutoff = this.now() - this.settings.keepFinishedMs;
+    while (this.ended.length > 0 && (this.ended[0]?.endedAt ?? Infinity) <= cutoff) {
+      const job = this.ended.shift();
+      if (!job) break;
+      const clientJobs = this.jobs.get(job.clientId);
+      if (clientJobs?.get(job.jobId) === job) clientJobs.delete(job.jobId);
+      if (clientJobs?.size === 0) this.jobs.delete(job.clientId);
+    }
+  }
+
+  private emit(job: Job, event: JobEvent): void {
+    const set = this.listeners.get(job.clientId);
+    if (!set) return;
+    for (const listener of [...set]) {
+      try {
+        listener(event);
+      } catch {
+        // A failing listener (e.g. a socket that just closed) must not stop the queue or other listeners.
+      }
+    }
+  }
+}
+
+function eventBase(job: Job): { v: typeof PROTOCOL_VERSION; jobId: string; kind: JobKind } {
+  return { v: PROTOCOL_VERSION, jobId: job.jobId, kind: job.kind };
+}
+
+function snapshot(job: Job): JobState {
+  return {
+    jobId: job.jobId,
+    kind: job.kind,
+    state: job.state,
+    ...(job.state === 'queued' && job.position !== undefined ? { position: job.position } : {}),
+    ...(job.outcome ? { outcome: job.outcome } : {}),
+    ...(job.error ? { error: job.error } : {}),
+    createdAt: job.createdAt,
+  };
+}
+
+function errorBody(code: keyof typeof ERRORS): ErrorBody {
+  return new P2pzError(code).toBody();
+}
+
+/** JSON with object keys sorted at every level, so equal requests give equal strings. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
+}

@@ -1,0 +1,189 @@
+// Files kept for a while under server-generated ids: uploaded images ($HOME/uploads) and job results
+// ($HOME/results), one instance per folder. The index (id → metadata) lives in memory, so a file name
+// on disk is only ever built from an id this process generated and still holds: a client-supplied id
+// is checked for shape and looked up in the index before any file access (RELIABILITY.md R20).
+// Files expire and their total size is capped, oldest first (R13). A store does not outlive its
+// process: files a previous run left behind are stale and are removed when the store opens.
+import { chmod, mkdir, readFile, readdir, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { P2pzError } from '../../shared/protocol/index.js';
+import { isServerId, newId } from './ids.js';
+
+export const RESULT_STORE_DEFAULTS = Object.freeze({
+  /** A file is forgotten and deleted this long after it was stored (1 hour). */
+  maxAgeMs: 3600_000,
+  /** Total bytes of all files; storing beyond it deletes the oldest files first (1 GiB). */
+  maxTotalBytes: 1024 ** 3,
+  /** How often the background timer sweeps expired files (unref'd: it never keeps the process up);
+   *  0 turns the timer off. Expired files are refused by `get` whether or not a sweep has run. */
+  sweepIntervalMs: 60_000,
+});
+export type ResultStoreOptions = Partial<typeof RESULT_STORE_DEFAULTS> & {
+  /** Clock in epoch milliseconds. */
+  now?: () => number;
+};
+
+const EXTENSIONS = { 'image/png': '.png', 'image/jpeg': '.jpg', 'image/webp': '.webp' } as const;
+export type StoredMime = keyof typeof EXTENSIONS;
+
+/** Names this store writes: `<id>.<ext>`. Only these are ever deleted from the folder. */
+const OWN_FILE = /^[A-Za-z0-9_-]{22}\.(?:png|jpg|webp)$/;
+
+export interface StoredMeta {
+  readonly mime: StoredMime;
+  readonly width: number;
+  readonly height: number;
+  readonly role?: 'image' | 'mask';
+}
+
+export interface StoredFile extends StoredMeta {
+  readonly id: string;
+  /** Bytes on disk. */
+  readonly size: number;
+  /** Epoch milliseconds. */
+  readonly createdAt: number;
+  readonly expiresAt: number;
+}
+
+export class ResultStore {
+  /** Insertion order is creation order: the first entry is the oldest. */
+  private readonly index = new Map<string, StoredFile>();
+  private totalBytes = 0;
+  private readonly settings: typeof RESULT_STORE_DEFAULTS;
+  private readonly now: () => number;
+  private timer: NodeJS.Timeout | undefined;
+
+  private constructor(
+    private readonly dir: string,
+    options: ResultStoreOptions,
+  ) {
+    const { now, ...settings } = options;
+    this.settings = { ...RESULT_STORE_DEFAULTS, ...settings };
+    this.now = now ?? Date.now;
+  }
+
+  /** Creates `dir` (mode 0700), removes the files a previous run left there, starts the sweep timer. */
+  static async open(dir: string, options: ResultStoreOptions = {}): Promise<ResultStore> {
+    const store = new ResultStore(dir, options);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    // mkdir leaves an existing folder's mode alone.
+    await chmod(dir, 0o700);
+    const stale = (await readdir(dir)).filter((name) => OWN_FILE.test(name));
+    await Promise.all(stale.map((name) => unlinkIfPresent(join(dir, name))));
+    const interval = store.settings.sweepIntervalMs;
+    if (interval > 0) {
+      store.timer = setInterval(() => void store.sweep().catch(() => undefined), interval);
+      store.timer.unref();
+    }
+    return store;
+  }
+
+  /** Stores `bytes` under a fresh id (file mode 0600). Throws E_PAYLOAD_TOO_LARGE when the file alone
+   *  exceeds the total cap; otherwise deletes the oldest files until the total fits. */
+  async put(bytes: Uint8Array, meta: StoredMeta): Promise<StoredFile> {
+    if (bytes.byteLength > this.settings.maxTotalBytes) throw new P2pzError('E_PAYLOAD_TOO_LARGE');
+    const id = newId();
+    // 'wx': never overwrite, even on an id collision.
+    await writeFile(this.pathOf(id, meta.mime), bytes, { mode: 0o600, flag: 'wx' });
+    const createdAt = this.now();
+    const file: StoredFile = {
+      id,
+      mime: meta.mime,
+      width: meta.width,
+      height: meta.height,
+      ...(meta.role === undefined ? {} : { role: meta.role }),
+      size: bytes.byteLength,
+      createdAt,
+      expiresAt: createdAt + this.settings.maxAgeMs,
+    };
+    this.index.set(id, file);
+    this.totalBytes += file.size;
+    await this.evictOverCap();
+    return file;
+  }
+
+  /** The file and its metadata; undefined for an id of the wrong shape (no file access at all), an
+   *  unknown or expired id, or a file that is gone or changed on disk. */
+  async get(id: string): Promise<{ bytes: Uint8Array; meta: StoredFile } | undefined> {
+    if (!isServerId(id)) return undefined;
+    const meta = this.index.get(id);
+    if (meta === undefined) return undefined;
+    if (this.isExpired(meta)) {
+      await this.remove(meta);
+      return undefined;
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = await readFile(this.pathOf(id, meta.mime));
+    } catch {
+      this.forget(meta);
+      return undefined;
+    }
+    if (bytes.byteLength !== meta.size) {
+      await this.remove(meta);
+      return undefined;
+    }
+    return { bytes, meta };
+  }
+
+  /** Deletes one file; unknown ids are ignored. */
+  async delete(id: string): Promise<void> {
+    if (!isServerId(id)) return;
+    const meta = this.index.get(id);
+    if (meta !== undefined) await this.remove(meta);
+  }
+
+  /** Deletes expired files, then the oldest files while the total exceeds the cap. */
+  async sweep(): Promise<void> {
+    const expired = [...this.index.values()].filter((meta) => this.isExpired(meta));
+    await Promise.all(expired.map((meta) => this.remove(meta)));
+    await this.evictOverCap();
+  }
+
+  /** Number of files and their total bytes. */
+  usage(): { files: number; bytes: number } {
+    return { files: this.index.size, bytes: this.totalBytes };
+  }
+
+  /** Stops the sweep timer; the files stay until they expire or the next `open`. */
+  close(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private async evictOverCap(): Promise<void> {
+    const victims: StoredFile[] = [];
+    for (const meta of this.index.values()) {
+      if (this.totalBytes <= this.settings.maxTotalBytes) break;
+      victims.push(meta);
+      this.forget(meta);
+    }
+    await Promise.all(victims.map((meta) => unlinkIfPresent(this.pathOf(meta.id, meta.mime))));
+  }
+
+  private isExpired(meta: StoredFile): boolean {
+    return this.now() >= meta.expiresAt;
+  }
+
+  /** Drops `meta` from the index first (so no reader finds it any more), then deletes its file. */
+  private async remove(meta: StoredFile): Promise<void> {
+    this.forget(meta);
+    await unlinkIfPresent(this.pathOf(meta.id, meta.mime));
+  }
+
+  private forget(meta: StoredFile): void {
+    if (this.index.delete(meta.id)) this.totalBytes -= meta.size;
+  }
+
+  private pathOf(id: string, mime: StoredMime): string {
+    return join(this.dir, id + EXTENSIONS[mime]);
+  }
+}
+
+async function unlinkIfPresent(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+}
