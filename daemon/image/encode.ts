@@ -1,0 +1,85 @@
+// Encodes the pipeline's pixels as PNG: results (RGB with the input's alpha re-attached), grayscale
+// attention masks, and the small step previews streamed during a job (DESIGN.md §3 stage 7).
+//
+// PNG compression is on the hot path of every job. Measured on a 512×512 photo-like RGB image
+// (`npx vitest bench test/daemon/image/encode.bench.ts`, sharp 0.35.5 / zlib-ng, one core):
+// LEVEL_TABLE
+import sharp, { type Sharp } from 'sharp';
+import { P2pzError } from '../../shared/protocol/index.js';
+import { ownBytes } from './bytes.js';
+
+export interface PngOptions {
+  /** zlib level 0 (stored) to 9 (smallest). */
+  readonly compressionLevel: number;
+}
+
+export const ENCODE_DEFAULTS = Object.freeze({
+  /** See the table above. */
+  compressionLevel: 1,
+  /** Step previews: the long side at most this (never upscaled). */
+  previewMaxSide: 128,
+  /** A preview is at most 128·128·3 bytes of pixels plus one filter byte per row and zlib framing:
+   *  under 50 KB even at level 0, within the 64 KB the progress event allows. */
+  previewMaxBytes: 64 * 1024,
+});
+
+export interface RgbImage {
+  readonly width: number;
+  readonly height: number;
+  /** HWC, 3 channels, sRGB. */
+  readonly rgb: Uint8Array;
+  /** HW, re-attached as the PNG's alpha channel when given. */
+  readonly alpha?: Uint8Array | null;
+}
+
+/** An 8-bit RGB (or RGBA when `alpha` is given) PNG, not premultiplied: pixels round-trip exactly. */
+export async function encodePng(image: RgbImage, options: Partial<PngOptions> = {}): Promise<Uint8Array> {
+  const { width, height, rgb, alpha } = image;
+  checkPlane(rgb, width, height, 3, 'rgb');
+  let pipeline = sharp(rgb, { raw: { width, height, channels: 3 } });
+  if (alpha) {
+    checkPlane(alpha, width, height, 1, 'alpha');
+    pipeline = pipeline.joinChannel(Buffer.from(alpha.buffer, alpha.byteOffset, alpha.byteLength), { raw: { width, height, channels: 1 } });
+  }
+  return png(pipeline, options);
+}
+
+/** An 8-bit grayscale PNG (colour type 0), e.g. the attention mask. */
+export async function encodeGrayPng(width: number, height: number, gray: Uint8Array, options: Partial<PngOptions> = {}): Promise<Uint8Array> {
+  checkPlane(gray, width, height, 1, 'gray');
+  // One raw channel must be marked b-w, or libvips writes it as RGB.
+  return png(sharp(gray, { raw: { width, height, channels: 1 } }).toColourspace('b-w'), options);
+}
+
+/** A step preview: RGB downscaled (aspect kept) so the long side is at most 128 px, as PNG ≤ 64 KB. */
+export async function encodePreviewPng(image: Omit<RgbImage, 'alpha'>, options: Partial<PngOptions> = {}): Promise<Uint8Array> {
+  const { width, height, rgb } = image;
+  checkPlane(rgb, width, height, 3, 'rgb');
+  const side = ENCODE_DEFAULTS.previewMaxSide;
+  const out = await png(
+    sharp(rgb, { raw: { width, height, channels: 3 } }).resize(side, side, { fit: 'inside', withoutEnlargement: true }),
+    options,
+  );
+  if (out.length > ENCODE_DEFAULTS.previewMaxBytes) {
+    throw new P2pzError('E_INTERNAL', `A step preview came out at ${out.length} bytes.`);
+  }
+  return out;
+}
+
+async function png(pipeline: Sharp, options: Partial<PngOptions>): Promise<Uint8Array> {
+  const { compressionLevel } = { compressionLevel: ENCODE_DEFAULTS.compressionLevel, ...options };
+  if (!Number.isInteger(compressionLevel) || compressionLevel < 0 || compressionLevel > 9) {
+    throw new P2pzError('E_INTERNAL', `PNG compression level ${compressionLevel} is not 0..9.`);
+  }
+  const data = await pipeline.png({ compressionLevel, adaptiveFiltering: false, palette: false }).toBuffer();
+  return ownBytes(data);
+}
+
+function checkPlane(pixels: Uint8Array, width: number, height: number, channels: number, name: string): void {
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0) {
+    throw new P2pzError('E_INTERNAL', `${name}: ${width}×${height} is not a size.`);
+  }
+  if (pixels.length !== width * height * channels) {
+    throw new P2pzError('E_INTERNAL', `${name} holds ${pixels.length} values, not ${width}×${height}×${channels}.`);
+  }
+}

@@ -1,0 +1,104 @@
+// Conversions between the pipeline's 8-bit pixels and the models' float tensors, the working size
+// (DESIGN.md §3: long side 512, aspect kept, dimensions multiples of 64) and resampling between the
+// input size and the working size.
+import sharp, { type KernelEnum } from 'sharp';
+import { P2pzError } from '../../shared/protocol/index.js';
+import { ownBytes } from './bytes.js';
+
+export const TENSOR_DEFAULTS = Object.freeze({
+  /** Working size: the long side, in pixels (DESIGN.md §3). */
+  longSide: 512,
+  /** The VAE downsamples by 8 and the UNet by 8 more: sides are multiples of 64. */
+  multiple: 64,
+  /** RGB resampling: Lanczos a=3 keeps edges sharp both ways; its small overshoot is clamped to
+   *  0..255 by the 8-bit output. */
+  rgbKernel: 'lanczos3' as ResizeKernel,
+  /** Alpha and mask resampling: (bi)linear never overshoots, so a hard alpha edge gets no halo,
+   *  fully transparent or opaque regions stay exactly 0 or 255, and an attention mask upsampled
+   *  from the latent grid stays within its own range. */
+  alphaKernel: 'linear' as ResizeKernel,
+});
+
+export type ResizeKernel = KernelEnum[keyof KernelEnum];
+
+/** The working size for an image of `width`×`height`: the long side becomes `longSide` (a multiple of
+ *  64), the short side `longSide·short/long` rounded to the nearest multiple of 64 (at least 64).
+ *  E.g. 1920×1080 → 512×320, 1000×1000 → 512×512, 300×2000 → 64×512 (77 rounds to 64). */
+export function workingSize(width: number, height: number, longSide: number = TENSOR_DEFAULTS.longSide): { width: number; height: number } {
+  const m = TENSOR_DEFAULTS.multiple;
+  if (!isPositiveInt(width) || !isPositiveInt(height)) throw internal(`workingSize: ${width}×${height} is not a size.`);
+  if (!isPositiveInt(longSide) || longSide % m !== 0) throw internal(`workingSize: long side ${longSide} is not a positive multiple of ${m}.`);
+  const short = Math.max(m, Math.round((longSide * Math.min(width, height)) / Math.max(width, height) / m) * m);
+  return width >= height ? { width: longSide, height: short } : { width: short, height: longSide };
+}
+
+/** x[0, c, y, x] = rgb[(y·W + x)·3 + c] / 127.5 − 1: HWC uint8 → NCHW float32 [1, 3, H, W] in [−1, 1]
+ *  (the VAE encoder's input range). */
+export function rgbToTensor(rgb: Uint8Array, width: number, height: number): Float32Array {
+  const plane = checkPixels(rgb, width, height, 3, 'rgb');
+  const tensor = new Float32Array(3 * plane);
+  for (let p = 0; p < plane; p++) {
+    tensor[p] = (rgb[p * 3] ?? 0) / 127.5 - 1;
+    tensor[plane + p] = (rgb[p * 3 + 1] ?? 0) / 127.5 - 1;
+    tensor[2 * plane + p] = (rgb[p * 3 + 2] ?? 0) / 127.5 - 1;
+  }
+  return tensor;
+}
+
+/** rgb[(y·W + x)·3 + c] = round(clamp((x[0, c, y, x] + 1)·127.5, 0, 255)): NCHW float32 [1, 3, H, W]
+ *  in [−1, 1] (the VAE decoder's output) → HWC uint8. Values outside the range are clamped; NaN → 0.
+ *  Exact inverse of `rgbToTensor`. */
+export function tensorToRgb(data: Float32Array, width: number, height: number): Uint8Array {
+  const plane = checkPixels(data, width, height, 3, 'tensor');
+  const rgb = new Uint8Array(3 * plane);
+  for (let c = 0; c < 3; c++) {
+    for (let p = 0; p < plane; p++) {
+      const v = ((data[c * plane + p] ?? 0) + 1) * 127.5;
+      rgb[p * 3 + c] = v > 0 ? (v < 255 ? Math.round(v) : 255) : 0;
+    }
+  }
+  return rgb;
+}
+
+/** Resamples HWC 8-bit RGB from w×h to newW×newH (aspect not kept: the caller chose the size). */
+export function resizeRgb(rgb: Uint8Array, w: number, h: number, newW: number, newH: number, kernel: ResizeKernel = TENSOR_DEFAULTS.rgbKernel): Promise<Uint8Array> {
+  return resizeChannels(rgb, w, h, 3, newW, newH, kernel);
+}
+
+/** Resamples one 8-bit channel (alpha, or a grayscale mask) from w×h to newW×newH. */
+export function resizeAlpha(alpha: Uint8Array, w: number, h: number, newW: number, newH: number, kernel: ResizeKernel = TENSOR_DEFAULTS.alphaKernel): Promise<Uint8Array> {
+  return resizeChannels(alpha, w, h, 1, newW, newH, kernel);
+}
+
+async function resizeChannels(pixels: Uint8Array, w: number, h: number, channels: 1 | 3, newW: number, newH: number, kernel: ResizeKernel): Promise<Uint8Array> {
+  checkPixels(pixels, w, h, channels, channels === 1 ? 'alpha' : 'rgb');
+  if (!isPositiveInt(newW) || !isPositiveInt(newH)) throw internal(`resize: ${newW}×${newH} is not a size.`);
+  if (newW === w && newH === h) return pixels.slice();
+  const { data, info } = await sharp(pixels, { raw: { width: w, height: h, channels } })
+    .resize(newW, newH, { fit: 'fill', kernel })
+    // One raw channel is read as b-w; without this libvips would hand back three.
+    .toColourspace(channels === 1 ? 'b-w' : 'srgb')
+    .raw({ depth: 'uchar' })
+    .toBuffer({ resolveWithObject: true });
+  if (info.channels !== channels || data.length !== newW * newH * channels) {
+    throw internal(`resize: got ${info.width}×${info.height}×${info.channels}, wanted ${newW}×${newH}×${channels}.`);
+  }
+  return ownBytes(data);
+}
+
+function checkPixels(pixels: Uint8Array | Float32Array, width: number, height: number, channels: number, name: string): number {
+  if (!isPositiveInt(width) || !isPositiveInt(height)) throw internal(`${name}: ${width}×${height} is not a size.`);
+  const plane = width * height;
+  if (pixels.length !== plane * channels) {
+    throw internal(`${name} holds ${pixels.length} values, not ${width}×${height}×${channels}.`);
+  }
+  return plane;
+}
+
+function isPositiveInt(n: number): boolean {
+  return Number.isInteger(n) && n > 0;
+}
+
+function internal(detail: string): P2pzError {
+  return new P2pzError('E_INTERNAL', detail);
+}
