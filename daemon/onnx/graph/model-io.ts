@@ -1,0 +1,156 @@
+// Reading and writing ONNX model files without touching their external weights. Decoding reads only
+// `model.onnx` (the graph and inline tensors); an external tensor stays a reference (location, offset,
+// length) into its weights file, which is never opened here — an SD 1.5 UNet's 3.4 GB of weights are
+// neither loaded into JS memory nor copied. Derived graphs (extra outputs, gradient graphs) are written
+// next to the original and point at the very same weights file and offsets. onnxruntime only accepts
+// external data inside the model's own folder, so a derived model must live in the weights' folder (or
+// above it).
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { P2pzError } from '../../../shared/protocol/errors.js';
+import { DATA_LOCATION, int64ToNumber, onnx } from './onnx-proto.js';
+import type { GraphProto, ModelProto, TensorProto } from './onnx-proto.js';
+
+/** Where one external tensor's bytes live. `location` is relative to the model file's folder. */
+export interface ExternalDataRef {
+  readonly tensor: string;
+  readonly location: string;
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** Decodes model bytes. A malformed file is `E_MODEL_INVALID`. */
+export function decodeModel(bytes: Uint8Array): ModelProto {
+  try {
+    const model = onnx.ModelProto.decode(bytes);
+    if (!model.graph) throw new Error('no graph');
+    return model;
+  } catch {
+    throw new P2pzError('E_MODEL_INVALID', 'An ONNX graph could not be decoded.');
+  }
+}
+
+export function encodeModel(model: ModelProto): Uint8Array {
+  return onnx.ModelProto.encode(model).finish();
+}
+
+/** Reads and decodes `path` (only that file: external weights stay on disk, unread). */
+export async function readModel(path: string): Promise<ModelProto> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new P2pzError('E_MODEL_MISSING', 'An ONNX graph file is missing.');
+    throw new P2pzError('E_MODEL_INVALID', 'An ONNX graph file could not be read.');
+  }
+  return decodeModel(bytes);
+}
+
+/** The graph of a decoded model (decodeModel guarantees one). */
+export function graphOf(model: ModelProto): GraphProto {
+  if (!model.graph) throw new P2pzError('E_MODEL_INVALID', 'The ONNX model has no graph.');
+  return model.graph;
+}
+
+export function isExternal(t: TensorProto): boolean {
+  return t.dataLocation === DATA_LOCATION.EXTERNAL;
+}
+
+/** The external data reference of one tensor, or undefined when its data is inline. */
+export function externalDataRef(t: TensorProto): ExternalDataRef | undefined {
+  if (!isExternal(t)) return undefined;
+  const entries = new Map((t.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']));
+  const location = entries.get('location');
+  if (!location) throw new P2pzError('E_MODEL_INVALID', `Tensor ${t.name ?? ''} has external data without a location.`);
+  const offset = Number(entries.get('offset') ?? '0');
+  const lengthText = entries.get('length');
+  const length = lengthText === undefined ? byteLengthOf(t) : Number(lengthText);
+  if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+    throw new P2pzError('E_MODEL_INVALID', `Tensor ${t.name ?? ''} has a malformed external data reference.`);
+  }
+  return { tensor: t.name ?? '', location, offset, length };
+}
+
+/** Every external tensor reference of the main graph, in initializer order. */
+export function externalDataRefs(model: ModelProto): ExternalDataRef[] {
+  const refs: ExternalDataRef[] = [];
+  for (const t of graphOf(model).initializer ?? []) {
+    const ref = externalDataRef(t);
+    if (ref) refs.push(ref);
+  }
+  return refs;
+}
+
+/** Bytes of a tensor from its dims and type (4 bytes per element unless int64/double). */
+function byteLengthOf(t: TensorProto): number {
+  const count = (t.dims ?? []).reduce<number>((a, d) => a * int64ToNumber(d), 1);
+  const size = t.dataType === 7 || t.dataType === 11 ? 8 : t.dataType === 10 ? 2 : t.dataType === 9 ? 1 : 4;
+  return count * size;
+}
+
+/**
+ * Checks, by `stat` only, that every external reference of the model at `modelPath` resolves inside
+ * the model's folder to a file large enough for it. Missing weights are `E_MODEL_MISSING`; a short
+ * or escaping reference is `E_MODEL_INVALID`.
+ */
+export async function checkExternalData(model: ModelProto, modelPath: string): Promise<void> {
+  const dir = dirname(resolve(modelPath));
+  const sizes = new Map<string, number>();
+  for (const ref of externalDataRefs(model)) {
+    const file = resolveLocation(dir, ref.location);
+    let size = sizes.get(file);
+    if (size === undefined) {
+      try {
+        size = (await stat(file)).size;
+      } catch {
+        throw new P2pzError('E_MODEL_MISSING', 'A weights file of the model is missing.');
+      }
+      sizes.set(file, size);
+    }
+    if (ref.offset + ref.length > size) throw new P2pzError('E_MODEL_INVALID', 'A weights file of the model is shorter than its graph says.');
+  }
+}
+
+function resolveLocation(dir: string, location: string): string {
+  const file = resolve(dir, location);
+  if (isAbsolute(location) || !(file + sep).startsWith(dir + sep) || file === dir) {
+    throw new P2pzError('E_MODEL_INVALID', 'A weights reference points outside the model folder.');
+  }
+  return file;
+}
+
+/** Writes `bytes` to `path` through a temporary file and a rename (never a half-written model). */
+export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}`);
+  try {
+    await writeFile(tmp, bytes);
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+/**
+ * Writes `model` — decoded from `originalPath` and edited — to `derivedPath`, rewriting each external
+ * reference's `location` so it resolves from the new file to the same weights file (offsets and lengths
+ * unchanged). The weights file is not read, copied or modified, and `originalPath` itself is never
+ * overwritten. `model` is not mutated.
+ */
+export async function writeDerivedModel(model: ModelProto, originalPath: string, derivedPath: string): Promise<void> {
+  const fromDir = dirname(resolve(originalPath));
+  const toDir = dirname(resolve(derivedPath));
+  if (resolve(originalPath) === resolve(derivedPath)) throw new Error('a derived model must not overwrite its original');
+  const copy = onnx.ModelProto.decode(encodeModel(model));
+  for (const t of graphOf(copy).initializer ?? []) {
+    const ref = externalDataRef(t);
+    if (!ref) continue;
+    const target = resolveLocation(fromDir, ref.location);
+    const location = relative(toDir, target).split(sep).join('/');
+    if (location.startsWith('../') || isAbsolute(location)) {
+      throw new Error(`derived model in ${toDir} cannot reference weights outside its folder (onnxruntime refuses them)`);
+    }
+    t.externalData = (t.externalData ?? []).map((e) => (e.key === 'location' ? { key: 'location', value: location } : e));
+  }
+  await writeFileAtomic(derivedPath, encodeModel(copy));
+}

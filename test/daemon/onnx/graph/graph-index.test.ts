@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import {
+  addOutputs, consumers, findInitializer, findNode, namesInUse, producers, topologicalOrder, uniqueName, valueInfos,
+} from '../../../../daemon/onnx/graph/graph-index.js';
+import type { GraphProto } from '../../../../daemon/onnx/graph/onnx-proto.js';
+
+// a → A → b; b → B → c; (a, b) → C → d; d and c are outputs. Listed out of order on purpose.
+function graph(): GraphProto {
+  return {
+    node: [
+      { name: 'C', opType: 'Add', input: ['a', 'b'], output: ['d'] },
+      { name: 'B', opType: 'Relu', input: ['b'], output: ['c'] },
+      { name: 'A', opType: 'MatMul', input: ['a', 'w'], output: ['b'] },
+    ],
+    input: [{ name: 'a', type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 }] } } } }],
+    output: [{ name: 'd' }],
+    valueInfo: [{ name: 'b', type: { tensorType: { elemType: 11 } } }],
+    initializer: [{ name: 'w', dims: [2, 2], dataType: 1 }],
+  };
+}
+
+describe('graph index helpers', () => {
+  it('finds initializers, nodes and value infos by name', () => {
+    const g = graph();
+    expect(findInitializer(g, 'w')?.dims).toEqual([2, 2]);
+    expect(findInitializer(g, 'x')).toBeUndefined();
+    expect(findNode(g, 'B')?.opType).toBe('Relu');
+    expect([...valueInfos(g).keys()]).toEqual(['a', 'd', 'b']);
+  });
+
+  it('maps producers and consumers', () => {
+    const g = graph();
+    const p = producers(g);
+    expect(p.get('b')?.name).toBe('A');
+    expect(p.has('a')).toBe(false);
+    const c = consumers(g);
+    expect(c.get('a')?.map((n) => n.name)).toEqual(['C', 'A']);
+    expect(c.get('b')?.map((n) => n.name)).toEqual(['C', 'B']);
+    expect(c.get('d')).toBeUndefined();
+  });
+
+  it('orders nodes topologically and detects cycles and undefined inputs', () => {
+    expect(topologicalOrder(graph()).map((n) => n.name)).toEqual(['A', 'C', 'B']);
+    const cyclic = graph();
+    cyclic.node![2]!.input = ['a', 'c'];
+    expect(() => topologicalOrder(cyclic)).toThrow(/cycle/);
+    const dangling = graph();
+    dangling.node![1]!.input = ['zzz'];
+    expect(() => topologicalOrder(dangling)).toThrow(/zzz/);
+  });
+
+  it('makes fresh unique names', () => {
+    const used = namesInUse(graph());
+    expect(used.has('C') && used.has('w') && used.has('d')).toBe(true);
+    expect(uniqueName(used, 'b')).toBe('b_1');
+    expect(uniqueName(used, 'b')).toBe('b_2');
+    expect(uniqueName(used, 'fresh')).toBe('fresh');
+  });
+
+  it('adds outputs with the known element type, once, and rejects unknown values', () => {
+    const g = graph();
+    expect(addOutputs(g, [{ name: 'b' }, { name: 'c' }, { name: 'd' }])).toEqual(['b', 'c']);
+    expect(g.output?.map((o) => [o.name, o.type?.tensorType?.elemType])).toEqual([['d', undefined], ['b', 11], ['c', 1]]);
+    expect(addOutputs(g, [{ name: 'b' }])).toEqual([]);
+    expect(() => addOutputs(g, [{ name: 'nope' }])).toThrow(/nope/);
+  });
+});
