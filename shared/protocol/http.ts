@@ -51,6 +51,16 @@ export const PairRequest = z.object({
 });
 export const PairResponse = z.object({ v: Version, token: z.string() });
 
+/** POST /v1/pairing-code (CLI token only): a fresh pairing code, replacing the previous one. */
+export const PairingCodeRequest = z.object({ v: Version });
+export const PairingCodeResponse = z.object({
+  v: Version,
+  code: z.string().regex(/^[0-9]{6}$/),
+  /** Epoch milliseconds. */
+  expiresAt: z.number().int().positive(),
+});
+export type PairingCodeResponse = z.infer<typeof PairingCodeResponse>;
+
 /** POST /v1/images, body = the raw image with its exact Content-Type. */
 export const ImageUploadResponse = z.object({
   v: Version,
