@@ -1,0 +1,113 @@
+// The daemon's configuration: where it keeps its files, where it listens, and the service-level
+// defaults. Module-specific limits live with their modules (HTTP_DEFAULTS in server/http-server.ts,
+// WS_DEFAULTS in server/ws.ts, PAIRING_DEFAULTS in server/pairing.ts, BODY_LIMITS in server/body.ts);
+// this file composes them into one resolved config.
+import { homedir } from 'node:os';
+import { isIP } from 'node:net';
+import { join, resolve, win32 } from 'node:path';
+import { z } from 'zod';
+import { DEFAULT_PORT, P2pzError, Version } from '../shared/protocol/index.js';
+
+// Replaced by esbuild with the package version (scripts/build.mjs); absent when run from source.
+declare const P2PZ_VERSION: string | undefined;
+export const DAEMON_VERSION: string = typeof P2PZ_VERSION === 'string' ? P2PZ_VERSION : '0.0.0-dev';
+
+export type DeviceChoice = 'auto' | 'cpu' | 'cuda';
+
+export const DAEMON_DEFAULTS = Object.freeze({
+  /** Interface to listen on. Loopback only; anything else needs `allowRemote` (R1). */
+  host: '127.0.0.1',
+  /** TCP port; 0 picks a free one (tests). 7860 is taken by common SD UIs, hence 7870. */
+  port: DEFAULT_PORT,
+  /** Must be true to listen on a non-loopback interface. Every route then needs a token, health too. */
+  allowRemote: false,
+  /** Execution provider for the worker: `auto` tries CUDA and falls back to CPU. */
+  device: 'auto' as DeviceChoice,
+  /** How long close() waits for running jobs to stop cooperatively before closing the engine anyway. */
+  shutdownGraceMs: 3_000,
+});
+
+/** Names of the files and folders inside the data directory. */
+export const HOME_LAYOUT = Object.freeze({
+  /** Installed models (diffusion folders and `gan/<source>-<target>/`). */
+  models: 'models',
+  /** Uploaded images waiting for jobs; expire like results. */
+  uploads: 'uploads',
+  /** Job outputs (PNG), served by GET /v1/results/:id. */
+  results: 'results',
+  /** The CLI token in plain text (0600): `p2pz token` prints it, `p2pz pair` uses it. */
+  cliToken: 'token',
+  /** Hashes of the tokens issued at pairing (0600). */
+  tokens: 'tokens.json',
+  /** `{v, pid, port, url}` of the running daemon (0600), written once it listens. */
+  daemonInfo: 'daemon.json',
+});
+
+export interface DaemonPaths {
+  readonly home: string;
+  readonly models: string;
+  readonly uploads: string;
+  readonly results: string;
+  readonly cliToken: string;
+  readonly tokens: string;
+  readonly daemonInfo: string;
+}
+
+/**
+ * The data directory: `$P2PZ_HOME` when set, else the platform's per-user data folder:
+ * Linux `$XDG_DATA_HOME/p2pz` or `~/.local/share/p2pz`, macOS `~/Library/Application Support/p2pz`,
+ * Windows `%LOCALAPPDATA%\p2pz` (or `~\AppData\Local\p2pz`).
+ */
+export function defaultHome(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  platform: NodeJS.Platform = process.platform,
+  home: string = homedir(),
+): string {
+  const explicit = env['P2PZ_HOME'];
+  if (explicit) return resolve(explicit);
+  if (platform === 'win32') return win32.join(env['LOCALAPPDATA'] || win32.join(home, 'AppData', 'Local'), 'p2pz');
+  if (platform === 'darwin') return join(home, 'Library', 'Application Support', 'p2pz');
+  const xdg = env['XDG_DATA_HOME'];
+  // XDG says relative values are invalid and must be ignored.
+  return join(xdg && xdg.startsWith('/') ? xdg : join(home, '.local', 'share'), 'p2pz');
+}
+
+export function homePaths(home: string): DaemonPaths {
+  const root = resolve(home);
+  return Object.freeze({
+    home: root,
+    models: join(root, HOME_LAYOUT.models),
+    uploads: join(root, HOME_LAYOUT.uploads),
+    results: join(root, HOME_LAYOUT.results),
+    cliToken: join(root, HOME_LAYOUT.cliToken),
+    tokens: join(root, HOME_LAYOUT.tokens),
+    daemonInfo: join(root, HOME_LAYOUT.daemonInfo),
+  });
+}
+
+/** True for addresses that only this machine can reach. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  if (h === 'localhost' || h === '::1') return true;
+  return isIP(h) === 4 && h.startsWith('127.');
+}
+
+/** R1: listening anywhere but loopback is refused unless explicitly allowed. */
+export function checkListenHost(host: string, allowRemote: boolean): void {
+  if (!isLoopbackHost(host) && !allowRemote) {
+    throw new P2pzError(
+      'E_BAD_REQUEST',
+      `Refusing to listen on ${host}: only loopback addresses are allowed by default.`,
+      'Use the default 127.0.0.1, or pass --allow-remote if other machines must reach this daemon (every request then needs a token).',
+    );
+  }
+}
+
+/** `daemon.json`: how CLI commands find the running daemon. */
+export const DaemonInfo = z.object({
+  v: Version,
+  pid: z.number().int().positive(),
+  port: z.number().int().min(1).max(65535),
+  url: z.string().url().max(200),
+});
+export type DaemonInfo = z.infer<typeof DaemonInfo>;
