@@ -39,13 +39,17 @@ export type ProbeSessionFactory = (
 
 const createProbeSession: ProbeSessionFactory = (model, options) => InferenceSession.create(model, options);
 
-/** Reads the preference from the environment; an unknown value is a configuration error. */
-export function devicePreferenceFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): DevicePreference {
-  const raw = env[PROVIDER_DEFAULTS.envVar];
+/** The preference: the `--device` flag the supervisor passes, else `P2PZ_DEVICE`, else `auto`. An
+ *  unknown value is a configuration error. */
+export function devicePreference(
+  flag: string | undefined,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): DevicePreference {
+  const raw = flag ?? env[PROVIDER_DEFAULTS.envVar];
   if (raw === undefined || raw.trim() === '') return PROVIDER_DEFAULTS.preference;
   const parsed = DevicePreference.safeParse(raw.trim().toLowerCase());
   if (!parsed.success) {
-    throw new P2pzError('E_BAD_REQUEST', `${PROVIDER_DEFAULTS.envVar} must be auto, cpu or cuda.`, 'Pass --device auto, --device cpu or --device cuda.');
+    throw new P2pzError('E_BAD_REQUEST', `The device must be auto, cpu or cuda, not “${raw.slice(0, 20)}”.`, 'Pass --device auto, --device cpu or --device cuda.');
   }
   return parsed.data;
 }
@@ -121,8 +125,9 @@ export async function chooseExecution(
 
 let cached: Promise<ExecutionChoice> | undefined;
 
-/** The process-wide choice, made on first use from `P2PZ_DEVICE`. */
-export function processExecution(): Promise<ExecutionChoice> {
-  cached ??= Promise.resolve().then(() => chooseExecution(devicePreferenceFromEnv()));
+/** The process-wide choice: made once, on first use (probing loads the CUDA libraries, which takes
+ *  seconds and cannot be undone within the process anyway). */
+export function processExecution(preference: DevicePreference): Promise<ExecutionChoice> {
+  cached ??= chooseExecution(preference);
   return cached;
 }

@@ -3,19 +3,15 @@
 // symbolic link or extra hard link leading out of it: R19). Sessions are released on eviction.
 // onnxruntime's allocation failures become `E_DEVICE_OOM`, and every session is released so that the
 // next job starts from an empty device (R18).
-import { realpath, stat } from 'node:fs/promises';
-import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { InferenceSession } from 'onnxruntime-node';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { scrub } from '../log.js';
+import { resolveModelPath } from './model-path.js';
 
 export const SESSION_DEFAULTS = Object.freeze({
   /** Sessions kept open at once (a diffusion edit uses five: text encoder, UNet, its gradient graph, VAE
    *  encoder and decoder); the least recently used one is released beyond this. */
   maxSessions: 6,
-  /** Refuse model files with more than one hard link: another name of the same bytes may lie outside
-   *  the models directory, where anyone could have written them. */
-  refuseHardLinks: true,
   graphOptimizationLevel: 'all' as const,
   /** onnxruntime's own log: 3 = errors only (warnings about unused initializers are noise). */
   logSeverityLevel: 3 as const,
@@ -32,7 +28,6 @@ export interface SessionCacheOptions {
   /** From the worker's provider choice (providers.ts). */
   readonly executionProviders: readonly string[];
   readonly maxSessions?: number;
-  readonly refuseHardLinks?: boolean;
   /** Injectable for tests; defaults to `InferenceSession.create`. */
   readonly create?: SessionFactory;
 }
@@ -63,47 +58,10 @@ function nativeDetail(err: unknown): string {
   return text.length > 200 ? `${text.slice(0, 199)}…` : text;
 }
 
-function isInside(root: string, path: string): boolean {
-  const rel = relative(root, path);
-  return rel !== '' && !rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel);
-}
-
-const outsideModelsDir = (): P2pzError =>
-  new P2pzError(
-    'E_MODEL_INVALID',
-    'A model file lies outside the models directory.',
-    'Keep model files inside the models directory (links that lead out of it are refused), then run `p2pz models verify`.',
-  );
-
-/**
- * Resolves `path` (absolute, or relative to `modelsDir`) to the real path of a regular file inside
- * the real models directory. Refuses `..` escapes, symbolic links (of the file or of any folder on
- * the way) that lead out, and, when `refuseHardLinks`, files with more than one hard link.
- */
-export async function resolveModelPath(modelsDir: string, path: string, refuseHardLinks: boolean = SESSION_DEFAULTS.refuseHardLinks): Promise<string> {
-  const lexicalRoot = resolve(modelsDir);
-  const lexical = resolve(lexicalRoot, path);
-  if (!isInside(lexicalRoot, lexical)) throw outsideModelsDir();
-  let root: string;
-  let real: string;
-  try {
-    root = await realpath(lexicalRoot);
-    real = await realpath(lexical);
-  } catch {
-    throw new P2pzError('E_MODEL_MISSING', 'A file of the model is missing.', 'Reinstall the model with `p2pz models install`.');
-  }
-  if (!isInside(root, real)) throw outsideModelsDir();
-  const info = await stat(real);
-  if (!info.isFile()) throw new P2pzError('E_MODEL_INVALID', 'A model file is not a regular file.');
-  if (refuseHardLinks && info.nlink > 1) throw outsideModelsDir();
-  return real;
-}
-
 export class SessionCache {
   readonly #modelsDir: string;
   readonly #providers: readonly string[];
   readonly #max: number;
-  readonly #refuseHardLinks: boolean;
   readonly #create: SessionFactory;
   /** Insertion order = recency (oldest first). Promises, so concurrent loads of one model share one session. */
   readonly #sessions = new Map<string, Promise<Session>>();
@@ -112,7 +70,6 @@ export class SessionCache {
     this.#modelsDir = options.modelsDir;
     this.#providers = options.executionProviders;
     this.#max = options.maxSessions ?? SESSION_DEFAULTS.maxSessions;
-    this.#refuseHardLinks = options.refuseHardLinks ?? SESSION_DEFAULTS.refuseHardLinks;
     this.#create = options.create ?? ((path, opts) => InferenceSession.create(path, opts));
     if (!Number.isInteger(this.#max) || this.#max < 1) throw new RangeError(`maxSessions must be a positive integer, got ${this.#max}`);
   }
@@ -121,9 +78,18 @@ export class SessionCache {
     return this.#sessions.size;
   }
 
+  get modelsDir(): string {
+    return this.#modelsDir;
+  }
+
+  /** The real path of a model file inside the models directory (see model-path.ts). */
+  resolve(path: string): Promise<string> {
+    return resolveModelPath(this.#modelsDir, path);
+  }
+
   /** The session for a model file (absolute, or relative to the models directory), loading it on first use. */
   async get(path: string): Promise<Session> {
-    const key = await resolveModelPath(this.#modelsDir, path, this.#refuseHardLinks);
+    const key = await this.resolve(path);
     const open = this.#sessions.get(key);
     if (open) {
       this.#sessions.delete(key);

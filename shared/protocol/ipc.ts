@@ -8,7 +8,9 @@ import { Engine, Id, JobKind, Stage, Timings } from './jobs.js';
 import { EditParams } from './edit.js';
 import { Device } from './http.js';
 
-const Bytes = z.instanceof(Uint8Array);
+// `z.custom`, not `z.instanceof`: the latter types the bytes as `Uint8Array<ArrayBuffer>`, which a
+// Buffer or a view of any ArrayBufferLike (what callers hold) is not.
+const Bytes = z.custom<Uint8Array>((value) => value instanceof Uint8Array, 'bytes (a Uint8Array)');
 
 // ---- supervisor → worker ----
 export const WorkerRunMessage = z.object({

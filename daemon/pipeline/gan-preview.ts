@@ -1,0 +1,131 @@
+// The quick preview through a distilled GAN generator (DESIGN.md §3 stage 8): one forward pass of an
+// image-to-image network trained on pix2pix-zero's own outputs for one direction. Stages:
+//   1. decode the upload (EXIF orientation, sRGB, alpha kept aside)
+//   2. resize to the generator's working size; x = rgb/127.5 − 1, NCHW [1,3,H,W]
+//   3. y = G(x), [1,3,H',W'] in [-1,1]
+//   4. back to 8 bits, resized to exactly the input's width×height, alpha re-attached, PNG
+// Input and output names, element types and fixed sizes are read from the session's metadata.
+import { Tensor } from 'onnxruntime-node';
+import type { InferenceSession } from 'onnxruntime-node';
+import { P2pzError } from '../../shared/protocol/index.js';
+import type { Engine, Stage } from '../../shared/protocol/index.js';
+import { decodeImage } from '../image/decode.js';
+import { encodePng } from '../image/encode.js';
+import { resizeAlpha, resizeRgb, rgbToTensor, tensorToRgb, workingSize } from '../image/tensor.js';
+import { findGanGenerator } from './preview-registry.js';
+import type { GanMeta, ModelFiles } from './preview-registry.js';
+
+/** Sessions over the models directory (the worker's SessionCache): paths are resolved and contained,
+ *  onnxruntime's failures mapped to coded errors. */
+export interface ModelSessions extends ModelFiles {
+  get(path: string): Promise<Pick<InferenceSession, 'inputNames' | 'outputNames' | 'inputMetadata' | 'outputMetadata'>>;
+  run(path: string, feeds: InferenceSession.FeedsType): Promise<InferenceSession.ReturnType>;
+}
+
+export interface PipelineContext {
+  readonly models: ModelSessions;
+  /** Aborted on cancel; checked at every stage boundary. */
+  readonly signal: AbortSignal;
+  readonly progress: (stage: Stage, step: number, total: number) => void;
+}
+
+export interface PipelineOutcome {
+  readonly outputs: readonly { readonly role: 'image' | 'mask'; readonly png: Uint8Array; readonly width: number; readonly height: number }[];
+  readonly engine: Engine;
+  /** Milliseconds per stage. */
+  readonly timings: Record<string, number>;
+}
+
+/** What the preview needs of an edit. */
+export interface PreviewEdit {
+  readonly source: string;
+  readonly target: string;
+}
+
+/** How the generator is fed: names from the session, sizes fixed by the graph or chosen from meta. */
+interface GeneratorIo {
+  readonly input: string;
+  readonly output: string;
+  readonly width: number;
+  readonly height: number;
+}
+
+export async function runGanPreview(image: Uint8Array, edit: PreviewEdit, ctx: PipelineContext): Promise<PipelineOutcome> {
+  const { models, signal, progress } = ctx;
+  const timings: Record<string, number> = {};
+  const timed = async <T>(stage: string, fn: () => Promise<T>): Promise<T> => {
+    signal.throwIfAborted();
+    const start = performance.now();
+    const value = await fn();
+    timings[stage] = (timings[stage] ?? 0) + performance.now() - start;
+    return value;
+  };
+
+  // The direction first: no point decoding an image for an edit that cannot run.
+  const generator = await findGanGenerator(models, edit.source, edit.target);
+
+  // 1. Decode.
+  progress('decode', 0, 1);
+  const decoded = await timed('decode', () => decodeImage(image));
+  const { width, height, alpha } = decoded;
+
+  // 2–3. Load, resize to the working size, generate.
+  progress('load', 0, 1);
+  const session = await timed('load', () => models.get(generator.modelPath));
+  const io = generatorIo(session, generator.meta, width, height);
+  progress('generate', 0, 1);
+  const y = await timed('generate', async () => {
+    const rgb = await resizeRgb(decoded.rgb, width, height, io.width, io.height);
+    const x = new Tensor('float32', rgbToTensor(rgb, io.width, io.height), [1, 3, io.height, io.width]);
+    const result = await models.run(generator.modelPath, { [io.input]: x });
+    return generatedImage(result[io.output]);
+  });
+
+  // 4. Back to the input's size, alpha re-attached.
+  progress('encode', 0, 1);
+  const png = await timed('encode', async () => {
+    const rgb = await resizeRgb(tensorToRgb(y.data, y.width, y.height), y.width, y.height, width, height);
+    return encodePng({ width, height, rgb, alpha });
+  });
+  return { outputs: [{ role: 'image', png, width, height }], engine: 'gan', timings };
+}
+
+/** Reads the generator's single image input and output from the session metadata: float32, rank 4,
+ *  3 channels. Fixed spatial dims win; dynamic ones get the working size for `meta.size`. */
+function generatorIo(
+  session: Pick<InferenceSession, 'inputNames' | 'outputNames' | 'inputMetadata' | 'outputMetadata'>,
+  meta: GanMeta,
+  width: number,
+  height: number,
+): GeneratorIo {
+  const input = session.inputMetadata[0];
+  const output = session.outputMetadata[0];
+  if (session.inputNames.length !== 1 || !input?.isTensor || !output?.isTensor) {
+    throw invalid('it must take exactly one image tensor and return one');
+  }
+  if (input.type !== 'float32' || output.type !== 'float32') throw invalid(`its image tensors must be float32, not ${input.type}/${output.type}`);
+  const [, c, h, w] = input.shape;
+  if (input.shape.length !== 4 || (typeof c === 'number' && c !== 3)) throw invalid('its input must be an image [1,3,H,W]');
+  if (typeof h === 'number' && typeof w === 'number' && h > 0 && w > 0) return { input: input.name, output: output.name, width: w, height: h };
+  return { input: input.name, output: output.name, ...generatorWorkingSize(width, height, meta.size) };
+}
+
+/** The size the image is generated at: the pipeline's working size (long side `size`, multiples of
+ *  64) when `size` is a multiple of 64, else long side `size` with the aspect kept to the pixel. */
+export function generatorWorkingSize(width: number, height: number, size: number): { width: number; height: number } {
+  if (size % 64 === 0) return workingSize(width, height, size);
+  const short = Math.max(1, Math.round((size * Math.min(width, height)) / Math.max(width, height)));
+  return width >= height ? { width: size, height: short } : { width: short, height: size };
+}
+
+/** y: [1,3,H',W'] float32 → its data and size. */
+function generatedImage(value: InferenceSession.ReturnType[string] | undefined): { data: Float32Array; width: number; height: number } {
+  if (!(value instanceof Tensor) || value.type !== 'float32') throw invalid('it returned no float32 image');
+  const [n, c, h, w] = value.dims;
+  if (value.dims.length !== 4 || n !== 1 || c !== 3 || !h || !w) throw invalid(`it returned a tensor of shape [${value.dims.join(',')}], not [1,3,H,W]`);
+  return { data: value.data as Float32Array, width: w, height: h };
+}
+
+function invalid(why: string): P2pzError {
+  return new P2pzError('E_MODEL_INVALID', `The quick-preview generator does not fit: ${why}.`, 'Reinstall the generator for this direction (`p2pz models install`).');
+}

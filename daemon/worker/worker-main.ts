@@ -1,0 +1,115 @@
+// The worker process (bundled as dist/daemon/worker.js): the only process that loads onnxruntime.
+// Forked by the supervisor with `serialization: 'advanced'`; every message it receives is parsed with
+// the protocol schema. It chooses the execution provider, says `ready` with the device, then runs one
+// job at a time. `session.run()` blocks this event loop for a whole model call, so a `cancel` is read
+// between awaits and honoured at the pipeline's next stage or step boundary. `shutdown` cancels the
+// running job, releases every session and exits; losing the parent (IPC disconnect) exits at once, so
+// a killed daemon leaves no orphan worker holding the GPU (R23).
+import { P2pzError, PROTOCOL_VERSION, SupervisorMessage } from '../../shared/protocol/index.js';
+import type { WorkerMessage, WorkerRunMessage } from '../../shared/protocol/index.js';
+import { createLogger, describeError } from '../log.js';
+import { devicePreference, processExecution } from './providers.js';
+import type { ExecutionChoice } from './providers.js';
+import { runJob } from './run-job.js';
+import { SessionCache } from './sessions.js';
+
+const log = createLogger();
+
+interface Running {
+  readonly jobId: string;
+  readonly controller: AbortController;
+  readonly finished: Promise<void>;
+}
+
+let running: Running | undefined;
+let sessions: SessionCache | undefined;
+let stopping = false;
+
+function send(message: WorkerMessage): Promise<void> {
+  return new Promise((resolve) => {
+    if (!process.send || !process.connected) return resolve();
+    process.send(message, undefined, {}, () => resolve());
+  });
+}
+
+/** The `--device` value the supervisor passes, if any. */
+function deviceFlag(argv: readonly string[]): string | undefined {
+  const i = argv.indexOf('--device');
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+
+/** One cache per models directory (the daemon sends the same one with every job). */
+function sessionsFor(modelsDir: string, execution: ExecutionChoice): SessionCache {
+  if (sessions?.modelsDir !== modelsDir) {
+    void sessions?.releaseAll();
+    sessions = new SessionCache({ modelsDir, executionProviders: execution.executionProviders });
+  }
+  return sessions;
+}
+
+function startJob(message: WorkerRunMessage, execution: ExecutionChoice): void {
+  if (running || stopping) {
+    void send({ v: PROTOCOL_VERSION, type: 'failed', jobId: message.jobId, error: { code: 'E_INTERNAL', message: 'The engine runs one job at a time.' } });
+    return;
+  }
+  const controller = new AbortController();
+  const finished = runJob(message, { models: sessionsFor(message.modelsDir, execution), signal: controller.signal, send: (m) => void send(m), log })
+    .then(send)
+    .finally(() => {
+      running = undefined;
+    });
+  running = { jobId: message.jobId, controller, finished };
+}
+
+async function shutdown(code: number): Promise<never> {
+  stopping = true;
+  running?.controller.abort();
+  await running?.finished;
+  await sessions?.releaseAll();
+  process.exit(code);
+}
+
+async function main(): Promise<void> {
+  if (!process.send) {
+    process.stderr.write('The p2pz worker is started by the daemon (p2pz serve), not by hand.\n');
+    process.exit(2);
+  }
+  // Losing the parent means nobody can use our results: exit now, even mid-job.
+  process.on('disconnect', () => process.exit(0));
+
+  let execution: ExecutionChoice | undefined;
+  const pending: WorkerRunMessage[] = [];
+  process.on('message', (raw) => {
+    const parsed = SupervisorMessage.safeParse(raw);
+    if (!parsed.success) {
+      log.error('worker.malformed_message', { issue: parsed.error.issues[0]?.message });
+      return;
+    }
+    const message = parsed.data;
+    switch (message.type) {
+      case 'run':
+        if (execution) startJob(message, execution);
+        else pending.push(message);
+        return;
+      case 'cancel':
+        if (running?.jobId === message.jobId) running.controller.abort();
+        return;
+      case 'shutdown':
+        void shutdown(0);
+        return;
+    }
+  });
+
+  try {
+    execution = await processExecution(devicePreference(deviceFlag(process.argv)));
+  } catch (err) {
+    log.error('worker.unavailable', describeError(err));
+    const error = (err instanceof P2pzError ? err : new P2pzError('E_INTERNAL', 'The engine could not start.')).toBody();
+    await send({ v: PROTOCOL_VERSION, type: 'unavailable', error });
+    process.exit(1);
+  }
+  await send({ v: PROTOCOL_VERSION, type: 'ready', device: execution.device, pid: process.pid });
+  for (const message of pending.splice(0)) startJob(message, execution);
+}
+
+void main();

@@ -1,0 +1,46 @@
+// Shared helpers for the worker tests: engine jobs, polling for a state, checking a process is gone.
+import { EditParams } from '../../../shared/protocol/index.js';
+import type { EngineJob } from '../../../daemon/jobs/engine.js';
+import type { Logger } from '../../../daemon/log.js';
+
+let counter = 0;
+
+export function engineJob(source: string, overrides: Partial<EngineJob> = {}): EngineJob {
+  counter++;
+  return {
+    jobId: `job_${String(counter).padStart(6, '0')}`,
+    kind: 'preview',
+    image: new Uint8Array([1, 2, 3]),
+    model: undefined,
+    edit: EditParams.parse({ source, target: 'dog' }),
+    stepPreviews: false,
+    ...overrides,
+  };
+}
+
+/** Polls `condition` every 10 ms until it holds; fails after `timeoutMs` with `what`. */
+export async function waitFor(condition: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** A logger that keeps its lines (events and fields joined) for assertions. */
+export function memoryLogger(): Logger & { readonly lines: string[] } {
+  const lines: string[] = [];
+  const write = (level: string) => (event: string, fields?: Readonly<Record<string, unknown>>) => {
+    lines.push(`${level} ${event} ${JSON.stringify(fields ?? {})}`);
+  };
+  return { lines, debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
+}
