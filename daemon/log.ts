@@ -27,7 +27,7 @@ const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 4
 /** Bearer tokens this daemon issues (`p2pz_` + base64url) and any `Bearer ...` credential. */
 const TOKEN_RE = /p2pz_[A-Za-z0-9_-]{8,}|Bearer\s+\S+/g;
 /** Absolute POSIX paths (a slash followed by a path segment) and Windows drive or UNC paths. */
-const PATH_RE = /(?:[A-Za-z]:[\\/]|\\\\)[^\s"'`]*|(?<![A-Za-z0-9_.:~-])\/(?:[A-Za-z0-9_.@~+-]+\/?)+/g;
+const PATH_RE = /(?<![A-Za-z0-9])[A-Za-z]:[\\/][^\s"'`]*|\\\\[^\s"'`]+|(?<![A-Za-z0-9_.:~/-])\/(?:[A-Za-z0-9_.@~+-]+\/?)+/g;
 
 /** Removes tokens and absolute paths from a string that may reach a log or a client. */
 export function scrub(text: string): string {

@@ -1,0 +1,56 @@
+// The `p2pz` command line (bin/p2pz.js runs the bundle of this file): finds the subcommand in
+// cli/commands.ts and runs it. Errors are printed as their message and hint, never as a stack.
+import { P2pzError } from '../shared/protocol/index.js';
+import { DAEMON_VERSION } from './config.js';
+import { COMMANDS } from './cli/commands.js';
+import type { CliCommand, CliIo } from './cli/command.js';
+import { describeError, scrub } from './log.js';
+
+export function helpText(commands: readonly CliCommand[] = COMMANDS): string {
+  const width = Math.max(...commands.map((c) => c.name.length));
+  return [
+    `p2pz ${DAEMON_VERSION}: zero-shot image-to-image translation (pix2pix-zero) for design tools`,
+    '',
+    'Usage: p2pz <command> [options]',
+    '',
+    ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    '',
+    'Run `p2pz <command> --help` for a command\'s options.',
+  ].join('\n');
+}
+
+/** Runs the CLI with `argv` (without node and script) and returns the exit code. */
+export async function main(argv: readonly string[], io: CliIo): Promise<number> {
+  const [name, ...args] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.out(`${helpText()}\n`);
+    return name === undefined ? 1 : 0;
+  }
+  if (name === '--version') {
+    io.out(`${DAEMON_VERSION}\n`);
+    return 0;
+  }
+  const command = COMMANDS.find((c) => c.name === name);
+  if (command === undefined) {
+    io.err(`Unknown command "${scrub(name).slice(0, 40)}".\n\n${helpText()}\n`);
+    return 2;
+  }
+  if (args.includes('--help') || args.includes('-h')) {
+    io.out(`${command.usage}\n`);
+    return 0;
+  }
+  try {
+    return await command.run(args, io);
+  } catch (err) {
+    if (err instanceof P2pzError) io.err(`${scrub(err.message)}\n${err.hint}\n`);
+    else io.err(`p2pz ${name} failed (${describeError(err).error}).\n`);
+    return 1;
+  }
+}
+
+const io: CliIo = {
+  out: (text) => process.stdout.write(text),
+  err: (text) => process.stderr.write(text),
+  env: process.env,
+};
+process.exitCode = await main(process.argv.slice(2), io);

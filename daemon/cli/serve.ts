@@ -1,0 +1,84 @@
+// `p2pz serve`: starts the daemon in the foreground, prints its URL and a pairing code, and stops
+// cleanly on SIGTERM/SIGINT (stop accepting, cancel jobs, close sockets, stop the worker; R23). A
+// second signal, or a shutdown that hangs, exits at once.
+import { P2pzError } from '../../shared/protocol/index.js';
+import { defaultHome, type DeviceChoice } from '../config.js';
+import { startDaemon } from '../daemon.js';
+import { createLogger, describeError, parseLogLevel } from '../log.js';
+import { intFlag, parseFlags, type CliCommand } from './command.js';
+
+export const SERVE_DEFAULTS = Object.freeze({
+  /** After a stop signal, exit by force if the orderly shutdown has not finished by then. */
+  forceExitMs: 10_000,
+});
+
+const DEVICES: readonly DeviceChoice[] = ['auto', 'cpu', 'cuda'];
+
+export const serveCommand: CliCommand = {
+  name: 'serve',
+  summary: 'start the daemon (prints its URL and a pairing code)',
+  usage: [
+    'p2pz serve [--port N] [--host H --allow-remote] [--device auto|cpu|cuda]',
+    '',
+    '  --port N         TCP port (default 7870; 0 picks a free one)',
+    '  --host H         interface to listen on (default 127.0.0.1)',
+    '  --allow-remote   required to listen on anything but loopback; every request then needs a token',
+    '  --device D       execution provider: auto (CUDA, else CPU), cpu or cuda (default auto)',
+    '',
+    'Data lives in $P2PZ_HOME (default: the per-user data folder). P2PZ_LOG=debug logs more.',
+  ].join('\n'),
+  async run(args, io) {
+    const { values } = parseFlags(args, {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'allow-remote': { type: 'boolean' },
+      device: { type: 'string' },
+    });
+    const device = values.device ?? io.env['P2PZ_DEVICE'] ?? 'auto';
+    if (!(DEVICES as readonly string[]).includes(device)) {
+      throw new P2pzError('E_BAD_REQUEST', '--device must be auto, cpu or cuda.');
+    }
+    const port = intFlag('port', values.port, 0, 65535);
+    const log = createLogger({ level: parseLogLevel(io.env['P2PZ_LOG']) ?? 'info' });
+    const daemon = await startDaemon({
+      home: defaultHome(io.env),
+      ...(port === undefined ? {} : { port }),
+      ...(values.host === undefined ? {} : { host: values.host }),
+      allowRemote: values['allow-remote'] ?? false,
+      device: device as DeviceChoice,
+      log,
+    });
+    const { code } = daemon.pairingCode();
+    io.out(`p2pz daemon listening on ${daemon.url}\n`);
+    io.out(`Pairing code: ${code} (valid for 5 minutes; \`p2pz pair\` prints a new one)\n`);
+
+    return new Promise<number>((resolve) => {
+      let stopping = false;
+      const onSignal = (signal: NodeJS.Signals): void => {
+        if (stopping) {
+          log.warn('daemon.forced-exit', { signal });
+          process.exit(1);
+        }
+        stopping = true;
+        log.info('daemon.signal', { signal });
+        setTimeout(() => {
+          log.error('daemon.shutdown-timeout');
+          process.exit(1);
+        }, SERVE_DEFAULTS.forceExitMs).unref();
+        daemon.close().then(
+          () => {
+            // Exit even if a handle outlives the shutdown (this timer fires only then).
+            setTimeout(() => process.exit(0), 1_000).unref();
+            resolve(0);
+          },
+          (err: unknown) => {
+            log.error('daemon.shutdown-failed', describeError(err));
+            resolve(1);
+          },
+        );
+      };
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+    });
+  },
+};

@@ -1,0 +1,182 @@
+// startDaemon: composes the running service. Config and data directory, token store, pairing, the
+// upload and result stores, the job queue over the engine (the worker supervisor unless a test injects
+// a fake), the express app behind the gate, the HTTP server and the WebSocket event stream. Once it
+// listens it writes `daemon.json` (0600) so that CLI commands can find it; close() undoes everything
+// in order: stop accepting, cancel jobs, close sockets, stop the engine (R23).
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import type { Express } from 'express';
+import { P2pzError, PROTOCOL_VERSION, type InstalledModel } from '../shared/protocol/index.js';
+import { checkListenHost, DAEMON_DEFAULTS, DAEMON_VERSION, DaemonInfo, defaultHome, homePaths, isLoopbackHost, type DaemonPaths, type DeviceChoice } from './config.js';
+import type { JobEngine } from './jobs/engine.js';
+import { JobQueue, type QueueOptions } from './jobs/queue.js';
+import { ResultStore, type ResultStoreOptions } from './jobs/results.js';
+import { createLogger, describeError, type Logger } from './log.js';
+import { createApp } from './server/app.js';
+import { BODY_LIMITS, type BodyLimits } from './server/body.js';
+import type { ServiceContext } from './server/context.js';
+import { createGate } from './server/gate.js';
+import { buildHealth } from './server/health.js';
+import { createHttpServer, type HttpOptions } from './server/http-server.js';
+import { listInstalledModels } from './server/installed-models.js';
+import { Pairing, type PairingCode, type PairingOptions } from './server/pairing.js';
+import { TokenStore } from './server/tokens.js';
+import { attachEvents, type WsOptions } from './server/ws.js';
+import { WorkerSupervisor, type SupervisorOptions } from './worker/supervisor.js';
+
+export interface DaemonOptions {
+  /** Data directory; default `$P2PZ_HOME` or the per-user folder (config.ts). */
+  readonly home?: string;
+  readonly host?: string;
+  /** 0 picks a free port. */
+  readonly port?: number;
+  readonly allowRemote?: boolean;
+  readonly device?: DeviceChoice;
+  /** The job engine; default a WorkerSupervisor over `dist/daemon/worker.js`. Closed by close(). */
+  readonly engine?: JobEngine;
+  /** Options for the default WorkerSupervisor (models dir and device are filled in). */
+  readonly supervisor?: Omit<SupervisorOptions, 'modelsDir'>;
+  /** Lists installed models; default scans the models directory. */
+  readonly models?: (modelsDir: string) => Promise<InstalledModel[]>;
+  readonly log?: Logger;
+  readonly limits?: Partial<BodyLimits>;
+  readonly http?: Partial<HttpOptions>;
+  readonly ws?: Partial<WsOptions>;
+  readonly pairing?: PairingOptions;
+  readonly queue?: QueueOptions;
+  /** Options of both file stores (uploads and results). */
+  readonly stores?: ResultStoreOptions;
+  readonly shutdownGraceMs?: number;
+}
+
+export interface RunningDaemon {
+  readonly port: number;
+  /** `http://127.0.0.1:<port>` (or the remote bind address). */
+  readonly url: string;
+  readonly paths: DaemonPaths;
+  /** The express app, for introspection (tests enumerate its routes). */
+  readonly app: Express;
+  /** A fresh pairing code (replacing the previous one), as printed at start and by `p2pz pair`. */
+  pairingCode(): PairingCode;
+  /** Stops accepting, cancels jobs, closes sockets and the engine, removes daemon.json. Idempotent. */
+  close(): Promise<void>;
+}
+
+async function writeDaemonInfo(path: string, info: DaemonInfo): Promise<void> {
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(DaemonInfo.parse(info))}\n`, { mode: 0o600, flag: 'wx' });
+  await rename(tmp, path);
+}
+
+/** Removes daemon.json if it still describes this process (a newer daemon may have replaced it). */
+async function removeDaemonInfo(path: string): Promise<void> {
+  try {
+    const parsed = DaemonInfo.safeParse(JSON.parse(await readFile(path, 'utf8')));
+    if (parsed.success && parsed.data.pid === process.pid) await unlink(path);
+  } catch {
+    // already gone
+  }
+}
+
+function urlHost(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+export async function startDaemon(options: DaemonOptions = {}): Promise<RunningDaemon> {
+  const host = options.host ?? DAEMON_DEFAULTS.host;
+  const allowRemote = options.allowRemote ?? DAEMON_DEFAULTS.allowRemote;
+  checkListenHost(host, allowRemote);
+  const remote = !isLoopbackHost(host);
+  const log = options.log ?? createLogger();
+  const paths = homePaths(options.home ?? defaultHome());
+  await mkdir(paths.home, { recursive: true, mode: 0o700 });
+  await chmod(paths.home, 0o700);
+  await mkdir(paths.models, { recursive: true, mode: 0o700 });
+
+  const limits: BodyLimits = { ...BODY_LIMITS, ...options.limits };
+  const tokens = await TokenStore.open(paths, { log });
+  const uploads = await ResultStore.open(paths.uploads, options.stores);
+  const results = await ResultStore.open(paths.results, options.stores);
+  const engine =
+    options.engine ??
+    new WorkerSupervisor({ ...options.supervisor, modelsDir: paths.models, device: options.device ?? DAEMON_DEFAULTS.device, log });
+  const shutdownGraceMs = options.shutdownGraceMs ?? DAEMON_DEFAULTS.shutdownGraceMs;
+  const queue = new JobQueue(engine, results, { closeGraceMs: shutdownGraceMs, ...options.queue });
+  const pairing = new Pairing(options.pairing);
+  const listModels = options.models ?? listInstalledModels;
+  let stopping = false;
+
+  const ctx: ServiceContext = {
+    tokens,
+    pairing,
+    queue,
+    uploads,
+    results,
+    limits,
+    log,
+    models: () => listModels(paths.models),
+    health: async () =>
+      buildHealth({ version: DAEMON_VERSION, engine: engine.health(), queue: queue.counts(), models: await listModels(paths.models), stopping }),
+  };
+
+  let port = 0;
+  // A specific remote bind address may be used as a Host name; a wildcard (0.0.0.0, ::) cannot.
+  const extraHostNames = remote && host !== '0.0.0.0' && host !== '::' ? [urlHost(host)] : [];
+  const gate = createGate({ port: () => port, extraHostNames, tokens, limits, healthNeedsToken: remote });
+  const app = createApp(ctx, gate);
+  const server = createHttpServer(app, options.http);
+  const events = attachEvents(server, gate, ctx, options.ws);
+
+  const cleanupPartial = async (): Promise<void> => {
+    await events.close();
+    await queue.close();
+    uploads.close();
+    results.close();
+  };
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port ?? DAEMON_DEFAULTS.port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    await cleanupPartial();
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') {
+      throw new P2pzError('E_INTERNAL', `Port ${options.port ?? DAEMON_DEFAULTS.port} is already in use.`, 'Another p2pz daemon may be running (`p2pz pair` talks to it), or start with --port N.');
+    }
+    throw new P2pzError('E_INTERNAL', `Could not listen on ${host}.`, 'Check the --host and --port values.');
+  }
+  port = (server.address() as AddressInfo).port;
+  const url = `http://${urlHost(host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host)}:${port}`;
+  await writeDaemonInfo(paths.daemonInfo, { v: PROTOCOL_VERSION, pid: process.pid, port, url });
+  log.info('daemon.listening', { url, remote });
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      stopping = true;
+      log.info('daemon.stopping');
+      const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      try {
+        await queue.close();
+      } catch (err) {
+        log.warn('daemon.queue-close-failed', describeError(err));
+      }
+      await events.close();
+      server.closeAllConnections();
+      await serverClosed;
+      uploads.close();
+      results.close();
+      await removeDaemonInfo(paths.daemonInfo);
+      log.info('daemon.stopped');
+    })();
+    return closing;
+  };
+
+  return { port, url, paths, app, pairingCode: () => pairing.newCode(), close };
+}

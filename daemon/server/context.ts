@@ -1,0 +1,24 @@
+// What the routes and the WebSocket need from the running daemon, in one object built by
+// daemon/daemon.ts. Routes receive it instead of importing singletons, so tests can start several
+// daemons side by side.
+import type { HealthResponse, InstalledModel } from '../../shared/protocol/index.js';
+import type { JobQueue } from '../jobs/queue.js';
+import type { ResultStore } from '../jobs/results.js';
+import type { Logger } from '../log.js';
+import type { BodyLimits } from './body.js';
+import type { Pairing } from './pairing.js';
+import type { TokenStore } from './tokens.js';
+
+export interface ServiceContext {
+  readonly tokens: TokenStore;
+  readonly pairing: Pairing;
+  readonly queue: JobQueue;
+  /** Uploaded images (POST /v1/images), read back by POST /v1/jobs. */
+  readonly uploads: ResultStore;
+  /** Job outputs (GET /v1/results/:id). */
+  readonly results: ResultStore;
+  readonly limits: BodyLimits;
+  readonly log: Logger;
+  health(): Promise<HealthResponse>;
+  models(): Promise<InstalledModel[]>;
+}

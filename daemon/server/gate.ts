@@ -1,0 +1,85 @@
+// The gate: one middleware in front of every HTTP route, and the same Host/Origin checks in front of
+// every WebSocket upgrade. In order: Host allowlist (R2), Origin allowlist (R5), CORS preflight (R6),
+// bearer token except for health and pairing (R3), then body headers: content type (R7), encoding and
+// declared length (R8). Whatever fails is answered here as `{v, code, message, hint}`; a route only
+// ever sees requests that passed.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { authenticate, setPrincipal } from './auth.js';
+import { bodyKind, checkDeclaredLength, type BodyLimits } from './body.js';
+import { allowedHosts, checkHost } from './host.js';
+import { allowedOrigins, answerPreflight, applyCors, checkOrigin, requestOrigin } from './origin.js';
+import { sendError, setCommonHeaders, toP2pzError } from './respond.js';
+import type { TokenStore } from './tokens.js';
+
+/** Routes open without a token: `METHOD path`, compared exactly (routing is case- and slash-strict). */
+export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['GET /v1/health', 'HEAD /v1/health', 'POST /v1/pair']);
+
+export interface GateOptions {
+  /** The port the daemon listens on (known only once it listens). */
+  readonly port: () => number;
+  /** Host names besides loopback that may address the daemon (its remote bind address). */
+  readonly extraHostNames: readonly string[];
+  readonly tokens: TokenStore;
+  readonly limits: BodyLimits;
+  /** When listening beyond loopback, health needs a token as well. */
+  readonly healthNeedsToken: boolean;
+}
+
+export interface Gate {
+  /** Express-compatible middleware. */
+  readonly http: (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;
+  /** Host and Origin checks for a WebSocket upgrade; throws a P2pzError. */
+  readonly checkUpgrade: (req: IncomingMessage) => void;
+}
+
+function pathOf(req: IncomingMessage): string {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}
+
+export function createGate(options: GateOptions): Gate {
+  let cache: { port: number; hosts: ReadonlySet<string>; origins: ReadonlySet<string> } | undefined;
+  const lists = (): { hosts: ReadonlySet<string>; origins: ReadonlySet<string> } => {
+    const port = options.port();
+    if (cache?.port !== port) {
+      cache = { port, hosts: allowedHosts(port, options.extraHostNames), origins: allowedOrigins(port, options.extraHostNames) };
+    }
+    return cache;
+  };
+
+  const isPublic = (req: IncomingMessage): boolean => {
+    const route = `${req.method ?? ''} ${pathOf(req)}`;
+    if (!PUBLIC_ROUTES.has(route)) return false;
+    return !(options.healthNeedsToken && route.endsWith('/v1/health'));
+  };
+
+  const http: Gate['http'] = (req, res, next) => {
+    try {
+      setCommonHeaders(res);
+      const { hosts, origins } = lists();
+      checkHost(req.headers.host, hosts);
+      const origin = requestOrigin(req);
+      checkOrigin(origin, origins);
+      applyCors(res, origin);
+      if (req.method === 'OPTIONS') {
+        answerPreflight(req, res, origin);
+        return;
+      }
+      if (!isPublic(req)) setPrincipal(res, authenticate(req, options.tokens));
+      checkDeclaredLength(req, bodyKind(req), options.limits);
+    } catch (err) {
+      sendError(req, res, toP2pzError(err));
+      return;
+    }
+    next();
+  };
+
+  const checkUpgrade = (req: IncomingMessage): void => {
+    const { hosts, origins } = lists();
+    checkHost(req.headers.host, hosts);
+    checkOrigin(requestOrigin(req), origins);
+  };
+
+  return { http, checkUpgrade };
+}

@@ -1,0 +1,62 @@
+// The Node HTTP server under the express app, with the limits that protect it from slow or malformed
+// clients (R22): a deadline for the headers and for the whole request, a cap on header size, short
+// keep-alive. Errors Node detects before express sees the request (a header overflow, a timeout, a
+// malformed request line) are answered as JSON too, then the connection is closed.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { P2pzError } from '../../shared/protocol/index.js';
+import { errorBody } from './respond.js';
+
+export const HTTP_DEFAULTS = Object.freeze({
+  /** All request headers must have arrived within this time (slow-loris). */
+  headersTimeoutMs: 10_000,
+  /** The whole request, body included, must have arrived within this time (a 50 MiB upload at 1 MB/s fits). */
+  requestTimeoutMs: 120_000,
+  /** An idle keep-alive connection is closed after this time. */
+  keepAliveTimeoutMs: 5_000,
+  /** Total size of the request line and headers. */
+  maxHeaderBytes: 16 * 1024,
+  /** How often Node checks the two timeouts above (it checks on an interval, not per request). */
+  connectionsCheckingIntervalMs: 1_000,
+});
+export type HttpOptions = typeof HTTP_DEFAULTS;
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** The status line and p2pz error for a client error Node raised. */
+function clientErrorAnswer(code: string | undefined): { status: string; error: P2pzError } {
+  if (code === 'HPE_HEADER_OVERFLOW') {
+    return { status: '431 Request Header Fields Too Large', error: new P2pzError('E_BAD_REQUEST', 'The request headers are too large.') };
+  }
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    return { status: '408 Request Timeout', error: new P2pzError('E_TIMEOUT', 'The request did not arrive in time.') };
+  }
+  return { status: '400 Bad Request', error: new P2pzError('E_BAD_REQUEST', 'The request is not valid HTTP.') };
+}
+
+export function createHttpServer(handler: Handler, options: Partial<HttpOptions> = {}): Server {
+  const o = { ...HTTP_DEFAULTS, ...options };
+  const server = createServer(
+    {
+      headersTimeout: o.headersTimeoutMs,
+      requestTimeout: o.requestTimeoutMs,
+      keepAliveTimeout: o.keepAliveTimeoutMs,
+      maxHeaderSize: o.maxHeaderBytes,
+      connectionsCheckingInterval: o.connectionsCheckingIntervalMs,
+    },
+    handler,
+  );
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const { status, error } = clientErrorAnswer(err.code);
+    const body = JSON.stringify(errorBody(error));
+    socket.end(
+      `HTTP/1.1 ${status}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `Cache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
+    );
+  });
+  return server;
+}

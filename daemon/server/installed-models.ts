@@ -1,0 +1,40 @@
+// What GET /v1/models and health report as installed: diffusion model folders (those with a
+// `model_index.json`, DESIGN.md §2) and the distilled GAN generators found by the preview registry.
+// Only folder names and directions are reported, never paths. Files are resolved inside the models
+// directory (R19) before they count.
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { InstalledModel } from '../../shared/protocol/index.js';
+import { listGanGenerators, PREVIEW_REGISTRY_DEFAULTS } from '../pipeline/preview-registry.js';
+import { resolveModelPath } from '../worker/model-path.js';
+
+/** A diffusion model folder name as JobRequest.model accepts it. */
+const MODEL_NAME = /^[A-Za-z0-9._-]{1,100}$/;
+
+export async function listInstalledModels(modelsDir: string): Promise<InstalledModel[]> {
+  const files = { modelsDir, resolve: (path: string) => resolveModelPath(modelsDir, path) };
+  let entries: string[] = [];
+  try {
+    entries = (await readdir(modelsDir, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  } catch {
+    return [];
+  }
+  const diffusion: InstalledModel[] = [];
+  for (const name of entries) {
+    if (name === PREVIEW_REGISTRY_DEFAULTS.folder || !MODEL_NAME.test(name)) continue;
+    try {
+      await files.resolve(join(name, 'model_index.json'));
+      diffusion.push({ name, kind: 'diffusion', demo: false });
+    } catch {
+      // not a model folder (or one leading outside the models directory)
+    }
+  }
+  const { generators } = await listGanGenerators(files);
+  const gans: InstalledModel[] = generators.map((g) => ({
+    name: g.name,
+    kind: 'gan',
+    direction: { source: g.meta.source, target: g.meta.target },
+    demo: false,
+  }));
+  return [...diffusion, ...gans];
+}

@@ -1,0 +1,174 @@
+// Bearer tokens (R3, R4). Two kinds: one CLI token, kept in plain text in `$P2PZ_HOME/token` (0600) so
+// that `p2pz token` can print it and `p2pz pair` can use it; and one token per paired client, issued at
+// pairing and kept only as a SHA-256 hash in `$P2PZ_HOME/tokens.json` (0600), revocable one by one.
+// Verification hashes the presented token and compares it with every stored hash in constant time.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { PROTOCOL_VERSION, Version } from '../../shared/protocol/index.js';
+import { describeError, silentLogger, type Logger } from '../log.js';
+
+export const TOKEN_DEFAULTS = Object.freeze({
+  /** Paired clients kept; pairing one more forgets the oldest. */
+  maxClientTokens: 32,
+});
+
+/** `p2pz_` + 32 random bytes in base64url. The prefix lets logs and tests recognise a token. */
+export const TOKEN_PATTERN = /^p2pz_[A-Za-z0-9_-]{43}$/;
+export const CLI_TOKEN_ID = 'cli-token';
+
+const TokenRecord = z.object({
+  id: z.string().regex(/^[A-Za-z0-9_-]{8,64}$/),
+  label: z.string().max(60),
+  /** SHA-256 of the token, hex. */
+  hash: z.string().regex(/^[0-9a-f]{64}$/),
+  createdAt: z.number(),
+});
+type TokenRecord = z.infer<typeof TokenRecord>;
+const TokensFile = z.object({ v: Version, tokens: z.array(TokenRecord).max(1000) });
+
+/** Who made a request: the token's id and kind. */
+export interface Principal {
+  readonly tokenId: string;
+  readonly kind: 'cli' | 'client';
+  readonly label: string;
+}
+
+export interface TokenFiles {
+  /** The CLI token file. */
+  readonly cliToken: string;
+  /** The hashed client tokens. */
+  readonly tokens: string;
+}
+
+export type TokenStoreOptions = Partial<typeof TOKEN_DEFAULTS> & { log?: Logger; now?: () => number };
+
+function newToken(): string {
+  return `p2pz_${randomBytes(32).toString('base64url')}`;
+}
+
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest();
+}
+
+/** Writes `text` with mode 0600 through a temporary file and a rename (never half a file). */
+async function writePrivate(path: string, text: string): Promise<void> {
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  await writeFile(tmp, text, { mode: 0o600, flag: 'wx' });
+  await rename(tmp, path);
+}
+
+/** Reads the CLI token file (for CLI commands); undefined when absent or malformed. */
+export async function readCliToken(path: string): Promise<string | undefined> {
+  try {
+    const text = (await readFile(path, 'utf8')).trim();
+    return TOKEN_PATTERN.test(text) ? text : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export class TokenStore {
+  private records: TokenRecord[];
+  private readonly cliHash: Buffer;
+  private readonly settings: typeof TOKEN_DEFAULTS;
+  private readonly now: () => number;
+  private writing: Promise<void> = Promise.resolve();
+  private readonly revokeListeners = new Set<(tokenId: string) => void>();
+
+  private constructor(
+    private readonly files: TokenFiles,
+    private readonly cli: string,
+    records: TokenRecord[],
+    options: TokenStoreOptions,
+  ) {
+    const { log: _log, now, ...settings } = options;
+    this.settings = { ...TOKEN_DEFAULTS, ...settings };
+    this.now = now ?? Date.now;
+    this.cliHash = sha256(cli);
+    this.records = records;
+  }
+
+  /** Loads the client token hashes and the CLI token, creating the CLI token on first run. */
+  static async open(files: TokenFiles, options: TokenStoreOptions = {}): Promise<TokenStore> {
+    const log = options.log ?? silentLogger;
+    let cli = await readCliToken(files.cliToken);
+    if (cli === undefined) {
+      cli = newToken();
+      await writePrivate(files.cliToken, `${cli}\n`);
+      log.info('cli-token.created');
+    } else {
+      await chmod(files.cliToken, 0o600);
+    }
+    let records: TokenRecord[] = [];
+    try {
+      const parsed = TokensFile.safeParse(JSON.parse(await readFile(files.tokens, 'utf8')));
+      if (parsed.success) records = parsed.data.tokens;
+      else log.warn('tokens.unreadable', { detail: 'tokens.json is malformed; paired clients must pair again' });
+      await chmod(files.tokens, 0o600);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT') log.warn('tokens.unreadable', describeError(err));
+    }
+    return new TokenStore(files, cli, records, options);
+  }
+
+  /** The CLI token (for the daemon's own use; never logged or sent to clients). */
+  cliToken(): string {
+    return this.cli;
+  }
+
+  /** The principal holding `token`, or undefined. Every stored hash is compared, in constant time. */
+  verify(token: string | undefined): Principal | undefined {
+    if (token === undefined || !TOKEN_PATTERN.test(token)) return undefined;
+    const hash = sha256(token);
+    let found: Principal | undefined;
+    if (timingSafeEqual(hash, this.cliHash)) found = { tokenId: CLI_TOKEN_ID, kind: 'cli', label: 'cli' };
+    for (const r of this.records) {
+      if (timingSafeEqual(hash, Buffer.from(r.hash, 'hex'))) found ??= { tokenId: r.id, kind: 'client', label: r.label };
+    }
+    return found;
+  }
+
+  /** Issues a client token (returned once, stored hashed). */
+  async issue(label: string): Promise<{ id: string; token: string }> {
+    const token = newToken();
+    const id = randomBytes(12).toString('base64url');
+    this.records.push({ id, label: label.slice(0, 60), hash: sha256(token).toString('hex'), createdAt: this.now() });
+    const overflow = this.records.length - this.settings.maxClientTokens;
+    const forgotten = overflow > 0 ? this.records.splice(0, overflow) : [];
+    await this.save();
+    for (const r of forgotten) this.emitRevoked(r.id);
+    return { id, token };
+  }
+
+  /** Revokes a client token; false when there is none with this id. */
+  async revoke(tokenId: string): Promise<boolean> {
+    const before = this.records.length;
+    this.records = this.records.filter((r) => r.id !== tokenId);
+    if (this.records.length === before) return false;
+    await this.save();
+    this.emitRevoked(tokenId);
+    return true;
+  }
+
+  list(): ReadonlyArray<{ id: string; label: string; createdAt: number }> {
+    return this.records.map(({ id, label, createdAt }) => ({ id, label, createdAt }));
+  }
+
+  /** Called with the id of each revoked token (open WebSockets of that token are closed). */
+  onRevoke(listener: (tokenId: string) => void): () => void {
+    this.revokeListeners.add(listener);
+    return () => this.revokeListeners.delete(listener);
+  }
+
+  private emitRevoked(tokenId: string): void {
+    for (const l of this.revokeListeners) l(tokenId);
+  }
+
+  private save(): Promise<void> {
+    const text = `${JSON.stringify({ v: PROTOCOL_VERSION, tokens: this.records }, null, 2)}\n`;
+    this.writing = this.writing.catch(() => undefined).then(() => writePrivate(this.files.tokens, text));
+    return this.writing;
+  }
+}

@@ -1,0 +1,222 @@
+// The event stream: one WebSocket per client at /v1/events (R11, R12). The upgrade passes the same
+// Host and Origin checks as every HTTP request; the token never travels in the URL: the first message
+// must be `hello` with the token and the client id, within a few seconds. Frames are small text
+// (no compression, 64 KiB at most: a larger frame closes with 1009); every message is parsed, and a
+// bad one (not JSON, unknown type, other version) gets a `protocol-error` event while the connection
+// stays. Connections per token are capped, dead peers are found by ping/pong, a revoked token's
+// sockets are closed, and a peer that does not read its events is dropped rather than buffered.
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import {
+  ClientMessage,
+  ERRORS,
+  P2pzError,
+  PROTOCOL_VERSION,
+  type ServerEvent,
+} from '../../shared/protocol/index.js';
+import { describeError } from '../log.js';
+import { clientKey } from './clients.js';
+import type { ServiceContext } from './context.js';
+import type { Gate } from './gate.js';
+import { errorBody, toP2pzError } from './respond.js';
+import type { Principal } from './tokens.js';
+import { checkVersion, parseBody, parseJsonText } from './validate.js';
+
+export const WS_DEFAULTS = Object.freeze({
+  /** The only WebSocket path. */
+  path: '/v1/events',
+  /** Largest frame accepted from a client; larger closes the connection with 1009. */
+  maxPayloadBytes: 64 * 1024,
+  /** The `hello` must arrive within this time, else the connection is closed (1008). */
+  helloTimeoutMs: 5_000,
+  /** Open event streams per token; one more is refused. */
+  maxConnectionsPerToken: 4,
+  /** Ping interval; a peer that has not answered the previous ping is terminated. */
+  heartbeatMs: 30_000,
+  /** A peer with more unsent bytes than this is not reading: it is terminated. */
+  maxBufferedBytes: 8 * 1024 * 1024,
+});
+export type WsOptions = typeof WS_DEFAULTS;
+
+/** WebSocket close codes used here (RFC 6455 §7.4.1). */
+export const CLOSE = Object.freeze({ goingAway: 1001, policy: 1008, tooBig: 1009 });
+
+const MESSAGE_TYPES = new Set(['hello', 'cancel', 'ping']);
+
+export interface EventsServer {
+  /** Open connections (authenticated or not). */
+  connections(): number;
+  /** Closes every connection (1001) and refuses new upgrades. */
+  close(): Promise<void>;
+}
+
+interface Peer {
+  readonly ws: WebSocket;
+  alive: boolean;
+  principal: Principal | undefined;
+  /** The queue's client key (token + client id), set by hello. */
+  key: string;
+  unsubscribe: (() => void) | undefined;
+  helloTimer: NodeJS.Timeout | undefined;
+}
+
+function rejectUpgrade(socket: Duplex, err: P2pzError): void {
+  const body = JSON.stringify(errorBody(err));
+  const status = ERRORS[err.code].status;
+  socket.on('error', () => undefined);
+  socket.end(
+    `HTTP/1.1 ${status} ${status === 403 ? 'Forbidden' : status === 404 ? 'Not Found' : 'Service Unavailable'}\r\n` +
+      `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `Cache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+/** One client message, parsed; throws E_BAD_REQUEST, E_PROTOCOL_VERSION or E_UNKNOWN_MESSAGE. */
+export function parseClientMessage(data: RawData, isBinary: boolean): ClientMessage {
+  if (isBinary) throw new P2pzError('E_BAD_REQUEST', 'Messages must be JSON text frames.');
+  const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+  const value = parseJsonText(bytes);
+  checkVersion(value);
+  const type = (value as { type?: unknown } | null)?.type;
+  if (typeof type === 'string' && !MESSAGE_TYPES.has(type)) {
+    throw new P2pzError('E_UNKNOWN_MESSAGE', `Unknown message type "${type.slice(0, 40)}".`);
+  }
+  return parseBody(ClientMessage, value);
+}
+
+export function attachEvents(server: Server, gate: Gate, ctx: ServiceContext, options: Partial<WsOptions> = {}): EventsServer {
+  const o = { ...WS_DEFAULTS, ...options };
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: o.maxPayloadBytes, clientTracking: false });
+  const peers = new Set<Peer>();
+  let closing = false;
+
+  const send = (peer: Peer, event: ServerEvent): void => {
+    if (peer.ws.readyState !== peer.ws.OPEN) return;
+    peer.ws.send(JSON.stringify(event));
+    if (peer.ws.bufferedAmount > o.maxBufferedBytes) {
+      ctx.log.warn('ws.slow-peer-dropped', { tokenId: peer.principal?.tokenId });
+      peer.ws.terminate();
+    }
+  };
+  const protocolError = (peer: Peer, err: P2pzError): void =>
+    send(peer, { v: PROTOCOL_VERSION, type: 'protocol-error', error: err.toBody() });
+
+  const hello = async (peer: Peer, msg: Extract<ClientMessage, { type: 'hello' }>): Promise<void> => {
+    if (peer.principal !== undefined) throw new P2pzError('E_BAD_REQUEST', 'This connection already said hello.');
+    const principal = ctx.tokens.verify(msg.token);
+    if (principal === undefined) {
+      protocolError(peer, new P2pzError('E_UNAUTHORIZED'));
+      peer.ws.close(CLOSE.policy, 'unauthorized');
+      return;
+    }
+    const open = [...peers].filter((p) => p.principal?.tokenId === principal.tokenId).length;
+    if (open >= o.maxConnectionsPerToken) {
+      protocolError(peer, new P2pzError('E_RATE_LIMITED', `At most ${o.maxConnectionsPerToken} event streams per pairing.`, 'Close other plugin windows, or wait a minute.'));
+      peer.ws.close(CLOSE.policy, 'too many connections');
+      return;
+    }
+    clearTimeout(peer.helloTimer);
+    peer.principal = principal;
+    peer.key = clientKey(principal, msg.clientId);
+    // Events of jobs that change while the welcome is prepared wait behind it.
+    const backlog: ServerEvent[] = [];
+    let welcomed = false;
+    peer.unsubscribe = ctx.queue.subscribe(peer.key, (event) => {
+      if (welcomed) send(peer, event);
+      else backlog.push(event);
+    });
+    const health = await ctx.health();
+    send(peer, { v: PROTOCOL_VERSION, type: 'welcome', health });
+    welcomed = true;
+    for (const event of backlog.splice(0)) send(peer, event);
+    ctx.log.info('ws.hello', { tokenId: principal.tokenId });
+  };
+
+  const onMessage = async (peer: Peer, data: RawData, isBinary: boolean): Promise<void> => {
+    const msg = parseClientMessage(data, isBinary);
+    if (msg.type === 'hello') return hello(peer, msg);
+    if (peer.principal === undefined) throw new P2pzError('E_UNAUTHORIZED', 'Send hello with the token first.');
+    if (msg.type === 'ping') {
+      send(peer, { v: PROTOCOL_VERSION, type: 'pong', ...(msg.nonce === undefined ? {} : { nonce: msg.nonce }) });
+      return;
+    }
+    // cancel: the queue sends the `cancelled` event on this stream.
+    ctx.queue.cancel(peer.key, msg.jobId);
+  };
+
+  const onConnection = (ws: WebSocket): void => {
+    const peer: Peer = { ws, alive: true, principal: undefined, key: '', unsubscribe: undefined, helloTimer: undefined };
+    peers.add(peer);
+    peer.helloTimer = setTimeout(() => ws.close(CLOSE.policy, 'hello timeout'), o.helloTimeoutMs);
+    ws.on('pong', () => {
+      peer.alive = true;
+    });
+    ws.on('message', (data, isBinary) => {
+      onMessage(peer, data, isBinary).catch((err: unknown) => {
+        const e = toP2pzError(err);
+        if (e.code === 'E_INTERNAL') ctx.log.error('ws.internal-error', describeError(err));
+        protocolError(peer, e);
+      });
+    });
+    ws.on('error', (err) => ctx.log.info('ws.error', describeError(err)));
+    ws.on('close', () => {
+      clearTimeout(peer.helloTimer);
+      peer.unsubscribe?.();
+      peers.delete(peer);
+    });
+  };
+
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    try {
+      if (closing) throw new P2pzError('E_SHUTTING_DOWN');
+      gate.checkUpgrade(req);
+      const path = (req.url ?? '').split('?')[0];
+      if (path !== o.path) throw new P2pzError('E_NOT_FOUND');
+    } catch (err) {
+      rejectUpgrade(socket, toP2pzError(err));
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, onConnection);
+  };
+  server.on('upgrade', onUpgrade);
+
+  const heartbeat = setInterval(() => {
+    for (const peer of peers) {
+      if (!peer.alive) {
+        peer.ws.terminate();
+        continue;
+      }
+      peer.alive = false;
+      peer.ws.ping();
+    }
+  }, o.heartbeatMs);
+  heartbeat.unref();
+
+  const stopRevoked = ctx.tokens.onRevoke((tokenId) => {
+    for (const peer of peers) if (peer.principal?.tokenId === tokenId) peer.ws.close(CLOSE.policy, 'token revoked');
+  });
+
+  return {
+    connections: () => peers.size,
+    close: async () => {
+      closing = true;
+      clearInterval(heartbeat);
+      stopRevoked();
+      server.off('upgrade', onUpgrade);
+      const closed = [...peers].map(
+        (peer) =>
+          new Promise<void>((resolve) => {
+            peer.ws.once('close', () => resolve());
+            peer.ws.close(CLOSE.goingAway, 'daemon shutting down');
+            setTimeout(() => {
+              peer.ws.terminate();
+              resolve();
+            }, 1_000).unref();
+          }),
+      );
+      await Promise.all(closed);
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
+}
