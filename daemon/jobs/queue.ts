@@ -35,7 +35,9 @@ export const QUEUE_DEFAULTS = Object.freeze({
    *  (which stops its worker by force if it must). */
   closeGraceMs: 10_000,
 });
-export type QueueOptions = Partial<typeof QUEUE_DEFAULTS> & {
+/** The settings above, each a number of its own. */
+export type QueueSettings = { readonly [K in keyof typeof QUEUE_DEFAULTS]: number };
+export type QueueOptions = Partial<QueueSettings> & {
   /** Clock in epoch milliseconds (job timestamps and timings). */
   now?: () => number;
 };
@@ -66,7 +68,7 @@ interface Job {
 }
 
 export class JobQueue {
-  private readonly settings: typeof QUEUE_DEFAULTS;
+  private readonly settings: QueueSettings;
   private readonly now: () => number;
   /** clientId → jobId → job: job ids are client-chosen, so they are scoped by client. */
   private readonly jobs = new Map<string, Map<string, Job>>();

@@ -18,7 +18,9 @@ export const RESULT_STORE_DEFAULTS = Object.freeze({
    *  0 turns the timer off. Expired files are refused by `get` whether or not a sweep has run. */
   sweepIntervalMs: 60_000,
 });
-export type ResultStoreOptions = Partial<typeof RESULT_STORE_DEFAULTS> & {
+/** The settings above, each a number of its own. */
+export type ResultStoreSettings = { readonly [K in keyof typeof RESULT_STORE_DEFAULTS]: number };
+export type ResultStoreOptions = Partial<ResultStoreSettings> & {
   /** Clock in epoch milliseconds. */
   now?: () => number;
 };
@@ -49,7 +51,7 @@ export class ResultStore {
   /** Insertion order is creation order: the first entry is the oldest. */
   private readonly index = new Map<string, StoredFile>();
   private totalBytes = 0;
-  private readonly settings: typeof RESULT_STORE_DEFAULTS;
+  private readonly settings: ResultStoreSettings;
   private readonly now: () => number;
   private timer: NodeJS.Timeout | undefined;
 
@@ -68,8 +70,9 @@ export class ResultStore {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     // mkdir leaves an existing folder's mode alone.
     await chmod(dir, 0o700);
-    const stale = (await readdir(dir)).filter((name) => OWN_FILE.test(name));
-    await Promise.all(stale.map((name) => unlinkIfPresent(join(dir, name))));
+    const entries = await readdir(dir, { withFileTypes: true });
+    const stale = entries.filter((entry) => entry.isFile() && OWN_FILE.test(entry.name));
+    await Promise.all(stale.map((entry) => unlinkIfPresent(join(dir, entry.name))));
     const interval = store.settings.sweepIntervalMs;
     if (interval > 0) {
       store.timer = setInterval(() => void store.sweep().catch(() => undefined), interval);
