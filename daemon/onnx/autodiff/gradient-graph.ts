@@ -1,0 +1,108 @@
+// Reverse-mode differentiation of an ONNX graph with static shapes: appends to the forward graph the
+// nodes computing ∂loss/∂x for chosen inputs x, in standard ONNX ops, one vector-Jacobian product
+// rule per forward node (vjp/). Only nodes that both depend on some x and reach the loss get a
+// backward; everything else stays forward-only. Initializers are shared by reference (external
+// weights stay in their file); the only new tensors are small inline constants.
+import { P2pzError } from '../../../shared/protocol/errors.js';
+import { GraphEmitter } from './emitter.js';
+import { pruneDeadNodes, cloneModelShallow } from './fold.js';
+import { defaultOpset, isFloatType, makeNode, valueInfo, type GraphProto, type ModelProto, type NodeProto } from './proto.js';
+import type { ShapeMap } from './static-shapes.js';
+import { VJP_RULES } from './vjp/index.js';
+import { unsupported } from './vjp/types.js';
+
+export interface GradientRequest {
+  /** Name of the scalar (or any-shape: seeded with ones) tensor to differentiate. */
+  readonly loss: string;
+  /** Graph inputs to differentiate with respect to, and the output name for each gradient. */
+  readonly wrt: readonly { readonly input: string; readonly gradOutput: string }[];
+  /** Forward tensors to keep as graph outputs (the loss itself is always kept). */
+  readonly keepOutputs: readonly string[];
+}
+
+export const GRADIENT_DEFAULTS = Object.freeze({
+  /** Prefix of every tensor and node the backward pass creates. */
+  prefix: 'grad/',
+});
+
+/** Forward nodes that need a backward and which of their inputs need a gradient. */
+export function activeNodes(graph: GraphProto, shapes: ShapeMap, loss: string, wrt: readonly string[]): { node: NodeProto; needs: boolean[] }[] {
+  const requires = new Set<string>(wrt);
+  for (const node of graph.node) {
+    if (!node.input.some((i) => i && requires.has(i))) continue;
+    for (const o of node.output) {
+      const info = o ? shapes.get(o) : undefined;
+      if (o && info && isFloatType(info.dtype)) requires.add(o);
+    }
+  }
+  const reaches = new Set<string>([loss]);
+  for (let k = graph.node.length - 1; k >= 0; k--) {
+    const node = graph.node[k] as NodeProto;
+    if (node.output.some((o) => o && reaches.has(o))) for (const i of node.input) if (i) reaches.add(i);
+  }
+  const active: { node: NodeProto; needs: boolean[] }[] = [];
+  for (const node of graph.node) {
+    if (!node.output.some((o) => o && reaches.has(o) && requires.has(o))) continue;
+    active.push({ node, needs: node.input.map((i) => !!i && requires.has(i) && reaches.has(i)) });
+  }
+  return active;
+}
+
+/** Returns a new model: the forward graph (pruned to `keepOutputs` and the loss) plus the backward
+ *  nodes, with the gradients as extra outputs. `shapes` must describe every forward tensor (see
+ *  foldStaticShapes); it is extended with the backward tensors. */
+export function appendGradient(model: ModelProto, shapes: ShapeMap, req: GradientRequest): ModelProto {
+  const out = cloneModelShallow(model);
+  const graph = out.graph as GraphProto;
+  const opset = defaultOpset(model);
+  if (opset < 13) throw new P2pzError('E_UNSUPPORTED_OP', `opset ${opset} (the gradient graph needs opset 13 or later)`);
+  const lossInfo = shapes.get(req.loss);
+  if (!lossInfo) throw new P2pzError('E_INTERNAL', `loss tensor ${req.loss} not found`);
+  const em = new GraphEmitter(shapes, GRADIENT_DEFAULTS.prefix, opset);
+  const grads = new Map<string, string[]>();
+  const addGrad = (name: string, g: string): void => {
+    const list = grads.get(name);
+    if (list) list.push(g);
+    else grads.set(name, [g]);
+  };
+  const takeGrad = (name: string): string | undefined => {
+    const list = grads.get(name);
+    return list && list.length > 0 ? em.sum(list) : undefined;
+  };
+  addGrad(req.loss, em.constant(new Array<number>(lossInfo.dims.reduce((a, b) => a * b, 1)).fill(1), lossInfo.dtype, lossInfo.dims));
+
+  const active = activeNodes(graph, shapes, req.loss, req.wrt.map((w) => w.input));
+  for (let k = active.length - 1; k >= 0; k--) {
+    const { node, needs } = active[k] as { node: NodeProto; needs: boolean[] };
+    const dY = node.output.map((o) => (o ? takeGrad(o) : undefined));
+    if (dY.every((g) => g === undefined) || !needs.some(Boolean)) continue;
+    const rule = node.domain && node.domain !== 'ai.onnx' ? undefined : VJP_RULES[node.opType];
+    if (!rule) throw unsupported(node);
+    const dX = rule({ node, em, opset, dY, needs });
+    node.input.forEach((name, i) => {
+      const g = dX[i];
+      if (name && needs[i] && g) addGrad(name, g);
+    });
+  }
+
+  const gradOutputs = req.wrt.map(({ input, gradOutput }) => {
+    const g = takeGrad(input) ?? em.zerosLike(input);
+    em.nodes.push(makeNode('Identity', [g], [gradOutput], `${GRADIENT_DEFAULTS.prefix}${gradOutput}`));
+    const info = em.info(input);
+    shapes.set(gradOutput, info);
+    return valueInfo(gradOutput, info.dtype, info.dims);
+  });
+
+  const keep = [...new Set([...req.keepOutputs, req.loss])];
+  graph.output = keep.map((name) => {
+    const existing = model.graph?.output.find((o) => o.name === name);
+    const info = shapes.get(name);
+    if (!info) throw new P2pzError('E_INTERNAL', `output ${name} not found`);
+    return existing && existing.type?.tensorType?.shape?.dim?.length === info.dims.length ? existing : valueInfo(name, info.dtype, info.dims);
+  }) as typeof graph.output;
+  graph.output.push(...gradOutputs);
+  graph.node = [...graph.node, ...em.nodes];
+  graph.initializer = [...graph.initializer, ...em.initializers];
+  pruneDeadNodes(graph);
+  return out;
+}

@@ -1,0 +1,221 @@
+// The ONNX protobuf vocabulary the graph transforms share: the `onnx` namespace of `onnx-proto`,
+// data-type codes, attribute readers, small-tensor decoding (inline data only: weights in external
+// data files are never read or copied here) and constructors for new nodes and tensors.
+import onnxProto from 'onnx-proto';
+import type { onnx as O } from 'onnx-proto';
+
+export const onnx = onnxProto.onnx;
+
+// The generated classes type every field as optional and nullable. Decoded messages (and ones made
+// with `create`) carry protobufjs's defaults for absent fields, so the transforms read them through
+// these narrower views: repeated fields are arrays, strings are strings.
+type Req<T> = NonNullable<T>;
+export interface TensorProto extends O.ITensorProto {
+  name: string;
+  dataType: number;
+  dims: Req<O.ITensorProto['dims']>;
+}
+export interface AttributeProto extends O.IAttributeProto {
+  name: string;
+  f: number;
+  ints: Req<O.IAttributeProto['ints']>;
+  floats: number[];
+}
+export interface ValueInfoProto extends O.IValueInfoProto {
+  name: string;
+}
+export interface NodeProto extends O.INodeProto {
+  input: string[];
+  output: string[];
+  name: string;
+  opType: string;
+  domain: string;
+  attribute: AttributeProto[];
+}
+export interface GraphProto extends O.IGraphProto {
+  name: string;
+  node: NodeProto[];
+  initializer: TensorProto[];
+  input: ValueInfoProto[];
+  output: ValueInfoProto[];
+  valueInfo: ValueInfoProto[];
+}
+export interface ModelProto extends O.IModelProto {
+  graph: GraphProto;
+  opsetImport: O.IOperatorSetIdProto[];
+  metadataProps: O.IStringStringEntryProto[];
+}
+
+export function decodeModel(bytes: Uint8Array): ModelProto {
+  return onnx.ModelProto.decode(bytes) as unknown as ModelProto;
+}
+
+export function encodeModel(model: ModelProto): Uint8Array {
+  return onnx.ModelProto.encode(model).finish();
+}
+
+export function makeModel(fields: O.IModelProto & { graph: GraphProto }): ModelProto {
+  return onnx.ModelProto.create(fields) as unknown as ModelProto;
+}
+
+export function makeGraph(fields: O.IGraphProto): GraphProto {
+  return onnx.GraphProto.create(fields) as unknown as GraphProto;
+}
+
+/** ONNX TensorProto.DataType codes used by the transforms. */
+export const DType = Object.freeze({
+  FLOAT: 1,
+  UINT8: 2,
+  INT8: 3,
+  INT32: 6,
+  INT64: 7,
+  BOOL: 9,
+  FLOAT16: 10,
+  DOUBLE: 11,
+});
+
+export function isFloatType(dtype: number): boolean {
+  return dtype === DType.FLOAT || dtype === DType.DOUBLE || dtype === DType.FLOAT16;
+}
+
+interface LongLike {
+  toNumber(): number;
+}
+
+/** protobufjs decodes int64 as `Long` when the `long` package is present: normalise to number. */
+export function int(v: number | LongLike | null | undefined): number {
+  if (v === null || v === undefined) return 0;
+  return typeof v === 'number' ? v : v.toNumber();
+}
+
+function findAttr(node: NodeProto, name: string): AttributeProto | undefined {
+  return node.attribute.find((a) => a.name === name);
+}
+
+export function hasAttr(node: NodeProto, name: string): boolean {
+  return findAttr(node, name) !== undefined;
+}
+
+export function attrInt(node: NodeProto, name: string, fallback: number): number {
+  const a = findAttr(node, name);
+  return a ? int(a.i) : fallback;
+}
+
+export function attrFloat(node: NodeProto, name: string, fallback: number): number {
+  const a = findAttr(node, name);
+  return a ? a.f : fallback;
+}
+
+export function attrInts(node: NodeProto, name: string): number[] | undefined {
+  const a = findAttr(node, name);
+  return a ? a.ints.map((v) => int(v)) : undefined;
+}
+
+export function attrString(node: NodeProto, name: string, fallback: string): string {
+  const a = findAttr(node, name);
+  return a && a.s ? new TextDecoder().decode(a.s) : fallback;
+}
+
+export function attrTensor(node: NodeProto, name: string): TensorProto | undefined {
+  const a = findAttr(node, name);
+  return a?.t ? (a.t as TensorProto) : undefined;
+}
+
+export type AttrValue = number | number[] | string | { float: number } | { floats: number[] } | TensorProto;
+
+/** Builds an AttributeProto: integers and integer lists as INT/INTS, `{float}`/`{floats}` as FLOAT(S). */
+export function makeAttr(name: string, value: AttrValue): AttributeProto {
+  const T = onnx.AttributeProto.AttributeType;
+  const make = (f: O.IAttributeProto): AttributeProto => onnx.AttributeProto.create(f) as unknown as AttributeProto;
+  if (typeof value === 'number') return make({ name, type: T.INT, i: value });
+  if (typeof value === 'string') return make({ name, type: T.STRING, s: new TextEncoder().encode(value) });
+  if (Array.isArray(value)) return make({ name, type: T.INTS, ints: value });
+  if ('float' in value) return make({ name, type: T.FLOAT, f: value.float });
+  if ('floats' in value) return make({ name, type: T.FLOATS, floats: value.floats });
+  return make({ name, type: T.TENSOR, t: value });
+}
+
+export function makeNode(opType: string, inputs: string[], outputs: string[], name: string, attrs: Record<string, AttrValue> = {}): NodeProto {
+  return onnx.NodeProto.create({
+    opType,
+    input: inputs,
+    output: outputs,
+    name,
+    attribute: Object.entries(attrs).map(([k, v]) => makeAttr(k, v)),
+  }) as unknown as NodeProto;
+}
+
+/** A tensor with inline raw data (little-endian), for the small constants the transforms create. */
+export function makeTensor(name: string, dtype: number, dims: readonly number[], values: ArrayLike<number>): TensorProto {
+  const n = values.length;
+  let raw: Uint8Array;
+  if (dtype === DType.FLOAT) raw = new Uint8Array(Float32Array.from(values).buffer);
+  else if (dtype === DType.DOUBLE) raw = new Uint8Array(Float64Array.from(values).buffer);
+  else if (dtype === DType.INT64) raw = new Uint8Array(BigInt64Array.from(Array.from(values, (v) => BigInt(Math.trunc(v)))).buffer);
+  else if (dtype === DType.INT32) raw = new Uint8Array(Int32Array.from(values).buffer);
+  else if (dtype === DType.BOOL || dtype === DType.UINT8) raw = Uint8Array.from(values, (v) => (v ? 1 : 0));
+  else throw new Error(`makeTensor: unsupported data type ${dtype}`);
+  if (dims.reduce((a, b) => a * b, 1) !== n) throw new Error(`makeTensor: ${n} values for dims [${dims.join(',')}]`);
+  return onnx.TensorProto.create({ name, dataType: dtype, dims: [...dims], rawData: raw }) as unknown as TensorProto;
+}
+
+export function isExternal(t: TensorProto): boolean {
+  return t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL;
+}
+
+export function tensorDims(t: TensorProto): number[] {
+  return t.dims.map((d) => int(d));
+}
+
+/** Decodes an inline tensor's values as JS numbers (int64 through Number: shape-sized values only).
+ *  Returns undefined for external data, strings or float16. */
+export function tensorValues(t: TensorProto): number[] | undefined {
+  if (isExternal(t)) return undefined;
+  const count = tensorDims(t).reduce((a, b) => a * b, 1);
+  const raw = t.rawData;
+  if (raw && raw.length > 0) {
+    const buf = raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength);
+    switch (t.dataType) {
+      case DType.FLOAT: return Array.from(new Float32Array(buf));
+      case DType.DOUBLE: return Array.from(new Float64Array(buf));
+      case DType.INT64: return Array.from(new BigInt64Array(buf), (v) => Number(v));
+      case DType.INT32: return Array.from(new Int32Array(buf));
+      case DType.INT8: return Array.from(new Int8Array(buf));
+      case DType.UINT8: case DType.BOOL: return Array.from(new Uint8Array(buf));
+      default: return undefined;
+    }
+  }
+  switch (t.dataType) {
+    case DType.FLOAT: return t.floatData?.length === count ? [...t.floatData] : undefined;
+    case DType.DOUBLE: return t.doubleData?.length === count ? [...t.doubleData] : undefined;
+    case DType.INT64: return t.int64Data?.length === count ? t.int64Data.map((v) => int(v)) : undefined;
+    case DType.INT32: case DType.INT8: case DType.UINT8: case DType.BOOL:
+      return t.int32Data?.length === count ? [...t.int32Data] : undefined;
+    default: return count === 0 ? [] : undefined;
+  }
+}
+
+/** The opset version of the default ONNX domain. */
+export function defaultOpset(model: ModelProto): number {
+  const entry = model.opsetImport.find((o) => !o.domain || o.domain === 'ai.onnx');
+  return entry ? int(entry.version) : 1;
+}
+
+export function valueInfo(name: string, dtype: number, dims: readonly (number | string)[]): ValueInfoProto {
+  return onnx.ValueInfoProto.create({
+    name,
+    type: {
+      tensorType: {
+        elemType: dtype,
+        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+      },
+    },
+  });
+}
+
+/** Element type and dims (-1 where symbolic) declared on a graph input or output. */
+export function declaredType(v: ValueInfoProto): { dtype: number; dims: number[] } {
+  const tt = v.type?.tensorType;
+  const dims = (tt?.shape?.dim ?? []).map((d) => (d.dimValue !== null && d.dimValue !== undefined && int(d.dimValue) > 0 ? int(d.dimValue) : -1));
+  return { dtype: tt?.elemType ?? 0, dims };
+}
