@@ -25,6 +25,8 @@ export interface OpInput {
   readonly constant?: boolean;
   /** Differentiate with respect to this input (graph inputs of float type only). */
   readonly wrt?: boolean;
+  /** Computed by a `pre` node: neither a graph input nor a constant. */
+  readonly produced?: boolean;
 }
 
 export interface OpCase {
@@ -37,6 +39,8 @@ export interface OpCase {
   readonly pre?: readonly NodeProto[];
   readonly outputs?: number;
   readonly seed?: number;
+  /** Graph inputs that only `pre` nodes read. */
+  readonly extraGraphInputs?: readonly OpInput[];
 }
 
 export interface GradCheck {
@@ -62,9 +66,10 @@ const ORT_TYPE: Record<number, 'float32' | 'float64' | 'int64' | 'bool'> = {
 export async function checkOpGradient(c: OpCase, h: number, opts: { maxCoords?: number } = {}): Promise<GradCheck> {
   const seed = c.seed ?? 7;
   const values = new Map<string, number[]>();
-  c.inputs.forEach((inp, i) => values.set(inp.name, [...(inp.values ?? uniform(seed + 31 * i, numel(inp.dims)))]));
+  const all = [...c.inputs, ...(c.extraGraphInputs ?? [])];
+  all.forEach((inp, i) => values.set(inp.name, [...(inp.values ?? uniform(seed + 31 * i, numel(inp.dims)))]));
   const initializers: TensorProto[] = c.inputs.filter((i) => i.constant).map((i) => makeTensor(i.name, i.dtype ?? c.dtype, i.dims, values.get(i.name) ?? []));
-  const graphInputs = c.inputs.filter((i) => !i.constant);
+  const graphInputs = all.filter((i) => !i.constant && !i.produced);
   const nOut = c.outputs ?? 1;
   const ys = Array.from({ length: nOut }, (_, k) => `Y${k}`);
   const opNode = makeNode(c.op, c.inputs.map((i) => i.name), ys, 'op0', c.attrs ?? {});
@@ -105,7 +110,7 @@ export async function checkOpGradient(c: OpCase, h: number, opts: { maxCoords?: 
     }),
   });
   const folded = foldStaticShapes(model, {});
-  const wrt = c.inputs.filter((i) => i.wrt);
+  const wrt = graphInputs.filter((i) => i.wrt);
   const grad = appendGradient(folded.model, folded.shapes, {
     loss: 'L', wrt: wrt.map((w) => ({ input: w.name, gradOutput: `d_${w.name}` })), keepOutputs: ys,
   });
