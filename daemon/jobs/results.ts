@@ -2,9 +2,11 @@
 // ($HOME/results), one instance per folder. The index (id → metadata) lives in memory, so a file name
 // on disk is only ever built from an id this process generated and still holds: a client-supplied id
 // is checked for shape and looked up in the index before any file access (RELIABILITY.md R20).
-// Files expire and their total size is capped, oldest first (R13). A store does not outlive its
-// process: files a previous run left behind are stale and are removed when the store opens.
-import { chmod, mkdir, readFile, readdir, unlink, writeFile } from 'node:fs/promises';
+// Files expire and their total size is capped, oldest first (R13). The index does not outlive the
+// process: files of this kind that it does not hold (left by an earlier run) are removed by `open` and
+// by every sweep once they are as old as an expired file. Younger ones are left alone, since they may
+// belong to another daemon still running on the same folder.
+import { chmod, mkdir, readFile, readdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { isServerId, newId } from './ids.js';
@@ -29,7 +31,7 @@ const EXTENSIONS = { 'image/png': '.png', 'image/jpeg': '.jpg', 'image/webp': '.
 export type StoredMime = keyof typeof EXTENSIONS;
 
 /** Names this store writes: `<id>.<ext>`. Only these are ever deleted from the folder. */
-const OWN_FILE = /^[A-Za-z0-9_-]{22}\.(?:png|jpg|webp)$/;
+const OWN_FILE = /^([A-Za-z0-9_-]{22})\.(?:png|jpg|webp)$/;
 
 export interface StoredMeta {
   readonly mime: StoredMime;
@@ -64,15 +66,13 @@ export class ResultStore {
     this.now = now ?? Date.now;
   }
 
-  /** Creates `dir` (mode 0700), removes the files a previous run left there, starts the sweep timer. */
+  /** Creates `dir` (mode 0700), removes expired files a previous run left there, starts the sweep timer. */
   static async open(dir: string, options: ResultStoreOptions = {}): Promise<ResultStore> {
     const store = new ResultStore(dir, options);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     // mkdir leaves an existing folder's mode alone.
     await chmod(dir, 0o700);
-    const entries = await readdir(dir, { withFileTypes: true });
-    const stale = entries.filter((entry) => entry.isFile() && OWN_FILE.test(entry.name));
-    await Promise.all(stale.map((entry) => unlinkIfPresent(join(dir, entry.name))));
+    await store.removeOrphans();
     const interval = store.settings.sweepIntervalMs;
     if (interval > 0) {
       store.timer = setInterval(() => void store.sweep().catch(() => undefined), interval);
@@ -136,11 +136,13 @@ export class ResultStore {
     if (meta !== undefined) await this.remove(meta);
   }
 
-  /** Deletes expired files, then the oldest files while the total exceeds the cap. */
+  /** Deletes expired files, then the oldest files while the total exceeds the cap, then expired
+   *  files the index does not hold. */
   async sweep(): Promise<void> {
     const expired = [...this.index.values()].filter((meta) => this.isExpired(meta));
     await Promise.all(expired.map((meta) => this.remove(meta)));
     await this.evictOverCap();
+    await this.removeOrphans();
   }
 
   /** Number of files and their total bytes. */
@@ -152,6 +154,24 @@ export class ResultStore {
   close(): void {
     clearInterval(this.timer);
     this.timer = undefined;
+  }
+
+  /** Deletes files named like this store's that the index does not hold, once modified at least
+   *  maxAgeMs ago. */
+  private async removeOrphans(): Promise<void> {
+    const cutoff = this.now() - this.settings.maxAgeMs;
+    const entries = await readdir(this.dir, { withFileTypes: true });
+    const orphans = entries.filter((entry) => {
+      const id = OWN_FILE.exec(entry.name)?.[1];
+      return entry.isFile() && id !== undefined && !this.index.has(id);
+    });
+    await Promise.all(
+      orphans.map(async (entry) => {
+        const path = join(this.dir, entry.name);
+        const modified = await stat(path).then((s) => s.mtimeMs, () => undefined);
+        if (modified !== undefined && modified <= cutoff) await unlinkIfPresent(path);
+      }),
+    );
   }
 
   private async evictOverCap(): Promise<void> {

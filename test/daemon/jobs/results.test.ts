@@ -2,7 +2,7 @@
 // expiry, the total size cap (oldest first), the sweep timer, and ids that must be refused before any
 // file access (the fs module is wrapped so the test can see every call the store makes).
 import * as fs from 'node:fs/promises';
-import { mkdtemp, readdir, rm, stat, writeFile, mkdir, chmod } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -77,20 +77,34 @@ describe('open', () => {
     expect((await stat(join(dir, 'loose'))).mode & 0o777).toBe(0o700);
   });
 
-  it('removes the files a previous run left and nothing else', async () => {
+  it('removes expired files a previous run left, and nothing else', async () => {
+    clock = Date.now();
     const folder = join(dir, 'results');
-    const previous = await open({}, folder);
-    const file = await previous.put(PNG, { mime: 'image/png', width: 1, height: 1 });
-    await writeFile(join(folder, `${newId()}.webp`), PNG);
-    await writeFile(join(folder, 'notes.txt'), 'keep me');
-    await writeFile(join(folder, 'short.png'), PNG);
+    const previous = await open({ maxAgeMs: 60_000 }, folder);
+    const old = await previous.put(PNG, { mime: 'image/png', width: 1, height: 1 });
+    const young = await previous.put(PNG, { mime: 'image/png', width: 1, height: 1 });
+    const oldWebp = `${newId()}.webp`;
+    await writeFile(join(folder, oldWebp), PNG);
     const folderName = `${newId()}.png`;
     await mkdir(join(folder, folderName));
+    for (const name of ['notes.txt', 'short.png']) await writeFile(join(folder, name), 'not ours');
+    const expiredAt = (clock - 60_000) / 1000;
+    for (const name of [`${old.id}.png`, oldWebp, folderName, 'notes.txt', 'short.png']) {
+      await utimes(join(folder, name), expiredAt, expiredAt);
+    }
 
-    const reopened = await open({}, folder);
-    expect(await reopened.get(file.id)).toBeUndefined();
-    const left = (await readdir(folder, { withFileTypes: true })).map((e) => `${e.name}${e.isDirectory() ? '/' : ''}`);
-    expect(left.sort()).toEqual(['notes.txt', 'short.png', `${folderName}/`].sort());
+    const reopened = await open({ maxAgeMs: 60_000 }, folder);
+    const names = async (): Promise<string[]> =>
+      (await readdir(folder, { withFileTypes: true })).map((e) => `${e.name}${e.isDirectory() ? '/' : ''}`).sort();
+    expect(await names()).toEqual([`${folderName}/`, `${young.id}.png`, 'notes.txt', 'short.png'].sort());
+    // The young file may belong to a daemon still running on this folder: it keeps serving it.
+    expect(await previous.get(young.id)).toBeDefined();
+    expect(await reopened.get(young.id)).toBeUndefined();
+
+    // Once it is as old as an expired file, a sweep removes it.
+    clock += 120_000;
+    await reopened.sweep();
+    expect(await names()).toEqual([`${folderName}/`, 'notes.txt', 'short.png'].sort());
   });
 });
 
