@@ -19,6 +19,8 @@ import type {
   JobStateName,
   ResultRef,
 } from '../../shared/protocol/index.js';
+import { describeError, silentLogger } from '../log.js';
+import type { Logger } from '../log.js';
 import type { EngineOutput, EngineProgress, EngineResult, JobEngine } from './engine.js';
 import { newId } from './ids.js';
 import type { ResultStore } from './results.js';
@@ -31,6 +33,9 @@ export const QUEUE_DEFAULTS = Object.freeze({
   maxQueued: 32,
   /** A finished, cancelled or failed job can be looked up (and resubmitted idempotently) this long (1 hour). */
   keepFinishedMs: 3600_000,
+  /** Ended jobs remembered at most (each is small, but submit-and-cancel can make many); beyond it the
+   *  ones that ended first are forgotten early. */
+  maxEnded: 10_000,
   /** On close(): how long the running job may take to stop cooperatively before the engine is closed
    *  (which stops its worker by force if it must). */
   closeGraceMs: 10_000,
@@ -40,9 +45,17 @@ export type QueueSettings = { readonly [K in keyof typeof QUEUE_DEFAULTS]: numbe
 export type QueueOptions = Partial<QueueSettings> & {
   /** Clock in epoch milliseconds (job timestamps and timings). */
   now?: () => number;
+  /** Job outcomes and internal faults (an engine that rejects, a failing store or listener). */
+  log?: Logger;
 };
 
 export type JobListener = (event: JobEvent) => void;
+
+/** How a job ends: the three terminal states, each with what its event carries. */
+type Ending =
+  | { readonly state: 'finished'; readonly outcome: JobOutcome }
+  | { readonly state: 'cancelled' }
+  | { readonly state: 'error'; readonly error: ErrorBody };
 
 interface Job {
   readonly clientId: string;
@@ -70,6 +83,7 @@ interface Job {
 export class JobQueue {
   private readonly settings: QueueSettings;
   private readonly now: () => number;
+  private readonly log: Logger;
   /** clientId → jobId → job: job ids are client-chosen, so they are scoped by client. */
   private readonly jobs = new Map<string, Map<string, Job>>();
   private readonly waiting = new WaitingLine<Job>();
@@ -86,9 +100,10 @@ export class JobQueue {
     private readonly results: ResultStore,
     options: QueueOptions = {},
   ) {
-    const { now, ...settings } = options;
+    const { now, log, ...settings } = options;
     this.settings = { ...QUEUE_DEFAULTS, ...settings };
     this.now = now ?? Date.now;
+    this.log = log ?? silentLogger;
   }
 
   /**
@@ -149,7 +164,7 @@ export class JobQueue {
     const job = this.find(clientId, jobId);
     if (job.state === 'queued') {
       this.waiting.remove(job);
-      this.end(job, 'cancelled');
+      this.end(job, { state: 'cancelled' });
       this.announcePositions();
     } else if (job.state === 'running') {
       job.state = 'cancelled';
@@ -185,7 +200,7 @@ export class JobQueue {
   }
 
   private async shutdown(): Promise<void> {
-    for (let job = this.waiting.shift(); job; job = this.waiting.shift()) this.end(job, 'cancelled');
+    for (let job = this.waiting.shift(); job; job = this.waiting.shift()) this.end(job, { state: 'cancelled' });
     const running = this.running;
     if (running) {
       if (running.job.state === 'running') running.job.state = 'cancelled';
@@ -235,8 +250,9 @@ export class JobQueue {
     // The engine is called a microtask later, once `running` is set.
     const settled = Promise.resolve()
       .then(() => this.execute(job, image, abort.signal))
-      .catch(() => {
-        if (job.endedAt === undefined) this.end(job, 'error', { error: errorBody('E_INTERNAL') });
+      .catch((error: unknown) => {
+        this.log.error('job.internal-error', { jobId: job.jobId, ...describeError(error) });
+        if (job.endedAt === undefined) this.end(job, { state: 'error', error: errorBody('E_INTERNAL') });
       })
       .finally(() => {
         this.running = undefined;
@@ -250,7 +266,7 @@ export class JobQueue {
   /** Runs `job` on the engine and ends it with exactly one terminal event. Never rejects. */
   private async execute(job: Job, image: Uint8Array, signal: AbortSignal): Promise<void> {
     // Cancelled in the same tick as it started: the engine never sees it.
-    if (signal.aborted) return this.end(job, 'cancelled');
+    if (signal.aborted) return this.end(job, { state: 'cancelled' });
     let result: EngineResult;
     try {
       result = await this.engine.run(
@@ -265,24 +281,26 @@ export class JobQueue {
         (progress) => this.reportProgress(job, progress, signal),
         signal,
       );
-    } catch {
+    } catch (error) {
       // The engine contract says run() never rejects; if it does, the job fails without details.
+      this.log.error('job.engine-rejected', { jobId: job.jobId, ...describeError(error) });
       result = { status: 'failed', error: errorBody('E_INTERNAL') };
     }
 
-    if (signal.aborted || result.status === 'cancelled') return this.end(job, 'cancelled');
-    if (result.status === 'failed') return this.end(job, 'error', { error: result.error });
+    if (signal.aborted || result.status === 'cancelled') return this.end(job, { state: 'cancelled' });
+    if (result.status === 'failed') return this.end(job, { state: 'error', error: result.error });
 
     let refs: ResultRef[];
     try {
       refs = await this.store(result.outputs);
     } catch (error) {
-      return this.end(job, 'error', { error: error instanceof P2pzError ? error.toBody() : errorBody('E_INTERNAL') });
+      this.log.error('job.store-failed', { jobId: job.jobId, ...describeError(error) });
+      return this.end(job, { state: 'error', error: error instanceof P2pzError ? error.toBody() : errorBody('E_INTERNAL') });
     }
     // A cancel that arrived while the outputs were being stored still wins.
     if (signal.aborted) {
       await this.discard(refs);
-      return this.end(job, 'cancelled');
+      return this.end(job, { state: 'cancelled' });
     }
     const endedAt = this.now();
     const outcome = JobOutcome.safeParse({
@@ -296,10 +314,11 @@ export class JobQueue {
       device: this.device(),
     });
     if (!outcome.success) {
+      this.log.error('job.invalid-outcome', { jobId: job.jobId, detail: outcome.error.issues[0]?.message });
       await this.discard(refs);
-      return this.end(job, 'error', { error: errorBody('E_INTERNAL') });
+      return this.end(job, { state: 'error', error: errorBody('E_INTERNAL') });
     }
-    this.end(job, 'finished', { outcome: outcome.data });
+    this.end(job, { state: 'finished', outcome: outcome.data });
   }
 
   /** The engine reports its device in health(); a job cannot finish before the worker is ready, so
@@ -357,18 +376,31 @@ export class JobQueue {
   }
 
   /** Sets a job's final state and sends its one terminal event. */
-  private end(job: Job, state: 'finished' | 'cancelled' | 'error', detail: { outcome?: JobOutcome; error?: ErrorBody } = {}): void {
-    job.state = state;
+  private end(job: Job, ending: Ending): void {
+    job.state = ending.state;
     job.image = undefined;
     job.position = undefined;
-    job.outcome = detail.outcome;
-    job.error = detail.error;
+    job.outcome = ending.state === 'finished' ? ending.outcome : undefined;
+    job.error = ending.state === 'error' ? ending.error : undefined;
     job.endedAt = this.now();
     this.ended.push(job);
+    this.log.info('job.ended', {
+      jobId: job.jobId,
+      kind: job.kind,
+      state: ending.state,
+      error: job.error?.code,
+      engine: job.outcome?.engine,
+      totalMs: job.endedAt - job.createdAt,
+    });
     const base = eventBase(job);
-    if (state === 'finished' && detail.outcome) this.emit(job, { ...base, type: 'finished', outcome: detail.outcome });
-    else if (state === 'error') this.emit(job, { ...base, type: 'error', error: detail.error ?? errorBody('E_INTERNAL') });
-    else this.emit(job, { ...base, type: 'cancelled' });
+    switch (ending.state) {
+      case 'finished':
+        return this.emit(job, { ...base, type: 'finished', outcome: ending.outcome });
+      case 'error':
+        return this.emit(job, { ...base, type: 'error', error: ending.error });
+      case 'cancelled':
+        return this.emit(job, { ...base, type: 'cancelled' });
+    }
   }
 
   /** Sends a `queued` event to every waiting job whose position changed. */
@@ -384,7 +416,8 @@ export class JobQueue {
 
   private forgetExpired(): void {
     const cutoff = this.now() - this.settings.keepFinishedMs;
-    while (this.ended.length > 0 && (this.ended[0]?.endedAt ?? Infinity) <= cutoff) {
+    const expired = (job: Job | undefined): boolean => job !== undefined && (job.endedAt ?? Infinity) <= cutoff;
+    while (this.ended.length > this.settings.maxEnded || expired(this.ended[0])) {
       const job = this.ended.shift();
       if (!job) break;
       const clientJobs = this.jobs.get(job.clientId);
@@ -399,8 +432,9 @@ export class JobQueue {
     for (const listener of [...set]) {
       try {
         listener(event);
-      } catch {
+      } catch (error) {
         // A failing listener (e.g. a socket that just closed) must not stop the queue or other listeners.
+        this.log.warn('job.listener-failed', { jobId: job.jobId, ...describeError(error) });
       }
     }
   }

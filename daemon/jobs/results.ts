@@ -9,6 +9,8 @@
 import { chmod, mkdir, readFile, readdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { P2pzError } from '../../shared/protocol/index.js';
+import { describeError, silentLogger } from '../log.js';
+import type { Logger } from '../log.js';
 import { isServerId, newId } from './ids.js';
 
 export const RESULT_STORE_DEFAULTS = Object.freeze({
@@ -25,6 +27,8 @@ export type ResultStoreSettings = { readonly [K in keyof typeof RESULT_STORE_DEF
 export type ResultStoreOptions = Partial<ResultStoreSettings> & {
   /** Clock in epoch milliseconds. */
   now?: () => number;
+  /** Where a failed background sweep is reported. */
+  log?: Logger;
 };
 
 const EXTENSIONS = { 'image/png': '.png', 'image/jpeg': '.jpg', 'image/webp': '.webp' } as const;
@@ -55,15 +59,17 @@ export class ResultStore {
   private totalBytes = 0;
   private readonly settings: ResultStoreSettings;
   private readonly now: () => number;
+  private readonly log: Logger;
   private timer: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly dir: string,
     options: ResultStoreOptions,
   ) {
-    const { now, ...settings } = options;
+    const { now, log, ...settings } = options;
     this.settings = { ...RESULT_STORE_DEFAULTS, ...settings };
     this.now = now ?? Date.now;
+    this.log = log ?? silentLogger;
   }
 
   /** Creates `dir` (mode 0700), removes expired files a previous run left there, starts the sweep timer. */
@@ -75,7 +81,10 @@ export class ResultStore {
     await store.removeOrphans();
     const interval = store.settings.sweepIntervalMs;
     if (interval > 0) {
-      store.timer = setInterval(() => void store.sweep().catch(() => undefined), interval);
+      const sweep = (): void => {
+        store.sweep().catch((error: unknown) => store.log.warn('store.sweep-failed', describeError(error)));
+      };
+      store.timer = setInterval(sweep, interval);
       store.timer.unref();
     }
     return store;

@@ -12,6 +12,7 @@ import { ResultStore } from '../../../daemon/jobs/results.js';
 import type { EngineOutput, EngineResult } from '../../../daemon/jobs/engine.js';
 import { JobRequest, JobState, P2pzError, ServerEvent } from '../../../shared/protocol/index.js';
 import type { JobEvent, JobKind, JobRequestInput } from '../../../shared/protocol/index.js';
+import { createLogger } from '../../../daemon/log.js';
 import { ScriptedEngine } from './scripted-engine.js';
 
 const ALICE = 'client-alice';
@@ -367,6 +368,18 @@ describe('clients', () => {
     seen.length = 0;
     expect(queue.submit(ALICE, request('render', 'preview-1'), IMAGE).state).toBe('running');
   });
+
+  it('forgets the jobs that ended first beyond maxEnded', () => {
+    queue = makeQueue({ maxEnded: 2 });
+    queue.submit(ALICE, request('render', 'blocking-job'), IMAGE);
+    for (const jobId of ['render-A', 'render-B', 'render-C']) {
+      queue.submit(ALICE, request('render', jobId), IMAGE);
+      queue.cancel(ALICE, jobId);
+    }
+    expect(codeOf(() => queue.get(ALICE, 'render-A')).code).toBe('E_NOT_FOUND');
+    expect(queue.get(ALICE, 'render-B').state).toBe('cancelled');
+    expect(queue.get(ALICE, 'render-C').state).toBe('cancelled');
+  });
 });
 
 describe('cancel', () => {
@@ -443,13 +456,19 @@ describe('failures', () => {
     await untilRunning('render-B');
   });
 
-  it('turns an engine that rejects into E_INTERNAL without details', async () => {
+  it('turns an engine that rejects into E_INTERNAL without details, and logs it scrubbed', async () => {
+    const lines: string[] = [];
+    queue = makeQueue({ log: createLogger({ sink: (line) => lines.push(line) }) });
+    listen(ALICE);
     queue.submit(ALICE, request('render', 'render-A'), IMAGE);
     await untilRunning('render-A');
-    engine.runOf('render-A').reject(new Error('/home/someone/secret stack'));
+    engine.runOf('render-A').reject(new Error('bad state in /home/someone/secret'));
     const terminal = await untilTerminal('render-A');
     expect(terminal.type === 'error' && terminal.error.code).toBe('E_INTERNAL');
     expect(JSON.stringify(terminal)).not.toContain('secret');
+    expect(lines.find((l) => l.includes('job.engine-rejected'))).toContain('"bad state in <path>"');
+    expect(lines.find((l) => l.includes('job.ended'))).toMatch(/jobId=render-A kind=render state=error error=E_INTERNAL/);
+    expect(lines.join('\n')).not.toContain('secret');
   });
 
   it('fails the job and keeps nothing when its outputs cannot be stored', async () => {
