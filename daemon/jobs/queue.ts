@@ -102,7 +102,7 @@ export class JobQueue {
   ) {
     const { now, log, ...settings } = options;
     this.settings = { ...QUEUE_DEFAULTS, ...settings };
-    this.now = now ?? Date.now;
+    this.now = now ?? (() => Date.now());
     this.log = log ?? silentLogger;
   }
 
@@ -246,8 +246,7 @@ export class JobQueue {
     job.position = undefined;
     job.startedAt = this.now();
     job.abort = abort;
-    this.emit(job, { ...eventBase(job), type: 'started' });
-    // The engine is called a microtask later, once `running` is set.
+    // The engine is called a microtask later, after `running` is set and `started` is sent.
     const settled = Promise.resolve()
       .then(() => this.execute(job, image, abort.signal))
       .catch((error: unknown) => {
@@ -260,6 +259,7 @@ export class JobQueue {
         this.pump();
       });
     this.running = { job, settled };
+    this.emit(job, { ...eventBase(job), type: 'started' });
     this.announcePositions();
   }
 

@@ -68,7 +68,7 @@ export class ResultStore {
   ) {
     const { now, log, ...settings } = options;
     this.settings = { ...RESULT_STORE_DEFAULTS, ...settings };
-    this.now = now ?? Date.now;
+    this.now = now ?? (() => Date.now());
     this.log = log ?? silentLogger;
   }
 

@@ -354,6 +354,24 @@ describe('clients', () => {
     expect(typesOf('render-A')).toEqual(['queued', 'started', 'finished']);
   });
 
+  it('stays one at a time when a listener submits and cancels from inside an event', async () => {
+    queue.subscribe(ALICE, (event) => {
+      if (event.type === 'started' && event.jobId === 'render-A') {
+        queue.submit(ALICE, request('render', 'render-B'), IMAGE);
+        queue.submit(ALICE, request('render', 'render-C'), IMAGE);
+      }
+      if (event.type === 'queued' && event.jobId === 'render-C') queue.cancel(ALICE, 'render-B');
+    });
+    queue.submit(ALICE, request('render', 'render-A'), IMAGE);
+    expect(queue.counts()).toEqual({ running: 1, queued: 1 });
+    expect(queue.get(ALICE, 'render-C').position).toBe(1);
+    await untilRunning('render-A');
+    engine.runOf('render-A').resolve(done());
+    await untilRunning('render-C');
+    expect(engine.maxActive).toBe(1);
+    expect(typesOf('render-B')).toEqual(['queued', 'cancelled']);
+  });
+
   it('forgets an ended job keepFinishedMs after it ended', async () => {
     queue.submit(ALICE, request('preview', 'preview-1'), IMAGE);
     await untilRunning('preview-1');

@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RESULT_STORE_DEFAULTS, ResultStore } from '../../../daemon/jobs/results.js';
 import type { ResultStoreOptions } from '../../../daemon/jobs/results.js';
 import { SERVER_ID_PATTERN, isServerId, newId } from '../../../daemon/jobs/ids.js';
+import { createLogger } from '../../../daemon/log.js';
 import { Id, P2pzError } from '../../../shared/protocol/index.js';
 
 vi.mock('node:fs/promises', async (importOriginal) => {
@@ -201,6 +202,17 @@ describe('expiry and the disk cap', () => {
     await vi.advanceTimersByTimeAsync(60_000);
     await vi.waitFor(async () => expect(await readdir(join(dir, 'results'))).toEqual([]));
     expect(store.usage().files).toBe(0);
+  });
+
+  it('logs a failed background sweep and keeps going', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    const lines: string[] = [];
+    const folder = join(dir, 'doomed');
+    await open({ sweepIntervalMs: 1000, log: createLogger({ sink: (line) => lines.push(line) }) }, folder);
+    await rm(folder, { recursive: true });
+    await vi.advanceTimersByTimeAsync(1000);
+    await vi.waitFor(() => expect(lines.some((l) => l.includes('store.sweep-failed error=ENOENT'))).toBe(true));
+    expect(lines.join('\n')).not.toContain(dir);
   });
 });
 
