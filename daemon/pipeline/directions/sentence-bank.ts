@@ -1,0 +1,214 @@
+// Sentence banks for edit directions (DESIGN.md §3 step 3). pix2pix-zero averages the text encoder's
+// output over ~1000 varied sentences per concept (the paper generated them with a language model);
+// p2pz builds them from templates instead: a way of depicting ("an oil painting of"), the subject
+// with its article, a situation suited to the kind of concept ("sitting on a sofa", "parked on a city
+// street"), and a light or time of day. Every combination is listed in a fixed order and shuffled by
+// the seeded generator; the shuffle depends only on the kind and the seed, so two concepts of the
+// same kind get parallel sentences that differ only in the word ("a photo of a cat in the snow" /
+// "a photo of a dog in the snow"), which keeps the context out of Δ. Free words work the same way,
+// with situations that fit any object. Users can also bring their own banks as text files.
+import { readFile, stat } from 'node:fs/promises';
+import { Concept, P2pzError } from '../../../shared/protocol/index.js';
+import { Rng } from '../random.js';
+
+export type ConceptKind = 'animal' | 'person' | 'vehicle' | 'plant' | 'object';
+
+export const SENTENCE_BANK_DEFAULTS = Object.freeze({
+  /** Sentences per concept (the paper used about 1000). */
+  count: 1000,
+  /** Seed of the shuffle that picks which combinations are used. */
+  seed: 0,
+});
+
+export const SENTENCE_BANK_LIMITS = Object.freeze({
+  /** Most sentences generated per concept (every kind has at least this many combinations). */
+  maxCount: 2000,
+  /** A user's bank file: at most this many bytes, … */
+  maxFileBytes: 1024 * 1024,
+  /** … this many distinct sentences, … */
+  maxSentences: 5000,
+  /** … each at most this many characters (CLIP reads 75 tokens anyway). */
+  maxSentenceChars: 500,
+});
+
+/** Concepts that ship with p2pz, by kind (any other word is an 'object'). */
+export const BUILT_IN_CONCEPTS: Readonly<Record<string, ConceptKind>> = Object.freeze({
+  cat: 'animal', dog: 'animal', horse: 'animal', zebra: 'animal', tiger: 'animal', lion: 'animal',
+  wolf: 'animal', bear: 'animal', fox: 'animal', cow: 'animal', sheep: 'animal', goat: 'animal',
+  elephant: 'animal', giraffe: 'animal', leopard: 'animal', cheetah: 'animal', panda: 'animal',
+  rabbit: 'animal', squirrel: 'animal', deer: 'animal', monkey: 'animal', bird: 'animal', owl: 'animal',
+  duck: 'animal', puppy: 'animal', kitten: 'animal',
+  person: 'person', man: 'person', woman: 'person', boy: 'person', girl: 'person', child: 'person',
+  robot: 'person', astronaut: 'person', soldier: 'person',
+  car: 'vehicle', truck: 'vehicle', bus: 'vehicle', van: 'vehicle', bicycle: 'vehicle',
+  motorcycle: 'vehicle', tractor: 'vehicle', boat: 'vehicle', train: 'vehicle',
+  tree: 'plant', 'pine tree': 'plant', 'palm tree': 'plant', flower: 'plant', rose: 'plant',
+  sunflower: 'plant', bush: 'plant', cactus: 'plant',
+});
+
+/** Ways of depicting, each followed by the subject ("" for the bare subject). */
+const DEPICTIONS: readonly string[] = [
+  '', 'a photo of', 'a close-up photo of', 'a black and white photo of', 'a blurry photo of',
+  'a bright photo of', 'a dark photo of', 'a cropped photo of', 'a professional photograph of',
+  'a snapshot of', 'a vintage photo of', 'a wide-angle photo of', 'an oil painting of',
+  'a watercolor painting of', 'a pencil sketch of', 'a charcoal drawing of', 'a digital illustration of',
+  'a 3D render of', 'a cartoon drawing of',
+];
+
+/** Light and time of day, appended after a comma ("" for none). */
+const LIGHTING: readonly string[] = [
+  '', 'at sunset', 'at night', 'in the morning light', 'in soft light', 'in bright daylight',
+  'on a foggy day', 'in the evening',
+];
+
+/** Situations per kind; each kind has enough for SENTENCE_BANK_LIMITS.maxCount combinations. */
+const SITUATIONS: Readonly<Record<ConceptKind, readonly string[]>> = Object.freeze({
+  animal: [
+    'sitting on a sofa', 'lying in the grass', 'standing in a field', 'walking on a beach',
+    'running through the snow', 'in the snow', 'in a forest', 'next to a river', 'on a wooden floor',
+    'in front of a house', 'on a mountain trail', 'in a meadow full of flowers', 'near a lake',
+    'in the rain', 'on a dirt road', 'resting in the shade', 'looking at the camera', 'in a garden',
+    'on a rock', 'among autumn leaves',
+  ],
+  person: [
+    'standing on a city street', 'sitting at a table', 'walking in a park', 'in a kitchen',
+    'on a beach', 'reading a book', 'in front of a brick wall', 'in a forest', 'in the snow',
+    'sitting on a bench', 'in an office', 'on a mountain top', 'in a crowded market', 'by a window',
+    'in a garden', 'looking at the camera', 'in the rain', 'on a train platform',
+  ],
+  vehicle: [
+    'parked on a city street', 'driving on a highway', 'in a parking lot', 'on a country road',
+    'in a garage', 'in the snow', 'near the beach', 'in front of a house', 'on a bridge',
+    'in the desert', 'by a lake', 'in the rain', 'on a mountain road', 'next to a forest',
+    'in a small town', 'on a dirt track',
+  ],
+  plant: [
+    'in a park', 'on a hill', 'next to a lake', 'in a garden', 'in a field', 'in the snow',
+    'by the road', 'in front of a house', 'on a mountain', 'in a meadow', 'near a river',
+    'in a courtyard', 'under a blue sky', 'in the rain', 'in a forest clearing', 'on a riverbank',
+  ],
+  object: [
+    'on a table', 'in a room', 'outdoors', 'in the snow', 'on the grass', 'in a city',
+    'at the beach', 'in a forest', 'in a studio', 'on a white background', 'in a field',
+    'in front of a house', 'near a window', 'on a wooden floor', 'in a garden', 'in the rain',
+  ],
+});
+
+/** The kind of a concept: built-in ones by table, any other word is an 'object'. */
+export function conceptKind(word: string): ConceptKind {
+  return BUILT_IN_CONCEPTS[word.trim().toLowerCase()] ?? 'object';
+}
+
+const DETERMINERS = /^(a|an|the|this|that|my|your|our|their|his|her|some|one|two|three)\s/;
+// u read as "you" (unicorn, user, ukulele), eu/ew (european, ewe), one-: "a".
+const A_BEFORE_VOWEL = /^(u[bcdfghjklmnpqrstvwxyz][aeiou]|eu|ew|one\b|once\b)/;
+// Silent h (hour, honest, honour, heir, herb): "an".
+const AN_BEFORE_H = /^(hour|honest|honor|honour|heir|herb)/;
+
+/** "a" or "an" for a word, by its sound as far as spelling shows (heuristic). */
+export function indefiniteArticle(word: string): 'a' | 'an' {
+  const w = word.trim().toLowerCase();
+  if (AN_BEFORE_H.test(w)) return 'an';
+  if (/^[aeiou]/.test(w) && !A_BEFORE_VOWEL.test(w)) return 'an';
+  return 'a';
+}
+
+/** The subject as it appears in a sentence: "a cat", "an elephant", "the eiffel tower" (kept). */
+export function subjectPhrase(word: string): string {
+  const w = word.trim().replace(/\s+/g, ' ');
+  return DETERMINERS.test(w.toLowerCase()) ? w : `${indefiniteArticle(w)} ${w}`;
+}
+
+export interface SentenceBankOptions {
+  readonly count?: number;
+  readonly seed?: number;
+  /** Template family; default: conceptKind(word). */
+  readonly kind?: ConceptKind;
+}
+
+function checkedConcept(word: string): string {
+  const parsed = Concept.safeParse(word);
+  if (!parsed.success) throw new P2pzError('E_BAD_REQUEST', `The concept "${word.slice(0, 64)}" is not a valid word (letters, digits, spaces, apostrophes and hyphens, at most 64 characters).`);
+  return parsed.data;
+}
+
+/**
+ * `count` distinct sentences that all contain `word`: depiction × situation × lighting combinations
+ * of the word's kind, in an order fixed by (kind, seed). Same kind and seed → parallel banks.
+ */
+export function sentenceBank(word: string, options: SentenceBankOptions = {}): string[] {
+  const concept = checkedConcept(word);
+  const count = options.count ?? SENTENCE_BANK_DEFAULTS.count;
+  const seed = options.seed ?? SENTENCE_BANK_DEFAULTS.seed;
+  const kind = options.kind ?? conceptKind(concept);
+  if (!Number.isInteger(count) || count < 1 || count > SENTENCE_BANK_LIMITS.maxCount) {
+    throw new P2pzError('E_BAD_REQUEST', `A sentence bank holds 1 to ${SENTENCE_BANK_LIMITS.maxCount} sentences, not ${count}.`);
+  }
+  const situations = SITUATIONS[kind];
+  const total = DEPICTIONS.length * situations.length * LIGHTING.length;
+  const order = new Rng(seed).shuffle(Array.from({ length: total }, (_, i) => i));
+  const subject = subjectPhrase(concept);
+  return order.slice(0, count).map((index) => {
+    const lighting = LIGHTING[index % LIGHTING.length]!;
+    const rest = Math.floor(index / LIGHTING.length);
+    const situation = situations[rest % situations.length]!;
+    const depiction = DEPICTIONS[Math.floor(rest / situations.length)]!;
+    const head = depiction ? `${depiction} ${subject}` : subject;
+    return lighting ? `${head} ${situation}, ${lighting}` : `${head} ${situation}`;
+  });
+}
+
+/**
+ * Banks for an edit source → target. When both words are of one kind they use that kind's
+ * templates; otherwise both use the generic 'object' templates, so the two banks stay parallel.
+ */
+export function sentenceBankPair(source: string, target: string, options: Omit<SentenceBankOptions, 'kind'> = {}): { source: string[]; target: string[] } {
+  const ks = conceptKind(source);
+  const kind = ks === conceptKind(target) ? ks : 'object';
+  return { source: sentenceBank(source, { ...options, kind }), target: sentenceBank(target, { ...options, kind }) };
+}
+
+function badBank(detail: string): P2pzError {
+  return new P2pzError('E_BAD_REQUEST', `The sentence file ${detail}`, 'Use a UTF-8 text file with one sentence per line.');
+}
+
+/**
+ * A user's sentence bank: a UTF-8 text file, one sentence per line. Lines are trimmed (inner
+ * whitespace collapsed); blank lines and repeats (ignoring case, as CLIP does) are dropped.
+ * Limits: SENTENCE_BANK_LIMITS. Errors are E_BAD_REQUEST and never name the path.
+ */
+export async function loadUserBank(path: string): Promise<string[]> {
+  const L = SENTENCE_BANK_LIMITS;
+  let bytes: Uint8Array;
+  try {
+    const info = await stat(path);
+    if (!info.isFile()) throw badBank('is not a regular file.');
+    if (info.size > L.maxFileBytes) throw badBank(`is larger than ${L.maxFileBytes} bytes.`);
+    bytes = await readFile(path);
+  } catch (err) {
+    if (err instanceof P2pzError) throw err;
+    throw badBank('could not be read.');
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes);
+  } catch {
+    throw badBank('is not UTF-8 text.');
+  }
+  if (text.includes('\u0000')) throw badBank('is not a text file.');
+  const seen = new Set<string>();
+  const sentences: string[] = [];
+  const lines = text.split(/\r\n|\n|\r/);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.replace(/\s+/g, ' ').trim();
+    if (line === '') continue;
+    if (line.length > L.maxSentenceChars) throw badBank(`has a line longer than ${L.maxSentenceChars} characters (line ${i + 1}).`);
+    const key = line.toLowerCase();
+    if (seen.has(key)) continue;
+    seen.add(key);
+    sentences.push(line);
+    if (sentences.length > L.maxSentences) throw badBank(`has more than ${L.maxSentences} sentences.`);
+  }
+  if (sentences.length === 0) throw badBank('holds no sentences.');
+  return sentences;
+}
