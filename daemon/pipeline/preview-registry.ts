@@ -4,7 +4,7 @@
 //   <modelsDir>/gan/<source>-<target>/meta.json        GanMeta below
 // The folder name is only a convention (concepts may themselves hold hyphens): `meta.json` says which
 // direction a generator translates, and lookups match on it.
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { Concept, P2pzError } from '../../shared/protocol/index.js';
@@ -52,6 +52,8 @@ export interface GanGenerator {
 /** Folders under `gan/` that are not usable generators, with the reason (for `p2pz models verify`). */
 export interface GanProblem {
   readonly name: string;
+  /** When the meta file was readable: the direction the broken generator was meant for. */
+  readonly meta?: GanMeta;
   readonly error: P2pzError;
 }
 
@@ -73,10 +75,14 @@ export async function listGanGenerators(files: ModelFiles): Promise<{ generators
   const generators: GanGenerator[] = [];
   const problems: GanProblem[] = [];
   for (const name of names) {
+    let meta: GanMeta | undefined;
     try {
-      generators.push(await readGenerator(files, name));
+      meta = await readMeta(files, name);
+      const modelPath = await files.resolve(join(files.modelsDir, d.folder, name, d.generatorFile));
+      generators.push({ name, modelPath, meta });
     } catch (err) {
-      problems.push({ name, error: err instanceof P2pzError ? err : new P2pzError('E_MODEL_INVALID') });
+      const error = err instanceof P2pzError ? err : new P2pzError('E_MODEL_INVALID');
+      problems.push(meta ? { name, meta, error } : { name, error });
     }
   }
   return { generators, problems };
@@ -86,9 +92,13 @@ export async function listGanGenerators(files: ModelFiles): Promise<{ generators
 export async function findGanGenerator(files: ModelFiles, source: string, target: string): Promise<GanGenerator> {
   const s = normalizeConcept(source);
   const t = normalizeConcept(target);
-  const { generators } = await listGanGenerators(files);
-  const found = generators.find((g) => normalizeConcept(g.meta.source) === s && normalizeConcept(g.meta.target) === t);
+  const { generators, problems } = await listGanGenerators(files);
+  const matches = (meta: GanMeta | undefined) => meta !== undefined && normalizeConcept(meta.source) === s && normalizeConcept(meta.target) === t;
+  const found = generators.find((g) => matches(g.meta));
   if (found) return found;
+  // Installed for this direction but unusable: say why rather than "not installed".
+  const broken = problems.find((p) => matches(p.meta));
+  if (broken) throw broken.error;
   throw new P2pzError(
     'E_MODEL_MISSING',
     `No quick-preview generator is installed for “${s} → ${t}”.`,
@@ -96,11 +106,11 @@ export async function findGanGenerator(files: ModelFiles, source: string, target
   );
 }
 
-async function readGenerator(files: ModelFiles, name: string): Promise<GanGenerator> {
+async function readMeta(files: ModelFiles, name: string): Promise<GanMeta> {
   const d = PREVIEW_REGISTRY_DEFAULTS;
   const metaPath = await files.resolve(join(files.modelsDir, d.folder, name, d.metaFile));
+  if ((await stat(metaPath)).size > d.maxMetaBytes) throw new P2pzError('E_MODEL_INVALID', `The generator “${name}” has an oversized ${d.metaFile}.`);
   const text = await readFile(metaPath, 'utf8');
-  if (text.length > d.maxMetaBytes) throw new P2pzError('E_MODEL_INVALID', `The generator “${name}” has an oversized ${d.metaFile}.`);
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -112,6 +122,5 @@ async function readGenerator(files: ModelFiles, name: string): Promise<GanGenera
     const issue = meta.error.issues[0];
     throw new P2pzError('E_MODEL_INVALID', `The generator “${name}” has an invalid ${d.metaFile} (${issue?.path.join('.') || 'root'}: ${issue?.message ?? 'invalid'}).`);
   }
-  const modelPath = await files.resolve(join(files.modelsDir, d.folder, name, d.generatorFile));
-  return { name, modelPath, meta: meta.data };
+  return meta.data;
 }

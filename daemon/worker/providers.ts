@@ -20,9 +20,6 @@ export const PROVIDER_DEFAULTS = Object.freeze({
   preference: 'auto' as DevicePreference,
   /** Longest reason kept (the protocol's `Device.reason` allows 500). */
   reasonMaxLength: 300,
-  /** onnxruntime log level for the probe: 4 = fatal only, so the loader does not print its own
-   *  multi-line error (with absolute paths) to stderr; its message still reaches us as the rejection. */
-  probeLogSeverityLevel: 4 as const,
 });
 
 /** The device the worker reports, and the provider list every session of this process is created with. */
@@ -84,10 +81,9 @@ export function probeModel(): Uint8Array {
 
 async function tryProviders(create: ProbeSessionFactory, providers: readonly string[]): Promise<string | null> {
   try {
-    const session = await create(probeModel(), {
-      executionProviders: [...providers],
-      logSeverityLevel: PROVIDER_DEFAULTS.probeLogSeverityLevel,
-    });
+    // onnxruntime's environment logger also prints the loader's full error (with the library it
+    // missed) to stderr; the supervisor carries that line, scrubbed of paths, into the daemon log.
+    const session = await create(probeModel(), { executionProviders: [...providers] });
     await session.release();
     return null;
   } catch (err) {

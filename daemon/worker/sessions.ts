@@ -63,7 +63,8 @@ export class SessionCache {
   readonly #providers: readonly string[];
   readonly #max: number;
   readonly #create: SessionFactory;
-  /** Insertion order = recency (oldest first). Promises, so concurrent loads of one model share one session. */
+  /** Insertion order = recency (oldest first). Promises of onnxruntime's own result (failures are mapped
+   *  by each caller), so concurrent loads of one model share one session. */
   readonly #sessions = new Map<string, Promise<Session>>();
 
   constructor(options: SessionCacheOptions) {
@@ -90,19 +91,28 @@ export class SessionCache {
   /** The session for a model file (absolute, or relative to the models directory), loading it on first use. */
   async get(path: string): Promise<Session> {
     const key = await this.resolve(path);
-    const open = this.#sessions.get(key);
-    if (open) {
-      this.#sessions.delete(key);
-      this.#sessions.set(key, open);
-      return open;
+    let entry = this.#sessions.get(key);
+    if (entry) {
+      this.#sessions.delete(key); // re-inserted below as the most recent
+    } else {
+      // Make room first, so the evicted session's memory is free for the new one. Both happen inside
+      // the cached promise: a concurrent get() of the same model finds it and waits for it.
+      const evicted = this.#takeOldest(this.#max - 1);
+      const options: InferenceSession.SessionOptions = {
+        executionProviders: [...this.#providers],
+        graphOptimizationLevel: SESSION_DEFAULTS.graphOptimizationLevel,
+        logSeverityLevel: SESSION_DEFAULTS.logSeverityLevel,
+      };
+      entry = Promise.all(evicted.map(releaseQuietly)).then(() => this.#create(key, options));
     }
-    const loading = this.#load(key);
-    this.#sessions.set(key, loading);
-    loading.catch(() => {
+    this.#sessions.set(key, entry);
+    const loading = entry;
+    try {
+      return await loading;
+    } catch (err) {
       if (this.#sessions.get(key) === loading) this.#sessions.delete(key);
-    });
-    await this.#evict();
-    return loading;
+      throw await this.#mapFailure(err, 'The model could not be loaded:');
+    }
   }
 
   /** Runs a model, mapping onnxruntime's failures: allocation → `E_DEVICE_OOM` (after releasing every
@@ -123,18 +133,6 @@ export class SessionCache {
     await Promise.all(all.map(releaseQuietly));
   }
 
-  async #load(path: string): Promise<Session> {
-    try {
-      return await this.#create(path, {
-        executionProviders: [...this.#providers],
-        graphOptimizationLevel: SESSION_DEFAULTS.graphOptimizationLevel,
-        logSeverityLevel: SESSION_DEFAULTS.logSeverityLevel,
-      });
-    } catch (err) {
-      throw await this.#mapFailure(err, 'The model could not be loaded:');
-    }
-  }
-
   async #mapFailure(err: unknown, what: string): Promise<P2pzError> {
     if (err instanceof P2pzError) return err;
     if (isOutOfMemoryMessage(messageOf(err))) {
@@ -144,14 +142,15 @@ export class SessionCache {
     return new P2pzError('E_MODEL_INVALID', `${what} ${nativeDetail(err)}`);
   }
 
-  async #evict(): Promise<void> {
-    while (this.#sessions.size > this.#max) {
-      const oldest = this.#sessions.keys().next().value;
-      if (oldest === undefined) return;
-      const session = this.#sessions.get(oldest);
-      this.#sessions.delete(oldest);
-      if (session) await releaseQuietly(session);
+  /** Removes the least recently used sessions until at most `keep` remain; the caller releases them. */
+  #takeOldest(keep: number): Promise<Session>[] {
+    const taken: Promise<Session>[] = [];
+    for (const [key, session] of this.#sessions) {
+      if (this.#sessions.size <= keep) break;
+      this.#sessions.delete(key);
+      taken.push(session);
     }
+    return taken;
   }
 }
 

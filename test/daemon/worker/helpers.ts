@@ -1,4 +1,5 @@
 // Shared helpers for the worker tests: engine jobs, polling for a state, checking a process is gone.
+import { readFileSync } from 'node:fs';
 import { EditParams } from '../../../shared/protocol/index.js';
 import type { EngineJob } from '../../../daemon/jobs/engine.js';
 import type { Logger } from '../../../daemon/log.js';
@@ -27,12 +28,20 @@ export async function waitFor(condition: () => boolean, what: string, timeoutMs 
   }
 }
 
+/** True while `pid` is a live process. A zombie (exited, not yet reaped by whoever adopted it, as a
+ *  container's init may be slow to do) counts as gone. */
 export function processExists(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    // /proc/<pid>/stat: "pid (comm) S ..." where S is the state letter.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return process.platform !== 'linux';
   }
 }
 
