@@ -1,0 +1,152 @@
+/// <reference path="../../node_modules/@figma/plugin-typings/plugin-api-standalone.d.ts" />
+// Writes a result back into the document: a new layer directly above the original, in the same parent,
+// with the same position, size and rotation, named like "cat → dog (seed 42)" and carrying its edit
+// record. An image-fill result is a duplicate of the original layer with the new image in the same
+// fill (same crop and scale mode); a rendered (exported) layer's result is a rectangle over the layer's
+// bounds. Results beyond Figma's 4096 px image limit arrive as tiles and become a clipping frame of
+// tile rectangles. The mask is left out, placed as its own hidden layer, or used as a luminance mask
+// in a group with the result. One `commitUndo()` per result: one undo removes one result.
+import { PLUGIN_LIMITS, type MaskMode, type PlaceItem, type ReadMode, type TiledImage } from '../../shared/protocol/plugin.js';
+import { resultName, writeLayerEdit } from './layer-edit.js';
+import { IDENTITY, invert, isAxisAligned, multiply, translation, type Affine } from './transform.js';
+import { plainImagePaint } from './selection.js';
+
+export const PLACE_DEFAULTS = Object.freeze({
+  maxImageSide: PLUGIN_LIMITS.maxImageSide,
+  /** Prefix of the mask layer's name. */
+  maskPrefix: 'Mask · ',
+});
+
+/** Where a result goes: the parent, the index above the original, and the frame of the new layer. */
+interface Placement {
+  readonly parent: BaseNode & ChildrenMixin;
+  readonly index: number;
+  readonly transform: Affine;
+  readonly width: number;
+  readonly height: number;
+}
+
+export interface PlacedResult {
+  /** The top-level new layer (the group in masked mode). */
+  readonly root: SceneNode;
+  readonly image: SceneNode;
+  readonly mask: SceneNode | null;
+}
+
+function hasChildren(node: BaseNode | null): node is BaseNode & ChildrenMixin {
+  return node !== null && 'children' in node && 'insertChild' in node;
+}
+
+/** Groups (and boolean operations) have no coordinate system: their children's transforms are
+ *  relative to the nearest other ancestor. */
+function containerTransform(node: SceneNode): Affine {
+  let p: BaseNode | null = node.parent;
+  while (p !== null && (p.type === 'GROUP' || p.type === 'BOOLEAN_OPERATION')) p = p.parent;
+  if (p === null || p.type === 'PAGE' || p.type === 'DOCUMENT' || !('absoluteTransform' in p)) return IDENTITY;
+  return (p as SceneNode & LayoutMixin).absoluteTransform as Affine;
+}
+
+function placement(original: SceneNode, read: ReadMode): Placement {
+  const parent = original.parent;
+  if (!hasChildren(parent)) throw new Error(`“${original.name}” has no parent to place the result in.`);
+  const index = parent.children.indexOf(original) + 1;
+  const relative = original.relativeTransform as Affine;
+  const absolute = ((original as SceneNode & LayoutMixin).absoluteTransform as Affine | undefined) ?? relative;
+  // An exported rotated layer was rendered upright over its bounding box: place it there, upright.
+  if (read === 'export' && !isAxisAligned(absolute) && original.absoluteBoundingBox !== null) {
+    const box = original.absoluteBoundingBox;
+    return { parent, index, transform: multiply(invert(containerTransform(original)), translation(box.x, box.y)), width: box.width, height: box.height };
+  }
+  return { parent, index, transform: relative, width: original.width, height: original.height };
+}
+
+function createImage(api: PluginAPI, bytes: Uint8Array): Image {
+  return api.createImage(bytes);
+}
+
+/** A layer showing `image` over the placement: a duplicate of an image-fill original with the new image
+ *  in its fill, a rectangle, or a frame of tiles. Not yet inserted. */
+function imageLayer(api: PluginAPI, original: SceneNode, read: ReadMode, image: TiledImage, at: Placement): SceneNode {
+  const paint = read === 'image-fill' ? plainImagePaint(original) : null;
+  const [first] = image.tiles;
+  if (image.tiles.length === 1 && first !== undefined) {
+    const hash = createImage(api, first.bytes).hash;
+    if (paint !== null && 'clone' in original) {
+      const copy = original.clone() as SceneNode & GeometryMixin;
+      copy.fills = [{ ...paint, imageHash: hash }];
+      return copy;
+    }
+    const rect = api.createRectangle();
+    rect.resize(at.width, at.height);
+    rect.fills = [{ type: 'IMAGE', scaleMode: 'FILL', imageHash: hash }];
+    return rect;
+  }
+  // Tiles: a clipping frame, each tile a rectangle at its share of the frame.
+  const frame = api.createFrame();
+  frame.fills = [];
+  frame.clipsContent = true;
+  frame.resize(at.width, at.height);
+  const sx = at.width / image.width;
+  const sy = at.height / image.height;
+  image.tiles.forEach((tile, i) => {
+    const rect = api.createRectangle();
+    rect.name = `Tile ${i + 1}`;
+    frame.appendChild(rect);
+    rect.resize(tile.width * sx, tile.height * sy);
+    rect.relativeTransform = translation(tile.x * sx, tile.y * sy);
+    rect.fills = [{ type: 'IMAGE', scaleMode: 'FILL', imageHash: createImage(api, tile.bytes).hash }];
+  });
+  return frame;
+}
+
+function insertAt(at: Placement, node: SceneNode, offset: number): void {
+  at.parent.insertChild(at.index + offset, node);
+  node.relativeTransform = at.transform;
+  if ('resize' in node && (Math.abs(node.width - at.width) > 1e-6 || Math.abs(node.height - at.height) > 1e-6)) {
+    (node as SceneNode & LayoutMixin).resize(at.width, at.height);
+  }
+  // In an auto-layout parent the result floats over the original instead of joining the flow.
+  const parent = at.parent as BaseNode & Partial<AutoLayoutMixin>;
+  if (parent.layoutMode !== undefined && parent.layoutMode !== 'NONE' && 'layoutPositioning' in node) {
+    (node as SceneNode & AutoLayoutChildrenMixin).layoutPositioning = 'ABSOLUTE';
+    node.relativeTransform = at.transform;
+  }
+}
+
+/** Places one result above `original` and commits it as one undo step. */
+export function placeResult(api: PluginAPI, original: SceneNode, item: PlaceItem, maskMode: MaskMode): PlacedResult {
+  const at = placement(original, item.read);
+  const name = resultName(item.edit);
+  api.commitUndo(); // whatever came before is its own step
+  const image = imageLayer(api, original, item.read, item.image, at);
+  image.name = name;
+  let mask: SceneNode | null = null;
+  let root: SceneNode = image;
+  if (maskMode !== 'none' && item.mask !== null) {
+    mask = imageLayer(api, original, item.read, item.mask, at);
+    mask.name = `${PLACE_DEFAULTS.maskPrefix}${name}`;
+  }
+  if (mask !== null && maskMode === 'masked') {
+    // The mask is the bottom layer of the group and masks the layers above it by luminance.
+    insertAt(at, mask, 0);
+    insertAt(at, image, 1);
+    const m = mask as SceneNode & BlendMixin;
+    m.isMask = true;
+    m.maskType = 'LUMINANCE';
+    const group = api.group([mask, image], at.parent, at.index);
+    group.name = name;
+    root = group;
+  } else {
+    insertAt(at, image, 0);
+    if (mask !== null) {
+      // A separate layer above the result, hidden so that the result shows; designers toggle it.
+      insertAt(at, mask, 1);
+      mask.visible = false;
+      writeLayerEdit(mask, item.edit);
+    }
+  }
+  writeLayerEdit(root, item.edit);
+  if (root !== image) writeLayerEdit(image, item.edit);
+  api.commitUndo();
+  return { root, image, mask };
+}
