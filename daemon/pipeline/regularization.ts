@@ -125,22 +125,31 @@ function channelPyramid(data: ArrayLike<number>, offset: number, levels: readonl
   return out;
 }
 
+/** idx[j] = (j + shift) mod n for j = 0..n−1 (shift may be negative). */
+function wrappedIndices(n: number, shift: number): Int32Array {
+  const out = new Int32Array(n);
+  const s = ((shift % n) + n) % n;
+  for (let j = 0; j < n; j++) out[j] = j + s < n ? j + s : j + s - n;
+  return out;
+}
+
 /**
  * The two autocorrelations of one level η [S,W] with offset δ (circular rolls, torch.roll semantics):
  *   A_H = mean(η ⊙ roll_H(η, δ)) = (1/SW) Σ_ij η[i,j]·η[(i−δ) mod S, j]
  *   A_W = mean(η ⊙ roll_W(η, δ)) = (1/SW) Σ_ij η[i,j]·η[i, (j−δ) mod W]
  */
 function levelAutocorrelations(eta: Float64Array, h: number, w: number, delta: number): [number, number] {
-  const dh = delta % h;
-  const dw = delta % w;
+  const rowsUp = wrappedIndices(h, -delta);
+  const colsLeft = wrappedIndices(w, -delta);
   let sumH = 0;
   let sumW = 0;
   for (let i = 0; i < h; i++) {
-    const rowH = ((i - dh + h) % h) * w;
+    const row = i * w;
+    const rowH = rowsUp[i]! * w;
     for (let j = 0; j < w; j++) {
-      const v = eta[i * w + j]!;
+      const v = eta[row + j]!;
       sumH += v * eta[rowH + j]!;
-      sumW += v * eta[i * w + ((j - dw + w) % w)]!;
+      sumW += v * eta[row + colsLeft[j]!]!;
     }
   }
   const n = h * w;
@@ -194,15 +203,16 @@ export function autocorrelationLossGradient(
       const n = h * w;
       const cH = (2 * aH) / n;
       const cW = (2 * aW) / n;
-      const dh = delta % h;
-      const dw = delta % w;
+      const rowsUp = wrappedIndices(h, -delta);
+      const rowsDown = wrappedIndices(h, delta);
+      const colsLeft = wrappedIndices(w, -delta);
+      const colsRight = wrappedIndices(w, delta);
       for (let i = 0; i < h; i++) {
-        const up = ((i - dh + h) % h) * w;
-        const down = ((i + dh) % h) * w;
+        const row = i * w;
+        const up = rowsUp[i]! * w;
+        const down = rowsDown[i]! * w;
         for (let j = 0; j < w; j++) {
-          const left = (j - dw + w) % w;
-          const right = (j + dw) % w;
-          g[i * w + j] = cH * (eta[up + j]! + eta[down + j]!) + cW * (eta[i * w + left]! + eta[i * w + right]!);
+          g[row + j] = cH * (eta[up + j]! + eta[down + j]!) + cW * (eta[row + colsLeft[j]!]! + eta[row + colsRight[j]!]!);
         }
       }
       grads.push(g);
