@@ -1,0 +1,199 @@
+// decodeImage on files written by sharp: exact pixels for lossless formats, EXIF orientation,
+// alpha kept aside, colour management to sRGB 8-bit, and the closed error set for hostile input.
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+import { P2pzError } from '../../../shared/protocol/index.js';
+import { DECODE_DEFAULTS, decodeError, decodeImage } from '../../../daemon/image/decode.js';
+import { headerOnlyPng, noise, rawImage } from './fixtures.js';
+
+const W = 37;
+const H = 23;
+const rgb = noise(W * H * 3);
+
+async function rejection(promise: Promise<unknown>): Promise<P2pzError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof P2pzError) return error;
+    throw error;
+  }
+  throw new Error('expected a P2pzError');
+}
+
+/** Where stored pixel (x, y) of a w×h image lands when EXIF orientation `o` is applied (the eight
+ *  cases of the TIFF/EXIF spec: mirrors, rotations, transpose, transverse). */
+function orientedIndex(o: number, x: number, y: number, w: number, h: number): [number, number] {
+  switch (o) {
+    case 2: return [w - 1 - x, y];
+    case 3: return [w - 1 - x, h - 1 - y];
+    case 4: return [x, h - 1 - y];
+    case 5: return [y, x];
+    case 6: return [h - 1 - y, x];
+    case 7: return [h - 1 - y, w - 1 - x];
+    case 8: return [y, w - 1 - x];
+    default: return [x, y];
+  }
+}
+
+describe('decodeImage: pixels', () => {
+  it('returns a PNG\'s RGB exactly, with no alpha, in owned memory', async () => {
+    const image = await decodeImage(await rawImage(rgb, W, H).png().toBuffer());
+    expect(image).toMatchObject({ width: W, height: H, alpha: null, format: 'png', orientation: 1 });
+    expect(image.rgb).toEqual(rgb);
+    expect(image.rgb.byteOffset).toBe(0);
+    expect(image.rgb.buffer.byteLength).toBe(W * H * 3);
+  });
+
+  it('keeps an RGBA PNG\'s alpha exactly, and the colour under transparent pixels too', async () => {
+    const rgba = noise(W * H * 4, 5);
+    for (let p = 0; p < 40; p++) rgba[p * 4 + 3] = 0;
+    const image = await decodeImage(await rawImage(rgba, W, H, 4).png().toBuffer());
+    expect(image.alpha).not.toBeNull();
+    for (let p = 0; p < W * H; p++) {
+      expect(image.alpha?.[p]).toBe(rgba[p * 4 + 3]);
+      expect([image.rgb[p * 3], image.rgb[p * 3 + 1], image.rgb[p * 3 + 2]]).toEqual([rgba[p * 4], rgba[p * 4 + 1], rgba[p * 4 + 2]]);
+    }
+  });
+
+  it('keeps a lossless WebP\'s RGB and alpha exactly', async () => {
+    const rgba = noise(W * H * 4, 6);
+    for (let p = 0; p < W * H; p++) rgba[p * 4 + 3] = p % 2 ? 255 : 128;
+    const image = await decodeImage(await rawImage(rgba, W, H, 4).webp({ lossless: true, exact: true }).toBuffer());
+    expect(image.format).toBe('webp');
+    const back = new Uint8Array(W * H * 4);
+    for (let p = 0; p < W * H; p++) back.set([image.rgb[p * 3] ?? -1, image.rgb[p * 3 + 1] ?? -1, image.rgb[p * 3 + 2] ?? -1, image.alpha?.[p] ?? -1], p * 4);
+    expect(back).toEqual(rgba);
+  });
+
+  it('expands grayscale to three equal channels and keeps gray+alpha\'s alpha', async () => {
+    const gray = noise(W * H, 8);
+    const image = await decodeImage(await rawImage(gray, W, H, 1).toColourspace('b-w').png().toBuffer());
+    for (let p = 0; p < W * H; p++) expect([image.rgb[p * 3], image.rgb[p * 3 + 1], image.rgb[p * 3 + 2]]).toEqual([gray[p], gray[p], gray[p]]);
+    expect(image.alpha).toBeNull();
+
+    const grayAlpha = await sharp(gray, { raw: { width: W, height: H, channels: 1 } })
+      .toColourspace('b-w')
+      .joinChannel(Buffer.from(noise(W * H, 9)), { raw: { width: W, height: H, channels: 1 } })
+      .png()
+      .toBuffer();
+    expect(grayAlpha[25]).toBe(4); // PNG colour type 4: gray + alpha
+    const withAlpha = await decodeImage(grayAlpha);
+    expect(withAlpha.alpha).toEqual(noise(W * H, 9));
+    expect(withAlpha.rgb[3 * 5]).toBe(gray[5]);
+  });
+
+  it('converts a 16-bit PNG (RGBA) to 8 bits exactly (v·257 → v)', async () => {
+    const rgba = noise(W * H * 4, 10);
+    const png16 = await rawImage(rgba, W, H, 4).toColourspace('rgb16').png().toBuffer();
+    expect(png16[24]).toBe(16); // IHDR bit depth
+    const image = await decodeImage(png16);
+    expect(image.alpha).toEqual(Uint8Array.from({ length: W * H }, (_, p) => rgba[p * 4 + 3] ?? 0));
+    expect(image.rgb).toEqual(Uint8Array.from({ length: W * H * 3 }, (_, i) => rgba[Math.floor(i / 3) * 4 + (i % 3)] ?? 0));
+  });
+
+  it('converts an image tagged Display P3 to sRGB', async () => {
+    const red = new Uint8Array(W * H * 3).map((_, i) => (i % 3 === 0 ? 255 : 0));
+    const p3 = await rawImage(red, W, H).withIccProfile('p3').png().toBuffer();
+    // Stored in P3 coordinates, sRGB red is about (234, 51, 34): without conversion the test would fail.
+    const stored = await sharp(p3).keepIccProfile().raw().toBuffer();
+    expect(stored[0]).toBeLessThan(240);
+    expect(stored[1]).toBeGreaterThan(40);
+    const image = await decodeImage(p3);
+    for (let p = 0; p < W * H; p += 97) {
+      expect(image.rgb[p * 3]).toBeGreaterThanOrEqual(253);
+      expect(image.rgb[p * 3 + 1]).toBeLessThanOrEqual(2);
+      expect(image.rgb[p * 3 + 2]).toBeLessThanOrEqual(2);
+    }
+  });
+
+  it('converts a CMYK JPEG to 3-channel sRGB', async () => {
+    const red = new Uint8Array(W * H * 3).map((_, i) => (i % 3 === 0 ? 230 : 20));
+    const cmyk = await rawImage(red, W, H).toColourspace('cmyk').jpeg({ quality: 100 }).toBuffer();
+    expect((await sharp(cmyk).metadata()).space).toBe('cmyk');
+    const image = await decodeImage(cmyk);
+    expect(image.rgb.length).toBe(W * H * 3);
+    expect(image.alpha).toBeNull();
+    const [r, g, b] = [image.rgb[300], image.rgb[301], image.rgb[302]];
+    expect(r).toBeGreaterThan(190);
+    expect(g).toBeLessThan(70);
+    expect(b).toBeLessThan(70);
+  });
+});
+
+describe('decodeImage: EXIF orientation', () => {
+  it('applies all eight orientations of a PNG exactly', async () => {
+    for (let o = 1; o <= 8; o++) {
+      const image = await decodeImage(await rawImage(rgb, W, H).withMetadata({ orientation: o }).png().toBuffer());
+      const [dw, dh] = o >= 5 ? [H, W] : [W, H];
+      expect({ o, width: image.width, height: image.height, orientation: image.orientation }).toEqual({ o, width: dw, height: dh, orientation: o });
+      const expected = new Uint8Array(W * H * 3);
+      for (let y = 0; y < H; y++) {
+        for (let x = 0; x < W; x++) {
+          const [dx, dy] = orientedIndex(o, x, y, W, H);
+          expected.set(rgb.subarray((y * W + x) * 3, (y * W + x) * 3 + 3), (dy * dw + dx) * 3);
+        }
+      }
+      expect(image.rgb).toEqual(expected);
+    }
+  });
+
+  it('rotates a JPEG with orientation 6: 40×24 stored → 24×40 displayed, red corner top-left → top-right', async () => {
+    const [w, h] = [40, 24];
+    const pixels = new Uint8Array(w * h * 3);
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) pixels.set(x < 16 && y < 8 ? [255, 0, 0] : [0, 0, 255], (y * w + x) * 3);
+    }
+    const jpeg = await rawImage(pixels, w, h).withMetadata({ orientation: 6 }).jpeg({ quality: 95 }).toBuffer();
+    const image = await decodeImage(jpeg);
+    expect(image).toMatchObject({ width: 24, height: 40, format: 'jpeg', orientation: 6 });
+    const at = (x: number, y: number): number[] => Array.from(image.rgb.subarray((y * 24 + x) * 3, (y * 24 + x) * 3 + 3));
+    // Stored (x, y) → displayed (h − 1 − y, x): the 16×8 red block is now 8 wide, 16 tall, at the top right.
+    for (const [x, y] of [[20, 4], [23, 0], [17, 14]] as const) expect(at(x, y)[0]).toBeGreaterThan(200);
+    for (const [x, y] of [[3, 4], [0, 0], [20, 30], [3, 36]] as const) expect(at(x, y)[2]).toBeGreaterThan(200);
+  });
+});
+
+describe('decodeImage: errors', () => {
+  it('rejects formats it does not accept before libvips sees them', async () => {
+    expect((await rejection(decodeImage(await rawImage(rgb, W, H).gif().toBuffer()))).code).toBe('E_IMAGE_FORMAT');
+    expect((await rejection(decodeImage(new TextEncoder().encode('<svg/>')))).code).toBe('E_IMAGE_FORMAT');
+  });
+
+  it('rejects over-budget images from the header, and honours tighter limits', async () => {
+    expect((await rejection(decodeImage(headerOnlyPng(60000, 60000)))).code).toBe('E_IMAGE_TOO_LARGE');
+    const png = await rawImage(rgb, W, H).png().toBuffer();
+    expect((await rejection(decodeImage(png, { maxPixels: W * H - 1 }))).code).toBe('E_IMAGE_TOO_LARGE');
+    expect((await rejection(decodeImage(png, { maxSide: W - 1 }))).code).toBe('E_IMAGE_TOO_LARGE');
+    expect((await decodeImage(png, { maxPixels: W * H, maxSide: W })).width).toBe(W);
+  });
+
+  it('maps damaged data to E_IMAGE_DECODE: truncated PNG and JPEG, corrupted PNG data, header-only PNG', async () => {
+    const png = await rawImage(rgb, W, H).png().toBuffer();
+    const jpeg = await rawImage(rgb, W, H).jpeg().toBuffer();
+    const corrupt = Buffer.from(png);
+    const idat = corrupt.indexOf('IDAT');
+    for (let i = idat + 10; i < idat + 60; i++) corrupt[i] = 0x55;
+    for (const bytes of [png.subarray(0, png.length - 40), jpeg.subarray(0, jpeg.length >> 1), corrupt, headerOnlyPng(64, 64)]) {
+      const error = await rejection(decodeImage(bytes));
+      expect(error.code).toBe('E_IMAGE_DECODE');
+      expect(error.message).not.toMatch(/vips|png|jpeg/i);
+      expect(error.cause).toBeInstanceOf(Error);
+    }
+  });
+
+  it('maps libvips messages to the closed error set', () => {
+    // The exact text sharp 0.35 produces: vips_error("timeout", "%d%% complete", …) in src/common.cc.
+    expect(decodeError(new Error('timeout: 37% complete\n')).code).toBe('E_TIMEOUT');
+    expect(decodeError(new Error('Input image exceeds pixel limit')).code).toBe('E_IMAGE_TOO_LARGE');
+    expect(decodeError(new Error('Input buffer contains unsupported image format')).code).toBe('E_IMAGE_FORMAT');
+    expect(decodeError(new Error('VipsJpeg: premature end of JPEG image')).code).toBe('E_IMAGE_DECODE');
+    expect(decodeError('not even an Error').code).toBe('E_IMAGE_DECODE');
+    const own = new P2pzError('E_TIMEOUT');
+    expect(decodeError(own)).toBe(own);
+  });
+
+  it('has budget and timeout defaults', () => {
+    expect(DECODE_DEFAULTS).toEqual({ maxPixels: 8192 * 8192, maxSide: 16384, timeoutSeconds: 20 });
+    expect(Object.isFrozen(DECODE_DEFAULTS)).toBe(true);
+  });
+});
