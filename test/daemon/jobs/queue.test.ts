@@ -452,6 +452,30 @@ describe('cancel', () => {
     expect(await readdir(join(dir, 'results'))).toEqual([]);
   });
 
+  it('lets a cancel that arrives while the outputs are being stored win, and removes them', async () => {
+    const realPut = store.put.bind(store);
+    let release = (): void => undefined;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const put = vi.spyOn(store, 'put').mockImplementation(async (bytes, meta) => {
+      const file = await realPut(bytes, meta);
+      await gate;
+      return file;
+    });
+    queue.submit(ALICE, request('render', 'render-A'), IMAGE);
+    await untilRunning('render-A');
+    engine.runOf('render-A').resolve(done());
+    await until(() => put.mock.calls.length === 1 && store.usage().files === 1);
+    expect(queue.cancel(ALICE, 'render-A').state).toBe('cancelled');
+    release();
+    await untilTerminal('render-A');
+    await until(() => queue.counts().running === 0);
+    expect(typesOf('render-A')).toEqual(['queued', 'started', 'cancelled']);
+    expect(store.usage().files).toBe(0);
+    expect(await readdir(join(dir, 'results'))).toEqual([]);
+  });
+
   it('never hands a job cancelled in the tick it started to the engine', async () => {
     queue.submit(ALICE, request('render', 'render-A'), IMAGE);
     queue.cancel(ALICE, 'render-A');
