@@ -3,15 +3,10 @@
 // the ResultStore, and reports every job to its client as one event stream that ends in exactly one
 // terminal event: `finished`, `cancelled` or `error` (R14). Finished jobs are remembered for a while,
 // then forgotten. Jobs belong to the client that submitted them; other clients cannot see them.
-import {
-  ERRORS,
-  JobOutcome,
-  P2pzError,
-  PROTOCOL_VERSION,
-  ProgressEvent,
-} from '../../shared/protocol/index.js';
+import { JobOutcome, P2pzError, PROTOCOL_VERSION, ProgressEvent } from '../../shared/protocol/index.js';
 import type {
   ErrorBody,
+  ErrorCode,
   JobEvent,
   JobKind,
   JobRequest,
@@ -456,7 +451,7 @@ function snapshot(job: Job): JobState {
   };
 }
 
-function errorBody(code: keyof typeof ERRORS): ErrorBody {
+function errorBody(code: ErrorCode): ErrorBody {
   return new P2pzError(code).toBody();
 }
 
