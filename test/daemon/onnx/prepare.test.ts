@@ -1,0 +1,102 @@
+// prepareModel and `p2pz models prepare`: derived graphs written next to the UNet, sharing its
+// external weights file (never copied or modified), reused while the manifest matches the source,
+// rebuilt when the UNet changes or on --force.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { modelsPrepare } from '../../../daemon/cli/models-prepare.js';
+import { decodeModel, isExternal } from '../../../daemon/onnx/autodiff/proto.js';
+import { PreparedManifest, prepareModel } from '../../../daemon/onnx/prepare.js';
+import { TINY_SD } from '../../../daemon/onnx/tiny/stable-diffusion.js';
+import { writeUNet } from '../../../daemon/onnx/tiny/unet.js';
+import { P2pzError } from '../../../shared/protocol/errors.js';
+
+const sha = async (p: string): Promise<string> => createHash('sha256').update(await readFile(p)).digest('hex');
+
+async function modelFolder(seed: number): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'p2pz-prepare-'));
+  await mkdir(join(dir, 'unet'));
+  await writeUNet(join(dir, 'unet/model.onnx'), TINY_SD.unet, { seed, flavour: 'opset17' });
+  return dir;
+}
+
+describe('prepareModel', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await modelFolder(1);
+  });
+
+  it('writes both graphs referencing the original weights file, then reuses them', async () => {
+    const weights = join(dir, 'unet/model.onnx_data');
+    const weightsHash = await sha(weights);
+    const originalHash = await sha(join(dir, 'unet/model.onnx'));
+    const r = await prepareModel(dir, { height: 64, width: 64 });
+    expect(r.reused).toBe(false);
+    expect(r.xattnPath).toBe(join(dir, 'unet/model.xattn.8x8.onnx'));
+    expect(r.gradPath).toBe(join(dir, 'unet/model.grad.8x8.onnx'));
+    const manifest = PreparedManifest.parse(JSON.parse(await readFile(r.manifestPath, 'utf8')));
+    expect(manifest).toEqual(r.manifest);
+    expect(manifest.sites).toHaveLength(7);
+    expect(manifest.source.sha256).toBe(originalHash);
+    // Weights are shared, not copied: every large tensor stays an external reference.
+    const weightsSize = (await stat(weights)).size;
+    for (const p of [r.xattnPath, r.gradPath]) {
+      const m = decodeModel(await readFile(p));
+      const external = m.graph.initializer.filter(isExternal);
+      expect(external.length).toBeGreaterThan(10);
+      for (const t of external) expect(t.externalData?.find((e) => e.key === 'location')?.value).toBe('model.onnx_data');
+      expect((await stat(p)).size).toBeLessThan(weightsSize / 4);
+    }
+    expect(await sha(weights)).toBe(weightsHash);
+    expect(await sha(join(dir, 'unet/model.onnx'))).toBe(originalHash);
+    const s = await ort.InferenceSession.create(r.gradPath);
+    expect(s.outputNames).toEqual(expect.arrayContaining(['out_sample', 'attn_map_00', 'attn_map_06', 'loss', 'grad_sample']));
+    expect(s.inputNames).toEqual(['sample', 'timestep', 'encoder_hidden_states', ...manifest.sites.map((_, i) => `attn_ref_0${i}`)]);
+    await s.release();
+
+    const before = (await stat(r.gradPath)).mtimeMs;
+    const again = await prepareModel(dir, { height: 64, width: 64 });
+    expect(again.reused).toBe(true);
+    expect(again.manifest).toEqual(manifest);
+    expect((await stat(r.gradPath)).mtimeMs).toBe(before);
+    expect((await prepareModel(dir, { height: 64, width: 64, force: true })).reused).toBe(false);
+  });
+
+  it('names other batches apart and rebuilds when the UNet changes', async () => {
+    const d = await modelFolder(2);
+    const b1 = await prepareModel(d, { height: 64, width: 32, batch: 1 });
+    expect(b1.gradPath).toBe(join(d, 'unet/model.grad.8x4.b1.onnx'));
+    expect(b1.manifest.sites[0]?.queries).toBe(32);
+    await writeUNet(join(d, 'unet/model.onnx'), TINY_SD.unet, { seed: 3, flavour: 'opset17' });
+    const r = await prepareModel(d, { height: 64, width: 32, batch: 1 });
+    expect(r.reused).toBe(false);
+  });
+
+  it('refuses sizes that are not multiples of 8 and folders without a UNet', async () => {
+    await expect(prepareModel(dir, { height: 60, width: 64 })).rejects.toMatchObject({ code: 'E_BAD_REQUEST' });
+    const empty = await mkdtemp(join(tmpdir(), 'p2pz-empty-'));
+    const err = await prepareModel(empty, { height: 64, width: 64 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(P2pzError);
+    expect((err as P2pzError).code).toBe('E_MODEL_MISSING');
+  });
+});
+
+describe('p2pz models prepare', () => {
+  it('prepares, then reports up to date; errors print message and hint with exit code 1', async () => {
+    const dir = await modelFolder(4);
+    const out: string[] = [];
+    const err: string[] = [];
+    const io = { out: (t: string) => out.push(t), err: (t: string) => err.push(t), env: {} };
+    expect(await modelsPrepare([dir, '--size', '64'], io)).toBe(0);
+    expect(await modelsPrepare([dir, '--height', '64', '--width', '64'], io)).toBe(0);
+    expect(out[0]).toMatch(/^prepared: model\.xattn\.8x8\.onnx, model\.grad\.8x8\.onnx \(7 cross-attention layers/);
+    expect(out[1]).toMatch(/^up to date:/);
+    expect(await modelsPrepare([join(dir, 'nope'), '--size', '64'], io)).toBe(1);
+    expect(err[0]).toContain('The model this edit needs is not installed.');
+    expect(await modelsPrepare([dir, '--size', 'big'], io)).toBe(1);
+    expect(err[1]).toContain('--size must be a whole number');
+  });
+});
