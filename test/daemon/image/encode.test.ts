@@ -1,0 +1,98 @@
+// PNG encoding: exact round trips through decodeImage (with and without alpha, every level), the PNG
+// colour types written, grayscale masks, and the size bound of step previews.
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+import { decodeImage } from '../../../daemon/image/decode.js';
+import { ENCODE_DEFAULTS, encodeGrayPng, encodePng, encodePreviewPng } from '../../../daemon/image/encode.js';
+import { sniffImage } from '../../../daemon/image/sniff.js';
+import { noise, photoLike } from './fixtures.js';
+
+const W = 45;
+const H = 29;
+
+/** IHDR bytes 24 and 25: bit depth and colour type (0 gray, 2 RGB, 4 gray+alpha, 6 RGBA). */
+function ihdr(png: Uint8Array): { depth: number | undefined; colourType: number | undefined } {
+  return { depth: png[24], colourType: png[25] };
+}
+
+describe('encodePng', () => {
+  it('round-trips RGB exactly as an 8-bit RGB PNG', async () => {
+    const rgb = noise(W * H * 3, 20);
+    const png = await encodePng({ width: W, height: H, rgb });
+    expect(sniffImage(png)).toEqual({ format: 'png', width: W, height: H, orientation: 1 });
+    expect(ihdr(png)).toEqual({ depth: 8, colourType: 2 });
+    const back = await decodeImage(png);
+    expect(back.rgb).toEqual(rgb);
+    expect(back.alpha).toBeNull();
+  });
+
+  it('re-attaches alpha (RGBA PNG) and round-trips colour and alpha exactly, transparent pixels included', async () => {
+    const rgb = noise(W * H * 3, 21);
+    const alpha = noise(W * H, 22);
+    alpha.fill(0, 0, 50);
+    const png = await encodePng({ width: W, height: H, rgb, alpha });
+    expect(ihdr(png)).toEqual({ depth: 8, colourType: 6 });
+    const back = await decodeImage(png);
+    expect(back.rgb).toEqual(rgb);
+    expect(back.alpha).toEqual(alpha);
+  });
+
+  it('gives the same pixels at every compression level, and smaller files at 2 than at 0', async () => {
+    const rgb = photoLike(96, 64);
+    const sizes: number[] = [];
+    for (let level = 0; level <= 9; level++) {
+      const png = await encodePng({ width: 96, height: 64, rgb }, { compressionLevel: level });
+      sizes.push(png.length);
+      expect((await decodeImage(png)).rgb).toEqual(rgb);
+    }
+    expect(sizes[2]).toBeLessThan((sizes[0] ?? 0) * 0.8);
+    expect(ENCODE_DEFAULTS).toMatchObject({ compressionLevel: 2, adaptiveFiltering: true });
+  });
+
+  it('returns owned memory', async () => {
+    const png = await encodePng({ width: 2, height: 2, rgb: new Uint8Array(12) });
+    expect(png.byteOffset).toBe(0);
+    expect(png.buffer.byteLength).toBe(png.length);
+  });
+
+  it('refuses wrong lengths and levels', async () => {
+    await expect(encodePng({ width: W, height: H, rgb: new Uint8Array(10) })).rejects.toMatchObject({ code: 'E_INTERNAL' });
+    await expect(encodePng({ width: W, height: H, rgb: noise(W * H * 3), alpha: new Uint8Array(3) })).rejects.toMatchObject({ code: 'E_INTERNAL' });
+    await expect(encodePng({ width: 1, height: 1, rgb: new Uint8Array(3) }, { compressionLevel: 10 })).rejects.toMatchObject({ code: 'E_INTERNAL' });
+  });
+});
+
+describe('encodeGrayPng', () => {
+  it('writes an 8-bit grayscale PNG (colour type 0) that decodes to the same values', async () => {
+    const gray = noise(W * H, 23);
+    const png = await encodeGrayPng(W, H, gray);
+    expect(ihdr(png)).toEqual({ depth: 8, colourType: 0 });
+    const raw = await sharp(png).toColourspace('b-w').raw().toBuffer({ resolveWithObject: true });
+    expect(raw.info.channels).toBe(1);
+    expect(new Uint8Array(raw.data)).toEqual(gray);
+  });
+});
+
+describe('encodePreviewPng', () => {
+  it('downscales to a 128 px long side, keeping the aspect', async () => {
+    const png = await encodePreviewPng({ width: 512, height: 320, rgb: photoLike(512, 320) });
+    expect(sniffImage(png)).toMatchObject({ width: 128, height: 80 });
+    const tall = await encodePreviewPng({ width: 320, height: 512, rgb: photoLike(320, 512) });
+    expect(sniffImage(tall)).toMatchObject({ width: 80, height: 128 });
+  });
+
+  it('never enlarges a small image', async () => {
+    const png = await encodePreviewPng({ width: 50, height: 30, rgb: noise(50 * 30 * 3, 24) });
+    expect(sniffImage(png)).toMatchObject({ width: 50, height: 30 });
+  });
+
+  it('stays within 64 KB even for incompressible noise at every level', async () => {
+    const rgb = noise(512 * 512 * 3, 25);
+    for (const compressionLevel of [0, 1, 2, 9]) {
+      const png = await encodePreviewPng({ width: 512, height: 512, rgb }, { compressionLevel });
+      expect(png.length).toBeLessThanOrEqual(64 * 1024);
+      // As a data URL it fits the progress event's 100 000-character limit.
+      expect(`data:image/png;base64,${Buffer.from(png).toString('base64')}`.length).toBeLessThan(100_000);
+    }
+  });
+});
