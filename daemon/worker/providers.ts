@@ -97,12 +97,12 @@ export async function chooseExecution(
   create: ProbeSessionFactory = createProbeSession,
 ): Promise<ExecutionChoice> {
   if (preference === 'cpu') {
-    return { device: { provider: 'cpu', reason: 'CPU requested (--device cpu).' }, executionProviders: ['cpu'] };
+    return { device: { provider: 'cpu', reason: 'CPU requested.' }, executionProviders: ['cpu'] };
   }
   // With CUDA first, onnxruntime still places the odd op CUDA lacks on the CPU provider.
   const cudaFailure = await tryProviders(create, ['cuda', 'cpu']);
   if (cudaFailure === null) {
-    const reason = preference === 'cuda' ? 'CUDA requested (--device cuda).' : 'CUDA provider loaded.';
+    const reason = preference === 'cuda' ? 'CUDA requested.' : 'CUDA provider loaded.';
     return { device: { provider: 'cuda', reason }, executionProviders: ['cuda', 'cpu'] };
   }
   if (preference === 'cuda') {

@@ -12,6 +12,7 @@
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { P2pzError, PROTOCOL_VERSION, WorkerMessage } from '../../shared/protocol/index.js';
 import type { Device, ErrorBody, ErrorCode, SupervisorMessage } from '../../shared/protocol/index.js';
@@ -23,8 +24,6 @@ import type { DevicePreference } from './providers.js';
 export const SUPERVISOR_DEFAULTS = Object.freeze({
   /** The bundled worker next to the bundle that holds this code (dist/daemon/worker.js). */
   workerPath: fileURLToPath(new URL('./worker.js', import.meta.url)),
-  /** Passed to the worker as `--device`; `auto` tries CUDA and falls back to CPU. */
-  device: 'auto' as DevicePreference,
   /** First restart delay after a crash; each further crash in the window multiplies it by `restartBackoffFactor`. */
   restartBackoffMs: 500,
   restartBackoffFactor: 2,
@@ -45,6 +44,8 @@ export interface SupervisorOptions {
   /** Absolute path of the models directory; the worker loads nothing from elsewhere. */
   readonly modelsDir: string;
   readonly workerPath?: string | URL;
+  /** Passed to the worker as `--device` (the CLI's flag). When absent the worker reads `P2PZ_DEVICE`
+   *  from its environment, else uses `auto`: CUDA when it loads, else the CPU. */
   readonly device?: DevicePreference;
   /** Variables added to (or, when `undefined`, removed from) the worker's copy of this process's environment. */
   readonly env?: Readonly<Record<string, string | undefined>>;
@@ -61,7 +62,10 @@ export interface SupervisorOptions {
   readonly log?: Logger;
 }
 
-type Settings = Required<Omit<SupervisorOptions, 'env' | 'log' | 'workerPath'>> & { readonly workerPath: string };
+type Settings = Required<Omit<SupervisorOptions, 'env' | 'log' | 'workerPath' | 'device'>> & {
+  readonly workerPath: string;
+  readonly device: DevicePreference | undefined;
+};
 
 /** One forked worker process and what is known about it. */
 interface WorkerHandle {
@@ -85,6 +89,8 @@ interface RunningJob {
   graceTimer?: NodeJS.Timeout;
   resolve(result: EngineResult): void;
 }
+
+const ANSI_ESCAPE = /\x1b\[[0-9;]*[A-Za-z]/g;
 
 const failed = (code: ErrorCode, detail?: string): EngineResult => ({ status: 'failed', error: new P2pzError(code, detail).toBody() });
 const CANCELLED: EngineResult = Object.freeze({ status: 'cancelled' });
@@ -110,9 +116,9 @@ export class WorkerSupervisor implements JobEngine {
     const d = SUPERVISOR_DEFAULTS;
     const workerPath = options.workerPath ?? d.workerPath;
     this.#settings = {
-      modelsDir: options.modelsDir,
+      modelsDir: resolvePath(options.modelsDir),
       workerPath: workerPath instanceof URL ? fileURLToPath(workerPath) : workerPath,
-      device: options.device ?? d.device,
+      device: options.device,
       execArgv: options.execArgv ?? [],
       restartBackoffMs: options.restartBackoffMs ?? d.restartBackoffMs,
       restartBackoffFactor: options.restartBackoffFactor ?? d.restartBackoffFactor,
@@ -289,7 +295,7 @@ export class WorkerSupervisor implements JobEngine {
   #spawn(): void {
     this.#restartTimer = undefined;
     const s = this.#settings;
-    const child = fork(s.workerPath, ['--device', s.device], {
+    const child = fork(s.workerPath, s.device === undefined ? [] : ['--device', s.device], {
       serialization: 'advanced',
       env: this.#env,
       execArgv: [...s.execArgv],
@@ -305,7 +311,12 @@ export class WorkerSupervisor implements JobEngine {
     this.#worker = worker;
     if (this.#state !== 'starting') this.#state = 'restarting';
     for (const stream of [child.stdout, child.stderr]) {
-      if (stream) createInterface({ input: stream }).on('line', (line) => this.#log.info('worker.log', { line }));
+      if (!stream) continue;
+      // onnxruntime colours its own log lines; the daemon log is plain text.
+      createInterface({ input: stream }).on('line', (raw) => {
+        const line = raw.replace(ANSI_ESCAPE, '').trim();
+        if (line !== '') this.#log.info('worker.log', { line });
+      });
     }
     child.on('message', (raw) => this.#onMessage(worker, raw));
     child.on('error', (err) => this.#log.warn('worker.process_error', describeError(err)));

@@ -162,6 +162,14 @@ describe('WorkerSupervisor', () => {
     expect(s.health().lastCrash).toMatch(/did not start within/);
   });
 
+  it("carries the worker's stderr into the daemon log as plain lines", async () => {
+    const s = supervisor();
+    expect((await s.run(engineJob('log'), () => {}, never())).status).toBe('done');
+    await waitFor(() => s.log.lines.some((l) => l.includes('provider failed')), 'the log line');
+    const lines = s.log.lines.filter((l) => l.includes('worker.log'));
+    expect(lines).toEqual([`info worker.log ${JSON.stringify({ line: '2026-01-01 [E:onnxruntime] provider failed' })}`]);
+  });
+
   it('runs one job at a time', async () => {
     const s = supervisor();
     const controller = new AbortController();

@@ -104,7 +104,9 @@ describe('worker process (real onnxruntime)', () => {
   it('runs a GAN preview: PNG of the exact input size, alpha kept, engine gan, timings per stage', async () => {
     const s = supervisor();
     const progress: EngineProgress[] = [];
-    const result = await s.run(engineJob('cat', { image: inputPng }), (p) => progress.push(p), never());
+    // A Buffer view into a larger pool, as the daemon's upload store hands them out, crosses IPC as its bytes only.
+    const pooled = Buffer.concat([Buffer.alloc(13, 9), Buffer.from(inputPng)]).subarray(13);
+    const result = await s.run(engineJob('cat', { image: pooled }), (p) => progress.push(p), never());
     if (result.status !== 'done') throw new Error(`preview failed: ${JSON.stringify(result)}`);
     expect(result.engine).toBe('gan');
     expect(Object.keys(result.timings).sort()).toEqual(['decode', 'encode', 'generate', 'load']);
@@ -137,7 +139,18 @@ describe('worker process (real onnxruntime)', () => {
   it('--device cpu skips the CUDA probe', async () => {
     const s = supervisor({ device: 'cpu' });
     await waitFor(() => s.health().state === 'ready', 'ready');
-    expect(s.health().device).toEqual({ provider: 'cpu', reason: 'CPU requested (--device cpu).' });
+    expect(s.health().device).toEqual({ provider: 'cpu', reason: 'CPU requested.' });
+  });
+
+  it('without a device option the worker follows P2PZ_DEVICE; a bad value stops the engine', async () => {
+    const s = supervisor({ env: { ...NO_CUDA, P2PZ_DEVICE: 'cpu' } });
+    await waitFor(() => s.health().state === 'ready', 'ready');
+    expect(s.health().device).toEqual({ provider: 'cpu', reason: 'CPU requested.' });
+
+    const bad = supervisor({ env: { P2PZ_DEVICE: 'gpu' } });
+    const result = await bad.run(engineJob('cat', { image: inputPng }), () => {}, never());
+    expect(result.status === 'failed' && result.error.code).toBe('E_BAD_REQUEST');
+    expect(bad.health().state).toBe('stopped');
   });
 
   it('--device cuda without a usable CUDA stops the engine with E_DEVICE_UNAVAILABLE (no restarts)', async () => {
