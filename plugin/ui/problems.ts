@@ -1,0 +1,76 @@
+// What the panel says when something stands in the way, always with the fix: the daemon is not
+// running (the start command), the browser blocks local network access (how to allow it), the plugin
+// is not paired (the code), a model is missing (the install command), or any daemon error (its
+// message and hint). Commands inside a hint's backticks are shown as copyable code.
+import { P2pzError } from '../../shared/protocol/errors.js';
+import { DaemonUnreachable } from './daemon-client.js';
+
+export const START_COMMAND = 'npm start';
+export const SERVE_COMMAND = 'p2pz serve';
+
+export interface Problem {
+  readonly title: string;
+  readonly hint: string;
+  /** A command to run in a terminal, shown as code. */
+  readonly command: string | null;
+  /** Extra advice (e.g. the browser permission). */
+  readonly note: string | null;
+  /** Pairing fixes it: show the pairing form. */
+  readonly pair: boolean;
+}
+
+/** The browser's answer about local network access: Chrome's permission (named
+ *  'local-network-access', formerly 'loopback-network'); 'unknown' where it does not exist. */
+export type LocalNetworkPermission = 'granted' | 'denied' | 'prompt' | 'unknown';
+
+export async function localNetworkPermission(nav: Navigator = navigator): Promise<LocalNetworkPermission> {
+  for (const name of ['local-network-access', 'loopback-network']) {
+    try {
+      const status = await nav.permissions.query({ name: name as PermissionName });
+      return status.state;
+    } catch {
+      // not a permission this browser knows
+    }
+  }
+  return 'unknown';
+}
+
+/** The first `backticked` command in a hint. */
+export function commandIn(hint: string): string | null {
+  const match = /`([^`]+)`/.exec(hint);
+  return match?.[1] ?? null;
+}
+
+export function unreachableProblem(port: number, permission: LocalNetworkPermission): Problem {
+  if (permission === 'denied') {
+    return {
+      title: 'Your browser blocks Figma from reaching apps on this computer.',
+      hint: 'Click the site settings icon left of the address bar, set “Local network access” to Allow, then reopen the plugin.',
+      command: null,
+      note: 'The Figma desktop app does not need this permission.',
+      pair: false,
+    };
+  }
+  return {
+    title: `The p2pz daemon is not running on port ${port}.`,
+    hint: `Start it in the p2pz folder with the command below (or run ${SERVE_COMMAND}), then try again.`,
+    command: START_COMMAND,
+    note:
+      permission === 'prompt'
+        ? 'If your browser asks to let Figma access devices on your local network, choose Allow.'
+        : 'Figma in a browser: if the daemon is running, allow “Local network access” for figma.com in the site settings.',
+    pair: false,
+  };
+}
+
+export function problemFor(err: unknown, port: number, permission: LocalNetworkPermission = 'unknown'): Problem {
+  if (err instanceof DaemonUnreachable) return unreachableProblem(port, permission);
+  if (err instanceof P2pzError) {
+    const pair = err.code === 'E_UNAUTHORIZED' || err.code === 'E_PAIRING_INVALID';
+    let command = commandIn(err.hint);
+    if (err.code === 'E_MODEL_MISSING' && command === null) command = 'p2pz models install';
+    return { title: err.message, hint: err.hint.replace(/`/g, ''), command, note: null, pair };
+  }
+  const text = err instanceof Error && err.message ? err.message : 'Something went wrong.';
+  return { title: text, hint: 'Try again.', command: null, note: null, pair: false };
+}
