@@ -147,7 +147,7 @@ function isStartOfFrame(marker: number): boolean {
 }
 
 // Walks marker segments from SOI: FF xx [length(2) payload]. Standalone markers (TEM, RSTn) have no
-// length; FF fill bytes may precede a marker. APP1 "Exif\0\0" gives orientation, SOFn gives
+// length; FF fill bytes (and, as libjpeg tolerates, stray bytes) may precede a marker. APP1 "Exif\0\0" gives orientation, SOFn gives
 // precision(1) height(2) width(2) components(1). Reaching SOS or EOI first means no frame header.
 function parseJpeg(bytes: Uint8Array): ImageHeader {
   const view = dataView(bytes);
@@ -155,8 +155,8 @@ function parseJpeg(bytes: Uint8Array): ImageHeader {
   let sawExif = false;
   let at = 2;
   for (;;) {
-    if (at >= bytes.length) throw truncated();
-    if (bytes[at] !== 0xff) throw formatError('The JPEG data is damaged.');
+    // Like libjpeg's next_marker: stray bytes before a marker are skipped (decoders only warn).
+    while (at < bytes.length && bytes[at] !== 0xff) at++;
     while (at < bytes.length && bytes[at] === 0xff) at++;
     if (at >= bytes.length) throw truncated();
     const marker = bytes[at] ?? 0;

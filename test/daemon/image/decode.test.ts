@@ -181,6 +181,21 @@ describe('decodeImage: errors', () => {
     }
   });
 
+  it('accepts a JPEG with stray bytes before its markers (a benign libjpeg warning, common in camera files)', async () => {
+    const flat = new Uint8Array(W * H * 3).fill(90);
+    const jpeg = await rawImage(flat, W, H).jpeg().toBuffer();
+    // Markers as sharp writes them: SOI DQT DQT SOF0 DHT… SOS. Stray bytes go before SOF0 (the sniffer
+    // walks past them) and before SOS.
+    const sof = jpeg.indexOf(Buffer.from([0xff, 0xc0]));
+    const sos = jpeg.indexOf(Buffer.from([0xff, 0xda]));
+    const stray = Buffer.concat([jpeg.subarray(0, sof), Buffer.of(1, 2, 3), jpeg.subarray(sof, sos), Buffer.of(4, 5), jpeg.subarray(sos)]);
+    const image = await decodeImage(stray);
+    expect(image).toMatchObject({ width: W, height: H, format: 'jpeg' });
+    expect(Math.abs((image.rgb[0] ?? 0) - 90)).toBeLessThanOrEqual(2);
+    // libvips' strictest level would refuse it: decodeImage deliberately stops at errors, not warnings.
+    await expect(sharp(stray, { failOn: 'warning' }).raw().toBuffer()).rejects.toThrow(/extraneous bytes/);
+  });
+
   it('maps libvips messages to the closed error set', () => {
     // The exact text sharp 0.35 produces: vips_error("timeout", "%d%% complete", …) in src/common.cc.
     expect(decodeError(new Error('timeout: 37% complete\n')).code).toBe('E_TIMEOUT');
