@@ -6,7 +6,7 @@
 // Run: node scripts/build.mjs && npx vitest bench --run test/daemon/worker/supervisor.bench.ts
 // Measured (2 shared cores, noisy): in-process 675 ms mean, through the worker 488 ms mean, i.e. the
 // process boundary costs nothing measurable next to decode + generate + encode; cold start 1.04 s.
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, bench, describe } from 'vitest';
@@ -37,6 +37,7 @@ describe(`GAN preview ${W}×${H} (tiny generator, CPU)`, () => {
   afterAll(async () => {
     await supervisor.close();
     await cache.releaseAll();
+    await rm(modelsDir, { recursive: true, force: true });
   });
 
   bench(
