@@ -10,13 +10,17 @@ import { P2pzError } from '../../shared/protocol/index.js';
 import { formatForMime } from '../image/sniff.js';
 import { parseBody, parseJsonText } from './validate.js';
 
-export const BODY_LIMITS = Object.freeze({
+export interface BodyLimits {
+  readonly jsonBytes: number;
+  readonly imageBytes: number;
+}
+
+export const BODY_LIMITS: BodyLimits = Object.freeze({
   /** JSON bodies (job submissions are well under 2 KiB). */
   jsonBytes: 64 * 1024,
   /** Raw image uploads. */
   imageBytes: 50 * 1024 * 1024,
 });
-export type BodyLimits = typeof BODY_LIMITS;
 
 export type ImageMime = 'image/png' | 'image/jpeg' | 'image/webp';
 export type BodyKind = { readonly kind: 'json' } | { readonly kind: 'image'; readonly mime: ImageMime } | { readonly kind: 'none' };

@@ -7,7 +7,15 @@ import type { Duplex } from 'node:stream';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { errorBody } from './respond.js';
 
-export const HTTP_DEFAULTS = Object.freeze({
+export interface HttpOptions {
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
+  readonly maxHeaderBytes: number;
+  readonly connectionsCheckingIntervalMs: number;
+}
+
+export const HTTP_DEFAULTS: HttpOptions = Object.freeze({
   /** All request headers must have arrived within this time (slow-loris). */
   headersTimeoutMs: 10_000,
   /** The whole request, body included, must have arrived within this time (a 50 MiB upload at 1 MB/s fits). */
@@ -19,7 +27,6 @@ export const HTTP_DEFAULTS = Object.freeze({
   /** How often Node checks the two timeouts above (it checks on an interval, not per request). */
   connectionsCheckingIntervalMs: 1_000,
 });
-export type HttpOptions = typeof HTTP_DEFAULTS;
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 

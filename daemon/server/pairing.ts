@@ -5,7 +5,13 @@
 import { randomInt, timingSafeEqual } from 'node:crypto';
 import { P2pzError } from '../../shared/protocol/index.js';
 
-export const PAIRING_DEFAULTS = Object.freeze({
+interface PairingSettings {
+  readonly codeTtlMs: number;
+  readonly maxWrongTries: number;
+  readonly maxAttemptsPerMinute: number;
+}
+
+export const PAIRING_DEFAULTS: PairingSettings = Object.freeze({
   /** A code's lifetime. */
   codeTtlMs: 5 * 60_000,
   /** Wrong codes before the current code is burnt (a fresh one is needed). */
@@ -13,7 +19,7 @@ export const PAIRING_DEFAULTS = Object.freeze({
   /** Pairing attempts (right or wrong) accepted per minute, for all clients together. */
   maxAttemptsPerMinute: 10,
 });
-export type PairingOptions = Partial<typeof PAIRING_DEFAULTS> & { now?: () => number };
+export type PairingOptions = Partial<PairingSettings> & { now?: () => number };
 
 export interface PairingCode {
   readonly code: string;
@@ -24,7 +30,7 @@ export interface PairingCode {
 export class Pairing {
   private current: { code: string; expiresAt: number; wrong: number } | undefined;
   private attempts: number[] = [];
-  private readonly settings: typeof PAIRING_DEFAULTS;
+  private readonly settings: PairingSettings;
   private readonly now: () => number;
 
   constructor(options: PairingOptions = {}) {

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { PROTOCOL_VERSION, Version } from '../../shared/protocol/index.js';
 import { describeError, silentLogger, type Logger } from '../log.js';
 
-export const TOKEN_DEFAULTS = Object.freeze({
+export const TOKEN_DEFAULTS: { readonly maxClientTokens: number } = Object.freeze({
   /** Paired clients kept; pairing one more forgets the oldest. */
   maxClientTokens: 32,
 });

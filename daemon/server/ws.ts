@@ -23,7 +23,16 @@ import { errorBody, toP2pzError } from './respond.js';
 import type { Principal } from './tokens.js';
 import { checkVersion, parseBody, parseJsonText } from './validate.js';
 
-export const WS_DEFAULTS = Object.freeze({
+export interface WsOptions {
+  readonly path: string;
+  readonly maxPayloadBytes: number;
+  readonly helloTimeoutMs: number;
+  readonly maxConnectionsPerToken: number;
+  readonly heartbeatMs: number;
+  readonly maxBufferedBytes: number;
+}
+
+export const WS_DEFAULTS: WsOptions = Object.freeze({
   /** The only WebSocket path. */
   path: '/v1/events',
   /** Largest frame accepted from a client; larger closes the connection with 1009. */
@@ -37,7 +46,6 @@ export const WS_DEFAULTS = Object.freeze({
   /** A peer with more unsent bytes than this is not reading: it is terminated. */
   maxBufferedBytes: 8 * 1024 * 1024,
 });
-export type WsOptions = typeof WS_DEFAULTS;
 
 /** WebSocket close codes used here (RFC 6455 §7.4.1). */
 export const CLOSE = Object.freeze({ goingAway: 1001, policy: 1008, tooBig: 1009 });

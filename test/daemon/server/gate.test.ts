@@ -178,7 +178,7 @@ describe('CORS preflights (R6)', () => {
   });
 
   it('refuses preflights from other origins, with or without the PNA header', async () => {
-    for (const extra of [{}, { 'Access-Control-Request-Private-Network': 'true' }]) {
+    for (const extra of [{}, { 'Access-Control-Request-Private-Network': 'true' }] as Array<Record<string, string>>) {
       const reply = await preflight('https://evil.example', extra);
       expect(reply.status).toBe(403);
       expect(codeOf(reply)).toBe('E_FORBIDDEN_ORIGIN');
@@ -257,5 +257,45 @@ describe('JSON answers for everything', () => {
     expect((reply.json as { v: number }).v).toBe(PROTOCOL_VERSION);
     expect(reply.headers['x-powered-by']).toBeUndefined();
     expect(reply.headers['cache-control']).toBe('no-store');
+  });
+});
+
+describe('remote mode (R1)', () => {
+  it('with a remote bind address, health needs a token too and that address is an allowed Host', async () => {
+    const { createServer } = await import('node:http');
+    const { mkdtemp, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { createGate } = await import('../../../daemon/server/gate.js');
+    const { BODY_LIMITS } = await import('../../../daemon/server/body.js');
+    const { TokenStore } = await import('../../../daemon/server/tokens.js');
+    const dir = await mkdtemp(join(tmpdir(), 'p2pz-gate-'));
+    const tokens = await TokenStore.open({ cliToken: join(dir, 'token'), tokens: join(dir, 'tokens.json') });
+    let port = 0;
+    const gate = createGate({ port: () => port, extraHostNames: ['192.168.1.5'], tokens, limits: BODY_LIMITS, healthNeedsToken: true });
+    const server = createServer((req, res) => gate.http(req, res, () => res.end('passed')));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as { port: number }).port;
+    try {
+      const remoteHost = { Host: `192.168.1.5:${port}` };
+      expect((await send({ port }, { path: '/v1/health', headers: remoteHost })).status).toBe(401);
+      const ok = await send({ port }, { path: '/v1/health', headers: remoteHost, token: tokens.cliToken() });
+      expect(ok.text).toBe('passed');
+      expect((await send({ port }, { path: '/v1/health', headers: { Host: `192.168.1.6:${port}` }, token: tokens.cliToken() })).status).toBe(403);
+      // Pairing stays open (rate-limited) so a remote plugin can pair.
+      expect((await send({ port }, { method: 'POST', path: '/v1/pair', headers: remoteHost, json: { v: 1 } })).text).toBe('passed');
+    } finally {
+      server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('startDaemon refuses a non-loopback host without allowRemote', async () => {
+    const { startDaemon } = await import('../../../daemon/daemon.js');
+    await expect(startDaemon({ host: '0.0.0.0', port: 0, home: t.home })).rejects.toMatchObject({ code: 'E_BAD_REQUEST' });
+  });
+
+  it('the test daemon listens on 127.0.0.1', () => {
+    expect(t.daemon.url).toBe(`http://127.0.0.1:${t.daemon.port}`);
   });
 });

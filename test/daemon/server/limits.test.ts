@@ -6,18 +6,22 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BODY_LIMITS } from '../../../daemon/server/body.js';
 import { codeOf, pngHeader, send, startTestDaemon, type TestDaemon } from './helpers.js';
 
+// Default limits for the body tests; a second daemon with short timeouts for the slow-client tests.
 let t: TestDaemon;
+let slow: TestDaemon;
 beforeAll(async () => {
-  t = await startTestDaemon({ http: { headersTimeoutMs: 400, requestTimeoutMs: 800, connectionsCheckingIntervalMs: 100 } });
+  t = await startTestDaemon();
+  slow = await startTestDaemon({ http: { headersTimeoutMs: 400, requestTimeoutMs: 800, connectionsCheckingIntervalMs: 100 } });
 });
 afterAll(async () => {
   await t.stop();
+  await slow.stop();
 });
 
 /** Opens a raw connection, writes `head`, and resolves with everything the server sent until it closed. */
-function rawExchange(head: string | Buffer, keepWriting?: (socket: Socket) => void): Promise<string> {
+function rawExchange(head: string | Buffer, keepWriting?: (socket: Socket) => void, to: TestDaemon = t): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = connect(t.daemon.port, '127.0.0.1');
+    const socket = connect(to.daemon.port, '127.0.0.1');
     const chunks: Buffer[] = [];
     socket.on('data', (c) => chunks.push(c));
     socket.on('error', () => undefined);
@@ -115,11 +119,15 @@ describe('413 without buffering the rest', () => {
 describe('slow and malformed clients (R22)', () => {
   it('a slow-loris client that never finishes its headers is answered 408 and disconnected', async () => {
     let writer: NodeJS.Timeout | undefined;
-    const answer = await rawExchange(`GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1:${t.daemon.port}\r\n`, (socket) => {
-      writer = setInterval(() => {
-        if (!socket.destroyed) socket.write('X-Slow: a\r\n');
-      }, 50);
-    });
+    const answer = await rawExchange(
+      `GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1:${slow.daemon.port}\r\n`,
+      (socket) => {
+        writer = setInterval(() => {
+          if (!socket.destroyed) socket.write('X-Slow: a\r\n');
+        }, 50);
+      },
+      slow,
+    );
     clearInterval(writer);
     expect(answer).toMatch(/^HTTP\/1\.1 408 /);
     expect(answer).toContain('E_TIMEOUT');
@@ -128,13 +136,17 @@ describe('slow and malformed clients (R22)', () => {
   it('a body that trickles past the request timeout is cut off', async () => {
     let writer: NodeJS.Timeout | undefined;
     const head =
-      `POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1:${t.daemon.port}\r\nAuthorization: Bearer ${t.token}\r\n` +
+      `POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1:${slow.daemon.port}\r\nAuthorization: Bearer ${slow.token}\r\n` +
       `Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n{`;
-    const answer = await rawExchange(head, (socket) => {
-      writer = setInterval(() => {
-        if (!socket.destroyed) socket.write(' ');
-      }, 50);
-    });
+    const answer = await rawExchange(
+      head,
+      (socket) => {
+        writer = setInterval(() => {
+          if (!socket.destroyed) socket.write(' ');
+        }, 50);
+      },
+      slow,
+    );
     clearInterval(writer);
     expect(answer).toMatch(/^HTTP\/1\.1 408 /);
     expect(answer).toContain('"code":"E_TIMEOUT"');
@@ -152,7 +164,8 @@ describe('slow and malformed clients (R22)', () => {
     expect(answer).toContain('"code":"E_BAD_REQUEST"');
   });
 
-  it('the daemon still answers after all of this', async () => {
+  it('the daemons still answer after all of this', async () => {
     expect((await send(t.daemon, { path: '/v1/health' })).status).toBe(200);
+    expect((await send(slow.daemon, { path: '/v1/health' })).status).toBe(200);
   });
 });

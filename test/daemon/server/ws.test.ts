@@ -10,7 +10,7 @@ import { EventClient, startTestDaemon, type TestDaemon } from './helpers.js';
 
 let t: TestDaemon;
 beforeAll(async () => {
-  t = await startTestDaemon({ ws: { helloTimeoutMs: 300, heartbeatMs: 150, maxConnectionsPerToken: 3 } });
+  t = await startTestDaemon({ ws: { helloTimeoutMs: 500, heartbeatMs: 400, maxConnectionsPerToken: 3 } });
 });
 afterAll(async () => {
   await t.stop();
