@@ -54,20 +54,29 @@ export async function encodePng(image: RgbImage, options: Partial<PngOptions> = 
   let pipeline = sharp(rgb, { raw: { width, height, channels: 3 } });
   if (alpha) {
     checkPlane(alpha, width, height, 1, 'alpha');
-    pipeline = pipeline.joinChannel(Buffer.from(alpha.buffer, alpha.byteOffset, alpha.byteLength), { raw: { width, height, channels: 1 } });
+    const alphaBuffer = Buffer.from(alpha.buffer, alpha.byteOffset, alpha.byteLength);
+    pipeline = pipeline.joinChannel(alphaBuffer, { raw: { width, height, channels: 1 } });
   }
   return png(pipeline, options);
 }
 
 /** An 8-bit grayscale PNG (colour type 0), e.g. the attention mask. */
-export async function encodeGrayPng(width: number, height: number, gray: Uint8Array, options: Partial<PngOptions> = {}): Promise<Uint8Array> {
+export async function encodeGrayPng(
+  width: number,
+  height: number,
+  gray: Uint8Array,
+  options: Partial<PngOptions> = {},
+): Promise<Uint8Array> {
   checkPlane(gray, width, height, 1, 'gray');
   // One raw channel must be marked b-w, or libvips writes it as RGB.
   return png(sharp(gray, { raw: { width, height, channels: 1 } }).toColourspace('b-w'), options);
 }
 
 /** A step preview: RGB downscaled (aspect kept) so the long side is at most 128 px, as PNG ≤ 64 KB. */
-export async function encodePreviewPng(image: Omit<RgbImage, 'alpha'>, options: Partial<PngOptions> = {}): Promise<Uint8Array> {
+export async function encodePreviewPng(
+  image: Omit<RgbImage, 'alpha'>,
+  options: Partial<PngOptions> = {},
+): Promise<Uint8Array> {
   const { width, height, rgb } = image;
   checkPlane(rgb, width, height, 3, 'rgb');
   const side = ENCODE_DEFAULTS.previewMaxSide;

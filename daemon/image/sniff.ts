@@ -147,8 +147,9 @@ function isStartOfFrame(marker: number): boolean {
 }
 
 // Walks marker segments from SOI: FF xx [length(2) payload]. Standalone markers (TEM, RSTn) have no
-// length; FF fill bytes (and, as libjpeg tolerates, stray bytes) may precede a marker. APP1 "Exif\0\0" gives orientation, SOFn gives
-// precision(1) height(2) width(2) components(1). Reaching SOS or EOI first means no frame header.
+// length; FF fill bytes (and, as libjpeg tolerates, stray bytes) may precede a marker. APP1
+// "Exif\0\0" gives orientation, SOFn gives precision(1) height(2) width(2) components(1). Reaching
+// SOS or EOI first means there is no frame header.
 function parseJpeg(bytes: Uint8Array): ImageHeader {
   const view = dataView(bytes);
   let orientation: ExifOrientation = 1;

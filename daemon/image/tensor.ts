@@ -24,10 +24,16 @@ export type ResizeKernel = KernelEnum[keyof KernelEnum];
 /** The working size for an image of `width`×`height`: the long side becomes `longSide` (a multiple of
  *  64), the short side `longSide·short/long` rounded to the nearest multiple of 64 (at least 64).
  *  E.g. 1920×1080 → 512×320, 1000×1000 → 512×512, 300×2000 → 64×512 (77 rounds to 64). */
-export function workingSize(width: number, height: number, longSide: number = TENSOR_DEFAULTS.longSide): { width: number; height: number } {
+export function workingSize(
+  width: number,
+  height: number,
+  longSide: number = TENSOR_DEFAULTS.longSide,
+): { width: number; height: number } {
   const m = TENSOR_DEFAULTS.multiple;
   if (!isPositiveInt(width) || !isPositiveInt(height)) throw internal(`workingSize: ${width}×${height} is not a size.`);
-  if (!isPositiveInt(longSide) || longSide % m !== 0) throw internal(`workingSize: long side ${longSide} is not a positive multiple of ${m}.`);
+  if (!isPositiveInt(longSide) || longSide % m !== 0) {
+    throw internal(`workingSize: long side ${longSide} is not a positive multiple of ${m}.`);
+  }
   const short = Math.max(m, Math.round((longSide * Math.min(width, height)) / Math.max(width, height) / m) * m);
   return width >= height ? { width: longSide, height: short } : { width: short, height: longSide };
 }
@@ -61,16 +67,38 @@ export function tensorToRgb(data: Float32Array, width: number, height: number): 
 }
 
 /** Resamples HWC 8-bit RGB from w×h to newW×newH (aspect not kept: the caller chose the size). */
-export function resizeRgb(rgb: Uint8Array, w: number, h: number, newW: number, newH: number, kernel: ResizeKernel = TENSOR_DEFAULTS.rgbKernel): Promise<Uint8Array> {
+export function resizeRgb(
+  rgb: Uint8Array,
+  w: number,
+  h: number,
+  newW: number,
+  newH: number,
+  kernel: ResizeKernel = TENSOR_DEFAULTS.rgbKernel,
+): Promise<Uint8Array> {
   return resizeChannels(rgb, w, h, 3, newW, newH, kernel);
 }
 
 /** Resamples one 8-bit channel (alpha, or a grayscale mask) from w×h to newW×newH. */
-export function resizeAlpha(alpha: Uint8Array, w: number, h: number, newW: number, newH: number, kernel: ResizeKernel = TENSOR_DEFAULTS.alphaKernel): Promise<Uint8Array> {
+export function resizeAlpha(
+  alpha: Uint8Array,
+  w: number,
+  h: number,
+  newW: number,
+  newH: number,
+  kernel: ResizeKernel = TENSOR_DEFAULTS.alphaKernel,
+): Promise<Uint8Array> {
   return resizeChannels(alpha, w, h, 1, newW, newH, kernel);
 }
 
-async function resizeChannels(pixels: Uint8Array, w: number, h: number, channels: 1 | 3, newW: number, newH: number, kernel: ResizeKernel): Promise<Uint8Array> {
+async function resizeChannels(
+  pixels: Uint8Array,
+  w: number,
+  h: number,
+  channels: 1 | 3,
+  newW: number,
+  newH: number,
+  kernel: ResizeKernel,
+): Promise<Uint8Array> {
   checkPixels(pixels, w, h, channels, channels === 1 ? 'alpha' : 'rgb');
   if (!isPositiveInt(newW) || !isPositiveInt(newH)) throw internal(`resize: ${newW}×${newH} is not a size.`);
   if (newW === w && newH === h) return pixels.slice();
@@ -86,7 +114,13 @@ async function resizeChannels(pixels: Uint8Array, w: number, h: number, channels
   return ownBytes(data);
 }
 
-function checkPixels(pixels: Uint8Array | Float32Array, width: number, height: number, channels: number, name: string): number {
+function checkPixels(
+  pixels: Uint8Array | Float32Array,
+  width: number,
+  height: number,
+  channels: number,
+  name: string,
+): number {
   if (!isPositiveInt(width) || !isPositiveInt(height)) throw internal(`${name}: ${width}×${height} is not a size.`);
   const plane = width * height;
   if (pixels.length !== plane * channels) {
