@@ -18,10 +18,11 @@ const log = createLogger();
 interface Running {
   readonly jobId: string;
   readonly controller: AbortController;
-  readonly finished: Promise<void>;
 }
 
 let running: Running | undefined;
+/** The last job's result, until it has been handed to the IPC channel (shutdown waits for it). */
+let settled: Promise<void> = Promise.resolve();
 let sessions: SessionCache | undefined;
 let stopping = false;
 
@@ -49,22 +50,23 @@ function sessionsFor(modelsDir: string, execution: ExecutionChoice): SessionCach
 
 function startJob(message: WorkerRunMessage, execution: ExecutionChoice): void {
   if (running || stopping) {
-    void send({ v: PROTOCOL_VERSION, type: 'failed', jobId: message.jobId, error: { code: 'E_INTERNAL', message: 'The engine runs one job at a time.' } });
+    void send({ v: PROTOCOL_VERSION, type: 'failed', jobId: message.jobId, error: new P2pzError('E_INTERNAL', 'The engine runs one job at a time.').toBody() });
     return;
   }
-  const controller = new AbortController();
-  const finished = runJob(message, { models: sessionsFor(message.modelsDir, execution), signal: controller.signal, send: (m) => void send(m), log })
-    .then(send)
-    .finally(() => {
-      running = undefined;
-    });
-  running = { jobId: message.jobId, controller, finished };
+  const job: Running = { jobId: message.jobId, controller: new AbortController() };
+  running = job;
+  const ctx = { models: sessionsFor(message.modelsDir, execution), signal: job.controller.signal, send: (m: WorkerMessage) => void send(m), log };
+  settled = runJob(message, ctx).then((result) => {
+    // Free before the result leaves: the next `run` may arrive as soon as the supervisor reads it.
+    if (running === job) running = undefined;
+    return send(result);
+  });
 }
 
 async function shutdown(code: number): Promise<never> {
   stopping = true;
   running?.controller.abort();
-  await running?.finished;
+  await settled;
   await sessions?.releaseAll();
   process.exit(code);
 }
