@@ -15,7 +15,7 @@ export const DevicePreference = z.enum(['auto', 'cpu', 'cuda']);
 export type DevicePreference = z.infer<typeof DevicePreference>;
 
 export const PROVIDER_DEFAULTS = Object.freeze({
-  /** Environment variable that forces the device; the CLI's `--device` sets it for the worker. */
+  /** Environment variable that forces the device when the supervisor passes no `--device` (the CLI's flag). */
   envVar: 'P2PZ_DEVICE',
   preference: 'auto' as DevicePreference,
   /** Longest reason kept (the protocol's `Device.reason` allows 500). */
