@@ -13,6 +13,7 @@ export interface HttpOptions {
   readonly keepAliveTimeoutMs: number;
   readonly maxHeaderBytes: number;
   readonly connectionsCheckingIntervalMs: number;
+  readonly maxConnections: number;
 }
 
 export const HTTP_DEFAULTS: HttpOptions = Object.freeze({
@@ -26,6 +27,8 @@ export const HTTP_DEFAULTS: HttpOptions = Object.freeze({
   maxHeaderBytes: 16 * 1024,
   /** How often Node checks the two timeouts above (it checks on an interval, not per request). */
   connectionsCheckingIntervalMs: 1_000,
+  /** Open TCP connections (HTTP and WebSocket together); more are dropped on arrival. */
+  maxConnections: 256,
 });
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -53,6 +56,7 @@ export function createHttpServer(handler: Handler, options: Partial<HttpOptions>
     },
     handler,
   );
+  server.maxConnections = o.maxConnections;
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     if (err.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();

@@ -5,7 +5,7 @@
 // bad one (not JSON, unknown type, other version) gets a `protocol-error` event while the connection
 // stays. Connections per token are capped, dead peers are found by ping/pong, a revoked token's
 // sockets are closed, and a peer that does not read its events is dropped rather than buffered.
-import type { IncomingMessage, Server } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import {
@@ -30,6 +30,7 @@ export interface WsOptions {
   readonly maxConnectionsPerToken: number;
   readonly heartbeatMs: number;
   readonly maxBufferedBytes: number;
+  readonly maxPendingConnections: number;
 }
 
 export const WS_DEFAULTS: WsOptions = Object.freeze({
@@ -45,6 +46,8 @@ export const WS_DEFAULTS: WsOptions = Object.freeze({
   heartbeatMs: 30_000,
   /** A peer with more unsent bytes than this is not reading: it is terminated. */
   maxBufferedBytes: 8 * 1024 * 1024,
+  /** Connections that have not said hello yet; more upgrades are refused (503) until some do or time out. */
+  maxPendingConnections: 32,
 });
 
 /** WebSocket close codes used here (RFC 6455 §7.4.1). */
@@ -74,7 +77,7 @@ function rejectUpgrade(socket: Duplex, err: P2pzError): void {
   const status = ERRORS[err.code].status;
   socket.on('error', () => undefined);
   socket.end(
-    `HTTP/1.1 ${status} ${status === 403 ? 'Forbidden' : status === 404 ? 'Not Found' : 'Service Unavailable'}\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
       `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
       `Cache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
   );
@@ -178,6 +181,8 @@ export function attachEvents(server: Server, gate: Gate, ctx: ServiceContext, op
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     try {
       if (closing) throw new P2pzError('E_SHUTTING_DOWN');
+      const pending = [...peers].filter((p) => p.principal === undefined).length;
+      if (pending >= o.maxPendingConnections) throw new P2pzError('E_RATE_LIMITED', 'Too many connections are waiting to say hello.');
       gate.checkUpgrade(req);
       const path = (req.url ?? '').split('?')[0];
       if (path !== o.path) throw new P2pzError('E_NOT_FOUND');

@@ -206,3 +206,28 @@ describe('heartbeat (R11)', () => {
     expect(seen.includes(Buffer.from([0x89, 0x00]))).toBe(true);
   });
 });
+
+describe('pending connections', () => {
+  it('upgrades beyond the cap of connections without hello are refused with 429', async () => {
+    const small = await startTestDaemon({ ws: { maxPendingConnections: 2, helloTimeoutMs: 5_000 } });
+    try {
+      const waiting = [EventClient.connect(small.daemon), EventClient.connect(small.daemon)];
+      await Promise.all(waiting.map((c) => c.opened));
+      const third = new WebSocket(`ws://127.0.0.1:${small.daemon.port}/v1/events`);
+      const status = await new Promise<number | undefined>((resolve) => {
+        third.on('unexpected-response', (_req, res) => resolve(res.statusCode));
+        third.on('open', () => resolve(101));
+        third.on('error', () => undefined);
+      });
+      expect(status).toBe(429);
+      // Once one says hello, a new connection fits again.
+      waiting[0]?.sendJson(hello('pending-ok-1', small.token));
+      await waiting[0]?.next((e) => e['type'] === 'welcome');
+      const fourth = EventClient.connect(small.daemon);
+      await fourth.opened;
+      for (const c of [...waiting, fourth]) c.ws.close();
+    } finally {
+      await small.stop();
+    }
+  });
+});
