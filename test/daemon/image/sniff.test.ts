@@ -15,6 +15,7 @@ import {
   sniffImage,
   type ImageHeader,
 } from '../../../daemon/image/sniff.js';
+import { decodeImage } from '../../../daemon/image/decode.js';
 import { headerOnlyPng, noise, rawImage } from './fixtures.js';
 
 const W = 37;
@@ -230,6 +231,12 @@ describe('pixel budget', () => {
       expect(error.code).toBe('E_IMAGE_TOO_LARGE');
       expect(error.message).toContain('144.0 MP');
       expect(grown).toBeLessThan(100 * 1024 * 1024);
+    });
+
+    it('is refused by decodeImage too, before libvips allocates anything', async () => {
+      const before = process.memoryUsage().rss;
+      await expect(decodeImage(bomb)).rejects.toMatchObject({ code: 'E_IMAGE_TOO_LARGE' });
+      expect(process.memoryUsage().rss - before).toBeLessThan(100 * 1024 * 1024);
     });
   });
 });
