@@ -3,6 +3,7 @@
 // loop reported in health, a job deaf to cancel gets its worker killed after the grace period (R15),
 // a malformed message counts as a crash, and close() leaves no child process behind (R23).
 import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WorkerSupervisor } from '../../../daemon/worker/supervisor.js';
 import type { SupervisorOptions } from '../../../daemon/worker/supervisor.js';
@@ -178,6 +179,22 @@ describe('WorkerSupervisor', () => {
     expect(second.status === 'failed' && second.error.code).toBe('E_INTERNAL');
     controller.abort();
     expect(await first).toEqual({ status: 'cancelled' });
+  });
+
+  it('keeps onnxruntime and image decoding out of the daemon process (R16)', async () => {
+    const result = await build({
+      entryPoints: [fileURLToPath(new URL('../../../daemon/worker/supervisor.ts', import.meta.url))],
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      packages: 'external',
+      write: false,
+      metafile: true,
+      logLevel: 'silent',
+    });
+    const packages = Object.values(result.metafile.outputs).flatMap((o) => o.imports.filter((i) => i.external).map((i) => i.path));
+    expect(packages).toContain('node:child_process');
+    expect(packages.filter((p) => /onnxruntime|sharp/.test(p))).toEqual([]);
   });
 
   it('close() stops the worker, leaves no process behind and refuses later jobs', async () => {
