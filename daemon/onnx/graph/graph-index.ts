@@ -135,3 +135,23 @@ export function addOutputs(graph: GraphProto, outputs: readonly OutputSpec[]): s
   }
   return added;
 }
+
+/**
+ * Replaces symbolic dimensions (`dim_param`) of the graph inputs and outputs by fixed sizes, e.g.
+ * `{batch: 2, height: 64, width: 64}`; names not in `sizes` stay symbolic. Returns how many dims were
+ * bound. (The dimension is a protobuf oneof: the name is deleted, not blanked, or it would still be
+ * encoded and win over the value.)
+ */
+export function bindDimParams(graph: GraphProto, sizes: Readonly<Record<string, number>>): number {
+  let bound = 0;
+  for (const v of [...(graph.input ?? []), ...(graph.output ?? [])]) {
+    for (const d of v.type?.tensorType?.shape?.dim ?? []) {
+      const size = d.dimParam ? sizes[d.dimParam] : undefined;
+      if (size === undefined) continue;
+      delete d.dimParam;
+      d.dimValue = size;
+      bound++;
+    }
+  }
+  return bound;
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  addOutputs, consumers, findInitializer, findNode, namesInUse, producers, topologicalOrder, uniqueName, valueInfos,
+  addOutputs, bindDimParams, consumers, findInitializer, findNode, namesInUse, producers, topologicalOrder, uniqueName, valueInfos,
 } from '../../../../daemon/onnx/graph/graph-index.js';
 import type { GraphProto } from '../../../../daemon/onnx/graph/onnx-proto.js';
 
@@ -63,5 +63,18 @@ describe('graph index helpers', () => {
     expect(g.output?.map((o) => [o.name, o.type?.tensorType?.elemType])).toEqual([['d', undefined], ['b', 11], ['c', 1]]);
     expect(addOutputs(g, [{ name: 'b' }])).toEqual([]);
     expect(() => addOutputs(g, [{ name: 'nope' }])).toThrow(/nope/);
+  });
+
+  it('binds symbolic dims so they encode as values (the name is dropped, not blanked)', async () => {
+    const { onnx } = await import('../../../../daemon/onnx/graph/onnx-proto.js');
+    const g: GraphProto = {
+      input: [{ name: 'x', type: { tensorType: { elemType: 1, shape: { dim: [{ dimParam: 'batch' }, { dimValue: 3 }, { dimParam: 'h' }] } } } }],
+      output: [{ name: 'y', type: { tensorType: { elemType: 1, shape: { dim: [{ dimParam: 'batch' }] } } } }],
+    };
+    expect(bindDimParams(g, { batch: 2 })).toBe(2);
+    const back = onnx.GraphProto.decode(onnx.GraphProto.encode(g).finish());
+    const dims = back.input[0]?.type?.tensorType?.shape?.dim ?? [];
+    // Decoding sets only the fields present on the wire.
+    expect(dims.map((d) => (Object.hasOwn(d, 'dimParam') ? d.dimParam : Number(d.dimValue)))).toEqual([2, 3, 'h']);
   });
 });
