@@ -22,6 +22,25 @@ function fromExpress(err: unknown): P2pzError | undefined {
   return undefined;
 }
 
+/** One debug line per answered request: method, route pattern (never the raw URL: ids and query
+ *  strings stay out of the log), status and duration. */
+function requestLog(ctx: ServiceContext): RequestHandler {
+  return (req, res, next) => {
+    const started = performance.now();
+    res.on('finish', () => {
+      const pattern = (req.route as { path?: unknown } | undefined)?.path;
+      ctx.log.debug('http.request', {
+        method: req.method,
+        // Without the leading slash, so the log scrubber does not take the route for a file path.
+        route: typeof pattern === 'string' ? pattern.replace(/^\//, '') : 'unrouted',
+        status: res.statusCode,
+        ms: Math.round(performance.now() - started),
+      });
+    });
+    next();
+  };
+}
+
 export function createApp(ctx: ServiceContext, gate: Gate): Express {
   const app = express();
   app.disable('x-powered-by');
@@ -30,6 +49,7 @@ export function createApp(ctx: ServiceContext, gate: Gate): Express {
   app.set('strict routing', true);
   app.set('query parser', false);
 
+  app.use(requestLog(ctx));
   app.use(gate.http);
   registerHealthRoutes(app, ctx);
   registerPairingRoutes(app, ctx);
