@@ -1,7 +1,7 @@
 // `p2pz token`: prints the CLI token (created on first use), for scripts that call the HTTP API.
+import { mkdir } from 'node:fs/promises';
 import { defaultHome, homePaths } from '../config.js';
 import { TokenStore } from '../server/tokens.js';
-import { mkdir } from 'node:fs/promises';
 import { parseFlags, type CliCommand } from './command.js';
 
 export const tokenCommand: CliCommand = {

@@ -13,6 +13,7 @@ import {
   ERRORS,
   P2pzError,
   PROTOCOL_VERSION,
+  type HealthResponse,
   type ServerEvent,
 } from '../../shared/protocol/index.js';
 import { describeError } from '../log.js';
@@ -51,7 +52,7 @@ export const WS_DEFAULTS: WsOptions = Object.freeze({
 });
 
 /** WebSocket close codes used here (RFC 6455 §7.4.1). */
-export const CLOSE = Object.freeze({ goingAway: 1001, policy: 1008, tooBig: 1009 });
+export const CLOSE = Object.freeze({ goingAway: 1001, policy: 1008, tooBig: 1009, internal: 1011 });
 
 const MESSAGE_TYPES = new Set(['hello', 'cancel', 'ping']);
 
@@ -137,7 +138,14 @@ export function attachEvents(server: Server, gate: Gate, ctx: ServiceContext, op
       if (welcomed) send(peer, event);
       else backlog.push(event);
     });
-    const health = await ctx.health();
+    let health: HealthResponse;
+    try {
+      health = await ctx.health();
+    } catch (err) {
+      ctx.log.error('ws.welcome-failed', describeError(err));
+      peer.ws.close(CLOSE.internal, 'internal error');
+      return;
+    }
     send(peer, { v: PROTOCOL_VERSION, type: 'welcome', health });
     welcomed = true;
     for (const event of backlog.splice(0)) send(peer, event);
