@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { decodeImage } from '../../../daemon/image/decode.js';
 import { encodePng } from '../../../daemon/image/encode.js';
 import { resizeRgb, rgbToTensor, tensorToRgb, workingSize } from '../../../daemon/image/tensor.js';
+import { GraphBuilder } from '../../../daemon/onnx/graph/builder.js';
 import { writeTinyImg2Img, TINY_IMG2IMG_IO } from '../../../daemon/onnx/tiny/img2img.js';
 import { WorkerSupervisor } from '../../../daemon/worker/supervisor.js';
 import type { SupervisorOptions } from '../../../daemon/worker/supervisor.js';
@@ -54,12 +55,27 @@ async function installGenerator(name: string, meta: object, seed = 7): Promise<v
   await writeFile(join(dir, 'meta.json'), JSON.stringify(meta));
 }
 
+/** A generator that asks for 2^36·H·W·3 floats at run time (the size depends on the input, so nothing
+ *  is folded away at load): y = x + ReduceSum(ConstantOfShape(Shape(x) · [1, 1, 2^18, 2^18])). */
+async function installMemoryHog(name: string, meta: object): Promise<void> {
+  const dir = join(modelsDir, 'gan', name);
+  await mkdir(dir, { recursive: true });
+  const b = new GraphBuilder({ seed: 0, graphName: 'hog' });
+  const x = b.input('image', 'float32', [1, 3, 'height', 'width']);
+  const shape = b.op('Mul', [b.op('Shape', [x]), b.constInt64([1, 1, 2 ** 18, 2 ** 18])]);
+  const huge = b.op('ConstantOfShape', [shape]);
+  b.output(b.op('Add', [x, b.op('ReduceSum', [huge])]), 'out', 'float32', [1, 3, 'height', 'width']);
+  await b.write(join(dir, 'generator.onnx'));
+  await writeFile(join(dir, 'meta.json'), JSON.stringify(meta));
+}
+
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'p2pz-worker-'));
   modelsDir = join(root, 'models');
   outside = join(root, 'outside');
   await mkdir(outside, { recursive: true });
   await installGenerator('cat-dog', { v: 1, source: 'cat', target: 'dog', size: 64 });
+  await installMemoryHog('cat-whale', { v: 1, source: 'cat', target: 'whale', size: 64 });
   // A generator whose model file is a symbolic link out of the models directory (R19).
   await writeTinyImg2Img(join(outside, 'generator.onnx'), { seed: 1, channels: 8 });
   await mkdir(join(modelsDir, 'gan', 'cat-cow'), { recursive: true });
@@ -172,6 +188,19 @@ describe('worker process (real onnxruntime)', () => {
     expect(bad.status === 'failed' && bad.error.code).toBe('E_IMAGE_FORMAT');
     expect((await s.run(engineJob('cat', { image: inputPng }), () => {}, never())).status).toBe('done');
     expect(s.health()).toMatchObject({ restarts: 0, recentCrashes: 0 });
+  });
+
+  it('an allocation failure in the worker is E_DEVICE_OOM, and the next job succeeds (R18)', async () => {
+    const s = supervisor();
+    const job = engineJob('cat', { image: inputPng });
+    const oom = await s.run({ ...job, edit: { ...job.edit, target: 'whale' } }, () => {}, never());
+    expect(oom.status === 'failed' && oom.error).toEqual({
+      code: 'E_DEVICE_OOM',
+      message: 'The device ran out of memory during the edit.',
+      hint: 'Use a smaller working size, or close other GPU programs, and retry.',
+    });
+    expect((await s.run(engineJob('cat', { image: inputPng }), () => {}, never())).status).toBe('done');
+    expect(s.health()).toMatchObject({ state: 'ready', restarts: 0, recentCrashes: 0 });
   });
 
   it('refuses a generator that is a symbolic link out of the models directory (R19)', async () => {
