@@ -1,0 +1,351 @@
+// The full pix2pix-zero edit (Parmar et al. 2023; DESIGN.md §3), stage by stage:
+//   0. load      the model folder; derive the working size's UNet graphs (prepare, once)
+//   1. decode    the upload (EXIF orientation, sRGB, alpha aside); resize to the working size, x ∈ [-1,1]
+//   2. encode    z0 = s·E(x)  (VAE posterior mean, or a seeded sample)
+//   3. caption   c → e_c = E_text(c)  [1,77,D]
+//   4. direction Δ = mean E_text(target bank) − mean E_text(source bank) (disk cache);
+//                e_edit = e_c + s·Δ
+//   5. inversion z_T = regularized DDIM inversion of z0 with e_c (reused from the inversion cache)
+//   6. edit      from z_T, step by step, interleaved so only one step of maps is held:
+//                reference step: ε_ref, A_ref = ε_θ(z_ref, t, e_c) (batch 1, maps); z_ref ← DDIM(z_ref, ε_ref)
+//                edit step:      x = [z, z] − λ_xa·∂L/∂x  (gradient graph, batch 2, [e_c, e_edit], A_ref)
+//                                [ε⁰, ε¹] = ε_θ(x, t, [e_c, e_edit]) (batch 2, maps of the edit branch → mask)
+//                                ε̂ = ε⁰ + w·(ε¹ − ε⁰);  z ← DDIM(x⁰, ε̂)
+//   7. vae-decode  x_edit = clamp(D(z/s), −1, 1)   (never after a cancel)
+//   8. save      back to exactly the input's W×H, alpha re-attached; the source concept's attention
+//                mask as grayscale; optionally the edit blended into the original through the mask.
+// The signal is checked between every step; nothing is decoded once it has been aborted.
+import { createHash } from 'node:crypto';
+import { dirname } from 'node:path';
+import type { EditParams, Engine, Stage } from '../../shared/protocol/index.js';
+import { decodeImage } from '../image/decode.js';
+import { encodeGrayPng, encodePng, encodePreviewPng } from '../image/encode.js';
+import { resizeAlpha, resizeRgb, rgbToTensor, tensorToRgb, workingSize } from '../image/tensor.js';
+import { CROSS_ATTENTION_IO } from '../onnx/attention/cross-attention.js';
+import { prepareModel, type PreparedUNet } from '../onnx/prepare.js';
+import { AttentionMaskAccumulator, sourceTokenPositions } from './attention-mask.js';
+import { blendThroughMask } from './blend.js';
+import { captionFor } from './caption.js';
+import { chooseDiffusionModel, componentHash, loadDiffusionModel, outputData, unetFeeds, type DiffusionModel } from './diffusion-model.js';
+import { editDirection, editEmbedding, type SentenceBanks } from './directions/edit-direction.js';
+import { sentenceBankPair, SENTENCE_BANK_DEFAULTS } from './directions/sentence-bank.js';
+import { stepName, type DumpMeta, type DumpSink } from './dump/dump-writer.js';
+import type { ModelSessions, PipelineOutcome } from './gan-preview.js';
+import { crossAttentionGuidance, type ReferenceMap } from './guidance.js';
+import { InversionCache, inversionKey } from './inversion-cache.js';
+import { invertDdim } from './inversion.js';
+import { latentPreviewRgb } from './latent-preview.js';
+import { Rng } from './random.js';
+import { REGULARIZATION_DEFAULTS, type RegularizationOptions } from './regularization.js';
+import { DdimScheduler } from './scheduler/ddim.js';
+import { encodeText } from './text/text-encoder.js';
+import { VAE_DEFAULTS, vaeDecode, vaeEncode, type VaeLatentMode } from './vae.js';
+
+export const PIX2PIX_ZERO_DEFAULTS = Object.freeze({
+  /** z0 from the VAE posterior's mean (deterministic) unless 'sample' is asked for. */
+  vaeLatent: VAE_DEFAULTS.latent,
+  /** Autocorrelation steps per outer regularization iteration (the official num_ac_rolls). */
+  acRolls: REGULARIZATION_DEFAULTS.inner,
+  lambdaAc: REGULARIZATION_DEFAULTS.lambdaAc,
+  lambdaKl: REGULARIZATION_DEFAULTS.lambdaKl,
+  /** Sentences per concept in the generated banks. */
+  bankCount: SENTENCE_BANK_DEFAULTS.count,
+});
+
+/** One inversion cache per process unless the caller brings its own. */
+export const sharedInversionCache = new InversionCache();
+
+export interface Pix2PixZeroRequest {
+  /** The image, still encoded (PNG, JPEG or WebP). */
+  readonly image: Uint8Array;
+  readonly edit: EditParams;
+  /** Folder name in the models directory; chosen by chooseDiffusionModel when absent. */
+  readonly model?: string;
+  /** User sentence banks; generated from templates when absent. */
+  readonly banks?: SentenceBanks;
+  readonly bankCount?: number;
+  readonly vaeLatent?: VaeLatentMode;
+  readonly dump?: DumpSink | null;
+  /** Send a small x̂0 preview with each edit step's progress. */
+  readonly stepPreviews?: boolean;
+  readonly engine?: Extract<Engine, 'diffusion' | 'diffusion-preview'>;
+}
+
+export interface DiffusionContext {
+  readonly models: ModelSessions;
+  readonly signal: AbortSignal;
+  readonly progress: (stage: Stage, step: number, total: number, preview?: Uint8Array) => void;
+  readonly inversionCache?: InversionCache;
+  /** Folder of the edit-direction cache (none when absent). */
+  readonly directionCacheDir?: string;
+}
+
+/** UNet evaluations of one edit, counted as the official implementation's are. */
+export interface UNetCalls {
+  /** ε_θ at batch 1 during inversion. */
+  readonly inversion: number;
+  /** ε_θ at batch 1 with maps in the reference pass. */
+  readonly reference: number;
+  /** Forward + backward at batch 2 through the gradient graph. */
+  readonly guidance: number;
+  /** ε_θ at batch 2 after the gradient step. */
+  readonly edit: number;
+}
+
+export interface Pix2PixZeroResult extends PipelineOutcome {
+  readonly details: {
+    readonly model: string;
+    readonly caption: string;
+    readonly workingSize: { readonly width: number; readonly height: number };
+    readonly inversionReused: boolean;
+    readonly directionCached: boolean;
+    readonly unetCalls: UNetCalls;
+    /** L before the gradient step, per edit step. */
+    readonly losses: readonly number[];
+  };
+}
+
+function sha256(bytes: Uint8Array | string): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: DiffusionContext): Promise<Pix2PixZeroResult> {
+  const { models, signal, progress } = ctx;
+  const edit = request.edit;
+  const dump = request.dump ?? null;
+  const engine = request.engine ?? 'diffusion';
+  const timings: Record<string, number> = {};
+  const timed = async <T>(stage: string, fn: () => Promise<T>): Promise<T> => {
+    signal.throwIfAborted();
+    const start = performance.now();
+    try {
+      return await fn();
+    } finally {
+      timings[stage] = (timings[stage] ?? 0) + performance.now() - start;
+    }
+  };
+  const calls = { inversion: 0, reference: 0, guidance: 0, edit: 0 };
+
+  // 0. The model.
+  progress('load', 0, 1);
+  const model: DiffusionModel = await timed('load', async () => loadDiffusionModel(models, await chooseDiffusionModel(models, request.model)));
+
+  // 1. Decode and resize to the working size.
+  progress('decode', 0, 1);
+  const decoded = await timed('decode', () => decodeImage(request.image));
+  const { width: W, height: H, alpha } = decoded;
+  const size = workingSize(W, H, edit.size);
+  const h = size.height / VAE_DEFAULTS.factor;
+  const w = size.width / VAE_DEFAULTS.factor;
+  const latentDims = [1, 4, h, w] as const;
+  const x = await timed('decode', async () => rgbToTensor(await resizeRgb(decoded.rgb, W, H, size.width, size.height), size.width, size.height));
+
+  // 0'. The derived UNet graphs for this working size (a no-op when current).
+  progress('load', 0, 1);
+  const { single, pair } = await timed('load', async () => {
+    const modelDir = dirname(dirname(await models.resolve(model.paths.unet)));
+    const single: PreparedUNet = await prepareModel(modelDir, { height: size.height, width: size.width, batch: 1 });
+    const pair: PreparedUNet = await prepareModel(modelDir, { height: size.height, width: size.width, batch: 2 });
+    return { single, pair };
+  });
+  progress('load', 1, 1);
+
+  const rng = new Rng(edit.seed);
+  const vaeLatent = request.vaeLatent ?? PIX2PIX_ZERO_DEFAULTS.vaeLatent;
+
+  // 2. VAE encode.
+  progress('encode', 0, 1);
+  const encoded = await timed('encode', () => vaeEncode(models, model, x, size.height, size.width, vaeLatent, rng));
+
+  // 3. Caption.
+  progress('caption', 0, 1);
+  const { caption } = captionFor(edit.source, edit.caption);
+  const captionEnc = await timed('caption', () => encodeText(models, model, caption));
+  const eC = captionEnc.embedding.data;
+  const T = captionEnc.embedding.dims[1];
+  const D = captionEnc.embedding.dims[2];
+
+  // 4. Direction.
+  const banks = request.banks ?? sentenceBankPair(edit.source, edit.target, { count: request.bankCount ?? PIX2PIX_ZERO_DEFAULTS.bankCount });
+  progress('direction', 0, banks.source.length + banks.target.length);
+  const direction = await timed('direction', () => editDirection(models, model, banks, {
+    signal,
+    ...(ctx.directionCacheDir === undefined ? {} : { cacheDir: ctx.directionCacheDir }),
+    onProgress: (done, total) => progress('direction', done, total),
+  }));
+  const eEdit = editEmbedding(eC, direction.delta, edit.editScale);
+
+  const regularization: RegularizationOptions = {
+    outer: edit.regSteps,
+    inner: PIX2PIX_ZERO_DEFAULTS.acRolls,
+    lambdaAc: PIX2PIX_ZERO_DEFAULTS.lambdaAc,
+    lambdaKl: PIX2PIX_ZERO_DEFAULTS.lambdaKl,
+  };
+  const sampler = new DdimScheduler(model.scheduler);
+  sampler.setTimesteps(edit.steps);
+  const timesteps = sampler.timesteps;
+
+  if (dump) {
+    const meta: DumpMeta = {
+      steps: edit.steps,
+      timesteps: [...timesteps],
+      inversion_timesteps: [...timesteps].reverse(),
+      cfg: edit.cfg,
+      xa: edit.xa,
+      reg_steps: edit.regSteps,
+      ac_rolls: regularization.inner,
+      lambda_ac: regularization.lambdaAc,
+      lambda_kl: regularization.lambdaKl,
+      edit_scale: edit.editScale,
+      seed: edit.seed,
+      size: [size.height, size.width],
+      latent_scale: model.latentScale,
+      vae_latent: encoded.mode,
+      caption,
+      source: edit.source,
+      target: edit.target,
+    };
+    await dump.json('meta.json', meta);
+    await dump.array('image_in.npy', x, [1, 3, size.height, size.width]);
+    await dump.array('z0.npy', encoded.z0, latentDims);
+    if (encoded.noise) await dump.array('z0_noise.npy', encoded.noise, latentDims);
+    await dump.array('caption_ids.npy', BigInt64Array.from(captionEnc.ids, (v) => BigInt(v)), [1, T]);
+    await dump.array('e_caption.npy', eC, [1, T, D]);
+    await dump.array('direction.npy', direction.delta, [1, T, D]);
+    await dump.text('sentences_source.txt', banks.source);
+    await dump.text('sentences_target.txt', banks.target);
+  }
+
+  // 5. Inversion (or its cached result).
+  const cache = ctx.inversionCache ?? sharedInversionCache;
+  const key = inversionKey({
+    imageSha256: sha256(request.image),
+    model: sha256(JSON.stringify([
+      pair.manifest.source, await componentHash(models, model.paths.vaeEncoder), await componentHash(models, model.paths.textEncoder), model.latentScale,
+    ])),
+    caption,
+    steps: edit.steps,
+    seed: edit.seed,
+    regSteps: edit.regSteps,
+    regularization: { inner: regularization.inner, lambdaAc: regularization.lambdaAc, lambdaKl: regularization.lambdaKl },
+    size: [size.height, size.width],
+    vaeLatent: encoded.mode,
+  });
+  const latentLength = 4 * h * w;
+  // A dump needs every inversion step, so it always inverts.
+  let zT = dump ? undefined : await cache.get(key, latentLength);
+  const inversionReused = zT !== undefined;
+  progress('inversion', inversionReused ? edit.steps : 0, edit.steps);
+  if (zT === undefined) {
+    zT = await timed('inversion', () => invertDdim(models, model, encoded.z0, { h, w }, eC, {
+      steps: edit.steps,
+      regularization,
+      rng,
+      signal,
+      dump,
+      onStep: (done, total) => {
+        calls.inversion++;
+        progress('inversion', done, total);
+      },
+    }));
+    await cache.set(key, zT, latentDims);
+  }
+  if (dump) await dump.array('zT.npy', zT, latentDims);
+
+  // 6. Reference and edit passes, interleaved.
+  const positions = sourceTokenPositions(model.tokenizer, captionEnc.ids, edit.source);
+  const mask = new AttentionMaskAccumulator(h, w, positions);
+  const sites = pair.manifest.sites;
+  const context2 = new Float32Array(2 * T * D);
+  context2.set(eC, 0);
+  context2.set(eEdit, T * D);
+  const losses: number[] = [];
+  let zRef = zT;
+  let z = zT;
+  progress('edit', 0, timesteps.length);
+  const editStart = performance.now();
+  for (let k = 0; k < timesteps.length; k++) {
+    signal.throwIfAborted();
+    const t = timesteps[k]!;
+    const n = stepName(k);
+
+    // Reference step: A_ref(t) and the reference trajectory's next latent.
+    if (dump) await dump.array(`reference/${n}_z.npy`, zRef, latentDims);
+    const ref = await models.run(single.xattnPath, unetFeeds(model, zRef, latentDims, t, eC));
+    calls.reference++;
+    const refs: ReferenceMap[] = sites.map((s) => ({
+      index: Number(s.output.slice(CROSS_ATTENTION_IO.mapPrefix.length)), heads: s.heads, queries: s.queries, tokens: s.tokens,
+      data: outputData(ref, s.output, s.heads * s.queries * s.tokens),
+    }));
+    zRef = sampler.step(outputData(ref, 'out_sample', latentLength), t, zRef).prevSample;
+    signal.throwIfAborted();
+
+    // Edit step: one guidance step on both branches, then CFG and DDIM from x⁰.
+    if (dump) await dump.array(`edit/${n}_z.npy`, z, latentDims);
+    const x2 = new Float32Array(2 * latentLength);
+    x2.set(z, 0);
+    x2.set(z, latentLength);
+    const guided = await crossAttentionGuidance(models, model, pair.gradPath, x2, { h, w }, t, context2, refs, edit.xa);
+    calls.guidance++;
+    losses.push(guided.loss);
+    signal.throwIfAborted();
+    const out = await models.run(pair.xattnPath, unetFeeds(model, guided.x, [2, 4, h, w], t, context2));
+    calls.edit++;
+    const eps2 = outputData(out, 'out_sample', 2 * latentLength);
+    for (const s of sites) mask.add(outputData(out, s.output, 2 * s.heads * s.queries * s.tokens), s, 1);
+    const epsHat = new Float32Array(latentLength);
+    for (let i = 0; i < latentLength; i++) {
+      const e0 = eps2[i]!;
+      epsHat[i] = e0 + edit.cfg * (eps2[latentLength + i]! - e0);
+    }
+    const step = sampler.step(epsHat, t, guided.x.subarray(0, latentLength));
+    z = step.prevSample;
+    if (dump) {
+      await dump.array(`edit/${n}_grad.npy`, guided.grad, [2, 4, h, w]);
+      await dump.array(`edit/${n}_eps.npy`, eps2, [2, 4, h, w]);
+      await dump.array(`edit/${n}_loss.npy`, Float32Array.of(guided.loss), [1]);
+    }
+    const preview = request.stepPreviews
+      ? await encodePreviewPng({ width: w, height: h, rgb: latentPreviewRgb(step.predOriginalSample, h, w) })
+      : undefined;
+    progress('edit', k + 1, timesteps.length, preview);
+  }
+  timings.edit = performance.now() - editStart;
+  if (dump) await dump.array('z_final.npy', z, latentDims);
+
+  // 7. Decode: never after a cancel.
+  signal.throwIfAborted();
+  progress('vae-decode', 0, 1);
+  const image = await timed('vae-decode', () => vaeDecode(models, model, z, h, w));
+  if (dump) await dump.array('image_out.npy', image, [1, 3, size.height, size.width]);
+
+  // 8. Back to the input's size; mask; blend; PNGs.
+  progress('save', 0, 1);
+  const outputs = await timed('save', async () => {
+    let rgb = await resizeRgb(tensorToRgb(image, size.width, size.height), size.width, size.height, W, H);
+    const list: { role: 'image' | 'mask'; png: Uint8Array; width: number; height: number }[] = [];
+    let maskFull: Uint8Array | null = null;
+    if (edit.mask || edit.blend) maskFull = await resizeAlpha(mask.gray(), w, h, W, H);
+    if (edit.blend && maskFull) rgb = blendThroughMask(decoded.rgb, rgb, maskFull, W, H);
+    list.push({ role: 'image', png: await encodePng({ width: W, height: H, rgb, alpha }), width: W, height: H });
+    if (edit.mask && maskFull) list.push({ role: 'mask', png: await encodeGrayPng(W, H, maskFull), width: W, height: H });
+    return list;
+  });
+  progress('save', 1, 1);
+
+  return {
+    outputs,
+    engine,
+    timings,
+    details: {
+      model: model.name,
+      caption,
+      workingSize: size,
+      inversionReused,
+      directionCached: direction.cached,
+      unetCalls: calls,
+      losses,
+    },
+  };
+}
+
