@@ -14,6 +14,12 @@ describe('seeded PRNG', () => {
     expect(tensorSeed(1, 'a')).not.toBe(tensorSeed(2, 'a'));
   });
 
+  it('polar Box–Muller normals match an independent transcription (seed 0, float32-rounded)', () => {
+    // Python: mulberry32 as above, u,v = 2·x/2³² − 1 until 0 < s < 1, z = (u,v)·√(−2 ln s / s).
+    const golden = [-0.4034575269723847, -0.5158221090715174, -1.7398624146230837, 2.39895877381072, 1.2091170465346344, 1.563024716115332];
+    expect(Array.from(new NormalStream(0).fill(new Float32Array(6)))).toEqual(golden.map(Math.fround));
+  });
+
   it('Box–Muller normals have mean ≈ 0 and variance ≈ 1', () => {
     const n = 200_000;
     const x = new NormalStream(42).fill(new Float32Array(n));
