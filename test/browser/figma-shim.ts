@@ -112,7 +112,6 @@ export function createFigmaShim(options: { command?: string } = {}): FigmaShim {
     createRectangle(): ShimNode;
     createFrame(): ShimNode;
     group(nodes: ShimNode[], parent: ShimNode, index?: number): ShimNode;
-    getNodeById(id: string): ShimNode | null;
     on(type: string, cb: (...args: unknown[]) => void): void;
   };
   const images = new Map<string, Uint8Array>();
@@ -245,7 +244,16 @@ export function createFigmaShim(options: { command?: string } = {}): FigmaShim {
     const bytes = images.get(hash);
     return bytes === undefined ? null : imageObject(hash, bytes);
   };
-  api['getNodeByIdAsync'] = (id: string) => Promise.resolve(stub.getNodeById(id));
+  // figma-api-stub's getNodeById reads a global `figma`; search this document instead.
+  const findNode = (node: ShimNode, id: string): ShimNode | null => {
+    if (node.id === id) return node;
+    for (const child of node.children ?? []) {
+      const found = findNode(child, id);
+      if (found) return found;
+    }
+    return null;
+  };
+  api['getNodeByIdAsync'] = (id: string) => Promise.resolve(findNode(stub.root, id));
   api['clientStorage'] = {
     getAsync: (key: string) => Promise.resolve(storage.get(key)),
     setAsync: (key: string, value: unknown) => {
