@@ -216,3 +216,25 @@ describe('arbitrary JSON to POST /v1/jobs (R10)', () => {
     }
   });
 });
+
+describe('queue bounds reach the client (R13)', () => {
+  it('a job over the per-client bound → 429 E_QUEUE_FULL', async () => {
+    const small = await startTestDaemon({ queue: { maxQueuedPerClient: 1 } });
+    small.engine.mode = 'hold';
+    try {
+      const { imageId } = ImageUploadResponse.parse(
+        (await send(small.daemon, { method: 'POST', path: '/v1/images', token: small.token, body: PNG_1X1, headers: { 'Content-Type': 'image/png' } })).json,
+      );
+      const first = await send(small.daemon, { method: 'POST', path: '/v1/jobs', token: small.token, json: jobBody(imageId) });
+      expect(first.status).toBe(202);
+      const second = await send(small.daemon, { method: 'POST', path: '/v1/jobs', token: small.token, json: jobBody(imageId) });
+      expect(second.status).toBe(429);
+      expect(codeOf(second)).toBe('E_QUEUE_FULL');
+      // Another client id of the same token has its own bound.
+      const other = await send(small.daemon, { method: 'POST', path: '/v1/jobs', token: small.token, json: jobBody(imageId), headers: { [CLIENT_HEADER]: 'second-client' } });
+      expect(other.status).toBe(202);
+    } finally {
+      await small.stop();
+    }
+  });
+});
