@@ -48,6 +48,14 @@ export const serveCommand: CliCommand = {
       device: device as DeviceChoice,
       log,
     });
+    // A bug must not print a stack (R21): log the scrubbed error, shut down, exit non-zero.
+    const onFatal = (err: unknown): void => {
+      log.error('daemon.fatal', describeError(err));
+      setTimeout(() => process.exit(1), SERVE_DEFAULTS.forceExitMs).unref();
+      daemon.close().finally(() => process.exit(1));
+    };
+    process.on('uncaughtException', onFatal);
+    process.on('unhandledRejection', onFatal);
     const { code } = daemon.pairingCode();
     io.out(`p2pz daemon listening on ${daemon.url}\n`);
     io.out(`Pairing code: ${code} (valid for 5 minutes; \`p2pz pair\` prints a new one)\n`);
