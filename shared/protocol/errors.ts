@@ -28,6 +28,7 @@ export const ERRORS = {
   E_IMAGE_DECODE: { status: 422, message: 'The image could not be read; it may be damaged.', hint: 'Export the layer again as PNG and retry.' },
   E_MODEL_MISSING: { status: 424, message: 'The model this edit needs is not installed.', hint: 'Install it with `p2pz models install`, then try again.' },
   E_MODEL_INVALID: { status: 424, message: 'The installed model is damaged or incomplete.', hint: 'Run `p2pz models verify` and reinstall the model it names.' },
+  E_DOWNLOAD_FAILED: { status: 502, message: 'The model download failed.', hint: 'Check the network connection and run the same `p2pz models install` command again: it resumes where it stopped.' },
   E_QUEUE_FULL: { status: 429, message: 'Too many edits are waiting already.', hint: 'Wait for the running edits to finish, or cancel some.' },
   E_RATE_LIMITED: { status: 429, message: 'Too many requests.', hint: 'Wait a few seconds and try again.' },
   E_JOB_TOO_LARGE: { status: 507, message: 'This edit needs more memory than the device has.', hint: 'Use a smaller working size or fewer steps, or close other GPU programs.' },
