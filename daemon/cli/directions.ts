@@ -1,0 +1,80 @@
+// `p2pz directions list|make`: the concepts that ship with p2pz, and computing (and caching) an edit
+// direction Δ = mean E_text(target bank) − mean E_text(source bank) for a model, from the built-in
+// template banks or the user's own sentence files. `make --out FILE` also writes Δ as a [1,77,D]
+// float32 .npy.
+import { writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { P2pzError } from '../../shared/protocol/index.js';
+import { defaultHome, homePaths } from '../config.js';
+import { loadDiffusionModel } from '../pipeline/diffusion-model.js';
+import { editDirection } from '../pipeline/directions/edit-direction.js';
+import { BUILT_IN_CONCEPTS, loadUserBank, SENTENCE_BANK_DEFAULTS, SENTENCE_BANK_LIMITS, sentenceBankPair } from '../pipeline/directions/sentence-bank.js';
+import { encodeNpy } from '../pipeline/dump/npy.js';
+import { chooseExecution, devicePreference } from '../worker/providers.js';
+import { SessionCache } from '../worker/sessions.js';
+import { intFlag, parseFlags, type CliCommand, type CliIo } from './command.js';
+import { EDIT_CLI_DEFAULTS } from './edit.js';
+
+const USAGE = `p2pz directions list
+p2pz directions make --from WORD --to WORD [--model DIR] [--count N] [--out NPY]
+                     [--source-bank FILE --target-bank FILE] [--device cpu|cuda]
+
+list  the built-in concepts by kind (any other word works too, with generic sentences)
+make  computes Δ for the model's text encoder and caches it in $P2PZ_HOME/${EDIT_CLI_DEFAULTS.directionCache}`;
+
+function list(args: readonly string[], io: CliIo): number {
+  parseFlags(args, {});
+  const byKind = new Map<string, string[]>();
+  for (const [word, kind] of Object.entries(BUILT_IN_CONCEPTS)) byKind.set(kind, [...(byKind.get(kind) ?? []), word]);
+  for (const [kind, words] of byKind) io.out(`${kind}: ${words.join(', ')}\n`);
+  return 0;
+}
+
+async function make(args: readonly string[], io: CliIo): Promise<number> {
+  const { values } = parseFlags(args, {
+    from: { type: 'string' },
+    to: { type: 'string' },
+    model: { type: 'string' },
+    count: { type: 'string' },
+    out: { type: 'string' },
+    device: { type: 'string' },
+    'source-bank': { type: 'string' },
+    'target-bank': { type: 'string' },
+  });
+  if (values.from === undefined || values.to === undefined) throw new P2pzError('E_BAD_REQUEST', 'Both --from and --to are required.', USAGE.split('\n')[1]);
+  if ((values['source-bank'] === undefined) !== (values['target-bank'] === undefined)) {
+    throw new P2pzError('E_BAD_REQUEST', '--source-bank and --target-bank go together.');
+  }
+  if (values.device !== undefined && values.device !== 'cpu' && values.device !== 'cuda') throw new P2pzError('E_BAD_REQUEST', '--device must be cpu or cuda.');
+  const count = intFlag('count', values.count, 1, SENTENCE_BANK_LIMITS.maxCount) ?? SENTENCE_BANK_DEFAULTS.count;
+  const banks = values['source-bank'] !== undefined && values['target-bank'] !== undefined
+    ? { source: await loadUserBank(values['source-bank']), target: await loadUserBank(values['target-bank']) }
+    : sentenceBankPair(values.from, values.to, { count });
+  const paths = homePaths(defaultHome(io.env));
+  const modelDir = resolve(values.model ?? join(paths.models, EDIT_CLI_DEFAULTS.defaultModel));
+  const execution = await chooseExecution(devicePreference(values.device, io.env));
+  const models = new SessionCache({ modelsDir: dirname(modelDir), executionProviders: execution.executionProviders });
+  try {
+    const model = await loadDiffusionModel(models, basename(modelDir));
+    const d = await editDirection(models, model, banks, { cacheDir: join(paths.home, EDIT_CLI_DEFAULTS.directionCache) });
+    let norm = 0;
+    for (const v of d.delta) norm += v * v;
+    if (values.out !== undefined) await writeFile(values.out, encodeNpy(d.delta, [1, d.tokens, d.width]));
+    io.out(`${values.from} → ${values.to}: ${banks.source.length} + ${banks.target.length} sentences, ‖Δ‖ = ${Math.sqrt(norm).toPrecision(4)}${d.cached ? ' (cached)' : ''}, key ${d.key.slice(0, 16)}\n`);
+  } finally {
+    await models.releaseAll();
+  }
+  return 0;
+}
+
+export const directionsCommand: CliCommand = {
+  name: 'directions',
+  summary: 'list built-in concepts, or compute an edit direction: p2pz directions make --from cat --to dog',
+  usage: USAGE,
+  async run(args, io) {
+    const [sub, ...rest] = args;
+    if (sub === 'list') return list(rest, io);
+    if (sub === 'make') return make(rest, io);
+    throw new P2pzError('E_BAD_REQUEST', 'Use `p2pz directions list` or `p2pz directions make`.', USAGE.split('\n')[0]);
+  },
+};

@@ -1,0 +1,173 @@
+// `p2pz edit IN --from WORD --to WORD`: one pix2pix-zero edit from the command line (DESIGN.md §4),
+// in this process (no daemon): the full pipeline, or with `--mode preview` the distilled GAN for the
+// direction when one is installed beside the model, else the reduced diffusion preview. Writes the
+// edited PNG (exactly the input's size, alpha kept), optionally the attention mask and, with
+// `--dump DIR`, the replay record of DUMP.md. Δ and inversions are cached in the data directory.
+import { readFile, writeFile } from 'node:fs/promises';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import { EditParams, P2pzError } from '../../shared/protocol/index.js';
+import { defaultHome, homePaths } from '../config.js';
+import { runDiffusionPreview } from '../pipeline/diffusion-preview.js';
+import { loadUserBank } from '../pipeline/directions/sentence-bank.js';
+import { DumpWriter } from '../pipeline/dump/dump-writer.js';
+import { runGanPreview, type PipelineOutcome } from '../pipeline/gan-preview.js';
+import { InversionCache } from '../pipeline/inversion-cache.js';
+import { runPix2PixZero, type DiffusionContext } from '../pipeline/pix2pix-zero.js';
+import { lookupGanGenerator } from '../pipeline/preview-registry.js';
+import { chooseExecution, devicePreference } from '../worker/providers.js';
+import { SessionCache } from '../worker/sessions.js';
+import { intFlag, parseFlags, type CliCommand, type CliIo } from './command.js';
+
+export const EDIT_CLI_DEFAULTS = Object.freeze({
+  /** Sessions kept open: the five components plus the three derived UNet graphs. */
+  maxSessions: 8,
+  /** Folders inside the data directory. */
+  directionCache: 'cache/directions',
+  inversionCache: 'cache/inversions',
+  /** The model folder when --model is not given: the daemon's default name in the models directory. */
+  defaultModel: 'stable-diffusion-v1-4',
+});
+
+const USAGE = `p2pz edit IN --from WORD --to WORD [options]
+
+  --model DIR          Stable Diffusion 1.x ONNX folder (default: $P2PZ_HOME/models/${EDIT_CLI_DEFAULTS.defaultModel})
+  --caption TEXT       caption of the input (default "a photo of a WORD")
+  --steps N            DDIM steps (default 50)            --seed N        seed (default 42)
+  --xa F               cross-attention guidance λ_xa (0.1) --cfg F         guidance scale w (5)
+  --reg-steps N        noise regularization iterations (5) --size N        working long side (512)
+  --edit-scale F       s in e_edit = e_c + s·Δ (1)
+  --out PNG            edited image (default IN-TARGET.png) --mask PNG      attention mask of WORD
+  --blend              blend the edit into the input through the mask
+  --mode full|preview  full render (default) or quick preview
+  --device cpu|cuda    execution device (default: CUDA when usable, else CPU)
+  --dump DIR           write every intermediate (.npy) for a step-by-step replay
+  --source-bank FILE, --target-bank FILE   your own sentence banks (one sentence per line)
+  --vae-latent mean|sample                 z0 from the VAE mean (default) or a seeded sample`;
+
+function numberFlag(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new P2pzError('E_BAD_REQUEST', `--${name} must be a number.`);
+  return n;
+}
+
+function outputPath(input: string, target: string): string {
+  const ext = extname(input);
+  const stem = basename(input, ext);
+  return join(dirname(input), `${stem}-${target.replace(/[^\p{L}\p{N}-]+/gu, '_')}.png`);
+}
+
+async function run(args: readonly string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseFlags(args, {
+    model: { type: 'string' },
+    from: { type: 'string' },
+    to: { type: 'string' },
+    caption: { type: 'string' },
+    steps: { type: 'string' },
+    seed: { type: 'string' },
+    xa: { type: 'string' },
+    cfg: { type: 'string' },
+    'reg-steps': { type: 'string' },
+    size: { type: 'string' },
+    'edit-scale': { type: 'string' },
+    out: { type: 'string' },
+    mask: { type: 'string' },
+    blend: { type: 'boolean' },
+    mode: { type: 'string' },
+    device: { type: 'string' },
+    dump: { type: 'string' },
+    'source-bank': { type: 'string' },
+    'target-bank': { type: 'string' },
+    'vae-latent': { type: 'string' },
+  }, true);
+  const input = positionals[0];
+  if (input === undefined || positionals.length > 1) throw new P2pzError('E_BAD_REQUEST', 'Give exactly one input image.', USAGE.split('\n')[0]);
+  if (values.from === undefined || values.to === undefined) throw new P2pzError('E_BAD_REQUEST', 'Both --from and --to are required.', USAGE.split('\n')[0]);
+  const mode = values.mode ?? 'full';
+  if (mode !== 'full' && mode !== 'preview') throw new P2pzError('E_BAD_REQUEST', '--mode must be full or preview.');
+  const vaeLatent = values['vae-latent'] ?? 'mean';
+  if (vaeLatent !== 'mean' && vaeLatent !== 'sample') throw new P2pzError('E_BAD_REQUEST', '--vae-latent must be mean or sample.');
+  if (values.device !== undefined && values.device !== 'cpu' && values.device !== 'cuda') throw new P2pzError('E_BAD_REQUEST', '--device must be cpu or cuda.');
+  if ((values['source-bank'] === undefined) !== (values['target-bank'] === undefined)) {
+    throw new P2pzError('E_BAD_REQUEST', '--source-bank and --target-bank go together.');
+  }
+
+  const parsed = EditParams.safeParse({
+    source: values.from,
+    target: values.to,
+    ...(values.caption === undefined ? {} : { caption: values.caption }),
+    steps: intFlag('steps', values.steps, 1, 200),
+    seed: intFlag('seed', values.seed, 0, 2 ** 32 - 1),
+    xa: numberFlag('xa', values.xa),
+    cfg: numberFlag('cfg', values.cfg),
+    regSteps: intFlag('reg-steps', values['reg-steps'], 0, 20),
+    size: intFlag('size', values.size, 64, 1024),
+    editScale: numberFlag('edit-scale', values['edit-scale']),
+    mask: values.mask !== undefined,
+    blend: values.blend === true,
+  });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new P2pzError('E_BAD_REQUEST', `${issue?.path.join('.') || 'options'}: ${issue?.message ?? 'invalid'}.`);
+  }
+  const edit = parsed.data;
+
+  let image: Uint8Array;
+  try {
+    image = await readFile(input);
+  } catch {
+    throw new P2pzError('E_BAD_REQUEST', 'The input image could not be read.');
+  }
+  const banks = values['source-bank'] !== undefined && values['target-bank'] !== undefined
+    ? { source: await loadUserBank(values['source-bank']), target: await loadUserBank(values['target-bank']) }
+    : undefined;
+
+  const paths = homePaths(defaultHome(io.env));
+  const modelDir = resolve(values.model ?? join(paths.models, EDIT_CLI_DEFAULTS.defaultModel));
+  const execution = await chooseExecution(devicePreference(values.device, io.env));
+  const models = new SessionCache({ modelsDir: dirname(modelDir), executionProviders: execution.executionProviders, maxSessions: EDIT_CLI_DEFAULTS.maxSessions });
+  const started = performance.now();
+  let lastStage = '';
+  const ctx: DiffusionContext = {
+    models,
+    signal: new AbortController().signal,
+    progress: (stage, step, total) => {
+      if (stage !== lastStage) io.err(`${stage}…\n`);
+      lastStage = stage;
+      void step;
+      void total;
+    },
+    directionCacheDir: join(paths.home, EDIT_CLI_DEFAULTS.directionCache),
+    inversionCache: new InversionCache({ dir: join(paths.home, EDIT_CLI_DEFAULTS.inversionCache) }),
+  };
+  const request = { image, edit, model: basename(modelDir), ...(banks ? { banks } : {}) };
+  let outcome: PipelineOutcome;
+  try {
+    if (mode === 'preview') {
+      const generator = await lookupGanGenerator(models, edit.source, edit.target);
+      outcome = generator ? await runGanPreview(image, generator, ctx) : await runDiffusionPreview(request, ctx);
+    } else {
+      outcome = await runPix2PixZero({
+        ...request, vaeLatent, ...(values.dump === undefined ? {} : { dump: new DumpWriter(resolve(values.dump)) }),
+      }, ctx);
+    }
+  } finally {
+    await models.releaseAll();
+  }
+
+  const out = values.out ?? outputPath(input, edit.target);
+  for (const o of outcome.outputs) {
+    if (o.role === 'image') await writeFile(out, o.png);
+    if (o.role === 'mask' && values.mask !== undefined) await writeFile(values.mask, o.png);
+  }
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  io.out(`${basename(out)}: ${edit.source} → ${edit.target} (${outcome.engine}, ${execution.device.provider}, ${seconds} s)\n`);
+  return 0;
+}
+
+export const editCommand: CliCommand = {
+  name: 'edit',
+  summary: 'edit one image (pix2pix-zero): p2pz edit IN --from cat --to dog',
+  usage: USAGE,
+  run,
+};
