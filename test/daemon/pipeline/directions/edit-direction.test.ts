@@ -1,0 +1,85 @@
+// Δ = mean E_text(target bank) − mean E_text(source bank), checked against a direct computation
+// (each sentence encoded alone, means in float64), and its disk cache: the second call reads the
+// file and never runs the text encoder.
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadDiffusionModel, type DiffusionModel } from '../../../../daemon/pipeline/diffusion-model.js';
+import { editDirection, editEmbedding } from '../../../../daemon/pipeline/directions/edit-direction.js';
+import { sentenceBankPair } from '../../../../daemon/pipeline/directions/sentence-bank.js';
+import { encodeText } from '../../../../daemon/pipeline/text/text-encoder.js';
+import { MODEL_NAME, tinyModels, type TinyModels } from '../tiny-pipeline.js';
+
+const BANKS = {
+  source: ['a cat', 'a photo of a cat', 'a black cat sitting on the couch'],
+  target: ['a dog', 'a photo of a dog', 'a brown dog sitting on the couch', 'a dog in the snow'],
+};
+
+describe('editDirection (tiny model, opset14)', () => {
+  let tiny: TinyModels;
+  let model: DiffusionModel;
+  let cacheDir: string;
+  beforeAll(async () => {
+    tiny = await tinyModels('opset14');
+    model = await loadDiffusionModel(tiny.counting, MODEL_NAME);
+    cacheDir = await mkdtemp(join(tmpdir(), 'p2pz-directions-'));
+  });
+  afterAll(async () => {
+    await tiny.dispose();
+    await rm(cacheDir, { recursive: true, force: true });
+  });
+
+  it('equals the difference of the banks\' mean embeddings, computed sentence by sentence', async () => {
+    const d = await editDirection(tiny.counting, model, BANKS);
+    const n = 77 * 32;
+    const mean = async (bank: readonly string[]): Promise<Float64Array> => {
+      const sum = new Float64Array(n);
+      for (const s of bank) {
+        const e = (await encodeText(tiny.counting, model, s)).embedding.data;
+        for (let i = 0; i < n; i++) sum[i] = sum[i]! + e[i]! / bank.length;
+      }
+      return sum;
+    };
+    const [ms, mt] = [await mean(BANKS.source), await mean(BANKS.target)];
+    expect(d.delta).toHaveLength(n);
+    let maxDiff = 0;
+    let norm = 0;
+    for (let i = 0; i < n; i++) {
+      maxDiff = Math.max(maxDiff, Math.abs(d.delta[i]! - (mt[i]! - ms[i]!)));
+      norm += d.delta[i]! ** 2;
+    }
+    expect(maxDiff).toBeLessThan(1e-5);
+    expect(Math.sqrt(norm)).toBeGreaterThan(1e-2);
+  });
+
+  it('caches Δ on disk: the second call reads the file and runs no text encoder', async () => {
+    tiny.counting.reset();
+    const first = await editDirection(tiny.counting, model, BANKS, { cacheDir });
+    const runsAfterFirst = tiny.counting.count('text_encoder');
+    expect(first.cached).toBe(false);
+    expect(runsAfterFirst).toBeGreaterThan(0);
+    expect(await readdir(cacheDir)).toEqual([`${first.key}.npy`]);
+    const second = await editDirection(tiny.counting, model, BANKS, { cacheDir });
+    expect(second.cached).toBe(true);
+    expect(tiny.counting.count('text_encoder')).toBe(runsAfterFirst);
+    expect([...second.delta]).toEqual([...first.delta]);
+    const other = await editDirection(tiny.counting, model, { ...BANKS, target: BANKS.target.slice(1) }, { cacheDir });
+    expect(other.key).not.toBe(first.key);
+    expect(other.cached).toBe(false);
+  });
+
+  it('generated banks for cat → dog are parallel and give a direction too', async () => {
+    const banks = sentenceBankPair('cat', 'dog', { count: 6 });
+    expect(banks.source.map((s) => s.replace(/\bcat\b/, 'dog'))).toEqual(banks.target);
+    const d = await editDirection(tiny.counting, model, banks);
+    expect(d.delta.some((v) => v !== 0)).toBe(true);
+  });
+
+  it('e_edit = e_c + s·Δ on every position', () => {
+    const eC = Float32Array.of(1, 2, 3);
+    const delta = Float32Array.of(0.5, -1, 0);
+    expect([...editEmbedding(eC, delta, 2)]).toEqual([2, 0, 3]);
+    expect(() => editEmbedding(eC, Float32Array.of(1), 1)).toThrow();
+  });
+});
