@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { graphOf, readModel } from '../../../../daemon/onnx/graph/model-io.js';
+import { int64ToNumber } from '../../../../daemon/onnx/graph/onnx-proto.js';
+import { SD15_SHAPED, writeTinyStableDiffusion } from '../../../../daemon/onnx/tiny/stable-diffusion.js';
 import { writeTextEncoder } from '../../../../daemon/onnx/tiny/text-encoder.js';
 import type { TextEncoderConfig } from '../../../../daemon/onnx/tiny/text-encoder.js';
 import { data, ids, maxAbsDiff } from './fixtures.js';
@@ -74,5 +76,19 @@ describe('tiny CLIP text encoder', () => {
     expect(ops14.has('LayerNormalization')).toBe(false);
     expect(['ReduceMean', 'Pow', 'Sqrt', 'Div'].every((op) => ops14.has(op))).toBe(true);
     expect(ops17.has('LayerNormalization')).toBe(true);
+  });
+
+  it("SD15_SHAPED has CLIP ViT-L/14's 123,060,480 text-model parameters and external weights", async () => {
+    const sd = join(dir, 'sd15');
+    await writeTinyStableDiffusion(sd, { preset: SD15_SHAPED, components: ['text_encoder'], fill: 'sparse-zeros' });
+    const g = graphOf(await readModel(join(sd, 'text_encoder', 'model.onnx')));
+    let params = 0;
+    for (const t of g.initializer ?? []) {
+      // Buffers, not parameters: position ids and the causal mask.
+      if (t.name === 'text_model.embeddings.position_ids' || t.name === 'text_model.causal_attention_mask') continue;
+      params += (t.dims ?? []).reduce<number>((a, d) => a * int64ToNumber(d), 1);
+    }
+    expect(params).toBe(123_060_480);
+    expect(g.initializer?.find((t) => t.name === 'text_model.embeddings.token_embedding.weight')?.dataLocation).toBe(1);
   });
 });
