@@ -1,0 +1,167 @@
+// The memory a job needs, estimated before it runs, so that a job that cannot fit is refused up front
+// with a hint instead of failing minutes later (R17). All tensors are float32 (4 bytes).
+//
+//   total = W + A + overhead
+//   W  = U·n_U + O       U: the UNet's bytes on disk (graph + external weights), loaded once per UNet
+//                         session (n_U = 3 for a render: the UNet, its cross-attention and gradient
+//                         graphs; 1 for a diffusion preview); O: text encoder + VAE encoder + decoder
+//   A  = max(A_f, A_g)   the sessions run one at a time, so the larger working set counts
+//   A_f = 4·B·(2·H·max_s q_s² + κ_f·C·hw)                       a forward UNet call at batch B
+//   A_g = 4·B·(H·Σ_s (q_s² + q_s·T) + 2·H·max_s q_s² + κ_g·C·hw)  the gradient graph (render only)
+// with h×w the latent size (pixels/8), q_s = r_s·h·w the queries of attention site s (r_s = 1, 1/4,
+// 1/16, 1/64 by level), H heads, T = 77 text tokens, C the UNet's first block width. A_f holds the
+// largest self-attention's scores and probabilities plus κ_f live feature maps; A_g keeps every
+// attention's probabilities for the backward pass (self and cross), the transient scores and their
+// gradient at the largest site, and κ_g stored feature maps. Sites and heads come from the model's
+// prepare manifest when there is one, else SD 1.x's 16 sites with 8 heads. C is not stored in an
+// ONNX file, so it is inferred from the parameter count P = U/4 (UNet parameters grow with C²):
+// C = 320·√(P / 859.5 M), exact for SD 1.x (859.5 M parameters at C = 320).
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { P2pzError } from '../../shared/protocol/index.js';
+import { PreparedManifest } from '../onnx/prepare.js';
+import { resolveModelPath } from '../worker/model-path.js';
+import { modelFolder, walkModelFolder } from './containment.js';
+
+export const MEMORY_ESTIMATE_DEFAULTS = Object.freeze({
+  bytesPerValue: 4,
+  /** UNet sessions held during a render (UNet, cross-attention graph, gradient graph). */
+  renderUNetSessions: 3,
+  previewUNetSessions: 1,
+  /** Live feature maps of width C at full latent resolution during a forward call. */
+  kappaForward: 24,
+  /** Feature maps stored for the backward pass of the gradient graph. */
+  kappaGradient: 160,
+  /** onnxruntime's own arenas, CUDA context, and the job's images. */
+  overheadBytes: 768 * 2 ** 20,
+  /** SD 1.x: 16 cross-attention sites, as fractions of the latent grid (down 2+2+2, mid 1, up 3+3+3). */
+  sd1xSiteFractions: Object.freeze([1, 1, 1 / 4, 1 / 4, 1 / 16, 1 / 16, 1 / 64, 1 / 16, 1 / 16, 1 / 16, 1 / 4, 1 / 4, 1 / 4, 1, 1, 1]) as readonly number[],
+  sd1xHeads: 8,
+  tokens: 77,
+  /** SD 1.x's UNet: 859.5 M parameters at first block width 320. */
+  referenceParameters: 859.5e6,
+  referenceChannels: 320,
+  /** Jobs may use at most this share of the free memory (the rest is headroom for the system). */
+  usableFraction: 0.9,
+  /** Working sizes tried for the hint, pixels per side. */
+  hintSizes: [1024, 896, 768, 640, 512, 448, 384, 320, 256] as readonly number[],
+});
+
+/** What the estimate needs to know about a model. */
+export interface ModelFootprint {
+  /** UNet graph + its external weights, bytes. */
+  readonly unetBytes: number;
+  /** Text encoder + VAE encoder + VAE decoder, bytes. */
+  readonly otherBytes: number;
+  readonly heads: number;
+  /** r_s per attention site. */
+  readonly siteFractions: readonly number[];
+  readonly tokens: number;
+  /** C, the UNet's first block width. */
+  readonly channels: number;
+}
+
+export interface JobShape {
+  readonly kind: 'render' | 'preview';
+  /** Working size in pixels. */
+  readonly height: number;
+  readonly width: number;
+  /** Batch of each UNet call (2: both CFG branches). */
+  readonly batch: number;
+}
+
+export interface MemoryEstimate {
+  readonly weightsBytes: number;
+  readonly activationBytes: number;
+  readonly totalBytes: number;
+}
+
+const DERIVED_UNET_FILE = /^unet\/model\.(?:xattn|grad)\.|^unet\/model\.prepared\./;
+
+/** C from the UNet's parameter bytes (see the file header). */
+export function inferChannels(unetBytes: number): number {
+  const d = MEMORY_ESTIMATE_DEFAULTS;
+  return d.referenceChannels * Math.sqrt(unetBytes / d.bytesPerValue / d.referenceParameters);
+}
+
+/** Reads a model folder's sizes (lstat only) and its first prepare manifest, if any. */
+export async function modelFootprint(modelsDir: string, name: string): Promise<ModelFootprint> {
+  const d = MEMORY_ESTIMATE_DEFAULTS;
+  const dir = await modelFolder(modelsDir, name);
+  const walk = await walkModelFolder(dir);
+  let unetBytes = 0;
+  let otherBytes = 0;
+  let manifestPath: string | undefined;
+  for (const f of walk.files) {
+    if (f.path.startsWith('unet/')) {
+      if (/^unet\/model\.prepared\.[^/]+\.json$/.test(f.path)) manifestPath ??= f.path;
+      if (!DERIVED_UNET_FILE.test(f.path)) unetBytes += f.size;
+    } else if (/^(?:text_encoder|vae_encoder|vae_decoder)\//.test(f.path)) {
+      otherBytes += f.size;
+    }
+  }
+  if (unetBytes === 0) throw new P2pzError('E_MODEL_INVALID', `The model “${name}” has no UNet.`);
+  let heads: number = d.sd1xHeads;
+  let siteFractions: readonly number[] = d.sd1xSiteFractions;
+  let tokens: number = d.tokens;
+  if (manifestPath) {
+    try {
+      const real = await resolveModelPath(modelsDir, join(name, manifestPath));
+      const parsed = PreparedManifest.safeParse(JSON.parse(await readFile(real, 'utf8')));
+      if (parsed.success && parsed.data.sites.length > 0) {
+        const grid = parsed.data.latentHeight * parsed.data.latentWidth;
+        heads = Math.max(...parsed.data.sites.map((s) => s.heads));
+        tokens = Math.max(...parsed.data.sites.map((s) => s.tokens));
+        siteFractions = parsed.data.sites.map((s) => s.queries / grid);
+      }
+    } catch {
+      // a broken manifest: keep the SD 1.x profile
+    }
+  }
+  return { unetBytes, otherBytes, heads, siteFractions, tokens, channels: inferChannels(unetBytes) };
+}
+
+/** The estimate of the file header for one job shape. */
+export function estimateJobMemory(fp: ModelFootprint, job: JobShape): MemoryEstimate {
+  const d = MEMORY_ESTIMATE_DEFAULTS;
+  const hw = (job.height / 8) * (job.width / 8);
+  const q = fp.siteFractions.map((r) => r * hw);
+  const maxQ2 = Math.max(0, ...q.map((v) => v * v));
+  const forward = d.bytesPerValue * job.batch * (2 * fp.heads * maxQ2 + d.kappaForward * fp.channels * hw);
+  let activationBytes = forward;
+  if (job.kind === 'render') {
+    const stored = q.reduce((s, v) => s + v * v + v * fp.tokens, 0);
+    const gradient = d.bytesPerValue * job.batch * (fp.heads * stored + 2 * fp.heads * maxQ2 + d.kappaGradient * fp.channels * hw);
+    activationBytes = Math.max(forward, gradient);
+  }
+  const sessions = job.kind === 'render' ? d.renderUNetSessions : d.previewUNetSessions;
+  const weightsBytes = fp.unetBytes * sessions + fp.otherBytes;
+  return { weightsBytes, activationBytes, totalBytes: weightsBytes + activationBytes + d.overheadBytes };
+}
+
+const gb = (bytes: number): string => `${(bytes / 2 ** 30).toFixed(1)} GB`;
+
+/**
+ * Refuses (E_JOB_TOO_LARGE) a job whose estimate exceeds the usable share of `freeBytes`; an unknown
+ * free memory refuses nothing. The hint names the largest working size that fits, or says that the
+ * weights alone do not.
+ */
+export function checkJobFits(fp: ModelFootprint, job: JobShape, freeBytes: number | undefined): MemoryEstimate {
+  const estimate = estimateJobMemory(fp, job);
+  if (freeBytes === undefined) return estimate;
+  const d = MEMORY_ESTIMATE_DEFAULTS;
+  const usable = freeBytes * d.usableFraction;
+  if (estimate.totalBytes <= usable) return estimate;
+  const detail = `It needs about ${gb(estimate.totalBytes)} at ${job.width}×${job.height}; ${gb(freeBytes)} is free.`;
+  const long = Math.max(job.width, job.height);
+  const fits = d.hintSizes.find((side) => {
+    if (side >= long) return false;
+    const scale = side / long;
+    const shape = { ...job, width: Math.max(64, Math.floor((job.width * scale) / 64) * 64), height: Math.max(64, Math.floor((job.height * scale) / 64) * 64) };
+    return estimateJobMemory(fp, shape).totalBytes <= usable;
+  });
+  if (fits !== undefined) {
+    throw new P2pzError('E_JOB_TOO_LARGE', detail, `Use a working size of ${fits} pixels or less (--size ${fits}), or close other programs that use the ${job.kind === 'render' ? 'device' : 'memory'}.`);
+  }
+  throw new P2pzError('E_JOB_TOO_LARGE', detail, `The model's weights alone need about ${gb(estimate.weightsBytes)}: close other programs that use the device, or run on the CPU with --device cpu if it has more memory.`);
+}
