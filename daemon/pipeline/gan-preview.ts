@@ -12,8 +12,7 @@ import type { Engine, Stage } from '../../shared/protocol/index.js';
 import { decodeImage } from '../image/decode.js';
 import { encodePng } from '../image/encode.js';
 import { resizeAlpha, resizeRgb, rgbToTensor, tensorToRgb, workingSize } from '../image/tensor.js';
-import { findGanGenerator } from './preview-registry.js';
-import type { GanMeta, ModelFiles } from './preview-registry.js';
+import type { GanGenerator, GanMeta, ModelFiles } from './preview-registry.js';
 
 /** Sessions over the models directory (the worker's SessionCache): paths are resolved and contained,
  *  onnxruntime's failures mapped to coded errors. */
@@ -26,7 +25,8 @@ export interface PipelineContext {
   readonly models: ModelSessions;
   /** Aborted on cancel; checked at every stage boundary. */
   readonly signal: AbortSignal;
-  readonly progress: (stage: Stage, step: number, total: number) => void;
+  /** `preview`: a small PNG of the current result (step previews), when the pipeline makes one. */
+  readonly progress: (stage: Stage, step: number, total: number, preview?: Uint8Array) => void;
 }
 
 export interface PipelineOutcome {
@@ -34,12 +34,6 @@ export interface PipelineOutcome {
   readonly engine: Engine;
   /** Milliseconds per stage. */
   readonly timings: Record<string, number>;
-}
-
-/** What the preview needs of an edit. */
-export interface PreviewEdit {
-  readonly source: string;
-  readonly target: string;
 }
 
 /** How the generator is fed: names from the session, sizes fixed by the graph or chosen from meta. */
@@ -50,7 +44,8 @@ interface GeneratorIo {
   readonly height: number;
 }
 
-export async function runGanPreview(image: Uint8Array, edit: PreviewEdit, ctx: PipelineContext): Promise<PipelineOutcome> {
+/** Runs `generator` (from the registry: findGanGenerator / lookupGanGenerator) on the encoded `image`. */
+export async function runGanPreview(image: Uint8Array, generator: GanGenerator, ctx: PipelineContext): Promise<PipelineOutcome> {
   const { models, signal, progress } = ctx;
   const timings: Record<string, number> = {};
   const timed = async <T>(stage: string, fn: () => Promise<T>): Promise<T> => {
@@ -60,9 +55,6 @@ export async function runGanPreview(image: Uint8Array, edit: PreviewEdit, ctx: P
     timings[stage] = (timings[stage] ?? 0) + performance.now() - start;
     return value;
   };
-
-  // The direction first: no point decoding an image for an edit that cannot run.
-  const generator = await findGanGenerator(models, edit.source, edit.target);
 
   // 1. Decode.
   progress('decode', 0, 1);

@@ -88,22 +88,34 @@ export async function listGanGenerators(files: ModelFiles): Promise<{ generators
   return { generators, problems };
 }
 
-/** The generator for `source → target`. `E_MODEL_MISSING` names the direction when none is installed. */
-export async function findGanGenerator(files: ModelFiles, source: string, target: string): Promise<GanGenerator> {
+/** The generator for `source → target`, or null when none is installed for it. A generator installed
+ *  for the direction but unusable rejects with its reason rather than passing for "not installed". */
+export async function lookupGanGenerator(files: ModelFiles, source: string, target: string): Promise<GanGenerator | null> {
   const s = normalizeConcept(source);
   const t = normalizeConcept(target);
-  const { generators, problems } = await listGanGenerators(files);
   const matches = (meta: GanMeta | undefined) => meta !== undefined && normalizeConcept(meta.source) === s && normalizeConcept(meta.target) === t;
+  const { generators, problems } = await listGanGenerators(files);
   const found = generators.find((g) => matches(g.meta));
   if (found) return found;
-  // Installed for this direction but unusable: say why rather than "not installed".
   const broken = problems.find((p) => matches(p.meta));
   if (broken) throw broken.error;
-  throw new P2pzError(
+  return null;
+}
+
+/** `E_MODEL_MISSING` naming the direction (and, when given, what else was missing). */
+export function noGeneratorError(source: string, target: string, also?: string): P2pzError {
+  return new P2pzError(
     'E_MODEL_MISSING',
-    `No quick-preview generator is installed for “${s} → ${t}”.`,
+    `No quick-preview generator is installed for “${normalizeConcept(source)} → ${normalizeConcept(target)}”${also ? `, ${also}` : ''}.`,
     'Run the full render instead, or distil a generator for this direction and install it with `p2pz models install`.',
   );
+}
+
+/** The generator for `source → target`; `E_MODEL_MISSING` naming the direction when none is installed. */
+export async function findGanGenerator(files: ModelFiles, source: string, target: string): Promise<GanGenerator> {
+  const found = await lookupGanGenerator(files, source, target);
+  if (found) return found;
+  throw noGeneratorError(source, target);
 }
 
 async function readMeta(files: ModelFiles, name: string): Promise<GanMeta> {

@@ -1,14 +1,28 @@
 // One job inside the worker: dispatch by kind to its pipeline, and turn the outcome into the IPC
-// result message. `preview` runs the distilled GAN for the direction; `render` (the full
-// pix2pix-zero pipeline) is not installed in this build and answers `E_MODEL_MISSING`.
+// result message (DESIGN.md §3):
+//   render   the full pix2pix-zero edit (engine `diffusion`)
+//   preview  the distilled GAN for the direction when one is installed (engine `gan`), else the same
+//            edit with reduced settings (engine `diffusion-preview`); with neither installed,
+//            `E_MODEL_MISSING` names the direction.
 // Errors that are not `P2pzError`s are logged (scrubbed) and reported as `E_INTERNAL`: no stack or
 // path crosses to the daemon. A job whose signal was aborted reports `cancelled`, whatever it threw.
+import { join } from 'node:path';
 import { P2pzError, PROTOCOL_VERSION } from '../../shared/protocol/index.js';
 import type { Stage, WorkerMessage, WorkerRunMessage } from '../../shared/protocol/index.js';
 import { describeError } from '../log.js';
 import type { Logger } from '../log.js';
+import { listDiffusionModels } from '../pipeline/diffusion-model.js';
+import { runDiffusionPreview } from '../pipeline/diffusion-preview.js';
 import { runGanPreview } from '../pipeline/gan-preview.js';
 import type { ModelSessions, PipelineOutcome } from '../pipeline/gan-preview.js';
+import { runPix2PixZero } from '../pipeline/pix2pix-zero.js';
+import type { DiffusionContext } from '../pipeline/pix2pix-zero.js';
+import { lookupGanGenerator, noGeneratorError } from '../pipeline/preview-registry.js';
+
+export const RUN_JOB_DEFAULTS = Object.freeze({
+  /** Sub-folder of the run message's `cacheDir` for cached edit directions Δ. */
+  directionCache: 'directions',
+});
 
 export interface JobContext {
   readonly models: ModelSessions;
@@ -19,20 +33,31 @@ export interface JobContext {
 
 type ResultMessage = Extract<WorkerMessage, { type: 'done' | 'cancelled' | 'failed' }>;
 
+async function preview(message: WorkerRunMessage, ctx: DiffusionContext): Promise<PipelineOutcome> {
+  const { image, edit, model, stepPreviews } = message;
+  const generator = await lookupGanGenerator(ctx.models, edit.source, edit.target);
+  if (generator) return runGanPreview(image, generator, ctx);
+  if (model === undefined && (await listDiffusionModels(ctx.models)).length === 0) {
+    throw noGeneratorError(edit.source, edit.target, 'and no diffusion model is installed for a slower preview');
+  }
+  return runDiffusionPreview({ image, edit, stepPreviews, ...(model === undefined ? {} : { model }) }, ctx);
+}
+
 function pipelineFor(message: WorkerRunMessage, ctx: JobContext): Promise<PipelineOutcome> {
-  const pipelineCtx = {
+  const pipelineCtx: DiffusionContext = {
     models: ctx.models,
     signal: ctx.signal,
-    progress: (stage: Stage, step: number, total: number) =>
-      ctx.send({ v: PROTOCOL_VERSION, type: 'progress', jobId: message.jobId, stage, step, total }),
+    progress: (stage: Stage, step: number, total: number, preview?: Uint8Array) =>
+      ctx.send({ v: PROTOCOL_VERSION, type: 'progress', jobId: message.jobId, stage, step, total, ...(preview ? { preview } : {}) }),
+    ...(message.cacheDir === undefined ? {} : { directionCacheDir: join(message.cacheDir, RUN_JOB_DEFAULTS.directionCache) }),
   };
   switch (message.kind) {
     case 'preview':
-      return runGanPreview(message.image, message.edit, pipelineCtx);
-    case 'render':
-      return Promise.reject(
-        new P2pzError('E_MODEL_MISSING', 'The full-quality render is not available in this build.', 'Use the quick preview for now.'),
-      );
+      return preview(message, pipelineCtx);
+    case 'render': {
+      const { image, edit, model, stepPreviews } = message;
+      return runPix2PixZero({ image, edit, stepPreviews, ...(model === undefined ? {} : { model }) }, pipelineCtx);
+    }
   }
 }
 

@@ -43,6 +43,8 @@ export const SUPERVISOR_DEFAULTS = Object.freeze({
 export interface SupervisorOptions {
   /** Absolute path of the models directory; the worker loads nothing from elsewhere. */
   readonly modelsDir: string;
+  /** Absolute path of a folder the worker may keep derived caches in (edit directions Δ); none when absent. */
+  readonly cacheDir?: string;
   readonly workerPath?: string | URL;
   /** Passed to the worker as `--device` (the CLI's flag). When absent the worker reads `P2PZ_DEVICE`
    *  from its environment, else uses `auto`: CUDA when it loads, else the CPU. */
@@ -62,8 +64,9 @@ export interface SupervisorOptions {
   readonly log?: Logger;
 }
 
-type Settings = Required<Omit<SupervisorOptions, 'env' | 'log' | 'workerPath' | 'device'>> & {
+type Settings = Required<Omit<SupervisorOptions, 'env' | 'log' | 'workerPath' | 'device' | 'cacheDir'>> & {
   readonly workerPath: string;
+  readonly cacheDir: string | undefined;
   readonly device: DevicePreference | undefined;
 };
 
@@ -117,6 +120,7 @@ export class WorkerSupervisor implements JobEngine {
     const workerPath = options.workerPath ?? d.workerPath;
     this.#settings = {
       modelsDir: resolvePath(options.modelsDir),
+      cacheDir: options.cacheDir === undefined ? undefined : resolvePath(options.cacheDir),
       workerPath: workerPath instanceof URL ? fileURLToPath(workerPath) : workerPath,
       device: options.device,
       execArgv: options.execArgv ?? [],
@@ -220,6 +224,7 @@ export class WorkerSupervisor implements JobEngine {
       kind: job.kind,
       image: job.image,
       modelsDir: this.#settings.modelsDir,
+      ...(this.#settings.cacheDir === undefined ? {} : { cacheDir: this.#settings.cacheDir }),
       ...(job.model === undefined ? {} : { model: job.model }),
       edit: job.edit,
       stepPreviews: job.stepPreviews,

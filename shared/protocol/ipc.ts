@@ -22,6 +22,8 @@ export const WorkerRunMessage = z.object({
   image: Bytes,
   /** Absolute path of the models directory; the worker loads nothing from elsewhere. */
   modelsDir: z.string(),
+  /** Absolute path of a folder the worker may keep derived caches in (edit directions); none when absent. */
+  cacheDir: z.string().optional(),
   model: z.string().optional(),
   edit: EditParams,
   stepPreviews: z.boolean(),

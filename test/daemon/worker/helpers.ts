@@ -1,6 +1,7 @@
 // Shared helpers for the worker tests: engine jobs, polling for a state, checking a process is gone.
 import { readFileSync } from 'node:fs';
 import { EditParams } from '../../../shared/protocol/index.js';
+import { encodePng } from '../../../daemon/image/encode.js';
 import type { EngineJob } from '../../../daemon/jobs/engine.js';
 import type { Logger } from '../../../daemon/log.js';
 
@@ -52,4 +53,20 @@ export function memoryLogger(): Logger & { readonly lines: string[] } {
     lines.push(`${level} ${event} ${JSON.stringify(fields ?? {})}`);
   };
   return { lines, debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
+}
+
+/** A W×H RGBA test image: colour gradients, alpha ramping left to right after a transparent band. */
+export async function rgbaTestImage(width: number, height: number): Promise<{ png: Uint8Array; alpha: Uint8Array }> {
+  const rgb = new Uint8Array(width * height * 3);
+  const alpha = new Uint8Array(width * height);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const p = y * width + x;
+      rgb[p * 3] = (x * 255) / (width - 1);
+      rgb[p * 3 + 1] = (y * 255) / (height - 1);
+      rgb[p * 3 + 2] = ((x + y) * 7) % 256;
+      alpha[p] = x < 10 ? 0 : Math.min(255, x * 3);
+    }
+  }
+  return { png: await encodePng({ width, height, rgb, alpha }), alpha };
 }

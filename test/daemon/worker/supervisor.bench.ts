@@ -13,6 +13,8 @@ import { afterAll, bench, describe } from 'vitest';
 import { encodePng } from '../../../daemon/image/encode.js';
 import { writeTinyImg2Img } from '../../../daemon/onnx/tiny/img2img.js';
 import { runGanPreview } from '../../../daemon/pipeline/gan-preview.js';
+import { findGanGenerator } from '../../../daemon/pipeline/preview-registry.js';
+import { resolveModelPath } from '../../../daemon/worker/model-path.js';
 import { SessionCache } from '../../../daemon/worker/sessions.js';
 import { WorkerSupervisor } from '../../../daemon/worker/supervisor.js';
 import { engineJob, memoryLogger, waitFor } from './helpers.js';
@@ -29,6 +31,7 @@ const rgb = new Uint8Array(W * H * 3).map((_, i) => (i * 2654435761) >>> 24);
 const alpha = new Uint8Array(W * H).fill(255);
 const png = await encodePng({ width: W, height: H, rgb, alpha });
 const never = new AbortController().signal;
+const generator = await findGanGenerator({ modelsDir, resolve: (p) => resolveModelPath(modelsDir, p) }, 'cat', 'dog');
 
 describe(`GAN preview ${W}×${H} (tiny generator, CPU)`, () => {
   const supervisor = new WorkerSupervisor({ modelsDir, workerPath: WORKER, device: 'cpu', log: memoryLogger() });
@@ -43,7 +46,7 @@ describe(`GAN preview ${W}×${H} (tiny generator, CPU)`, () => {
   bench(
     'in-process runGanPreview',
     async () => {
-      await runGanPreview(png, { source: 'cat', target: 'dog' }, ctx);
+      await runGanPreview(png, generator, ctx);
     },
     { time: 2000, iterations: 5, warmupIterations: 1 },
   );

@@ -10,14 +10,13 @@ import { InferenceSession, Tensor } from 'onnxruntime-node';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { decodeImage } from '../../../daemon/image/decode.js';
-import { encodePng } from '../../../daemon/image/encode.js';
 import { resizeRgb, rgbToTensor, tensorToRgb, workingSize } from '../../../daemon/image/tensor.js';
 import { GraphBuilder } from '../../../daemon/onnx/graph/builder.js';
 import { writeTinyImg2Img, TINY_IMG2IMG_IO } from '../../../daemon/onnx/tiny/img2img.js';
 import { WorkerSupervisor } from '../../../daemon/worker/supervisor.js';
 import type { SupervisorOptions } from '../../../daemon/worker/supervisor.js';
 import type { EngineProgress } from '../../../daemon/jobs/engine.js';
-import { engineJob, memoryLogger, processExists, waitFor } from './helpers.js';
+import { engineJob, memoryLogger, processExists, rgbaTestImage, waitFor } from './helpers.js';
 
 const WORKER = join(process.cwd(), 'dist/daemon/worker.js');
 /** Makes the CUDA provider fail even where it loads: no device is visible. Here it fails anyway (the
@@ -31,22 +30,6 @@ const W = 100;
 const H = 70;
 let inputPng: Uint8Array;
 let inputAlpha: Uint8Array;
-
-/** A 100×70 RGBA test image: colour gradients, alpha ramping left to right with a transparent band. */
-async function testImage(): Promise<{ png: Uint8Array; alpha: Uint8Array }> {
-  const rgb = new Uint8Array(W * H * 3);
-  const alpha = new Uint8Array(W * H);
-  for (let y = 0; y < H; y++) {
-    for (let x = 0; x < W; x++) {
-      const p = y * W + x;
-      rgb[p * 3] = (x * 255) / (W - 1);
-      rgb[p * 3 + 1] = (y * 255) / (H - 1);
-      rgb[p * 3 + 2] = ((x + y) * 7) % 256;
-      alpha[p] = x < 10 ? 0 : Math.min(255, x * 3);
-    }
-  }
-  return { png: await encodePng({ width: W, height: H, rgb, alpha }), alpha };
-}
 
 async function installGenerator(name: string, meta: object, seed = 7): Promise<void> {
   const dir = join(modelsDir, 'gan', name);
@@ -81,7 +64,7 @@ beforeAll(async () => {
   await mkdir(join(modelsDir, 'gan', 'cat-cow'), { recursive: true });
   await symlink(join(outside, 'generator.onnx'), join(modelsDir, 'gan', 'cat-cow', 'generator.onnx'));
   await writeFile(join(modelsDir, 'gan', 'cat-cow', 'meta.json'), JSON.stringify({ v: 1, source: 'cat', target: 'cow', size: 64 }));
-  ({ png: inputPng, alpha: inputAlpha } = await testImage());
+  ({ png: inputPng, alpha: inputAlpha } = await rgbaTestImage(W, H));
 });
 
 afterAll(async () => {
