@@ -9,9 +9,10 @@ import { scrub } from '../log.js';
 import { resolveModelPath } from './model-path.js';
 
 export const SESSION_DEFAULTS = Object.freeze({
-  /** Sessions kept open at once (a diffusion edit uses five: text encoder, UNet, its gradient graph, VAE
-   *  encoder and decoder); the least recently used one is released beyond this. */
-  maxSessions: 6,
+  /** Sessions kept open at once; the least recently used one is released beyond this. A diffusion edit
+   *  uses eight (text encoder, UNet, VAE encoder and decoder, and the UNet graphs derived for its
+   *  working size), a quick preview one more: fewer would reload a UNet at every step. */
+  maxSessions: 9,
   graphOptimizationLevel: 'all' as const,
   /** onnxruntime's own log: 3 = errors only (warnings about unused initializers are noise). */
   logSeverityLevel: 3 as const,
