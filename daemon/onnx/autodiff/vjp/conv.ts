@@ -1,6 +1,9 @@
 // Vector-Jacobian product of Conv. Y = conv(X, W) + b with strides s, pads p, dilations d, group g:
 //   dX = convTranspose(dY, W) with the same s, p, d, g and the output padding that restores X's
 //   spatial dims (floor division in the forward pass loses up to s−1 rows);  db = Σ_{n, spatial} dY.
+// Measured alternative (docs/BENCHMARKS.md, grad): for stride 1, a Conv of dY with the flipped,
+// channel-transposed kernel gave the same forward+backward ratio on the CPU provider but raised
+// peak memory from 3.8 to 6.9 GiB (the folded kernel copies), so ConvTranspose stays.
 // The weight gradient is never needed for ∂L/∂sample (weights are constants) and is not provided.
 import { attrInt, attrInts, attrString } from '../proto.js';
 import { gradOut, input, unsupported, type VjpRule } from './types.js';

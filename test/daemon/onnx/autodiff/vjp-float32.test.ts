@@ -20,6 +20,7 @@ const SMOOTH = [1e-2, 2e-3] as const;
 const cases: Row[] = [
   ['Conv 3×3 stride 1 pad 1 with bias', { op: 'Conv', dtype: F, attrs: { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }, inputs: [{ name: 'X', dims: [2, 3, 5, 5], wrt: true }, { name: 'W', dims: [4, 3, 3, 3], constant: true }, { name: 'B', dims: [4], constant: true }] }, ...LINEAR],
   ['Conv 3×3 stride 2 pad 1 on an odd size', { op: 'Conv', dtype: F, attrs: { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }, inputs: [{ name: 'X', dims: [1, 2, 7, 6], wrt: true }, { name: 'W', dims: [3, 2, 3, 3], constant: true }] }, ...LINEAR],
+  ['Conv 3×3 stride 1 with dilation and uneven pads', { op: 'Conv', dtype: F, attrs: { kernel_shape: [3, 3], dilations: [2, 1], pads: [2, 0, 1, 2] }, inputs: [{ name: 'X', dims: [1, 2, 7, 5], wrt: true }, { name: 'W', dims: [3, 2, 3, 3], constant: true }] }, ...LINEAR],
   ['Conv 1×1', { op: 'Conv', dtype: F, inputs: [{ name: 'X', dims: [1, 4, 3, 3], wrt: true }, { name: 'W', dims: [2, 4, 1, 1], constant: true }, { name: 'B', dims: [2], constant: true }] }, ...LINEAR],
   ['InstanceNormalization', { op: 'InstanceNormalization', dtype: F, attrs: { epsilon: { float: 1e-5 } }, inputs: [{ name: 'X', dims: [2, 3, 12], wrt: true }, { name: 'S', dims: [3], wrt: true }, { name: 'Bi', dims: [3], wrt: true }] }, 1e-2, 5e-3],
   ['Erf', { op: 'Erf', dtype: F, inputs: [{ name: 'X', dims: [3, 4], values: uniform(1, 12, -2, 2), wrt: true }] }, ...SMOOTH],
