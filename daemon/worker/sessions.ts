@@ -10,8 +10,8 @@ import { resolveModelPath } from './model-path.js';
 
 export const SESSION_DEFAULTS = Object.freeze({
   /** Sessions kept open at once; the least recently used one is released beyond this. A diffusion edit
-   *  uses eight (text encoder, UNet, VAE encoder and decoder, and the UNet graphs derived for its
-   *  working size), a quick preview one more: fewer would reload a UNet at every step. */
+   *  uses seven (text encoder, UNet, VAE encoder and decoder, and three UNet graphs derived for its
+   *  working size), a GAN preview one more: fewer would reload a UNet at every step. */
   maxSessions: 9,
   graphOptimizationLevel: 'all' as const,
   /** onnxruntime's own log: 3 = errors only (warnings about unused initializers are noise). */
