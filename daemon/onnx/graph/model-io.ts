@@ -8,7 +8,7 @@
 import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { P2pzError } from '../../../shared/protocol/errors.js';
-import { DATA_LOCATION, int64ToNumber, onnx } from './onnx-proto.js';
+import { BYTES_PER_ELEMENT, DATA_LOCATION, int64ToNumber, onnx } from './onnx-proto.js';
 import type { GraphProto, ModelProto, TensorProto } from './onnx-proto.js';
 
 /** Where one external tensor's bytes live. `location` is relative to the model file's folder. */
@@ -81,10 +81,11 @@ export function externalDataRefs(model: ModelProto): ExternalDataRef[] {
   return refs;
 }
 
-/** Bytes of a tensor from its dims and type (4 bytes per element unless int64/double). */
+/** Bytes of a tensor from its dims and element type (used when a reference omits `length`). */
 function byteLengthOf(t: TensorProto): number {
   const count = (t.dims ?? []).reduce<number>((a, d) => a * int64ToNumber(d), 1);
-  const size = t.dataType === 7 || t.dataType === 11 ? 8 : t.dataType === 10 ? 2 : t.dataType === 9 ? 1 : 4;
+  const size = BYTES_PER_ELEMENT[t.dataType ?? 0];
+  if (size === undefined) throw new P2pzError('E_MODEL_INVALID', `Tensor ${t.name ?? ''} has an unsupported element type.`);
   return count * size;
 }
 

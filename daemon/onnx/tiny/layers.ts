@@ -7,6 +7,9 @@
 // spatial sizes and leave those subgraphs to constant folding. Parameters are named like the PyTorch
 // modules (`<module path>.weight`); weight scales are 1/√fan_in so activations stay O(1) at random init.
 import { GraphBuilder, attr } from '../graph/builder.js';
+import type { WriteOptions } from '../graph/builder.js';
+import { DataType } from '../graph/onnx-proto.js';
+import type { TensorProto } from '../graph/onnx-proto.js';
 
 export type Flavour = 'opset14' | 'opset17';
 
@@ -14,6 +17,12 @@ export const FLAVOURS = Object.freeze({
   opset14: Object.freeze({ opsetVersion: 14, fusedLayerNorm: false, gemm: false }),
   opset17: Object.freeze({ opsetVersion: 17, fusedLayerNorm: true, gemm: true }),
 } as const);
+
+/** What every component writer takes: the weights seed, the flavour, and how to store weights. */
+export interface WriteComponentOptions extends WriteOptions {
+  readonly seed: number;
+  readonly flavour: Flavour;
+}
 
 export const LAYER_DEFAULTS = Object.freeze({
   /** std of random biases. */
@@ -232,6 +241,6 @@ export class Layers {
   }
 }
 
-function int64Scalar(v: number): { dataType: number; dims: number[]; rawData: Uint8Array } {
-  return { dataType: 7, dims: [], rawData: new Uint8Array(BigInt64Array.of(BigInt(v)).buffer) };
+function int64Scalar(v: number): TensorProto {
+  return { dataType: DataType.INT64, dims: [], rawData: new Uint8Array(BigInt64Array.of(BigInt(v)).buffer) };
 }

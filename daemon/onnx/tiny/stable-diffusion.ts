@@ -7,7 +7,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GraphBuilder } from '../graph/builder.js';
 import { tensorSeed } from '../graph/prng.js';
-import { FLAVOURS } from './layers.js';
+import { FLAVOURS, Layers } from './layers.js';
 import type { Flavour } from './layers.js';
 import { schedulerConfigJson } from './scheduler-config.js';
 import { buildTextEncoder } from './text-encoder.js';
@@ -17,7 +17,6 @@ import { UNET_WEIGHTS_LOCATION, crossAttentionSoftmaxNames, writeUNet } from './
 import type { UNetConfig } from './unet.js';
 import { buildVaeDecoder, buildVaeEncoder } from './vae.js';
 import type { VaeConfig } from './vae.js';
-import { Layers } from './layers.js';
 
 export interface StableDiffusionPreset {
   readonly textEncoder: TextEncoderConfig;

@@ -3,10 +3,9 @@
 //   per layer: h += Attn(LN₁(h)) with a causal mask;  h += fc2(act(fc1(LN₂(h))))   (pre-LN)
 //   last_hidden_state = LN_final(h)                                          [B,S,D]
 // Position i attends to positions ≤ i only, so changing a later token never changes earlier outputs.
-import { GraphBuilder } from '../graph/builder.js';
-import type { WriteOptions } from '../graph/builder.js';
+import { GraphBuilder, attr } from '../graph/builder.js';
 import { FLAVOURS, Layers } from './layers.js';
-import type { Flavour } from './layers.js';
+import type { Flavour, WriteComponentOptions } from './layers.js';
 
 export interface TextEncoderConfig {
   readonly vocabSize: number;
@@ -39,15 +38,15 @@ export function buildTextEncoder(b: GraphBuilder, cfg: TextEncoderConfig, flavou
       const pos = b.scope('position_embedding', () => b.param('weight', [S, D], { kind: 'normal', std: 0.01 }));
       const allPositions = b.param('position_ids', [1, S], { kind: 'values', data: BigInt64Array.from({ length: S }, (_, i) => BigInt(i)) });
       const positions = b.op('Slice', [allPositions, b.constInt64([0]), seq, b.constInt64([1])]);
-      const te = b.op('Gather', [tok, ids], { axis: { i: 0 } });
-      const pe = b.op('Gather', [pos, positions], { axis: { i: 0 } });
+      const te = b.op('Gather', [tok, ids], { axis: attr.i(0) });
+      const pe = b.op('Gather', [pos, positions], { axis: attr.i(0) });
       return b.op('Add', [te, pe]);
     });
     // Causal mask M[i,j] = 0 for j ≤ i, float32 min for j > i; sliced to [seq, seq].
     const maskValues = new Float32Array(S * S);
     for (let i = 0; i < S; i++) for (let j = i + 1; j < S; j++) maskValues[i * S + j] = MASKED;
     const fullMask = b.tensor('text_model.causal_attention_mask', [S, S], { kind: 'values', data: maskValues });
-    const mask = b.op('Slice', [fullMask, b.constInt64([0, 0]), b.op('Concat', [seq, seq], { axis: { i: 0 } }), b.constInt64([0, 1])]);
+    const mask = b.op('Slice', [fullMask, b.constInt64([0, 0]), b.op('Concat', [seq, seq], { axis: attr.i(0) }), b.constInt64([0, 1])]);
     let h = h0;
     b.scope('encoder', () => {
       for (let l = 0; l < cfg.layers; l++) {
@@ -71,11 +70,6 @@ export function buildTextEncoder(b: GraphBuilder, cfg: TextEncoderConfig, flavou
     return L.layerNorm('final_layer_norm', h, D, cfg.layerNormEps);
   });
   b.output(out, TEXT_ENCODER_IO.output, 'float32', ['batch', 'sequence', D]);
-}
-
-export interface WriteComponentOptions extends WriteOptions {
-  readonly seed: number;
-  readonly flavour: Flavour;
 }
 
 /** Writes the text encoder to `path`. Token ids are int32 in the opset14 flavour (diffusers' script)

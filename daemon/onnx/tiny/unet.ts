@@ -13,9 +13,8 @@
 // 2^(levels−1).
 import { DataType } from '../graph/onnx-proto.js';
 import { GraphBuilder, attr } from '../graph/builder.js';
-import type { WriteOptions } from '../graph/builder.js';
 import { FLAVOURS, Layers } from './layers.js';
-import type { Flavour } from './layers.js';
+import type { Flavour, WriteComponentOptions } from './layers.js';
 
 export interface UNetConfig {
   readonly inChannels: number;
@@ -218,10 +217,7 @@ export function crossAttentionSoftmaxNames(cfg: UNetConfig): string[] {
   return names;
 }
 
-export interface WriteUNetOptions extends WriteOptions {
-  readonly seed: number;
-  readonly flavour: Flavour;
-}
+export type WriteUNetOptions = WriteComponentOptions;
 
 /** Writes the UNet to `path` with its weights in one external file beside it (streamed, never held
  *  whole in memory). */

@@ -9,7 +9,7 @@
 // keeps a random decoder's output in range.
 import { GraphBuilder, attr } from '../graph/builder.js';
 import { FLAVOURS, Layers } from './layers.js';
-import type { WriteComponentOptions } from './text-encoder.js';
+import type { WriteComponentOptions } from './layers.js';
 
 export interface VaeConfig {
   /** Channels per level, finest first (SD: [128,256,512,512]). Levels − 1 = number of ×2 steps. */
