@@ -2,11 +2,20 @@
 // probabilities at the caption positions of the source word's tokens,
 //   M[i,j] = (1/(S·L)) Σ_steps Σ_layers (1/heads) Σ_heads Σ_{τ∈source} A_l[1, head, q(i,j), τ]
 // (edit branch b = 1, each layer's h_l×w_l grid upsampled to the latent h×w by nearest neighbour),
-// then normalized to [0,1] by its min and max and written as 8-bit gray at the latent size; the
-// caller upsamples it to the image size (bilinear). When the caption does not hold the source
+// then normalized to [0,1] by its min and max, and ramped m' = clamp((m − lo)/(hi − lo), 0, 1) so
+// that the weakly attended background is exactly 0 (a blend keeps it pixel-exact) and the object's
+// core exactly 1; written as 8-bit gray at the latent size, the caller upsamples it to the image
+// size (bilinear, which keeps 0 and 255 regions exact). When the caption does not hold the source
 // word's tokens, every word position of the caption is used instead.
 import { P2pzError } from '../../shared/protocol/index.js';
 import type { ClipTokenizer } from './text/clip-tokenizer.js';
+
+export const ATTENTION_MASK_DEFAULTS = Object.freeze({
+  /** Normalized attention at or below this is background (mask 0). */
+  low: 0.25,
+  /** Normalized attention at or above this is the object (mask 255). */
+  high: 0.75,
+});
 
 /** Positions (in the 77 ids) of the source word's tokens inside the caption. */
 export function sourceTokenPositions(tokenizer: ClipTokenizer, captionIds: readonly number[], source: string): number[] {
@@ -72,8 +81,8 @@ export class AttentionMaskAccumulator {
     this.#count++;
   }
 
-  /** The normalized mask at the latent size, 8-bit (0 where nothing was added). */
-  gray(): Uint8Array {
+  /** The normalized, ramped mask at the latent size, 8-bit (0 where nothing was added). */
+  gray(low: number = ATTENTION_MASK_DEFAULTS.low, high: number = ATTENTION_MASK_DEFAULTS.high): Uint8Array {
     const out = new Uint8Array(this.h * this.w);
     if (this.#count === 0) return out;
     let lo = Infinity;
@@ -83,7 +92,10 @@ export class AttentionMaskAccumulator {
       hi = Math.max(hi, v);
     }
     const range = hi - lo;
-    for (let i = 0; i < out.length; i++) out[i] = range > 0 ? Math.round((255 * (this.#sum[i]! - lo)) / range) : 255;
+    for (let i = 0; i < out.length; i++) {
+      const m = range > 0 ? (this.#sum[i]! - lo) / range : 1;
+      out[i] = Math.round(255 * Math.min(1, Math.max(0, (m - low) / (high - low))));
+    }
     return out;
   }
 }

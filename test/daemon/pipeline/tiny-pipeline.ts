@@ -68,6 +68,8 @@ export async function rgbaPng(width = 70, height = 45): Promise<{ png: Buffer; r
 
 /** Decodes a PNG to raw pixels with its channel count. */
 export async function pixels(png: Uint8Array): Promise<{ data: Buffer; width: number; height: number; channels: number }> {
-  const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+  const gray = (await sharp(png).metadata()).channels === 1;
+  // A one-channel PNG is read as b-w, or libvips hands back three channels.
+  const { data, info } = await (gray ? sharp(png).toColourspace('b-w') : sharp(png)).raw().toBuffer({ resolveWithObject: true });
   return { data, width: info.width, height: info.height, channels: info.channels };
 }
