@@ -2,9 +2,10 @@
 // cleanly on SIGTERM/SIGINT (stop accepting, cancel jobs, close sockets, stop the worker; R23). A
 // second signal, or a shutdown that hangs, exits at once.
 import { P2pzError } from '../../shared/protocol/index.js';
-import { defaultHome, type DeviceChoice } from '../config.js';
+import { defaultHome, homePaths, type DeviceChoice } from '../config.js';
 import { startDaemon } from '../daemon.js';
 import { createLogger, describeError, parseLogLevel } from '../log.js';
+import { modelsAtStartup } from '../models/startup.js';
 import { intFlag, parseFlags, type CliCommand } from './command.js';
 
 export const SERVE_DEFAULTS = Object.freeze({
@@ -18,12 +19,13 @@ export const serveCommand: CliCommand = {
   name: 'serve',
   summary: 'start the daemon (prints its URL and a pairing code)',
   usage: [
-    'p2pz serve [--port N] [--host H --allow-remote] [--device auto|cpu|cuda]',
+    'p2pz serve [--port N] [--host H --allow-remote] [--device auto|cpu|cuda] [--demo]',
     '',
     '  --port N         TCP port (default 7870; 0 picks a free one)',
     '  --host H         interface to listen on (default 127.0.0.1)',
     '  --allow-remote   required to listen on anything but loopback; every request then needs a token',
     '  --device D       execution provider: auto (CUDA, else CPU), cpu or cuda (default auto)',
+    '  --demo           also serve a generated demo model pack (random weights, marked demo)',
     '',
     'Data lives in $P2PZ_HOME (default: the per-user data folder). P2PZ_LOG=debug logs more.',
   ].join('\n'),
@@ -33,6 +35,7 @@ export const serveCommand: CliCommand = {
       host: { type: 'string' },
       'allow-remote': { type: 'boolean' },
       device: { type: 'string' },
+      demo: { type: 'boolean' },
     });
     const device = values.device ?? io.env['P2PZ_DEVICE'] ?? 'auto';
     if (!(DEVICES as readonly string[]).includes(device)) {
@@ -40,8 +43,10 @@ export const serveCommand: CliCommand = {
     }
     const port = intFlag('port', values.port, 0, 65535);
     const log = createLogger({ level: parseLogLevel(io.env['P2PZ_LOG']) ?? 'info' });
+    const home = defaultHome(io.env);
+    io.out((await modelsAtStartup(homePaths(home).models, values.demo === true)).notice);
     const daemon = await startDaemon({
-      home: defaultHome(io.env),
+      home,
       ...(port === undefined ? {} : { port }),
       ...(values.host === undefined ? {} : { host: values.host }),
       allowRemote: values['allow-remote'] ?? false,

@@ -1,10 +1,11 @@
 // What GET /v1/models and health report as installed: diffusion model folders (those with a
 // `model_index.json`, DESIGN.md §2) and the distilled GAN generators found by the preview registry.
 // Only folder names and directions are reported, never paths. Files are resolved inside the models
-// directory (R19) before they count.
+// directory (R19) before they count. `demo` comes from the install record (daemon/models/registry.ts).
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { InstalledModel } from '../../shared/protocol/index.js';
+import { isDemoModel } from '../models/registry.js';
 import { listGanGenerators, PREVIEW_REGISTRY_DEFAULTS } from '../pipeline/preview-registry.js';
 import { resolveModelPath } from '../worker/model-path.js';
 
@@ -24,17 +25,15 @@ export async function listInstalledModels(modelsDir: string): Promise<InstalledM
     if (name === PREVIEW_REGISTRY_DEFAULTS.folder || !MODEL_NAME.test(name)) continue;
     try {
       await files.resolve(join(name, 'model_index.json'));
-      diffusion.push({ name, kind: 'diffusion', demo: false });
+      diffusion.push({ name, kind: 'diffusion', demo: await isDemoModel(modelsDir, name) });
     } catch {
       // not a model folder (or one leading outside the models directory)
     }
   }
   const { generators } = await listGanGenerators(files);
-  const gans: InstalledModel[] = generators.map((g) => ({
-    name: g.name,
-    kind: 'gan',
-    direction: { source: g.meta.source, target: g.meta.target },
-    demo: false,
-  }));
+  const gans: InstalledModel[] = [];
+  for (const g of generators) {
+    gans.push({ name: g.name, kind: 'gan', direction: { source: g.meta.source, target: g.meta.target }, demo: await isDemoModel(modelsDir, `gan/${g.name}`) });
+  }
   return [...diffusion, ...gans];
 }
