@@ -5,7 +5,7 @@
 // next to the original and point at the very same weights file and offsets. onnxruntime only accepts
 // external data inside the model's own folder, so a derived model must live in the weights' folder (or
 // above it).
-import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { P2pzError } from '../../../shared/protocol/errors.js';
 import { BYTES_PER_ELEMENT, DATA_LOCATION, int64ToNumber, onnx } from './onnx-proto.js';
@@ -118,6 +118,31 @@ function resolveLocation(dir: string, location: string): string {
     throw new P2pzError('E_MODEL_INVALID', 'A weights reference points outside the model folder.');
   }
   return file;
+}
+
+/**
+ * The raw little-endian bytes of one initializer of the model at `modelPath`: `rawData` when inline,
+ * else just that tensor's byte range of its weights file (the rest of the file is not read). Tensors
+ * stored in typed fields (`floatData`, …) instead of `rawData` are not supported here.
+ */
+export async function readTensorData(modelPath: string, t: TensorProto): Promise<Uint8Array> {
+  const ref = externalDataRef(t);
+  if (!ref) {
+    if (!t.rawData) throw new P2pzError('E_MODEL_INVALID', `Tensor ${t.name ?? ''} has no raw data.`);
+    return t.rawData;
+  }
+  const file = resolveLocation(dirname(resolve(modelPath)), ref.location);
+  const fh = await open(file, 'r').catch(() => {
+    throw new P2pzError('E_MODEL_MISSING', 'A weights file of the model is missing.');
+  });
+  try {
+    const out = new Uint8Array(ref.length);
+    const { bytesRead } = await fh.read(out, 0, ref.length, ref.offset);
+    if (bytesRead !== ref.length) throw new P2pzError('E_MODEL_INVALID', 'A weights file of the model is shorter than its graph says.');
+    return out;
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Writes `bytes` to `path` through a temporary file and a rename (never a half-written model). */

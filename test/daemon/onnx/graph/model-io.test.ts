@@ -6,8 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../../../daemon/onnx/graph/builder.js';
 import { addOutputs, producers } from '../../../../daemon/onnx/graph/graph-index.js';
 import {
-  checkExternalData, decodeModel, externalDataRefs, graphOf, readModel, writeDerivedModel,
+  checkExternalData, decodeModel, externalDataRefs, graphOf, readModel, readTensorData, writeDerivedModel,
 } from '../../../../daemon/onnx/graph/model-io.js';
+import { NormalStream, tensorSeed } from '../../../../daemon/onnx/graph/prng.js';
 import { P2pzError } from '../../../../shared/protocol/errors.js';
 
 let dir: string;
@@ -77,6 +78,18 @@ describe('readModel', () => {
     await expect(checkExternalData(short, modelPath)).rejects.toMatchObject({ code: 'E_MODEL_INVALID' });
     t!.externalData = t!.externalData!.map((e) => (e.key === 'location' ? { key: 'location', value: '../x.bin' } : e));
     await expect(checkExternalData(short, modelPath)).rejects.toMatchObject({ code: 'E_MODEL_INVALID' });
+  });
+});
+
+describe('readTensorData', () => {
+  it("reads one external tensor's byte range: the seeded values of that tensor", async () => {
+    const model = await readModel(modelPath);
+    const w2 = graphOf(model).initializer!.find((t) => t.name === 'w2')!;
+    const bytes = await readTensorData(modelPath, w2);
+    const expected = new NormalStream(tensorSeed(11, 'w2')).fill(new Float32Array(64 * 8));
+    expect(Buffer.from(bytes).equals(Buffer.from(expected.buffer))).toBe(true);
+    const truncated = { ...w2, externalData: w2.externalData!.map((e) => (e.key === 'offset' ? { key: 'offset', value: '1000000' } : e)) };
+    await expect(readTensorData(modelPath, truncated)).rejects.toMatchObject({ code: 'E_MODEL_INVALID' });
   });
 });
 
