@@ -17,15 +17,20 @@ import { runGanPreview } from '../pipeline/gan-preview.js';
 import type { ModelSessions, PipelineOutcome } from '../pipeline/gan-preview.js';
 import { runPix2PixZero } from '../pipeline/pix2pix-zero.js';
 import type { DiffusionContext } from '../pipeline/pix2pix-zero.js';
+import type { InversionCache } from '../pipeline/inversion-cache.js';
 import { lookupGanGenerator, noGeneratorError } from '../pipeline/preview-registry.js';
 
 export const RUN_JOB_DEFAULTS = Object.freeze({
-  /** Sub-folder of the run message's `cacheDir` for cached edit directions Δ. */
+  /** Sub-folders of the run message's `cacheDir` (the CLI's `p2pz edit` uses the same names under
+   *  `<home>/cache`, so both share them). */
   directionCache: 'directions',
+  inversionCache: 'inversions',
 });
 
 export interface JobContext {
   readonly models: ModelSessions;
+  /** Inverted latents z_T kept across jobs (on disk under `cacheDir` when the daemon gives one). */
+  readonly inversionCache: InversionCache;
   readonly signal: AbortSignal;
   readonly send: (message: WorkerMessage) => void;
   readonly log: Logger;
@@ -49,6 +54,7 @@ function pipelineFor(message: WorkerRunMessage, ctx: JobContext): Promise<Pipeli
     signal: ctx.signal,
     progress: (stage: Stage, step: number, total: number, preview?: Uint8Array) =>
       ctx.send({ v: PROTOCOL_VERSION, type: 'progress', jobId: message.jobId, stage, step, total, ...(preview ? { preview } : {}) }),
+    inversionCache: ctx.inversionCache,
     ...(message.cacheDir === undefined ? {} : { directionCacheDir: join(message.cacheDir, RUN_JOB_DEFAULTS.directionCache) }),
   };
   switch (message.kind) {

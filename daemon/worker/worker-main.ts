@@ -5,12 +5,14 @@
 // between awaits and honoured at the pipeline's next stage or step boundary. `shutdown` cancels the
 // running job, releases every session and exits; losing the parent (IPC disconnect) exits at once, so
 // a killed daemon leaves no orphan worker holding the GPU (R23).
+import { join } from 'node:path';
 import { P2pzError, PROTOCOL_VERSION, SupervisorMessage } from '../../shared/protocol/index.js';
 import type { WorkerMessage, WorkerRunMessage } from '../../shared/protocol/index.js';
 import { createLogger, describeError } from '../log.js';
+import { InversionCache } from '../pipeline/inversion-cache.js';
 import { devicePreference, processExecution } from './providers.js';
 import type { ExecutionChoice } from './providers.js';
-import { runJob } from './run-job.js';
+import { RUN_JOB_DEFAULTS, runJob } from './run-job.js';
 import { SessionCache } from './sessions.js';
 
 const log = createLogger();
@@ -24,6 +26,7 @@ let running: Running | undefined;
 /** The last job's result, until it has been handed to the IPC channel (shutdown waits for it). */
 let settled: Promise<void> = Promise.resolve();
 let sessions: SessionCache | undefined;
+let inversions: { readonly cacheDir: string | undefined; readonly cache: InversionCache } | undefined;
 let stopping = false;
 
 function send(message: WorkerMessage): Promise<void> {
@@ -39,13 +42,22 @@ function deviceFlag(argv: readonly string[]): string | undefined {
   return i >= 0 ? argv[i + 1] : undefined;
 }
 
-/** One cache per models directory (the daemon sends the same one with every job). */
+/** One session cache per models directory (the daemon sends the same one with every job). */
 function sessionsFor(modelsDir: string, execution: ExecutionChoice): SessionCache {
   if (sessions?.modelsDir !== modelsDir) {
     void sessions?.releaseAll();
     sessions = new SessionCache({ modelsDir, executionProviders: execution.executionProviders });
   }
   return sessions;
+}
+
+/** One inversion cache per cache folder: on disk there when the daemon names one, else in memory. */
+function inversionsFor(cacheDir: string | undefined): InversionCache {
+  if (!inversions || inversions.cacheDir !== cacheDir) {
+    const cache = new InversionCache(cacheDir === undefined ? {} : { dir: join(cacheDir, RUN_JOB_DEFAULTS.inversionCache) });
+    inversions = { cacheDir, cache };
+  }
+  return inversions.cache;
 }
 
 function startJob(message: WorkerRunMessage, execution: ExecutionChoice): void {
@@ -55,7 +67,13 @@ function startJob(message: WorkerRunMessage, execution: ExecutionChoice): void {
   }
   const job: Running = { jobId: message.jobId, controller: new AbortController() };
   running = job;
-  const ctx = { models: sessionsFor(message.modelsDir, execution), signal: job.controller.signal, send: (m: WorkerMessage) => void send(m), log };
+  const ctx = {
+    models: sessionsFor(message.modelsDir, execution),
+    inversionCache: inversionsFor(message.cacheDir),
+    signal: job.controller.signal,
+    send: (m: WorkerMessage) => void send(m),
+    log,
+  };
   settled = runJob(message, ctx).then((result) => {
     // Free before the result leaves: the next `run` may arrive as soon as the supervisor reads it.
     if (running === job) running = undefined;

@@ -46,7 +46,7 @@ describe('job dispatch in the worker with a diffusion model installed (tiny Stab
     return { ...job, edit: { ...job.edit, steps: 2, regSteps: 1, size: 64 } };
   };
 
-  it('renders with pix2pix-zero: image and mask of the input size, alpha kept, step previews, direction cached', async () => {
+  it('renders with pix2pix-zero: image and mask of the input size, alpha kept, step previews, direction and inversion cached on disk', async () => {
     const progress: EngineProgress[] = [];
     const result = await s.run(fast('render'), (p) => progress.push(p), never());
     if (result.status !== 'done') throw new Error(`render failed: ${JSON.stringify(result)}`);
@@ -63,6 +63,7 @@ describe('job dispatch in the worker with a diffusion model installed (tiny Stab
     expect(editPreviews.length).toBe(2);
     expect((await sharp(editPreviews[0]?.preview).metadata()).format).toBe('png');
     expect((await readdir(join(cacheDir, 'directions'))).length).toBeGreaterThan(0);
+    expect((await readdir(join(cacheDir, 'inversions'))).length).toBe(1);
   });
 
   it('previews through reduced diffusion when no generator is installed for the direction', async () => {
