@@ -4,9 +4,10 @@
 // recipe and only materialized when the model is written: large ones are streamed chunk by chunk into
 // one external weights file per model (as the real exports store them), small ones stay inline. So a
 // model the size of SD 1.5's UNet is never held in memory whole.
-import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { encodeModel, writeFileAtomic } from './model-io.js';
 import { ATTRIBUTE_TYPE, BYTES_PER_ELEMENT, DATA_LOCATION, DataType, onnx } from './onnx-proto.js';
 import type { AttributeProto, DataTypeCode, ModelProto, NodeProto, TensorProto, ValueInfoProto } from './onnx-proto.js';
 import { NormalStream, tensorSeed } from './prng.js';
@@ -303,10 +304,7 @@ export class GraphBuilder {
       await fh.close();
       await rename(tmp, weightsPath);
     }
-    const bytes = onnx.ModelProto.encode(model).finish();
-    const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}`);
-    await writeFile(tmp, bytes);
-    await rename(tmp, path);
+    await writeFileAtomic(path, encodeModel(model));
   }
 
   private uniqueNodeName(local: string): string {
