@@ -164,7 +164,7 @@ export async function downloadFile(url: string, path: string, file: RemoteFile, 
       const stalled = err instanceof Retryable && err.stalled;
       if (failures >= attempts) {
         if (stalled) {
-          throw new P2pzError('E_TIMEOUT', `The download of ${file.path} stalled: no data for ${Math.round(stallMs / 1000)} s, ${failures} times.`, 'Check the network connection and run the same command again: it resumes where it stopped.');
+          throw new P2pzError('E_TIMEOUT', `The download of ${file.path} stalled: no data for ${stallMs < 10_000 ? (stallMs / 1000).toFixed(1) : Math.round(stallMs / 1000)} s, ${failures} times.`, 'Check the network connection and run the same command again: it resumes where it stopped.');
         }
         throw new P2pzError('E_DOWNLOAD_FAILED', `${file.path}: ${reasonOf(err)} (${failures} attempts).`);
       }
