@@ -8,7 +8,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { EditParams, P2pzError } from '../../shared/protocol/index.js';
 import { defaultHome, homePaths } from '../config.js';
 import { runDiffusionPreview } from '../pipeline/diffusion-preview.js';
-import { loadUserBank } from '../pipeline/directions/sentence-bank.js';
+import { loadUserBank, SENTENCE_BANK_DEFAULTS, SENTENCE_BANK_LIMITS } from '../pipeline/directions/sentence-bank.js';
 import { DumpWriter } from '../pipeline/dump/dump-writer.js';
 import { runGanPreview, type PipelineOutcome } from '../pipeline/gan-preview.js';
 import { InversionCache } from '../pipeline/inversion-cache.js';
@@ -42,6 +42,7 @@ const USAGE = `p2pz edit IN --from WORD --to WORD [options]
   --device cpu|cuda    execution device (default: CUDA when usable, else CPU)
   --dump DIR           write every intermediate (.npy) for a step-by-step replay
   --source-bank FILE, --target-bank FILE   your own sentence banks (one sentence per line)
+  --bank-count N                           sentences per generated bank (default ${SENTENCE_BANK_DEFAULTS.count})
   --vae-latent mean|sample                 z0 from the VAE mean (default) or a seeded sample`;
 
 function numberFlag(name: string, value: string | undefined): number | undefined {
@@ -79,6 +80,7 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
     'source-bank': { type: 'string' },
     'target-bank': { type: 'string' },
     'vae-latent': { type: 'string' },
+    'bank-count': { type: 'string' },
   }, true);
   const input = positionals[0];
   if (input === undefined || positionals.length > 1) throw new P2pzError('E_BAD_REQUEST', 'Give exactly one input image.', USAGE.split('\n')[0]);
@@ -140,7 +142,8 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
     directionCacheDir: join(paths.home, EDIT_CLI_DEFAULTS.directionCache),
     inversionCache: new InversionCache({ dir: join(paths.home, EDIT_CLI_DEFAULTS.inversionCache) }),
   };
-  const request = { image, edit, model: basename(modelDir), ...(banks ? { banks } : {}) };
+  const bankCount = intFlag('bank-count', values['bank-count'], 1, SENTENCE_BANK_LIMITS.maxCount);
+  const request = { image, edit, model: basename(modelDir), ...(banks ? { banks } : {}), ...(bankCount === undefined ? {} : { bankCount }) };
   let outcome: PipelineOutcome;
   try {
     if (mode === 'preview') {

@@ -3,7 +3,7 @@
 // size — reported as engine `diffusion-preview`. It shares the direction and inversion caches with
 // full renders of the same settings.
 import type { EditParams } from '../../shared/protocol/index.js';
-import { runPix2PixZero, type DiffusionContext, type Pix2PixZeroResult } from './pix2pix-zero.js';
+import { runPix2PixZero, type DiffusionContext, type Pix2PixZeroRequest, type Pix2PixZeroResult } from './pix2pix-zero.js';
 
 export const DIFFUSION_PREVIEW_DEFAULTS = Object.freeze({
   maxSteps: 10,
@@ -18,7 +18,7 @@ export function previewSettings(edit: EditParams): EditParams {
 }
 
 export function runDiffusionPreview(
-  request: { readonly image: Uint8Array; readonly edit: EditParams; readonly model?: string; readonly stepPreviews?: boolean },
+  request: Omit<Pix2PixZeroRequest, 'engine' | 'dump'>,
   ctx: DiffusionContext,
 ): Promise<Pix2PixZeroResult> {
   return runPix2PixZero({ ...request, edit: previewSettings(request.edit), engine: 'diffusion-preview' }, ctx);

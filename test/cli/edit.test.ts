@@ -1,0 +1,141 @@
+// `p2pz edit` and `p2pz directions` through the CLI's main() in this process, and `p2pz edit` once
+// as `node bin/p2pz.js`: a non-square RGBA input on a generated tiny model gives a PNG of exactly
+// its size with its alpha, the same bytes for the same seed (in-process, from the inversion cache,
+// and in another process), the mask, and a complete dump.
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CliIo } from '../../daemon/cli/command.js';
+import { writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusion.js';
+import { DumpMeta } from '../../daemon/pipeline/dump/dump-writer.js';
+import { decodeNpy } from '../../daemon/pipeline/dump/npy.js';
+import { pixels, rgbaPng } from '../daemon/pipeline/tiny-pipeline.js';
+
+type Main = (argv: readonly string[], io: CliIo) => Promise<number>;
+
+/** daemon/cli.ts runs main() on import with process.argv; import it once with a harmless argv. */
+async function loadMain(): Promise<Main> {
+  const argv = process.argv;
+  const write = process.stdout.write;
+  process.argv = [argv[0]!, 'p2pz', '--version'];
+  process.stdout.write = (() => true) as typeof process.stdout.write;
+  try {
+    return (await import('../../daemon/cli.js')).main;
+  } finally {
+    process.argv = argv;
+    process.stdout.write = write;
+    process.exitCode = undefined;
+  }
+}
+
+let dir: string;
+let home: string;
+let modelDir: string;
+let inputPath: string;
+let input: Awaited<ReturnType<typeof rgbaPng>>;
+let main: Main;
+
+function io(): CliIo & { out: (t: string) => void; text: { out: string; err: string } } {
+  const text = { out: '', err: '' };
+  return { out: (t) => (text.out += t), err: (t) => (text.err += t), env: { P2PZ_HOME: home }, text };
+}
+
+function editArgs(out: string, extra: string[] = []): string[] {
+  return ['edit', inputPath, '--model', modelDir, '--from', 'cat', '--to', 'dog', '--steps', '2', '--reg-steps', '1', '--size', '64',
+    '--seed', '11', '--bank-count', '4', '--device', 'cpu', '--out', out, ...extra];
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'p2pz-cli-edit-'));
+  home = join(dir, 'home');
+  modelDir = join(dir, 'models', 'tiny');
+  await writeTinyStableDiffusion(modelDir, { flavour: 'opset17' });
+  input = await rgbaPng(53, 71);
+  inputPath = join(dir, 'in.png');
+  await writeFile(inputPath, input.png);
+  main = await loadMain();
+});
+
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+describe('p2pz edit', () => {
+  it('writes the edit at the input size with alpha, the mask and a complete dump; the same bytes again', async () => {
+    const out1 = join(dir, 'out1.png');
+    const mask = join(dir, 'mask.png');
+    const dump = join(dir, 'dump');
+    const first = io();
+    expect(await main(editArgs(out1, ['--mask', mask, '--dump', dump]), first)).toBe(0);
+    expect(first.text.out).toMatch(/out1\.png: cat → dog \(diffusion, cpu,/);
+    const px = await pixels(await readFile(out1));
+    expect([px.width, px.height, px.channels]).toEqual([53, 71, 4]);
+    for (let p = 0; p < 53 * 71; p++) expect(px.data[4 * p + 3]).toBe(input.raw[4 * p + 3]);
+    const m = await pixels(await readFile(mask));
+    expect([m.width, m.height, m.channels]).toEqual([53, 71, 1]);
+
+    const meta = DumpMeta.parse(JSON.parse(await readFile(join(dump, 'meta.json'), 'utf8')));
+    expect(meta).toMatchObject({ steps: 2, size: [64, 64], seed: 11, caption: 'a photo of a cat', source: 'cat', target: 'dog' });
+    const files = (await readdir(dump, { recursive: true })).filter((f) => f.includes('.')).sort();
+    expect(files).toEqual([
+      'caption_ids.npy', 'direction.npy', 'e_caption.npy',
+      'edit/000_eps.npy', 'edit/000_grad.npy', 'edit/000_loss.npy', 'edit/000_z.npy',
+      'edit/001_eps.npy', 'edit/001_grad.npy', 'edit/001_loss.npy', 'edit/001_z.npy',
+      'image_in.npy', 'image_out.npy',
+      'inversion/000_eps.npy', 'inversion/000_eps_reg.npy', 'inversion/000_rolls.json', 'inversion/000_z.npy',
+      'inversion/001_eps.npy', 'inversion/001_eps_reg.npy', 'inversion/001_rolls.json', 'inversion/001_z.npy',
+      'meta.json', 'reference/000_z.npy', 'reference/001_z.npy',
+      'sentences_source.txt', 'sentences_target.txt', 'z0.npy', 'zT.npy', 'z_final.npy',
+    ]);
+    expect(decodeNpy(await readFile(join(dump, 'image_out.npy'))).shape).toEqual([1, 3, 64, 64]);
+    expect(decodeNpy(await readFile(join(dump, 'edit/001_grad.npy'))).shape).toEqual([2, 4, 8, 8]);
+
+    // Again without a dump: the inversion comes from the data directory's cache; same bytes.
+    expect((await readdir(join(home, 'cache', 'inversions'))).filter((f) => f.endsWith('.npy'))).toHaveLength(1);
+    const out2 = join(dir, 'out2.png');
+    expect(await main(editArgs(out2), io())).toBe(0);
+    expect((await readFile(out2)).equals(await readFile(out1))).toBe(true);
+  });
+
+  it('as `node bin/p2pz.js edit` in its own process: the same bytes', async () => {
+    const out3 = join(dir, 'out3.png');
+    const { stdout } = await promisify(execFile)(process.execPath, ['bin/p2pz.js', ...editArgs(out3)], {
+      env: { ...process.env, P2PZ_HOME: join(dir, 'home-subprocess') },
+    });
+    expect(stdout).toMatch(/out3\.png: cat → dog/);
+    expect((await readFile(out3)).equals(await readFile(join(dir, 'out1.png')))).toBe(true);
+  });
+
+  it('refuses a missing --to, a bad --mode and a missing input with a message and exit 1', async () => {
+    for (const args of [
+      ['edit', inputPath, '--from', 'cat'],
+      ['edit', inputPath, '--from', 'cat', '--to', 'dog', '--mode', 'fast'],
+      ['edit', join(dir, 'nope.png'), '--model', modelDir, '--from', 'cat', '--to', 'dog'],
+    ]) {
+      const c = io();
+      expect(await main(args, c)).toBe(1);
+      expect(c.text.err).toMatch(/--to|--mode|could not be read/);
+    }
+  });
+});
+
+describe('p2pz directions', () => {
+  it('list names the built-in concepts; make writes Δ [1,77,D] and then reads it from the cache', async () => {
+    const list = io();
+    expect(await main(['directions', 'list'], list)).toBe(0);
+    for (const word of ['cat', 'dog', 'horse', 'zebra']) expect(list.text.out).toContain(word);
+    const npy = join(dir, 'delta.npy');
+    const args = ['directions', 'make', '--from', 'cat', '--to', 'zebra', '--model', modelDir, '--count', '3', '--out', npy, '--device', 'cpu'];
+    const first = io();
+    expect(await main(args, first)).toBe(0);
+    expect(first.text.out).toMatch(/cat → zebra: 3 \+ 3 sentences, ‖Δ‖ = /);
+    expect(first.text.out).not.toContain('(cached)');
+    const delta = decodeNpy(await readFile(npy));
+    expect(delta.shape).toEqual([1, 77, 32]);
+    const second = io();
+    expect(await main(args, second)).toBe(0);
+    expect(second.text.out).toContain('(cached)');
+    expect((await stat(join(home, 'cache', 'directions'))).isDirectory()).toBe(true);
+  });
+});
