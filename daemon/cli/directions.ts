@@ -6,7 +6,7 @@ import { writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { defaultHome, homePaths } from '../config.js';
-import { loadDiffusionModel } from '../pipeline/diffusion-model.js';
+import { loadTextModel } from '../pipeline/diffusion-model.js';
 import { editDirection } from '../pipeline/directions/edit-direction.js';
 import { BUILT_IN_CONCEPTS, loadUserBank, SENTENCE_BANK_DEFAULTS, SENTENCE_BANK_LIMITS, sentenceBankPair } from '../pipeline/directions/sentence-bank.js';
 import { encodeNpy } from '../pipeline/dump/npy.js';
@@ -55,7 +55,7 @@ async function make(args: readonly string[], io: CliIo): Promise<number> {
   const execution = await chooseExecution(devicePreference(values.device, io.env));
   const models = new SessionCache({ modelsDir: dirname(modelDir), executionProviders: execution.executionProviders });
   try {
-    const model = await loadDiffusionModel(models, basename(modelDir));
+    const model = await loadTextModel(models, basename(modelDir));
     const d = await editDirection(models, model, banks, { cacheDir: join(paths.home, EDIT_CLI_DEFAULTS.directionCache) });
     let norm = 0;
     for (const v of d.delta) norm += v * v;

@@ -148,22 +148,24 @@ async function latentScaleOf(models: Pick<ModelSessions, 'resolve'>, folder: str
   return DIFFUSION_MODEL_DEFAULTS.latentScale;
 }
 
-/** Loads the folder `name` of the models directory: configuration, tokenizer, and the components'
- *  input/output conventions from their sessions' metadata (sessions stay in the cache). */
-export async function loadDiffusionModel(models: ModelSessions, name: string): Promise<DiffusionModel> {
-  const folder = name;
-  const rel = (p: string): string => join(folder, p);
-  await readJsonFile(await models.resolve(rel(MODEL_LAYOUT.index)), ModelIndex, 'model_index.json');
-  const scheduler = await loadSchedulerConfig(await models.resolve(rel(MODEL_LAYOUT.scheduler)));
-  const tokenizer = await ClipTokenizer.load(dirname(await models.resolve(rel(join(MODEL_LAYOUT.tokenizer, 'vocab.json')))));
-  const latentScale = await latentScaleOf(models, folder);
-  const paths = {
-    textEncoder: rel(MODEL_LAYOUT.textEncoder),
-    unet: rel(MODEL_LAYOUT.unet),
-    vaeEncoder: rel(MODEL_LAYOUT.vaeEncoder),
-    vaeDecoder: rel(MODEL_LAYOUT.vaeDecoder),
-  };
+/** The parts of a model folder the text side needs (tokenizer, text encoder); what Δ is made from. */
+export type TextModel = Pick<DiffusionModel, 'name' | 'folder' | 'tokenizer' | 'paths' | 'textEncoder' | 'textWidth'>;
 
+function componentPaths(folder: string): DiffusionModel['paths'] {
+  return {
+    textEncoder: join(folder, MODEL_LAYOUT.textEncoder),
+    unet: join(folder, MODEL_LAYOUT.unet),
+    vaeEncoder: join(folder, MODEL_LAYOUT.vaeEncoder),
+    vaeDecoder: join(folder, MODEL_LAYOUT.vaeDecoder),
+  };
+}
+
+/** Loads only the tokenizer and the text encoder's conventions of the folder `name` (no UNet, no VAE). */
+export async function loadTextModel(models: ModelSessions, name: string): Promise<TextModel> {
+  const folder = name;
+  await readJsonFile(await models.resolve(join(folder, MODEL_LAYOUT.index)), ModelIndex, 'model_index.json');
+  const tokenizer = await ClipTokenizer.load(dirname(await models.resolve(join(folder, MODEL_LAYOUT.tokenizer, 'vocab.json'))));
+  const paths = componentPaths(folder);
   const te = await models.get(paths.textEncoder);
   const teInput = te.inputNames[0];
   const teInputMeta = teInput === undefined ? undefined : tensorMeta(te, teInput, 'input');
@@ -172,6 +174,27 @@ export async function loadDiffusionModel(models: ModelSessions, name: string): P
   }
   const teOutput = te.outputNames.includes('last_hidden_state') ? 'last_hidden_state' : te.outputNames[0];
   if (!teOutput) throw invalid('The text encoder has no output.');
+  const textEncoder = { input: teInput, output: teOutput, ids: teInputMeta.type };
+  let width = tensorMeta(te, teOutput, 'output')?.shape[2];
+  if (typeof width !== 'number' || width <= 0) {
+    // A symbolic width: one run of the empty text tells it.
+    const ids = tokenizer.encode('').ids;
+    const input = textEncoder.ids === 'int64'
+      ? new Tensor('int64', BigInt64Array.from(ids, (v) => BigInt(v)), [1, ids.length])
+      : new Tensor('int32', Int32Array.from(ids), [1, ids.length]);
+    const out = outputData(await models.run(paths.textEncoder, { [teInput]: input }), teOutput);
+    width = out.length / ids.length;
+  }
+  return { name, folder, tokenizer, paths, textEncoder, textWidth: width };
+}
+
+/** Loads the folder `name` of the models directory: configuration, tokenizer, and the components'
+ *  input/output conventions from their sessions' metadata (sessions stay in the cache). */
+export async function loadDiffusionModel(models: ModelSessions, name: string): Promise<DiffusionModel> {
+  const text = await loadTextModel(models, name);
+  const { folder, paths } = text;
+  const scheduler = await loadSchedulerConfig(await models.resolve(join(folder, MODEL_LAYOUT.scheduler)));
+  const latentScale = await latentScaleOf(models, folder);
 
   const unet = await models.get(paths.unet);
   const ts = tensorMeta(unet, 'timestep', 'input');
@@ -184,6 +207,7 @@ export async function loadDiffusionModel(models: ModelSessions, name: string): P
   }
   const width = ehs.shape[2];
   if (typeof width !== 'number' || width <= 0) throw invalid('The UNet does not declare the width of encoder_hidden_states.');
+  if (width !== text.textWidth) throw invalid(`The text encoder's width ${text.textWidth} differs from the UNet's ${width}.`);
 
   const enc = await models.get(paths.vaeEncoder);
   const encInput = enc.inputNames[0];
@@ -200,10 +224,10 @@ export async function loadDiffusionModel(models: ModelSessions, name: string): P
   if (!decInput || !decOutput) throw invalid('The VAE decoder has no input or output.');
 
   return {
-    name, folder, scheduler, tokenizer, latentScale, paths,
-    textEncoder: { input: teInput, output: teOutput, ids: teInputMeta.type },
+    ...text,
+    scheduler,
+    latentScale,
     timestep: { type: ts.type, scalar: ts.shape.length === 0 },
-    textWidth: width,
     vaeEncoder: { input: encInput, output: encOutput, kind },
     vaeDecoder: { input: decInput, output: decOutput },
   };

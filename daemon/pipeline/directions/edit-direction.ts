@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { P2pzError } from '../../../shared/protocol/index.js';
-import { componentHash, fileHash, MODEL_LAYOUT, type DiffusionModel } from '../diffusion-model.js';
+import { componentHash, fileHash, MODEL_LAYOUT, type TextModel } from '../diffusion-model.js';
 import { decodeNpy, encodeNpy } from '../dump/npy.js';
 import type { ModelSessions } from '../gan-preview.js';
 import { encodeTokenIds, tokenizeAll } from '../text/text-encoder.js';
@@ -42,7 +42,7 @@ export interface EditDirectionOptions {
 }
 
 /** The cache key of Δ for these banks and this model's text encoder and tokenizer. */
-export async function editDirectionKey(models: ModelSessions, model: DiffusionModel, banks: SentenceBanks): Promise<string> {
+export async function editDirectionKey(models: ModelSessions, model: TextModel, banks: SentenceBanks): Promise<string> {
   const h = createHash('sha256');
   h.update(`p2pz.direction.v${EDIT_DIRECTION_DEFAULTS.cacheVersion}\n`);
   h.update(await componentHash(models, model.paths.textEncoder));
@@ -55,7 +55,7 @@ export async function editDirectionKey(models: ModelSessions, model: DiffusionMo
  * Mean of E_text over a bank: μ[t,d] = (1/N) Σ_n E(s_n)[t,d], [T,D] (float64 sums).
  */
 async function bankMean(
-  models: ModelSessions, model: DiffusionModel, sentences: readonly string[], done: number, total: number, options: EditDirectionOptions,
+  models: ModelSessions, model: TextModel, sentences: readonly string[], done: number, total: number, options: EditDirectionOptions,
 ): Promise<Float64Array> {
   const ids = tokenizeAll(model, sentences);
   const T = ids[0]!.length;
@@ -77,7 +77,7 @@ async function bankMean(
 
 /** Δ = mean_target − mean_source, [T,D]; from the disk cache when present. */
 export async function editDirection(
-  models: ModelSessions, model: DiffusionModel, banks: SentenceBanks, options: EditDirectionOptions = {},
+  models: ModelSessions, model: TextModel, banks: SentenceBanks, options: EditDirectionOptions = {},
 ): Promise<EditDirection> {
   if (banks.source.length === 0 || banks.target.length === 0) throw new P2pzError('E_BAD_REQUEST', 'Both sentence banks need at least one sentence.');
   const key = await editDirectionKey(models, model, banks);
