@@ -1,4 +1,4 @@
-/// <reference path="../../node_modules/@figma/plugin-typings/plugin-api-standalone.d.ts" />
+/// <reference path="../../node_modules/@figma/plugin-typings/plugin-api.d.ts" />
 // The edit a result layer was made with: its name, the record kept in its plugin data, and the
 // "Re-run edit" relaunch button that brings the record back into the plugin.
 import { LayerEdit } from '../../shared/protocol/plugin.js';

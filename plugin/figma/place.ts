@@ -1,4 +1,4 @@
-/// <reference path="../../node_modules/@figma/plugin-typings/plugin-api-standalone.d.ts" />
+/// <reference path="../../node_modules/@figma/plugin-typings/plugin-api.d.ts" />
 // Writes a result back into the document: a new layer directly above the original, in the same parent,
 // with the same position, size and rotation, named like "cat → dog (seed 42)" and carrying its edit
 // record. An image-fill result is a duplicate of the original layer with the new image in the same

@@ -1,4 +1,4 @@
-/// <reference path="../../node_modules/@figma/plugin-typings/plugin-api-standalone.d.ts" />
+/// <reference path="../../node_modules/@figma/plugin-typings/plugin-api.d.ts" />
 // The sandbox side of the plugin: how it starts (menu command, quick action with source and target
 // words, or the "Re-run edit" relaunch button), what it tells the UI (the stored token, the selection),
 // and the UI's requests it carries out (read layer pixels, place results, store the token, notify).

@@ -1,4 +1,4 @@
-/// <reference path="../../node_modules/@figma/plugin-typings/plugin-api-standalone.d.ts" />
+/// <reference path="../../node_modules/@figma/plugin-typings/plugin-api.d.ts" />
 // Which selected layers p2pz can edit, and reading their pixels. A plain image layer (one visible
 // image fill, no children) is read as the original image bytes (`getImageByHash().getBytesAsync()`),
 // so the result replaces the image inside the same fill, crop and all; any other layer is rendered

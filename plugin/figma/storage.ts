@@ -1,4 +1,4 @@
-/// <reference path="../../node_modules/@figma/plugin-typings/plugin-api-standalone.d.ts" />
+/// <reference path="../../node_modules/@figma/plugin-typings/plugin-api.d.ts" />
 // What the plugin keeps per user in figma.clientStorage: the daemon token (so pairing happens once)
 // and, for a daemon started with `--port N`, its port. Stored values are checked on the way out.
 import { DEFAULT_PORT } from '../../shared/protocol/version.js';

@@ -1,4 +1,4 @@
-/// <reference path="../../node_modules/@figma/plugin-typings/plugin-api-standalone.d.ts" />
+/// <reference path="../../node_modules/@figma/plugin-typings/plugin-api.d.ts" />
 // Quick-action suggestions for the source and target words. Both are free-form; the suggestions are
 // the directions the daemon has a fast GAN preview for (asked once, from its open health endpoint, with
 // a short timeout so that typing never waits on a daemon that is not running) and the built-in ones.

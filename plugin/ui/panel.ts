@@ -83,6 +83,8 @@ export class Panel {
   private selectionProblem: string | null = 'Select an image layer.';
   private running: RunningJob | null = null;
   private results: ResultEntry[] = [];
+  /** What the caption says about the shown results (restored when a later job ends without new ones). */
+  private resultsCaption = '';
   private autoPreview = false;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly waiters = new Map<string, (event: JobEvent) => void>();
@@ -248,9 +250,10 @@ export class Panel {
   private wire(): void {
     const u = this.ui;
     u.problemRetry.addEventListener('click', () => void this.connect());
-    u.pairForm.addEventListener('submit', (event) => {
-      event.preventDefault();
-      void this.pair(u.pairCode.value.trim());
+    // No <form> submission: the plugin iframe's sandbox may not allow forms.
+    u.pairButton.addEventListener('click', () => void this.pair(u.pairCode.value.trim()));
+    u.pairCode.addEventListener('keydown', (event) => {
+      if (event.key === 'Enter') void this.pair(u.pairCode.value.trim());
     });
     u.swap.addEventListener('click', () => {
       const s = u.source.value;
@@ -378,6 +381,7 @@ export class Panel {
     const job: RunningJob = { kind, jobId: null, cancelled: false };
     this.running = job;
     this.showJobProblem(null);
+    this.ui.resultCaption.textContent = this.resultsCaption;
     this.updateButtons();
     this.showProgress(kind === 'render' ? 'Reading layers' : 'Reading layers', '', 0);
     const fresh: ResultEntry[] = [];
@@ -395,9 +399,9 @@ export class Panel {
         this.showResults(fresh, terminal.outcome);
       }
       if (job.cancelled) {
+        if (fresh.length === 0) this.showResults(this.results, null);
         this.ui.resultCaption.textContent = fresh.length > 0 ? 'Cancelled: the finished layers are kept.' : 'Cancelled.';
         this.ui.result.hidden = false;
-        if (fresh.length === 0) this.showResults(this.results, null);
       }
     } catch (err) {
       this.showJobProblem(problemFor(err, client.port));
@@ -526,8 +530,9 @@ export class Panel {
     if (outcome !== null) {
       const seconds = outcome.timings['total'];
       const time = seconds === undefined ? '' : ` · ${(seconds / 1000).toFixed(1)} s`;
-      u.resultCaption.textContent = `${ENGINE_LABELS[outcome.engine]} · ${outcome.device.toUpperCase()}${time}`;
+      this.resultsCaption = `${ENGINE_LABELS[outcome.engine]} · ${outcome.device.toUpperCase()}${time}`;
     }
+    u.resultCaption.textContent = this.resultsCaption;
   }
 
   private async apply(): Promise<void> {

@@ -41,24 +41,21 @@ export function commandIn(hint: string): string | null {
   return match?.[1] ?? null;
 }
 
+/**
+ * The daemon did not answer. From inside the plugin's iframe (an opaque `null` origin) the browser's
+ * answer about the local-network permission is not about figma.com, so it cannot tell a blocked
+ * request from a stopped daemon: the panel gives the start command and says how to allow the
+ * permission, worded for a browser that is asking ('prompt') or one that may have been told no.
+ */
 export function unreachableProblem(port: number, permission: LocalNetworkPermission): Problem {
-  if (permission === 'denied') {
-    return {
-      title: 'Your browser blocks Figma from reaching apps on this computer.',
-      hint: 'Click the site settings icon left of the address bar, set “Local network access” to Allow, then reopen the plugin.',
-      command: null,
-      note: 'The Figma desktop app does not need this permission.',
-      pair: false,
-    };
-  }
   return {
     title: `The p2pz daemon is not running on port ${port}.`,
     hint: `Start it in the p2pz folder with the command below (or run ${SERVE_COMMAND}), then try again.`,
     command: START_COMMAND,
     note:
       permission === 'prompt'
-        ? 'If your browser asks to let Figma access devices on your local network, choose Allow.'
-        : 'Figma in a browser: if the daemon is running, allow “Local network access” for figma.com in the site settings.',
+        ? 'If your browser asks to let Figma reach apps on this device, choose Allow.'
+        : 'Figma in a browser: if the daemon is running, allow “Local network access” for figma.com (site settings, left of the address bar) and reopen the plugin. The desktop app needs nothing.',
     pair: false,
   };
 }

@@ -19,7 +19,7 @@ export function panelElements(doc: Document = document) {
     problemNote: e('problem-note', HTMLElement),
     problemRetry: e('problem-retry', HTMLButtonElement),
     pair: e('pair', HTMLElement),
-    pairForm: e('pair-form', HTMLFormElement),
+    pairButton: e('pair-button', HTMLButtonElement),
     pairCode: e('pair-code', HTMLInputElement),
     editor: e('editor', HTMLElement),
     selection: e('selection', HTMLElement),

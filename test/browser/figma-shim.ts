@@ -86,6 +86,8 @@ export interface FigmaShim {
   /** Bytes that `node.exportAsync` returns. */
   setExportBytes(node: SceneNode, bytes: Uint8Array): void;
   select(nodes: SceneNode[]): void;
+  /** The pixel size of a stored image, or null for an unknown hash. */
+  imageHeader(hash: string): { width: number; height: number } | null;
 }
 
 interface ShimNode {
@@ -364,6 +366,10 @@ export function createFigmaShim(options: { command?: string } = {}): FigmaShim {
     },
     select: (nodes) => {
       stub.currentPage.selection = nodes as unknown as ShimNode[];
+    },
+    imageHeader: (hash) => {
+      const stored = images.get(hash);
+      return stored === undefined ? null : imageSize(stored);
     },
   };
   return shim;

@@ -1,0 +1,34 @@
+// Real headless Chromium for browser tests: Debian's /usr/bin/chromium driven by playwright-core
+// (no browser download), a fresh profile per launch, nothing reaching beyond 127.0.0.1.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type BrowserContext } from 'playwright-core';
+
+export const CHROMIUM_DEFAULTS = Object.freeze({
+  executablePath: process.env['P2PZ_CHROMIUM'] ?? '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+
+export interface Chromium {
+  readonly context: BrowserContext;
+  close(): Promise<void>;
+}
+
+export async function launchChromium(): Promise<Chromium> {
+  const profile = await mkdtemp(join(tmpdir(), 'p2pz-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM_DEFAULTS.executablePath,
+    headless: true,
+    args: CHROMIUM_DEFAULTS.args,
+    viewport: { width: 900, height: 760 },
+    deviceScaleFactor: 2,
+  });
+  return {
+    context,
+    close: async () => {
+      await context.close();
+      await rm(profile, { recursive: true, force: true });
+    },
+  };
+}

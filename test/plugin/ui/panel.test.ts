@@ -1,0 +1,242 @@
+// The plugin end to end in real headless Chromium: the built sandbox runs on the figma-api-stub shim
+// in a host page that plays Figma's part, the built UI runs in a sandboxed (origin `null`) iframe, and
+// both talk to a real daemon on 127.0.0.1 whose real worker runs the tiny GAN generator for cat → dog.
+// The test pairs, previews, renders (a held render is cancelled first), applies, and checks the layers
+// the sandbox created. Screenshots go to test-artifacts/plugin-ui/.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Frame, Page } from 'playwright-core';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { homePaths } from '../../../daemon/config.js';
+import { startDaemon, type RunningDaemon } from '../../../daemon/daemon.js';
+import { silentLogger } from '../../../daemon/log.js';
+import { writeTinyImg2Img } from '../../../daemon/onnx/tiny/img2img.js';
+import { WorkerSupervisor } from '../../../daemon/worker/supervisor.js';
+import { launchChromium, type Chromium } from '../../browser/chromium.js';
+import type { HostLayer, LayerSummary } from '../../browser/figma-host.js';
+import { serveHostPage, type HostPage } from '../../browser/host-page.js';
+import { HoldRenders } from '../../browser/hold-renders.js';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const artifacts = join(root, 'test-artifacts/plugin-ui');
+
+/** A 96×64 test photo: a warm gradient with a darker disc (something for the generator to change). */
+async function photo(): Promise<string> {
+  const w = 96;
+  const h = 64;
+  const raw = Buffer.alloc(w * h * 3);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const inDisc = (x - 48) ** 2 + (y - 32) ** 2 < 20 ** 2;
+      const i = (y * w + x) * 3;
+      raw[i] = inDisc ? 90 : 200 + (x % 40);
+      raw[i + 1] = inDisc ? 60 : 140 + (y % 50);
+      raw[i + 2] = inDisc ? 40 : 90;
+    }
+  }
+  return (await sharp(raw, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer()).toString('base64');
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+async function startPlugin(page: Page, options: { port: number; layers: HostLayer[]; select: string[] }): Promise<Frame> {
+  await page.evaluate((o) => window.p2pzHost.start(o), options);
+  const frame = page.frames().find((f) => f.parentFrame() === page.mainFrame());
+  if (frame === undefined) throw new Error('the plugin iframe did not load');
+  return frame;
+}
+
+const text = (frame: Frame, id: string): Promise<string> => frame.evaluate((i) => document.getElementById(i)?.textContent ?? '', id);
+const visible = (frame: Frame, id: string): Promise<boolean> => frame.evaluate((i) => { const el = document.getElementById(i); return el !== null && !el.hidden && el.getClientRects().length > 0; }, id);
+const waitText = (frame: Frame, id: string, pattern: RegExp): Promise<unknown> =>
+  frame.waitForFunction(([i, source]) => new RegExp(source).test(document.getElementById(i)?.textContent ?? ''), [id, pattern.source] as const, { timeout: 30_000 });
+
+async function shot(page: Page, name: string): Promise<void> {
+  await page.locator('#plugin-ui').screenshot({ path: join(artifacts, `${name}.png`) });
+}
+
+describe('Figma plugin UI in Chromium against a real daemon', () => {
+  let home: string;
+  let daemon: RunningDaemon;
+  let engine: HoldRenders;
+  let host: HostPage;
+  let chromium: Chromium;
+
+  beforeAll(async () => {
+    await mkdir(artifacts, { recursive: true });
+    home = await mkdtemp(join(tmpdir(), 'p2pz-plugin-'));
+    const models = homePaths(home).models;
+    const gan = join(models, 'gan', 'cat-dog');
+    await mkdir(gan, { recursive: true });
+    await writeTinyImg2Img(join(gan, 'generator.onnx'), { seed: 3 });
+    await writeFile(join(gan, 'meta.json'), JSON.stringify({ v: 1, source: 'cat', target: 'dog', size: 64 }));
+    engine = new HoldRenders(new WorkerSupervisor({ modelsDir: models, workerPath: join(root, 'dist/daemon/worker.js'), device: 'cpu', log: silentLogger }));
+    daemon = await startDaemon({ port: 0, home, engine, log: silentLogger });
+    host = await serveHostPage();
+    chromium = await launchChromium();
+  });
+
+  afterAll(async () => {
+    await chromium?.close();
+    await host?.close();
+    await daemon?.close();
+    if (home) await rm(home, { recursive: true, force: true });
+  });
+
+  it('pairs, previews, cancels a render, renders again, applies, and one undo removes the result', async () => {
+    const page = await chromium.context.newPage();
+    await page.goto(host.url);
+    const original = { name: 'Cat photo', kind: 'image', x: 120, y: 80, width: 240, height: 160, rotation: 10, png: await photo() } as const;
+    const frame = await startPlugin(page, { port: daemon.port, layers: [original], select: ['Cat photo'] });
+
+    // 1. Not paired yet: the daemon answers health, the panel asks for the code.
+    await waitText(frame, 'status-text', /^Not paired$/);
+    expect(await visible(frame, 'pair')).toBe(true);
+    expect(await text(frame, 'selection-text')).toBe('Cat photo · 240×160 · image');
+    expect(await text(frame, 'device')).toMatch(/CPU · no diffusion model .*· 1 quick preview$/);
+    await shot(page, '1-pairing');
+    const ui = page.frameLocator('#plugin-ui');
+    await ui.locator('#pair-code').fill(daemon.pairingCode().code);
+    await ui.locator('#pair-button').click();
+    await waitText(frame, 'status-text', /^Ready$/);
+    const token = await page.evaluate(() => window.p2pzHost.storage('p2pz.token'));
+    expect(typeof token).toBe('string');
+    expect(await visible(frame, 'pair')).toBe(false);
+
+    // Record every progress text the panel shows.
+    await frame.evaluate(() => {
+      const log: string[] = [];
+      (window as unknown as { progressLog: string[] }).progressLog = log;
+      const stage = document.getElementById('progress-stage');
+      const step = document.getElementById('progress-step');
+      new MutationObserver(() => log.push(`${stage?.textContent ?? ''} | ${step?.textContent ?? ''}`)).observe(document.getElementById('progress') as Node, { subtree: true, childList: true, characterData: true });
+    });
+    const progressLog = (): Promise<string[]> => frame.evaluate(() => (window as unknown as { progressLog: string[] }).progressLog);
+
+    // 2. Preview: the fast GAN for cat → dog (its chip is marked fast).
+    const chip = ui.locator('.chip[data-fast="true"]', { hasText: 'cat → dog' });
+    await chip.click();
+    expect(await ui.locator('#source').inputValue()).toBe('cat');
+    expect(await ui.locator('#target').inputValue()).toBe('dog');
+    await ui.locator('#preview').click();
+    await waitText(frame, 'result-caption', /^Quick preview \(GAN\) · CPU/);
+    expect(await ui.locator('#result-images img').count()).toBe(1);
+    expect(await progressLog()).toEqual(expect.arrayContaining(['Generating | step 0 of 1']));
+    await shot(page, '2-preview');
+
+    // 3. Render, held before the worker so that it is surely running; Cancel stops it.
+    engine.holdNextRender();
+    await ui.locator('#render').click();
+    await waitText(frame, 'progress-stage', /^Starting$/);
+    expect(await visible(frame, 'cancel')).toBe(true);
+    expect(await ui.locator('#render').isDisabled()).toBe(true);
+    expect(engine.held).toBe(1);
+    await shot(page, '3-render-running');
+    await ui.locator('#cancel').click();
+    await waitText(frame, 'result-caption', /^Cancelled\.$/);
+    expect(await visible(frame, 'cancel')).toBe(false);
+    expect(await visible(frame, 'progress')).toBe(false);
+    expect(await ui.locator('#render').isDisabled()).toBe(false);
+    // The preview is kept after a cancelled render.
+    expect(await ui.locator('#result-images img').count()).toBe(1);
+
+    // 4. Render again, for real: the full pipeline needs a diffusion model; none is installed here, so
+    // the panel must say so with the install command. Once a render can finish, its result is checked.
+    await ui.locator('#render').click();
+    await frame.waitForFunction(() => !document.getElementById('job-problem')?.hidden || /Full render/.test(document.getElementById('result-caption')?.textContent ?? ''), undefined, { timeout: 60_000 });
+    let kind: 'preview' | 'render' = 'preview';
+    if (await visible(frame, 'job-problem')) {
+      expect(await text(frame, 'job-problem-title')).toMatch(/not installed|not available/);
+      expect(await visible(frame, 'job-problem-command')).toBe(true);
+      expect(await text(frame, 'job-problem-command')).toMatch(/^p2pz models install/);
+      // The preview stays shown, with its own caption again.
+      expect(await text(frame, 'result-caption')).toMatch(/^Quick preview \(GAN\) · CPU/);
+      await shot(page, '4-render-model-missing');
+    } else {
+      kind = 'render';
+      expect(await text(frame, 'result-caption')).toMatch(/^Full render · CPU/);
+      expect((await progressLog()).some((line) => /\| step \d+ of \d+$/.test(line))).toBe(true);
+      await shot(page, '4-render');
+    }
+    await frame.waitForFunction(() => document.getElementById('progress')?.hidden === true);
+
+    // 5. Apply: a new layer above the original, same frame, named after the edit, with its record.
+    await ui.locator('#apply').click();
+    await waitText(frame, 'result-caption', /^Placed 1 layer on the canvas\.$/);
+    const layers: LayerSummary[] = await page.evaluate(() => window.p2pzHost.layers());
+    const [before, placed, maybeMask] = layers;
+    expect(before?.name).toBe('Cat photo');
+    const name = kind === 'preview' ? 'cat → dog (preview, seed 42)' : 'cat → dog (seed 42)';
+    expect(placed?.name).toBe(name);
+    expect(placed?.type).toBe('RECTANGLE');
+    expect(placed?.x).toBeCloseTo(120, 9);
+    expect(placed?.y).toBeCloseTo(80, 9);
+    expect(placed?.rotation).toBeCloseTo(10, 9);
+    expect([placed?.width, placed?.height]).toEqual([240, 160]);
+    expect(placed?.imageSize).toEqual({ width: 96, height: 64 }); // the daemon returns the input's size
+    expect(JSON.parse(placed?.edit ?? '{}')).toMatchObject({ source: 'cat', target: 'dog', seed: 42, kind, originalId: before?.id });
+    expect(placed?.relaunch).toEqual({ rerun: 'cat → dog, seed 42' });
+    if (kind === 'preview') {
+      expect(layers).toHaveLength(2); // the GAN preview has no attention mask
+    } else {
+      // The render's mask, as a hidden separate layer (the default mask mode).
+      expect(maybeMask).toMatchObject({ name: `Mask · ${name}`, visible: false, x: placed?.x, y: placed?.y, width: 240, height: 160 });
+    }
+    expect(await page.evaluate(() => window.p2pzHost.notifications())).toEqual(expect.arrayContaining([{ text: 'Paired with the p2pz daemon', error: false }, { text: 'Placed cat → dog', error: false }]));
+    await shot(page, '5-applied');
+
+    // 6. One undo removes exactly that result.
+    await page.evaluate(() => window.p2pzHost.undo());
+    expect((await page.evaluate(() => window.p2pzHost.layers())).map((l) => l.name)).toEqual(['Cat photo']);
+    await page.close();
+  });
+
+  it('shows the start command when no daemon answers, and ignores messages from other frames', async () => {
+    const page = await chromium.context.newPage();
+    await page.goto(host.url);
+    const port = await freePort();
+    const frame = await startPlugin(page, { port, layers: [{ name: 'Card', kind: 'frame', x: 0, y: 0, width: 100, height: 80, png: await photo() }], select: ['Card'] });
+    await waitText(frame, 'problem-title', /^The p2pz daemon is not running on port \d+\.$/);
+    expect(await text(frame, 'problem-title')).toBe(`The p2pz daemon is not running on port ${port}.`);
+    expect(await text(frame, 'problem-command')).toBe('npm start');
+    expect(await visible(frame, 'problem-retry')).toBe(true);
+    expect(await text(frame, 'status-text')).toBe('Not running');
+    expect(await ui(page).locator('#preview').isDisabled()).toBe(true);
+    await shot(page, '6-not-running');
+
+    // A sibling frame forges a selection message; only the parent (Figma's host) may speak (R24).
+    const seen = await frame.evaluate(() => {
+      const texts: string[] = [];
+      const el = document.getElementById('selection-text') as Node;
+      new MutationObserver(() => texts.push(el.textContent ?? '')).observe(el, { childList: true, characterData: true, subtree: true });
+      (window as unknown as { selectionLog: string[] }).selectionLog = texts;
+      return el.textContent;
+    });
+    expect(seen).toBe('Card · 100×80 · layer rendered as image');
+    await page.evaluate(() => {
+      const forger = document.createElement('iframe');
+      forger.srcdoc = `<script>parent.frames[0].postMessage({pluginMessage:{v:1,type:'selection',items:[{nodeId:'9:9',name:'Forged',width:1,height:1,read:'export'}],problem:null}},'*');</script>`;
+      document.body.append(forger);
+    });
+    // Then the real host deselects; once that shows, the forged message (posted earlier) was handled too.
+    await page.evaluate(() => window.p2pzHost.shim?.select([]));
+    await waitText(frame, 'selection-text', /^Select an image layer/);
+    expect(await frame.evaluate(() => (window as unknown as { selectionLog: string[] }).selectionLog.some((t) => t.includes('Forged')))).toBe(false);
+    await page.close();
+  });
+});
+
+function ui(page: Page) {
+  return page.frameLocator('#plugin-ui');
+}
