@@ -1,0 +1,110 @@
+// A full render through the real daemon: startDaemon on 127.0.0.1:0 with the built worker, a tiny
+// model installed in a temporary P2PZ_HOME, a paired client on the event stream. A non-square RGBA
+// upload comes back at exactly its size with its alpha and a mask, the same bytes for the same seed;
+// a cancel mid-edit gives exactly one `cancelled` event, no decode and no stored result.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLIENT_HEADER, ImageUploadResponse, JobOutcome, JobResponse, PROTOCOL_VERSION, ServerEvent } from '../../../shared/protocol/index.js';
+import { startDaemon, type RunningDaemon } from '../../../daemon/daemon.js';
+import { silentLogger } from '../../../daemon/log.js';
+import { writeTinyStableDiffusion } from '../../../daemon/onnx/tiny/stable-diffusion.js';
+import { EventClient, send } from '../server/helpers.js';
+import { pixels, rgbaPng } from './tiny-pipeline.js';
+
+const WORKER = join(process.cwd(), 'dist/daemon/worker.js');
+const CLIENT = 'client-render-1';
+const W = 66;
+const H = 90;
+
+let home: string;
+let daemon: RunningDaemon;
+let token: string;
+let events: EventClient;
+let input: Awaited<ReturnType<typeof rgbaPng>>;
+let imageId: string;
+
+beforeAll(async () => {
+  home = await mkdtemp(join(tmpdir(), 'p2pz-render-'));
+  await writeTinyStableDiffusion(join(home, 'models', 'tiny-sd'), { flavour: 'opset14' });
+  daemon = await startDaemon({ port: 0, home, log: silentLogger, device: 'cpu', supervisor: { workerPath: WORKER, env: { CUDA_VISIBLE_DEVICES: '' } } });
+  const { code } = daemon.pairingCode();
+  token = ((await send(daemon, { method: 'POST', path: '/v1/pair', json: { v: PROTOCOL_VERSION, code } })).json as { token: string }).token;
+  events = EventClient.connect(daemon, { Origin: 'null' });
+  await events.opened;
+  events.sendJson({ v: PROTOCOL_VERSION, type: 'hello', token, clientId: CLIENT });
+  await events.next((e) => e['type'] === 'welcome');
+  input = await rgbaPng(W, H);
+  const uploaded = await send(daemon, { method: 'POST', path: '/v1/images', token, body: input.png, headers: { 'Content-Type': 'image/png' } });
+  imageId = ImageUploadResponse.parse(uploaded.json).imageId;
+});
+
+afterAll(async () => {
+  events?.ws.close();
+  await daemon?.close();
+  await rm(home, { recursive: true, force: true });
+});
+
+function submit(jobId: string, edit: Record<string, unknown>): ReturnType<typeof send> {
+  return send(daemon, {
+    method: 'POST', path: '/v1/jobs', token, headers: { [CLIENT_HEADER]: CLIENT },
+    json: { v: PROTOCOL_VERSION, jobId, kind: 'render', imageId, model: 'tiny-sd', edit: { source: 'cat', target: 'dog', size: 64, regSteps: 1, seed: 9, ...edit } },
+  });
+}
+
+async function finished(jobId: string): Promise<JobOutcome> {
+  const e = await events.next((x) => x['jobId'] === jobId && (x['type'] === 'finished' || x['type'] === 'error'), 90_000);
+  expect(e['type'], JSON.stringify(e)).toBe('finished');
+  return JobOutcome.parse(e['outcome']);
+}
+
+async function download(id: string): Promise<Buffer> {
+  const r = await send(daemon, { path: `/v1/results/${id}`, token });
+  expect(r.status).toBe(200);
+  return r.bytes;
+}
+
+describe('render job through the daemon', () => {
+  it('returns the edit at the upload\'s exact size with alpha, and its mask; the same bytes for the same seed', async () => {
+    expect((await submit('render-job-0001', { steps: 2 })).status).toBe(202);
+    const outcome = await finished('render-job-0001');
+    expect(outcome.engine).toBe('diffusion');
+    const image = outcome.results.find((r) => r.role === 'image')!;
+    const mask = outcome.results.find((r) => r.role === 'mask')!;
+    expect([image.width, image.height, mask.width, mask.height]).toEqual([W, H, W, H]);
+    const bytes = await download(image.id);
+    const px = await pixels(bytes);
+    expect([px.width, px.height, px.channels]).toEqual([W, H, 4]);
+    for (let p = 0; p < W * H; p++) expect(px.data[4 * p + 3]).toBe(input.raw[4 * p + 3]);
+    expect((await pixels(await download(mask.id))).channels).toBe(1);
+
+    const stages = events.events.filter((e) => e['jobId'] === 'render-job-0001' && e['type'] === 'progress').map((e) => e['stage']);
+    for (const s of ['load', 'decode', 'encode', 'caption', 'direction', 'inversion', 'edit', 'vae-decode']) expect(stages).toContain(s);
+    for (const e of events.events) expect(ServerEvent.safeParse(e).success).toBe(true);
+
+    expect((await submit('render-job-0002', { steps: 2 })).status).toBe(202);
+    const again = await finished('render-job-0002');
+    expect((await download(again.results.find((r) => r.role === 'image')!.id)).equals(bytes)).toBe(true);
+  });
+
+  it('a cancel during the edit: exactly one `cancelled`, no vae-decode after it, no result', async () => {
+    const jobId = 'render-job-cancel';
+    expect((await submit(jobId, { steps: 20, target: 'zebra' })).status).toBe(202);
+    await events.next((e) => e['jobId'] === jobId && e['type'] === 'progress' && e['stage'] === 'edit' && (e['step'] as number) >= 1, 90_000);
+    const cancelAt = events.events.length;
+    events.sendJson({ v: PROTOCOL_VERSION, type: 'cancel', jobId });
+    await events.next((e) => e['jobId'] === jobId && e['type'] === 'cancelled', 30_000);
+    // Let anything late arrive, then check the whole stream of this job.
+    await new Promise((r) => setTimeout(r, 500));
+    const mine = events.events.filter((e) => e['jobId'] === jobId);
+    expect(mine.filter((e) => e['type'] === 'cancelled')).toHaveLength(1);
+    expect(mine.some((e) => e['type'] === 'finished' || e['type'] === 'error')).toBe(false);
+    const after = events.events.slice(cancelAt).filter((e) => e['jobId'] === jobId);
+    expect(after.some((e) => e['type'] === 'progress' && (e['stage'] === 'vae-decode' || e['stage'] === 'save'))).toBe(false);
+    expect(mine.some((e) => e['type'] === 'progress' && e['stage'] === 'vae-decode')).toBe(false);
+    const state = JobResponse.parse((await send(daemon, { path: `/v1/jobs/${jobId}`, token, headers: { [CLIENT_HEADER]: CLIENT } })).json);
+    expect(state.job.state).toBe('cancelled');
+    expect(state.job.outcome).toBeUndefined();
+  });
+});
