@@ -139,7 +139,7 @@ export function estimateJobMemory(fp: ModelFootprint, job: JobShape): MemoryEsti
   return { weightsBytes, activationBytes, totalBytes: weightsBytes + activationBytes + d.overheadBytes };
 }
 
-const gb = (bytes: number): string => `${(bytes / 2 ** 30).toFixed(1)} GB`;
+const gb = (bytes: number): string => `${(bytes / 1e9).toFixed(1)} GB`;
 
 /**
  * Refuses (E_JOB_TOO_LARGE) a job whose estimate exceeds the usable share of `freeBytes`; an unknown

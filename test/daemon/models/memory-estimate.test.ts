@@ -1,0 +1,85 @@
+// The memory estimate (R17), pinned by the formula worked out by hand for SD 1.x at 512×512, and the
+// refusal with a fake small budget: the hint names a size that fits, or says the weights alone do not.
+import { describe, expect, it } from 'vitest';
+import { P2pzError } from '../../../shared/protocol/index.js';
+import { checkJobFits, estimateJobMemory, inferChannels, MEMORY_ESTIMATE_DEFAULTS, type JobShape, type ModelFootprint } from '../../../daemon/models/memory-estimate.js';
+
+const GiB = 2 ** 30;
+/** SD 1.x: 859.5 M UNet parameters (3.438 GB), 600 MB of text encoder and VAE. */
+const SD1X: ModelFootprint = {
+  unetBytes: 3_438_000_000,
+  otherBytes: 600_000_000,
+  heads: 8,
+  siteFractions: MEMORY_ESTIMATE_DEFAULTS.sd1xSiteFractions,
+  tokens: 77,
+  channels: 320,
+};
+const RENDER_512: JobShape = { kind: 'render', height: 512, width: 512, batch: 2 };
+
+function refusal(fn: () => unknown): P2pzError {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof P2pzError) return e;
+    throw e;
+  }
+  throw new Error('expected a refusal');
+}
+
+describe('estimateJobMemory', () => {
+  it('infers the first block width from the parameter count (320 for SD 1.x)', () => {
+    expect(inferChannels(3_438_000_000)).toBeCloseTo(320, 9);
+    expect(inferChannels(3_438_000_000 / 4)).toBeCloseTo(160, 9);
+  });
+
+  it('SD 1.x render at 512×512, batch 2', () => {
+    // Latent 64×64: hw = 4096; sites: 5 at q = 4096, 5 at 1024, 5 at 256, 1 at 64.
+    // Σ q² = 5·16777216 + 5·1048576 + 5·65536 + 4096 = 89460736; Σ 77·q = 77·26944 = 2074688.
+    // A_g = 4·2·(8·91535424 + 2·8·16777216 + 160·320·4096) = 8·1210434048 = 9683472384
+    // A_f = 4·2·(2·8·16777216 + 24·320·4096) = 8·299892736 = 2399141888
+    // W = 3·3438000000 + 600000000 = 10914000000; overhead 768 MiB = 805306368.
+    const e = estimateJobMemory(SD1X, RENDER_512);
+    expect(e.weightsBytes).toBe(10_914_000_000);
+    expect(e.activationBytes).toBe(9_683_472_384);
+    expect(e.totalBytes).toBe(10_914_000_000 + 9_683_472_384 + 805_306_368);
+  });
+
+  it('a preview holds one UNet and only the forward working set', () => {
+    const e = estimateJobMemory(SD1X, { ...RENDER_512, kind: 'preview' });
+    expect(e.weightsBytes).toBe(3_438_000_000 + 600_000_000);
+    expect(e.activationBytes).toBe(2_399_141_888);
+  });
+
+  it('grows with the square of the pixel count through self-attention', () => {
+    const small = estimateJobMemory(SD1X, { ...RENDER_512, height: 256, width: 256 }).activationBytes;
+    const large = estimateJobMemory(SD1X, RENDER_512).activationBytes;
+    expect(large / small).toBeGreaterThan(8);
+    expect(large / small).toBeLessThan(16);
+  });
+});
+
+describe('checkJobFits', () => {
+  it('refuses a render that does not fit a small budget, naming the largest size that does', () => {
+    const free = 16 * GiB;
+    const err = refusal(() => checkJobFits(SD1X, RENDER_512, free));
+    expect(err.code).toBe('E_JOB_TOO_LARGE');
+    expect(err.status).toBe(507);
+    expect(err.message).toContain('It needs about 21.4 GB at 512×512; 17.2 GB is free.');
+    const size = Number(/--size (\d+)/.exec(err.hint)?.[1]);
+    const usable = free * MEMORY_ESTIMATE_DEFAULTS.usableFraction;
+    expect(estimateJobMemory(SD1X, { ...RENDER_512, height: size, width: size }).totalBytes).toBeLessThanOrEqual(usable);
+    const bigger = MEMORY_ESTIMATE_DEFAULTS.hintSizes.filter((s) => s > size && s < 512);
+    for (const s of bigger) expect(estimateJobMemory(SD1X, { ...RENDER_512, height: s, width: s }).totalBytes).toBeGreaterThan(usable);
+  });
+
+  it('says when the weights alone do not fit', () => {
+    const err = refusal(() => checkJobFits(SD1X, RENDER_512, 8 * GiB));
+    expect(err.code).toBe('E_JOB_TOO_LARGE');
+    expect(err.hint).toContain("The model's weights alone need about 10.9 GB");
+  });
+
+  it('accepts what fits, and refuses nothing when the free memory is unknown', () => {
+    expect(checkJobFits(SD1X, RENDER_512, 64 * GiB).totalBytes).toBe(estimateJobMemory(SD1X, RENDER_512).totalBytes);
+    expect(() => checkJobFits(SD1X, RENDER_512, undefined)).not.toThrow();
+  });
+});
