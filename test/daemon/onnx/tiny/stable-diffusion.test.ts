@@ -20,8 +20,20 @@ beforeAll(async () => {
   for (const flavour of FLAVOURS) info.set(flavour, await writeTinyStableDiffusion(join(root, flavour), { flavour, seed: 1 }));
 });
 afterAll(async () => {
+  for (const s of unetSessions.values()) await (await s).release();
   await rm(root, { recursive: true, force: true });
 });
+
+/** One UNet session per flavour, shared by the tests (creating one dominates their time). */
+const unetSessions = new Map<Flavour, Promise<ort.InferenceSession>>();
+function unetSession(flavour: Flavour): Promise<ort.InferenceSession> {
+  let s = unetSessions.get(flavour);
+  if (!s) {
+    s = ort.InferenceSession.create(join(root, flavour, 'unet', 'model.onnx'));
+    unetSessions.set(flavour, s);
+  }
+  return s;
+}
 
 async function listFiles(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
@@ -67,7 +79,7 @@ describe.each(FLAVOURS)('writeTinyStableDiffusion (%s)', (flavour) => {
   });
 
   it('UNet: dynamic batch and latent size, out_sample shaped like sample, rows independent', async () => {
-    const s = await ort.InferenceSession.create(join(dir(), 'unet', 'model.onnx'));
+    const s = await unetSession(flavour);
     const timestep = (values: number[]): ort.Tensor =>
       flavour === 'opset14' ? ids('int64', values, [values.length]) : f32(Float32Array.of(values[0] as number), []);
     const run = async (b: number, h: number, w: number, phase: number): Promise<Float32Array> => {
@@ -93,11 +105,10 @@ describe.each(FLAVOURS)('writeTinyStableDiffusion (%s)', (flavour) => {
     const both = data(two.out_sample);
     expect(maxAbsDiff(both.subarray(0, 4 * 64), single)).toBeLessThan(1e-4);
     expect(maxAbsDiff(both.subarray(4 * 64), single)).toBeGreaterThan(1e-2);
-    await s.release();
   });
 
   it('UNet output depends on the timestep and on encoder_hidden_states', async () => {
-    const s = await ort.InferenceSession.create(join(dir(), 'unet', 'model.onnx'));
+    const s = await unetSession(flavour);
     const run = async (t: number, phase: number): Promise<Float32Array> => {
       const out = await s.run({
         sample: f32(wave(4 * 64, 0), [1, 4, 8, 8]),
@@ -109,7 +120,6 @@ describe.each(FLAVOURS)('writeTinyStableDiffusion (%s)', (flavour) => {
     const base = await run(1, 1);
     expect(maxAbsDiff(base, await run(981, 1))).toBeGreaterThan(1e-3);
     expect(maxAbsDiff(base, await run(1, 2))).toBeGreaterThan(1e-3);
-    await s.release();
   });
 
   it('VAE: encoder [B,3,H,W] → latent_parameters [B,8,H/8,W/8]; decoder [B,4,h,w] → sample [B,3,8h,8w] in [-1,1]', async () => {
