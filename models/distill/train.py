@@ -21,6 +21,7 @@ import time
 import numpy as np
 import torch
 
+sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from p2pz_distill.dataset import DatasetError, PairsDataset, read_manifest  # noqa: E402
@@ -85,6 +86,8 @@ def parse_args(argv):
     p.add_argument("--log-every", type=int, default=d["log_every"])
     p.add_argument("--checkpoint-every", type=int, default=d["checkpoint_every"])
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
+    p.add_argument("--stop-at", type=int, default=0,
+                   help="stop after this iteration with a checkpoint, without exporting (time-boxed sessions); --resume continues")
     p.add_argument("--register", metavar="MODELS_DIR", help="install the generator into this models folder")
     p.add_argument("--node", default="node", help="Node.js executable for --register")
     p.add_argument("--p2pz", default=os.path.join(REPO, "bin", "p2pz.js"), help="p2pz CLI script for --register")
@@ -123,8 +126,18 @@ def batches(dataset: PairsDataset, batch: int, rng: random.Random):
             yield torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
 
 
+def _truncate_log(path: str, upto: int) -> None:
+    """Keeps the log lines of iterations <= upto (a resumed run redoes what came after its checkpoint)."""
+    if not os.path.exists(path):
+        return
+    with open(path, "r", encoding="utf-8") as f:
+        kept = [line for line in f if line.strip() and json.loads(line).get("iteration", 0) <= upto]
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(kept)
+
+
 def settings_of(args) -> dict:
-    return {k: v for k, v in vars(args).items() if k not in ("data", "out", "register", "node", "p2pz", "resume")}
+    return {k: v for k, v in vars(args).items() if k not in ("data", "out", "register", "node", "p2pz", "resume", "stop_at")}
 
 
 def train(args) -> dict:
@@ -164,12 +177,22 @@ def train(args) -> dict:
 
     dataset = PairsDataset(manifest, args.crop, flip=not args.no_flip, seed=args.seed + start)
     stream = batches(dataset, args.batch, random.Random(args.seed + start))
-    log = open(os.path.join(args.out, "log.jsonl"), "a", encoding="utf-8")
+    log_path = os.path.join(args.out, "log.jsonl")
+    _truncate_log(log_path, start)
+    log = open(log_path, "a", encoding="utf-8")
     G.train()
     D.train()
     t0 = time.perf_counter()
-    window_start, window_its = t0, 0
-    for it in range(start, args.iterations):
+    window = {"start": t0, "its": 0}
+
+    def save_checkpoint(done: int) -> None:
+        tmp = checkpoint + ".tmp"
+        torch.save({"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(),
+                    "opt_d": opt_d.state_dict(), "iteration": done, "torch_rng": torch.get_rng_state(),
+                    "settings": settings_of(args)}, tmp)
+        os.replace(tmp, checkpoint)
+
+    def step(it: int) -> None:
         factor = lr_factor(it, args.iterations, args.decay_from)
         for opt in (opt_g, opt_d):
             for group in opt.param_groups:
@@ -204,23 +227,34 @@ def train(args) -> dict:
         loss_g.backward()
         opt_g.step()
 
-        window_its += 1
+        window["its"] += 1
         done = it + 1
         if done % args.log_every == 0 or done == args.iterations:
             now = time.perf_counter()
             line = {"iteration": done, "loss_d": loss_d.item(), "loss_g": loss_g.item(), **terms,
-                    "lr": args.lr * factor, "it_per_s": window_its / max(1e-9, now - window_start)}
-            window_start, window_its = now, 0
+                    "lr": args.lr * factor, "it_per_s": window["its"] / max(1e-9, now - window["start"])}
+            window.update(start=now, its=0)
             log.write(json.dumps(line) + "\n")
             log.flush()
             print(json.dumps(line), flush=True)
         if done % args.checkpoint_every == 0 or done == args.iterations:
-            tmp = checkpoint + ".tmp"
-            torch.save({"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(),
-                        "opt_d": opt_d.state_dict(), "iteration": done, "torch_rng": torch.get_rng_state(),
-                        "settings": settings_of(args)}, tmp)
-            os.replace(tmp, checkpoint)
+            save_checkpoint(done)
+
+    stop = min(args.iterations, args.stop_at) if args.stop_at > 0 else args.iterations
+    it = start
+    try:
+        for it in range(start, stop):
+            step(it)
+    except KeyboardInterrupt:
+        save_checkpoint(it)  # iteration `it` did not finish: --resume redoes it
+        log.close()
+        print(json.dumps({"interrupted": it}), flush=True)
+        raise
     log.close()
+    if stop < args.iterations:
+        save_checkpoint(stop)
+        print(json.dumps({"stopped": stop}), flush=True)
+        return None
     train_s = time.perf_counter() - t0
 
     # Export with the runtime's contract, then the metadata the registry reads.
@@ -267,10 +301,15 @@ def register(args) -> None:
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        train(args)
+        summary = train(args)
     except DatasetError as e:
         print(f"dataset: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command with --resume to continue", file=sys.stderr)
+        return 130
+    if summary is None:  # --stop-at
+        return 0
     if args.register:
         register(args)
     return 0

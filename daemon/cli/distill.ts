@@ -1,0 +1,168 @@
+// `p2pz distill pairs|register`: the command-line half of distilling an edit direction into a quick
+// preview generator. `pairs` runs the full pipeline over a folder of images into a training set
+// (daemon/distill/pairs.ts; resumable, Ctrl-C stops after the current step); training is
+// models/distill/train.py (PyTorch); `register` checks the trained generator with onnxruntime and
+// installs it into the models directory (daemon/distill/register.ts).
+import { basename, dirname, join, resolve } from 'node:path';
+import { EditParams, P2pzError } from '../../shared/protocol/index.js';
+import { defaultHome, homePaths } from '../config.js';
+import { PAIR_FILTER_DEFAULTS } from '../distill/filter.js';
+import { generatePairs, type PairsReport } from '../distill/pairs.js';
+import { registerGenerator } from '../distill/register.js';
+import { loadUserBank } from '../pipeline/directions/sentence-bank.js';
+import { InversionCache } from '../pipeline/inversion-cache.js';
+import { chooseExecution, devicePreference } from '../worker/providers.js';
+import { SessionCache } from '../worker/sessions.js';
+import { intFlag, parseFlags, type CliCommand, type CliIo } from './command.js';
+import { EDIT_CLI_DEFAULTS } from './edit.js';
+
+const F = PAIR_FILTER_DEFAULTS;
+const USAGE = `p2pz distill pairs --from WORD --to WORD --images DIR --out DATASET [options]
+p2pz distill register RUN [--models DIR]
+
+pairs: edits every PNG/JPEG/WebP in DIR with pix2pix-zero and writes DATASET/manifest.json and
+DATASET/pairs/ (source at the working size, edit, attention mask). Run it again to continue an
+interrupted run. Edits are dropped when the mask covers < --min-mask of the image (default ${F.minMaskCoverage}),
+or the mean change |y − x| is < --min-change (${F.minChange}) or > --max-change (${F.maxChange}).
+  --model DIR   Stable Diffusion 1.x ONNX folder (default: $P2PZ_HOME/models/${EDIT_CLI_DEFAULTS.defaultModel})
+  --caption, --steps, --seed, --xa, --cfg, --reg-steps, --size, --edit-scale, --device,
+  --source-bank, --target-bank   as for \`p2pz edit\`
+
+Train on DATASET with models/distill/train.py (see models/distill/README.md).
+
+register: checks RUN/generator.onnx (train.py's --out) against the runtime with onnxruntime and
+installs it with its meta.json as the quick preview of its direction, in DIR/gan/ (default
+$P2PZ_HOME/models).`;
+
+function numberFlag(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new P2pzError('E_BAD_REQUEST', `--${name} must be a number.`);
+  return n;
+}
+
+function fraction(name: string, value: string | undefined): number | undefined {
+  const n = numberFlag(name, value);
+  if (n !== undefined && (n < 0 || n > 1)) throw new P2pzError('E_BAD_REQUEST', `--${name} must be between 0 and 1.`);
+  return n;
+}
+
+async function pairs(args: readonly string[], io: CliIo, signal: AbortSignal): Promise<PairsReport> {
+  const { values } = parseFlags(args, {
+    from: { type: 'string' },
+    to: { type: 'string' },
+    images: { type: 'string' },
+    out: { type: 'string' },
+    model: { type: 'string' },
+    caption: { type: 'string' },
+    steps: { type: 'string' },
+    seed: { type: 'string' },
+    xa: { type: 'string' },
+    cfg: { type: 'string' },
+    'reg-steps': { type: 'string' },
+    size: { type: 'string' },
+    'edit-scale': { type: 'string' },
+    device: { type: 'string' },
+    'source-bank': { type: 'string' },
+    'target-bank': { type: 'string' },
+    'min-mask': { type: 'string' },
+    'min-change': { type: 'string' },
+    'max-change': { type: 'string' },
+  });
+  const first = USAGE.split('\n')[0];
+  if (values.from === undefined || values.to === undefined) throw new P2pzError('E_BAD_REQUEST', 'Both --from and --to are required.', first);
+  if (values.images === undefined || values.out === undefined) throw new P2pzError('E_BAD_REQUEST', 'Both --images and --out are required.', first);
+  if ((values['source-bank'] === undefined) !== (values['target-bank'] === undefined)) {
+    throw new P2pzError('E_BAD_REQUEST', '--source-bank and --target-bank go together.');
+  }
+  const parsed = EditParams.safeParse({
+    source: values.from,
+    target: values.to,
+    ...(values.caption === undefined ? {} : { caption: values.caption }),
+    steps: intFlag('steps', values.steps, 1, 200),
+    seed: intFlag('seed', values.seed, 0, 2 ** 32 - 1),
+    xa: numberFlag('xa', values.xa),
+    cfg: numberFlag('cfg', values.cfg),
+    regSteps: intFlag('reg-steps', values['reg-steps'], 0, 20),
+    size: intFlag('size', values.size, 64, 1024),
+    editScale: numberFlag('edit-scale', values['edit-scale']),
+  });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new P2pzError('E_BAD_REQUEST', `${issue?.path.join('.') || 'options'}: ${issue?.message ?? 'invalid'}.`);
+  }
+  const filter = {
+    ...(values['min-mask'] === undefined ? {} : { minMaskCoverage: fraction('min-mask', values['min-mask']) }),
+    ...(values['min-change'] === undefined ? {} : { minChange: fraction('min-change', values['min-change']) }),
+    ...(values['max-change'] === undefined ? {} : { maxChange: fraction('max-change', values['max-change']) }),
+  };
+  const banks = values['source-bank'] !== undefined && values['target-bank'] !== undefined
+    ? { source: await loadUserBank(values['source-bank']), target: await loadUserBank(values['target-bank']) }
+    : undefined;
+
+  const paths = homePaths(defaultHome(io.env));
+  const modelDir = resolve(values.model ?? join(paths.models, EDIT_CLI_DEFAULTS.defaultModel));
+  const execution = await chooseExecution(devicePreference(values.device, io.env));
+  const models = new SessionCache({ modelsDir: dirname(modelDir), executionProviders: execution.executionProviders, maxSessions: EDIT_CLI_DEFAULTS.maxSessions });
+  try {
+    return await generatePairs({
+      images: resolve(values.images),
+      out: resolve(values.out),
+      edit: parsed.data,
+      model: basename(modelDir),
+      filter,
+      ...(banks ? { banks } : {}),
+    }, {
+      models,
+      signal,
+      directionCacheDir: join(paths.home, EDIT_CLI_DEFAULTS.directionCache),
+      inversionCache: new InversionCache({ dir: join(paths.home, EDIT_CLI_DEFAULTS.inversionCache) }),
+      onPair: (entry, reused, done, total) => {
+        const what = entry.status === 'kept' ? 'kept' : entry.status === 'dropped' ? `dropped (${entry.reason})` : `failed (${entry.error.code})`;
+        const extra = entry.status === 'failed' || reused ? '' : ` mask ${entry.metrics.maskCoverage.toFixed(3)}, change ${entry.metrics.change.toFixed(3)}, ${entry.seconds.toFixed(1)} s`;
+        io.err(`[${done}/${total}] ${entry.name}: ${what}${reused ? ', done before' : ''}${extra}\n`);
+      },
+    });
+  } finally {
+    await models.releaseAll();
+  }
+}
+
+async function run(args: readonly string[], io: CliIo): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === 'pairs') {
+    const controller = new AbortController();
+    const onSignal = (): void => {
+      io.err('Stopping after the current step; run the same command to continue.\n');
+      controller.abort();
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    try {
+      const r = await pairs(rest, io, controller.signal);
+      io.out(`${r.manifestPath}: ${r.kept} kept, ${r.dropped} dropped, ${r.failed} failed of ${r.total} (${r.made} made now, ${r.reused} done before)${r.interrupted ? '; interrupted' : ''}\n`);
+      return r.interrupted ? 130 : 0;
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+  }
+  if (sub === 'register') {
+    const { values, positionals } = parseFlags(rest, { models: { type: 'string' } }, true);
+    const runDir = positionals[0];
+    if (runDir === undefined || positionals.length > 1) throw new P2pzError('E_BAD_REQUEST', 'Give exactly one run folder.', 'p2pz distill register RUN [--models DIR]');
+    const modelsDir = resolve(values.models ?? homePaths(defaultHome(io.env)).models);
+    const r = await registerGenerator(resolve(runDir), modelsDir);
+    const check = r.maxAbsDiff === null ? 'no PyTorch check pair' : `max |ONNX − PyTorch| ${r.maxAbsDiff.toExponential(1)}`;
+    io.out(`${r.replaced ? 'replaced' : 'installed'} gan/${r.name}: ${r.meta.source} → ${r.meta.target}, working size ${r.meta.size} (${check}; ${r.checked.width}×${r.checked.height} checked)\n`);
+    return 0;
+  }
+  throw new P2pzError('E_BAD_REQUEST', sub === undefined ? 'Name a distill step: pairs or register.' : `Unknown distill step "${sub.slice(0, 20)}".`, 'Run `p2pz distill --help`.');
+}
+
+export const distillCommand: CliCommand = {
+  name: 'distill',
+  summary: 'distil an edit direction into a quick-preview generator: distill pairs | register',
+  usage: USAGE,
+  run,
+};
