@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   addOutputs, bindDimParams, consumers, findInitializer, findNode, namesInUse, producers, topologicalOrder, uniqueName, valueInfos,
@@ -76,5 +77,24 @@ describe('graph index helpers', () => {
     const dims = back.input[0]?.type?.tensorType?.shape?.dim ?? [];
     // Decoding sets only the fields present on the wire.
     expect(dims.map((d) => (Object.hasOwn(d, 'dimParam') ? d.dimParam : Number(d.dimValue)))).toEqual([2, 3, 'h']);
+  });
+
+  it('orders any shuffled DAG so that every producer precedes its consumers', () => {
+    const dag = fc.integer({ min: 1, max: 40 }).chain((n) =>
+      fc.tuple(
+        // For node k: up to 3 inputs among the graph input and the outputs of nodes < k.
+        fc.tuple(...Array.from({ length: n }, (_, k) => fc.array(fc.integer({ min: -1, max: k - 1 }), { maxLength: 3 }))),
+        fc.shuffledSubarray(Array.from({ length: n }, (_, k) => k), { minLength: n, maxLength: n }),
+      ));
+    fc.assert(fc.property(dag, ([inputs, perm]) => {
+      const nodes = inputs.map((ins, k) => ({ name: `n${k}`, opType: 'Sum', input: ins.map((i) => (i < 0 ? 'x' : `v${i}`)), output: [`v${k}`] }));
+      const g: GraphProto = { node: perm.map((k) => nodes[k]!), input: [{ name: 'x' }] };
+      const order = topologicalOrder(g).map((n) => n.name);
+      expect(order).toHaveLength(inputs.length);
+      const at = new Map(order.map((name, i) => [name, i]));
+      inputs.forEach((ins, k) => {
+        for (const i of ins) if (i >= 0) expect(at.get(`n${i}`)!).toBeLessThan(at.get(`n${k}`)!);
+      });
+    }), { seed: 7, numRuns: 200 });
   });
 });
