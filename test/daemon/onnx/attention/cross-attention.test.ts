@@ -109,6 +109,78 @@ describe('cross-attention in the [B, heads, hw, T] layout', () => {
   });
 });
 
+/** Single-head attention written with Einsum, as early diffusers exports did. */
+function einsumAttention(B: number, hw: number, T: number): ReturnType<typeof makeModel> {
+  const C = 4;
+  const D = 5;
+  const d = 3;
+  const inits = [
+    makeTensor('s0', DType.INT64, [3], [B, C, hw]),
+    ...[['Wq', [C, d]], ['Wk', [D, d]], ['Wv', [D, d]], ['Wk2', [C, d]]].map(([name, dims], i) =>
+      makeTensor(name as string, DType.FLOAT, dims as number[], uniform(40 + i, (dims as number[]).reduce((a, b) => a * b, 1)))),
+    makeTensor('scale', DType.FLOAT, [], [0.6]),
+  ];
+  const nodes = [
+    makeNode('Reshape', ['sample', 's0'], ['xs'], 'r'),
+    makeNode('Transpose', ['xs'], ['x'], 't', { perm: [0, 2, 1] }),
+    makeNode('MatMul', ['x', 'Wq'], ['q'], 'mq'),
+    makeNode('MatMul', ['encoder_hidden_states', 'Wk'], ['k'], 'mk'),
+    makeNode('MatMul', ['encoder_hidden_states', 'Wv'], ['v'], 'mv'),
+    makeNode('MatMul', ['x', 'Wk2'], ['k2'], 'mk2'),
+    makeNode('Einsum', ['q', 'k'], ['qk'], 'e1', { equation: 'b i d, b j d -> b i j' }),
+    makeNode('Mul', ['qk', 'scale'], ['qks'], 'sc'),
+    makeNode('Softmax', ['qks'], ['p'], '/attn_x/Softmax', { axis: -1 }),
+    makeNode('Einsum', ['q', 'k2'], ['qk2'], 'e2', { equation: 'b i d, b j d -> b i j' }),
+    makeNode('Softmax', ['qk2'], ['p2'], '/attn_self/Softmax', { axis: -1 }),
+    makeNode('Einsum', ['p', 'v'], ['o'], 'e3', { equation: 'b i j, b j d -> b i d' }),
+    makeNode('Einsum', ['p2', 'x'], ['o2'], 'e4', { equation: 'b i j, b j d -> b i d' }),
+    makeNode('Concat', ['o', 'o2'], ['out_sample'], 'cat', { axis: -1 }),
+  ];
+  return makeModel({
+    irVersion: 8,
+    opsetImport: [{ domain: '', version: 14 }],
+    graph: makeGraph({
+      name: 'einsum-attention', node: nodes, initializer: inits,
+      input: [valueInfo('sample', DType.FLOAT, ['batch', C, 'h', 'w']), valueInfo('timestep', DType.INT64, ['batch']), valueInfo('encoder_hidden_states', DType.FLOAT, ['batch', T, D])],
+      output: [valueInfo('out_sample', DType.FLOAT, ['batch', hw, d + C])],
+    }),
+  });
+}
+
+describe('cross-attention written with Einsum', () => {
+  it('is found and differentiated (finite differences, float32)', async () => {
+    const B = 2;
+    const model = einsumAttention(B, 4, 77);
+    const size = { batch: B, latentHeight: 2, latentWidth: 2 };
+    const g = guidanceGradientModel(model, size);
+    expect(g.sites.map((s) => [s.node, s.layout, s.heads])).toEqual([['/attn_x/Softmax', 'batch_by_heads', 1]]);
+    const session = await ort.InferenceSession.create(encodeModel(g.model));
+    const xs = await ort.InferenceSession.create(encodeModel(crossAttentionModel(model, size).model));
+    const f: Record<string, ort.Tensor> = {
+      sample: new ort.Tensor('float32', Float32Array.from(uniform(50, B * 16)), [B, 4, 2, 2]),
+      timestep: new ort.Tensor('int64', BigInt64Array.from([1n, 1n]), [B]),
+      encoder_hidden_states: new ort.Tensor('float32', Float32Array.from(uniform(51, B * 77 * 5)), [B, 77, 5]),
+    };
+    const ref = Float32Array.from(uniform(52, 4 * 77, 0, 2 / 77));
+    const grad = (await session.run({ ...f, attn_ref_00: new ort.Tensor('float32', ref, [1, 4, 77]) })).grad_sample as ort.Tensor;
+    const sample = f.sample?.data as Float32Array;
+    let err = 0;
+    let scale = 0;
+    for (let j = 0; j < sample.length; j++) {
+      const at = async (delta: number): Promise<number> => {
+        const s = Float32Array.from(sample);
+        s[j] = (s[j] ?? 0) + delta;
+        return guidanceLoss([(await xs.run({ ...f, sample: new ort.Tensor('float32', s, [B, 4, 2, 2]) })).attn_map_00 as ort.Tensor], [ref]);
+      };
+      const numeric = ((await at(3e-2)) - (await at(-3e-2))) / 6e-2;
+      err = Math.max(err, Math.abs(numeric - ((grad.data as Float32Array)[j] ?? 0)));
+      scale = Math.max(scale, Math.abs(numeric));
+    }
+    expect(scale).toBeGreaterThan(0);
+    expect(err / scale).toBeLessThan(5e-3);
+  });
+});
+
 for (const flavour of ['opset14', 'opset17'] as Flavour[]) {
   describe(`cross-attention maps of the tiny UNet (${flavour})`, () => {
     let dir: string;
