@@ -3,7 +3,8 @@
 // at batch 2 (the two CFG branches) and a small latent size, for the tiny UNet and the SD-1.5-shaped
 // UNet (all-zero weights in a sparse file: same kernels and shapes, so the same time). Each session
 // runs in its own child process so that peak memory (max RSS) is its own. Prints a Markdown section
-// for docs/BENCHMARKS.md.
+// for docs/BENCHMARKS.md. The tiny UNet's runs take milliseconds and scheduling noise on a shared
+// machine dominates them, so it runs 10× as many times.
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -72,20 +73,20 @@ async function main(): Promise<void> {
     await child(values.model ?? '', latent, runs, threads, values.flavour ?? 'opset14');
     return;
   }
-  const presets: [string, StableDiffusionPreset, 'random' | 'sparse-zeros'][] = [];
+  const presets: [string, StableDiffusionPreset, 'random' | 'sparse-zeros', number][] = [];
   const want = (values.presets ?? '').split(',');
-  if (want.includes('tiny')) presets.push(['tiny UNet (TINY_SD)', TINY_SD, 'random']);
-  if (want.includes('sd15')) presets.push(['SD-1.5-shaped UNet (SD15_SHAPED, 860 M parameters)', SD15_SHAPED, 'sparse-zeros']);
+  if (want.includes('tiny')) presets.push(['tiny UNet (TINY_SD)', TINY_SD, 'random', runs * 10]);
+  if (want.includes('sd15')) presets.push(['SD-1.5-shaped UNet (SD15_SHAPED, 860 M parameters)', SD15_SHAPED, 'sparse-zeros', runs]);
   const rows: string[] = [];
-  for (const [label, preset, fill] of presets) {
+  for (const [label, preset, fill, n] of presets) {
     const dir = await mkdtemp(join(tmpdir(), 'p2pz-bench-grad-'));
     try {
       await writeTinyStableDiffusion(dir, { preset, fill, flavour: 'opset14', components: ['unet'] });
       const t0 = performance.now();
       const prepared = await prepareModel(dir, { height: latent * 8, width: latent * 8, batch: 2 });
       const prepareMs = performance.now() - t0;
-      const fwd = measure(prepared.xattnPath, latent, runs, threads, 'opset14');
-      const grad = measure(prepared.gradPath, latent, runs, threads, 'opset14');
+      const fwd = measure(prepared.xattnPath, latent, n, threads, 'opset14');
+      const grad = measure(prepared.gradPath, latent, n, threads, 'opset14');
       const f = median(fwd.runMs);
       const g = median(grad.runMs);
       rows.push(`| ${label} | ${f.toFixed(1)} | ${g.toFixed(1)} | **${(g / f).toFixed(2)}×** | ${fwd.maxRssMiB.toFixed(0)} | ${grad.maxRssMiB.toFixed(0)} | ${(prepareMs / 1000).toFixed(1)} |`);
@@ -97,7 +98,7 @@ async function main(): Promise<void> {
 
 Guidance gradient graph (forward + pix2pix-zero loss + ∂L/∂sample) against the UNet forward alone (the
 cross-attention graph), batch 2, latent ${latent}×${latent}, onnxruntime-node CPU provider, graph
-optimisation 'all', ${threads} intra-op threads, median of ${runs} runs after one warm-up; peak memory is
+optimisation 'all', ${threads} intra-op threads, median of ${runs} runs (tiny: ${runs * 10}) after one warm-up; peak memory is
 the max RSS of a process holding only that session.
 
 Machine: ${machineLine()}. Command: \`npm run bench grad -- --latent ${latent} --runs ${runs}\`.
