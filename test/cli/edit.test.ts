@@ -107,6 +107,15 @@ describe('p2pz edit', () => {
     expect((await readFile(out3)).equals(await readFile(join(dir, 'out1.png')))).toBe(true);
   });
 
+  it('--mode preview without a GAN runs the reduced diffusion preview', async () => {
+    const out = join(dir, 'preview.png');
+    const c = io();
+    expect(await main([...editArgs(out), '--mode', 'preview', '--steps', '3'], c)).toBe(0);
+    expect(c.text.out).toMatch(/preview\.png: cat → dog \(diffusion-preview, cpu,/);
+    const px = await pixels(await readFile(out));
+    expect([px.width, px.height, px.channels]).toEqual([53, 71, 4]);
+  });
+
   it('refuses a missing --to, a bad --mode and a missing input with a message and exit 1', async () => {
     for (const args of [
       ['edit', inputPath, '--from', 'cat'],

@@ -1,7 +1,8 @@
 // The edit direction Δ of pix2pix-zero (DESIGN.md §3 step 3): Δ = mean over the target bank of the
 // text encoder's [T,D] output − the same mean over the source bank. Δ is cached on disk per
 // (text encoder, tokenizer, banks): the key is a SHA-256 of the text encoder's files, the tokenizer's
-// files and the sentences, and the value a [1,T,D] float32 .npy. The edit embedding is then
+// files and the sentences, and the value a [1,T,D] float32 .npy; the last few are also kept in
+// memory, for a long-lived worker without a cache folder. The edit embedding is then
 // e_edit = e_c + s·Δ on all T positions.
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
@@ -15,7 +16,21 @@ import { encodeTokenIds, tokenizeAll } from '../text/text-encoder.js';
 export const EDIT_DIRECTION_DEFAULTS = Object.freeze({
   /** Version of the cache key's recipe: bumped when Δ is computed differently. */
   cacheVersion: 1,
+  /** Directions kept in memory per process (77·768 floats = 236 KB each for SD 1.x). */
+  memoryEntries: 16,
 });
+
+const remembered = new Map<string, Float32Array>();
+
+function remember(key: string, delta: Float32Array): void {
+  remembered.delete(key);
+  remembered.set(key, delta);
+  while (remembered.size > EDIT_DIRECTION_DEFAULTS.memoryEntries) {
+    const oldest = remembered.keys().next().value;
+    if (oldest === undefined) break;
+    remembered.delete(oldest);
+  }
+}
 
 export interface SentenceBanks {
   readonly source: readonly string[];
@@ -34,6 +49,8 @@ export interface EditDirection {
 }
 
 export interface EditDirectionOptions {
+  /** Skip the in-memory copy (tests of the disk cache; a fresh process). */
+  readonly skipMemory?: boolean;
   /** Folder of the disk cache; no caching without it. */
   readonly cacheDir?: string;
   readonly signal?: AbortSignal;
@@ -83,11 +100,17 @@ export async function editDirection(
   const key = await editDirectionKey(models, model, banks);
   const T = model.tokenizer.maxLength;
   const D = model.textWidth;
+  const inMemory = remembered.get(key);
+  if (inMemory && inMemory.length === T * D && !options.skipMemory) {
+    remember(key, inMemory);
+    return { delta: inMemory.slice(), tokens: T, width: D, key, cached: true };
+  }
   const file = options.cacheDir === undefined ? undefined : join(options.cacheDir, `${key}.npy`);
   if (file !== undefined) {
     try {
       const arr = decodeNpy(await readFile(file));
       if (arr.data instanceof Float32Array && arr.shape.join(',') === `1,${T},${D}`) {
+        remember(key, arr.data.slice());
         return { delta: arr.data, tokens: T, width: D, key, cached: true };
       }
     } catch {
@@ -99,6 +122,7 @@ export async function editDirection(
   const target = await bankMean(models, model, banks.target, banks.source.length, total, options);
   const delta = new Float32Array(T * D);
   for (let i = 0; i < delta.length; i++) delta[i] = target[i]! - source[i]!;
+  remember(key, delta.slice());
   if (file !== undefined && options.cacheDir !== undefined) {
     try {
       await mkdir(options.cacheDir, { recursive: true });

@@ -88,6 +88,22 @@ describe('render job through the daemon', () => {
     expect((await download(again.results.find((r) => r.role === 'image')!.id)).equals(bytes)).toBe(true);
   });
 
+  it('a quick preview without a GAN is a reduced diffusion run that says so, with step previews', async () => {
+    const jobId = 'preview-job-0001';
+    const reply = await send(daemon, {
+      method: 'POST', path: '/v1/jobs', token, headers: { [CLIENT_HEADER]: CLIENT },
+      json: { v: PROTOCOL_VERSION, jobId, kind: 'preview', imageId, stepPreviews: true, edit: { source: 'cat', target: 'dog', size: 64, steps: 3, regSteps: 0, seed: 9 } },
+    });
+    expect(reply.status).toBe(202);
+    const outcome = await finished(jobId);
+    expect(outcome.engine).toBe('diffusion-preview');
+    const image = outcome.results.find((r) => r.role === 'image')!;
+    expect([image.width, image.height]).toEqual([W, H]);
+    const previews = events.events.filter((e) => e['jobId'] === jobId && e['type'] === 'progress' && e['stage'] === 'edit' && typeof e['preview'] === 'string');
+    expect(previews).toHaveLength(3);
+    expect(String(previews[0]!['preview'])).toMatch(/^data:image\/png;base64,/);
+  });
+
   it('a cancel during the edit: exactly one `cancelled`, no vae-decode after it, no result', async () => {
     const jobId = 'render-job-cancel';
     expect((await submit(jobId, { steps: 20, target: 'zebra' })).status).toBe(202);

@@ -55,18 +55,29 @@ describe('editDirection (tiny model, opset14)', () => {
 
   it('caches Δ on disk: the second call reads the file and runs no text encoder', async () => {
     tiny.counting.reset();
-    const first = await editDirection(tiny.counting, model, BANKS, { cacheDir });
+    const first = await editDirection(tiny.counting, model, { ...BANKS, source: [...BANKS.source, 'a cat in the snow'] }, { cacheDir, skipMemory: true });
     const runsAfterFirst = tiny.counting.count('text_encoder');
     expect(first.cached).toBe(false);
     expect(runsAfterFirst).toBeGreaterThan(0);
     expect(await readdir(cacheDir)).toEqual([`${first.key}.npy`]);
-    const second = await editDirection(tiny.counting, model, BANKS, { cacheDir });
+    const second = await editDirection(tiny.counting, model, { ...BANKS, source: [...BANKS.source, 'a cat in the snow'] }, { cacheDir, skipMemory: true });
     expect(second.cached).toBe(true);
     expect(tiny.counting.count('text_encoder')).toBe(runsAfterFirst);
     expect([...second.delta]).toEqual([...first.delta]);
-    const other = await editDirection(tiny.counting, model, { ...BANKS, target: BANKS.target.slice(1) }, { cacheDir });
+    const other = await editDirection(tiny.counting, model, { ...BANKS, target: BANKS.target.slice(1) }, { cacheDir, skipMemory: true });
     expect(other.key).not.toBe(first.key);
     expect(other.cached).toBe(false);
+  });
+
+  it('keeps recent directions in memory: no text encoder run, no file needed', async () => {
+    const banks = { source: ['a cat on the floor'], target: ['a dog on the floor'] };
+    const first = await editDirection(tiny.counting, model, banks);
+    expect(first.cached).toBe(false);
+    tiny.counting.reset();
+    const second = await editDirection(tiny.counting, model, banks);
+    expect(second.cached).toBe(true);
+    expect(tiny.counting.count('text_encoder')).toBe(0);
+    expect([...second.delta]).toEqual([...first.delta]);
   });
 
   it('generated banks for cat → dog are parallel and give a direction too', async () => {
