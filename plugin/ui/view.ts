@@ -35,7 +35,7 @@ export function panelElements(doc: Document = document) {
     steps: e('steps', HTMLInputElement),
     cfg: e('cfg', HTMLInputElement),
     xa: e('xa', HTMLInputElement),
-    size: e('size', HTMLSelectElement),
+    size: e('size', HTMLInputElement),
     caption: e('caption', HTMLInputElement),
     maskMode: e('mask-mode', HTMLSelectElement),
     result: e('result', HTMLElement),

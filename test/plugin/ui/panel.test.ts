@@ -1,8 +1,9 @@
 // The plugin end to end in real headless Chromium: the built sandbox runs on the figma-api-stub shim
 // in a host page that plays Figma's part, the built UI runs in a sandboxed (origin `null`) iframe, and
 // both talk to a real daemon on 127.0.0.1 whose real worker runs the tiny GAN generator for cat → dog.
-// The test pairs, previews, renders (a held render is cancelled first), applies, and checks the layers
-// the sandbox created. Screenshots go to test-artifacts/plugin-ui/.
+// The test pairs, previews, cancels a render, renders without and then with the tiny Stable Diffusion
+// model installed, applies, and checks the layers the sandbox created. Screenshots go to
+// test-artifacts/plugin-ui/.
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,6 +16,7 @@ import { homePaths } from '../../../daemon/config.js';
 import { startDaemon, type RunningDaemon } from '../../../daemon/daemon.js';
 import { silentLogger } from '../../../daemon/log.js';
 import { writeTinyImg2Img } from '../../../daemon/onnx/tiny/img2img.js';
+import { writeTinyStableDiffusion } from '../../../daemon/onnx/tiny/stable-diffusion.js';
 import { WorkerSupervisor } from '../../../daemon/worker/supervisor.js';
 import { launchChromium, type Chromium } from '../../browser/chromium.js';
 import type { HostLayer, LayerSummary } from '../../browser/figma-host.js';
@@ -94,7 +96,7 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     if (home) await rm(home, { recursive: true, force: true });
   });
 
-  it('pairs, previews, cancels a render, renders again, applies, and one undo removes the result', async () => {
+  it('pairs, previews, cancels a render, renders (model missing, then installed), applies, and one undo removes one result', async () => {
     const page = await chromium.context.newPage();
     await page.goto(host.url);
     const original = { name: 'Cat photo', kind: 'image', x: 120, y: 80, width: 240, height: 160, rotation: 10, png: await photo() } as const;
@@ -151,52 +153,68 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     // The preview is kept after a cancelled render.
     expect(await ui.locator('#result-images img').count()).toBe(1);
 
-    // 4. Render again, for real: the full pipeline needs a diffusion model; none is installed here, so
-    // the panel must say so with the install command. Once a render can finish, its result is checked.
+    // 4. Render again, for real: no diffusion model is installed yet, so the panel says so, with the
+    // install command; the preview stays shown, with its own caption again.
     await ui.locator('#render').click();
-    await frame.waitForFunction(() => !document.getElementById('job-problem')?.hidden || /Full render/.test(document.getElementById('result-caption')?.textContent ?? ''), undefined, { timeout: 60_000 });
-    let kind: 'preview' | 'render' = 'preview';
-    if (await visible(frame, 'job-problem')) {
-      expect(await text(frame, 'job-problem-title')).toMatch(/not installed|not available/);
-      expect(await visible(frame, 'job-problem-command')).toBe(true);
-      expect(await text(frame, 'job-problem-command')).toMatch(/^p2pz models install/);
-      // The preview stays shown, with its own caption again.
-      expect(await text(frame, 'result-caption')).toMatch(/^Quick preview \(GAN\) · CPU/);
-      await shot(page, '4-render-model-missing');
-    } else {
-      kind = 'render';
-      expect(await text(frame, 'result-caption')).toMatch(/^Full render · CPU/);
-      expect((await progressLog()).some((line) => /\| step \d+ of \d+$/.test(line))).toBe(true);
-      await shot(page, '4-render');
-    }
+    await frame.waitForFunction(() => !document.getElementById('job-problem')?.hidden, undefined, { timeout: 60_000 });
+    expect(await text(frame, 'job-problem-title')).toMatch(/^The model this edit needs is not installed\./);
+    expect(await visible(frame, 'job-problem-command')).toBe(true);
+    expect(await text(frame, 'job-problem-command')).toMatch(/^p2pz models install/);
+    expect(await text(frame, 'result-caption')).toMatch(/^Quick preview \(GAN\) · CPU/);
     await frame.waitForFunction(() => document.getElementById('progress')?.hidden === true);
+    await shot(page, '4-render-model-missing');
 
-    // 5. Apply: a new layer above the original, same frame, named after the edit, with its record.
+    // 5. With the tiny Stable Diffusion model installed, the full pix2pix-zero render runs in the
+    // worker: stages and steps show in the progress bar, and the result comes with its mask.
+    await writeTinyStableDiffusion(join(homePaths(home).models, 'tiny-sd'));
+    await ui.locator('#settings summary').click();
+    await ui.locator('#steps').fill('2');
+    await ui.locator('#size').fill('64');
+    await ui.locator('#render').click();
+    await waitText(frame, 'result-caption', /^Full render · CPU/);
+    expect(await visible(frame, 'job-problem')).toBe(false);
+    const log = await progressLog();
+    expect(log).toEqual(expect.arrayContaining(['Inverting | step 1 of 2', 'Editing | step 2 of 2']));
+    await frame.waitForFunction(() => document.getElementById('progress')?.hidden === true);
+    await shot(page, '5-render');
+
+    // 6. Apply (mask as a separate layer, the default): a new layer above the original, same frame,
+    // named after the edit, with its record, and the mask hidden above it.
     await ui.locator('#apply').click();
     await waitText(frame, 'result-caption', /^Placed 1 layer on the canvas\.$/);
-    const layers: LayerSummary[] = await page.evaluate(() => window.p2pzHost.layers());
-    const [before, placed, maybeMask] = layers;
+    let layers: LayerSummary[] = await page.evaluate(() => window.p2pzHost.layers());
+    const [before, placed, mask] = layers;
+    expect(layers).toHaveLength(3);
     expect(before?.name).toBe('Cat photo');
-    const name = kind === 'preview' ? 'cat → dog (preview, seed 42)' : 'cat → dog (seed 42)';
-    expect(placed?.name).toBe(name);
-    expect(placed?.type).toBe('RECTANGLE');
+    expect(placed).toMatchObject({ type: 'RECTANGLE', name: 'cat → dog (seed 42)', width: 240, height: 160, visible: true });
     expect(placed?.x).toBeCloseTo(120, 9);
     expect(placed?.y).toBeCloseTo(80, 9);
     expect(placed?.rotation).toBeCloseTo(10, 9);
-    expect([placed?.width, placed?.height]).toEqual([240, 160]);
     expect(placed?.imageSize).toEqual({ width: 96, height: 64 }); // the daemon returns the input's size
-    expect(JSON.parse(placed?.edit ?? '{}')).toMatchObject({ source: 'cat', target: 'dog', seed: 42, kind, originalId: before?.id });
+    expect(JSON.parse(placed?.edit ?? '{}')).toMatchObject({ source: 'cat', target: 'dog', seed: 42, steps: 2, size: 64, kind: 'render', engine: 'diffusion', originalId: before?.id });
     expect(placed?.relaunch).toEqual({ rerun: 'cat → dog, seed 42' });
-    if (kind === 'preview') {
-      expect(layers).toHaveLength(2); // the GAN preview has no attention mask
-    } else {
-      // The render's mask, as a hidden separate layer (the default mask mode).
-      expect(maybeMask).toMatchObject({ name: `Mask · ${name}`, visible: false, x: placed?.x, y: placed?.y, width: 240, height: 160 });
-    }
+    expect(mask).toMatchObject({ type: 'RECTANGLE', name: 'Mask · cat → dog (seed 42)', visible: false, width: 240, height: 160, imageSize: { width: 96, height: 64 } });
+    expect(mask?.x).toBeCloseTo(120, 9);
+    expect(mask?.rotation).toBeCloseTo(10, 9);
     expect(await page.evaluate(() => window.p2pzHost.notifications())).toEqual(expect.arrayContaining([{ text: 'Paired with the p2pz daemon', error: false }, { text: 'Placed cat → dog', error: false }]));
-    await shot(page, '5-applied');
+    await shot(page, '6-applied');
 
-    // 6. One undo removes exactly that result.
+    // 7. Apply again as a masked group: the mask, bottom of the group, masks the result by luminance.
+    await ui.locator('#mask-mode').selectOption('masked');
+    await ui.locator('#apply').click();
+    await frame.waitForFunction(() => /Placed/.test(document.getElementById('result-caption')?.textContent ?? ''));
+    await expect.poll(async () => (await page.evaluate(() => window.p2pzHost.layers())).length).toBe(4);
+    layers = await page.evaluate(() => window.p2pzHost.layers());
+    const group = layers[1];
+    expect(group).toMatchObject({ type: 'GROUP', name: 'cat → dog (seed 42)' });
+    expect(group?.children.map((c) => [c.name, c.isMask, c.maskType])).toEqual([
+      ['Mask · cat → dog (seed 42)', true, 'LUMINANCE'],
+      ['cat → dog (seed 42)', false, 'ALPHA'],
+    ]);
+
+    // 8. One undo removes one result: first the group, then the layer and its mask.
+    await page.evaluate(() => window.p2pzHost.undo());
+    expect((await page.evaluate(() => window.p2pzHost.layers())).map((l) => l.name)).toEqual(['Cat photo', 'cat → dog (seed 42)', 'Mask · cat → dog (seed 42)']);
     await page.evaluate(() => window.p2pzHost.undo());
     expect((await page.evaluate(() => window.p2pzHost.layers())).map((l) => l.name)).toEqual(['Cat photo']);
     await page.close();
@@ -213,7 +231,7 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     expect(await visible(frame, 'problem-retry')).toBe(true);
     expect(await text(frame, 'status-text')).toBe('Not running');
     expect(await ui(page).locator('#preview').isDisabled()).toBe(true);
-    await shot(page, '6-not-running');
+    await shot(page, '7-not-running');
 
     // A sibling frame forges a selection message; only the parent (Figma's host) may speak (R24).
     const seen = await frame.evaluate(() => {
