@@ -17,7 +17,7 @@ export async function modelsAtStartup(modelsDir: string, demo: boolean): Promise
   const lines: string[] = [];
   if (!(await hasRealDiffusionModel(modelsDir))) {
     lines.push(
-      'No Stable Diffusion model is installed. Install the default one (SD v1.4 in ONNX, about 5 GB) with:',
+      'No Stable Diffusion model is installed. Install the default one (SD v1.4 in ONNX, about 4.3 GB) with:',
       `  ${MODELS_DEFAULTS.installCommand}`,
     );
     if (!demo) lines.push('Meanwhile, try the plugin with a generated demo pack (random weights, labelled demo): npm start -- --demo');

@@ -36,7 +36,7 @@ describe('serve and models', () => {
   it('without a model: names the one install command and the demo option', async () => {
     const { s, url } = await serve([]);
     try {
-      expect(s.stdout).toContain('No Stable Diffusion model is installed. Install the default one (SD v1.4 in ONNX, about 5 GB) with:\n  node bin/p2pz.js models install\n');
+      expect(s.stdout).toContain('No Stable Diffusion model is installed. Install the default one (SD v1.4 in ONNX, about 4.3 GB) with:\n  node bin/p2pz.js models install\n');
       expect(s.stdout).toContain('npm start -- --demo');
       expect((await health(url)).models).toEqual([]);
     } finally {
