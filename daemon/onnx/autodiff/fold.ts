@@ -38,6 +38,7 @@ export function cloneModelShallow(model: ModelProto): ModelProto {
     input: [...g.input],
     output: [...g.output],
     valueInfo: [],
+    sparseInitializer: g.sparseInitializer ?? [],
     docString: g.docString,
   });
   return makeModel({
