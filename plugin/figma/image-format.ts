@@ -1,6 +1,6 @@
-// Image bytes as Figma hands them over: which format (by magic bytes) and what size (from the header),
-// without decoding. The sandbox has no image decoder; the daemon accepts PNG, JPEG and WebP only, so
-// anything else (GIF fills) is exported as PNG instead.
+// Image bytes as Figma hands them over: which format, by magic bytes, without decoding. The sandbox
+// has no image decoder; the daemon accepts PNG, JPEG and WebP only, so anything else (GIF fills) is
+// exported as PNG instead.
 
 export type ImageMime = 'image/png' | 'image/jpeg' | 'image/webp';
 
@@ -19,11 +19,4 @@ export function sniffImageMime(bytes: Uint8Array): ImageMime | null {
   // RIFF <size> WEBP
   if (startsWith(bytes, [0x52, 0x49, 0x46, 0x46]) && startsWith(bytes, [0x57, 0x45, 0x42, 0x50], 8)) return 'image/webp';
   return null;
-}
-
-/** Width and height from a PNG's IHDR chunk (bytes 16..24, big-endian); null if not a PNG. */
-export function pngSize(bytes: Uint8Array): { width: number; height: number } | null {
-  if (!startsWith(bytes, PNG_SIGNATURE) || bytes.length < 24) return null;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  return { width: view.getUint32(16), height: view.getUint32(20) };
 }

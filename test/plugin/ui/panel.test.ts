@@ -122,7 +122,11 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
       (window as unknown as { progressLog: string[] }).progressLog = log;
       const stage = document.getElementById('progress-stage');
       const step = document.getElementById('progress-step');
-      new MutationObserver(() => log.push(`${stage?.textContent ?? ''} | ${step?.textContent ?? ''}`)).observe(document.getElementById('progress') as Node, { subtree: true, childList: true, characterData: true });
+      // Observers see batches: each batch logs the text then shown, and whether a step preview arrived.
+      new MutationObserver((records) => {
+        log.push(`${stage?.textContent ?? ''} | ${step?.textContent ?? ''}`);
+        if (records.some((r) => r.type === 'attributes')) log.push(`step preview ${(document.getElementById('step-preview') as HTMLImageElement).src.slice(0, 22)}`);
+      }).observe(document.getElementById('progress') as Node, { subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ['src'] });
     });
     const progressLog = (): Promise<string[]> => frame.evaluate(() => (window as unknown as { progressLog: string[] }).progressLog);
 
@@ -174,7 +178,10 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     await waitText(frame, 'result-caption', /^Full render · CPU/);
     expect(await visible(frame, 'job-problem')).toBe(false);
     const log = await progressLog();
-    expect(log).toEqual(expect.arrayContaining(['Inverting | step 1 of 2', 'Editing | step 2 of 2']));
+    expect(log.some((line) => /^Edit direction \| step \d+ of \d+$/.test(line))).toBe(true);
+    expect(log.some((line) => /^Inverting \| step [0-2] of 2$/.test(line))).toBe(true);
+    expect(log.some((line) => /^Editing \| step [0-2] of 2$/.test(line))).toBe(true);
+    expect(log).toContain('step preview data:image/png;base64,');
     await frame.waitForFunction(() => document.getElementById('progress')?.hidden === true);
     await shot(page, '5-render');
 
