@@ -5,7 +5,8 @@
 //      prepares their derived graphs (cross-attention maps, guidance gradient);
 //   3. runs the UNet forward (cross-attention graph) and the gradient graph on the device and on the
 //      CPU with the same inputs and compares every output (max |Δ| and relative L2 error);
-//   4. times the UNet step (batch 2: the two CFG branches) and the gradient step at 512×512;
+//   4. times the UNet step (batch 2: the two CFG branches) and the gradient step at 512×512 (on the
+//      CPU, at the comparison size unless --time-size says otherwise);
 //   5. prints a Markdown table for docs/BENCHMARKS.md (and writes it to --out).
 // Exit code 0 when every comparison is within tolerance, 1 when one is not, 2 when `--device cuda`
 // cannot load CUDA. Runs on a CPU-only machine too (`--device cpu`, small sizes) as a smoke test.
@@ -27,7 +28,8 @@ export const GPU_CHECK_DEFAULTS = Object.freeze({
   presets: 'tiny,sd15',
   /** Pixels per side of the CUDA-vs-CPU comparison (small: the CPU runs it too). */
   compareSize: 128,
-  /** Pixels per side of the timed steps. */
+  /** Pixels per side of the timed steps on CUDA; on the CPU (a fallback, or --device cpu) the
+   *  comparison size, so that the SD-1.5-shaped gradient step does not take minutes. */
   timeSize: 512,
   /** Timed runs per graph (after one warm-up); the median is reported. */
   runs: 5,
@@ -42,7 +44,7 @@ const { values: args } = parseArgs({
     device: { type: 'string', default: GPU_CHECK_DEFAULTS.device },
     presets: { type: 'string', default: GPU_CHECK_DEFAULTS.presets },
     'compare-size': { type: 'string', default: String(GPU_CHECK_DEFAULTS.compareSize) },
-    'time-size': { type: 'string', default: String(GPU_CHECK_DEFAULTS.timeSize) },
+    'time-size': { type: 'string' },
     runs: { type: 'string', default: String(GPU_CHECK_DEFAULTS.runs) },
     out: { type: 'string' },
   },
@@ -224,11 +226,12 @@ function cell(v: number | undefined, digits: number, exp = false): string {
 async function main(): Promise<number> {
   const preference = DevicePreference.parse(args.device);
   const compareSize = Number(args['compare-size']);
-  const timeSize = Number(args['time-size']);
+  const explicitTimeSize = args['time-size'] === undefined ? undefined : Number(args['time-size']);
   const runs = Number(args.runs);
-  for (const [name, v] of [['compare-size', compareSize], ['time-size', timeSize]] as const) {
+  for (const [name, v] of [['compare-size', compareSize], ['time-size', explicitTimeSize ?? 64]] as const) {
     if (!Number.isInteger(v) || v < 64 || v % 64 !== 0) throw new Error(`--${name} must be a multiple of 64`);
   }
+  if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs must be a positive whole number');
   const gpu = nvidiaSmi('name,memory.total,driver_version');
   log(`GPU: ${gpu ?? 'none found by nvidia-smi'}; onnxruntime-node ${ortVersion()}; CUDA provider library ${cudaProviderInstalled() ? 'installed' : 'not installed (npm run gpu:install)'}`);
   let choice: ExecutionChoice;
@@ -240,6 +243,7 @@ async function main(): Promise<number> {
     return 2;
   }
   log(`Provider: ${choice.device.provider} (${choice.device.reason})`);
+  const timeSize = explicitTimeSize ?? (choice.device.provider === 'cuda' ? GPU_CHECK_DEFAULTS.timeSize : compareSize);
   const presets: Array<[string, StableDiffusionPreset]> = [];
   const want = (args.presets ?? '').split(',').map((s) => s.trim());
   if (want.includes('tiny')) presets.push(['tiny', TINY_SD]);

@@ -6,7 +6,7 @@
 // never at a place the daemon looks.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat, statfs } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { P2pzError } from '../../shared/protocol/index.js';
@@ -17,6 +17,8 @@ import { MODELS_DEFAULTS } from './defaults.js';
 import { downloadFile, type DownloadOptions } from './download.js';
 import type { HubClient } from './hub-client.js';
 import type { RemoteFile } from './hub-schema.js';
+import { formatBytes } from './progress.js';
+import { lockStaging } from './staging-lock.js';
 import { readInstallManifest, writeInstallManifest, type InstalledFile, type InstallManifest, type InstallSource } from './install-manifest.js';
 
 export interface InstallEvents {
@@ -45,6 +47,8 @@ export interface HubInstallOptions extends InstallCommon {
   readonly client: HubClient;
   readonly repo?: string;
   readonly revision?: string;
+  /** Free disk bytes where the model is staged (injectable for tests); default statfs. */
+  readonly freeDiskBytes?: (path: string) => Promise<number>;
   /** Download limits (attempts, backoff, stall timeout). */
   readonly download?: Pick<DownloadOptions, 'attempts' | 'retryBaseMs' | 'retryMaxMs' | 'stallTimeoutMs'>;
 }
@@ -104,14 +108,26 @@ export async function installFromHub(options: HubInstallOptions): Promise<Instal
   checkComplete(files.map((f) => f.path), `${repo} at “${revision}”`);
   const staging = join(options.modelsDir, MODELS_DEFAULTS.stagingFolder, `${name}@${snapshot.commit.slice(0, 12)}`);
   await mkdir(staging, { recursive: true });
+  const unlock = await lockStaging(staging);
+  try {
+    await checkDiskSpace(staging, files, options.freeDiskBytes ?? freeDiskBytes);
+    events.phase?.('download');
+    events.start?.(files, files.reduce((s, f) => s + f.size, 0));
+    await downloadAll(options, repo, snapshot.commit, staging, files);
+    const installed: InstalledFile[] = files.map((f) => ({ path: f.path, size: f.size, ...(f.sha256 ? { sha256: f.sha256 } : { gitOid: f.gitOid }) }));
+    return await finishInstall(options, name, staging, source, installed);
+  } finally {
+    await unlock();
+  }
+}
 
-  events.phase?.('download');
-  events.start?.(files, files.reduce((s, f) => s + f.size, 0));
+async function downloadAll(options: HubInstallOptions, repo: string, commit: string, staging: string, files: readonly RemoteFile[]): Promise<void> {
+  const events = options.events ?? {};
   for (const file of files) {
     events.file?.(file.path);
     const dest = join(staging, ...file.path.split('/'));
     await mkdir(dirname(dest), { recursive: true });
-    await downloadFile(options.client.fileUrl(repo, snapshot.commit, file.path), dest, file, {
+    await downloadFile(options.client.fileUrl(repo, commit, file.path), dest, file, {
       ...options.download,
       get: (url, headers, signal) => options.client.get(url, headers, signal),
       ...(events.bytes ? { onBytes: events.bytes } : {}),
@@ -120,8 +136,32 @@ export async function installFromHub(options: HubInstallOptions): Promise<Instal
       ...(options.signal ? { signal: options.signal } : {}),
     });
   }
-  const installed: InstalledFile[] = files.map((f) => ({ path: f.path, size: f.size, ...(f.sha256 ? { sha256: f.sha256 } : { gitOid: f.gitOid }) }));
-  return finishInstall(options, name, staging, source, installed);
+}
+
+/** Free bytes on the file system holding `path`. */
+export async function freeDiskBytes(path: string): Promise<number> {
+  const s = await statfs(path);
+  return s.bavail * s.bsize;
+}
+
+/** Refuses a download that cannot fit on the disk (bytes already on disk excepted), with a margin
+ *  for the derived graphs. */
+async function checkDiskSpace(staging: string, files: readonly RemoteFile[], free: (path: string) => Promise<number>): Promise<void> {
+  let missing = 0;
+  for (const f of files) {
+    const base = join(staging, ...f.path.split('/'));
+    const have = (await stat(base).catch(() => undefined))?.size === f.size ? f.size : ((await stat(`${base}.part`).catch(() => undefined))?.size ?? 0);
+    missing += Math.max(0, f.size - have);
+  }
+  const need = missing + MODELS_DEFAULTS.diskMarginBytes;
+  const available = await free(staging);
+  if (available < need) {
+    throw new P2pzError(
+      'E_DOWNLOAD_FAILED',
+      `Not enough disk space: the model needs ${formatBytes(need)} more, ${formatBytes(available)} is free.`,
+      'Free some disk space (or set P2PZ_HOME to a larger disk), then run the same command again.',
+    );
+  }
 }
 
 /** Installs a model by copying a local folder (e.g. an export made with diffusers or optimum). The
@@ -192,7 +232,14 @@ async function finishInstall(options: InstallCommon, name: string, staging: stri
   const size = options.prepareSize ?? MODELS_DEFAULTS.prepareSize;
   if (size > 0) {
     events.phase?.('prepare');
-    await prepareModel(staging, { height: size, width: size });
+    try {
+      await prepareModel(staging, { height: size, width: size });
+    } catch (err) {
+      if (!(err instanceof P2pzError)) throw err;
+      // The verified files stay staged: the next run does not download them again.
+      const kept = source.kind === 'hub' ? 'The downloaded files are kept. ' : '';
+      throw new P2pzError(err.code, `Preparing the derived graphs failed: ${err.message}`, `${kept}Run the command again with --no-prepare to install the model without them (the full-quality render needs them), or report the model.`);
+    }
   }
   events.phase?.('commit');
   const manifest: InstallManifest = { format: 1, name, kind: 'diffusion', demo: false, source, installedAt: new Date().toISOString(), files };

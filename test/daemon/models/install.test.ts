@@ -273,6 +273,31 @@ describe('installFromHub', () => {
   });
 });
 
+describe('install guards', () => {
+  it('refuses a download that does not fit on the disk, before fetching anything', async () => {
+    const server = await serve();
+    const dir = await modelsDir();
+    const err = await expectCode(installFromHub(options(server, dir, { freeDiskBytes: async () => 1_000_000 })), 'E_DOWNLOAD_FAILED');
+    expect(err.message).toMatch(/Not enough disk space: the model needs 73\.2 MB more, 1\.00 MB is free\./);
+    expect(server.requests.filter((q) => q.url.includes('/resolve/') || q.url.startsWith('/cdn/'))).toEqual([]);
+  });
+
+  it('one installer per model: a live lock refuses, a stale one is taken over', async () => {
+    const server = await serve();
+    const dir = await modelsDir();
+    const lock = join(dir, MODELS_DEFAULTS.stagingFolder, `tiny-sd@${COMMIT.slice(0, 12)}.lock`);
+    await mkdir(join(dir, MODELS_DEFAULTS.stagingFolder), { recursive: true });
+    await writeFile(lock, `${process.ppid}\n`);
+    const err = await expectCode(installFromHub(options(server, dir)), 'E_BAD_REQUEST');
+    expect(err.message).toContain('Another `p2pz models install` is downloading this model');
+    // A process id that cannot be running.
+    await writeFile(lock, '2147483646\n');
+    await installFromHub(options(server, dir));
+    await expect(stat(lock)).rejects.toThrow();
+    expect((await verifyModel(dir, 'tiny-sd')).ok).toBe(true);
+  });
+});
+
 describe('installFromFolder', () => {
   it('copies a local export, records hashes, and verify notices a later change', async () => {
     const dir = await modelsDir();
