@@ -199,8 +199,12 @@ export async function loadDiffusionModel(models: ModelSessions, name: string): P
   const unet = await models.get(paths.unet);
   const ts = tensorMeta(unet, 'timestep', 'input');
   const ehs = tensorMeta(unet, 'encoder_hidden_states', 'input');
-  if (!tensorMeta(unet, 'sample', 'input') || !ts || !ehs || !unet.outputNames.includes('out_sample')) {
+  const sample = tensorMeta(unet, 'sample', 'input');
+  if (!sample || !ts || !ehs || !unet.outputNames.includes('out_sample')) {
     throw invalid('The UNet must take sample, timestep and encoder_hidden_states and return out_sample.');
+  }
+  if (sample.type !== 'float32' || ehs.type !== 'float32') {
+    throw invalid(`The UNet takes ${sample.type} latents; p2pz runs float32 exports (the guidance gradient needs float32).`);
   }
   if (ts.type !== 'int64' && ts.type !== 'int32' && ts.type !== 'float32' && ts.type !== 'float16') {
     throw invalid(`The UNet's timestep has the unsupported type ${ts.type}.`);

@@ -141,7 +141,6 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   const x = await timed('decode', async () => rgbToTensor(await resizeRgb(decoded.rgb, W, H, size.width, size.height), size.width, size.height));
 
   // 0'. The derived UNet graphs for this working size (a no-op when current).
-  progress('load', 0, 1);
   const { single, pair } = await timed('load', async () => {
     const modelDir = dirname(dirname(await models.resolve(model.paths.unet)));
     const single: PreparedUNet = await prepareModel(modelDir, { height: size.height, width: size.width, batch: 1 });
