@@ -87,6 +87,8 @@ async function run(deps: SandboxDeps, event: RunEvent): Promise<void> {
     });
   };
   api.on('selectionchange', postSelection);
+  // With dynamic page loading, switching pages changes the selection without a selectionchange.
+  api.on('currentpagechange', postSelection);
 
   post({
     v: PROTOCOL_VERSION,

@@ -404,7 +404,8 @@ export class Panel {
         this.ui.result.hidden = false;
       }
     } catch (err) {
-      this.showJobProblem(problemFor(err, client.port));
+      if (err instanceof P2pzError && err.code === 'E_UNAUTHORIZED') this.forgetToken(problemFor(err, client.port));
+      else this.showJobProblem(problemFor(err, client.port));
     } finally {
       if (fresh.length > 0) {
         for (const old of this.results) URL.revokeObjectURL(old.url);

@@ -76,10 +76,11 @@ function summary(node: SceneNode, shim: FigmaShim): LayerSummary {
 const host = {
   shim: null as FigmaShim | null,
   /** Starts the plugin: the UI iframe first (as Figma loads it), then the sandbox's `run`. */
-  async start(options: { port: number; layers: HostLayer[]; select: string[] }): Promise<void> {
+  async start(options: { port: number; layers: HostLayer[]; select: string[]; token?: string; command?: string; parameters?: Record<string, string> }): Promise<void> {
     const shim = createFigmaShim();
     host.shim = shim;
     shim.storage.set('p2pz.port', options.port);
+    if (options.token !== undefined) shim.storage.set('p2pz.token', options.token);
     const nodes = new Map<string, SceneNode>();
     for (const layer of options.layers) {
       const png = bytes(layer.png);
@@ -111,7 +112,7 @@ const host = {
 
     const code = await (await fetch('/code.js')).text();
     new Function('figma', '__html__', 'fetch', code)(shim.figma, '', undefined);
-    shim.run('open');
+    shim.run(options.command ?? 'open', options.parameters);
     const ui = shim.shownUi;
     iframe.style.width = `${ui?.width ?? 300}px`;
     iframe.style.height = `${ui?.height ?? 400}px`;

@@ -52,7 +52,7 @@ async function freePort(): Promise<number> {
   return address.port;
 }
 
-async function startPlugin(page: Page, options: { port: number; layers: HostLayer[]; select: string[] }): Promise<Frame> {
+async function startPlugin(page: Page, options: { port: number; layers: HostLayer[]; select: string[]; token?: string; command?: string; parameters?: Record<string, string> }): Promise<Frame> {
   await page.evaluate((o) => window.p2pzHost.start(o), options);
   const frame = page.frames().find((f) => f.parentFrame() === page.mainFrame());
   if (frame === undefined) throw new Error('the plugin iframe did not load');
@@ -224,6 +224,21 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     expect((await page.evaluate(() => window.p2pzHost.layers())).map((l) => l.name)).toEqual(['Cat photo', 'cat → dog (seed 42)', 'Mask · cat → dog (seed 42)']);
     await page.evaluate(() => window.p2pzHost.undo());
     expect((await page.evaluate(() => window.p2pzHost.layers())).map((l) => l.name)).toEqual(['Cat photo']);
+    await page.close();
+  });
+
+  it('runs a quick action with a stored token: no pairing, the preview starts by itself', async () => {
+    const { code } = daemon.pairingCode();
+    const paired = await fetch(`${daemon.url}/v1/pair`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ v: 1, code }) });
+    const { token } = (await paired.json()) as { token: string };
+    const page = await chromium.context.newPage();
+    await page.goto(host.url);
+    const layer = { name: 'Pet', kind: 'image', x: 0, y: 0, width: 96, height: 64, png: await photo() } as const;
+    const frame = await startPlugin(page, { port: daemon.port, layers: [layer], select: ['Pet'], token, command: 'edit', parameters: { source: 'cat', target: 'dog' } });
+    await waitText(frame, 'result-caption', /^Quick preview \(GAN\) · CPU/);
+    expect(await visible(frame, 'pair')).toBe(false);
+    expect(await page.frameLocator('#plugin-ui').locator('#source').inputValue()).toBe('cat');
+    expect(await page.frameLocator('#plugin-ui').locator('#target').inputValue()).toBe('dog');
     await page.close();
   });
 
