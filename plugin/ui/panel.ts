@@ -160,11 +160,19 @@ export class Panel {
   private openEvents(): void {
     const client = this.client;
     if (client === null) return;
-    this.stream?.close();
-    this.stream = client.openEvents({
-      onEvent: (event) => this.onEvent(event),
-      onClose: (code) => this.onStreamClosed(code),
+    const previous = this.stream;
+    this.stream = null;
+    previous?.close();
+    // A replaced stream's close is not news: only the current stream's close counts.
+    const stream: EventStream = client.openEvents({
+      onEvent: (event) => {
+        if (this.stream === stream) this.onEvent(event);
+      },
+      onClose: (code) => {
+        if (this.stream === stream) this.onStreamClosed(code);
+      },
     });
+    this.stream = stream;
   }
 
   private onStreamClosed(code: number): void {
@@ -383,7 +391,7 @@ export class Panel {
     this.showJobProblem(null);
     this.ui.resultCaption.textContent = this.resultsCaption;
     this.updateButtons();
-    this.showProgress(kind === 'render' ? 'Reading layers' : 'Reading layers', '', 0);
+    this.showProgress('Reading layers', '', 0);
     const fresh: ResultEntry[] = [];
     try {
       const { images } = await this.bridge.request({ v: PROTOCOL_VERSION, type: 'read-images', nodeIds: this.selection.map((s) => s.nodeId) }, 'images');
@@ -391,8 +399,16 @@ export class Panel {
         if (job.cancelled) break;
         const batch = images.length > 1 ? `Layer ${index + 1} of ${images.length} · ` : '';
         this.showProgress(`${batch}Uploading`, '', 0);
-        const imageId = await this.upload(client, image);
-        const terminal = await this.runOne(client, job, { kind, imageId, edit }, batch);
+        let imageId = await this.upload(client, image);
+        let terminal: Terminal;
+        try {
+          terminal = await this.runOne(client, job, { kind, imageId, edit }, batch);
+        } catch (err) {
+          // Uploads expire (and a restarted daemon forgets them): upload once more and resubmit.
+          if (!(err instanceof P2pzError) || err.code !== 'E_NOT_FOUND') throw err;
+          imageId = await this.upload(client, image, true);
+          terminal = await this.runOne(client, job, { kind, imageId, edit }, batch);
+        }
         if (terminal.type === 'cancelled') break;
         const entry = await this.fetchResult(client, image, edit, kind, terminal.outcome);
         fresh.push(entry);
@@ -418,10 +434,10 @@ export class Panel {
     }
   }
 
-  private async upload(client: DaemonClient, image: ImageBytes): Promise<string> {
+  private async upload(client: DaemonClient, image: ImageBytes, fresh = false): Promise<string> {
     const key = `${image.nodeId}:${image.bytes.byteLength}:${fnv1a(image.bytes)}`;
     const known = this.uploads.get(key);
-    if (known !== undefined) return known;
+    if (known !== undefined && !fresh) return known;
     const uploaded = await client.uploadImage(image.bytes, image.mime);
     this.uploads.set(key, uploaded.imageId);
     return uploaded.imageId;
