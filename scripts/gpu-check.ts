@@ -47,6 +47,9 @@ const { values: args } = parseArgs({
     'time-size': { type: 'string' },
     runs: { type: 'string', default: String(GPU_CHECK_DEFAULTS.runs) },
     out: { type: 'string' },
+    /** Run the comparison rows even when the device is the CPU (CPU against CPU: a dry run of the
+     *  comparison path on a machine without a GPU). */
+    'compare-always': { type: 'boolean', default: false },
   },
 });
 
@@ -164,26 +167,26 @@ async function checkPreset(label: string, preset: StableDiffusionPreset, choice:
     let t0 = performance.now();
     await writeTinyStableDiffusion(dir, { preset, components: ['unet'] });
     log(`${label}: UNet written in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-    const onDevice = choice.device.provider !== 'cpu';
+    const onDevice = choice.device.provider !== 'cpu' || args['compare-always'] === true;
     const device = choice.device.provider;
 
-    // 1. Device against CPU at the comparison size.
+    // 1. Device against CPU at the comparison size (nothing to compare on the CPU alone).
+    if (!onDevice) log(`${label}: running on the CPU only: no comparison`);
     t0 = performance.now();
-    const small = await prepareModel(dir, { height: opts.compareSize, width: opts.compareSize });
-    log(`${label}: prepared ${opts.compareSize}×${opts.compareSize} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-    for (const [graph, path, tolerance] of [
-      ['UNet + cross-attention maps', small.xattnPath, GPU_CHECK_DEFAULTS.forwardTolerance],
-      ['guidance gradient', small.gradPath, GPU_CHECK_DEFAULTS.gradientTolerance],
-    ] as const) {
+    const small = onDevice ? await prepareModel(dir, { height: opts.compareSize, width: opts.compareSize }) : undefined;
+    if (small) log(`${label}: prepared ${opts.compareSize}×${opts.compareSize} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    const comparisons = small
+      ? ([
+          ['UNet + cross-attention maps', small.xattnPath, GPU_CHECK_DEFAULTS.forwardTolerance],
+          ['guidance gradient', small.gradPath, GPU_CHECK_DEFAULTS.gradientTolerance],
+        ] as const)
+      : [];
+    for (const [graph, path, tolerance] of comparisons) {
       const cpu = await load(path, ['cpu']);
       const feeds = feedsFor(cpu.session, opts.compareSize);
       const cpuRun = await timeRuns(cpu.session, feeds, 1);
       await cpu.session.release();
       const cpuFinite = compare(cpuRun.outputs, cpuRun.outputs).finite;
-      if (!onDevice) {
-        rows.push({ model: label, graph, pixels: opts.compareSize, device: 'cpu', loadS: cpu.seconds, msPerRun: cpuRun.ms, maxAbs: undefined, relL2: undefined, ok: cpuFinite });
-        continue;
-      }
       const dev = await load(path, choice.executionProviders);
       const devRun = await timeRuns(dev.session, feeds, 1);
       await dev.session.release();

@@ -25,9 +25,10 @@ afterAll(async () => {
 });
 
 describe('gpu:check', () => {
-  it('runs the tiny model on the CPU and prints the table', () => {
+  it('runs the tiny model on the CPU, the comparison path included, and prints the table', () => {
     const out = join(work, 'table.md');
-    const r = spawnSync(process.execPath, [bundle, '--device', 'cpu', '--presets', 'tiny', '--compare-size', '64', '--time-size', '64', '--runs', '1', '--out', out], {
+    // --compare-always: CPU against CPU, so the comparison rows run here too (and differ by nothing).
+    const r = spawnSync(process.execPath, [bundle, '--device', 'cpu', '--presets', 'tiny', '--compare-size', '64', '--time-size', '64', '--runs', '1', '--compare-always', '--out', out], {
       cwd: ROOT,
       encoding: 'utf8',
       timeout: 60_000,
@@ -35,17 +36,19 @@ describe('gpu:check', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toContain('Provider: cpu (CPU requested.)');
     expect(r.stdout).toMatch(/^## gpu:check\n/);
-    const rows = r.stdout.split('\n').filter((l) => l.startsWith('| tiny |'));
-    expect(rows.map((l) => l.split('|').slice(2, 5).map((c) => c.trim()))).toEqual([
+    const rows = r.stdout.split('\n').filter((l) => l.startsWith('| tiny |')).map((l) => l.split('|').map((c) => c.trim()));
+    expect(rows.map((c) => c.slice(2, 5))).toEqual([
       ['UNet + cross-attention maps', '64', 'cpu'],
       ['guidance gradient', '64', 'cpu'],
       ['UNet step (batch 2)', '64', 'cpu'],
       ['guidance gradient step (batch 2)', '64', 'cpu'],
     ]);
-    for (const row of rows) {
-      expect(Number(row.split('|')[6])).toBeGreaterThan(0);
-      expect(row.trim().endsWith('| yes |')).toBe(true);
+    for (const c of rows) {
+      expect(Number(c[6])).toBeGreaterThan(0);
+      expect(c[9]).toBe('yes');
     }
+    for (const c of rows.slice(0, 2)) expect(c.slice(7, 9)).toEqual(['0.00e+0', '0.00e+0']);
+    for (const c of rows.slice(2)) expect(c.slice(7, 9)).toEqual(['–', '–']);
     return readFile(out, 'utf8').then((text) => expect(text).toBe(r.stdout));
   });
 
