@@ -151,7 +151,16 @@ export async function prepareModel(modelDir: string, opts: PrepareOptions): Prom
       return { ...paths, manifest: existing, reused: true };
     }
   }
-  const xattn = crossAttentionModel(model, size);
+  let xattn: ReturnType<typeof crossAttentionModel>;
+  try {
+    xattn = crossAttentionModel(model, size);
+  } catch (e) {
+    // A size the UNet's down/up-sampling cannot take shows up as a shape conflict (skip connections).
+    if (e instanceof P2pzError && e.code === 'E_MODEL_INVALID' && /shape inference failed/.test(e.message)) {
+      throw new P2pzError('E_BAD_REQUEST', `The UNet cannot run at ${opts.width}×${opts.height} pixels.`, 'Use a working size whose sides are multiples of 64.');
+    }
+    throw e;
+  }
   await writeDerivedModel(xattn.model as unknown as GraphIoModel, unetPath, paths.xattnPath);
   const grad = guidanceGradientModel(model, size);
   await writeDerivedModel(grad.model as unknown as GraphIoModel, unetPath, paths.gradPath);

@@ -405,6 +405,11 @@ function inferNode(node: NodeProto, ins: (TensorInfo | undefined)[], opset: numb
       const parts = node.input.map((_, i) => need(i));
       const first = parts[0] as TensorInfo;
       const axis = normAxis(attrInt(node, 'axis', 0), first.dims.length);
+      for (const p of parts) {
+        if (p.dims.length !== first.dims.length || p.dims.some((d, i) => i !== axis && d !== first.dims[i])) {
+          throw new Error(`cannot concatenate [${first.dims.join(',')}] and [${p.dims.join(',')}] on axis ${axis}`);
+        }
+      }
       const dims = [...first.dims];
       dims[axis] = parts.reduce((s, p) => s + (p.dims[axis] ?? 0), 0);
       let value: number[] | undefined;

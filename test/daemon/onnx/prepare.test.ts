@@ -77,6 +77,10 @@ describe('prepareModel', () => {
 
   it('refuses sizes that are not multiples of 8 and folders without a UNet', async () => {
     await expect(prepareModel(dir, { height: 60, width: 64 })).rejects.toMatchObject({ code: 'E_BAD_REQUEST' });
+    // Latent 9×8: the tiny UNet's ×2 down- and upsampling cannot restore 9 rows for the skip connection.
+    await expect(prepareModel(dir, { height: 72, width: 64 })).rejects.toMatchObject({
+      code: 'E_BAD_REQUEST', message: expect.stringContaining('cannot run at 64×72 pixels'), hint: expect.stringContaining('multiples of 64'),
+    });
     const empty = await mkdtemp(join(tmpdir(), 'p2pz-empty-'));
     const err = await prepareModel(empty, { height: 64, width: 64 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(P2pzError);
