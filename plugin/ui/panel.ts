@@ -291,6 +291,7 @@ export class Panel {
     u.xa.value = String(edit.xa);
     u.size.value = String(edit.size);
     u.caption.value = edit.caption ?? '';
+    u.blend.checked = edit.blend === true;
   }
 
   private maskMode(): MaskMode {
@@ -309,7 +310,9 @@ export class Panel {
       cfg: Number(u.cfg.value),
       xa: Number(u.xa.value),
       size: Number(u.size.value),
-      mask: this.maskMode() !== 'none',
+      // Blending needs the mask even when it is not placed.
+      mask: this.maskMode() !== 'none' || u.blend.checked,
+      blend: u.blend.checked,
     };
     if (u.caption.value.trim() !== '') input.caption = u.caption.value;
     const parsed = EditParams.safeParse(input);
@@ -521,6 +524,7 @@ export class Panel {
       xa: edit.xa,
       size: edit.size,
       editScale: edit.editScale,
+      blend: edit.blend,
       kind,
       engine: outcome.engine,
       originalId: image.nodeId,

@@ -37,6 +37,7 @@ export function panelElements(doc: Document = document) {
     xa: e('xa', HTMLInputElement),
     size: e('size', HTMLInputElement),
     caption: e('caption', HTMLInputElement),
+    blend: e('blend', HTMLInputElement),
     maskMode: e('mask-mode', HTMLSelectElement),
     result: e('result', HTMLElement),
     resultImages: e('result-images', HTMLElement),

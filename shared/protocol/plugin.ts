@@ -72,6 +72,8 @@ export const LayerEdit = z.object({
   xa: z.number().check(z.gte(0), z.lte(10)),
   size: z.int().check(z.gte(64), z.lte(1024)),
   editScale: z.number().check(z.gte(-5), z.lte(5)),
+  /** The edit was blended into the original through the mask (background kept pixel-exact). */
+  blend: z.optional(z.boolean()),
   /** Which job made the result and which engine ran it. */
   kind: z.enum(['preview', 'render']),
   engine: z.enum(['gan', 'diffusion-preview', 'diffusion']),
