@@ -8,7 +8,7 @@
 // file, then rename), and a manifest matching the current source makes prepare a no-op.
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { P2pzError } from '../../shared/protocol/errors.js';
 import { decodeModel as decodeChecked, writeDerivedModel, writeFileAtomic } from './graph/model-io.js';
@@ -127,9 +127,22 @@ async function currentManifest(path: string, dir: string, source: PreparedManife
   return parsed;
 }
 
+/** In-flight preparations by manifest path: concurrent calls for the same graphs share one build
+ *  (the temporary file names of atomic writes are per process). */
+const inFlight = new Map<string, Promise<PreparedUNet>>();
+
 /** Derives (or reuses) the cross-attention and guidance gradient graphs of `modelDir`'s UNet. */
 export async function prepareModel(modelDir: string, opts: PrepareOptions): Promise<PreparedUNet> {
   const size = staticSize(opts);
+  const key = join(resolve(modelDir), derivedNames(size).manifest);
+  const pending = inFlight.get(key);
+  if (pending) return pending;
+  const job = prepareOnce(modelDir, opts, size).finally(() => inFlight.delete(key));
+  inFlight.set(key, job);
+  return job;
+}
+
+async function prepareOnce(modelDir: string, opts: PrepareOptions, size: UNetStaticSize): Promise<PreparedUNet> {
   const unetPath = join(modelDir, PREPARE_DEFAULTS.unetPath);
   const dir = dirname(unetPath);
   let bytes: Buffer;

@@ -65,6 +65,13 @@ describe('prepareModel', () => {
     expect((await prepareModel(dir, { height: 64, width: 64, force: true })).reused).toBe(false);
   });
 
+  it('shares one build between concurrent calls for the same graphs', async () => {
+    const d = await modelFolder(5);
+    const [a, b] = await Promise.all([prepareModel(d, { height: 32, width: 32 }), prepareModel(d, { height: 32, width: 32 })]);
+    expect(a).toBe(b);
+    expect(a.reused).toBe(false);
+  });
+
   it('names other batches apart and rebuilds when the UNet changes', async () => {
     const d = await modelFolder(2);
     const b1 = await prepareModel(d, { height: 64, width: 32, batch: 1 });
