@@ -11,13 +11,14 @@ import { Tensor } from 'onnxruntime-node';
 import type { InferenceSession } from 'onnxruntime-node';
 import { z } from 'zod';
 import { P2pzError } from '../../shared/protocol/index.js';
+import { MODELS_DEFAULTS } from '../models/defaults.js';
 import type { ModelSessions } from './gan-preview.js';
 import { loadSchedulerConfig, type SchedulerConfig } from './scheduler/scheduler-config.js';
 import { ClipTokenizer } from './text/clip-tokenizer.js';
 
 export const DIFFUSION_MODEL_DEFAULTS = Object.freeze({
-  /** The folder a job without `model` uses when it is installed. */
-  defaultName: 'stable-diffusion-v1-4',
+  /** The folder a job without `model` uses when it is installed (the installer's default model). */
+  defaultName: MODELS_DEFAULTS.name,
   /** Stable Diffusion 1.x's VAE latent scale (used unless the model's VAE config says otherwise). */
   latentScale: 0.18215,
   /** Largest model_index.json / VAE config.json read. */
@@ -38,7 +39,7 @@ export const MODEL_LAYOUT = Object.freeze({
 });
 
 const MODEL_NAME = /^[A-Za-z0-9._-]{1,100}$/;
-const INSTALL_HINT = 'Install a Stable Diffusion 1.x ONNX model with `p2pz models install stable-diffusion-v1-4`, then try again.';
+const INSTALL_HINT = `Install a Stable Diffusion 1.x ONNX model with \`${MODELS_DEFAULTS.installCommand}\`, then try again.`;
 
 const ModelIndex = z.record(z.string(), z.unknown());
 const VaeConfig = z.looseObject({ scaling_factor: z.number().positive().max(100).optional() });

@@ -11,6 +11,7 @@ import { chooseDiffusionModel, listDiffusionModels } from '../../../daemon/pipel
 import { previewSettings } from '../../../daemon/pipeline/diffusion-preview.js';
 import { InversionCache, inversionKey, type InversionKeyParts } from '../../../daemon/pipeline/inversion-cache.js';
 import { latentPreviewRgb, SD1_LATENT_RGB } from '../../../daemon/pipeline/latent-preview.js';
+import { MODELS_DEFAULTS } from '../../../daemon/models/defaults.js';
 import { resolveModelPath } from '../../../daemon/worker/model-path.js';
 
 const PARTS: InversionKeyParts = {
@@ -71,7 +72,7 @@ describe('chooseDiffusionModel', () => {
     const none = await chooseDiffusionModel(files()).catch((e: P2pzError) => e);
     expect(none).toBeInstanceOf(P2pzError);
     expect((none as P2pzError).code).toBe('E_MODEL_MISSING');
-    expect((none as P2pzError).hint).toContain('p2pz models install');
+    expect((none as P2pzError).hint).toContain(MODELS_DEFAULTS.installCommand);
     await install('my-model');
     await mkdir(join(models, 'gan'), { recursive: true });
     expect(await chooseDiffusionModel(files())).toBe('my-model');
