@@ -109,7 +109,6 @@ const UNARY: Record<string, (a: number) => number> = {
   Relu: (a) => Math.max(a, 0),
   Sigmoid: (a) => 1 / (1 + Math.exp(-a)),
   Not: (a) => (a ? 0 : 1),
-  Erf: () => Number.NaN, // float-only op on activations; never on shape tensors
   Round: (a) => {
     const f = Math.floor(a);
     const d = a - f;
@@ -481,7 +480,7 @@ function inferNode(node: NodeProto, ins: (TensorInfo | undefined)[], opset: numb
       return [{ dtype: a.dtype, dims, ...(value ? { value } : {}) }];
     }
     case 'Softmax': case 'LogSoftmax': case 'Dropout': case 'InstanceNormalization': case 'Clip': case 'LeakyRelu':
-    case 'Gelu': case 'Softplus': case 'Elu': case 'HardSigmoid': case 'Mish':
+    case 'Gelu': case 'Softplus': case 'Elu': case 'HardSigmoid': case 'Mish': case 'Erf':
       return [{ dtype: need(0).dtype, dims: need(0).dims }];
     case 'LayerNormalization': {
       const a = need(0);
