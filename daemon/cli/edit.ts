@@ -7,6 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { EditParams, P2pzError } from '../../shared/protocol/index.js';
 import { defaultHome, homePaths } from '../config.js';
+import { MODELS_DEFAULTS } from '../models/defaults.js';
 import { runDiffusionPreview } from '../pipeline/diffusion-preview.js';
 import { loadUserBank, SENTENCE_BANK_DEFAULTS, SENTENCE_BANK_LIMITS } from '../pipeline/directions/sentence-bank.js';
 import { DumpWriter } from '../pipeline/dump/dump-writer.js';
@@ -24,8 +25,8 @@ export const EDIT_CLI_DEFAULTS = Object.freeze({
   /** Folders inside the data directory. */
   directionCache: 'cache/directions',
   inversionCache: 'cache/inversions',
-  /** The model folder when --model is not given: the daemon's default name in the models directory. */
-  defaultModel: 'stable-diffusion-v1-4',
+  /** The model folder when --model is not given: the installer's default name in the models directory. */
+  defaultModel: MODELS_DEFAULTS.name,
 });
 
 const USAGE = `p2pz edit IN --from WORD --to WORD [options]
