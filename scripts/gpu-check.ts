@@ -11,13 +11,14 @@
 // Exit code 0 when every comparison is within tolerance, 1 when one is not, 2 when `--device cuda`
 // cannot load CUDA. Runs on a CPU-only machine too (`--device cpu`, small sizes) as a smoke test.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
+import { CUDA_PROVIDER, cudaProviderInstalled } from '../daemon/models/cuda-provider.js';
 import { estimateJobMemory, modelFootprint } from '../daemon/models/memory-estimate.js';
 import { prepareModel } from '../daemon/onnx/prepare.js';
 import { SD15_SHAPED, TINY_SD, writeTinyStableDiffusion, type StableDiffusionPreset } from '../daemon/onnx/tiny/stable-diffusion.js';
@@ -86,13 +87,6 @@ function ortVersion(): string {
   } catch {
     return 'unknown';
   }
-}
-
-/** Whether onnxruntime-node's CUDA provider library is installed next to its binding. */
-function cudaProviderInstalled(): boolean {
-  const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-  const dir = join(root, 'node_modules/onnxruntime-node/bin/napi-v6', process.platform, process.arch);
-  return existsSync(join(dir, process.platform === 'win32' ? 'onnxruntime_providers_cuda.dll' : 'libonnxruntime_providers_cuda.so'));
 }
 
 /** Deterministic inputs for every graph input, from its metadata (free dims filled for batch 2). */
@@ -236,13 +230,13 @@ async function main(): Promise<number> {
   }
   if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs must be a positive whole number');
   const gpu = nvidiaSmi('name,memory.total,driver_version');
-  log(`GPU: ${gpu ?? 'none found by nvidia-smi'}; onnxruntime-node ${ortVersion()}; CUDA provider library ${cudaProviderInstalled() ? 'installed' : 'not installed (npm run gpu:install)'}`);
+  log(`GPU: ${gpu ?? 'none found by nvidia-smi'}; onnxruntime-node ${ortVersion()}; CUDA provider library ${cudaProviderInstalled() ? 'installed' : `not installed (${CUDA_PROVIDER.installCommand})`}`);
   let choice: ExecutionChoice;
   try {
     choice = await chooseExecution(preference);
   } catch (err) {
     log(`CUDA could not be loaded: ${(err as Error).message}`);
-    log('Install the CUDA provider with `npm run gpu:install` (CUDA 12 and cuDNN 9 must be installed), then run this check again.');
+    log(`Install the CUDA provider with \`${CUDA_PROVIDER.installCommand}\` (CUDA 12 and cuDNN 9 must be installed), then run this check again.`);
     return 2;
   }
   log(`Provider: ${choice.device.provider} (${choice.device.reason})`);

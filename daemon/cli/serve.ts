@@ -5,7 +5,7 @@ import { P2pzError } from '../../shared/protocol/index.js';
 import { defaultHome, homePaths, type DeviceChoice } from '../config.js';
 import { startDaemon } from '../daemon.js';
 import { createLogger, describeError, parseLogLevel } from '../log.js';
-import { modelsAtStartup } from '../models/startup.js';
+import { deviceAtStartup, modelsAtStartup } from '../models/startup.js';
 import { intFlag, parseFlags, type CliCommand } from './command.js';
 
 export const SERVE_DEFAULTS = Object.freeze({
@@ -45,6 +45,7 @@ export const serveCommand: CliCommand = {
     const log = createLogger({ level: parseLogLevel(io.env['P2PZ_LOG']) ?? 'info' });
     const home = defaultHome(io.env);
     io.out((await modelsAtStartup(homePaths(home).models, values.demo === true)).notice);
+    io.out(await deviceAtStartup(device as DeviceChoice));
     const daemon = await startDaemon({
       home,
       ...(port === undefined ? {} : { port }),

@@ -1,7 +1,10 @@
 // What `p2pz serve` (and so `npm start`) says about models before the daemon starts: with no real
 // Stable Diffusion model installed, the one command that installs the default, and how to try the
-// plugin meanwhile. With `--demo`, the demo pack is generated first. The demo pack is opt-in: its
-// random weights produce noise, and a designer must not take that for what p2pz does.
+// plugin meanwhile (with `--demo`, the demo pack is generated first); with an NVIDIA GPU but no CUDA
+// provider, the command that installs it. The demo pack is opt-in: its random weights produce noise,
+// and a designer must not take that for what p2pz does.
+import type { DeviceChoice } from '../config.js';
+import { cudaAdvice, cudaProviderInstalled, cudaProviderSupported, nvidiaGpuName } from './cuda-provider.js';
 import { DEMO_PACK, hasRealDiffusionModel, writeDemoPack } from './demo-pack.js';
 import { MODELS_DEFAULTS } from './defaults.js';
 
@@ -28,4 +31,9 @@ export async function modelsAtStartup(modelsDir: string, demo: boolean): Promise
     );
   }
   return { notice: lines.length ? `${lines.join('\n')}\n` : '', written };
+}
+
+/** What `p2pz serve` says about the GPU before the worker starts (see cuda-provider.ts). */
+export function deviceAtStartup(device: DeviceChoice): Promise<string> {
+  return cudaAdvice({ device, supported: cudaProviderSupported(), installed: cudaProviderInstalled(), gpuName: nvidiaGpuName });
 }
