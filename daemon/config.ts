@@ -35,6 +35,9 @@ export const HOME_LAYOUT = Object.freeze({
   uploads: 'uploads',
   /** Job outputs (PNG), served by GET /v1/results/:id. */
   results: 'results',
+  /** Caches shared by the daemon's worker and `p2pz edit`: `directions/` (Δ per text encoder and
+   *  sentence banks) and `inversions/` (z_T per image and settings). */
+  cache: 'cache',
   /** The CLI token in plain text (0600): `p2pz token` prints it, `p2pz pair` uses it. */
   cliToken: 'token',
   /** Hashes of the tokens issued at pairing (0600). */
@@ -48,6 +51,7 @@ export interface DaemonPaths {
   readonly models: string;
   readonly uploads: string;
   readonly results: string;
+  readonly cache: string;
   readonly cliToken: string;
   readonly tokens: string;
   readonly daemonInfo: string;
@@ -79,6 +83,7 @@ export function homePaths(home: string): DaemonPaths {
     models: join(root, HOME_LAYOUT.models),
     uploads: join(root, HOME_LAYOUT.uploads),
     results: join(root, HOME_LAYOUT.results),
+    cache: join(root, HOME_LAYOUT.cache),
     cliToken: join(root, HOME_LAYOUT.cliToken),
     tokens: join(root, HOME_LAYOUT.tokens),
     daemonInfo: join(root, HOME_LAYOUT.daemonInfo),

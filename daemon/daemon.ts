@@ -100,7 +100,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
   const results = await ResultStore.open(paths.results, options.stores);
   const engine =
     options.engine ??
-    new WorkerSupervisor({ ...options.supervisor, modelsDir: paths.models, device: options.device ?? DAEMON_DEFAULTS.device, log });
+    new WorkerSupervisor({ cacheDir: paths.cache, ...options.supervisor, modelsDir: paths.models, device: options.device ?? DAEMON_DEFAULTS.device, log });
   const shutdownGraceMs = options.shutdownGraceMs ?? DAEMON_DEFAULTS.shutdownGraceMs;
   const queue = new JobQueue(engine, results, { closeGraceMs: shutdownGraceMs, ...options.queue });
   const pairing = new Pairing(options.pairing);

@@ -6,7 +6,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { EditParams, P2pzError } from '../../shared/protocol/index.js';
-import { defaultHome, homePaths } from '../config.js';
+import { defaultHome, HOME_LAYOUT, homePaths } from '../config.js';
 import { MODELS_DEFAULTS } from '../models/defaults.js';
 import { runDiffusionPreview } from '../pipeline/diffusion-preview.js';
 import { loadUserBank, SENTENCE_BANK_DEFAULTS, SENTENCE_BANK_LIMITS } from '../pipeline/directions/sentence-bank.js';
@@ -16,15 +16,16 @@ import { InversionCache } from '../pipeline/inversion-cache.js';
 import { runPix2PixZero, type DiffusionContext } from '../pipeline/pix2pix-zero.js';
 import { lookupGanGenerator } from '../pipeline/preview-registry.js';
 import { chooseExecution, devicePreference } from '../worker/providers.js';
+import { RUN_JOB_DEFAULTS } from '../worker/run-job.js';
 import { SessionCache } from '../worker/sessions.js';
 import { intFlag, parseFlags, type CliCommand, type CliIo } from './command.js';
 
 export const EDIT_CLI_DEFAULTS = Object.freeze({
   /** Sessions kept open: the five components plus the three derived UNet graphs. */
   maxSessions: 8,
-  /** Folders inside the data directory. */
-  directionCache: 'cache/directions',
-  inversionCache: 'cache/inversions',
+  /** Folders inside the data directory, shared with the daemon's worker. */
+  directionCache: `${HOME_LAYOUT.cache}/${RUN_JOB_DEFAULTS.directionCache}`,
+  inversionCache: `${HOME_LAYOUT.cache}/${RUN_JOB_DEFAULTS.inversionCache}`,
   /** The model folder when --model is not given: the installer's default name in the models directory. */
   defaultModel: MODELS_DEFAULTS.name,
 });
