@@ -18,7 +18,8 @@ export async function commitFolder(modelsDir: string, staging: string, relPath: 
     await rename(staging, final);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'EISDIR' && code !== 'ENOTDIR') throw err;
+    // The target exists (Windows reports EPERM for an existing folder).
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'EISDIR' && code !== 'ENOTDIR' && code !== 'EPERM') throw err;
     trashed = await moveToTrash(modelsDir, relPath);
     await rename(staging, final);
   }

@@ -15,6 +15,7 @@ import type { RemoteFile } from './hub-schema.js';
 export interface DownloadOptions {
   /** GET with redirects (HubClient.get). */
   readonly get: (url: string, headers: Record<string, string>, signal: AbortSignal) => Promise<Response>;
+  /** Failed attempts in a row (without a byte of progress in between) before giving up. */
   readonly attempts?: number;
   readonly retryBaseMs?: number;
   readonly retryMaxMs?: number;
@@ -139,6 +140,7 @@ export async function downloadFile(url: string, path: string, file: RemoteFile, 
       else onBytes(hashed - counted);
       counted = hashed;
     }
+    const attemptStart = hashed;
     try {
       if (hashed < file.size) {
         requests++;
@@ -160,6 +162,8 @@ export async function downloadFile(url: string, path: string, file: RemoteFile, 
     } catch (err) {
       if (err instanceof P2pzError) throw err;
       if (options.signal?.aborted) throw cancelled();
+      // An attempt that brought bytes starts the count afresh: only failures in a row give up.
+      if (hashed > attemptStart) failures = 0;
       failures++;
       const stalled = err instanceof Retryable && err.stalled;
       if (failures >= attempts) {

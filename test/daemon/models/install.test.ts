@@ -231,12 +231,23 @@ describe('installFromHub', () => {
 
   it('a stalled server times out with a clear error', async () => {
     const server = await serve();
-    server.faults.push({ path: 'unet/weights.pb', kind: 'stall', after: 1000, times: 2 });
+    server.faults.push({ path: 'unet/weights.pb', kind: 'stall', after: 0, times: 2 });
     const dir = await modelsDir();
     const err = await expectCode(installFromHub(options(server, dir, { download: { ...FAST, attempts: 2, stallTimeoutMs: 300 } })), 'E_TIMEOUT');
     expect(err.message).toContain('The download of unet/weights.pb stalled: no data for 0.3 s, 2 times.');
     expect(err.hint).toMatch(/resumes where it stopped/);
     expect(await listModels(dir)).toEqual([]);
+  });
+
+  it('attempts that make progress do not count towards giving up', async () => {
+    const server = await serve();
+    // Three drops in a row, each after some bytes: more failures than attempts (2), yet it completes.
+    server.faults.push({ path: 'unet/weights.pb', kind: 'drop', after: 300_000, times: 3 });
+    const dir = await modelsDir();
+    await installFromHub(options(server, dir, { download: { ...FAST, attempts: 2 } }));
+    expect(await sha256(join(dir, 'tiny-sd', 'unet', 'weights.pb'))).toBe(server.files.get('unet/weights.pb')?.sha256);
+    const ranges = server.requests.filter((q) => q.url.startsWith(`/cdn/${server.files.get('unet/weights.pb')?.sha256}`)).map((q) => q.range);
+    expect(ranges.length).toBe(4);
   });
 
   it('a stall once is retried and resumed', async () => {
