@@ -19,7 +19,7 @@ const USAGE = `p2pz models <list|install|verify|remove|prepare> [options]
   list [--json]                 the installed models (diffusion folders and GAN generators)
   install [ID] [--revision R]   install a Stable Diffusion 1.x ONNX export from the Hugging Face hub
           [--name N]            (default ${MODELS_DEFAULTS.repo} at revision "${MODELS_DEFAULTS.revision}", as "${MODELS_DEFAULTS.name}";
-          [--size N | --no-prepare]  an ID without --revision uses "main"), then prepare it for N×N
+          [--size N | --no-prepare]  other ids without --revision use "main"), then prepare it for N×N
           [--force]             pixels (default ${MODELS_DEFAULTS.prepareSize}). Downloads resume where they stopped.
   install --from DIR [--name N] install by copying a local model folder (diffusers ONNX layout)
   verify [NAME...]              re-check sizes and hashes of installed models (all by default)

@@ -93,7 +93,8 @@ export function defaultModelName(repo: string): string {
 /** Installs a model from the hub: resolve the revision, download and verify, prepare, commit. */
 export async function installFromHub(options: HubInstallOptions): Promise<InstallResult> {
   const repo = options.repo ?? MODELS_DEFAULTS.repo;
-  const revision = options.revision ?? (options.repo === undefined ? MODELS_DEFAULTS.revision : 'main');
+  // The default repository's ONNX export lives on its `onnx` branch; other exports on `main`.
+  const revision = options.revision ?? (repo === MODELS_DEFAULTS.repo ? MODELS_DEFAULTS.revision : 'main');
   const name = checkModelName(options.name ?? defaultModelName(repo));
   const events = options.events ?? {};
   const snapshot = await options.client.snapshot(repo, revision, options.signal);

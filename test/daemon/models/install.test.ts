@@ -284,6 +284,20 @@ describe('installFromHub', () => {
   });
 });
 
+describe('the default model', () => {
+  it('is SD v1.4 from its onnx branch, installed as stable-diffusion-v1-4', async () => {
+    hub = await startHubServer({ repo: 'CompVis/stable-diffusion-v1-4', revision: 'onnx', commit: COMMIT, root: repoDir });
+    const dir = await modelsDir();
+    const r = await installFromHub({ modelsDir: dir, client: new HubClient({ baseUrl: hub.url }), prepareSize: 0, download: FAST });
+    expect(r.name).toBe('stable-diffusion-v1-4');
+    expect(r.manifest.source).toMatchObject({ repo: 'CompVis/stable-diffusion-v1-4', revision: 'onnx' });
+    expect(hub.requests[0]?.url).toBe('/api/models/CompVis/stable-diffusion-v1-4/revision/onnx?blobs=true');
+    // Naming the default repository without a revision still means its ONNX branch.
+    const again = await installFromHub({ modelsDir: dir, client: new HubClient({ baseUrl: hub.url }), repo: 'CompVis/stable-diffusion-v1-4', prepareSize: 0 });
+    expect(again.upToDate).toBe(true);
+  });
+});
+
 describe('install guards', () => {
   it('refuses a download that does not fit on the disk, before fetching anything', async () => {
     const server = await serve();
