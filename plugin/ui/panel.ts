@@ -434,6 +434,8 @@ export class Panel {
       this.ui.progress.hidden = true;
       this.ui.stepPreview.hidden = true;
       this.updateButtons();
+      // Models may have been installed or the device may have changed meanwhile.
+      void client.health().then((h) => this.showHealth(h), () => undefined);
     }
   }
 

@@ -163,7 +163,7 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     await frame.waitForFunction(() => !document.getElementById('job-problem')?.hidden, undefined, { timeout: 60_000 });
     expect(await text(frame, 'job-problem-title')).toMatch(/^The model this edit needs is not installed\./);
     expect(await visible(frame, 'job-problem-command')).toBe(true);
-    expect(await text(frame, 'job-problem-command')).toMatch(/^p2pz models install/);
+    expect(await text(frame, 'job-problem-command')).toMatch(/\bmodels install\b/);
     expect(await text(frame, 'result-caption')).toMatch(/^Quick preview \(GAN\) · CPU/);
     await frame.waitForFunction(() => document.getElementById('progress')?.hidden === true);
     await shot(page, '4-render-model-missing');
@@ -176,6 +176,7 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     await ui.locator('#size').fill('64');
     await ui.locator('#render').click();
     await waitText(frame, 'result-caption', /^Full render · CPU/);
+    await waitText(frame, 'device', /· 1 diffusion model ·/); // the footnote follows the install
     expect(await visible(frame, 'job-problem')).toBe(false);
     const log = await progressLog();
     expect(log.some((line) => /^Edit direction \| step \d+ of \d+$/.test(line))).toBe(true);
@@ -184,6 +185,7 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     expect(log).toContain('step preview data:image/png;base64,');
     await frame.waitForFunction(() => document.getElementById('progress')?.hidden === true);
     await shot(page, '5-render');
+    await ui.locator('#settings summary').click(); // fold the settings again
 
     // 6. Apply (mask as a separate layer, the default): a new layer above the original, same frame,
     // named after the edit, with its record, and the mask hidden above it.
@@ -207,6 +209,7 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     await shot(page, '6-applied');
 
     // 7. Apply again as a masked group: the mask, bottom of the group, masks the result by luminance.
+    await ui.locator('#settings summary').click();
     await ui.locator('#mask-mode').selectOption('masked');
     await ui.locator('#apply').click();
     await frame.waitForFunction(() => /Placed/.test(document.getElementById('result-caption')?.textContent ?? ''));
