@@ -17,18 +17,22 @@ import { modelsPrepareCommand } from './models-prepare.js';
 const USAGE = `p2pz models <list|install|verify|remove|prepare> [options]
 
   list [--json]                 the installed models (diffusion folders and GAN generators)
-  install [ID] [--revision R]   install a Stable Diffusion 1.x ONNX export from the Hugging Face hub
-          [--name N]            (default ${MODELS_DEFAULTS.repo} at revision "${MODELS_DEFAULTS.revision}", as "${MODELS_DEFAULTS.name}";
-          [--size N | --no-prepare]  other ids without --revision use "main"), then prepare it for N×N
-          [--force]             pixels (default ${MODELS_DEFAULTS.prepareSize}). Downloads resume where they stopped.
-  install --from DIR [--name N] install by copying a local model folder (diffusers ONNX layout)
+  install [ID] [options]        install a Stable Diffusion 1.x ONNX export from the Hugging Face hub;
+                                default ${MODELS_DEFAULTS.repo} (revision "${MODELS_DEFAULTS.revision}"), as "${MODELS_DEFAULTS.name}".
+                                Downloads resume where they stopped; every file is checked.
+      --revision R              branch, tag or commit (other ids: default "main")
+      --name N                  folder name in the models directory
+      --size N | --no-prepare   prepare the derived graphs for N×N pixels (default ${MODELS_DEFAULTS.prepareSize}), or not
+      --force                   install again even when up to date
+      --hub-url URL             another hub (default ${MODELS_DEFAULTS.hubUrl}, or $${MODELS_DEFAULTS.hubUrlEnv})
+  install --from DIR [--name N] copy a local model folder (diffusers ONNX layout)
   verify [NAME...]              re-check sizes and hashes of installed models (all by default)
   remove NAME                   delete an installed model (NAME as \`list\` shows it)
-  prepare DIR [...]             derive the cross-attention and gradient graphs (p2pz models prepare --help)
+  prepare DIR [--size N | --height H --width W] [--batch B] [--force]
+                                derive the cross-attention and gradient graphs for one working size
 
-Alternatives to the default: onnx-community/stable-diffusion-v1-5-ONNX (SD 1.5, revision main).
-The hub is ${MODELS_DEFAULTS.hubUrl} unless ${MODELS_DEFAULTS.hubUrlEnv} (or --hub-url) names a mirror; gated models
-need HF_TOKEN. Models live in $P2PZ_HOME/models.`;
+Alternatives to the default: onnx-community/stable-diffusion-v1-5-ONNX (SD 1.5). Gated models need
+HF_TOKEN. Models live in $P2PZ_HOME/models.`;
 
 /** Redraws one progress line on the error stream (`\\r`), at most every `redrawMs`. */
 class ProgressLine {
