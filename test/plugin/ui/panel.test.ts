@@ -230,18 +230,34 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     await page.close();
   });
 
-  it('runs a quick action with a stored token: no pairing, the preview starts by itself', async () => {
+  it('runs a quick action on two layers with a stored token: no pairing, a batch preview by itself, both placed', async () => {
     const { code } = daemon.pairingCode();
     const paired = await fetch(`${daemon.url}/v1/pair`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ v: 1, code }) });
     const { token } = (await paired.json()) as { token: string };
     const page = await chromium.context.newPage();
     await page.goto(host.url);
-    const layer = { name: 'Pet', kind: 'image', x: 0, y: 0, width: 96, height: 64, png: await photo() } as const;
-    const frame = await startPlugin(page, { port: daemon.port, layers: [layer], select: ['Pet'], token, command: 'edit', parameters: { source: 'cat', target: 'dog' } });
-    await waitText(frame, 'result-caption', /^Quick preview \(GAN\) · CPU/);
+    const pet = { name: 'Pet', kind: 'image', x: 0, y: 0, width: 96, height: 64, png: await photo() } as const;
+    // A frame is rendered with exportAsync; the host returns this PNG for it.
+    const card = { name: 'Card', kind: 'frame', x: 300, y: 40, width: 150, height: 100, png: await photo() } as const;
+    const frame = await startPlugin(page, { port: daemon.port, layers: [pet, card], select: ['Pet', 'Card'], token, command: 'edit', parameters: { source: 'cat', target: 'dog' } });
+    await waitText(frame, 'selection-text', /^2 layers \(batch/);
+    await frame.waitForFunction(() => document.querySelectorAll('#result-images img').length === 2 && document.getElementById('progress')?.hidden === true, undefined, { timeout: 30_000 });
+    expect(await text(frame, 'result-caption')).toMatch(/^Quick preview \(GAN\) · CPU/);
     expect(await visible(frame, 'pair')).toBe(false);
     expect(await page.frameLocator('#plugin-ui').locator('#source').inputValue()).toBe('cat');
     expect(await page.frameLocator('#plugin-ui').locator('#target').inputValue()).toBe('dog');
+
+    await page.frameLocator('#plugin-ui').locator('#apply').click();
+    await waitText(frame, 'result-caption', /^Placed 2 layers on the canvas\.$/);
+    const layers: LayerSummary[] = await page.evaluate(() => window.p2pzHost.layers());
+    expect(layers.map((l) => [l.name, l.type, l.x, l.y, l.width, l.height])).toEqual([
+      ['Pet', 'RECTANGLE', 0, 0, 96, 64],
+      ['cat → dog (preview, seed 42)', 'RECTANGLE', 0, 0, 96, 64],
+      ['Card', 'FRAME', 300, 40, 150, 100],
+      ['cat → dog (preview, seed 42)', 'RECTANGLE', 300, 40, 150, 100],
+    ]);
+    expect(layers[3]?.imageSize).toEqual({ width: 96, height: 64 }); // the exported pixels' size
+    expect(await page.evaluate(() => window.p2pzHost.notifications())).toContainEqual({ text: 'Placed 2 results', error: false });
     await page.close();
   });
 
