@@ -59,7 +59,9 @@ export async function writeDemoPack(modelsDir: string): Promise<string[]> {
   if (!(await readInstallManifest(modelsDir, DEMO_PACK.diffusion))?.demo) {
     await stage(modelsDir, DEMO_PACK.diffusion, 'diffusion', async (dir) => {
       await writeTinyStableDiffusion(dir);
-      await prepareModel(dir, { height: MODELS_DEFAULTS.prepareSize, width: MODELS_DEFAULTS.prepareSize });
+      for (const batch of MODELS_DEFAULTS.prepareBatches) {
+        await prepareModel(dir, { height: MODELS_DEFAULTS.prepareSize, width: MODELS_DEFAULTS.prepareSize, batch });
+      }
     });
     written.push(DEMO_PACK.diffusion);
   }

@@ -234,7 +234,8 @@ async function finishInstall(options: InstallCommon, name: string, staging: stri
   if (size > 0) {
     events.phase?.('prepare');
     try {
-      await prepareModel(staging, { height: size, width: size });
+      // Both batches the pipeline runs: 2 (the CFG pair) and 1 (the reference pass).
+      for (const batch of MODELS_DEFAULTS.prepareBatches) await prepareModel(staging, { height: size, width: size, batch });
     } catch (err) {
       if (!(err instanceof P2pzError)) throw err;
       // The verified files stay staged: the next run does not download them again.

@@ -44,9 +44,12 @@ async function entry(modelsDir: string, name: string, kind: 'diffusion' | 'gan')
   const marker = kind === 'diffusion' ? 'model_index.json' : 'generator.onnx';
   const manifest = await readInstallManifest(modelsDir, name);
   if (!manifest && !walk.files.some((f) => f.path === marker)) return undefined;
-  const prepared = walk.files
-    .map((f) => /^unet\/model\.prepared\.([0-9]+x[0-9]+(?:\.b[0-9]+)?)\.json$/.exec(f.path)?.[1])
-    .filter((t): t is string => t !== undefined);
+  // One entry per latent size, whatever batches were prepared for it.
+  const prepared = [
+    ...new Set(
+      walk.files.map((f) => /^unet\/model\.prepared\.([0-9]+x[0-9]+)(?:\.b[0-9]+)?\.json$/.exec(f.path)?.[1]).filter((t): t is string => t !== undefined),
+    ),
+  ];
   return {
     name,
     kind,

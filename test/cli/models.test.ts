@@ -78,7 +78,7 @@ describe('p2pz models', () => {
     expect(install.stdout).toContain('Removed the demo pack (p2pz-demo, gan/p2pz-demo-cat-dog).');
 
     const list = await run('list');
-    expect(list.stdout).toMatch(/^tiny-sd {2}diffusion {2} +6\.\d\d MB {2}test-org\/tiny-sd@onnx \(ababababab\)  \[prepared 8x8\]\n$/);
+    expect(list.stdout).toMatch(/^tiny-sd {2}diffusion {2} +\d\.\d\d MB {2}test-org\/tiny-sd@onnx \(ababababab\)  \[prepared 8x8\]\n$/);
     const json = JSON.parse((await run('list', '--json')).stdout) as Array<{ name: string; demo: boolean }>;
     expect(json.map((m) => [m.name, m.demo])).toEqual([['tiny-sd', false]]);
 
