@@ -223,7 +223,7 @@ export class Panel {
     const diffusion = health.models.filter((m) => m.kind === 'diffusion').length;
     const gans = health.models.filter((m) => m.kind === 'gan');
     const parts = [`p2pz ${health.version}`, device];
-    parts.push(diffusion === 0 ? 'no diffusion model (Render needs one: p2pz models install)' : `${diffusion} diffusion model${diffusion === 1 ? '' : 's'}`);
+    parts.push(diffusion === 0 ? 'no diffusion model yet (Render needs one)' : `${diffusion} diffusion model${diffusion === 1 ? '' : 's'}`);
     if (gans.length > 0) parts.push(`${gans.length} quick preview${gans.length === 1 ? '' : 's'}`);
     if (health.worker.state === 'crash-loop') parts.push('engine paused after repeated crashes');
     if (health.device?.provider === 'cpu' && health.device.reason) this.ui.device.title = health.device.reason;
@@ -355,6 +355,8 @@ export class Panel {
   private showJobProblem(problem: Problem | null): void {
     const u = this.ui;
     showBanner({ box: u.jobProblem, title: u.jobProblemTitle, hint: u.jobProblemHint, command: u.jobProblemCommand }, problem);
+    // The panel is short: bring the problem (and its command) into view.
+    if (problem !== null) u.jobProblem.scrollIntoView({ block: 'nearest' });
   }
 
   private async pair(code: string): Promise<void> {
