@@ -25,7 +25,8 @@ const USAGE = `p2pz models <list|install|verify|remove|prepare> [options]
       --size N | --no-prepare   prepare the derived graphs for N×N pixels (default ${MODELS_DEFAULTS.prepareSize}), or not
       --force                   install again even when up to date
       --hub-url URL             another hub (default ${MODELS_DEFAULTS.hubUrl}, or $${MODELS_DEFAULTS.hubUrlEnv})
-  install --from DIR [--name N] copy a local model folder (diffusers ONNX layout)
+  install --from DIR [--name N] copy a local model folder: a diffusers ONNX export, or a distilled
+                                preview generator (generator.onnx + meta.json, installed under gan/)
   verify [NAME...]              re-check sizes and hashes of installed models (all by default)
   remove NAME                   delete an installed model (NAME as \`list\` shows it)
   prepare DIR [--size N | --height H --width W] [--batch B] [--force]
@@ -185,7 +186,7 @@ async function install(args: readonly string[], io: CliIo): Promise<number> {
   const source = result.manifest.source;
   const from = source.kind === 'hub' ? `${source.repo}@${source.revision}, commit ${source.commit.slice(0, 10)}` : 'a local folder';
   const bytes = result.manifest.files.reduce((s, f) => s + f.size, 0);
-  io.out(`Installed ${result.name} from ${from}: ${result.manifest.files.length} files, ${formatBytes(bytes)}, verified${size > 0 ? `, prepared for ${size}×${size}` : ''}.\n`);
+  io.out(`Installed ${result.name} from ${from}: ${result.manifest.files.length} files, ${formatBytes(bytes)}, verified${size > 0 && result.manifest.kind === 'diffusion' ? `, prepared for ${size}×${size}` : ''}.\n`);
   if (removed.length > 0) io.out(`Removed the demo pack (${removed.join(', ')}).\n`);
   return 0;
 }

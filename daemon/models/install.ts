@@ -6,11 +6,12 @@
 // never at a place the daemon looks.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, rm, stat, statfs } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, statfs } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { prepareModel } from '../onnx/prepare.js';
+import { GanMeta, normalizeConcept, PREVIEW_REGISTRY_DEFAULTS } from '../pipeline/preview-registry.js';
 import { commitFolder } from './commit.js';
 import { checkModelName } from './containment.js';
 import { MODELS_DEFAULTS } from './defaults.js';
@@ -18,6 +19,7 @@ import { downloadFile, type DownloadOptions } from './download.js';
 import type { HubClient } from './hub-client.js';
 import type { RemoteFile } from './hub-schema.js';
 import { formatBytes } from './progress.js';
+import { GAN_FOLDER } from './registry.js';
 import { lockStaging } from './staging-lock.js';
 import { readInstallManifest, writeInstallManifest, type InstalledFile, type InstallManifest, type InstallSource } from './install-manifest.js';
 
@@ -165,8 +167,30 @@ async function checkDiskSpace(staging: string, files: readonly RemoteFile[], fre
   }
 }
 
-/** Installs a model by copying a local folder (e.g. an export made with diffusers or optimum). The
- *  files are hashed while copied; the install record keeps the hashes for `verify`. */
+/** `cat → golden retriever` → `cat-golden-retriever`: a GAN folder name from its direction. */
+export function ganFolderName(meta: Pick<GanMeta, 'source' | 'target'>): string {
+  const slug = (t: string): string => normalizeConcept(t).replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '');
+  return checkModelName(`${slug(meta.source)}-${slug(meta.target)}`.replace(/^-+/, '').slice(0, 100) || 'generator');
+}
+
+/** A GAN generator folder's files (generator.onnx, its external data, meta.json) and its meta. */
+async function ganSource(folder: string, all: ReadonlyArray<{ path: string; size: number }>): Promise<{ files: Array<{ path: string; size: number }>; meta: GanMeta }> {
+  const d = PREVIEW_REGISTRY_DEFAULTS;
+  const metaFile = all.find((f) => f.path === d.metaFile);
+  if (!metaFile || metaFile.size > d.maxMetaBytes) throw new P2pzError('E_MODEL_INVALID', `The generator folder needs a ${d.metaFile} (direction and size).`);
+  let meta: GanMeta;
+  try {
+    meta = GanMeta.parse(JSON.parse(await readFile(join(folder, d.metaFile), 'utf8')));
+  } catch {
+    throw new P2pzError('E_MODEL_INVALID', `The generator's ${d.metaFile} is not valid.`, 'It needs {"v": 1, "source": …, "target": …, "size": …}.');
+  }
+  return { files: all.filter((f) => !f.path.includes('/') && (f.path === d.metaFile || f.path.startsWith('generator.'))), meta };
+}
+
+/** Installs a model by copying a local folder: a Stable Diffusion export (diffusers or optimum
+ *  layout, installed as `<name>`) or a distilled GAN generator (`generator.onnx` + `meta.json`,
+ *  installed as `gan/<source>-<target>`). The files are hashed while copied; the install record keeps
+ *  the hashes for `verify`. */
 export async function installFromFolder(options: InstallCommon & { readonly folder: string }): Promise<InstallResult> {
   const events = options.events ?? {};
   let info;
@@ -176,10 +200,22 @@ export async function installFromFolder(options: InstallCommon & { readonly fold
     throw new P2pzError('E_BAD_REQUEST', 'That model folder does not exist.');
   }
   if (!info.isDirectory()) throw new P2pzError('E_BAD_REQUEST', 'Give a model folder (with model_index.json), not a file.');
-  const name = checkModelName(options.name ?? defaultModelName(options.folder.split(/[\\/]/).filter(Boolean).pop() ?? 'model'));
-  const files = selectModelFiles(await listSourceFolder(options.folder));
-  checkComplete(files.map((f) => f.path), 'The folder');
-  const staging = join(options.modelsDir, MODELS_DEFAULTS.stagingFolder, `${name}@folder-${randomBytes(4).toString('hex')}`);
+  const all = await listSourceFolder(options.folder);
+  const isGan = !all.some((f) => f.path === 'model_index.json') && all.some((f) => f.path === PREVIEW_REGISTRY_DEFAULTS.generatorFile);
+  let kind: 'diffusion' | 'gan' = 'diffusion';
+  let name: string;
+  let files: Array<{ path: string; size: number }>;
+  if (isGan) {
+    const gan = await ganSource(options.folder, all);
+    kind = 'gan';
+    files = gan.files;
+    name = `${GAN_FOLDER}/${checkModelName(options.name ?? ganFolderName(gan.meta))}`;
+  } else {
+    name = checkModelName(options.name ?? defaultModelName(options.folder.split(/[\\/]/).filter(Boolean).pop() ?? 'model'));
+    files = selectModelFiles(all);
+    checkComplete(files.map((f) => f.path), 'The folder');
+  }
+  const staging = join(options.modelsDir, MODELS_DEFAULTS.stagingFolder, `${name.replace('/', '_')}@folder-${randomBytes(4).toString('hex')}`);
   await mkdir(staging, { recursive: true });
   events.phase?.('download');
   events.start?.(files, files.reduce((s, f) => s + f.size, 0));
@@ -202,7 +238,7 @@ export async function installFromFolder(options: InstallCommon & { readonly fold
       await pipeline(input, createWriteStream(dest, { flags: 'wx' }), ...(options.signal ? [{ signal: options.signal }] : []));
       installed.push({ path: file.path, size, sha256: hash.digest('hex') });
     }
-    return await finishInstall(options, name, staging, { kind: 'folder' }, installed);
+    return await finishInstall(options, name, staging, { kind: 'folder' }, installed, kind);
   } catch (err) {
     await rm(staging, { recursive: true, force: true });
     throw err;
@@ -228,9 +264,11 @@ async function listSourceFolder(root: string): Promise<Array<{ path: string; siz
 
 /** Prepares the derived graphs in the staging folder, writes the install record, and moves the
  *  folder into place (replacing an older install of the same name). */
-async function finishInstall(options: InstallCommon, name: string, staging: string, source: InstallSource, files: InstalledFile[]): Promise<InstallResult> {
+async function finishInstall(
+  options: InstallCommon, name: string, staging: string, source: InstallSource, files: InstalledFile[], kind: 'diffusion' | 'gan' = 'diffusion',
+): Promise<InstallResult> {
   const events = options.events ?? {};
-  const size = options.prepareSize ?? MODELS_DEFAULTS.prepareSize;
+  const size = kind === 'diffusion' ? (options.prepareSize ?? MODELS_DEFAULTS.prepareSize) : 0;
   if (size > 0) {
     events.phase?.('prepare');
     try {
@@ -244,7 +282,7 @@ async function finishInstall(options: InstallCommon, name: string, staging: stri
     }
   }
   events.phase?.('commit');
-  const manifest: InstallManifest = { format: 1, name, kind: 'diffusion', demo: false, source, installedAt: new Date().toISOString(), files };
+  const manifest: InstallManifest = { format: 1, name, kind, demo: false, source, installedAt: new Date().toISOString(), files };
   await writeInstallManifest(staging, manifest);
   const dir = await commitFolder(options.modelsDir, staging, name);
   return { name, dir, manifest, upToDate: false };

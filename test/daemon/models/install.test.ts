@@ -9,7 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { P2pzError } from '../../../shared/protocol/index.js';
+import { writeTinyImg2Img } from '../../../daemon/onnx/tiny/img2img.js';
 import { writeTinyStableDiffusion } from '../../../daemon/onnx/tiny/stable-diffusion.js';
+import { lookupGanGenerator } from '../../../daemon/pipeline/preview-registry.js';
+import { resolveModelPath } from '../../../daemon/worker/model-path.js';
 import { MODELS_DEFAULTS } from '../../../daemon/models/defaults.js';
 import { HubClient } from '../../../daemon/models/hub-client.js';
 import { installFromFolder, installFromHub, selectModelFiles, type HubInstallOptions } from '../../../daemon/models/install.js';
@@ -339,5 +342,25 @@ describe('installFromFolder', () => {
     const report = await verifyModel(dir, 'local-sd');
     expect(report.ok).toBe(false);
     expect(report.problems).toEqual(['scheduler/scheduler_config.json: content differs from the installed file (hash mismatch)']);
+  });
+
+  it('installs a distilled preview generator under gan/, found by the preview registry', async () => {
+    const dir = await modelsDir();
+    const src = join(work, 'generator');
+    await mkdir(src, { recursive: true });
+    await writeTinyImg2Img(join(src, 'generator.onnx'));
+    await writeFile(join(src, 'meta.json'), JSON.stringify({ v: 1, source: 'Cat', target: 'Golden  Retriever', size: 256 }));
+    await writeFile(join(src, 'notes.txt'), 'not part of the generator');
+    const r = await installFromFolder({ modelsDir: dir, folder: src });
+    expect(r.name).toBe('gan/cat-golden-retriever');
+    expect(r.manifest.kind).toBe('gan');
+    expect(r.manifest.files.map((f) => f.path).sort()).toEqual(['generator.onnx', 'meta.json']);
+    const files = { modelsDir: dir, resolve: (p: string) => resolveModelPath(dir, p) };
+    expect((await lookupGanGenerator(files, 'cat', 'golden retriever'))?.name).toBe('cat-golden-retriever');
+    expect((await verifyModel(dir, 'gan/cat-golden-retriever')).ok).toBe(true);
+    expect((await listModels(dir)).map((m) => [m.name, m.kind, m.demo])).toEqual([['gan/cat-golden-retriever', 'gan', false]]);
+
+    await writeFile(join(src, 'meta.json'), JSON.stringify({ v: 1, source: 'cat' }));
+    await expectCode(installFromFolder({ modelsDir: dir, folder: src, name: 'broken' }), 'E_MODEL_INVALID');
   });
 });
