@@ -1,0 +1,174 @@
+// Shared by the preview benchmarks (daemon.ts, preview.ts): a photo-like test PNG, the generator's own
+// onnxruntime run() time with the worker's session options, and the full service round trip of a
+// preview job (upload, queue, worker IPC, decode, run, encode, store, WebSocket event, download)
+// through a real daemon on 127.0.0.1 in a temporary home with one generator installed as cat → dog.
+// The two are measured in alternation, so that a shared machine's changing load hits both alike.
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import * as ort from 'onnxruntime-node';
+import sharp from 'sharp';
+import WebSocket from 'ws';
+import { PROTOCOL_VERSION, ImageUploadResponse, JobResponse, ServerEvent, type JobOutcome } from '../../../shared/protocol/index.js';
+import { startDaemon } from '../../../daemon/daemon.js';
+import { SESSION_DEFAULTS } from '../../../daemon/worker/sessions.js';
+import { median } from '../machine.js';
+
+const CLIENT = 'bench_client_01';
+/** Runs discarded before timing (session warm-up, allocator growth). */
+export const WARMUP_RUNS = 2;
+
+/** A size×size smooth gradient with noise: compresses like a photo, not like a flat colour. */
+export async function photoLikePng(size: number): Promise<Uint8Array> {
+  const raw = Buffer.alloc(size * size * 3);
+  for (let y = 0; y < size; y++)
+    for (let x = 0; x < size; x++) {
+      const i = (y * size + x) * 3;
+      raw[i] = (x / 2 + ((x * 7919 + y * 104729) % 23)) & 255;
+      raw[i + 1] = (y / 2 + ((x * 31 + y * 17) % 19)) & 255;
+      raw[i + 2] = ((x + y) / 4) & 255;
+    }
+  return new Uint8Array(await sharp(raw, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer());
+}
+
+/** The generator's own onnxruntime session (CPU provider, the worker's graph optimization level) on a
+ *  [1,3,size,size] input: `runOnce()` times one run() in milliseconds. */
+export async function openDirect(modelPath: string, size: number): Promise<{ runOnce(): Promise<number>; close(): Promise<void> }> {
+  const session = await ort.InferenceSession.create(modelPath, {
+    executionProviders: ['cpu'],
+    graphOptimizationLevel: SESSION_DEFAULTS.graphOptimizationLevel,
+  });
+  const input = new ort.Tensor('float32', new Float32Array(3 * size * size).fill(0.1), [1, 3, size, size]);
+  const name = session.inputNames[0] as string;
+  return {
+    async runOnce() {
+      const t0 = performance.now();
+      await session.run({ [name]: input });
+      return performance.now() - t0;
+    },
+    close: () => session.release(),
+  };
+}
+
+/** A client of the daemon's preview jobs: `roundTrip()` times one job from upload to downloaded result. */
+export async function openService(url: string, token: string, png: Uint8Array): Promise<{ roundTrip(): Promise<{ ms: number; outcome: JobOutcome }>; close(): void }> {
+  const auth = { authorization: `Bearer ${token}`, 'x-p2pz-client': CLIENT };
+  const ws = new WebSocket(`${url.replace('http', 'ws')}/v1/events`);
+  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+  const waiting = new Map<string, { resolve: (outcome: JobOutcome) => void; reject: (err: Error) => void }>();
+  ws.on('message', (data) => {
+    const event = ServerEvent.parse(JSON.parse(String(data)));
+    if (event.type === 'finished') waiting.get(event.jobId)?.resolve(event.outcome);
+    if (event.type === 'error') waiting.get(event.jobId)?.reject(new Error(`job failed: ${event.error.code}`));
+  });
+  ws.send(JSON.stringify({ v: PROTOCOL_VERSION, type: 'hello', token, clientId: CLIENT }));
+  let count = 0;
+  return {
+    async roundTrip() {
+      const t0 = performance.now();
+      const upload = await fetch(`${url}/v1/images`, { method: 'POST', headers: { ...auth, 'content-type': 'image/png' }, body: png });
+      const { imageId } = ImageUploadResponse.parse(await upload.json());
+      const jobId = `bench_job_${(count++).toString().padStart(4, '0')}`;
+      const done = new Promise<JobOutcome>((resolve, reject) => waiting.set(jobId, { resolve, reject }));
+      const submit = await fetch(`${url}/v1/jobs`, {
+        method: 'POST',
+        headers: { ...auth, 'content-type': 'application/json' },
+        body: JSON.stringify({ v: PROTOCOL_VERSION, jobId, kind: 'preview', imageId, edit: { source: 'cat', target: 'dog' } }),
+      });
+      JobResponse.parse(await submit.json());
+      const outcome = await done;
+      const result = outcome.results[0];
+      if (!result) throw new Error('no result');
+      const download = await fetch(`${url}/v1/results/${result.id}`, { headers: auth });
+      const bytes = new Uint8Array(await download.arrayBuffer());
+      if (bytes.length < 1000) throw new Error('result too small');
+      return { ms: performance.now() - t0, outcome };
+    },
+    close: () => ws.close(),
+  };
+}
+
+export interface PairedTimes {
+  /** run() milliseconds. */
+  readonly direct: number[];
+  /** Round-trip milliseconds. */
+  readonly service: number[];
+  /** The last job's outcome. */
+  readonly outcome: JobOutcome;
+}
+
+/** `runs` rounds (after WARMUP_RUNS) of one direct run() then one service round trip, interleaved so
+ *  that both see the same load on a shared machine. */
+export async function pairedTimes(generatorPath: string, size: number, daemon: { url: string; token: string }, png: Uint8Array, runs: number): Promise<PairedTimes> {
+  const direct = await openDirect(generatorPath, size);
+  const service = await openService(daemon.url, daemon.token, png);
+  const directMs: number[] = [];
+  const serviceMs: number[] = [];
+  let outcome: JobOutcome | undefined;
+  try {
+    for (let i = 0; i < runs + WARMUP_RUNS; i++) {
+      const d = await direct.runOnce();
+      const s = await service.roundTrip();
+      outcome = s.outcome;
+      if (i >= WARMUP_RUNS) {
+        directMs.push(d);
+        serviceMs.push(s.ms);
+      }
+    }
+  } finally {
+    service.close();
+    await direct.close();
+  }
+  if (!outcome) throw new Error('no runs');
+  return { direct: directMs, service: serviceMs, outcome };
+}
+
+/** "| run() | round trip | ratio | overhead |" cells: medians, their ratio, and the median of the
+ *  per-round differences (less sensitive to load drift than the difference of medians). */
+export function pairedCells(t: PairedTimes, digits: number): string {
+  const d = median(t.direct);
+  const s = median(t.service);
+  const overhead = median(t.service.map((v, i) => v - (t.direct[i] as number)));
+  return `${d.toFixed(digits)} | ${s.toFixed(digits)} | ${(s / d).toFixed(2)} | ${overhead.toFixed(digits)}`;
+}
+
+/** Worker stage timings of an outcome, for the table ("decode 12.3, load 0.1, …"). */
+export function stageTimings(outcome: JobOutcome): string {
+  return Object.entries(outcome.timings)
+    .filter(([k]) => !['total', 'queued'].includes(k))
+    .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+    .join(', ');
+}
+
+/** A temporary daemon home with `install` writing gan/cat-dog/generator.onnx; meta.json says
+ *  cat → dog at working size `size`. Runs `fn` with the daemon's URL, CLI token and the model path;
+ *  removes everything afterwards. */
+export async function withPreviewDaemon<T>(
+  size: number,
+  install: (generatorPath: string) => Promise<void>,
+  fn: (daemon: { url: string; token: string; generatorPath: string }) => Promise<T>,
+): Promise<T> {
+  const home = await mkdtemp(join(tmpdir(), 'p2pz-bench-'));
+  try {
+    const gan = join(home, 'models', 'gan', 'cat-dog');
+    await mkdir(gan, { recursive: true });
+    const generatorPath = join(gan, 'generator.onnx');
+    await install(generatorPath);
+    await writeFile(join(gan, 'meta.json'), JSON.stringify({ v: 1, source: 'cat', target: 'dog', size }));
+    const daemon = await startDaemon({
+      port: 0,
+      home,
+      device: 'cpu',
+      supervisor: { workerPath: join(process.cwd(), 'dist/daemon/worker.js') },
+    });
+    try {
+      const token = (await readFile(daemon.paths.cliToken, 'utf8')).trim();
+      return await fn({ url: daemon.url, token, generatorPath });
+    } finally {
+      await daemon.close();
+    }
+  } finally {
+    await rm(home, { recursive: true, force: true });
+  }
+}
