@@ -194,21 +194,24 @@ async function checkPreset(label: string, preset: StableDiffusionPreset, choice:
     t0 = performance.now();
     const big = await prepareModel(dir, { height: opts.timeSize, width: opts.timeSize });
     log(`${label}: prepared ${opts.timeSize}×${opts.timeSize} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    const before = device === 'cuda' ? Number(nvidiaSmi('memory.used')) : NaN;
     for (const [graph, path] of [
       ['UNet step (batch 2)', join(dir, 'unet', 'model.onnx')],
       ['guidance gradient step (batch 2)', big.gradPath],
     ] as const) {
       const s = await load(path, choice.executionProviders);
       const r = await timeRuns(s.session, feedsFor(s.session, opts.timeSize), opts.runs);
+      if (device === 'cuda' && graph.startsWith('guidance')) {
+        // The gradient session's device memory (weights, arena grown by its runs) against the
+        // estimate for one UNet session's weights plus the gradient working set.
+        const used = Number(nvidiaSmi('memory.used')) - before;
+        const fp = await modelFootprint(dirname(dir), basename(dir));
+        const est = estimateJobMemory(fp, { kind: 'render', height: opts.timeSize, width: opts.timeSize, batch: 2 });
+        notes.push(`${label}, ${opts.timeSize}×${opts.timeSize}: nvidia-smi memory.used grew by ${Number.isFinite(used) ? `${(used / 1024).toFixed(1)} GiB` : '?'} with the gradient session loaded and run; the estimate for one UNet session plus the gradient working set is ${((fp.unetBytes + est.activationBytes) / 2 ** 30).toFixed(1)} GiB.`);
+      }
       await s.session.release();
       rows.push({ model: label, graph, pixels: opts.timeSize, device, loadS: s.seconds, msPerRun: r.ms, maxAbs: undefined, relL2: undefined, ok: compare(r.outputs, r.outputs).finite });
       log(`${label}: ${graph} at ${opts.timeSize}×${opts.timeSize} on ${device}: ${r.ms.toFixed(1)} ms`);
-    }
-    if (onDevice && device === 'cuda') {
-      const used = nvidiaSmi('memory.used');
-      const fp = await modelFootprint(dirname(dir), basename(dir));
-      const est = estimateJobMemory({ ...fp, otherBytes: 0 }, { kind: 'render', height: opts.timeSize, width: opts.timeSize, batch: 2 });
-      notes.push(`${label}: memory estimate for the UNet part of a ${opts.timeSize}×${opts.timeSize} render ${(est.totalBytes / 1e9).toFixed(1)} GB; nvidia-smi memory.used after the runs ${used ?? '?'} MiB (sessions released, arena kept).`);
     }
   } finally {
     await rm(dir, { recursive: true, force: true });
