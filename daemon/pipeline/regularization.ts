@@ -89,71 +89,209 @@ export function pyramidShapes(height: number, width: number): LevelShape[] {
  */
 export function drawRollOffsets(dims: readonly number[], rng: Rng): RollOffsets {
   const [, c = 0, h = 0, w = 0] = dims;
-  const levels = pyramidShapes(h, w);
+  return drawOffsets(c, pyramidShapes(h, w), rng);
+}
+
+function drawOffsets(channels: number, levels: readonly LevelShape[], rng: Rng): RollOffsets {
   const out: RollOffsets = [];
-  for (let ch = 0; ch < c; ch++) {
-    out.push(levels.map((l) => rng.randrange(1, Math.max(2, Math.floor(l.height / 2)))));
+  for (let ch = 0; ch < channels; ch++) {
+    const deltas: number[] = [];
+    for (const l of levels) deltas.push(rng.randrange(1, Math.max(2, Math.floor(l.height / 2))));
+    out.push(deltas);
   }
   return out;
 }
 
-/** 2×2 average pool, floor: out[i,j] = ¼ Σ_{a,b∈{0,1}} x[2i+a, 2j+b]; x [h,w] → [⌊h/2⌋,⌊w/2⌋]. */
-function avgPool2(x: Float64Array, h: number, w: number): Float64Array<ArrayBuffer> {
-  const ho = Math.floor(h / 2);
-  const wo = Math.floor(w / 2);
-  const out = new Float64Array(ho * wo);
+/**
+ * Float64 buffers for one latent shape: η_ℓ and ∂L/∂η_ℓ per pyramid level [h_ℓ·w_ℓ], the two
+ * autocorrelations A_H, A_W per level, and two copies of ε [C·h·w] with per-channel views (a descent
+ * step reads one and writes the other). The kernels run synchronously, so one workspace serves every
+ * call of a shape; the last shape's is kept, and a regularization allocates nothing per step.
+ */
+interface PyramidWorkspace {
+  readonly channels: number;
+  readonly height: number;
+  readonly width: number;
+  readonly levels: readonly LevelShape[];
+  /** η_ℓ; eta[0] holds η_0 only when it is loaded from a caller's latent. */
+  readonly eta: readonly Float64Array[];
+  readonly grad: readonly Float64Array[];
+  readonly aH: Float64Array;
+  readonly aW: Float64Array;
+  readonly latents: readonly [Float64Array, Float64Array];
+  /** planes[k][c]: channel c of latents[k]. */
+  readonly planes: readonly [readonly Float64Array[], readonly Float64Array[]];
+}
+
+let lastWorkspace: PyramidWorkspace | undefined;
+
+function pyramidWorkspace(shape: LatentShape): PyramidWorkspace {
+  const { channels, height, width } = shape;
+  const last = lastWorkspace;
+  if (last && last.channels === channels && last.height === height && last.width === width) return last;
+  const levels = pyramidShapes(height, width);
+  const plane = height * width;
+  const latents = [new Float64Array(channels * plane), new Float64Array(channels * plane)] as const;
+  const planesOf = (x: Float64Array): Float64Array[] => Array.from({ length: channels }, (_, c) => x.subarray(c * plane, (c + 1) * plane));
+  lastWorkspace = {
+    channels,
+    height,
+    width,
+    levels,
+    eta: levels.map((l) => new Float64Array(l.height * l.width)),
+    grad: levels.map((l) => new Float64Array(l.height * l.width)),
+    aH: new Float64Array(levels.length),
+    aW: new Float64Array(levels.length),
+    latents,
+    planes: [planesOf(latents[0]), planesOf(latents[1])],
+  };
+  return lastWorkspace;
+}
+
+/** (−δ) mod n for δ ≥ 0: the index a backward roll by δ reads at position 0. */
+function backwardStart(delta: number, n: number): number {
+  const s = delta % n;
+  return s === 0 ? 0 : n - s;
+}
+
+/** 2×2 average pool, floor: out[i,j] = ¼ Σ_{a,b∈{0,1}} x[2i+a, 2j+b]; x [h,w] → out [⌊h/2⌋,⌊w/2⌋]. */
+function avgPool2(x: Float64Array, h: number, w: number, out: Float64Array): void {
+  const ho = h >> 1;
+  const wo = w >> 1;
   for (let i = 0; i < ho; i++) {
     const r0 = 2 * i * w;
     const r1 = r0 + w;
+    const o = i * wo;
     for (let j = 0; j < wo; j++) {
-      out[i * wo + j] = 0.25 * (x[r0 + 2 * j]! + x[r0 + 2 * j + 1]! + x[r1 + 2 * j]! + x[r1 + 2 * j + 1]!);
+      const c = 2 * j;
+      out[o + j] = 0.25 * (x[r0 + c]! + x[r0 + c + 1]! + x[r1 + c]! + x[r1 + c + 1]!);
     }
   }
-  return out;
-}
-
-/** The pyramid levels of one channel (float64 copies). */
-function channelPyramid(data: ArrayLike<number>, offset: number, levels: readonly LevelShape[]): Float64Array[] {
-  const first = levels[0]!;
-  const base = new Float64Array(first.height * first.width);
-  for (let i = 0; i < base.length; i++) base[i] = data[offset + i]!;
-  const out: Float64Array[] = [base];
-  for (let l = 1; l < levels.length; l++) {
-    const prev = levels[l - 1]!;
-    out.push(avgPool2(out[l - 1]!, prev.height, prev.width));
-  }
-  return out;
-}
-
-/** idx[j] = (j + shift) mod n for j = 0..n−1 (shift may be negative). */
-function wrappedIndices(n: number, shift: number): Int32Array {
-  const out = new Int32Array(n);
-  const s = ((shift % n) + n) % n;
-  for (let j = 0; j < n; j++) out[j] = j + s < n ? j + s : j + s - n;
-  return out;
 }
 
 /**
  * The two autocorrelations of one level η [S,W] with offset δ (circular rolls, torch.roll semantics):
  *   A_H = mean(η ⊙ roll_H(η, δ)) = (1/SW) Σ_ij η[i,j]·η[(i−δ) mod S, j]
  *   A_W = mean(η ⊙ roll_W(η, δ)) = (1/SW) Σ_ij η[i,j]·η[i, (j−δ) mod W]
+ * Written to ws.aH[l], ws.aW[l]; summed in row-major order, the rolled indices stepped and wrapped.
  */
-function levelAutocorrelations(eta: Float64Array, h: number, w: number, delta: number): [number, number] {
-  const rowsUp = wrappedIndices(h, -delta);
-  const colsLeft = wrappedIndices(w, -delta);
+function levelAutocorrelations(ws: PyramidWorkspace, l: number, eta: Float64Array, delta: number): void {
+  const { height: h, width: w } = ws.levels[l]!;
+  const left0 = backwardStart(delta, w);
+  let up = backwardStart(delta, h);
   let sumH = 0;
   let sumW = 0;
   for (let i = 0; i < h; i++) {
     const row = i * w;
-    const rowH = rowsUp[i]! * w;
+    const rowUp = up * w;
+    let left = left0;
     for (let j = 0; j < w; j++) {
       const v = eta[row + j]!;
-      sumH += v * eta[rowH + j]!;
-      sumW += v * eta[row + colsLeft[j]!]!;
+      sumH += v * eta[rowUp + j]!;
+      sumW += v * eta[row + left]!;
+      if (++left === w) left = 0;
     }
+    if (++up === h) up = 0;
   }
   const n = h * w;
-  return [sumH / n, sumW / n];
+  ws.aH[l] = sumH / n;
+  ws.aW[l] = sumW / n;
+}
+
+/**
+ * ∂L/∂η_ℓ into ws.grad[l], given ∂L/∂η_{ℓ+1} already in ws.grad[ℓ+1] (N = S·W, indices mod S, W):
+ *   g[i,j] = (2A_H/N)·(η[i−δ, j] + η[i+δ, j]) + (2A_W/N)·(η[i, j−δ] + η[i, j+δ])
+ *            + ¼·∂L/∂η_{ℓ+1}[⌊i/2⌋, ⌊j/2⌋]   (the pool's adjoint; not for rows/columns the pool dropped)
+ * With `descent`, level 0 is not stored: dst[i,j] = fround(η[i,j] − rate·g[i,j]) instead (ε's
+ * float32 step, η being ε's channel).
+ */
+function levelGradient(
+  ws: PyramidWorkspace,
+  l: number,
+  eta: Float64Array,
+  delta: number,
+  descent: { readonly rate: number; readonly dst: Float64Array } | null,
+): void {
+  const { height: h, width: w } = ws.levels[l]!;
+  const g = descent ? descent.dst : ws.grad[l]!;
+  const rate = descent ? descent.rate : 0;
+  const parent = l + 1 < ws.levels.length ? ws.grad[l + 1]! : null;
+  const ho = parent ? h >> 1 : 0;
+  const wo = w >> 1;
+  const n = h * w;
+  const cH = (2 * ws.aH[l]!) / n;
+  const cW = (2 * ws.aW[l]!) / n;
+  const left0 = backwardStart(delta, w);
+  const right0 = delta % w;
+  let up = backwardStart(delta, h);
+  let down = delta % h;
+  for (let i = 0; i < h; i++) {
+    const row = i * w;
+    const rowUp = up * w;
+    const rowDown = down * w;
+    const pi = i >> 1;
+    const pRow = pi * wo;
+    const withParent = parent !== null && pi < ho ? 2 * wo : 0;
+    let left = left0;
+    let right = right0;
+    let j = 0;
+    if (descent) {
+      for (; j < withParent; j++) {
+        const v = cH * (eta[rowUp + j]! + eta[rowDown + j]!) + cW * (eta[row + left]! + eta[row + right]!) + 0.25 * parent![pRow + (j >> 1)]!;
+        g[row + j] = Math.fround(eta[row + j]! - rate * v);
+        if (++left === w) left = 0;
+        if (++right === w) right = 0;
+      }
+      for (; j < w; j++) {
+        const v = cH * (eta[rowUp + j]! + eta[rowDown + j]!) + cW * (eta[row + left]! + eta[row + right]!);
+        g[row + j] = Math.fround(eta[row + j]! - rate * v);
+        if (++left === w) left = 0;
+        if (++right === w) right = 0;
+      }
+    } else {
+      for (; j < withParent; j++) {
+        g[row + j] = cH * (eta[rowUp + j]! + eta[rowDown + j]!) + cW * (eta[row + left]! + eta[row + right]!) + 0.25 * parent![pRow + (j >> 1)]!;
+        if (++left === w) left = 0;
+        if (++right === w) right = 0;
+      }
+      for (; j < w; j++) {
+        g[row + j] = cH * (eta[rowUp + j]! + eta[rowDown + j]!) + cW * (eta[row + left]! + eta[row + right]!);
+        if (++left === w) left = 0;
+        if (++right === w) right = 0;
+      }
+    }
+    if (++up === h) up = 0;
+    if (++down === h) down = 0;
+  }
+}
+
+/**
+ * One channel η_0 [h,w]: its pyramid, its terms of L_ac added to `loss` (channel, then level order,
+ * as the official code sums), then, unless `gradient` is 'none', ∂L_ac/∂η_0 top-down through the
+ * levels: into ws.grad[0] ('store'), or applied as one descent step into `descent.dst`.
+ */
+function channelAutocorrelation(
+  ws: PyramidWorkspace,
+  eta0: Float64Array,
+  deltas: readonly number[],
+  loss: number,
+  gradient: 'none' | 'store' | { readonly rate: number; readonly dst: Float64Array },
+): number {
+  const { levels, eta } = ws;
+  let sum = loss;
+  for (let l = 0; l < levels.length; l++) {
+    const x = l === 0 ? eta0 : eta[l]!;
+    if (l > 0) avgPool2(l === 1 ? eta0 : eta[l - 1]!, levels[l - 1]!.height, levels[l - 1]!.width, x);
+    levelAutocorrelations(ws, l, x, deltas[l]!);
+    const aH = ws.aH[l]!;
+    const aW = ws.aW[l]!;
+    sum += aH * aH + aW * aW;
+  }
+  if (gradient === 'none') return sum;
+  for (let l = levels.length - 1; l >= 0; l--) {
+    levelGradient(ws, l, l === 0 ? eta0 : eta[l]!, deltas[l]!, l === 0 && gradient !== 'store' ? gradient : null);
+  }
+  return sum;
 }
 
 function checkOffsets(offsets: RollOffsets, shape: LatentShape, levels: readonly LevelShape[]): void {
@@ -184,57 +322,16 @@ export function autocorrelationLossGradient(
   withGradient = true,
 ): { loss: number; grad: Float64Array } {
   const shape = latentShape(dims, eps.length);
-  const levels = pyramidShapes(shape.height, shape.width);
-  checkOffsets(offsets, shape, levels);
+  const ws = pyramidWorkspace(shape);
+  checkOffsets(offsets, shape, ws.levels);
   const plane = shape.height * shape.width;
   const grad = new Float64Array(withGradient ? eps.length : 0);
+  const eta0 = ws.eta[0]!;
   let loss = 0;
   for (let c = 0; c < shape.channels; c++) {
-    const pyramid = channelPyramid(eps, c * plane, levels);
-    const grads: Float64Array[] = [];
-    for (let l = 0; l < levels.length; l++) {
-      const { height: h, width: w } = levels[l]!;
-      const eta = pyramid[l]!;
-      const delta = offsets[c]![l]!;
-      const [aH, aW] = levelAutocorrelations(eta, h, w, delta);
-      loss += aH * aH + aW * aW;
-      if (!withGradient) continue;
-      const g = new Float64Array(h * w);
-      const n = h * w;
-      const cH = (2 * aH) / n;
-      const cW = (2 * aW) / n;
-      const rowsUp = wrappedIndices(h, -delta);
-      const rowsDown = wrappedIndices(h, delta);
-      const colsLeft = wrappedIndices(w, -delta);
-      const colsRight = wrappedIndices(w, delta);
-      for (let i = 0; i < h; i++) {
-        const row = i * w;
-        const up = rowsUp[i]! * w;
-        const down = rowsDown[i]! * w;
-        for (let j = 0; j < w; j++) {
-          g[row + j] = cH * (eta[up + j]! + eta[down + j]!) + cW * (eta[row + colsLeft[j]!]! + eta[row + colsRight[j]!]!);
-        }
-      }
-      grads.push(g);
-    }
-    if (!withGradient) continue;
-    for (let l = levels.length - 1; l >= 1; l--) {
-      const { height: ho, width: wo } = levels[l]!;
-      const w = levels[l - 1]!.width;
-      const upper = grads[l]!;
-      const lower = grads[l - 1]!;
-      for (let i = 0; i < ho; i++) {
-        for (let j = 0; j < wo; j++) {
-          const q = 0.25 * upper[i * wo + j]!;
-          const r0 = 2 * i * w + 2 * j;
-          lower[r0] = lower[r0]! + q;
-          lower[r0 + 1] = lower[r0 + 1]! + q;
-          lower[r0 + w] = lower[r0 + w]! + q;
-          lower[r0 + w + 1] = lower[r0 + w + 1]! + q;
-        }
-      }
-    }
-    grad.set(grads[0]!, c * plane);
+    for (let k = 0; k < plane; k++) eta0[k] = eps[c * plane + k]!;
+    loss = channelAutocorrelation(ws, eta0, offsets[c]!, loss, withGradient ? 'store' : 'none');
+    if (withGradient) grad.set(ws.grad[0]!, c * plane);
   }
   return { loss, grad };
 }
@@ -260,18 +357,29 @@ export function klLoss(eps: ArrayLike<number>): number {
 }
 
 /**
+ * The affine form of ∇L_kl: ∂L_kl/∂ε_i = a·(ε_i − μ) + b with
+ *   a = (1 − 1/(var + 1e-7))·2/(N − 1),  b = 2μ/N.
+ */
+function klGradientTerms(eps: ArrayLike<number>): { loss: number; mean: number; a: number; b: number } {
+  const n = eps.length;
+  const { mean, variance } = meanAndVariance(eps);
+  const v = variance + REGULARIZATION_LIMITS.klVarianceEpsilon;
+  return {
+    loss: variance + mean * mean - 1 - Math.log(v),
+    mean,
+    a: ((1 - 1 / v) * 2) / (n - 1),
+    b: (2 * mean) / n,
+  };
+}
+
+/**
  * L_kl and its gradient, closed form:
  *   ∂L_kl/∂ε_i = (1 − 1/(var + 1e-7)) · 2(ε_i − μ)/(N − 1) + 2μ/N.   eps [N] → grad [N] (float64).
  */
 export function klLossGradient(eps: ArrayLike<number>): { loss: number; grad: Float64Array } {
-  const n = eps.length;
-  const { mean, variance } = meanAndVariance(eps);
-  const v = variance + REGULARIZATION_LIMITS.klVarianceEpsilon;
-  const loss = variance + mean * mean - 1 - Math.log(v);
-  const a = ((1 - 1 / v) * 2) / (n - 1);
-  const b = (2 * mean) / n;
-  const grad = new Float64Array(n);
-  for (let i = 0; i < n; i++) grad[i] = a * (eps[i]! - mean) + b;
+  const { loss, mean, a, b } = klGradientTerms(eps);
+  const grad = new Float64Array(eps.length);
+  for (let i = 0; i < grad.length; i++) grad[i] = a * (eps[i]! - mean) + b;
   return { loss, grad };
 }
 
@@ -302,25 +410,37 @@ export function regularizeNoise(
 ): { eps: NoiseTensor; rolls: RollOffsets[][] } {
   const o: RegularizationOptions = { ...REGULARIZATION_DEFAULTS, ...options };
   checkOptions(o);
-  latentShape(eps.dims, eps.data.length);
-  const e = Float32Array.from(eps.data);
+  const shape = latentShape(eps.dims, eps.data.length);
+  const ws = pyramidWorkspace(shape);
+  // ε is kept in float64 with float32 values (every step rounds with fround, as a float32 tensor
+  // would), so that each channel is η_0 of its pyramid as it stands; steps alternate between the
+  // workspace's two copies.
+  let from: 0 | 1 = 0;
+  ws.latents[from].set(eps.data);
   const rolls: RollOffsets[][] = [];
   for (let outer = 0; outer < o.outer; outer++) {
     const stepRolls: RollOffsets[] = [];
     if (o.lambdaAc > 0) {
       const rate = o.lambdaAc / o.inner;
       for (let inner = 0; inner < o.inner; inner++) {
-        const offsets = drawRollOffsets(eps.dims, rng);
-        const { grad } = autocorrelationLossGradient(e, eps.dims, offsets);
-        for (let i = 0; i < e.length; i++) e[i] = e[i]! - rate * grad[i]!;
+        const offsets = drawOffsets(shape.channels, ws.levels, rng);
+        const to: 0 | 1 = from === 0 ? 1 : 0;
+        // ∇L_ac of channel c depends on channel c only: each channel steps as soon as it is known.
+        for (let c = 0; c < shape.channels; c++) {
+          channelAutocorrelation(ws, ws.planes[from][c]!, offsets[c]!, 0, { rate, dst: ws.planes[to][c]! });
+        }
+        from = to;
         stepRolls.push(offsets);
       }
     }
     if (o.lambdaKl > 0) {
-      const { grad } = klLossGradient(e);
-      for (let i = 0; i < e.length; i++) e[i] = e[i]! - o.lambdaKl * grad[i]!;
+      const e = ws.latents[from];
+      const { mean, a, b } = klGradientTerms(e);
+      const lambda = o.lambdaKl;
+      for (let i = 0; i < e.length; i++) e[i] = Math.fround(e[i]! - lambda * (a * (e[i]! - mean) + b));
     }
     rolls.push(stepRolls);
   }
+  const e = new Float32Array(ws.latents[from]);
   return { eps: { data: e, dims: [...eps.dims] }, rolls };
 }
