@@ -62,7 +62,8 @@ export const PairEntry = z.discriminatedUnion('status', [
   z.object({
     status: z.literal('failed'),
     name: z.string().min(1).max(255),
-    sourceHash: Sha256Hex,
+    /** Absent when the file could not be read. */
+    sourceHash: Sha256Hex.optional(),
     error: z.object({ code: ErrorCodeSchema, message: z.string().max(2000) }),
   }),
 ]);

@@ -207,7 +207,17 @@ export async function generatePairs(request: PairsRequest, ctx: PairsContext): P
       interrupted = true;
       break;
     }
-    const bytes = await readSource(join(request.images, name));
+    let bytes: Uint8Array;
+    try {
+      bytes = await readSource(join(request.images, name));
+    } catch (err) {
+      const failed: PairEntry = { status: 'failed', name, error: errorOf(err) };
+      entries.set(name, failed);
+      made++;
+      await save();
+      ctx.onPair?.(failed, false, index + 1, names.length);
+      continue;
+    }
     const sourceHash = sha256(bytes);
     const old = entries.get(name);
     if (old && old.sourceHash === sourceHash && (await filesIntact(request.out, old))) {
@@ -225,8 +235,7 @@ export async function generatePairs(request: PairsRequest, ctx: PairsContext): P
         interrupted = true;
         break;
       }
-      const error = err instanceof P2pzError ? err : new P2pzError('E_INTERNAL', err instanceof Error ? err.message.split('\n')[0]?.slice(0, 300) : undefined);
-      entry = { status: 'failed', name, sourceHash, error: { code: error.code, message: error.message } };
+      entry = { status: 'failed', name, sourceHash, error: errorOf(err) };
     }
     entries.set(name, entry);
     made++;
@@ -247,10 +256,16 @@ export async function generatePairs(request: PairsRequest, ctx: PairsContext): P
   };
 }
 
+/** A failure as the manifest records it: its code and designer-facing message. */
+function errorOf(err: unknown): { code: P2pzError['code']; message: string } {
+  const error = err instanceof P2pzError ? err : new P2pzError('E_INTERNAL', err instanceof Error ? err.message.split('\n')[0]?.slice(0, 300) : undefined);
+  return { code: error.code, message: error.message };
+}
+
 async function readSource(path: string): Promise<Uint8Array> {
   const info = await lstat(path);
   if (!info.isFile()) throw new P2pzError('E_BAD_REQUEST', 'A source image is not a regular file.');
-  if (info.size > PAIRS_DEFAULTS.maxImageBytes) throw new P2pzError('E_PAYLOAD_TOO_LARGE');
+  if (info.size > PAIRS_DEFAULTS.maxImageBytes) throw new P2pzError('E_PAYLOAD_TOO_LARGE', `The image is larger than ${PAIRS_DEFAULTS.maxImageBytes / 2 ** 20} MB.`);
   return readFile(path);
 }
 
