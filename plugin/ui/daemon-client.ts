@@ -56,6 +56,8 @@ export class DaemonClient {
     /** Names this panel's event stream; jobs it submits are reported there. */
     readonly clientId: string,
     private token: string | null = null,
+    /** The label of a pairing made by this client (`p2pz tokens` shows it). */
+    readonly pairingLabel: string = 'figma',
   ) {
     this.baseUrl = `http://localhost:${port}`;
     this.eventsUrl = `ws://localhost:${port}/v1/events`;
@@ -95,7 +97,7 @@ export class DaemonClient {
   }
 
   async pair(code: string): Promise<string> {
-    const body = JSON.stringify({ v: PROTOCOL_VERSION, code, client: 'figma' });
+    const body = JSON.stringify({ v: PROTOCOL_VERSION, code, client: this.pairingLabel });
     const answer = await this.json('/v1/pair', PairResponse, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body });
     return answer.token;
   }

@@ -1,8 +1,9 @@
 // The panel: connection to the daemon (health, pairing, event stream), the edit form, and the three
 // actions. Preview runs the fast job and shows the result here; Render runs the full pix2pix-zero job
 // with a progress bar (stage and step), live step previews and Cancel; Apply sends the shown results to
-// the sandbox, which places them above their layers. Several selected layers are edited one after the
-// other as a batch.
+// the host (the Figma sandbox, Photopea, or the standalone page's download), which places them. Several
+// selected layers are edited one after the other as a batch. Everything editor-specific is behind
+// PanelHost (host.ts).
 import {
   BUILTIN_DIRECTIONS,
   EditParams,
@@ -18,15 +19,13 @@ import {
   type JobOutcome,
   type LayerEdit,
   type MaskMode,
-  type SandboxMessage,
   type SelectionItem,
   type ServerEvent,
   type Stage,
 } from '../../shared/protocol/index.js';
-import { createBridge, type Bridge } from './bridge.js';
 import { DaemonClient, DaemonUnreachable, randomId, type EventStream } from './daemon-client.js';
 import { localNetworkPermission, problemFor, type Problem } from './problems.js';
-import { toTiledImage } from './tiles.js';
+import type { HostPush, PanelHost, PanelResult } from './host.js';
 import { fillDatalist, panelElements, showBanner, type PanelElements } from './view.js';
 
 export const PANEL_DEFAULTS = Object.freeze({
@@ -53,14 +52,7 @@ const ENGINE_LABELS: Record<Engine, string> = {
   diffusion: 'Full render',
 };
 
-interface ResultEntry {
-  readonly nodeId: string;
-  readonly read: ImageBytes['read'];
-  readonly edit: LayerEdit;
-  readonly image: { bytes: Uint8Array; width: number; height: number };
-  readonly mask: { bytes: Uint8Array; width: number; height: number } | null;
-  readonly url: string;
-}
+type ResultEntry = PanelResult;
 
 interface RunningJob {
   readonly kind: JobKind;
@@ -73,7 +65,7 @@ type Terminal = { type: 'finished'; outcome: JobOutcome } | { type: 'cancelled' 
 
 export class Panel {
   private readonly ui: PanelElements;
-  private readonly bridge: Bridge;
+  private readonly host: PanelHost;
   private client: DaemonClient | null = null;
   private stream: EventStream | null = null;
   private token: string | null = null;
@@ -89,22 +81,24 @@ export class Panel {
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly waiters = new Map<string, (event: JobEvent) => void>();
   private readonly uploads = new Map<string, string>();
-  private readonly clientId = randomId('figma');
+  private readonly clientId: string;
 
-  constructor(doc: Document = document, host: Window = window.parent) {
+  constructor(doc: Document, host: PanelHost) {
     this.ui = panelElements(doc);
-    this.bridge = createBridge((m) => this.onSandbox(m), host, doc.defaultView ?? window);
+    this.host = host;
+    this.clientId = randomId(host.client);
     this.wire();
     this.showPresets([]);
     this.updateButtons();
+    host.start((m) => this.onHost(m));
   }
 
-  // ---- sandbox ----
+  // ---- host ----
 
-  private onSandbox(message: Exclude<SandboxMessage, { requestId: number }>): void {
+  private onHost(message: HostPush): void {
     if (message.type === 'init') {
       this.token = message.token;
-      this.client = new DaemonClient(message.port, this.clientId, message.token);
+      this.client = new DaemonClient(message.port, this.clientId, message.token, this.host.client);
       if (message.edit !== null) this.fillEdit(message.edit);
       else if (message.direction !== null) this.fillDirection(message.direction);
       this.autoPreview = message.autoPreview;
@@ -190,7 +184,7 @@ export class Panel {
   private forgetToken(reason: Problem): void {
     this.token = null;
     this.client?.setToken(null);
-    this.bridge.send({ v: PROTOCOL_VERSION, type: 'save-token', token: null });
+    this.host.saveToken(null);
     this.setStatus('unpaired', 'Not paired');
     this.ui.pair.hidden = false;
     this.showProblem(reason);
@@ -366,8 +360,8 @@ export class Panel {
       const token = await client.pair(code);
       this.token = token;
       client.setToken(token);
-      this.bridge.send({ v: PROTOCOL_VERSION, type: 'save-token', token });
-      this.bridge.send({ v: PROTOCOL_VERSION, type: 'notify', text: 'Paired with the p2pz daemon', error: false });
+      this.host.saveToken(token);
+      this.host.notify('Paired with the p2pz daemon');
       this.ui.pairCode.value = '';
       this.ui.pair.hidden = true;
       this.showProblem(null);
@@ -399,7 +393,7 @@ export class Panel {
     this.showProgress('Reading layers', '', 0);
     const fresh: ResultEntry[] = [];
     try {
-      const { images } = await this.bridge.request({ v: PROTOCOL_VERSION, type: 'read-images', nodeIds: this.selection.map((s) => s.nodeId) }, 'images');
+      const images = await this.host.readImages(this.selection.map((s) => s.nodeId));
       for (const [index, image] of images.entries()) {
         if (job.cancelled) break;
         const batch = images.length > 1 ? `Layer ${index + 1} of ${images.length} · ` : '';
@@ -558,6 +552,7 @@ export class Panel {
       this.resultsCaption = `${ENGINE_LABELS[outcome.engine]} · ${outcome.device.toUpperCase()}${time}`;
     }
     u.resultCaption.textContent = this.resultsCaption;
+    this.host.showResults?.(entries);
   }
 
   private async apply(): Promise<void> {
@@ -565,18 +560,7 @@ export class Panel {
     const entries = this.results;
     this.ui.applyButton.disabled = true;
     try {
-      const items = [];
-      for (const e of entries) {
-        items.push({
-          nodeId: e.nodeId,
-          read: e.read,
-          edit: e.edit,
-          image: await toTiledImage(e.image.bytes, e.image.width, e.image.height),
-          mask: e.mask === null ? null : await toTiledImage(e.mask.bytes, e.mask.width, e.mask.height),
-        });
-      }
-      const placed = await this.bridge.request({ v: PROTOCOL_VERSION, type: 'place-results', maskMode: this.maskMode(), items }, 'placed');
-      this.ui.resultCaption.textContent = `Placed ${placed.nodeIds.length} layer${placed.nodeIds.length === 1 ? '' : 's'} on the canvas.`;
+      this.ui.resultCaption.textContent = await this.host.place(this.maskMode(), entries);
     } catch (err) {
       this.showJobProblem(problemFor(err, this.client?.port ?? 0));
     } finally {
