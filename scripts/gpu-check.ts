@@ -22,7 +22,7 @@ import { CUDA_PROVIDER, cudaProviderInstalled } from '../daemon/models/cuda-prov
 import { estimateJobMemory, modelFootprint } from '../daemon/models/memory-estimate.js';
 import { prepareModel } from '../daemon/onnx/prepare.js';
 import { SD15_SHAPED, TINY_SD, writeTinyStableDiffusion, type StableDiffusionPreset } from '../daemon/onnx/tiny/stable-diffusion.js';
-import { chooseExecution, DevicePreference, type ExecutionChoice } from '../daemon/worker/providers.js';
+import { chooseExecution, devicePreference, type DevicePreference, type ExecutionChoice } from '../daemon/worker/providers.js';
 
 export const GPU_CHECK_DEFAULTS = Object.freeze({
   device: 'auto' as DevicePreference,
@@ -40,19 +40,18 @@ export const GPU_CHECK_DEFAULTS = Object.freeze({
   gradientTolerance: 3e-2,
 });
 
-const { values: args } = parseArgs({
-  options: {
-    device: { type: 'string', default: GPU_CHECK_DEFAULTS.device },
-    presets: { type: 'string', default: GPU_CHECK_DEFAULTS.presets },
-    'compare-size': { type: 'string', default: String(GPU_CHECK_DEFAULTS.compareSize) },
-    'time-size': { type: 'string' },
-    runs: { type: 'string', default: String(GPU_CHECK_DEFAULTS.runs) },
-    out: { type: 'string' },
-    /** Run the comparison rows even when the device is the CPU (CPU against CPU: a dry run of the
-     *  comparison path on a machine without a GPU). */
-    'compare-always': { type: 'boolean', default: false },
-  },
-});
+const OPTIONS = {
+  device: { type: 'string', default: GPU_CHECK_DEFAULTS.device },
+  presets: { type: 'string', default: GPU_CHECK_DEFAULTS.presets },
+  'compare-size': { type: 'string', default: String(GPU_CHECK_DEFAULTS.compareSize) },
+  'time-size': { type: 'string' },
+  runs: { type: 'string', default: String(GPU_CHECK_DEFAULTS.runs) },
+  out: { type: 'string' },
+  /** Run the comparison rows even when the device is the CPU (CPU against CPU: a dry run of the
+   *  comparison path on a machine without a GPU). */
+  'compare-always': { type: 'boolean', default: false },
+} as const;
+
 
 interface Row {
   model: string;
@@ -155,13 +154,13 @@ function compare(a: InferenceSession.ReturnType, b: InferenceSession.ReturnType)
   return { maxAbs, relL2: Math.sqrt(diff2 / Math.max(ref2, 1e-30)), finite };
 }
 
-async function checkPreset(label: string, preset: StableDiffusionPreset, choice: ExecutionChoice, opts: { compareSize: number; timeSize: number; runs: number }): Promise<void> {
+async function checkPreset(label: string, preset: StableDiffusionPreset, choice: ExecutionChoice, opts: { compareSize: number; timeSize: number; runs: number; compareAlways: boolean }): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'p2pz-gpu-check-'));
   try {
     let t0 = performance.now();
     await writeTinyStableDiffusion(dir, { preset, components: ['unet'] });
     log(`${label}: UNet written in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-    const onDevice = choice.device.provider !== 'cpu' || args['compare-always'] === true;
+    const onDevice = choice.device.provider !== 'cpu' || opts.compareAlways;
     const device = choice.device.provider;
 
     // 1. Device against CPU at the comparison size (nothing to compare on the CPU alone).
@@ -224,7 +223,8 @@ function cell(v: number | undefined, digits: number, exp = false): string {
 }
 
 async function main(): Promise<number> {
-  const preference = DevicePreference.parse(args.device);
+  const { values: args } = parseArgs({ options: OPTIONS });
+  const preference = devicePreference(args.device, {});
   const compareSize = Number(args['compare-size']);
   const explicitTimeSize = args['time-size'] === undefined ? undefined : Number(args['time-size']);
   const runs = Number(args.runs);
@@ -248,7 +248,7 @@ async function main(): Promise<number> {
   const want = (args.presets ?? '').split(',').map((s) => s.trim());
   if (want.includes('tiny')) presets.push(['tiny', TINY_SD]);
   if (want.includes('sd15')) presets.push(['SD-1.5-shaped', SD15_SHAPED]);
-  for (const [label, preset] of presets) await checkPreset(label, preset, choice, { compareSize, timeSize, runs });
+  for (const [label, preset] of presets) await checkPreset(label, preset, choice, { compareSize, timeSize, runs, compareAlways: args['compare-always'] });
 
   const command = `npm run gpu:check -- ${process.argv.slice(2).join(' ')}`.trim();
   const table = [
