@@ -9,7 +9,7 @@ import { removeDemoPack } from '../models/demo-pack.js';
 import { HubClient, hubTokenFrom, hubUrlFrom } from '../models/hub-client.js';
 import { installFromFolder, installFromHub, type InstallEvents, type InstallResult } from '../models/install.js';
 import { formatBytes, formatProgress, ProgressMeter, PROGRESS_DEFAULTS } from '../models/progress.js';
-import { listModels, removeModel, type RegistryEntry } from '../models/registry.js';
+import { listModels, listUnfinished, removeModel, type RegistryEntry } from '../models/registry.js';
 import { verifyModel } from '../models/verify.js';
 import { intFlag, parseFlags, type CliCommand, type CliIo } from './command.js';
 import { modelsPrepareCommand } from './models-prepare.js';
@@ -99,10 +99,16 @@ function describeSource(e: RegistryEntry): string {
 
 async function list(args: readonly string[], io: CliIo): Promise<number> {
   const { values } = parseFlags(args, { json: { type: 'boolean' } });
-  const models = await listModels(modelsDir(io));
+  const dir = modelsDir(io);
+  const models = await listModels(dir);
+  const unfinished = await listUnfinished(dir);
   if (values.json) {
     io.out(`${JSON.stringify(models, null, 2)}\n`);
     return 0;
+  }
+  if (unfinished.length > 0) {
+    const names = unfinished.map((u) => `${u.name} (${formatBytes(u.bytes)} so far)`).join(', ');
+    io.out(`Unfinished downloads: ${names}. Run the same \`p2pz models install\` command to resume.\n`);
   }
   if (models.length === 0) {
     io.out(`No models installed. Install the default one with:\n  ${MODELS_DEFAULTS.installCommand}\n`);

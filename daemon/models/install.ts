@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { prepareModel } from '../onnx/prepare.js';
 import { GanMeta, normalizeConcept, PREVIEW_REGISTRY_DEFAULTS } from '../pipeline/preview-registry.js';
-import { commitFolder } from './commit.js';
+import { commitFolder, emptyTrash } from './commit.js';
 import { checkModelName } from './containment.js';
 import { MODELS_DEFAULTS } from './defaults.js';
 import { downloadFile, type DownloadOptions } from './download.js';
@@ -282,6 +282,7 @@ async function finishInstall(
     }
   }
   events.phase?.('commit');
+  await emptyTrash(options.modelsDir);
   const manifest: InstallManifest = { format: 1, name, kind, demo: false, source, installedAt: new Date().toISOString(), files };
   await writeInstallManifest(staging, manifest);
   const dir = await commitFolder(options.modelsDir, staging, name);

@@ -9,7 +9,7 @@ import { P2pzError } from '../../shared/protocol/index.js';
 import { checkModelName, walkModelFolder } from './containment.js';
 import { MODELS_DEFAULTS } from './defaults.js';
 import { readInstallManifest, type InstallSource } from './install-manifest.js';
-import { moveToTrash } from './commit.js';
+import { emptyTrash, moveToTrash, unfinishedDownloads, type UnfinishedDownload } from './commit.js';
 
 /** Folder of the GAN generators (as daemon/pipeline/preview-registry.ts names it). */
 export const GAN_FOLDER = 'gan';
@@ -109,8 +109,8 @@ export async function removeModel(modelsDir: string, name: string): Promise<void
   } catch {
     throw new P2pzError('E_MODEL_MISSING', `No model “${rel}” is installed.`, 'Run `p2pz models list` to see the installed models.');
   }
-  const trashed = await moveToTrash(modelsDir, rel);
-  await rm(trashed, { recursive: true, force: true });
+  await moveToTrash(modelsDir, rel);
+  await emptyTrash(modelsDir);
   if (!rel.includes('/')) {
     const staging = join(modelsDir, MODELS_DEFAULTS.stagingFolder);
     for (const partial of await readdir(staging).catch(() => [] as string[])) {
@@ -122,4 +122,9 @@ export async function removeModel(modelsDir: string, name: string): Promise<void
 /** True when the model folder's install record marks it as the demo pack. */
 export async function isDemoModel(modelsDir: string, name: string): Promise<boolean> {
   return (await readInstallManifest(modelsDir, name))?.demo ?? false;
+}
+
+/** Unfinished downloads (staging folders) with the bytes they hold; lstat only. */
+export function listUnfinished(modelsDir: string): Promise<UnfinishedDownload[]> {
+  return unfinishedDownloads(modelsDir, async (dir) => (await walkModelFolder(dir)).files.reduce((s, f) => s + f.size, 0));
 }

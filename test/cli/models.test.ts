@@ -1,7 +1,7 @@
 // `p2pz models …` end to end against a local hub on 127.0.0.1: install with its progress line and
 // summary (the demo pack then goes), list, verify (exit 1 on a damaged file), remove, prepare; and the
 // built `p2pz` binary dispatching `models`.
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -111,6 +111,20 @@ describe('p2pz models', () => {
     expect(prep.code).toBe(0);
     expect(prep.stdout).toBe('prepared: model.xattn.16x16.onnx, model.grad.16x16.onnx (7 cross-attention layers, latent 16×16, batch 2)\n');
     expect((await run('list')).stdout).toContain('[prepared 16x16]');
+  });
+
+  it('list names unfinished downloads; remove deletes them with the model name', async () => {
+    await freshHome();
+    const staging = join(home, 'models', '.downloads', 'tiny-sd@abababababab', 'unet');
+    await mkdir(staging, { recursive: true });
+    await writeFile(join(staging, 'weights.pb.part'), Buffer.alloc(1500));
+    const list = await run('list');
+    expect(list.stdout).toBe(
+      'Unfinished downloads: tiny-sd@abababababab (1.50 kB so far). Run the same `p2pz models install` command to resume.\n' +
+        'No models installed. Install the default one with:\n  node bin/p2pz.js models install\n',
+    );
+    await run('install', 'test-org/tiny-sd', '--revision', 'onnx', '--no-prepare');
+    expect((await run('list')).stdout).not.toContain('Unfinished');
   });
 
   it('rejects bad arguments', async () => {
