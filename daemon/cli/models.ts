@@ -188,7 +188,8 @@ async function install(args: readonly string[], io: CliIo): Promise<number> {
     io.out(`${result.name} is installed and up to date (use --force to install it again).\n`);
     return 0;
   }
-  const removed = await removeDemoPack(dir);
+  // A real diffusion model replaces the demo pack (a preview generator alone does not).
+  const removed = result.manifest.kind === 'diffusion' ? await removeDemoPack(dir) : [];
   const source = result.manifest.source;
   const from = source.kind === 'hub' ? `${source.repo}@${source.revision}, commit ${source.commit.slice(0, 10)}` : 'a local folder';
   const bytes = result.manifest.files.reduce((s, f) => s + f.size, 0);
