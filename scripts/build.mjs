@@ -3,6 +3,8 @@
 //                                               onnxruntime-node are native)
 //   dist/plugin/code.js                         (Figma sandbox: one ES2017 script, no imports)
 //   dist/plugin/ui.html                         (the plugin iframe: one self-contained HTML file)
+//   dist/plugin/photopea.html, web.html         (the Photopea plugin page and the standalone page,
+//                                               served by the daemon; both embed the same panel)
 import { build } from 'esbuild';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -48,6 +50,16 @@ async function buildPlugin() {
   await buildPage(join(root, 'plugin/ui/main.ts'), join(root, 'plugin/ui/ui.html'), join(out, 'plugin/ui.html'));
 }
 
+/** The pages the daemon serves: Photopea's panel is the plugin panel itself; the standalone page puts
+ *  the same panel markup (ui.html's <main>) beside its image stage. */
+async function buildServedPages() {
+  const panel = join(root, 'plugin/ui/ui.html');
+  await Promise.all([
+    buildPage(join(root, 'plugin/photopea/main.ts'), panel, join(out, 'plugin/photopea.html')),
+    buildPage(join(root, 'plugin/web/main.ts'), join(root, 'plugin/web/web.html'), join(out, 'plugin/web.html'), panel),
+  ]);
+}
+
 /** For the sandbox: the bare `zod` import (version.ts) resolves to a zod/mini stand-in; see the shim. */
 const zodAsMini = {
   name: 'zod-as-mini',
@@ -56,8 +68,9 @@ const zodAsMini = {
   },
 };
 
-/** Bundles one page script and its CSS and inlines both into the HTML template (Figma loads ui.html as a string). */
-export async function buildPage(entry, template, outfile) {
+/** Bundles one page script and its CSS and inlines both into the HTML template (Figma loads ui.html as a
+ *  string). With `panelTemplate`, the template's <!--PANEL--> becomes that file's <main id="app"> element. */
+export async function buildPage(entry, template, outfile, panelTemplate) {
   const result = await build({
     ...quiet,
     entryPoints: [entry],
@@ -71,7 +84,13 @@ export async function buildPage(entry, template, outfile) {
   });
   const js = result.outputFiles.find((f) => f.path.endsWith('.js'))?.text ?? '';
   const css = result.outputFiles.find((f) => f.path.endsWith('.css'))?.text ?? '';
-  const html = (await readFile(template, 'utf8'))
+  let page = await readFile(template, 'utf8');
+  if (panelTemplate !== undefined) {
+    const main = /<main id="app">[\s\S]*<\/main>/.exec(await readFile(panelTemplate, 'utf8'))?.[0];
+    if (main === undefined) throw new Error(`${panelTemplate} has no <main id="app">`);
+    page = page.replace('<!--PANEL-->', () => main);
+  }
+  const html = page
     .replace('<!--STYLE-->', () => `<style>${css}</style>`)
     .replace('<!--SCRIPT-->', () => `<script>${js.replace(/<\/script/gi, '<\\/script')}</script>`);
   await mkdir(dirname(outfile), { recursive: true });
@@ -87,4 +106,4 @@ async function packageVersion() {
   return JSON.parse(await readFile(join(root, 'package.json'), 'utf8')).version;
 }
 
-await Promise.all([buildDaemon(), buildPlugin()]);
+await Promise.all([buildDaemon(), buildPlugin(), buildServedPages()]);

@@ -11,6 +11,7 @@ import { registerHealthRoutes } from './routes/health.js';
 import { registerImageRoutes } from './routes/images.js';
 import { registerJobRoutes } from './routes/jobs.js';
 import { registerModelRoutes } from './routes/models.js';
+import { registerPageRoutes } from './routes/pages.js';
 import { registerPairingRoutes } from './routes/pairing.js';
 import { registerResultRoutes } from './routes/results.js';
 
@@ -57,6 +58,7 @@ export function createApp(ctx: ServiceContext, gate: Gate): Express {
   registerJobRoutes(app, ctx);
   registerResultRoutes(app, ctx);
   registerModelRoutes(app, ctx);
+  registerPageRoutes(app, ctx);
 
   const notFound: RequestHandler = (req, res) => sendError(req, res, new P2pzError('E_NOT_FOUND'));
   app.use(notFound);

@@ -11,8 +11,9 @@ import { allowedOrigins, answerPreflight, applyCors, checkOrigin, requestOrigin 
 import { sendError, setCommonHeaders, toP2pzError } from './respond.js';
 import type { TokenStore } from './tokens.js';
 
-/** Routes open without a token: `METHOD path`, compared exactly (routing is case- and slash-strict). */
-export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['GET /v1/health', 'HEAD /v1/health', 'POST /v1/pair']);
+/** Routes open without a token: `METHOD path`, compared exactly (routing is case- and slash-strict).
+ *  Besides health and pairing, the two static pages (routes/pages.ts), whose API calls need a token. */
+export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['GET /v1/health', 'HEAD /v1/health', 'POST /v1/pair', 'GET /', 'HEAD /', 'GET /photopea', 'HEAD /photopea']);
 
 export interface GateOptions {
   /** The port the daemon listens on (known only once it listens). */
