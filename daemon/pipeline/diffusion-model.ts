@@ -1,8 +1,8 @@
 // A Stable Diffusion 1.x model folder (DESIGN.md §2) as the pipeline uses it: which folder (a job's
 // `model`, else the default name, else the only one installed), its scheduler configuration,
-// tokenizer and latent scale, and how each ONNX component is fed — element types and ranks read from
-// the sessions' input metadata (text ids int32 or int64; timestep int64 [B], or a float/int scalar),
-// never assumed from one exporter. Every file goes through the models directory's containment checks.
+// tokenizer (parsed once per folder while its files are unchanged) and latent scale, and how each
+// ONNX component is fed — element types and ranks read from the sessions' input metadata (text ids
+// int32 or int64; timestep int64 [B], or a float/int scalar), never assumed from one exporter. Every file goes through the models directory's containment checks.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
@@ -23,6 +23,9 @@ export const DIFFUSION_MODEL_DEFAULTS = Object.freeze({
   latentScale: 0.18215,
   /** Largest model_index.json / VAE config.json read. */
   maxConfigBytes: 64 * 1024,
+  /** Tokenizers kept parsed (by folder), since every edit loads its model: parsing CLIP's vocabulary
+   *  and merges takes a few hundred milliseconds. */
+  tokenizerCacheEntries: 4,
 });
 
 /** Component files inside a model folder (the diffusers / optimum ONNX layout). */
@@ -121,6 +124,41 @@ export async function chooseDiffusionModel(models: Pick<ModelSessions, 'modelsDi
   throw new P2pzError('E_BAD_REQUEST', `Several diffusion models are installed (${installed.slice(0, 5).join(', ')}); name one in the request.`);
 }
 
+/** The files a tokenizer is read from; a change to any of them (inode, size, mtime) reloads it. */
+const TOKENIZER_FILES = ['vocab.json', 'merges.txt', 'special_tokens_map.json', 'tokenizer_config.json'] as const;
+
+const tokenizerMemo = new Map<string, { readonly stamp: string; readonly tokenizer: Promise<ClipTokenizer> }>();
+
+/** The tokenizer of the folder `dir` (a real path), parsed once while its files are unchanged. */
+async function loadTokenizer(dir: string): Promise<ClipTokenizer> {
+  const stamps = await Promise.all(TOKENIZER_FILES.map(async (f) => {
+    try {
+      const s = await stat(join(dir, f));
+      return `${s.ino}:${s.size}:${s.mtimeMs}`;
+    } catch {
+      return '-';
+    }
+  }));
+  const stamp = stamps.join('|');
+  const entry = tokenizerMemo.get(dir);
+  if (entry?.stamp === stamp) {
+    tokenizerMemo.delete(dir);
+    tokenizerMemo.set(dir, entry);
+    return entry.tokenizer;
+  }
+  const tokenizer = ClipTokenizer.load(dir);
+  tokenizerMemo.delete(dir);
+  tokenizerMemo.set(dir, { stamp, tokenizer });
+  for (const key of tokenizerMemo.keys()) {
+    if (tokenizerMemo.size <= DIFFUSION_MODEL_DEFAULTS.tokenizerCacheEntries) break;
+    tokenizerMemo.delete(key);
+  }
+  tokenizer.catch(() => {
+    if (tokenizerMemo.get(dir)?.tokenizer === tokenizer) tokenizerMemo.delete(dir);
+  });
+  return tokenizer;
+}
+
 async function readJsonFile<T>(path: string, schema: z.ZodType<T>, what: string): Promise<T> {
   const info = await stat(path);
   if (info.size > DIFFUSION_MODEL_DEFAULTS.maxConfigBytes) throw invalid(`${what} is too large.`);
@@ -165,7 +203,7 @@ function componentPaths(folder: string): DiffusionModel['paths'] {
 export async function loadTextModel(models: ModelSessions, name: string): Promise<TextModel> {
   const folder = name;
   await readJsonFile(await models.resolve(join(folder, MODEL_LAYOUT.index)), ModelIndex, 'model_index.json');
-  const tokenizer = await ClipTokenizer.load(dirname(await models.resolve(join(folder, MODEL_LAYOUT.tokenizer, 'vocab.json'))));
+  const tokenizer = await loadTokenizer(dirname(await models.resolve(join(folder, MODEL_LAYOUT.tokenizer, 'vocab.json'))));
   const paths = componentPaths(folder);
   const te = await models.get(paths.textEncoder);
   const teInput = te.inputNames[0];
