@@ -2,7 +2,8 @@
 // `model`, else the default name, else the only one installed), its scheduler configuration,
 // tokenizer (parsed once per folder while its files are unchanged) and latent scale, and how each
 // ONNX component is fed — element types and ranks read from the sessions' input metadata (text ids
-// int32 or int64; timestep int64 [B], or a float/int scalar), never assumed from one exporter. Every file goes through the models directory's containment checks.
+// int32 or int64; timestep int64 [B], or a float/int scalar), never assumed from one exporter.
+// Every file goes through the models directory's containment checks.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
