@@ -19,13 +19,14 @@ describe('defaultHome', () => {
     expect(defaultHome({ LOCALAPPDATA: 'C:\\Users\\u\\AppData\\Local' }, 'win32', 'C:\\Users\\u')).toBe('C:\\Users\\u\\AppData\\Local\\p2pz');
     expect(defaultHome({}, 'win32', 'C:\\Users\\u')).toBe('C:\\Users\\u\\AppData\\Local\\p2pz');
   });
-  it('lays out models, uploads, results and the token files inside the home', () => {
+  it('lays out models, uploads, results, caches and the token files inside the home', () => {
     const p = homePaths('/d');
     expect(p).toEqual({
       home: '/d',
       models: '/d/models',
       uploads: '/d/uploads',
       results: '/d/results',
+      cache: '/d/cache',
       cliToken: '/d/token',
       tokens: '/d/tokens.json',
       daemonInfo: '/d/daemon.json',
