@@ -116,7 +116,20 @@ export async function chooseExecution(
   if (cpuFailure !== null) {
     throw new P2pzError('E_DEVICE_UNAVAILABLE', `onnxruntime could not start on the CPU either: ${cpuFailure}`);
   }
-  return { device: { provider: 'cpu', reason: `CUDA unavailable: ${cudaFailure}` }, executionProviders: ['cpu'] };
+  const advice = cudaAdvice(cudaFailure);
+  return { device: { provider: 'cpu', reason: `CUDA unavailable: ${cudaFailure}${advice ? ` ${advice}` : ''}` }, executionProviders: ['cpu'] };
+}
+
+/** What a designer can do about a CUDA loader failure, when the message says which part is missing:
+ *  onnxruntime's CUDA provider library (not in the npm package) or the CUDA/cuDNN runtime it needs. */
+export function cudaAdvice(loaderMessage: string): string | undefined {
+  if (/lib(cublas|cudart|cufft|curand|cudnn)\w*\.so/i.test(loaderMessage) || /cudnn|cublas/i.test(loaderMessage)) {
+    return '(Install CUDA 12 and cuDNN 9 for the GPU.)';
+  }
+  if (/Failed to load shared library|providers_cuda/i.test(loaderMessage)) {
+    return '(Run `npm run gpu:install` to add onnxruntime\'s CUDA provider.)';
+  }
+  return undefined;
 }
 
 let cached: Promise<ExecutionChoice> | undefined;

@@ -32,7 +32,7 @@ describe('chooseExecution', () => {
     const probe = fakeProbe(ORT_CUDA_REJECTION);
     const choice = await chooseExecution('auto', probe);
     expect(choice).toEqual({
-      device: { provider: 'cpu', reason: `CUDA unavailable: ${ORT_CUDA_REJECTION}` },
+      device: { provider: 'cpu', reason: `CUDA unavailable: ${ORT_CUDA_REJECTION} (Run \`npm run gpu:install\` to add onnxruntime's CUDA provider.)` },
       executionProviders: ['cpu'],
     });
     expect(probe.calls).toEqual([['cuda', 'cpu'], ['cpu']]);
@@ -42,7 +42,8 @@ describe('chooseExecution', () => {
     const choice = await chooseExecution('auto', fakeProbe(ORT_CUDA_BRIDGE));
     expect(choice.device.reason).toBe(
       'CUDA unavailable: onnxruntime::Provider& onnxruntime::ProviderLibrary::Get() [ONNXRuntimeError] : 1 : FAIL : ' +
-        'Failed to load library <path> with error: libcublasLt.so.12: cannot open shared object file: No such file or directory',
+        'Failed to load library <path> with error: libcublasLt.so.12: cannot open shared object file: No such file or directory' +
+        ' (Install CUDA 12 and cuDNN 9 for the GPU.)',
     );
   });
 
