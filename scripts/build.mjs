@@ -6,7 +6,6 @@
 //   dist/plugin/photopea.html, web.html         (the Photopea plugin page and the standalone page,
 //                                               served by the daemon; both embed the same panel)
 import { build } from 'esbuild';
-import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,10 +17,10 @@ const quiet = { logLevel: 'warning' };
 async function buildDaemon() {
   await build({
     ...quiet,
-    entryPoints: present({
+    entryPoints: {
       cli: join(root, 'daemon/cli.ts'),
       worker: join(root, 'daemon/worker/worker-main.ts'),
-    }),
+    },
     outdir: join(out, 'daemon'),
     bundle: true,
     platform: 'node',
@@ -95,11 +94,6 @@ export async function buildPage(entry, template, outfile, panelTemplate) {
     .replace('<!--SCRIPT-->', () => `<script>${js.replace(/<\/script/gi, '<\\/script')}</script>`);
   await mkdir(dirname(outfile), { recursive: true });
   await writeFile(outfile, html);
-}
-
-// TEMPORARY while the daemon's entry points are being written: build those that exist.
-function present(entries) {
-  return Object.fromEntries(Object.entries(entries).filter(([, file]) => existsSync(file)));
 }
 
 async function packageVersion() {
