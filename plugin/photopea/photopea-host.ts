@@ -70,10 +70,11 @@ export function createPhotopeaHost(channel: PhotopeaChannel, options: { port: nu
         const rect = rects.get(r.nodeId);
         if (rect === undefined) throw new Error('The layer this result belongs to is unknown; run the edit again.');
         const name = resultName(r.edit);
-        await pasteLayer(channel, { url: await dataUrl(r.image.bytes), left: rect.left, top: rect.top, name, visible: true });
+        // The mask first (hidden), then the result above it: the result ends up the active layer.
         if (maskMode !== 'none' && r.mask !== null) {
           await pasteLayer(channel, { url: await dataUrl(r.mask.bytes), left: rect.left, top: rect.top, name: `Mask · ${name}`, visible: false });
         }
+        await pasteLayer(channel, { url: await dataUrl(r.image.bytes), left: rect.left, top: rect.top, name, visible: true });
         names.push(name);
       }
       void refresh();

@@ -1,0 +1,162 @@
+// The Photopea plugin page end to end in real headless Chromium: the daemon serves /photopea, which runs
+// in an iframe of a host page that emulates Photopea's live messaging (photopea-emulator.ts) with a
+// three-layer document; the daemon's real worker runs the tiny GAN (cat → dog) and the tiny Stable
+// Diffusion model. The test pairs, previews and places a result, renders with the mask and places
+// both, and checks the pasted layers' size, position, names and visibility, that only the active layer
+// was exported and the others' visibility restored, and that direction words never become code.
+// Screenshots go to test-artifacts/photopea/.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Frame, Page } from 'playwright-core';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { homePaths } from '../../daemon/config.js';
+import { startDaemon, type RunningDaemon } from '../../daemon/daemon.js';
+import { silentLogger } from '../../daemon/log.js';
+import { writeTinyImg2Img } from '../../daemon/onnx/tiny/img2img.js';
+import { writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusion.js';
+import { WorkerSupervisor } from '../../daemon/worker/supervisor.js';
+import { launchChromium, type Chromium } from '../browser/chromium.js';
+import { servePhotopeaHost, type PhotopeaHostPage } from './host-page.js';
+import type { LayerSummary } from './photopea-emulator.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const artifacts = join(root, 'test-artifacts/photopea');
+
+async function png(width: number, height: number, pixel: (x: number, y: number) => [number, number, number, number]): Promise<string> {
+  const raw = Buffer.alloc(width * height * 4);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) raw.set(pixel(x, y), (y * width + x) * 4);
+  }
+  return (await sharp(raw, { raw: { width, height, channels: 4 } }).png().toBuffer()).toString('base64');
+}
+
+const text = (frame: Frame, id: string): Promise<string> => frame.evaluate((i) => document.getElementById(i)?.textContent ?? '', id);
+const waitText = (frame: Frame, id: string, pattern: RegExp): Promise<unknown> =>
+  frame.waitForFunction(([i, source]) => new RegExp(source).test(document.getElementById(i)?.textContent ?? ''), [id, pattern.source] as const, { timeout: 30_000 });
+
+describe('Photopea plugin page in Chromium against a real daemon', () => {
+  let home: string;
+  let daemon: RunningDaemon;
+  let host: PhotopeaHostPage;
+  let chromium: Chromium;
+
+  beforeAll(async () => {
+    await mkdir(artifacts, { recursive: true });
+    home = await mkdtemp(join(tmpdir(), 'p2pz-photopea-'));
+    const models = homePaths(home).models;
+    const gan = join(models, 'gan', 'cat-dog');
+    await mkdir(gan, { recursive: true });
+    await writeTinyImg2Img(join(gan, 'generator.onnx'), { seed: 3 });
+    await writeFile(join(gan, 'meta.json'), JSON.stringify({ v: 1, source: 'cat', target: 'dog', size: 64 }));
+    await writeTinyStableDiffusion(join(models, 'tiny-sd'));
+    const engine = new WorkerSupervisor({ modelsDir: models, workerPath: join(root, 'dist/daemon/worker.js'), device: 'cpu', log: silentLogger });
+    daemon = await startDaemon({ port: 0, home, engine, log: silentLogger });
+    host = await servePhotopeaHost();
+    chromium = await launchChromium();
+  });
+
+  afterAll(async () => {
+    await chromium?.close();
+    await host?.close();
+    await daemon?.close();
+    if (home) await rm(home, { recursive: true, force: true });
+  });
+
+  it('exports the active layer, previews, renders, and pastes results at the layer’s position; direction words stay strings', async () => {
+    const page: Page = await chromium.context.newPage();
+    await page.goto(host.url);
+    // A 200×150 document: a grey background, the photo at (40, 30), a red label over part of it.
+    const layers = [
+      { name: 'Label', left: 100, top: 20, visible: true, png: await png(60, 30, () => [230, 20, 20, 255]) },
+      { name: 'Photo', left: 40, top: 30, visible: true, png: await png(96, 64, (x, y) => ((x - 48) ** 2 + (y - 32) ** 2 < 400 ? [90, 60, 40, 255] : [200 + (x % 40), 140 + (y % 50), 90, 255])) },
+      { name: 'Background', left: 0, top: 0, visible: true, png: await png(200, 150, () => [128, 128, 128, 255]) },
+    ];
+    // What the page uploads to the daemon.
+    const uploads: Buffer[] = [];
+    page.on('request', (request) => {
+      const body = request.postDataBuffer();
+      if (request.method() === 'POST' && new URL(request.url()).pathname === '/v1/images' && body !== null) uploads.push(body);
+    });
+    const pluginUrl = `${daemon.url}/photopea?parentOrigin=${encodeURIComponent(host.origin)}`;
+    await page.evaluate((o) => window.photopea.start(o), { pluginUrl, width: 200, height: 150, layers, active: 'Photo' });
+    const frame = page.frames().find((f) => f.parentFrame() === page.mainFrame());
+    if (frame === undefined) throw new Error('the plugin page did not load');
+    const ui = page.frameLocator('#plugin');
+    const shot = (name: string): Promise<Buffer> => page.locator('#plugin').screenshot({ path: join(artifacts, `${name}.png`) });
+    const layersNow = (): Promise<LayerSummary[]> => page.evaluate(() => window.photopea.layers());
+
+    // 1. The page found the active layer through a script, and asks for the pairing code.
+    await waitText(frame, 'status-text', /^Not paired$/);
+    await waitText(frame, 'selection-text', /^Photo · 96×64 · layer rendered as image$/);
+    expect(await ui.locator('#mask-mode option').allTextContents()).toEqual(['No mask', 'Separate layer']);
+    await ui.locator('#pair-code').fill(daemon.pairingCode().code);
+    await ui.locator('#pair-button').click();
+    await waitText(frame, 'status-text', /^Ready$/);
+    expect(await frame.evaluate(() => localStorage.getItem('p2pz.token'))).toMatch(/^\S{20,}$/);
+    await shot('1-ready');
+
+    // 2. A direction word that tries to end a script string is refused by the form; no script holds it.
+    await ui.locator('#source').fill('cat');
+    await ui.locator('#target').fill('dog"); window.pwned = 1; ("');
+    await ui.locator('#preview').click();
+    await waitText(frame, 'job-problem-title', /^To is not valid\.$/);
+    expect((await page.evaluate(() => window.photopea.record())).scripts.some((s) => s.includes('pwned'))).toBe(false);
+
+    // 3. Quick preview (GAN): only the photo is exported; the other layers' visibility comes back.
+    await ui.locator('#target').fill('dog');
+    await ui.locator('#preview').click();
+    await waitText(frame, 'result-caption', /^Quick preview \(GAN\) · CPU/);
+    let record = await page.evaluate(() => window.photopea.record());
+    expect(record.exports).toEqual([['Photo']]);
+    expect((await layersNow()).map((l) => [l.name, l.visible])).toEqual([['Label', true], ['Photo', true], ['Background', true]]);
+    // The upload is the photo's own pixels, cut to its bounds (no label, no background).
+    expect(uploads).toHaveLength(1);
+    const uploaded = await sharp(uploads[0]).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
+    const photo = await sharp(Buffer.from(layers[1]?.png ?? '', 'base64')).ensureAlpha().raw().toBuffer();
+    expect([uploaded.info.width, uploaded.info.height]).toEqual([96, 64]);
+    expect(uploaded.data.equals(photo)).toBe(true);
+    await shot('2-preview');
+
+    // 4. Apply: a new layer above the photo, at the photo's position and size, named after the edit.
+    await ui.locator('#apply').click();
+    await waitText(frame, 'result-caption', /^Added the layer “cat → dog \(preview, seed 42\)” in Photopea\.$/);
+    let now = await layersNow();
+    expect(now.map((l) => l.name)).toEqual(['Label', 'cat → dog (preview, seed 42)', 'Photo', 'Background']);
+    expect(now[1]).toMatchObject({ visible: true, bounds: [40, 30, 136, 94], width: 96, height: 64 });
+
+    // 5. Render with the tiny Stable Diffusion model, a target word with apostrophes (a single-quoted
+    // script would break on it), and the mask as a second, hidden layer.
+    expect(await page.evaluate(() => window.photopea.activeName())).toBe('cat → dog (preview, seed 42)');
+    await ui.locator('#settings summary').click();
+    await ui.locator('#steps').fill('2');
+    await ui.locator('#size').fill('64');
+    await ui.locator('#target').fill("dog's o'clock");
+    await ui.locator('#render').click();
+    await waitText(frame, 'result-caption', /^Full render · CPU/);
+    await shot('3-render');
+    await ui.locator('#apply').click();
+    const name = "cat → dog's o'clock (seed 42)";
+    await waitText(frame, 'result-caption', /^Added the layer “cat → dog's o'clock \(seed 42\)” in Photopea\.$/);
+    now = await layersNow();
+    // The mask is pasted first (hidden), then the result above it, which is left the active layer.
+    expect(now.map((l) => l.name)).toEqual(['Label', name, `Mask · ${name}`, 'cat → dog (preview, seed 42)', 'Photo', 'Background']);
+    // The render started from the pasted preview layer (then active), at the same place.
+    expect(now[1]).toMatchObject({ visible: true, bounds: [40, 30, 136, 94], width: 96, height: 64 });
+    expect(now[2]).toMatchObject({ visible: false, bounds: [40, 30, 136, 94], width: 96, height: 64 });
+    expect(await page.evaluate(() => window.photopea.activeName())).toBe(name);
+    await waitText(frame, 'selection-text', /^cat → dog's o'clock \(seed 42\) · 96×64/);
+    record = await page.evaluate(() => window.photopea.record());
+    expect(record.exports).toEqual([['Photo'], ['cat → dog (preview, seed 42)']]);
+    expect(record.pastes).toEqual(['data:image/png;base64,', 'data:image/png;base64,', 'data:image/png;base64,']);
+    expect(record.errors).toEqual([]);
+    // The word reached the scripts only as a JSON string literal.
+    const naming = record.scripts.filter((s) => s.includes('l.name ='));
+    expect(naming.some((s) => s.includes(`l.name = (${JSON.stringify(name)});`))).toBe(true);
+    expect(await page.evaluate(() => window.pwned)).toBeUndefined();
+    await shot('4-placed');
+    await page.close();
+  });
+});
