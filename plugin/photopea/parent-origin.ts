@@ -4,7 +4,8 @@
 // ignored, so a link cannot make the page obey a foreign site.
 import { PHOTOPEA_ORIGIN } from '../../shared/protocol/index.js';
 
-const LOOPBACK_ORIGIN = /^http:\/\/(localhost|127\.0\.0\.1|\[::1\]):\d{1,5}$/;
+/** The daemon's CSP lets only these frame the page (routes/pages.ts). */
+const LOOPBACK_ORIGIN = /^http:\/\/(localhost|127\.0\.0\.1):\d{1,5}$/;
 
 export function expectedParentOrigin(search: string): string {
   const asked = new URLSearchParams(search).get('parentOrigin');

@@ -20,6 +20,9 @@ export const PAGES_DEFAULTS = Object.freeze({
   dirs: [fileURLToPath(new URL('../plugin/', import.meta.url)), fileURLToPath(new URL('../../../dist/plugin/', import.meta.url))],
 });
 
+/** Loopback names a CSP source may hold (Chromium refuses an IPv6 literal such as [::1] there). */
+const CSP_LOOPBACK_NAMES = LOOPBACK_NAMES.filter((n) => !n.startsWith('['));
+
 interface PageSpec {
   readonly file: string;
   /** CSP frame-ancestors: who may show the page in a frame. */
@@ -32,7 +35,7 @@ export const PAGES: Readonly<Record<string, PageSpec>> = Object.freeze({
   '/photopea': {
     file: 'photopea.html',
     // Photopea shows plugin pages in an iframe; a test host on this machine may stand in for it.
-    frameAncestors: [PHOTOPEA_ORIGIN, ...LOOPBACK_NAMES.map((n) => `http://${n}:*`)].join(' '),
+    frameAncestors: [PHOTOPEA_ORIGIN, ...CSP_LOOPBACK_NAMES.map((n) => `http://${n}:*`)].join(' '),
   },
 });
 
@@ -49,7 +52,7 @@ export function inlineHashes(html: string, tag: 'script' | 'style'): string[] {
 
 /** `host` is the request's Host header (checked by the gate): the daemon's remote name, if any. */
 export function contentSecurityPolicy(html: string, port: number, frameAncestors: string, host?: string): string {
-  const names = [...new Set([...LOOPBACK_NAMES.map((n) => `${n}:${port}`), ...(host === undefined ? [] : [host.toLowerCase()])])];
+  const names = [...new Set([...CSP_LOOPBACK_NAMES.map((n) => `${n}:${port}`), ...(host === undefined || host.startsWith('[') ? [] : [host.toLowerCase()])])];
   const daemon = names.flatMap((n) => [`http://${n}`, `ws://${n}`]);
   return [
     "default-src 'none'",

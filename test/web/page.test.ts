@@ -1,0 +1,124 @@
+// The standalone page end to end in real headless Chromium, loaded from the daemon's root as a new
+// user would after `npm start`: it pairs by code (the token is kept in localStorage), takes an image
+// from the file picker, previews with the tiny GAN, renders with the tiny Stable Diffusion model,
+// shows before and after, and downloads the result and the mask. Screenshots go to test-artifacts/web/.
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Download, Page } from 'playwright-core';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { homePaths } from '../../daemon/config.js';
+import { startDaemon, type RunningDaemon } from '../../daemon/daemon.js';
+import { silentLogger } from '../../daemon/log.js';
+import { writeTinyImg2Img } from '../../daemon/onnx/tiny/img2img.js';
+import { writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusion.js';
+import { WorkerSupervisor } from '../../daemon/worker/supervisor.js';
+import { launchChromium, type Chromium } from '../browser/chromium.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const artifacts = join(root, 'test-artifacts/web');
+
+const waitText = (page: Page, id: string, pattern: RegExp): Promise<unknown> =>
+  page.waitForFunction(([i, source]) => new RegExp(source).test(document.getElementById(i)?.textContent ?? ''), [id, pattern.source] as const, { timeout: 30_000 });
+
+describe('standalone page in Chromium against a real daemon', () => {
+  let home: string;
+  let daemon: RunningDaemon;
+  let chromium: Chromium;
+  let photoPath: string;
+
+  beforeAll(async () => {
+    await mkdir(artifacts, { recursive: true });
+    home = await mkdtemp(join(tmpdir(), 'p2pz-web-'));
+    const models = homePaths(home).models;
+    const gan = join(models, 'gan', 'cat-dog');
+    await mkdir(gan, { recursive: true });
+    await writeTinyImg2Img(join(gan, 'generator.onnx'), { seed: 3 });
+    await writeFile(join(gan, 'meta.json'), JSON.stringify({ v: 1, source: 'cat', target: 'dog', size: 64 }));
+    await writeTinyStableDiffusion(join(models, 'tiny-sd'));
+    const engine = new WorkerSupervisor({ modelsDir: models, workerPath: join(root, 'dist/daemon/worker.js'), device: 'cpu', log: silentLogger });
+    daemon = await startDaemon({ port: 0, home, engine, log: silentLogger });
+    photoPath = join(home, 'my cat.png');
+    const w = 120;
+    const h = 80;
+    const raw = Buffer.alloc(w * h * 3);
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) raw.set((x - 60) ** 2 + (y - 40) ** 2 < 625 ? [90, 60, 40] : [210, 150 + (y % 50), 90], (y * w + x) * 3);
+    }
+    await sharp(raw, { raw: { width: w, height: h, channels: 3 } }).png().toFile(photoPath);
+    chromium = await launchChromium();
+  });
+
+  afterAll(async () => {
+    await chromium?.close();
+    await daemon?.close();
+    if (home) await rm(home, { recursive: true, force: true });
+  });
+
+  it('pairs, takes a picked image, previews, renders, compares and downloads the result and the mask', async () => {
+    const page = await chromium.context.newPage();
+    const response = await page.goto(`${daemon.url}/`);
+    expect(response?.headers()['content-security-policy']).toMatch(/^default-src 'none'; script-src 'sha256-/);
+    const errors: string[] = [];
+    page.on('pageerror', (err) => errors.push(err.message));
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(m.text());
+    });
+
+    // 1. A first visit: the page asks for the pairing code and for an image.
+    await waitText(page, 'status-text', /^Not paired$/);
+    expect(await page.locator('#selection-text').textContent()).toBe('Drop an image on the page, or pick one.');
+    expect(await page.locator('#apply').textContent()).toBe('Download');
+    await page.locator('#pair-code').fill(daemon.pairingCode().code);
+    await page.locator('#pair-button').click();
+    await waitText(page, 'status-text', /^Ready$/);
+    expect(await page.evaluate(() => localStorage.getItem('p2pz.token'))).toMatch(/^\S{20,}$/);
+    expect(await page.locator('#preview').isDisabled()).toBe(true);
+    await page.screenshot({ path: join(artifacts, '1-paired.png') });
+
+    // 2. Pick an image: it shows as "before", and the panel can run.
+    await page.locator('#file').setInputFiles(photoPath);
+    await waitText(page, 'selection-text', /^my cat\.png · 120×80 · image$/);
+    expect(await page.locator('#compare').isVisible()).toBe(true);
+    expect(await page.locator('#before').evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight])).toEqual([120, 80]);
+
+    // 3. Preview with the quick GAN.
+    await page.locator('.chip', { hasText: 'cat → dog' }).first().click();
+    await page.locator('#preview').click();
+    await waitText(page, 'result-caption', /^Quick preview \(GAN\) · CPU/);
+    await waitText(page, 'compare-state', /^cat → dog$/);
+    await page.screenshot({ path: join(artifacts, '2-preview.png') });
+
+    // 4. Render with the tiny Stable Diffusion model; before/after shows the result.
+    await page.locator('#settings summary').click();
+    await page.locator('#steps').fill('2');
+    await page.locator('#size').fill('64');
+    await page.locator('#render').click();
+    await waitText(page, 'result-caption', /^Full render · CPU/);
+    expect(await page.locator('#after').evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight])).toEqual([120, 80]);
+    await page.locator('#compare-slider').fill('25');
+    expect(await page.locator('#after-clip').evaluate((el: HTMLElement) => el.style.clipPath)).toBe('inset(0px 0px 0px 25%)');
+    expect(await page.locator('#download-mask').isVisible()).toBe(true);
+    await page.screenshot({ path: join(artifacts, '3-render.png'), fullPage: true });
+
+    // 5. Download: the result and its mask, as PNGs of the picked image's size.
+    const downloads: Download[] = [];
+    page.on('download', (d) => downloads.push(d));
+    await page.locator('#apply').click();
+    await waitText(page, 'result-caption', /^Downloaded the result and its mask\.$/);
+    await expect.poll(() => downloads.length).toBe(2);
+    const names = downloads.map((d) => d.suggestedFilename());
+    expect(names).toEqual(['my-cat-cat-to-dog-seed-42.png', 'my-cat-cat-to-dog-seed-42-mask.png']);
+    const [image, mask] = await Promise.all(downloads.map(async (d) => sharp(await readFile((await d.path()) ?? '')).metadata()));
+    expect([image?.format, image?.width, image?.height]).toEqual(['png', 120, 80]);
+    expect([mask?.format, mask?.width, mask?.height]).toEqual(['png', 120, 80]);
+
+    // 6. A reload keeps the pairing (the token is in localStorage).
+    await page.reload();
+    await waitText(page, 'status-text', /^Ready$/);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+});
