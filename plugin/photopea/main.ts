@@ -11,4 +11,4 @@ import { createPhotopeaHost } from './photopea-host.js';
 document.querySelector('#mask-mode option[value="masked"]')?.remove();
 const channel = new PhotopeaChannel(window.parent, window, expectedParentOrigin(location.search));
 const port = Number(location.port) || (location.protocol === 'https:' ? 443 : 80);
-new Panel(document, createPhotopeaHost(channel, { port, storage: localStorage, doc: document }));
+new Panel(document, createPhotopeaHost(channel, { port, storage: localStorage, doc: document, framed: window.parent !== window }));

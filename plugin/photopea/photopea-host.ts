@@ -20,7 +20,10 @@ export function resultName(edit: { source: string; target: string; seed: number;
   return `${edit.source} → ${edit.target} (${what})`;
 }
 
-export function createPhotopeaHost(channel: PhotopeaChannel, options: { port: number; storage: Storage; doc: Document }): PanelHost {
+/** The page comes from the daemon itself: when it stops answering, it was stopped after the page loaded. */
+export const SERVED_PAGE_NOTE = 'This panel comes from the daemon: once it runs again, the panel reconnects by itself.';
+
+export function createPhotopeaHost(channel: PhotopeaChannel, options: { port: number; storage: Storage; doc: Document; framed: boolean }): PanelHost {
   let push: (message: HostPush) => void = () => undefined;
   let nextId = 1;
   /** Where each read layer sat, by the node id its image was given. */
@@ -38,6 +41,7 @@ export function createPhotopeaHost(channel: PhotopeaChannel, options: { port: nu
     let items: SelectionItem[] = [];
     let problem: string | null = null;
     try {
+      if (!options.framed) throw new DocumentProblem('Open this page from the p2pz button in Photopea (see docs/PHOTOPEA.md).');
       const layer = await readActiveLayer(channel);
       items = [{ nodeId: `layer-${nextId++}`, name: layer.name.slice(0, 500), width: layer.rect.width, height: layer.rect.height, read: 'export' }];
     } catch (err) {
@@ -48,6 +52,7 @@ export function createPhotopeaHost(channel: PhotopeaChannel, options: { port: nu
 
   return {
     client: 'photopea',
+    unreachableNote: SERVED_PAGE_NOTE,
     start(onPush) {
       push = onPush;
       push({ v: PROTOCOL_VERSION, type: 'init', token: readToken(), port: options.port, command: 'open', direction: null, edit: null, autoPreview: false });

@@ -38,6 +38,9 @@ export interface PanelHost {
   saveToken(token: string | null): void;
   /** A short notice in the editor. */
   notify(text: string): void;
+  /** What to add when the daemon does not answer (default: the Figma plugin's advice about the
+   *  browser's local-network permission). */
+  readonly unreachableNote?: string;
   /** Called whenever the panel shows new results (the standalone page's before/after view). */
   showResults?(results: readonly PanelResult[]): void;
 }

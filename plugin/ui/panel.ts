@@ -136,7 +136,9 @@ export class Panel {
       health = await client.health();
     } catch (err) {
       const permission = err instanceof DaemonUnreachable ? await localNetworkPermission() : 'unknown';
-      this.showProblem(problemFor(err, client.port, permission), true);
+      const problem = problemFor(err, client.port, permission);
+      const note = this.host.unreachableNote;
+      this.showProblem(err instanceof DaemonUnreachable && note !== undefined ? { ...problem, note } : problem, true);
       this.setStatus('offline', 'Not running');
       this.retryTimer = setTimeout(() => void this.connect(), PANEL_DEFAULTS.retryMs);
       return;

@@ -62,6 +62,7 @@ export function createWebHost(options: { port: number; storage: Storage; doc: Do
 
   return {
     client: 'web',
+    unreachableNote: 'This page comes from the daemon: once it runs again, the page reconnects by itself.',
     start(onPush) {
       push = onPush;
       let token: string | null = null;

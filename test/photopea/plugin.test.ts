@@ -159,4 +159,12 @@ describe('Photopea plugin page in Chromium against a real daemon', () => {
     await shot('4-placed');
     await page.close();
   });
+
+  it('opened outside Photopea, says where to open it instead of waiting for answers', async () => {
+    const page = await chromium.context.newPage();
+    await page.goto(`${daemon.url}/photopea`);
+    await waitText(page.mainFrame(), 'selection-text', /^Open this page from the p2pz button in Photopea/);
+    expect(await page.locator('#preview').isDisabled()).toBe(true);
+    await page.close();
+  });
 });

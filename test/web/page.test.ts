@@ -119,6 +119,12 @@ describe('standalone page in Chromium against a real daemon', () => {
     await page.reload();
     await waitText(page, 'status-text', /^Ready$/);
     expect(errors).toEqual([]);
+
+    // 7. The daemon stops: the page says so, with the start command, and that it will reconnect.
+    await daemon.close();
+    await waitText(page, 'problem-title', /^The p2pz daemon is not running on port \d+\.$/);
+    expect(await page.locator('#problem-command').textContent()).toBe('npm start');
+    expect(await page.locator('#problem-note').textContent()).toBe('This page comes from the daemon: once it runs again, the page reconnects by itself.');
     await page.close();
   });
 });
