@@ -43,6 +43,8 @@ export function createWebHost(options: { port: number; storage: Storage; doc: Do
   let push: (message: HostPush) => void = () => undefined;
   let picked: PickedImage | null = null;
   let nextId = 1;
+  /** The file name each read image came from (results keep it even after another image is picked). */
+  const names = new Map<string, string>();
 
   const select = (image: PickedImage | null, problem: string | null): void => {
     const items = image === null ? [] : [{ nodeId: `file-${nextId++}`, name: image.name.slice(0, 500), width: image.width, height: image.height, read: 'image-fill' as const }];
@@ -96,12 +98,13 @@ export function createWebHost(options: { port: number; storage: Storage; doc: Do
       const image = picked;
       const nodeId = nodeIds[0];
       if (image === null || nodeId === undefined) return [];
+      names.set(nodeId, image.name);
       return [{ nodeId, bytes: image.bytes, mime: image.mime, read: 'image-fill' }];
     },
     async place(maskMode: MaskMode, results: readonly PanelResult[]): Promise<string> {
-      const original = picked?.name ?? 'image';
       let files = 0;
       for (const r of results) {
+        const original = names.get(r.nodeId) ?? 'image';
         save(r.image.bytes, downloadName(original, r.edit, false));
         files++;
         if (maskMode !== 'none' && r.mask !== null) {

@@ -1,7 +1,8 @@
 // The standalone page end to end in real headless Chromium, loaded from the daemon's root as a new
 // user would after `npm start`: it pairs by code (the token is kept in localStorage), takes an image
 // from the file picker, previews with the tiny GAN, renders with the tiny Stable Diffusion model,
-// shows before and after, and downloads the result and the mask. Screenshots go to test-artifacts/web/.
+// shows before and after, downloads the result and the mask, takes a dropped image, and says when the
+// daemon has stopped. Screenshots go to test-artifacts/web/.
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -115,12 +116,31 @@ describe('standalone page in Chromium against a real daemon', () => {
     expect([image?.format, image?.width, image?.height]).toEqual(['png', 120, 80]);
     expect([mask?.format, mask?.width, mask?.height]).toEqual(['png', 120, 80]);
 
-    // 6. A reload keeps the pairing (the token is in localStorage).
+    // 6. Drop another image on the page: it replaces the picked one, and the old result is cleared.
+    await page.evaluate(async () => {
+      const canvas = document.createElement('canvas');
+      canvas.width = 64;
+      canvas.height = 48;
+      const ctx = canvas.getContext('2d');
+      if (ctx === null) throw new Error('no 2d context');
+      ctx.fillStyle = '#c08040';
+      ctx.fillRect(0, 0, 64, 48);
+      const blob = await new Promise<Blob | null>((resolve) => canvas.toBlob(resolve, 'image/png'));
+      if (blob === null) throw new Error('toBlob failed');
+      const data = new DataTransfer();
+      data.items.add(new File([blob], 'dropped.png', { type: 'image/png' }));
+      document.getElementById('compare')?.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+    });
+    await waitText(page, 'selection-text', /^dropped\.png · 64×48 · image$/);
+    expect(await page.locator('#compare-state').textContent()).toBe('No result yet');
+    expect(await page.locator('#downloads').isVisible()).toBe(false);
+
+    // 7. A reload keeps the pairing (the token is in localStorage).
     await page.reload();
     await waitText(page, 'status-text', /^Ready$/);
     expect(errors).toEqual([]);
 
-    // 7. The daemon stops: the page says so, with the start command, and that it will reconnect.
+    // 8. The daemon stops: the page says so, with the start command, and that it will reconnect.
     await daemon.close();
     await waitText(page, 'problem-title', /^The p2pz daemon is not running on port \d+\.$/);
     expect(await page.locator('#problem-command').textContent()).toBe('npm start');
