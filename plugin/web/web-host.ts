@@ -33,10 +33,11 @@ export interface WebStage {
 
 /** "photo-cat-to-dog-seed-42.png": the picked file's name, the edit, and the seed. */
 export function downloadName(original: string, edit: PanelResult['edit'], mask: boolean): string {
-  const base = original.replace(/\.[^.]*$/, '') || 'image';
+  const safe = (s: string): string => s.replace(/[^\p{L}\p{N}._-]+/gu, '-');
+  const file = original.split(/[\\/]/).pop() ?? '';
+  const base = safe(file.replace(/\.[\p{L}\p{N}]{1,5}$/u, '')).replace(/^[.-]+/, '') || 'image';
   const words = `${edit.source}-to-${edit.target}`;
-  const name = `${base}-${words}${edit.kind === 'preview' ? '-preview' : ''}-seed-${edit.seed}${mask ? '-mask' : ''}.png`;
-  return name.replace(/[^\p{L}\p{N}._-]+/gu, '-');
+  return `${base}-${safe(words)}${edit.kind === 'preview' ? '-preview' : ''}-seed-${edit.seed}${mask ? '-mask' : ''}.png`;
 }
 
 export function createWebHost(options: { port: number; storage: Storage; doc: Document; stage: WebStage }): PanelHost & { pick(file: File): Promise<void> } {
