@@ -65,6 +65,7 @@ export const serveCommand: CliCommand = {
     const { code } = daemon.pairingCode();
     io.out(`p2pz daemon listening on ${daemon.url}\n`);
     io.out(`Pairing code: ${code} (valid for 5 minutes; \`p2pz pair\` prints a new one)\n`);
+    io.out(`Try it in the browser: ${daemon.url}/ (Photopea plugin page: ${daemon.url}/photopea)\n`);
 
     return new Promise<number>((resolve) => {
       let stopping = false;

@@ -61,6 +61,7 @@ describe.each([['SIGTERM'], ['SIGINT']] as const)('p2pz serve and %s', (signal) 
     await expect(stat(join(home, 'daemon.json'))).rejects.toThrow();
     expect(s.stdout).toMatch(/listening on http:\/\/127\.0\.0\.1:\d+/);
     expect(s.stdout).toMatch(/Pairing code: \d{6}/);
+    expect(s.stdout).toMatch(/Try it in the browser: http:\/\/127\.0\.0\.1:\d+\//);
   });
 });
 
