@@ -2,7 +2,8 @@
 // §3.1): the predicted ε is pushed towards uncorrelated Gaussian noise by plain gradient descent on ε
 // itself (never through the UNet), with an autocorrelation loss L_ac over a pyramid of the latent and a
 // KL loss L_kl towards N(0, 1). Both gradients are closed-form, computed here directly.
-// Tensors are [1, C, h, w] (C = 4 for Stable Diffusion) flat in C order; data is float32, sums float64.
+// Tensors are [1, C, h, w] (C = 4 for Stable Diffusion) flat in C order; ε steps as float32 values
+// (held in reused float64 buffers, rounded at every step), sums and gradients are float64.
 import { P2pzError } from '../../shared/protocol/index.js';
 import type { Rng } from './random.js';
 
@@ -106,7 +107,7 @@ function drawOffsets(channels: number, levels: readonly LevelShape[], rng: Rng):
  * Float64 buffers for one latent shape: η_ℓ and ∂L/∂η_ℓ per pyramid level [h_ℓ·w_ℓ], the two
  * autocorrelations A_H, A_W per level, and two copies of ε [C·h·w] with per-channel views (a descent
  * step reads one and writes the other). The kernels run synchronously, so one workspace serves every
- * call of a shape; the last shape's is kept, and a regularization allocates nothing per step.
+ * call of a shape; the last shape's is kept, and a regularization allocates no buffers per step.
  */
 interface PyramidWorkspace {
   readonly channels: number;
@@ -202,19 +203,19 @@ function levelAutocorrelations(ws: PyramidWorkspace, l: number, eta: Float64Arra
  * ∂L/∂η_ℓ into ws.grad[l], given ∂L/∂η_{ℓ+1} already in ws.grad[ℓ+1] (N = S·W, indices mod S, W):
  *   g[i,j] = (2A_H/N)·(η[i−δ, j] + η[i+δ, j]) + (2A_W/N)·(η[i, j−δ] + η[i, j+δ])
  *            + ¼·∂L/∂η_{ℓ+1}[⌊i/2⌋, ⌊j/2⌋]   (the pool's adjoint; not for rows/columns the pool dropped)
- * With `descent`, level 0 is not stored: dst[i,j] = fround(η[i,j] − rate·g[i,j]) instead (ε's
- * float32 step, η being ε's channel).
+ * With `descent` (level 0 only), g is not stored: descent[i,j] = fround(η[i,j] − rate·g[i,j])
+ * instead (ε's float32 step, η being ε's channel).
  */
 function levelGradient(
   ws: PyramidWorkspace,
   l: number,
   eta: Float64Array,
   delta: number,
-  descent: { readonly rate: number; readonly dst: Float64Array } | null,
+  descent: Float64Array | null,
+  rate: number,
 ): void {
   const { height: h, width: w } = ws.levels[l]!;
-  const g = descent ? descent.dst : ws.grad[l]!;
-  const rate = descent ? descent.rate : 0;
+  const g = descent ?? ws.grad[l]!;
   const parent = l + 1 < ws.levels.length ? ws.grad[l + 1]! : null;
   const ho = parent ? h >> 1 : 0;
   const wo = w >> 1;
@@ -267,15 +268,17 @@ function levelGradient(
 
 /**
  * One channel η_0 [h,w]: its pyramid, its terms of L_ac added to `loss` (channel, then level order,
- * as the official code sums), then, unless `gradient` is 'none', ∂L_ac/∂η_0 top-down through the
- * levels: into ws.grad[0] ('store'), or applied as one descent step into `descent.dst`.
+ * as the official code sums), then, `withGradient`, ∂L_ac/∂η_0 top-down through the levels: into
+ * ws.grad[0], or, when `descent` is given, applied as ε's step of size `rate` into it.
  */
 function channelAutocorrelation(
   ws: PyramidWorkspace,
   eta0: Float64Array,
   deltas: readonly number[],
   loss: number,
-  gradient: 'none' | 'store' | { readonly rate: number; readonly dst: Float64Array },
+  withGradient: boolean,
+  descent: Float64Array | null = null,
+  rate = 0,
 ): number {
   const { levels, eta } = ws;
   let sum = loss;
@@ -287,9 +290,9 @@ function channelAutocorrelation(
     const aW = ws.aW[l]!;
     sum += aH * aH + aW * aW;
   }
-  if (gradient === 'none') return sum;
+  if (!withGradient) return sum;
   for (let l = levels.length - 1; l >= 0; l--) {
-    levelGradient(ws, l, l === 0 ? eta0 : eta[l]!, deltas[l]!, l === 0 && gradient !== 'store' ? gradient : null);
+    levelGradient(ws, l, l === 0 ? eta0 : eta[l]!, deltas[l]!, l === 0 ? descent : null, rate);
   }
   return sum;
 }
@@ -330,7 +333,7 @@ export function autocorrelationLossGradient(
   let loss = 0;
   for (let c = 0; c < shape.channels; c++) {
     for (let k = 0; k < plane; k++) eta0[k] = eps[c * plane + k]!;
-    loss = channelAutocorrelation(ws, eta0, offsets[c]!, loss, withGradient ? 'store' : 'none');
+    loss = channelAutocorrelation(ws, eta0, offsets[c]!, loss, withGradient);
     if (withGradient) grad.set(ws.grad[0]!, c * plane);
   }
   return { loss, grad };
@@ -427,7 +430,7 @@ export function regularizeNoise(
         const to: 0 | 1 = from === 0 ? 1 : 0;
         // ∇L_ac of channel c depends on channel c only: each channel steps as soon as it is known.
         for (let c = 0; c < shape.channels; c++) {
-          channelAutocorrelation(ws, ws.planes[from][c]!, offsets[c]!, 0, { rate, dst: ws.planes[to][c]! });
+          channelAutocorrelation(ws, ws.planes[from][c]!, offsets[c]!, 0, true, ws.planes[to][c]!, rate);
         }
         from = to;
         stepRolls.push(offsets);
