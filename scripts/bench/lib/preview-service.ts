@@ -51,25 +51,33 @@ export async function openDirect(modelPath: string, size: number): Promise<{ run
   };
 }
 
+let jobCount = 0;
+
 /** A client of the daemon's preview jobs: `roundTrip()` times one job from upload to downloaded result. */
 export async function openService(url: string, token: string, png: Uint8Array): Promise<{ roundTrip(): Promise<{ ms: number; outcome: JobOutcome }>; close(): void }> {
   const auth = { authorization: `Bearer ${token}`, 'x-p2pz-client': CLIENT };
   const ws = new WebSocket(`${url.replace('http', 'ws')}/v1/events`);
   await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
   const waiting = new Map<string, { resolve: (outcome: JobOutcome) => void; reject: (err: Error) => void }>();
+  let welcomed: () => void = () => {};
+  const welcome = new Promise<void>((resolve) => { welcomed = resolve; });
   ws.on('message', (data) => {
     const event = ServerEvent.parse(JSON.parse(String(data)));
+    if (event.type === 'welcome') welcomed();
     if (event.type === 'finished') waiting.get(event.jobId)?.resolve(event.outcome);
     if (event.type === 'error') waiting.get(event.jobId)?.reject(new Error(`job failed: ${event.error.code}`));
   });
+  ws.on('close', () => {
+    for (const w of waiting.values()) w.reject(new Error('the event stream closed'));
+  });
   ws.send(JSON.stringify({ v: PROTOCOL_VERSION, type: 'hello', token, clientId: CLIENT }));
-  let count = 0;
+  await welcome;
   return {
     async roundTrip() {
       const t0 = performance.now();
       const upload = await fetch(`${url}/v1/images`, { method: 'POST', headers: { ...auth, 'content-type': 'image/png' }, body: png });
       const { imageId } = ImageUploadResponse.parse(await upload.json());
-      const jobId = `bench_job_${(count++).toString().padStart(4, '0')}`;
+      const jobId = `bench_job_${(jobCount++).toString().padStart(4, '0')}`;
       const done = new Promise<JobOutcome>((resolve, reject) => waiting.set(jobId, { resolve, reject }));
       const submit = await fetch(`${url}/v1/jobs`, {
         method: 'POST',
@@ -102,22 +110,27 @@ export interface PairedTimes {
  *  that both see the same load on a shared machine. */
 export async function pairedTimes(generatorPath: string, size: number, daemon: { url: string; token: string }, png: Uint8Array, runs: number): Promise<PairedTimes> {
   const direct = await openDirect(generatorPath, size);
-  const service = await openService(daemon.url, daemon.token, png);
   const directMs: number[] = [];
   const serviceMs: number[] = [];
   let outcome: JobOutcome | undefined;
   try {
     for (let i = 0; i < runs + WARMUP_RUNS; i++) {
       const d = await direct.runOnce();
-      const s = await service.roundTrip();
-      outcome = s.outcome;
-      if (i >= WARMUP_RUNS) {
-        directMs.push(d);
-        serviceMs.push(s.ms);
+      // A fresh event stream per round (connected before the clock starts): run() blocks this
+      // process's event loop, long enough for a big generator to miss the server's heartbeat.
+      const service = await openService(daemon.url, daemon.token, png);
+      try {
+        const s = await service.roundTrip();
+        outcome = s.outcome;
+        if (i >= WARMUP_RUNS) {
+          directMs.push(d);
+          serviceMs.push(s.ms);
+        }
+      } finally {
+        service.close();
       }
     }
   } finally {
-    service.close();
     await direct.close();
   }
   if (!outcome) throw new Error('no runs');
