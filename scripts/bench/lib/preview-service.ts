@@ -75,7 +75,7 @@ export async function openService(url: string, token: string, png: Uint8Array): 
   return {
     async roundTrip() {
       const t0 = performance.now();
-      const upload = await fetch(`${url}/v1/images`, { method: 'POST', headers: { ...auth, 'content-type': 'image/png' }, body: png });
+      const upload = await fetch(`${url}/v1/images`, { method: 'POST', headers: { ...auth, 'content-type': 'image/png' }, body: new Uint8Array(png) });
       const { imageId } = ImageUploadResponse.parse(await upload.json());
       const jobId = `bench_job_${(jobCount++).toString().padStart(4, '0')}`;
       const done = new Promise<JobOutcome>((resolve, reject) => waiting.set(jobId, { resolve, reject }));
