@@ -3,7 +3,7 @@
 // models directory through `p2pz distill register`, then served as a preview job by the real daemon
 // (HTTP upload, WebSocket events, the real worker and onnxruntime).
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -88,6 +88,41 @@ describe('train.py', () => {
       expect(y?.dims).toEqual([1, 3, h, w]);
     }
     await session.release();
+  });
+});
+
+describe('train.py optional losses', () => {
+  it('adds feature matching and the VGG perceptual loss from a local weights file, and refuses a wrong file', async () => {
+    // VGG16 weights in torchvision's layout (random: the loss's wiring is under test, not ImageNet).
+    const script = [
+      'import sys, json, torch',
+      'sys.dont_write_bytecode = True',
+      'sys.path.insert(0, sys.argv[1])',
+      'from p2pz_distill.losses import vgg16_features',
+      'import train',
+      'torch.manual_seed(0)',
+      'torch.save({"features." + k: v for k, v in vgg16_features().state_dict().items()}, sys.argv[3] + "/vgg16.pth")',
+      'torch.save({"classifier.0.weight": torch.zeros(1)}, sys.argv[3] + "/wrong.pth")',
+      'common = ["--data", sys.argv[2], "--iterations", "2", "--crop", "32", "--width", "8", "--blocks", "1", "--disc-width", "8", "--threads", "1", "--log-every", "1"]',
+      'train.main(common + ["--out", sys.argv[3] + "/run", "--lambda-fm", "10", "--vgg-weights", sys.argv[3] + "/vgg16.pth"])',
+      'try:',
+      '    train.main(common + ["--out", sys.argv[3] + "/bad", "--vgg-weights", sys.argv[3] + "/wrong.pth"])',
+      'except ValueError as e:',
+      '    print("refused:", e)',
+    ].join('\n');
+    const dir = join(tmp, 'losses');
+    await mkdir(dir);
+    const r = await runProcess(PYTHON, ['-c', script, join(import.meta.dirname, '../../models/distill'), join(tmp, 'data'), dir]);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = (await readFile(join(dir, 'run/log.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+    expect(lines).toHaveLength(2);
+    for (const l of lines) {
+      expect(l['fm']).toBeGreaterThan(0);
+      expect(l['vgg']).toBeGreaterThan(0);
+      // loss_G = gan + λ_L1·l1 + λ_fm·fm + λ_vgg·vgg with the defaults λ_L1 = 100, λ_vgg = 10.
+      expect(l['loss_g']).toBeCloseTo(l['gan']! + 100 * l['l1']! + 10 * l['fm']! + 10 * l['vgg']!, 3);
+    }
+    expect(r.stdout).toMatch(/refused: .*wrong\.pth is not a torchvision vgg16 state dict \(missing \['0\.weight'/);
   });
 });
 

@@ -46,18 +46,23 @@ _VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 51
 _VGG16_TAPS = (3, 8, 15, 22, 29)
 
 
+def vgg16_features() -> nn.Sequential:
+    """VGG16's convolutional part, laid out as torchvision's `vgg16().features`."""
+    layers: list = []
+    c = 3
+    for v in _VGG16:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU(inplace=False)]
+            c = v
+    return nn.Sequential(*layers)
+
+
 class VggPerceptualLoss(nn.Module):
     def __init__(self, weights_path: str, layer_weights=(1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)):
         super().__init__()
-        layers: list = []
-        c = 3
-        for v in _VGG16:
-            if v == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU(inplace=False)]
-                c = v
-        self.features = nn.Sequential(*layers)
+        self.features = vgg16_features()
         state = torch.load(weights_path, map_location="cpu")
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
