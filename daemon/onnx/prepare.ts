@@ -5,9 +5,15 @@
 //   unet/model.prepared.{h}x{w}.json the manifest: source hash, sizes, cross-attention sites
 // ({h}x{w} is the latent size, pixels / 8; a batch other than the default adds `.b{B}`.) Both graphs
 // reference the original external weights file; nothing is copied. Writes are atomic (temporary
-// file, then rename), and a manifest matching the current source makes prepare a no-op.
+// file, then rename), and a manifest matching the current source makes prepare a no-op. A caller that
+// needs only the cross-attention graph (the reference pass at batch 1) asks for `graphs: 'xattn'`; the
+// manifest then names no gradient graph, and a later request for both adds it.
+// The source's identity (SHA-256 of the UNet graph file) is remembered per UNet path while the file's
+// stat (device, inode, size, mtime, ctime) is unchanged, so confirming a current manifest costs a few
+// stat calls instead of reading and hashing the graph.
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { P2pzError } from '../../shared/protocol/errors.js';
@@ -27,8 +33,12 @@ export const PREPARE_DEFAULTS = Object.freeze({
   maxSide: 2048,
 });
 
-/** Bumped whenever the derived graphs change for the same source: older manifests are rebuilt. */
-export const PREPARE_FORMAT_VERSION = 1;
+/** Bumped whenever the derived graphs or the manifest's shape change for the same source: older
+ *  manifests are rebuilt. 2: `files.grad` is optional (cross-attention graph only). */
+export const PREPARE_FORMAT_VERSION = 2;
+
+/** Which derived graphs a caller needs: the cross-attention graph alone, or it and the gradient graph. */
+export type PreparedGraphs = 'xattn' | 'both';
 
 export interface PrepareOptions {
   /** Working size in pixels (multiples of 8; the UNet may need multiples of 64). */
@@ -37,6 +47,8 @@ export interface PrepareOptions {
   readonly batch?: number;
   /** Rebuild even when the manifest says the graphs are current. */
   readonly force?: boolean;
+  /** Default 'both'. */
+  readonly graphs?: PreparedGraphs;
 }
 
 const SiteSchema = z.object({
@@ -58,19 +70,25 @@ export const PreparedManifest = z.object({
   batch: z.number().int().positive(),
   latentHeight: z.number().int().positive(),
   latentWidth: z.number().int().positive(),
-  files: z.object({ xattn: z.string(), grad: z.string() }),
+  /** `grad` is absent when only the cross-attention graph was asked for. */
+  files: z.object({ xattn: z.string(), grad: z.string().optional() }),
   sites: z.array(SiteSchema),
 });
 export type PreparedManifest = z.infer<typeof PreparedManifest>;
 
-export interface PreparedUNet {
-  /** Absolute paths of the derived graphs and the manifest. */
+/** What `graphs: 'xattn'` yields. */
+export interface PreparedCrossAttention {
+  /** Absolute paths of the derived graph and the manifest. */
   readonly xattnPath: string;
-  readonly gradPath: string;
   readonly manifestPath: string;
   readonly manifest: PreparedManifest;
   /** True when existing files were current and nothing was written. */
   readonly reused: boolean;
+}
+
+/** What `graphs: 'both'` (the default) yields. */
+export interface PreparedUNet extends PreparedCrossAttention {
+  readonly gradPath: string;
 }
 
 export function derivedNames(size: UNetStaticSize): { xattn: string; grad: string; manifest: string } {
@@ -90,15 +108,9 @@ function staticSize(opts: PrepareOptions): UNetStaticSize {
 }
 
 /** The external data files a model references, with their sizes (a cheap identity for weights). */
-async function externalDataFiles(model: ModelProto, dir: string): Promise<{ location: string; size: number }[]> {
-  const locations = new Set<string>();
-  for (const t of model.graph.initializer) {
-    if (!isExternal(t)) continue;
-    const loc = t.externalData?.find((e) => e.key === 'location')?.value;
-    if (loc) locations.add(loc);
-  }
+async function externalDataFiles(locations: readonly string[], dir: string): Promise<{ location: string; size: number }[]> {
   const out: { location: string; size: number }[] = [];
-  for (const location of [...locations].sort()) {
+  for (const location of locations) {
     try {
       out.push({ location, size: int((await stat(join(dir, location))).size) });
     } catch {
@@ -120,75 +132,142 @@ async function currentManifest(path: string, dir: string, source: PreparedManife
   if (JSON.stringify(parsed.source) !== JSON.stringify(source)) return undefined;
   try {
     await stat(join(dir, parsed.files.xattn));
-    await stat(join(dir, parsed.files.grad));
+    if (parsed.files.grad !== undefined) await stat(join(dir, parsed.files.grad));
   } catch {
     return undefined;
   }
   return parsed;
 }
 
+/** The UNet graph file's identity as far as stat tells: any rewrite changes one of these. */
+type FileIdentity = Pick<Stats, 'dev' | 'ino' | 'size' | 'mtimeMs' | 'ctimeMs'>;
+
+const sameFile = (a: FileIdentity, b: FileIdentity): boolean =>
+  a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
+
+/** Per UNet path: the graph file's identity when it was last hashed, its SHA-256, and the external
+ *  data locations it references (their sizes are stat'ed on every call). */
+const knownSources = new Map<string, { readonly file: FileIdentity; readonly sha256: string; readonly locations: readonly string[] }>();
+
+function externalLocations(model: ModelProto): string[] {
+  const locations = new Set<string>();
+  for (const t of model.graph.initializer) {
+    if (!isExternal(t)) continue;
+    const loc = t.externalData?.find((e) => e.key === 'location')?.value;
+    if (loc) locations.add(loc);
+  }
+  return [...locations].sort();
+}
+
+/** The graph file's bytes, and its identity stat'ed after reading. */
+async function readUNet(unetPath: string): Promise<{ bytes: Buffer; file: FileIdentity }> {
+  try {
+    const bytes = await readFile(unetPath);
+    return { bytes, file: await stat(unetPath) };
+  } catch {
+    throw new P2pzError('E_MODEL_MISSING', 'The model folder has no unet/model.onnx.');
+  }
+}
+
+/** The source of the derived graphs: the graph file's hash (remembered while its stat is unchanged)
+ *  and the sizes of the external data files. `model` is set when the graph had to be read. */
+async function sourceOf(unetPath: string): Promise<{ source: PreparedManifest['source']; model?: ModelProto }> {
+  const dir = dirname(unetPath);
+  let file: FileIdentity;
+  try {
+    file = await stat(unetPath);
+  } catch {
+    throw new P2pzError('E_MODEL_MISSING', 'The model folder has no unet/model.onnx.');
+  }
+  const known = knownSources.get(unetPath);
+  if (known && sameFile(known.file, file)) {
+    return { source: { sha256: known.sha256, externalData: await externalDataFiles(known.locations, dir) } };
+  }
+  const read = await readUNet(unetPath);
+  const model = decodeChecked(read.bytes) as unknown as ModelProto;
+  const sha256 = createHash('sha256').update(read.bytes).digest('hex');
+  const locations = externalLocations(model);
+  // Remembered only when the file did not change while it was read.
+  if (sameFile(read.file, file)) knownSources.set(unetPath, { file, sha256, locations });
+  return { source: { sha256, externalData: await externalDataFiles(locations, dir) }, model };
+}
+
 /** In-flight preparations by manifest path: concurrent calls for the same graphs share one build
  *  (the temporary file names of atomic writes are per process). */
-const inFlight = new Map<string, Promise<PreparedUNet>>();
+const inFlight = new Map<string, Promise<PreparedUNet | PreparedCrossAttention>>();
 
-/** Derives (or reuses) the cross-attention and guidance gradient graphs of `modelDir`'s UNet. */
-export async function prepareModel(modelDir: string, opts: PrepareOptions): Promise<PreparedUNet> {
+/** Derives (or reuses) the cross-attention and guidance gradient graphs of `modelDir`'s UNet
+ *  (`graphs: 'xattn'`: the cross-attention graph only). */
+export function prepareModel(modelDir: string, opts: PrepareOptions & { readonly graphs: 'xattn' }): Promise<PreparedCrossAttention>;
+export function prepareModel(modelDir: string, opts: PrepareOptions & { readonly graphs?: 'both' }): Promise<PreparedUNet>;
+export async function prepareModel(modelDir: string, opts: PrepareOptions): Promise<PreparedUNet | PreparedCrossAttention> {
   const size = staticSize(opts);
+  const graphs = opts.graphs ?? 'both';
+  // One build per manifest at a time: a request for both waits for a cross-attention-only build of
+  // the same manifest, then adds the gradient graph.
   const key = join(resolve(modelDir), derivedNames(size).manifest);
-  const pending = inFlight.get(key);
-  if (pending) return pending;
-  const job = prepareOnce(modelDir, opts, size).finally(() => inFlight.delete(key));
+  for (let pending = inFlight.get(key); pending; pending = inFlight.get(key)) {
+    const result = await pending.catch(() => undefined);
+    if (result && (graphs === 'xattn' || 'gradPath' in result)) return result;
+    if (!result) break;
+  }
+  const job = prepareOnce(modelDir, opts, size, graphs).finally(() => {
+    if (inFlight.get(key) === job) inFlight.delete(key);
+  });
   inFlight.set(key, job);
   return job;
 }
 
-async function prepareOnce(modelDir: string, opts: PrepareOptions, size: UNetStaticSize): Promise<PreparedUNet> {
-  const unetPath = join(modelDir, PREPARE_DEFAULTS.unetPath);
+async function prepareOnce(modelDir: string, opts: PrepareOptions, size: UNetStaticSize, graphs: PreparedGraphs): Promise<PreparedUNet | PreparedCrossAttention> {
+  const unetPath = join(resolve(modelDir), PREPARE_DEFAULTS.unetPath);
   const dir = dirname(unetPath);
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(unetPath);
-  } catch {
-    throw new P2pzError('E_MODEL_MISSING', 'The model folder has no unet/model.onnx.');
-  }
-  const model = decodeChecked(bytes) as unknown as ModelProto;
-  const source = {
-    sha256: createHash('sha256').update(bytes).digest('hex'),
-    externalData: await externalDataFiles(model, dir),
-  };
+  const known = await sourceOf(unetPath);
+  const { source } = known;
   const names = derivedNames(size);
-  const paths = { xattnPath: join(dir, names.xattn), gradPath: join(dir, names.grad), manifestPath: join(dir, names.manifest) };
+  const paths = { xattnPath: join(dir, names.xattn), manifestPath: join(dir, names.manifest) };
+  const gradPath = join(dir, names.grad);
+  let existing: PreparedManifest | undefined;
   if (!opts.force) {
-    const existing = await currentManifest(paths.manifestPath, dir, source);
-    if (existing && existing.batch === size.batch && existing.latentHeight === size.latentHeight && existing.latentWidth === size.latentWidth) {
-      return { ...paths, manifest: existing, reused: true };
-    }
+    const found = await currentManifest(paths.manifestPath, dir, source);
+    if (found && found.batch === size.batch && found.latentHeight === size.latentHeight && found.latentWidth === size.latentWidth) existing = found;
   }
-  let xattn: ReturnType<typeof crossAttentionModel>;
-  try {
-    xattn = crossAttentionModel(model, size);
-  } catch (e) {
-    // A size the UNet's down/up-sampling cannot take shows up as a shape conflict (skip connections).
-    if (e instanceof P2pzError && e.code === 'E_MODEL_INVALID' && /shape inference failed/.test(e.message)) {
-      throw new P2pzError('E_BAD_REQUEST', `The UNet cannot run at ${opts.width}×${opts.height} pixels.`, 'Use a working size whose sides are multiples of 64.');
-    }
-    throw e;
+  if (existing && (graphs === 'xattn' || existing.files.grad !== undefined)) {
+    return graphs === 'xattn' ? { ...paths, manifest: existing, reused: true } : { ...paths, gradPath, manifest: existing, reused: true };
   }
-  await writeDerivedModel(xattn.model as unknown as GraphIoModel, unetPath, paths.xattnPath);
-  const grad = guidanceGradientModel(model, size);
-  await writeDerivedModel(grad.model as unknown as GraphIoModel, unetPath, paths.gradPath);
+  const model = known.model ?? (decodeChecked((await readUNet(unetPath)).bytes) as unknown as ModelProto);
+  let sites = existing?.sites;
+  if (!sites) {
+    let xattn: ReturnType<typeof crossAttentionModel>;
+    try {
+      xattn = crossAttentionModel(model, size);
+    } catch (e) {
+      // A size the UNet's down/up-sampling cannot take shows up as a shape conflict (skip connections).
+      if (e instanceof P2pzError && e.code === 'E_MODEL_INVALID' && /shape inference failed/.test(e.message)) {
+        throw new P2pzError('E_BAD_REQUEST', `The UNet cannot run at ${opts.width}×${opts.height} pixels.`, 'Use a working size whose sides are multiples of 64.');
+      }
+      throw e;
+    }
+    await writeDerivedModel(xattn.model as unknown as GraphIoModel, unetPath, paths.xattnPath);
+    sites = xattn.sites.map((s) => ({
+      output: `attn_map_${String(s.index).padStart(2, '0')}`, node: s.node, layout: s.layout, heads: s.heads, queries: s.queries, tokens: s.tokens,
+    }));
+  }
+  // Only a current manifest with the cross-attention graph alone gets here with `existing` set: the
+  // gradient graph is added to it.
+  if (graphs === 'both') {
+    const grad = guidanceGradientModel(model, size);
+    await writeDerivedModel(grad.model as unknown as GraphIoModel, unetPath, gradPath);
+  }
   const manifest: PreparedManifest = {
     format: PREPARE_FORMAT_VERSION,
     source,
     batch: size.batch,
     latentHeight: size.latentHeight,
     latentWidth: size.latentWidth,
-    files: { xattn: names.xattn, grad: names.grad },
-    sites: xattn.sites.map((s) => ({
-      output: `attn_map_${String(s.index).padStart(2, '0')}`, node: s.node, layout: s.layout, heads: s.heads, queries: s.queries, tokens: s.tokens,
-    })),
+    files: graphs === 'both' ? { xattn: names.xattn, grad: names.grad } : { xattn: names.xattn },
+    sites,
   };
-  // The manifest goes last: its presence certifies both graphs.
+  // The manifest goes last: its presence certifies the graphs it names.
   await writeFileAtomic(paths.manifestPath, new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`));
-  return { ...paths, manifest, reused: false };
+  return graphs === 'xattn' ? { ...paths, manifest, reused: false } : { ...paths, gradPath, manifest, reused: false };
 }

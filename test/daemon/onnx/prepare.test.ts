@@ -3,13 +3,13 @@
 // rebuilt when the UNet changes or on --force.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { modelsPrepare } from '../../../daemon/cli/models-prepare.js';
 import { decodeModel, isExternal } from '../../../daemon/onnx/autodiff/proto.js';
-import { PreparedManifest, prepareModel } from '../../../daemon/onnx/prepare.js';
+import { PREPARE_FORMAT_VERSION, PreparedManifest, prepareModel } from '../../../daemon/onnx/prepare.js';
 import { TINY_SD } from '../../../daemon/onnx/tiny/stable-diffusion.js';
 import { writeUNet } from '../../../daemon/onnx/tiny/unet.js';
 import { P2pzError } from '../../../shared/protocol/errors.js';
@@ -80,6 +80,50 @@ describe('prepareModel', () => {
     await writeUNet(join(d, 'unet/model.onnx'), TINY_SD.unet, { seed: 3, flavour: 'opset17' });
     const r = await prepareModel(d, { height: 64, width: 32, batch: 1 });
     expect(r.reused).toBe(false);
+  });
+
+  it("graphs: 'xattn' writes the cross-attention graph alone; a later request for both adds the gradient graph", async () => {
+    const d = await modelFolder(6);
+    const only = await prepareModel(d, { height: 32, width: 32, batch: 1, graphs: 'xattn' });
+    expect(only.reused).toBe(false);
+    expect('gradPath' in only).toBe(false);
+    expect(only.manifest.files).toEqual({ xattn: 'model.xattn.4x4.b1.onnx' });
+    expect(only.manifest.format).toBe(PREPARE_FORMAT_VERSION);
+    await expect(stat(join(d, 'unet/model.grad.4x4.b1.onnx'))).rejects.toMatchObject({ code: 'ENOENT' });
+    const s = await ort.InferenceSession.create(only.xattnPath);
+    expect(s.outputNames).toEqual(expect.arrayContaining(['out_sample', 'attn_map_00']));
+    expect(s.outputNames).not.toContain('grad_sample');
+    await s.release();
+    expect((await prepareModel(d, { height: 32, width: 32, batch: 1, graphs: 'xattn' })).reused).toBe(true);
+
+    const xattnWritten = (await stat(only.xattnPath)).mtimeMs;
+    const both = await prepareModel(d, { height: 32, width: 32, batch: 1 });
+    expect(both.reused).toBe(false);
+    expect(both.gradPath).toBe(join(d, 'unet/model.grad.4x4.b1.onnx'));
+    expect(both.manifest.files).toEqual({ xattn: 'model.xattn.4x4.b1.onnx', grad: 'model.grad.4x4.b1.onnx' });
+    expect(both.manifest.sites).toEqual(only.manifest.sites);
+    expect((await stat(only.xattnPath)).mtimeMs).toBe(xattnWritten); // kept, not derived again
+    expect(PreparedManifest.parse(JSON.parse(await readFile(both.manifestPath, 'utf8')))).toEqual(both.manifest);
+    // Both present: either request is a no-op.
+    expect((await prepareModel(d, { height: 32, width: 32, batch: 1, graphs: 'xattn' })).reused).toBe(true);
+    expect((await prepareModel(d, { height: 32, width: 32, batch: 1 })).reused).toBe(true);
+  });
+
+  it('remembers the source per UNet path only while its stat is unchanged', async () => {
+    const d = await modelFolder(7);
+    const first = await prepareModel(d, { height: 32, width: 32 });
+    expect((await prepareModel(d, { height: 32, width: 32 })).reused).toBe(true);
+    const unet = join(d, 'unet/model.onnx');
+    const bytes = await readFile(unet);
+    // A rewrite (new ctime) is hashed again: the same bytes stay current, other bytes rebuild.
+    await writeFile(unet, bytes);
+    const again = await prepareModel(d, { height: 32, width: 32 });
+    expect(again.manifest.source.sha256).toBe(first.manifest.source.sha256);
+    expect(again.reused).toBe(true);
+    await writeUNet(unet, TINY_SD.unet, { seed: 8, flavour: 'opset17' });
+    const rebuilt = await prepareModel(d, { height: 32, width: 32 });
+    expect(rebuilt.reused).toBe(false);
+    expect(rebuilt.manifest.source.sha256).toBe(await sha(unet));
   });
 
   it('refuses sizes that are not multiples of 8 and folders without a UNet', async () => {
