@@ -1,8 +1,11 @@
 // The worker's onnxruntime sessions: a small LRU keyed by the model file's real path. Every path is
 // resolved and checked to lie inside the models directory before onnxruntime sees it (no `..`, no
-// symbolic link or extra hard link leading out of it: R19). Sessions are released on eviction.
+// symbolic link or extra hard link leading out of it: R19). The check runs when a session is opened
+// (and again whenever it is reopened); while that session stays open, later calls with the same path
+// reuse its result, since the session holds what was checked. Sessions are released on eviction.
 // onnxruntime's allocation failures become `E_DEVICE_OOM`, and every session is released so that the
 // next job starts from an empty device (R18).
+import { resolve as resolvePath } from 'node:path';
 import { InferenceSession } from 'onnxruntime-node';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { scrub } from '../log.js';
@@ -67,6 +70,9 @@ export class SessionCache {
   /** Insertion order = recency (oldest first). Promises of onnxruntime's own result (failures are mapped
    *  by each caller), so concurrent loads of one model share one session. */
   readonly #sessions = new Map<string, Promise<Session>>();
+  /** Checked paths, by the lexical path asked for: the real path, and the session opened after the
+   *  check. Valid only while that very session is the one open for the real path. */
+  readonly #checked = new Map<string, { readonly real: string; readonly session: Promise<Session> }>();
 
   constructor(options: SessionCacheOptions) {
     this.#modelsDir = options.modelsDir;
@@ -91,7 +97,9 @@ export class SessionCache {
 
   /** The session for a model file (absolute, or relative to the models directory), loading it on first use. */
   async get(path: string): Promise<Session> {
-    const key = await this.resolve(path);
+    const lexical = resolvePath(this.#modelsDir, path);
+    const checked = this.#checked.get(lexical);
+    const key = checked && this.#sessions.get(checked.real) === checked.session ? checked.real : await this.resolve(path);
     let entry = this.#sessions.get(key);
     if (entry) {
       this.#sessions.delete(key); // re-inserted below as the most recent
@@ -107,11 +115,13 @@ export class SessionCache {
       entry = Promise.all(evicted.map(releaseQuietly)).then(() => this.#create(key, options));
     }
     this.#sessions.set(key, entry);
+    this.#checked.set(lexical, { real: key, session: entry });
     const loading = entry;
     try {
       return await loading;
     } catch (err) {
       if (this.#sessions.get(key) === loading) this.#sessions.delete(key);
+      if (this.#checked.get(lexical)?.session === loading) this.#checked.delete(lexical);
       throw await this.#mapFailure(err, 'The model could not be loaded:');
     }
   }
@@ -131,6 +141,7 @@ export class SessionCache {
   async releaseAll(): Promise<void> {
     const all = [...this.#sessions.values()];
     this.#sessions.clear();
+    this.#checked.clear();
     await Promise.all(all.map(releaseQuietly));
   }
 
@@ -149,6 +160,7 @@ export class SessionCache {
     for (const [key, session] of this.#sessions) {
       if (this.#sessions.size <= keep) break;
       this.#sessions.delete(key);
+      for (const [lexical, c] of this.#checked) if (c.real === key) this.#checked.delete(lexical);
       taken.push(session);
     }
     return taken;

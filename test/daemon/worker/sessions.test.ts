@@ -178,6 +178,34 @@ describe('SessionCache', () => {
     expect(create.created).toEqual([]);
   });
 
+  it('checks a path when its session opens, not on every call; a reopened session is checked again (R19)', async () => {
+    const create = fakeFactory();
+    const cache = new SessionCache({ modelsDir: models, executionProviders: ['cpu'], maxSessions: 1, create });
+    const swap = join(models, 'm', 'swap.onnx');
+    await writeFile(swap, constantOfShapeModel());
+    const first = await cache.get('m/swap.onnx');
+    // The file is replaced by a link leading out: the open session still holds the checked file.
+    await rm(swap);
+    await symlink(join(root, 'outside.onnx'), swap);
+    expect(await cache.get('m/swap.onnx')).toBe(first);
+    await cache.run('m/swap.onnx', shape(1n));
+    expect(create.created).toEqual([swap]);
+    // Evicted (another model opened), then asked for again: checked again, and refused.
+    await writeFile(join(models, 'm', 'other.onnx'), constantOfShapeModel());
+    await cache.get('m/other.onnx');
+    expect(create.released).toEqual([swap]);
+    await expect(cache.get('m/swap.onnx')).rejects.toMatchObject({ code: 'E_MODEL_INVALID' });
+    // The same after releaseAll.
+    await rm(swap);
+    await writeFile(swap, constantOfShapeModel());
+    await cache.get('m/swap.onnx');
+    await rm(swap);
+    await symlink(join(root, 'outside.onnx'), swap);
+    await cache.releaseAll();
+    await expect(cache.run('m/swap.onnx', shape(1n))).rejects.toMatchObject({ code: 'E_MODEL_INVALID' });
+    expect(create.created).toEqual([swap, join(models, 'm', 'other.onnx'), swap]);
+  });
+
   it('a file that is not a model is E_MODEL_INVALID without paths in the message', async () => {
     const cache = new SessionCache({ modelsDir: models, executionProviders: ['cpu'] });
     const err = await cache.get('m/broken.onnx').then(
