@@ -2,11 +2,11 @@
 // cli/commands.ts and runs it. Errors are printed as their message and hint, never as a stack.
 import { P2pzError } from '../shared/protocol/index.js';
 import { DAEMON_VERSION } from './config.js';
-import { COMMANDS } from './cli/commands.js';
+import { loadCommand, loadCommands } from './cli/commands.js';
 import type { CliCommand, CliIo } from './cli/command.js';
 import { describeError, scrub } from './log.js';
 
-export function helpText(commands: readonly CliCommand[] = COMMANDS): string {
+export function helpText(commands: readonly CliCommand[]): string {
   const width = Math.max(...commands.map((c) => c.name.length));
   return [
     `p2pz ${DAEMON_VERSION}: zero-shot image-to-image translation (pix2pix-zero) for design tools`,
@@ -23,16 +23,16 @@ export function helpText(commands: readonly CliCommand[] = COMMANDS): string {
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
   const [name, ...args] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    io.out(`${helpText()}\n`);
+    io.out(`${helpText(await loadCommands())}\n`);
     return name === undefined ? 1 : 0;
   }
   if (name === '--version') {
     io.out(`${DAEMON_VERSION}\n`);
     return 0;
   }
-  const command = COMMANDS.find((c) => c.name === name);
+  const command = await loadCommand(name);
   if (command === undefined) {
-    io.err(`Unknown command "${scrub(name).slice(0, 40)}".\n\n${helpText()}\n`);
+    io.err(`Unknown command "${scrub(name).slice(0, 40)}".\n\n${helpText(await loadCommands())}\n`);
     return 2;
   }
   if (args.includes('--help') || args.includes('-h')) {

@@ -23,6 +23,11 @@ async function buildDaemon() {
     },
     outdir: join(out, 'daemon'),
     bundle: true,
+    // Commands load on demand (daemon/cli/commands.ts): each becomes its own chunk, so `p2pz serve`
+    // never loads onnxruntime-node or sharp into the daemon process.
+    splitting: true,
+    // Chunks sit beside cli.js and worker.js: code that finds worker.js next to itself still does.
+    chunkNames: '[name]-[hash]',
     platform: 'node',
     format: 'esm',
     target: 'node20',

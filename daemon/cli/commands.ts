@@ -1,12 +1,25 @@
 // The `p2pz` subcommands, in the order `p2pz --help` lists them. Add a command by writing its file
-// in this folder and listing it here.
+// in this folder and listing its loader here. Commands load on demand: `p2pz serve` must not load
+// onnxruntime or sharp into the daemon process (they belong to the worker, R16), while `edit` needs
+// both in-process.
 import type { CliCommand } from './command.js';
-import { directionsCommand } from './directions.js';
-import { distillCommand } from './distill.js';
-import { editCommand } from './edit.js';
-import { modelsCommand } from './models.js';
-import { pairCommand } from './pair.js';
-import { serveCommand } from './serve.js';
-import { tokenCommand } from './token.js';
 
-export const COMMANDS: readonly CliCommand[] = [serveCommand, editCommand, modelsCommand, directionsCommand, distillCommand, pairCommand, tokenCommand];
+export const COMMAND_LOADERS: Readonly<Record<string, () => Promise<CliCommand>>> = Object.freeze({
+  serve: async () => (await import('./serve.js')).serveCommand,
+  edit: async () => (await import('./edit.js')).editCommand,
+  models: async () => (await import('./models.js')).modelsCommand,
+  directions: async () => (await import('./directions.js')).directionsCommand,
+  distill: async () => (await import('./distill.js')).distillCommand,
+  pair: async () => (await import('./pair.js')).pairCommand,
+  token: async () => (await import('./token.js')).tokenCommand,
+});
+
+/** Every command, loaded (for `p2pz --help`). */
+export function loadCommands(): Promise<CliCommand[]> {
+  return Promise.all(Object.values(COMMAND_LOADERS).map((load) => load()));
+}
+
+/** One command by name, or undefined for an unknown name. */
+export function loadCommand(name: string): Promise<CliCommand> | undefined {
+  return Object.hasOwn(COMMAND_LOADERS, name) ? COMMAND_LOADERS[name]?.() : undefined;
+}
