@@ -1,6 +1,8 @@
 // The full pix2pix-zero edit (Parmar et al. 2023; DESIGN.md §3), stage by stage:
 //   0. load      the model folder; derive the working size's UNet graphs (prepare, once)
 //   1. decode    the upload (EXIF orientation, sRGB, alpha aside); resize to the working size, x ∈ [-1,1]
+//      (with the working size known, and before any session opens for the job, the memory check
+//      refuses a job that cannot fit on the device: R17)
 //   2. encode    z0 = s·E(x)  (VAE posterior mean, or a seeded sample)
 //   3. caption   c → e_c = E_text(c)  [1,77,D]
 //   4. direction Δ = mean E_text(target bank) − mean E_text(source bank) (disk cache);
@@ -16,8 +18,10 @@
 //                mask as grayscale; optionally the edit blended into the original through the mask.
 // The signal is checked between every step; nothing is decoded once it has been aborted.
 import { createHash } from 'node:crypto';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { EditParams, Engine, Stage } from '../../shared/protocol/index.js';
+import type { DeviceMemoryProbe } from '../models/device-memory.js';
+import { assertJobFits } from '../models/job-memory.js';
 import { decodeImage } from '../image/decode.js';
 import { encodeGrayPng, encodePng, encodePreviewPng } from '../image/encode.js';
 import { resizeAlpha, resizeRgb, rgbToTensor, tensorToRgb, workingSize } from '../image/tensor.js';
@@ -71,8 +75,21 @@ export interface Pix2PixZeroRequest {
   readonly engine?: Extract<Engine, 'diffusion' | 'diffusion-preview'>;
 }
 
+/** What the up-front memory check (R17) needs from the process running the job. */
+export interface DeviceMemoryContext {
+  /** The provider of the worker's execution choice. */
+  readonly provider: 'cpu' | 'cuda';
+  /** Replaces the device's own free-memory report (tests; a configured budget). */
+  readonly probe?: DeviceMemoryProbe;
+  /** Bytes that sessions already open hold for files under a model folder (absolute path): counted
+   *  as available, since the job reuses them. */
+  readonly heldBytes?: (modelDir: string) => Promise<number>;
+}
+
 export interface DiffusionContext {
   readonly models: ModelSessions;
+  /** The memory check of R17; without it no job is refused for memory. */
+  readonly memory?: DeviceMemoryContext;
   readonly signal: AbortSignal;
   readonly progress: (stage: Stage, step: number, total: number, preview?: Uint8Array) => void;
   readonly inversionCache?: InversionCache;
@@ -126,9 +143,9 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   };
   const calls = { inversion: 0, reference: 0, guidance: 0, edit: 0 };
 
-  // 0. The model.
+  // 0. The model (its sessions open after the memory check below).
   progress('load', 0, 1);
-  const model: DiffusionModel = await timed('load', async () => loadDiffusionModel(models, await chooseDiffusionModel(models, request.model)));
+  const modelName = await timed('load', () => chooseDiffusionModel(models, request.model));
 
   // 1. Decode and resize to the working size.
   progress('decode', 0, 1);
@@ -138,6 +155,25 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   const h = size.height / VAE_DEFAULTS.factor;
   const w = size.width / VAE_DEFAULTS.factor;
   const latentDims = [1, 4, h, w] as const;
+
+  // 0'. R17: a job that cannot fit is refused (E_JOB_TOO_LARGE with a hint) before anything is
+  // loaded or derived for it. The diffusion preview is this same pipeline at a smaller size (four UNet
+  // sessions and the gradient graph at batch 2), so both engines are estimated as a render.
+  const memory = ctx.memory;
+  if (memory) {
+    await timed('load', async () => {
+      const held = memory.heldBytes ? await memory.heldBytes(join(models.modelsDir, modelName)) : 0;
+      await assertJobFits({
+        modelsDir: models.modelsDir,
+        model: modelName,
+        job: { kind: 'render', height: size.height, width: size.width, batch: 2 },
+        provider: memory.provider,
+        heldBytes: held,
+        ...(memory.probe === undefined ? {} : { probe: memory.probe }),
+      });
+    });
+  }
+  const model: DiffusionModel = await timed('load', () => loadDiffusionModel(models, modelName));
   const x = await timed('decode', async () => rgbToTensor(await resizeRgb(decoded.rgb, W, H, size.width, size.height), size.width, size.height));
 
   // 0'. The derived UNet graphs for this working size (a no-op when current).

@@ -6,6 +6,7 @@
 //            `E_MODEL_MISSING` names the direction.
 // Errors that are not `P2pzError`s are logged (scrubbed) and reported as `E_INTERNAL`: no stack or
 // path crosses to the daemon. A job whose signal was aborted reports `cancelled`, whatever it threw.
+// Both diffusion pipelines check the job's memory against the device up front (R17, `memory`).
 import { join } from 'node:path';
 import { P2pzError, PROTOCOL_VERSION } from '../../shared/protocol/index.js';
 import type { Stage, WorkerMessage, WorkerRunMessage } from '../../shared/protocol/index.js';
@@ -16,7 +17,7 @@ import { runDiffusionPreview } from '../pipeline/diffusion-preview.js';
 import { runGanPreview } from '../pipeline/gan-preview.js';
 import type { ModelSessions, PipelineOutcome } from '../pipeline/gan-preview.js';
 import { runPix2PixZero } from '../pipeline/pix2pix-zero.js';
-import type { DiffusionContext } from '../pipeline/pix2pix-zero.js';
+import type { DeviceMemoryContext, DiffusionContext } from '../pipeline/pix2pix-zero.js';
 import type { InversionCache } from '../pipeline/inversion-cache.js';
 import { lookupGanGenerator, noGeneratorError } from '../pipeline/preview-registry.js';
 
@@ -34,6 +35,8 @@ export interface JobContext {
   readonly signal: AbortSignal;
   readonly send: (message: WorkerMessage) => void;
   readonly log: Logger;
+  /** The device and what the sessions hold, for the diffusion pipelines' up-front memory check (R17). */
+  readonly memory?: DeviceMemoryContext;
 }
 
 type ResultMessage = Extract<WorkerMessage, { type: 'done' | 'cancelled' | 'failed' }>;
@@ -55,6 +58,7 @@ function pipelineFor(message: WorkerRunMessage, ctx: JobContext): Promise<Pipeli
     progress: (stage: Stage, step: number, total: number, preview?: Uint8Array) =>
       ctx.send({ v: PROTOCOL_VERSION, type: 'progress', jobId: message.jobId, stage, step, total, ...(preview ? { preview } : {}) }),
     inversionCache: ctx.inversionCache,
+    ...(ctx.memory === undefined ? {} : { memory: ctx.memory }),
     ...(message.cacheDir === undefined ? {} : { directionCacheDir: join(message.cacheDir, RUN_JOB_DEFAULTS.directionCache) }),
   };
   switch (message.kind) {

@@ -5,7 +5,9 @@
 // reuse its result, since the session holds what was checked. Sessions are released on eviction.
 // onnxruntime's allocation failures become `E_DEVICE_OOM`, and every session is released so that the
 // next job starts from an empty device (R18).
-import { resolve as resolvePath } from 'node:path';
+import type { Dirent } from 'node:fs';
+import { readdir, realpath, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative, resolve as resolvePath, sep } from 'node:path';
 import { InferenceSession } from 'onnxruntime-node';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { scrub } from '../log.js';
@@ -137,6 +139,35 @@ export class SessionCache {
     }
   }
 
+  /**
+   * Bytes the open (or opening) sessions hold for model files under `dir` (absolute, or relative to
+   * the models directory), estimated from the files onnxruntime loaded for them: each session's graph
+   * file plus the external weights beside it (files in the same folder that are neither graphs nor
+   * metadata: `*.onnx_data`, `weights.pb`, …). Derived graphs reference their original's weights, so
+   * each UNet session counts them once, as the memory estimate does. 0 when `dir` does not exist.
+   */
+  async heldBytes(dir: string): Promise<number> {
+    let root: string;
+    try {
+      root = await realpath(resolvePath(this.#modelsDir, dir));
+    } catch {
+      return 0;
+    }
+    const beside = new Map<string, Promise<number>>();
+    let total = 0;
+    for (const key of [...this.#sessions.keys()]) {
+      if (!isInsideDir(root, key)) continue;
+      const folder = dirname(key);
+      let weights = beside.get(folder);
+      if (!weights) {
+        weights = externalWeightsBytes(folder);
+        beside.set(folder, weights);
+      }
+      total += (await fileSize(key)) + (await weights);
+    }
+    return total;
+  }
+
   /** Releases every session (OOM recovery, shutdown). */
   async releaseAll(): Promise<void> {
     const all = [...this.#sessions.values()];
@@ -165,6 +196,33 @@ export class SessionCache {
     }
     return taken;
   }
+}
+
+const NOT_WEIGHTS = /\.(?:onnx|json|txt)$/i;
+
+function isInsideDir(root: string, path: string): boolean {
+  const rel = relative(root, path);
+  return rel !== '' && rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
+}
+
+async function fileSize(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** Sizes of the files in `folder` that hold external weights (see heldBytes). */
+async function externalWeightsBytes(folder: string): Promise<number> {
+  let entries: Dirent[];
+  try {
+    entries = await readdir(folder, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  const sizes = await Promise.all(entries.filter((e) => e.isFile() && !NOT_WEIGHTS.test(e.name)).map((e) => fileSize(join(folder, e.name))));
+  return sizes.reduce((a, b) => a + b, 0);
 }
 
 async function releaseQuietly(session: Promise<Session>): Promise<void> {

@@ -4,11 +4,15 @@
 // job at a time. `session.run()` blocks this event loop for a whole model call, so a `cancel` is read
 // between awaits and honoured at the pipeline's next stage or step boundary. `shutdown` cancels the
 // running job, releases every session and exits; losing the parent (IPC disconnect) exits at once, so
-// a killed daemon leaves no orphan worker holding the GPU (R23).
+// a killed daemon leaves no orphan worker holding the GPU (R23). Each job gets the provider and what the
+// sessions hold, so the diffusion pipelines can refuse a job that cannot fit before loading it (R17).
 import { join } from 'node:path';
+import { z } from 'zod';
 import { P2pzError, PROTOCOL_VERSION, SupervisorMessage } from '../../shared/protocol/index.js';
 import type { WorkerMessage, WorkerRunMessage } from '../../shared/protocol/index.js';
 import { createLogger, describeError } from '../log.js';
+import type { DeviceMemoryProbe } from '../models/device-memory.js';
+import type { DeviceMemoryContext } from '../pipeline/pix2pix-zero.js';
 import { InversionCache } from '../pipeline/inversion-cache.js';
 import { devicePreference, processExecution } from './providers.js';
 import type { ExecutionChoice } from './providers.js';
@@ -16,6 +20,30 @@ import { RUN_JOB_DEFAULTS, runJob } from './run-job.js';
 import { SessionCache } from './sessions.js';
 
 const log = createLogger();
+
+const WORKER_DEFAULTS = Object.freeze({
+  /** Environment variable: the free device memory, in MiB, that jobs are planned against instead of
+   *  asking the device (`os.freemem()` / nvidia-smi): for a GPU nvidia-smi cannot see, or to keep
+   *  memory for other programs. Unset: ask the device. */
+  freeMemoryEnvVar: 'P2PZ_FREE_MEMORY_MIB',
+});
+
+const FreeMemoryMib = z.string().trim().regex(/^\d{1,9}$/).transform(Number);
+
+/** The configured free memory as a probe for both providers, or none (ask the device). */
+function configuredMemoryProbe(env: NodeJS.ProcessEnv): DeviceMemoryProbe | undefined {
+  const raw = env[WORKER_DEFAULTS.freeMemoryEnvVar];
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const parsed = FreeMemoryMib.safeParse(raw);
+  if (!parsed.success) {
+    log.warn('worker.bad_free_memory', { variable: WORKER_DEFAULTS.freeMemoryEnvVar, expected: 'whole MiB' });
+    return undefined;
+  }
+  const mib = parsed.data;
+  return { freemem: () => mib * 2 ** 20, nvidiaSmi: async () => `${mib}\n` };
+}
+
+const memoryProbe = configuredMemoryProbe(process.env);
 
 interface Running {
   readonly jobId: string;
@@ -67,8 +95,15 @@ function startJob(message: WorkerRunMessage, execution: ExecutionChoice): void {
   }
   const job: Running = { jobId: message.jobId, controller: new AbortController() };
   running = job;
+  const models = sessionsFor(message.modelsDir, execution);
+  const memory: DeviceMemoryContext = {
+    provider: execution.device.provider,
+    heldBytes: (modelDir) => models.heldBytes(modelDir),
+    ...(memoryProbe === undefined ? {} : { probe: memoryProbe }),
+  };
   const ctx = {
-    models: sessionsFor(message.modelsDir, execution),
+    models,
+    memory,
     inversionCache: inversionsFor(message.cacheDir),
     signal: job.controller.signal,
     send: (m: WorkerMessage) => void send(m),

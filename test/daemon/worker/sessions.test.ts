@@ -206,6 +206,30 @@ describe('SessionCache', () => {
     expect(create.created).toEqual([swap, join(models, 'm', 'other.onnx'), swap]);
   });
 
+  it('heldBytes: graph files of the open sessions under a folder, each with the weights beside it', async () => {
+    const create = fakeFactory();
+    const cache = new SessionCache({ modelsDir: models, executionProviders: ['cpu'], create });
+    const w = join(models, 'held', 'unet');
+    await mkdir(w, { recursive: true });
+    await writeFile(join(w, 'model.onnx'), new Uint8Array(100));
+    await writeFile(join(w, 'model.xattn.8x8.onnx'), new Uint8Array(30));
+    await writeFile(join(w, 'model.onnx_data'), new Uint8Array(1000));
+    await writeFile(join(w, 'model.prepared.8x8.json'), '{}');
+    await mkdir(join(models, 'held', 'vae_decoder'), { recursive: true });
+    await writeFile(join(models, 'held', 'vae_decoder', 'model.onnx'), new Uint8Array(7));
+    expect(await cache.heldBytes('held')).toBe(0);
+    await cache.get('held/unet/model.onnx');
+    expect(await cache.heldBytes('held')).toBe(100 + 1000);
+    await cache.get('held/unet/model.xattn.8x8.onnx');
+    await cache.get('held/vae_decoder/model.onnx');
+    await cache.get('m/alloc.onnx'); // another model's session is not counted
+    expect(await cache.heldBytes(join(models, 'held'))).toBe(100 + 1000 + 30 + 1000 + 7);
+    expect(await cache.heldBytes('held/vae_decoder')).toBe(7);
+    expect(await cache.heldBytes('nowhere')).toBe(0);
+    await cache.releaseAll();
+    expect(await cache.heldBytes('held')).toBe(0);
+  });
+
   it('a file that is not a model is E_MODEL_INVALID without paths in the message', async () => {
     const cache = new SessionCache({ modelsDir: models, executionProviders: ['cpu'] });
     const err = await cache.get('m/broken.onnx').then(
