@@ -26,9 +26,33 @@ let tmp = '';
 let home = '';
 let first: Run;
 let second: Run;
+let losses: Run;
 let pairs: Awaited<ReturnType<typeof writeSyntheticDataset>>;
 
 const tiny = ['--crop', '32', '--width', '8', '--blocks', '2', '--disc-width', '8', '--threads', '1', '--log-every', '1', '--checkpoint-every', '2', '--seed', '3'];
+
+/** One process: VGG16 weights in torchvision's layout (random: the loss's wiring is under test, not
+ *  ImageNet) and a wrong file, then two short runs through train.main with the optional losses. */
+async function runOptionalLosses(dir: string): Promise<Run> {
+  const script = [
+    'import sys, json, torch',
+    'sys.dont_write_bytecode = True',
+    'sys.path.insert(0, sys.argv[1])',
+    'from p2pz_distill.losses import vgg16_features',
+    'import train',
+    'torch.manual_seed(0)',
+    'torch.save({"features." + k: v for k, v in vgg16_features().state_dict().items()}, sys.argv[3] + "/vgg16.pth")',
+    'torch.save({"classifier.0.weight": torch.zeros(1)}, sys.argv[3] + "/wrong.pth")',
+    'common = ["--data", sys.argv[2], "--iterations", "2", "--crop", "32", "--width", "8", "--blocks", "1", "--disc-width", "8", "--threads", "1", "--log-every", "1"]',
+    'train.main(common + ["--out", sys.argv[3] + "/run", "--lambda-fm", "10", "--vgg-weights", sys.argv[3] + "/vgg16.pth"])',
+    'try:',
+    '    train.main(common + ["--out", sys.argv[3] + "/bad", "--vgg-weights", sys.argv[3] + "/wrong.pth"])',
+    'except ValueError as e:',
+    '    print("refused:", e)',
+  ].join('\n');
+  await mkdir(dir);
+  return runProcess(PYTHON, ['-c', script, join(import.meta.dirname, '../../models/distill'), join(tmp, 'data'), dir]);
+}
 
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'p2pz-distill-train-'));
@@ -36,7 +60,11 @@ beforeAll(async () => {
   pairs = await writeSyntheticDataset(join(tmp, 'data'), { count: 3, width: W, height: H, size: W });
   const common = ['--data', join(tmp, 'data'), '--out', join(tmp, 'run'), ...tiny];
   // Stopped after 4 of 6 iterations (with a checkpoint), then resumed, finished and registered.
-  first = await runProcess(PYTHON, [TRAINER, ...common, '--iterations', '6', '--stop-at', '4']);
+  // The optional-losses runs go alongside (separate folders).
+  [first, losses] = await Promise.all([
+    runProcess(PYTHON, [TRAINER, ...common, '--iterations', '6', '--stop-at', '4']),
+    runOptionalLosses(join(tmp, 'losses')),
+  ]);
   second = await runProcess(PYTHON, [TRAINER, ...common, '--iterations', '6', '--resume', '--register', join(home, 'models'), '--node', process.execPath]);
 }, 120_000);
 
@@ -93,28 +121,9 @@ describe('train.py', () => {
 
 describe('train.py optional losses', () => {
   it('adds feature matching and the VGG perceptual loss from a local weights file, and refuses a wrong file', async () => {
-    // VGG16 weights in torchvision's layout (random: the loss's wiring is under test, not ImageNet).
-    const script = [
-      'import sys, json, torch',
-      'sys.dont_write_bytecode = True',
-      'sys.path.insert(0, sys.argv[1])',
-      'from p2pz_distill.losses import vgg16_features',
-      'import train',
-      'torch.manual_seed(0)',
-      'torch.save({"features." + k: v for k, v in vgg16_features().state_dict().items()}, sys.argv[3] + "/vgg16.pth")',
-      'torch.save({"classifier.0.weight": torch.zeros(1)}, sys.argv[3] + "/wrong.pth")',
-      'common = ["--data", sys.argv[2], "--iterations", "2", "--crop", "32", "--width", "8", "--blocks", "1", "--disc-width", "8", "--threads", "1", "--log-every", "1"]',
-      'train.main(common + ["--out", sys.argv[3] + "/run", "--lambda-fm", "10", "--vgg-weights", sys.argv[3] + "/vgg16.pth"])',
-      'try:',
-      '    train.main(common + ["--out", sys.argv[3] + "/bad", "--vgg-weights", sys.argv[3] + "/wrong.pth"])',
-      'except ValueError as e:',
-      '    print("refused:", e)',
-    ].join('\n');
-    const dir = join(tmp, 'losses');
-    await mkdir(dir);
-    const r = await runProcess(PYTHON, ['-c', script, join(import.meta.dirname, '../../models/distill'), join(tmp, 'data'), dir]);
+    const r = losses;
     expect(r.code, r.stderr).toBe(0);
-    const lines = (await readFile(join(dir, 'run/log.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+    const lines = (await readFile(join(tmp, 'losses/run/log.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
     expect(lines).toHaveLength(2);
     for (const l of lines) {
       expect(l['fm']).toBeGreaterThan(0);
