@@ -7,7 +7,8 @@
 //      largest |ONNX − PyTorch| is at most `checkTolerance`;
 //   4. at the working size of a 4:3 image it returns [1,3,h,w] of the same h, w, finite, in [-1,1].
 // The files are staged inside the models directory and moved into place with one rename; a generator
-// already installed for the direction (under any folder name) is replaced.
+// already installed for the direction (under any folder name) is then removed. The new one always gets
+// a folder (so a file path) of its own: the worker caches sessions by path.
 import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -67,6 +68,20 @@ export function generatorFolderName(source: string, target: string): string {
   return `${slug(source)}-${slug(target)}`;
 }
 
+/** `base`, or `base.2`, `base.3`, … : the first name not taken under gan/. A replacement never reuses
+ *  the folder of the generator it replaces: a running worker keeps sessions by file path, and a new
+ *  path makes it load the new generator. */
+async function freeFolderName(modelsDir: string, base: string): Promise<string> {
+  for (let k = 1; ; k++) {
+    const name = k === 1 ? base : `${base}.${k}`;
+    try {
+      await stat(join(modelsDir, PREVIEW_REGISTRY_DEFAULTS.folder, name));
+    } catch {
+      return name;
+    }
+  }
+}
+
 async function readCheck(runDir: string): Promise<{ input: Tensor; output: Float32Array } | null> {
   const dir = join(runDir, REGISTER_DEFAULTS.checkDir);
   let inBytes: Uint8Array;
@@ -105,23 +120,14 @@ export async function registerGenerator(runDir: string, modelsDir: string): Prom
     const existing = (await listGanGenerators(files)).generators.find(
       (g) => normalizeConcept(g.meta.source) === normalizeConcept(meta.source) && normalizeConcept(g.meta.target) === normalizeConcept(meta.target),
     );
-    const name = existing?.name ?? generatorFolderName(meta.source, meta.target);
-    const dest = join(modelsDir, PREVIEW_REGISTRY_DEFAULTS.folder, name);
-    const old = `${staging}.old`;
-    let replaced = false;
-    try {
-      await rename(dest, old);
-      replaced = true;
-    } catch {
-      // nothing installed under that name
-    }
-    await rename(staging, dest);
-    await rm(old, { recursive: true, force: true });
+    const name = await freeFolderName(modelsDir, generatorFolderName(meta.source, meta.target));
+    await rename(staging, join(modelsDir, PREVIEW_REGISTRY_DEFAULTS.folder, name));
+    if (existing) await rm(join(modelsDir, PREVIEW_REGISTRY_DEFAULTS.folder, existing.name), { recursive: true, force: true });
     const found = await lookupGanGenerator(files, meta.source, meta.target);
     if (found?.name !== name) {
       throw new P2pzError('E_MODEL_INVALID', `Another generator folder for ${meta.source} → ${meta.target} is found first (${found?.name ?? 'none'}).`, 'Remove the other folder from the models directory\'s gan/ folder.');
     }
-    return { name, meta, maxAbsDiff, checked, replaced: replaced || existing !== undefined };
+    return { name, meta, maxAbsDiff, checked, replaced: existing !== undefined };
   } finally {
     await rm(staging, { recursive: true, force: true });
   }

@@ -109,15 +109,34 @@ describe('registerGenerator', () => {
     expect(missing.message).toContain('no generator.onnx');
   });
 
-  it('replaces the generator already installed for the direction, under its folder name', async () => {
+  it('replaces the generator installed for the direction, under any folder name', async () => {
     await mkdir(join(modelsDir, 'gan/my-old-one'), { recursive: true });
     await writeTinyImg2Img(join(modelsDir, 'gan/my-old-one/generator.onnx'), { seed: 9, channels: 2 });
     await writeFile(join(modelsDir, 'gan/my-old-one/meta.json'), JSON.stringify({ ...META, target: 'DOG' }));
     await writeRun(META);
     const r = await registerGenerator(runDir, modelsDir);
-    expect(r).toMatchObject({ name: 'my-old-one', replaced: true });
-    expect(await readdir(join(modelsDir, 'gan'))).toEqual(['my-old-one']);
-    expect(await readFile(join(modelsDir, 'gan/my-old-one/generator.onnx'))).toEqual(await readFile(join(runDir, 'generator.onnx')));
+    expect(r).toMatchObject({ name: 'cat-dog', replaced: true });
+    expect(await readdir(join(modelsDir, 'gan'))).toEqual(['cat-dog']);
+    expect(await readFile(join(modelsDir, 'gan/cat-dog/generator.onnx'))).toEqual(await readFile(join(runDir, 'generator.onnx')));
+  });
+
+  it('gives a replacement a new file path, so that a running worker\'s session cache loads it', async () => {
+    await writeRun(META);
+    await registerGenerator(runDir, modelsDir);
+    const sessions = registry();
+    const before = await lookupGanGenerator(sessions, 'cat', 'dog');
+    const oldSession = await sessions.get(before!.modelPath);
+    await writeRun(META, (p) => writeTinyImg2Img(p, { seed: 5, channels: 3 }));
+    const r = await registerGenerator(runDir, modelsDir);
+    expect(r).toMatchObject({ name: 'cat-dog.2', replaced: true });
+    const after = await lookupGanGenerator(sessions, 'cat', 'dog');
+    expect(after?.modelPath).not.toBe(before?.modelPath);
+    // The cache, asked for the generator the registry now names, loads the new file.
+    expect(await sessions.get(after!.modelPath)).not.toBe(oldSession);
+    const third = await registerGenerator(runDir, modelsDir);
+    expect(third.name).toBe('cat-dog');
+    expect(await readdir(join(modelsDir, 'gan'))).toEqual(['cat-dog']);
+    await sessions.releaseAll();
   });
 
   it('names folders after the normalized concepts', () => {
