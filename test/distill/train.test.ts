@@ -12,6 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENT_HEADER, ImageUploadResponse, PROTOCOL_VERSION, ServerEvent } from '../../shared/protocol/index.js';
 import { startDaemon, type RunningDaemon } from '../../daemon/daemon.js';
 import { silentLogger } from '../../daemon/log.js';
+import { registerGenerator } from '../../daemon/distill/register.js';
+import { decodeNpy } from '../../daemon/pipeline/dump/npy.js';
 import { GanMeta } from '../../daemon/pipeline/preview-registry.js';
 import { EventClient, send } from '../daemon/server/helpers.js';
 import { PYTHON, runProcess, TRAINER, writeSyntheticDataset, type Run } from './helpers.js';
@@ -32,7 +34,8 @@ let pairs: Awaited<ReturnType<typeof writeSyntheticDataset>>;
 const tiny = ['--crop', '32', '--width', '8', '--blocks', '2', '--disc-width', '8', '--threads', '1', '--log-every', '1', '--checkpoint-every', '2', '--seed', '3'];
 
 /** One process: VGG16 weights in torchvision's layout (random: the loss's wiring is under test, not
- *  ImageNet) and a wrong file, then two short runs through train.main with the optional losses. */
+ *  ImageNet) and a wrong file, then short runs through train.main: the optional losses, the U-Net,
+ *  and the wrong weights file. */
 async function runOptionalLosses(dir: string): Promise<Run> {
   const script = [
     'import sys, json, torch',
@@ -45,6 +48,7 @@ async function runOptionalLosses(dir: string): Promise<Run> {
     'torch.save({"classifier.0.weight": torch.zeros(1)}, sys.argv[3] + "/wrong.pth")',
     'common = ["--data", sys.argv[2], "--iterations", "2", "--crop", "32", "--width", "8", "--blocks", "1", "--disc-width", "8", "--threads", "1", "--log-every", "1"]',
     'train.main(common + ["--out", sys.argv[3] + "/run", "--lambda-fm", "10", "--vgg-weights", sys.argv[3] + "/vgg16.pth"])',
+    'train.main(common + ["--out", sys.argv[3] + "/unet", "--arch", "unet", "--depth", "4"])',
     'try:',
     '    train.main(common + ["--out", sys.argv[3] + "/bad", "--vgg-weights", sys.argv[3] + "/wrong.pth"])',
     'except ValueError as e:',
@@ -132,6 +136,18 @@ describe('train.py optional losses', () => {
       expect(l['loss_g']).toBeCloseTo(l['gan']! + 100 * l['l1']! + 10 * l['fm']! + 10 * l['vgg']!, 3);
     }
     expect(r.stdout).toMatch(/refused: .*wrong\.pth is not a torchvision vgg16 state dict \(missing \['0\.weight'/);
+  });
+});
+
+describe('train.py with the U-Net generator', () => {
+  it('exports a U-Net that passes registration: PyTorch check pair at an odd size, output of the input size', async () => {
+    expect(losses.code, losses.stderr).toBe(0);
+    const r = await registerGenerator(join(tmp, 'losses/unet'), join(tmp, 'unet-models'));
+    expect(r.name).toBe('cat-dog');
+    expect(r.maxAbsDiff).toBeLessThanOrEqual(1e-4);
+    // The check pair is 2^4 + 3 high and 2·2^4 + 5 wide: padded inside the graph and cropped back.
+    const check = decodeNpy(await readFile(join(tmp, 'losses/unet/export-check/input.npy')));
+    expect(check.shape).toEqual([1, 3, 19, 37]);
   });
 });
 
