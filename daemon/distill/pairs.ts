@@ -180,7 +180,6 @@ export async function generatePairs(request: PairsRequest, ctx: PairsContext): P
   };
 
   const manifestPath = join(request.out, MANIFEST_DEFAULTS.file);
-  await mkdir(join(request.out, MANIFEST_DEFAULTS.pairsFolder), { recursive: true });
   const previous = await readPairsManifest(manifestPath);
   if (previous) {
     const conflict = resumeConflict(previous, header);
@@ -188,6 +187,7 @@ export async function generatePairs(request: PairsRequest, ctx: PairsContext): P
       throw new P2pzError('E_BAD_REQUEST', `The output folder already holds a pairs dataset, but ${conflict}.`, 'Use the same settings to continue it, or choose a new folder for --out.');
     }
   }
+  await mkdir(join(request.out, MANIFEST_DEFAULTS.pairsFolder), { recursive: true });
   const entries = new Map<string, PairEntry>((previous?.pairs ?? []).map((e) => [e.name, e]));
   const save = () => writePairsManifest(manifestPath, { ...header, filter, pairs: [...entries.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) });
 
