@@ -167,6 +167,11 @@ def train(args) -> dict:
     start = 0
     if args.resume and os.path.exists(checkpoint):
         state = torch.load(checkpoint, map_location=device)
+        saved = state.get("settings", {})
+        for key in ("arch", "width", "blocks", "depth", "no_dropout", "disc_width", "disc_layers"):
+            if key in saved and saved[key] != getattr(args, key):
+                raise SystemExit(f"--resume: the checkpoint has {key} = {saved[key]!r}, not {getattr(args, key)!r}; "
+                                 "use the same network options or a new --out")
         G.load_state_dict(state["G"])
         D.load_state_dict(state["D"])
         opt_g.load_state_dict(state["opt_g"])
