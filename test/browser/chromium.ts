@@ -3,10 +3,15 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type BrowserContext } from 'playwright-core';
+import { chromium, type BrowserContext, type Frame, type Page } from 'playwright-core';
 
 export const CHROMIUM_DEFAULTS = Object.freeze({
   executablePath: process.env['P2PZ_CHROMIUM'] ?? '/usr/bin/chromium',
+  /** How long a browser test waits for a text to appear: generous, since a first render on a loaded
+   *  2-core CI machine also derives the UNet graphs for the working size. */
+  waitMs: 150_000,
+  /** Test timeout for the files that drive whole flows (several waits in a row). */
+  flowTestMs: 400_000,
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 
@@ -31,4 +36,13 @@ export async function launchChromium(): Promise<Chromium> {
       await rm(profile, { recursive: true, force: true });
     },
   };
+}
+
+/** Waits until the element `id` in `target` has text matching `pattern`. */
+export function waitForText(target: Page | Frame, id: string, pattern: RegExp, timeoutMs: number = CHROMIUM_DEFAULTS.waitMs): Promise<unknown> {
+  return target.waitForFunction(
+    ([i, source]) => new RegExp(source).test(document.getElementById(i)?.textContent ?? ''),
+    [id, pattern.source] as const,
+    { timeout: timeoutMs },
+  );
 }

@@ -11,14 +11,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Frame, Page } from 'playwright-core';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { homePaths } from '../../daemon/config.js';
 import { startDaemon, type RunningDaemon } from '../../daemon/daemon.js';
 import { silentLogger } from '../../daemon/log.js';
 import { writeTinyImg2Img } from '../../daemon/onnx/tiny/img2img.js';
 import { writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusion.js';
 import { WorkerSupervisor } from '../../daemon/worker/supervisor.js';
-import { launchChromium, type Chromium } from '../browser/chromium.js';
+import { CHROMIUM_DEFAULTS, launchChromium, type Chromium, waitForText } from '../browser/chromium.js';
 import { servePhotopeaHost, type PhotopeaHostPage } from './host-page.js';
 import type { LayerSummary } from './photopea-emulator.js';
 
@@ -34,8 +34,8 @@ async function png(width: number, height: number, pixel: (x: number, y: number) 
 }
 
 const text = (frame: Frame, id: string): Promise<string> => frame.evaluate((i) => document.getElementById(i)?.textContent ?? '', id);
-const waitText = (frame: Frame, id: string, pattern: RegExp): Promise<unknown> =>
-  frame.waitForFunction(([i, source]) => new RegExp(source).test(document.getElementById(i)?.textContent ?? ''), [id, pattern.source] as const, { timeout: 30_000 });
+
+vi.setConfig({ testTimeout: CHROMIUM_DEFAULTS.flowTestMs });
 
 describe('Photopea plugin page in Chromium against a real daemon', () => {
   let home: string;
@@ -89,12 +89,12 @@ describe('Photopea plugin page in Chromium against a real daemon', () => {
     const layersNow = (): Promise<LayerSummary[]> => page.evaluate(() => window.photopea.layers());
 
     // 1. The page found the active layer through a script, and asks for the pairing code.
-    await waitText(frame, 'status-text', /^Not paired$/);
-    await waitText(frame, 'selection-text', /^Photo · 96×64 · layer rendered as image$/);
+    await waitForText(frame, 'status-text', /^Not paired$/);
+    await waitForText(frame, 'selection-text', /^Photo · 96×64 · layer rendered as image$/);
     expect(await ui.locator('#mask-mode option').allTextContents()).toEqual(['No mask', 'Separate layer']);
     await ui.locator('#pair-code').fill(daemon.pairingCode().code);
     await ui.locator('#pair-button').click();
-    await waitText(frame, 'status-text', /^Ready$/);
+    await waitForText(frame, 'status-text', /^Ready$/);
     expect(await frame.evaluate(() => localStorage.getItem('p2pz.token'))).toMatch(/^\S{20,}$/);
     await shot('1-ready');
 
@@ -102,13 +102,13 @@ describe('Photopea plugin page in Chromium against a real daemon', () => {
     await ui.locator('#source').fill('cat');
     await ui.locator('#target').fill('dog"); window.pwned = 1; ("');
     await ui.locator('#preview').click();
-    await waitText(frame, 'job-problem-title', /^To is not valid\.$/);
+    await waitForText(frame, 'job-problem-title', /^To is not valid\.$/);
     expect((await page.evaluate(() => window.photopea.record())).scripts.some((s) => s.includes('pwned'))).toBe(false);
 
     // 3. Quick preview (GAN): only the photo is exported; the other layers' visibility comes back.
     await ui.locator('#target').fill('dog');
     await ui.locator('#preview').click();
-    await waitText(frame, 'result-caption', /^Quick preview \(GAN\) · CPU/);
+    await waitForText(frame, 'result-caption', /^Quick preview \(GAN\) · CPU/);
     let record = await page.evaluate(() => window.photopea.record());
     expect(record.exports).toEqual([['Photo']]);
     expect((await layersNow()).map((l) => [l.name, l.visible])).toEqual([['Label', true], ['Photo', true], ['Background', true]]);
@@ -122,7 +122,7 @@ describe('Photopea plugin page in Chromium against a real daemon', () => {
 
     // 4. Apply: a new layer above the photo, at the photo's position and size, named after the edit.
     await ui.locator('#apply').click();
-    await waitText(frame, 'result-caption', /^Added the layer “cat → dog \(preview, seed 42\)” in Photopea\.$/);
+    await waitForText(frame, 'result-caption', /^Added the layer “cat → dog \(preview, seed 42\)” in Photopea\.$/);
     let now = await layersNow();
     expect(now.map((l) => l.name)).toEqual(['Label', 'cat → dog (preview, seed 42)', 'Photo', 'Background']);
     expect(now[1]).toMatchObject({ visible: true, bounds: [40, 30, 136, 94], width: 96, height: 64 });
@@ -135,11 +135,11 @@ describe('Photopea plugin page in Chromium against a real daemon', () => {
     await ui.locator('#size').fill('64');
     await ui.locator('#target').fill("dog's o'clock");
     await ui.locator('#render').click();
-    await waitText(frame, 'result-caption', /^Full render · CPU/);
+    await waitForText(frame, 'result-caption', /^Full render · CPU/);
     await shot('3-render');
     await ui.locator('#apply').click();
     const name = "cat → dog's o'clock (seed 42)";
-    await waitText(frame, 'result-caption', /^Added the layer “cat → dog's o'clock \(seed 42\)” in Photopea\.$/);
+    await waitForText(frame, 'result-caption', /^Added the layer “cat → dog's o'clock \(seed 42\)” in Photopea\.$/);
     now = await layersNow();
     // The mask is pasted first (hidden), then the result above it, which is left the active layer.
     expect(now.map((l) => l.name)).toEqual(['Label', name, `Mask · ${name}`, 'cat → dog (preview, seed 42)', 'Photo', 'Background']);
@@ -147,7 +147,7 @@ describe('Photopea plugin page in Chromium against a real daemon', () => {
     expect(now[1]).toMatchObject({ visible: true, bounds: [40, 30, 136, 94], width: 96, height: 64 });
     expect(now[2]).toMatchObject({ visible: false, bounds: [40, 30, 136, 94], width: 96, height: 64 });
     expect(await page.evaluate(() => window.photopea.activeName())).toBe(name);
-    await waitText(frame, 'selection-text', /^cat → dog's o'clock \(seed 42\) · 96×64/);
+    await waitForText(frame, 'selection-text', /^cat → dog's o'clock \(seed 42\) · 96×64/);
     record = await page.evaluate(() => window.photopea.record());
     expect(record.exports).toEqual([['Photo'], ['cat → dog (preview, seed 42)']]);
     expect(record.pastes).toEqual(['data:image/png;base64,', 'data:image/png;base64,', 'data:image/png;base64,']);
@@ -163,7 +163,7 @@ describe('Photopea plugin page in Chromium against a real daemon', () => {
   it('opened outside Photopea, says where to open it instead of waiting for answers', async () => {
     const page = await chromium.context.newPage();
     await page.goto(`${daemon.url}/photopea`);
-    await waitText(page.mainFrame(), 'selection-text', /^Open this page from the p2pz button in Photopea/);
+    await waitForText(page.mainFrame(), 'selection-text', /^Open this page from the p2pz button in Photopea/);
     expect(await page.locator('#preview').isDisabled()).toBe(true);
     await page.close();
   });

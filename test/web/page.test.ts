@@ -9,20 +9,20 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Download, Page } from 'playwright-core';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { homePaths } from '../../daemon/config.js';
 import { startDaemon, type RunningDaemon } from '../../daemon/daemon.js';
 import { silentLogger } from '../../daemon/log.js';
 import { writeTinyImg2Img } from '../../daemon/onnx/tiny/img2img.js';
 import { writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusion.js';
 import { WorkerSupervisor } from '../../daemon/worker/supervisor.js';
-import { launchChromium, type Chromium } from '../browser/chromium.js';
+import { CHROMIUM_DEFAULTS, launchChromium, type Chromium, waitForText } from '../browser/chromium.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const artifacts = join(root, 'test-artifacts/web');
 
-const waitText = (page: Page, id: string, pattern: RegExp): Promise<unknown> =>
-  page.waitForFunction(([i, source]) => new RegExp(source).test(document.getElementById(i)?.textContent ?? ''), [id, pattern.source] as const, { timeout: 30_000 });
+
+vi.setConfig({ testTimeout: CHROMIUM_DEFAULTS.flowTestMs });
 
 describe('standalone page in Chromium against a real daemon', () => {
   let home: string;
@@ -69,27 +69,27 @@ describe('standalone page in Chromium against a real daemon', () => {
     });
 
     // 1. A first visit: the page asks for the pairing code and for an image.
-    await waitText(page, 'status-text', /^Not paired$/);
+    await waitForText(page, 'status-text', /^Not paired$/);
     expect(await page.locator('#selection-text').textContent()).toBe('Drop an image on the page, or pick one.');
     expect(await page.locator('#apply').textContent()).toBe('Download');
     await page.locator('#pair-code').fill(daemon.pairingCode().code);
     await page.locator('#pair-button').click();
-    await waitText(page, 'status-text', /^Ready$/);
+    await waitForText(page, 'status-text', /^Ready$/);
     expect(await page.evaluate(() => localStorage.getItem('p2pz.token'))).toMatch(/^\S{20,}$/);
     expect(await page.locator('#preview').isDisabled()).toBe(true);
     await page.screenshot({ path: join(artifacts, '1-paired.png') });
 
     // 2. Pick an image: it shows as "before", and the panel can run.
     await page.locator('#file').setInputFiles(photoPath);
-    await waitText(page, 'selection-text', /^my cat\.png · 120×80 · image$/);
+    await waitForText(page, 'selection-text', /^my cat\.png · 120×80 · image$/);
     expect(await page.locator('#compare').isVisible()).toBe(true);
     expect(await page.locator('#before').evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight])).toEqual([120, 80]);
 
     // 3. Preview with the quick GAN.
     await page.locator('.chip', { hasText: 'cat → dog' }).first().click();
     await page.locator('#preview').click();
-    await waitText(page, 'result-caption', /^Quick preview \(GAN\) · CPU/);
-    await waitText(page, 'compare-state', /^cat → dog$/);
+    await waitForText(page, 'result-caption', /^Quick preview \(GAN\) · CPU/);
+    await waitForText(page, 'compare-state', /^cat → dog$/);
     await page.screenshot({ path: join(artifacts, '2-preview.png') });
 
     // 4. Render with the tiny Stable Diffusion model; before/after shows the result.
@@ -97,7 +97,7 @@ describe('standalone page in Chromium against a real daemon', () => {
     await page.locator('#steps').fill('2');
     await page.locator('#size').fill('64');
     await page.locator('#render').click();
-    await waitText(page, 'result-caption', /^Full render · CPU/);
+    await waitForText(page, 'result-caption', /^Full render · CPU/);
     expect(await page.locator('#after').evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight])).toEqual([120, 80]);
     await page.locator('#compare-slider').fill('25');
     expect(await page.locator('#after-clip').evaluate((el: HTMLElement) => el.style.clipPath)).toBe('inset(0px 0px 0px 25%)');
@@ -108,7 +108,7 @@ describe('standalone page in Chromium against a real daemon', () => {
     const downloads: Download[] = [];
     page.on('download', (d) => downloads.push(d));
     await page.locator('#apply').click();
-    await waitText(page, 'result-caption', /^Downloaded the result and its mask\.$/);
+    await waitForText(page, 'result-caption', /^Downloaded the result and its mask\.$/);
     await expect.poll(() => downloads.length).toBe(2);
     const names = downloads.map((d) => d.suggestedFilename());
     expect(names).toEqual(['my-cat-cat-to-dog-seed-42.png', 'my-cat-cat-to-dog-seed-42-mask.png']);
@@ -131,18 +131,18 @@ describe('standalone page in Chromium against a real daemon', () => {
       data.items.add(new File([blob], 'dropped.png', { type: 'image/png' }));
       document.getElementById('compare')?.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
     });
-    await waitText(page, 'selection-text', /^dropped\.png · 64×48 · image$/);
+    await waitForText(page, 'selection-text', /^dropped\.png · 64×48 · image$/);
     expect(await page.locator('#compare-state').textContent()).toBe('No result yet');
     expect(await page.locator('#downloads').isVisible()).toBe(false);
 
     // 7. A reload keeps the pairing (the token is in localStorage).
     await page.reload();
-    await waitText(page, 'status-text', /^Ready$/);
+    await waitForText(page, 'status-text', /^Ready$/);
     expect(errors).toEqual([]);
 
     // 8. The daemon stops: the page says so, with the start command, and that it will reconnect.
     await daemon.close();
-    await waitText(page, 'problem-title', /^The p2pz daemon is not running on port \d+\.$/);
+    await waitForText(page, 'problem-title', /^The p2pz daemon is not running on port \d+\.$/);
     expect(await page.locator('#problem-command').textContent()).toBe('npm start');
     expect(await page.locator('#problem-note').textContent()).toBe('This page comes from the daemon: once it runs again, the page reconnects by itself.');
     await page.close();

@@ -11,14 +11,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Frame, Page } from 'playwright-core';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { homePaths } from '../../../daemon/config.js';
 import { startDaemon, type RunningDaemon } from '../../../daemon/daemon.js';
 import { silentLogger } from '../../../daemon/log.js';
 import { writeTinyImg2Img } from '../../../daemon/onnx/tiny/img2img.js';
 import { writeTinyStableDiffusion } from '../../../daemon/onnx/tiny/stable-diffusion.js';
 import { WorkerSupervisor } from '../../../daemon/worker/supervisor.js';
-import { launchChromium, type Chromium } from '../../browser/chromium.js';
+import { CHROMIUM_DEFAULTS, launchChromium, type Chromium, waitForText } from '../../browser/chromium.js';
 import type { HostLayer, LayerSummary } from '../../browser/figma-host.js';
 import { serveHostPage, type HostPage } from '../../browser/host-page.js';
 import { HoldRenders } from '../../browser/hold-renders.js';
@@ -61,12 +61,12 @@ async function startPlugin(page: Page, options: { port: number; layers: HostLaye
 
 const text = (frame: Frame, id: string): Promise<string> => frame.evaluate((i) => document.getElementById(i)?.textContent ?? '', id);
 const visible = (frame: Frame, id: string): Promise<boolean> => frame.evaluate((i) => { const el = document.getElementById(i); return el !== null && !el.hidden && el.getClientRects().length > 0; }, id);
-const waitText = (frame: Frame, id: string, pattern: RegExp): Promise<unknown> =>
-  frame.waitForFunction(([i, source]) => new RegExp(source).test(document.getElementById(i)?.textContent ?? ''), [id, pattern.source] as const, { timeout: 30_000 });
 
 async function shot(page: Page, name: string): Promise<void> {
   await page.locator('#plugin-ui').screenshot({ path: join(artifacts, `${name}.png`) });
 }
+
+vi.setConfig({ testTimeout: CHROMIUM_DEFAULTS.flowTestMs });
 
 describe('Figma plugin UI in Chromium against a real daemon', () => {
   let home: string;
@@ -103,7 +103,7 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     const frame = await startPlugin(page, { port: daemon.port, layers: [original], select: ['Cat photo'] });
 
     // 1. Not paired yet: the daemon answers health, the panel asks for the code.
-    await waitText(frame, 'status-text', /^Not paired$/);
+    await waitForText(frame, 'status-text', /^Not paired$/);
     expect(await visible(frame, 'pair')).toBe(true);
     expect(await text(frame, 'selection-text')).toBe('Cat photo · 240×160 · image');
     expect(await text(frame, 'device')).toMatch(/CPU · no diffusion model .*· 1 quick preview$/);
@@ -111,7 +111,7 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     const ui = page.frameLocator('#plugin-ui');
     await ui.locator('#pair-code').fill(daemon.pairingCode().code);
     await ui.locator('#pair-button').click();
-    await waitText(frame, 'status-text', /^Ready$/);
+    await waitForText(frame, 'status-text', /^Ready$/);
     const token = await page.evaluate(() => window.p2pzHost.storage('p2pz.token'));
     expect(typeof token).toBe('string');
     expect(await visible(frame, 'pair')).toBe(false);
@@ -136,7 +136,7 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     expect(await ui.locator('#source').inputValue()).toBe('cat');
     expect(await ui.locator('#target').inputValue()).toBe('dog');
     await ui.locator('#preview').click();
-    await waitText(frame, 'result-caption', /^Quick preview \(GAN\) · CPU/);
+    await waitForText(frame, 'result-caption', /^Quick preview \(GAN\) · CPU/);
     expect(await ui.locator('#result-images img').count()).toBe(1);
     expect(await progressLog()).toEqual(expect.arrayContaining(['Generating | step 0 of 1']));
     await shot(page, '2-preview');
@@ -144,13 +144,13 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     // 3. Render, held before the worker so that it is surely running; Cancel stops it.
     engine.holdNextRender();
     await ui.locator('#render').click();
-    await waitText(frame, 'progress-stage', /^Starting$/);
+    await waitForText(frame, 'progress-stage', /^Starting$/);
     expect(await visible(frame, 'cancel')).toBe(true);
     expect(await ui.locator('#render').isDisabled()).toBe(true);
     expect(engine.held).toBe(1);
     await shot(page, '3-render-running');
     await ui.locator('#cancel').click();
-    await waitText(frame, 'result-caption', /^Cancelled\.$/);
+    await waitForText(frame, 'result-caption', /^Cancelled\.$/);
     expect(await visible(frame, 'cancel')).toBe(false);
     expect(await visible(frame, 'progress')).toBe(false);
     expect(await ui.locator('#render').isDisabled()).toBe(false);
@@ -175,8 +175,8 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     await ui.locator('#steps').fill('2');
     await ui.locator('#size').fill('64');
     await ui.locator('#render').click();
-    await waitText(frame, 'result-caption', /^Full render · CPU/);
-    await waitText(frame, 'device', /· 1 diffusion model ·/); // the footnote follows the install
+    await waitForText(frame, 'result-caption', /^Full render · CPU/);
+    await waitForText(frame, 'device', /· 1 diffusion model ·/); // the footnote follows the install
     expect(await visible(frame, 'job-problem')).toBe(false);
     const log = await progressLog();
     expect(log.some((line) => /^Edit direction \| step \d+ of \d+$/.test(line))).toBe(true);
@@ -190,7 +190,7 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     // 6. Apply (mask as a separate layer, the default): a new layer above the original, same frame,
     // named after the edit, with its record, and the mask hidden above it.
     await ui.locator('#apply').click();
-    await waitText(frame, 'result-caption', /^Placed 1 layer on the canvas\.$/);
+    await waitForText(frame, 'result-caption', /^Placed 1 layer on the canvas\.$/);
     let layers: LayerSummary[] = await page.evaluate(() => window.p2pzHost.layers());
     const [before, placed, mask] = layers;
     expect(layers).toHaveLength(3);
@@ -240,7 +240,7 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     // A frame is rendered with exportAsync; the host returns this PNG for it.
     const card = { name: 'Card', kind: 'frame', x: 300, y: 40, width: 150, height: 100, png: await photo() } as const;
     const frame = await startPlugin(page, { port: daemon.port, layers: [pet, card], select: ['Pet', 'Card'], token, command: 'edit', parameters: { source: 'cat', target: 'dog' } });
-    await waitText(frame, 'selection-text', /^2 layers \(batch/);
+    await waitForText(frame, 'selection-text', /^2 layers \(batch/);
     await frame.waitForFunction(() => document.querySelectorAll('#result-images img').length === 2 && document.getElementById('progress')?.hidden === true, undefined, { timeout: 30_000 });
     expect(await text(frame, 'result-caption')).toMatch(/^Quick preview \(GAN\) · CPU/);
     expect(await visible(frame, 'pair')).toBe(false);
@@ -248,7 +248,7 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     expect(await page.frameLocator('#plugin-ui').locator('#target').inputValue()).toBe('dog');
 
     await page.frameLocator('#plugin-ui').locator('#apply').click();
-    await waitText(frame, 'result-caption', /^Placed 2 layers on the canvas\.$/);
+    await waitForText(frame, 'result-caption', /^Placed 2 layers on the canvas\.$/);
     const layers: LayerSummary[] = await page.evaluate(() => window.p2pzHost.layers());
     expect(layers.map((l) => [l.name, l.type, l.x, l.y, l.width, l.height])).toEqual([
       ['Pet', 'RECTANGLE', 0, 0, 96, 64],
@@ -266,7 +266,7 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     await page.goto(host.url);
     const port = await freePort();
     const frame = await startPlugin(page, { port, layers: [{ name: 'Card', kind: 'frame', x: 0, y: 0, width: 100, height: 80, png: await photo() }], select: ['Card'] });
-    await waitText(frame, 'problem-title', /^The p2pz daemon is not running on port \d+\.$/);
+    await waitForText(frame, 'problem-title', /^The p2pz daemon is not running on port \d+\.$/);
     expect(await text(frame, 'problem-title')).toBe(`The p2pz daemon is not running on port ${port}.`);
     expect(await text(frame, 'problem-command')).toBe('npm start');
     expect(await visible(frame, 'problem-retry')).toBe(true);
@@ -290,7 +290,7 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     });
     // Then the real host deselects; once that shows, the forged message (posted earlier) was handled too.
     await page.evaluate(() => window.p2pzHost.shim?.select([]));
-    await waitText(frame, 'selection-text', /^Select an image layer/);
+    await waitForText(frame, 'selection-text', /^Select an image layer/);
     expect(await frame.evaluate(() => (window as unknown as { selectionLog: string[] }).selectionLog.some((t) => t.includes('Forged')))).toBe(false);
     await page.close();
   });
