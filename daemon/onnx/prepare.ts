@@ -34,8 +34,11 @@ export const PREPARE_DEFAULTS = Object.freeze({
 });
 
 /** Bumped whenever the derived graphs or the manifest's shape change for the same source: older
- *  manifests are rebuilt. 2: `files.grad` is optional (cross-attention graph only). */
+ *  manifests are rebuilt, and older readers rebuild newer ones. 2: `files.grad` is optional (the
+ *  cross-attention graph alone). Format 1 manifests, which always name both graphs and describe the
+ *  same graphs, are still read, so an installed model's graphs are not derived again. */
 export const PREPARE_FORMAT_VERSION = 2;
+const READABLE_FORMATS = [1, PREPARE_FORMAT_VERSION] as const;
 
 /** Which derived graphs a caller needs: the cross-attention graph alone, or it and the gradient graph. */
 export type PreparedGraphs = 'xattn' | 'both';
@@ -62,7 +65,7 @@ const SiteSchema = z.object({
 
 /** The manifest file (read back from disk, so parsed). */
 export const PreparedManifest = z.object({
-  format: z.literal(PREPARE_FORMAT_VERSION),
+  format: z.literal(READABLE_FORMATS),
   source: z.object({
     sha256: z.string().regex(/^[0-9a-f]{64}$/),
     externalData: z.array(z.object({ location: z.string(), size: z.number().int().nonnegative() })),

@@ -107,6 +107,13 @@ describe('prepareModel', () => {
     // Both present: either request is a no-op.
     expect((await prepareModel(d, { height: 32, width: 32, batch: 1, graphs: 'xattn' })).reused).toBe(true);
     expect((await prepareModel(d, { height: 32, width: 32, batch: 1 })).reused).toBe(true);
+    // A format-1 manifest (always both graphs, the same graphs) is still current; unknown formats are not.
+    await writeFile(both.manifestPath, JSON.stringify({ ...both.manifest, format: 1 }));
+    expect((await prepareModel(d, { height: 32, width: 32, batch: 1 })).reused).toBe(true);
+    await writeFile(both.manifestPath, JSON.stringify({ ...both.manifest, format: 99 }));
+    const rebuilt = await prepareModel(d, { height: 32, width: 32, batch: 1 });
+    expect(rebuilt.reused).toBe(false);
+    expect(rebuilt.manifest.format).toBe(PREPARE_FORMAT_VERSION);
   });
 
   it('remembers the source per UNet path only while its stat is unchanged', async () => {
