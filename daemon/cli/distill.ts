@@ -4,17 +4,17 @@
 // models/distill/train.py (PyTorch); `register` checks the trained generator with onnxruntime and
 // installs it into the models directory (daemon/distill/register.ts).
 import { basename, dirname, join, resolve } from 'node:path';
-import { EditParams, P2pzError } from '../../shared/protocol/index.js';
+import { P2pzError } from '../../shared/protocol/index.js';
 import { defaultHome, homePaths } from '../config.js';
 import { PAIR_FILTER_DEFAULTS } from '../distill/filter.js';
 import { generatePairs, type PairsReport } from '../distill/pairs.js';
 import { registerGenerator } from '../distill/register.js';
-import { loadUserBank } from '../pipeline/directions/sentence-bank.js';
 import { InversionCache } from '../pipeline/inversion-cache.js';
 import { chooseExecution, devicePreference } from '../worker/providers.js';
 import { SessionCache } from '../worker/sessions.js';
 import { intFlag, parseFlags, type CliCommand, type CliIo } from './command.js';
 import { EDIT_CLI_DEFAULTS } from './edit.js';
+import { EDIT_FLAG_OPTIONS, editParamsFromFlags, numberFlag, userBanksFromFlags } from './edit-flags.js';
 
 const F = PAIR_FILTER_DEFAULTS;
 const USAGE = `p2pz distill pairs --from WORD --to WORD --images DIR --out DATASET [options]
@@ -34,13 +34,6 @@ register: checks RUN/generator.onnx (train.py's --out) against the runtime with 
 installs it with its meta.json as the quick preview of its direction, in DIR/gan/ (default
 $P2PZ_HOME/models).`;
 
-function numberFlag(name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n)) throw new P2pzError('E_BAD_REQUEST', `--${name} must be a number.`);
-  return n;
-}
-
 function fraction(name: string, value: string | undefined): number | undefined {
   const n = numberFlag(name, value);
   if (n !== undefined && (n < 0 || n > 1)) throw new P2pzError('E_BAD_REQUEST', `--${name} must be between 0 and 1.`);
@@ -49,56 +42,22 @@ function fraction(name: string, value: string | undefined): number | undefined {
 
 async function pairs(args: readonly string[], io: CliIo, signal: AbortSignal): Promise<PairsReport> {
   const { values } = parseFlags(args, {
-    from: { type: 'string' },
-    to: { type: 'string' },
+    ...EDIT_FLAG_OPTIONS,
     images: { type: 'string' },
     out: { type: 'string' },
-    model: { type: 'string' },
-    caption: { type: 'string' },
-    steps: { type: 'string' },
-    seed: { type: 'string' },
-    xa: { type: 'string' },
-    cfg: { type: 'string' },
-    'reg-steps': { type: 'string' },
-    size: { type: 'string' },
-    'edit-scale': { type: 'string' },
-    device: { type: 'string' },
-    'source-bank': { type: 'string' },
-    'target-bank': { type: 'string' },
     'min-mask': { type: 'string' },
     'min-change': { type: 'string' },
     'max-change': { type: 'string' },
   });
   const first = USAGE.split('\n')[0];
-  if (values.from === undefined || values.to === undefined) throw new P2pzError('E_BAD_REQUEST', 'Both --from and --to are required.', first);
   if (values.images === undefined || values.out === undefined) throw new P2pzError('E_BAD_REQUEST', 'Both --images and --out are required.', first);
-  if ((values['source-bank'] === undefined) !== (values['target-bank'] === undefined)) {
-    throw new P2pzError('E_BAD_REQUEST', '--source-bank and --target-bank go together.');
-  }
-  const parsed = EditParams.safeParse({
-    source: values.from,
-    target: values.to,
-    ...(values.caption === undefined ? {} : { caption: values.caption }),
-    steps: intFlag('steps', values.steps, 1, 200),
-    seed: intFlag('seed', values.seed, 0, 2 ** 32 - 1),
-    xa: numberFlag('xa', values.xa),
-    cfg: numberFlag('cfg', values.cfg),
-    regSteps: intFlag('reg-steps', values['reg-steps'], 0, 20),
-    size: intFlag('size', values.size, 64, 1024),
-    editScale: numberFlag('edit-scale', values['edit-scale']),
-  });
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new P2pzError('E_BAD_REQUEST', `${issue?.path.join('.') || 'options'}: ${issue?.message ?? 'invalid'}.`);
-  }
+  const edit = editParamsFromFlags(values, first ?? '');
   const filter = {
     ...(values['min-mask'] === undefined ? {} : { minMaskCoverage: fraction('min-mask', values['min-mask']) }),
     ...(values['min-change'] === undefined ? {} : { minChange: fraction('min-change', values['min-change']) }),
     ...(values['max-change'] === undefined ? {} : { maxChange: fraction('max-change', values['max-change']) }),
   };
-  const banks = values['source-bank'] !== undefined && values['target-bank'] !== undefined
-    ? { source: await loadUserBank(values['source-bank']), target: await loadUserBank(values['target-bank']) }
-    : undefined;
+  const banks = await userBanksFromFlags(values);
 
   const paths = homePaths(defaultHome(io.env));
   const modelDir = resolve(values.model ?? join(paths.models, EDIT_CLI_DEFAULTS.defaultModel));
@@ -108,7 +67,7 @@ async function pairs(args: readonly string[], io: CliIo, signal: AbortSignal): P
     return await generatePairs({
       images: resolve(values.images),
       out: resolve(values.out),
-      edit: parsed.data,
+      edit,
       model: basename(modelDir),
       filter,
       ...(banks ? { banks } : {}),

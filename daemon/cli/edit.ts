@@ -5,11 +5,11 @@
 // `--dump DIR`, the replay record of DUMP.md. Δ and inversions are cached in the data directory.
 import { readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
-import { EditParams, P2pzError } from '../../shared/protocol/index.js';
+import { P2pzError } from '../../shared/protocol/index.js';
 import { defaultHome, HOME_LAYOUT, homePaths } from '../config.js';
 import { MODELS_DEFAULTS } from '../models/defaults.js';
 import { runDiffusionPreview } from '../pipeline/diffusion-preview.js';
-import { loadUserBank, SENTENCE_BANK_DEFAULTS, SENTENCE_BANK_LIMITS } from '../pipeline/directions/sentence-bank.js';
+import { SENTENCE_BANK_DEFAULTS, SENTENCE_BANK_LIMITS } from '../pipeline/directions/sentence-bank.js';
 import { DumpWriter } from '../pipeline/dump/dump-writer.js';
 import { runGanPreview, type PipelineOutcome } from '../pipeline/gan-preview.js';
 import { InversionCache } from '../pipeline/inversion-cache.js';
@@ -19,6 +19,7 @@ import { chooseExecution, devicePreference } from '../worker/providers.js';
 import { RUN_JOB_DEFAULTS } from '../worker/run-job.js';
 import { SessionCache } from '../worker/sessions.js';
 import { intFlag, parseFlags, type CliCommand, type CliIo } from './command.js';
+import { EDIT_FLAG_OPTIONS, editParamsFromFlags, userBanksFromFlags } from './edit-flags.js';
 
 export const EDIT_CLI_DEFAULTS = Object.freeze({
   /** Sessions kept open: the five components plus the three derived UNet graphs. */
@@ -47,13 +48,6 @@ const USAGE = `p2pz edit IN --from WORD --to WORD [options]
   --bank-count N                           sentences per generated bank (default ${SENTENCE_BANK_DEFAULTS.count})
   --vae-latent mean|sample                 z0 from the VAE mean (default) or a seeded sample`;
 
-function numberFlag(name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n)) throw new P2pzError('E_BAD_REQUEST', `--${name} must be a number.`);
-  return n;
-}
-
 function outputPath(input: string, target: string): string {
   const ext = extname(input);
   const stem = basename(input, ext);
@@ -62,59 +56,22 @@ function outputPath(input: string, target: string): string {
 
 async function run(args: readonly string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseFlags(args, {
-    model: { type: 'string' },
-    from: { type: 'string' },
-    to: { type: 'string' },
-    caption: { type: 'string' },
-    steps: { type: 'string' },
-    seed: { type: 'string' },
-    xa: { type: 'string' },
-    cfg: { type: 'string' },
-    'reg-steps': { type: 'string' },
-    size: { type: 'string' },
-    'edit-scale': { type: 'string' },
+    ...EDIT_FLAG_OPTIONS,
     out: { type: 'string' },
     mask: { type: 'string' },
     blend: { type: 'boolean' },
     mode: { type: 'string' },
-    device: { type: 'string' },
     dump: { type: 'string' },
-    'source-bank': { type: 'string' },
-    'target-bank': { type: 'string' },
     'vae-latent': { type: 'string' },
     'bank-count': { type: 'string' },
   }, true);
   const input = positionals[0];
   if (input === undefined || positionals.length > 1) throw new P2pzError('E_BAD_REQUEST', 'Give exactly one input image.', USAGE.split('\n')[0]);
-  if (values.from === undefined || values.to === undefined) throw new P2pzError('E_BAD_REQUEST', 'Both --from and --to are required.', USAGE.split('\n')[0]);
   const mode = values.mode ?? 'full';
   if (mode !== 'full' && mode !== 'preview') throw new P2pzError('E_BAD_REQUEST', '--mode must be full or preview.');
   const vaeLatent = values['vae-latent'] ?? 'mean';
   if (vaeLatent !== 'mean' && vaeLatent !== 'sample') throw new P2pzError('E_BAD_REQUEST', '--vae-latent must be mean or sample.');
-  if (values.device !== undefined && values.device !== 'cpu' && values.device !== 'cuda') throw new P2pzError('E_BAD_REQUEST', '--device must be cpu or cuda.');
-  if ((values['source-bank'] === undefined) !== (values['target-bank'] === undefined)) {
-    throw new P2pzError('E_BAD_REQUEST', '--source-bank and --target-bank go together.');
-  }
-
-  const parsed = EditParams.safeParse({
-    source: values.from,
-    target: values.to,
-    ...(values.caption === undefined ? {} : { caption: values.caption }),
-    steps: intFlag('steps', values.steps, 1, 200),
-    seed: intFlag('seed', values.seed, 0, 2 ** 32 - 1),
-    xa: numberFlag('xa', values.xa),
-    cfg: numberFlag('cfg', values.cfg),
-    regSteps: intFlag('reg-steps', values['reg-steps'], 0, 20),
-    size: intFlag('size', values.size, 64, 1024),
-    editScale: numberFlag('edit-scale', values['edit-scale']),
-    mask: values.mask !== undefined,
-    blend: values.blend === true,
-  });
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new P2pzError('E_BAD_REQUEST', `${issue?.path.join('.') || 'options'}: ${issue?.message ?? 'invalid'}.`);
-  }
-  const edit = parsed.data;
+  const edit = editParamsFromFlags(values, USAGE.split('\n')[0] ?? '', { mask: values.mask !== undefined, blend: values.blend === true });
 
   let image: Uint8Array;
   try {
@@ -122,9 +79,7 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
   } catch {
     throw new P2pzError('E_BAD_REQUEST', 'The input image could not be read.');
   }
-  const banks = values['source-bank'] !== undefined && values['target-bank'] !== undefined
-    ? { source: await loadUserBank(values['source-bank']), target: await loadUserBank(values['target-bank']) }
-    : undefined;
+  const banks = await userBanksFromFlags(values);
 
   const paths = homePaths(defaultHome(io.env));
   const modelDir = resolve(values.model ?? join(paths.models, EDIT_CLI_DEFAULTS.defaultModel));
