@@ -3,7 +3,7 @@
 // non-square RGBA PNG uploaded over HTTP, the job's events over the WebSocket, and the result
 // downloaded. The pixels are checked against an independent computation: the same ONNX model run
 // directly in this process on the decoded input.
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -12,8 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENT_HEADER, ImageUploadResponse, JobResponse, PROTOCOL_VERSION, ServerEvent } from '../../shared/protocol/index.js';
 import { startDaemon, type RunningDaemon } from '../../daemon/daemon.js';
 import { silentLogger } from '../../daemon/log.js';
-import { writeTinyImg2Img } from '../../daemon/onnx/tiny/img2img.js';
 import { EventClient, send } from '../daemon/server/helpers.js';
+import { builtWorker, installTinyModels } from '../fixtures/tiny-models.js';
 
 const W = 320;
 const H = 192;
@@ -38,18 +38,10 @@ async function inputPng(): Promise<{ png: Buffer; rgba: Buffer }> {
 
 beforeAll(async () => {
   home = await mkdtemp(join(tmpdir(), 'p2pz-e2e-'));
-  const gan = join(home, 'models', 'gan', 'cat-dog');
-  await mkdir(gan, { recursive: true });
-  await writeTinyImg2Img(join(gan, 'generator.onnx'), { seed: 7 });
+  const models = join(home, 'models');
   // Working size = the input's long side, so the generator sees the input unresized.
-  await writeFile(join(gan, 'meta.json'), JSON.stringify({ v: 1, source: 'cat', target: 'dog', size: W }));
-  daemon = await startDaemon({
-    port: 0,
-    home,
-    device: 'cpu',
-    log: silentLogger,
-    supervisor: { workerPath: join(import.meta.dirname, '../../dist/daemon/worker.js') },
-  });
+  await installTinyModels(models, { gan: { source: 'cat', target: 'dog', size: W, seed: 7 } });
+  daemon = await startDaemon({ port: 0, home, engine: builtWorker(models), log: silentLogger });
   token = (await readFile(daemon.paths.cliToken, 'utf8')).trim();
 });
 

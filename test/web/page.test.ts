@@ -3,7 +3,7 @@
 // from the file picker, previews with the tiny GAN, renders with the tiny Stable Diffusion model,
 // shows before and after, downloads the result and the mask, takes a dropped image, and says when the
 // daemon has stopped. Screenshots go to test-artifacts/web/.
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,10 +13,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { homePaths } from '../../daemon/config.js';
 import { startDaemon, type RunningDaemon } from '../../daemon/daemon.js';
 import { silentLogger } from '../../daemon/log.js';
-import { writeTinyImg2Img } from '../../daemon/onnx/tiny/img2img.js';
-import { writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusion.js';
-import { WorkerSupervisor } from '../../daemon/worker/supervisor.js';
 import { CHROMIUM_DEFAULTS, launchChromium, type Chromium, waitForText } from '../browser/chromium.js';
+import { builtWorker, installTinyModels } from '../fixtures/tiny-models.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const artifacts = join(root, 'test-artifacts/web');
@@ -34,12 +32,8 @@ describe('standalone page in Chromium against a real daemon', () => {
     await mkdir(artifacts, { recursive: true });
     home = await mkdtemp(join(tmpdir(), 'p2pz-web-'));
     const models = homePaths(home).models;
-    const gan = join(models, 'gan', 'cat-dog');
-    await mkdir(gan, { recursive: true });
-    await writeTinyImg2Img(join(gan, 'generator.onnx'), { seed: 3 });
-    await writeFile(join(gan, 'meta.json'), JSON.stringify({ v: 1, source: 'cat', target: 'dog', size: 64 }));
-    await writeTinyStableDiffusion(join(models, 'tiny-sd'));
-    const engine = new WorkerSupervisor({ modelsDir: models, workerPath: join(root, 'dist/daemon/worker.js'), device: 'cpu', log: silentLogger });
+    await installTinyModels(models, { diffusion: true });
+    const engine = builtWorker(models);
     daemon = await startDaemon({ port: 0, home, engine, log: silentLogger });
     photoPath = join(home, 'my cat.png');
     const w = 120;

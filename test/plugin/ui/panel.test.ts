@@ -4,7 +4,7 @@
 // The test pairs, previews, cancels a render, renders without and then with the tiny Stable Diffusion
 // model installed, applies, and checks the layers the sandbox created. Screenshots go to
 // test-artifacts/plugin-ui/.
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,13 +15,12 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { homePaths } from '../../../daemon/config.js';
 import { startDaemon, type RunningDaemon } from '../../../daemon/daemon.js';
 import { silentLogger } from '../../../daemon/log.js';
-import { writeTinyImg2Img } from '../../../daemon/onnx/tiny/img2img.js';
 import { writeTinyStableDiffusion } from '../../../daemon/onnx/tiny/stable-diffusion.js';
-import { WorkerSupervisor } from '../../../daemon/worker/supervisor.js';
 import { CHROMIUM_DEFAULTS, launchChromium, type Chromium, waitForText } from '../../browser/chromium.js';
 import type { HostLayer, LayerSummary } from '../../browser/figma-host.js';
 import { serveHostPage, type HostPage } from '../../browser/host-page.js';
 import { HoldRenders } from '../../browser/hold-renders.js';
+import { builtWorker, installTinyModels } from '../../fixtures/tiny-models.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const artifacts = join(root, 'test-artifacts/plugin-ui');
@@ -79,11 +78,8 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     await mkdir(artifacts, { recursive: true });
     home = await mkdtemp(join(tmpdir(), 'p2pz-plugin-'));
     const models = homePaths(home).models;
-    const gan = join(models, 'gan', 'cat-dog');
-    await mkdir(gan, { recursive: true });
-    await writeTinyImg2Img(join(gan, 'generator.onnx'), { seed: 3 });
-    await writeFile(join(gan, 'meta.json'), JSON.stringify({ v: 1, source: 'cat', target: 'dog', size: 64 }));
-    engine = new HoldRenders(new WorkerSupervisor({ modelsDir: models, workerPath: join(root, 'dist/daemon/worker.js'), device: 'cpu', log: silentLogger }));
+    await installTinyModels(models);
+    engine = new HoldRenders(builtWorker(models));
     daemon = await startDaemon({ port: 0, home, engine, log: silentLogger });
     host = await serveHostPage();
     chromium = await launchChromium();
