@@ -74,6 +74,7 @@ async function pairs(args: readonly string[], io: CliIo, signal: AbortSignal): P
     }, {
       models,
       signal,
+      memory: { provider: execution.device.provider },
       directionCacheDir: join(paths.home, EDIT_CLI_DEFAULTS.directionCache),
       inversionCache: new InversionCache({ dir: join(paths.home, EDIT_CLI_DEFAULTS.inversionCache) }),
       onPair: (entry, reused, done, total) => {

@@ -89,6 +89,7 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
   let lastStage = '';
   const ctx: DiffusionContext = {
     models,
+    memory: { provider: execution.device.provider },
     signal: new AbortController().signal,
     progress: (stage, step, total) => {
       if (stage !== lastStage) io.err(`${stage}…\n`);

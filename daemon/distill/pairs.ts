@@ -20,7 +20,7 @@ import { chooseDiffusionModel, componentHash, loadDiffusionModel } from '../pipe
 import type { SentenceBanks } from '../pipeline/directions/edit-direction.js';
 import type { ModelSessions } from '../pipeline/gan-preview.js';
 import { InversionCache } from '../pipeline/inversion-cache.js';
-import { PIX2PIX_ZERO_DEFAULTS, runPix2PixZero, type DiffusionContext } from '../pipeline/pix2pix-zero.js';
+import { PIX2PIX_ZERO_DEFAULTS, runPix2PixZero, type DeviceMemoryContext, type DiffusionContext } from '../pipeline/pix2pix-zero.js';
 import { normalizeConcept } from '../pipeline/preview-registry.js';
 import type { VaeLatentMode } from '../pipeline/vae.js';
 import { judgePair, pairMetrics, PAIR_FILTER_DEFAULTS } from './filter.js';
@@ -56,6 +56,8 @@ export interface PairsContext {
   readonly signal: AbortSignal;
   readonly directionCacheDir?: string;
   readonly inversionCache?: InversionCache;
+  /** The up-front memory check (R17) for each edit. */
+  readonly memory?: DeviceMemoryContext;
   /** After each image: its entry, whether it was reused from the manifest, and the count so far. */
   readonly onPair?: (entry: PairEntry, reused: boolean, done: number, total: number) => void;
 }
@@ -198,6 +200,7 @@ export async function generatePairs(request: PairsRequest, ctx: PairsContext): P
     progress: () => {},
     inversionCache,
     ...(ctx.directionCacheDir === undefined ? {} : { directionCacheDir: ctx.directionCacheDir }),
+    ...(ctx.memory === undefined ? {} : { memory: ctx.memory }),
   };
   let made = 0;
   let reused = 0;

@@ -36,8 +36,6 @@ export const MODELS_DEFAULTS = Object.freeze({
   manifestFile: 'p2pz-install.json',
   /** Working size whose derived graphs are prepared right after an install (DESIGN.md §3 default). */
   prepareSize: 512,
-  /** Batches whose derived graphs are prepared: the edit pass's CFG pair and the reference pass. */
-  prepareBatches: [2, 1] as readonly number[],
   /** Disk space kept free beyond the download (derived graphs, install record). */
   diskMarginBytes: 64 << 20,
   /** Attempts per file (the first try included) before a download fails. */

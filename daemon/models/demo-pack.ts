@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GanMeta, PREVIEW_REGISTRY_DEFAULTS } from '../pipeline/preview-registry.js';
-import { prepareModel } from '../onnx/prepare.js';
+import { preparePipelineGraphs } from '../onnx/prepare.js';
 import { writeTinyImg2Img } from '../onnx/tiny/img2img.js';
 import { writeTinyStableDiffusion } from '../onnx/tiny/stable-diffusion.js';
 import { commitFolder } from './commit.js';
@@ -59,9 +59,7 @@ export async function writeDemoPack(modelsDir: string): Promise<string[]> {
   if (!(await readInstallManifest(modelsDir, DEMO_PACK.diffusion))?.demo) {
     await stage(modelsDir, DEMO_PACK.diffusion, 'diffusion', async (dir) => {
       await writeTinyStableDiffusion(dir);
-      for (const batch of MODELS_DEFAULTS.prepareBatches) {
-        await prepareModel(dir, { height: MODELS_DEFAULTS.prepareSize, width: MODELS_DEFAULTS.prepareSize, batch });
-      }
+      await preparePipelineGraphs(dir, { height: MODELS_DEFAULTS.prepareSize, width: MODELS_DEFAULTS.prepareSize });
     });
     written.push(DEMO_PACK.diffusion);
   }

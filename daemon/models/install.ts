@@ -10,7 +10,7 @@ import { mkdir, readdir, readFile, rm, stat, statfs } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { P2pzError } from '../../shared/protocol/index.js';
-import { prepareModel } from '../onnx/prepare.js';
+import { preparePipelineGraphs } from '../onnx/prepare.js';
 import { GanMeta, normalizeConcept, PREVIEW_REGISTRY_DEFAULTS } from '../pipeline/preview-registry.js';
 import { commitFolder, emptyTrash } from './commit.js';
 import { checkModelName } from './containment.js';
@@ -272,8 +272,7 @@ async function finishInstall(
   if (size > 0) {
     events.phase?.('prepare');
     try {
-      // Both batches the pipeline runs: 2 (the CFG pair) and 1 (the reference pass).
-      for (const batch of MODELS_DEFAULTS.prepareBatches) await prepareModel(staging, { height: size, width: size, batch });
+      await preparePipelineGraphs(staging, { height: size, width: size });
     } catch (err) {
       if (!(err instanceof P2pzError)) throw err;
       // The verified files stay staged: the next run does not download them again.

@@ -195,6 +195,15 @@ async function sourceOf(unetPath: string): Promise<{ source: PreparedManifest['s
   return { source: { sha256, externalData: await externalDataFiles(locations, dir) }, model };
 }
 
+/** The derived graphs the pix2pix-zero pipeline runs at one working size (pixels): the reference
+ *  pass's cross-attention graph at batch 1, and the edit pass's cross-attention and gradient graphs
+ *  at batch 2 (the CFG pair). Installers prepare exactly these; the pipeline asks for them per job. */
+export async function preparePipelineGraphs(modelDir: string, size: { readonly height: number; readonly width: number }): Promise<{ single: PreparedCrossAttention; pair: PreparedUNet }> {
+  const single = await prepareModel(modelDir, { ...size, batch: 1, graphs: 'xattn' });
+  const pair = await prepareModel(modelDir, { ...size, batch: 2 });
+  return { single, pair };
+}
+
 /** In-flight preparations by manifest path: concurrent calls for the same graphs share one build
  *  (the temporary file names of atomic writes are per process). */
 const inFlight = new Map<string, Promise<PreparedUNet | PreparedCrossAttention>>();

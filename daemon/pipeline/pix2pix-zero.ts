@@ -26,7 +26,7 @@ import { decodeImage } from '../image/decode.js';
 import { encodeGrayPng, encodePng, encodePreviewPng } from '../image/encode.js';
 import { resizeAlpha, resizeRgb, rgbToTensor, tensorToRgb, workingSize } from '../image/tensor.js';
 import { CROSS_ATTENTION_IO } from '../onnx/attention/cross-attention.js';
-import { prepareModel, type PreparedCrossAttention, type PreparedUNet } from '../onnx/prepare.js';
+import { preparePipelineGraphs } from '../onnx/prepare.js';
 import { AttentionMaskAccumulator, sourceTokenPositions } from './attention-mask.js';
 import { blendThroughMask } from './blend.js';
 import { captionFor } from './caption.js';
@@ -179,10 +179,7 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   // 0'. The derived UNet graphs for this working size (a no-op when current).
   const { single, pair } = await timed('load', async () => {
     const modelDir = dirname(dirname(await models.resolve(model.paths.unet)));
-    // The reference pass runs only the cross-attention graph at batch 1: no gradient graph for it.
-    const single: PreparedCrossAttention = await prepareModel(modelDir, { height: size.height, width: size.width, batch: 1, graphs: 'xattn' });
-    const pair: PreparedUNet = await prepareModel(modelDir, { height: size.height, width: size.width, batch: 2 });
-    return { single, pair };
+    return preparePipelineGraphs(modelDir, { height: size.height, width: size.width });
   });
   progress('load', 1, 1);
 

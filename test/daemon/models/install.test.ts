@@ -97,10 +97,11 @@ describe('installFromHub', () => {
     expect(counted).toBe(total);
     for (const f of wanted) expect(await sha256(join(dir, 'tiny-sd', f.path)), f.path).toBe(f.sha256);
     await expect(stat(join(dir, 'tiny-sd', 'safety_checker'))).rejects.toThrow();
-    // The derived graphs for 64×64 pixels (latent 8×8) sit next to the UNet, for
-    // batch 2 (the CFG pair) and batch 1 (the reference pass).
+    // The derived graphs for 64×64 pixels (latent 8×8) sit next to the UNet: cross-attention and
+    // gradient graphs for batch 2 (the CFG pair), the cross-attention graph alone for batch 1 (the
+    // reference pass).
     expect((await readdir(join(dir, 'tiny-sd', 'unet'))).sort()).toEqual([
-      'model.grad.8x8.b1.onnx', 'model.grad.8x8.onnx', 'model.onnx', 'model.prepared.8x8.b1.json', 'model.prepared.8x8.json',
+      'model.grad.8x8.onnx', 'model.onnx', 'model.prepared.8x8.b1.json', 'model.prepared.8x8.json',
       'model.xattn.8x8.b1.onnx', 'model.xattn.8x8.onnx', 'weights.pb',
     ]);
 
