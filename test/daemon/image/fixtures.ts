@@ -2,17 +2,12 @@
 // calls that turn them into real PNG, JPEG and WebP files.
 import { crc32 } from 'node:zlib';
 import sharp, { type Sharp } from 'sharp';
+import { mulberry32 } from '../../../daemon/onnx/graph/prng.js';
 
-/** Mulberry32: a small seeded PRNG, uniform in [0, 1). */
+/** Mulberry32 (the model builder's PRNG), uniform in [0, 1). */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
+  return () => next() / 4294967296;
 }
 
 /** Uniformly random bytes (incompressible). */
