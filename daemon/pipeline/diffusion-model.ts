@@ -14,7 +14,7 @@ import { z } from 'zod';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { MODELS_DEFAULTS } from '../models/defaults.js';
 import type { ModelSessions } from './gan-preview.js';
-import { loadSchedulerConfig, type SchedulerConfig } from './scheduler/scheduler-config.js';
+import { loadSchedulerConfig, stableDiffusionSchedule, type SchedulerConfig } from './scheduler/scheduler-config.js';
 import { ClipTokenizer } from './text/clip-tokenizer.js';
 
 export const DIFFUSION_MODEL_DEFAULTS = Object.freeze({
@@ -233,7 +233,7 @@ export async function loadTextModel(models: ModelSessions, name: string): Promis
 export async function loadDiffusionModel(models: ModelSessions, name: string): Promise<DiffusionModel> {
   const text = await loadTextModel(models, name);
   const { folder, paths } = text;
-  const scheduler = await loadSchedulerConfig(await models.resolve(join(folder, MODEL_LAYOUT.scheduler)));
+  const scheduler = stableDiffusionSchedule(await loadSchedulerConfig(await models.resolve(join(folder, MODEL_LAYOUT.scheduler))));
   const latentScale = await latentScaleOf(models, folder);
 
   const unet = await models.get(paths.unet);

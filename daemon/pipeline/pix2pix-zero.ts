@@ -253,8 +253,11 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   const cache = ctx.inversionCache ?? sharedInversionCache;
   const key = inversionKey({
     imageSha256: sha256(request.image),
+    // Everything z_T depends on besides the request: the UNet, the VAE encoder, e_c (text encoder and
+    // the caption's token ids), the latent scale and the schedule (ᾱ).
     model: sha256(JSON.stringify([
       pair.manifest.source, await componentHash(models, model.paths.vaeEncoder), await componentHash(models, model.paths.textEncoder), model.latentScale,
+      captionEnc.ids, model.scheduler,
     ])),
     caption,
     steps: edit.steps,

@@ -30,6 +30,16 @@ export const SchedulerConfig = z.object({
 export type SchedulerConfig = z.infer<typeof SchedulerConfig>;
 export type SchedulerConfigInput = z.input<typeof SchedulerConfig>;
 
+/**
+ * The configuration as Stable Diffusion pipelines run it: diffusers' StableDiffusionPipeline (and the
+ * official pix2pix-zero BasePipeline) correct outdated SD configs on load to `steps_offset = 1` and
+ * `clip_sample = false`. Current SD 1.x configs already say so; older or partial ones (keys missing,
+ * so the class defaults 0 and true apply) would otherwise sample a shifted, clipped schedule.
+ */
+export function stableDiffusionSchedule(config: SchedulerConfig): SchedulerConfig {
+  return config.steps_offset === 1 && !config.clip_sample ? config : { ...config, steps_offset: 1, clip_sample: false };
+}
+
 const SUPPORTED_BETA_SCHEDULES = ['linear', 'scaled_linear'] as const;
 
 function invalid(detail: string): P2pzError {

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { alphasCumprod, loadSchedulerConfig, parseSchedulerConfig } from '../../../../daemon/pipeline/scheduler/scheduler-config.js';
+import { alphasCumprod, loadSchedulerConfig, parseSchedulerConfig, stableDiffusionSchedule } from '../../../../daemon/pipeline/scheduler/scheduler-config.js';
 
 const SD15_CONFIG = {
   _class_name: 'PNDMScheduler',
@@ -63,6 +63,20 @@ describe('parseSchedulerConfig', () => {
     const ac = alphasCumprod(parseSchedulerConfig({}));
     expect(ac[420]).toBeCloseTo(0.1639264738456896, 13);
     expect(ac[999]! / 4.035829765375676e-5).toBeCloseTo(1, 11);
+  });
+});
+
+describe('stableDiffusionSchedule', () => {
+  it('keeps a current SD config as it is', () => {
+    const config = parseSchedulerConfig(SD15_CONFIG);
+    expect(stableDiffusionSchedule(config)).toBe(config);
+  });
+  it('corrects an outdated or partial config as Stable Diffusion pipelines do: steps_offset 1, no clipping', () => {
+    const partial = parseSchedulerConfig({ beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012 });
+    expect([partial.steps_offset, partial.clip_sample]).toEqual([0, true]);
+    const corrected = stableDiffusionSchedule(partial);
+    expect([corrected.steps_offset, corrected.clip_sample]).toEqual([1, false]);
+    expect(corrected.beta_end).toBe(0.012);
   });
 });
 
