@@ -313,7 +313,10 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
       index: Number(s.output.slice(CROSS_ATTENTION_IO.mapPrefix.length)), heads: s.heads, queries: s.queries, tokens: s.tokens,
       data: outputData(ref, s.output, s.heads * s.queries * s.tokens),
     }));
-    zRef = sampler.step(outputData(ref, 'out_sample', latentLength), t, zRef).prevSample;
+    const epsRef = outputData(ref, 'out_sample', latentLength);
+    // Beyond DUMP.md's list: the reference pass's ε, so a replay can follow its whole trajectory.
+    if (dump) await dump.array(`reference/${n}_eps.npy`, epsRef, latentDims);
+    zRef = sampler.step(epsRef, t, zRef).prevSample;
     signal.throwIfAborted();
 
     // Edit step: one guidance step on both branches, then CFG and DDIM from x⁰.

@@ -265,8 +265,16 @@ def replay(dump, model, report):
                                       load(dump, "reference/001_z.npy"))
             return ok, f"{detail} (max |∂L/∂x⁰| at step 0: {load(dump, 'edit/000_grad.npy')[0].abs().max().item():.1e})"
         report.check(f"reference/001_z = DDIM step at t={t0} of zT with edit/000_eps[0]", reference_step)
-    if steps > 2:
-        report.skip("reference/k_z for k ≥ 2", "needs ε_θ of the reference pass, which the dump does not hold")
+    # p2pz also dumps the reference pass's ε (reference/k_eps.npy, beyond DUMP.md's list): then every
+    # reference step is checkable.
+    if steps > 2 and (dump / "reference/000_eps.npy").exists():
+        for k, t in enumerate(ts[::-1][1:steps - 1], start=1):
+            n, nxt = f"{k:03d}", f"{k + 1:03d}"
+            report.check(f"reference/{nxt}_z = DDIM step at t={t} of reference/{n}_z with reference/{n}_eps", lambda n=n, nxt=nxt, t=t: report.close(
+                ddim_transfer(load(dump, f"reference/{n}_z.npy"), load(dump, f"reference/{n}_eps.npy"), alpha[t].item(), a_at(t - ratio), clip),
+                load(dump, f"reference/{nxt}_z.npy")))
+    elif steps > 2:
+        report.skip("reference/k_z for k ≥ 2", "needs ε_θ of the reference pass (reference/k_eps.npy), which this dump does not hold")
 
     # 6. Edit pass: x⁰ = z − λ_xa·grad⁰; ε̂ = ε⁰ + w(ε¹ − ε⁰); z_{k+1} = DDIM(x⁰, ε̂) at t_k.
     report.check("edit/000_z = zT", lambda: report.close(load(dump, "edit/000_z.npy"), zT))

@@ -87,6 +87,7 @@ describe('models/reference/replay_dump.py', () => {
     expect(r.stdout).toMatch(/^PASS roll offsets = random\.Random\(seed\)/m);
     expect(r.stdout).toMatch(/^PASS z0_noise = random\.gauss/m);
     expect(r.stdout).toMatch(/^PASS reference\/001_z = DDIM step/m);
+    expect(r.stdout).toMatch(/^PASS reference\/002_z = DDIM step at t=\d+ of reference\/001_z with reference\/001_eps/m);
     expect(r.stdout).toMatch(/^PASS edit\/001_z = DDIM step/m);
     expect(r.stdout).toMatch(/^PASS z_final = DDIM step/m);
   });
