@@ -7,7 +7,9 @@
 // reference the original external weights file; nothing is copied. Writes are atomic (temporary
 // file, then rename), and a manifest matching the current source makes prepare a no-op. A caller that
 // needs only the cross-attention graph (the reference pass at batch 1) asks for `graphs: 'xattn'`; the
-// manifest then names no gradient graph, and a later request for both adds it.
+// manifest then names no gradient graph, and a later request for both adds it. preparePipelineGraphs
+// also derives the VAE encoder's parameters graph when the encoder draws its own sample
+// (vae-parameters.ts).
 // The source's identity (SHA-256 of the UNet graph file) is remembered per UNet path while the file's
 // stat (device, inode, size, mtime, ctime) is unchanged, so confirming a current manifest costs a few
 // stat calls instead of reading and hashing the graph.
@@ -21,6 +23,7 @@ import { decodeModel as decodeChecked, writeDerivedModel, writeFileAtomic } from
 import type { ModelProto as GraphIoModel } from './graph/onnx-proto.js';
 import { crossAttentionModel, guidanceGradientModel, type UNetStaticSize } from './attention/guidance-graph.js';
 import { int, isExternal, type ModelProto } from './autodiff/proto.js';
+import { prepareVaeParameters, type PreparedVaeParameters } from './vae-parameters.js';
 
 export const PREPARE_DEFAULTS = Object.freeze({
   /** Batch of the derived graphs: the two CFG branches of the edit pass. */
@@ -196,12 +199,17 @@ async function sourceOf(unetPath: string): Promise<{ source: PreparedManifest['s
 }
 
 /** The derived graphs the pix2pix-zero pipeline runs at one working size (pixels): the reference
- *  pass's cross-attention graph at batch 1, and the edit pass's cross-attention and gradient graphs
- *  at batch 2 (the CFG pair). Installers prepare exactly these; the pipeline asks for them per job. */
-export async function preparePipelineGraphs(modelDir: string, size: { readonly height: number; readonly width: number }): Promise<{ single: PreparedCrossAttention; pair: PreparedUNet }> {
+ *  pass's cross-attention graph at batch 1, the edit pass's cross-attention and gradient graphs at
+ *  batch 2 (the CFG pair), and, for a VAE encoder that outputs a drawn sample, its parameters graph
+ *  (`vae`, null when the encoder outputs its parameters itself; see vae-parameters.ts). Installers
+ *  prepare exactly these; the pipeline asks for them per job. */
+export async function preparePipelineGraphs(
+  modelDir: string, size: { readonly height: number; readonly width: number },
+): Promise<{ single: PreparedCrossAttention; pair: PreparedUNet; vae: PreparedVaeParameters | null }> {
   const single = await prepareModel(modelDir, { ...size, batch: 1, graphs: 'xattn' });
   const pair = await prepareModel(modelDir, { ...size, batch: 2 });
-  return { single, pair };
+  const vae = await prepareVaeParameters(modelDir);
+  return { single, pair, vae };
 }
 
 /** In-flight preparations by manifest path: concurrent calls for the same graphs share one build

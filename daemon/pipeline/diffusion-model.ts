@@ -3,7 +3,9 @@
 // tokenizer (parsed once per folder while its files are unchanged) and latent scale, and how each
 // ONNX component is fed — element types and ranks read from the sessions' input metadata (text ids
 // int32 or int64; timestep int64 [B], or a float/int scalar), never assumed from one exporter.
-// Every file goes through the models directory's containment checks.
+// A VAE encoder that draws its own sample (output latent_sample) is read through its derived
+// parameters graph, so z0 comes from the seeded generator (vae-parameters.ts). Every file goes through
+// the models directory's containment checks.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
@@ -13,6 +15,7 @@ import type { InferenceSession } from 'onnxruntime-node';
 import { z } from 'zod';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { MODELS_DEFAULTS } from '../models/defaults.js';
+import { encoderSampleOutput, VAE_PARAMETERS_DEFAULTS } from '../onnx/vae-parameters.js';
 import type { ModelSessions } from './gan-preview.js';
 import { loadSchedulerConfig, stableDiffusionSchedule, type SchedulerConfig } from './scheduler/scheduler-config.js';
 import { ClipTokenizer } from './text/clip-tokenizer.js';
@@ -68,8 +71,16 @@ export interface DiffusionModel {
   readonly timestep: TimestepInput;
   /** D: width of encoder_hidden_states. */
   readonly textWidth: number;
-  /** The VAE encoder's output: the distribution's parameters (mean ‖ logvar) or a sample. */
-  readonly vaeEncoder: { readonly input: string; readonly output: string; readonly kind: 'parameters' | 'sample' };
+  /** The VAE encoder. `kind`: what the export returns, the posterior's parameters (mean ‖ logvar) or
+   *  a sample it draws itself (diffusers' conversion script). The parameters are always read from
+   *  `parameters` (relative to the models directory) at `output`: the export itself, or for a
+   *  sampling export its derived parameters graph (vae-parameters.ts, made by the prepare step). */
+  readonly vaeEncoder: {
+    readonly input: string;
+    readonly output: string;
+    readonly kind: 'parameters' | 'sample';
+    readonly parameters: string;
+  };
   readonly vaeDecoder: { readonly input: string; readonly output: string };
 }
 
@@ -255,12 +266,21 @@ export async function loadDiffusionModel(models: ModelSessions, name: string): P
 
   const enc = await models.get(paths.vaeEncoder);
   const encInput = enc.inputNames[0];
-  const encOutput = enc.outputNames.includes('latent_parameters') ? 'latent_parameters'
-    : enc.outputNames.includes('latent_sample') ? 'latent_sample' : enc.outputNames[0];
-  if (!encInput || !encOutput) throw invalid('The VAE encoder has no input or output.');
-  const encMeta = tensorMeta(enc, encOutput, 'output');
-  const channels = encMeta?.shape[1];
-  const kind = encOutput === 'latent_sample' || channels === 4 ? 'sample' : 'parameters';
+  if (!encInput || enc.outputNames.length === 0) throw invalid('The VAE encoder has no input or output.');
+  const sampled = encoderSampleOutput(enc.outputNames.map((name) => ({ name, channels: tensorMeta(enc, name, 'output')?.shape[1] })));
+  const vaeEncoder = sampled === null
+    ? {
+      input: encInput,
+      output: enc.outputNames.includes(VAE_PARAMETERS_DEFAULTS.parametersOutput) ? VAE_PARAMETERS_DEFAULTS.parametersOutput : enc.outputNames[0] as string,
+      kind: 'parameters' as const,
+      parameters: paths.vaeEncoder,
+    }
+    : {
+      input: encInput,
+      output: VAE_PARAMETERS_DEFAULTS.parametersOutput,
+      kind: 'sample' as const,
+      parameters: join(folder, dirname(MODEL_LAYOUT.vaeEncoder), VAE_PARAMETERS_DEFAULTS.derivedFile),
+    };
 
   const dec = await models.get(paths.vaeDecoder);
   const decInput = dec.inputNames.includes('latent_sample') ? 'latent_sample' : dec.inputNames[0];
@@ -272,7 +292,7 @@ export async function loadDiffusionModel(models: ModelSessions, name: string): P
     scheduler,
     latentScale,
     timestep: { type: ts.type, scalar: ts.shape.length === 0 },
-    vaeEncoder: { input: encInput, output: encOutput, kind },
+    vaeEncoder,
     vaeDecoder: { input: decInput, output: decOutput },
   };
 }
@@ -334,7 +354,7 @@ export async function componentHash(models: Pick<ModelSessions, 'resolve'>, relP
   const dir = dirname(real);
   const h = createHash('sha256').update(await fileHash(real));
   for (const e of (await readdir(dir, { withFileTypes: true })).filter((x) => x.isFile()).map((x) => x.name).sort()) {
-    if (e === 'model.onnx' || e.endsWith('.json') || /^model\.(xattn|grad)\./.test(e)) continue;
+    if (e === 'model.onnx' || e.endsWith('.json') || /^model\.(xattn|grad|params)\./.test(e)) continue;
     h.update(e).update(await fileHash(join(dir, e)));
   }
   return h.digest('hex');

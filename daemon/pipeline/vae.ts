@@ -1,12 +1,15 @@
 // The VAE of Stable Diffusion (DESIGN.md §3 steps 1 and 7):
 //   encode: x [1,3,H,W] in [-1,1] → z0 = s·μ (mode 'mean') or s·(μ + σ·n), n ~ N(0,1) from the seeded
 //           generator (mode 'sample'); μ ‖ log σ² are the encoder's latent_parameters [1,8,h,w]
-//           (log σ² clamped to [-30, 20] as diffusers does). An encoder that outputs latent_sample
-//           [1,4,h,w] gives z0 = s·latent_sample and the mode is 'sample'.
+//           (log σ² clamped to [-30, 20] as diffusers does). An encoder exported with latent_sample
+//           (the graph draws its own, unseeded noise) is run through its derived parameters graph
+//           (vae-parameters.ts; derived here if the prepare step has not), so both modes hold for it.
 //   decode: x = D(z / s) clamped to [-1,1], [1,3,H,W].
 // s is the latent scale (0.18215 for SD 1.x unless the model says otherwise).
+import { dirname } from 'node:path';
 import { Tensor } from 'onnxruntime-node';
 import { P2pzError } from '../../shared/protocol/index.js';
+import { prepareVaeParameters } from '../onnx/vae-parameters.js';
 import { outputData, type DiffusionModel } from './diffusion-model.js';
 import type { ModelSessions } from './gan-preview.js';
 import type { Rng } from './random.js';
@@ -24,7 +27,7 @@ export interface EncodedLatent {
   /** z0, [1,4,h,w]. */
   readonly z0: Float32Array;
   readonly mode: VaeLatentMode;
-  /** The standard-normal noise n used in 'sample' mode (null otherwise or when the model sampled). */
+  /** The standard-normal noise n used in 'sample' mode (null in 'mean' mode). */
   readonly noise: Float32Array | null;
 }
 
@@ -33,13 +36,13 @@ export async function vaeEncode(
 ): Promise<EncodedLatent> {
   const h = height / VAE_DEFAULTS.factor;
   const w = width / VAE_DEFAULTS.factor;
-  const result = await models.run(model.paths.vaeEncoder, { [model.vaeEncoder.input]: new Tensor('float32', x, [1, 3, height, width]) });
+  if (model.vaeEncoder.kind === 'sample') {
+    // A no-op when the prepare step made it (the check is a few stat calls).
+    await prepareVaeParameters(dirname(dirname(await models.resolve(model.paths.vaeEncoder))));
+  }
+  const result = await models.run(model.vaeEncoder.parameters, { [model.vaeEncoder.input]: new Tensor('float32', x, [1, 3, height, width]) });
   const s = model.latentScale;
   const plane = 4 * h * w;
-  if (model.vaeEncoder.kind === 'sample') {
-    const sample = outputData(result, model.vaeEncoder.output, plane);
-    return { z0: sample.map((v) => s * v), mode: 'sample', noise: null };
-  }
   const params = outputData(result, model.vaeEncoder.output, 2 * plane);
   const z0 = new Float32Array(plane);
   let noise: Float32Array | null = null;

@@ -16,7 +16,7 @@ import { tokenizerFiles, tokenizerVocabularySize } from './tokenizer-files.js';
 import { UNET_WEIGHTS_LOCATION, crossAttentionSoftmaxNames, writeUNet } from './unet.js';
 import type { UNetConfig } from './unet.js';
 import { buildVaeDecoder, buildVaeEncoder } from './vae.js';
-import type { VaeConfig } from './vae.js';
+import type { VaeConfig, VaeEncoderOutput } from './vae.js';
 
 export interface StableDiffusionPreset {
   readonly textEncoder: TextEncoderConfig;
@@ -61,6 +61,7 @@ export const STABLE_DIFFUSION_DEFAULTS = Object.freeze({
   flavour: 'opset14' as Flavour,
   seed: 0,
   fill: 'random' as 'random' | 'sparse-zeros',
+  vaeEncoderOutput: 'latent_parameters' as VaeEncoderOutput,
   /** Components whose parameters exceed this many bytes keep them in an external file (protobuf caps
    *  a model at 2 GiB, and large inline tensors would be built in memory whole). */
   inlineLimitBytes: 64 << 20,
@@ -74,6 +75,9 @@ export interface TinyStableDiffusionOptions {
   readonly fill?: 'random' | 'sparse-zeros';
   /** Write only these (model_index.json is always written). */
   readonly components?: readonly Component[];
+  /** The VAE encoder's output: `latent_parameters` (default), or `latent_sample` drawn inside the
+   *  graph as diffusers' conversion script exports it. Same weights either way for a seed. */
+  readonly vaeEncoderOutput?: VaeEncoderOutput;
 }
 
 export interface TinyStableDiffusionInfo {
@@ -144,7 +148,8 @@ export async function writeTinyStableDiffusion(dir: string, options: TinyStableD
       buildTextEncoder(b, preset.textEncoder, flavour, flavour === 'opset14' ? 'int32' : 'int64'));
   }
   if (want.has('vae_encoder')) {
-    await writeComponent(dir, 'vae_encoder', seed, flavour, fill, (b) => buildVaeEncoder(b, preset.vae, new Layers(b, flavour)));
+    const output = options.vaeEncoderOutput ?? d.vaeEncoderOutput;
+    await writeComponent(dir, 'vae_encoder', seed, flavour, fill, (b) => buildVaeEncoder(b, preset.vae, new Layers(b, flavour), output));
   }
   if (want.has('vae_decoder')) {
     await writeComponent(dir, 'vae_decoder', seed, flavour, fill, (b) => buildVaeDecoder(b, preset.vae, new Layers(b, flavour)));

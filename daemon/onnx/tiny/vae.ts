@@ -1,13 +1,17 @@
 // An AutoencoderKL-style VAE in diffusers' layout, as the two ONNX exports split it:
 //   vae_encoder: sample x ∈ [-1,1] [B,3,H,W] → encoder (conv_in; down_blocks.i: resnets, stride-2
 //     downsample (asymmetric pad 0,1 as diffusers) except last; mid_block; GroupNorm, SiLU, conv_out)
-//     → quant_conv → latent_parameters [B,8,H/8,W/8] = mean ‖ logvar (4 + 4 channels)
+//     → quant_conv → latent_parameters [B,8,H/8,W/8] = mean ‖ logvar (4 + 4 channels); or, as
+//     diffusers' conversion script exports it (`vae.encode(sample).latent_dist.sample()`), the
+//     posterior sample drawn inside the graph: mean, logvar = chunk(moments, 2, dim=1); logvar clamped
+//     to [-30, 20]; std = exp(0.5·logvar); latent_sample = mean + std · randn [B,4,H/8,W/8]
 //   vae_decoder: latent_sample [B,4,h,w] → post_quant_conv → decoder (conv_in; mid_block; up_blocks.i:
 //     resnets, nearest ×2 Resize + conv except last; GroupNorm, SiLU, conv_out) → Tanh → sample
 //     [B,3,8h,8w] in [-1,1]
 // With four levels there are three ×2 steps each way (×8). The Tanh is not in the real decoder; it
 // keeps a random decoder's output in range.
-import { GraphBuilder, attr } from '../graph/builder.js';
+import { GraphBuilder, attr, rawBytes } from '../graph/builder.js';
+import { DataType } from '../graph/onnx-proto.js';
 import { FLAVOURS, Layers } from './layers.js';
 import type { WriteComponentOptions } from './layers.js';
 
@@ -20,7 +24,10 @@ export interface VaeConfig {
   readonly normEps: number;
 }
 
-export const VAE_ENCODER_IO = Object.freeze({ input: 'sample', output: 'latent_parameters' });
+/** What the encoder graph returns: the posterior's parameters, or a sample it draws itself. */
+export type VaeEncoderOutput = 'latent_parameters' | 'latent_sample';
+
+export const VAE_ENCODER_IO = Object.freeze({ input: 'sample', output: 'latent_parameters', sampleOutput: 'latent_sample' });
 export const VAE_DECODER_IO = Object.freeze({ input: 'latent_sample', output: 'sample' });
 
 function resnet(L: Layers, cfg: VaeConfig, module: string, x: string, cin: number, cout: number): string {
@@ -36,7 +43,38 @@ function midBlock(L: Layers, cfg: VaeConfig, x: string, c: number): string {
   return L.scope('mid_block', () => resnet(L, cfg, 'resnets.1', resnet(L, cfg, 'resnets.0', x, c, c), c, c));
 }
 
-export function buildVaeEncoder(b: GraphBuilder, cfg: VaeConfig, L: Layers): void {
+/**
+ * DiagonalGaussianDistribution.sample() as torch.onnx lowers it: z = μ + exp(½·clamp(log σ², −30, 20))·n,
+ * moments [B,2C,h,w] → z [B,C,h,w]. The opset14 flavour (torch 1.12 era, the conversion script) splits
+ * with Split and draws n with `randn(mean.shape)` → Shape → ConstantOfShape → RandomNormalLike; the
+ * opset17 flavour slices with two Slice nodes and draws with `randn_like(mean)` → RandomNormalLike.
+ */
+function posteriorSample(L: Layers, moments: string, c: number): string {
+  const b = L.b;
+  return b.scope('latent_dist', () => {
+    let mean: string;
+    let logvar: string;
+    if (L.flavour === 'opset14') {
+      [mean, logvar] = b.opN('Split', [moments, b.constInt64([c, c])], { axis: attr.i(1) }, { outputs: 2 }) as [string, string];
+    } else {
+      const axes = b.constInt64([1]);
+      const steps = b.constInt64([1]);
+      mean = b.op('Slice', [moments, b.constInt64([0]), b.constInt64([c]), axes, steps]);
+      logvar = b.op('Slice', [moments, b.constInt64([c]), b.constInt64([2 * c]), axes, steps]);
+    }
+    const clamped = b.op('Clip', [logvar, b.constFloat([-30]), b.constFloat([20])]);
+    const std = b.op('Exp', [b.op('Mul', [clamped, b.constFloat([0.5])])]);
+    const like = L.flavour === 'opset14'
+      ? b.op('ConstantOfShape', [b.op('Shape', [mean])], {
+        value: attr.t({ dataType: DataType.FLOAT, dims: [1], rawData: rawBytes(Float32Array.of(0)) }),
+      })
+      : mean;
+    const noise = b.op('RandomNormalLike', [like], { dtype: attr.i(DataType.FLOAT) });
+    return b.op('Add', [mean, b.op('Mul', [std, noise])]);
+  });
+}
+
+export function buildVaeEncoder(b: GraphBuilder, cfg: VaeConfig, L: Layers, output: VaeEncoderOutput = VAE_ENCODER_IO.output): void {
   const ch = cfg.blockOutChannels;
   const x = b.input(VAE_ENCODER_IO.input, 'float32', ['batch', 3, 'height', 'width']);
   const moments = 2 * cfg.latentChannels;
@@ -57,7 +95,12 @@ export function buildVaeEncoder(b: GraphBuilder, cfg: VaeConfig, L: Layers): voi
     return L.conv('conv_out', h, c, moments);
   });
   const params = L.conv('quant_conv', h, moments, moments, { kernel: 1 });
-  b.output(params, VAE_ENCODER_IO.output, 'float32', ['batch', moments, 'latent_height', 'latent_width']);
+  if (output === 'latent_sample') {
+    const z = posteriorSample(L, params, cfg.latentChannels);
+    b.output(z, VAE_ENCODER_IO.sampleOutput, 'float32', ['batch', cfg.latentChannels, 'latent_height', 'latent_width']);
+  } else {
+    b.output(params, VAE_ENCODER_IO.output, 'float32', ['batch', moments, 'latent_height', 'latent_width']);
+  }
 }
 
 export function buildVaeDecoder(b: GraphBuilder, cfg: VaeConfig, L: Layers): void {
@@ -93,9 +136,11 @@ export function buildVaeDecoder(b: GraphBuilder, cfg: VaeConfig, L: Layers): voi
   b.output(y, VAE_DECODER_IO.output, 'float32', ['batch', 3, 'height', 'width']);
 }
 
-export async function writeVaeEncoder(path: string, cfg: VaeConfig, options: WriteComponentOptions): Promise<void> {
+export async function writeVaeEncoder(
+  path: string, cfg: VaeConfig, options: WriteComponentOptions & { readonly output?: VaeEncoderOutput },
+): Promise<void> {
   const b = new GraphBuilder({ seed: options.seed, opsetVersion: FLAVOURS[options.flavour].opsetVersion, graphName: 'vae_encoder' });
-  buildVaeEncoder(b, cfg, new Layers(b, options.flavour));
+  buildVaeEncoder(b, cfg, new Layers(b, options.flavour), options.output);
   await b.write(path, options);
 }
 
