@@ -1,6 +1,7 @@
 // prepareModel and `p2pz models prepare`: derived graphs written next to the UNet, sharing its
 // external weights file (never copied or modified), reused while the manifest matches the source,
-// rebuilt when the UNet changes or on --force.
+// rebuilt when the UNet changes or on --force. preparePipelineGraphs adds the VAE encoder's
+// parameters graph when the encoder outputs latent_sample.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
@@ -9,8 +10,8 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { modelsPrepare } from '../../../daemon/cli/models-prepare.js';
 import { decodeModel, isExternal } from '../../../daemon/onnx/autodiff/proto.js';
-import { PREPARE_FORMAT_VERSION, PreparedManifest, prepareModel } from '../../../daemon/onnx/prepare.js';
-import { TINY_SD } from '../../../daemon/onnx/tiny/stable-diffusion.js';
+import { PREPARE_FORMAT_VERSION, PreparedManifest, prepareModel, preparePipelineGraphs } from '../../../daemon/onnx/prepare.js';
+import { TINY_SD, writeTinyStableDiffusion } from '../../../daemon/onnx/tiny/stable-diffusion.js';
 import { writeUNet } from '../../../daemon/onnx/tiny/unet.js';
 import { P2pzError } from '../../../shared/protocol/errors.js';
 
@@ -160,5 +161,28 @@ describe('p2pz models prepare', () => {
     expect(err[0]).toContain('The model this edit needs is not installed.');
     expect(await modelsPrepare([dir, '--size', 'big'], io)).toBe(1);
     expect(err[1]).toContain('--size must be a whole number');
+  });
+});
+
+describe('preparePipelineGraphs', () => {
+  it('adds the VAE parameters graph for an encoder that outputs latent_sample, and nothing for latent_parameters', async () => {
+    for (const output of ['latent_sample', 'latent_parameters'] as const) {
+      const dir = await mkdtemp(join(tmpdir(), 'p2pz-prepare-pipeline-'));
+      await writeTinyStableDiffusion(dir, { components: ['unet', 'vae_encoder'], vaeEncoderOutput: output });
+      const first = await preparePipelineGraphs(dir, { height: 64, width: 64 });
+      expect(first.single.xattnPath).toBe(join(dir, 'unet/model.xattn.8x8.b1.onnx'));
+      expect(first.pair.gradPath).toBe(join(dir, 'unet/model.grad.8x8.onnx'));
+      if (output === 'latent_parameters') {
+        expect(first.vae).toBeNull();
+        continue;
+      }
+      expect(first.vae?.path).toBe(join(dir, 'vae_encoder/model.params.onnx'));
+      expect(first.vae?.reused).toBe(false);
+      const s = await ort.InferenceSession.create(first.vae!.path);
+      expect(s.outputNames).toEqual(['latent_parameters']);
+      await s.release();
+      const again = await preparePipelineGraphs(dir, { height: 64, width: 64 });
+      expect([again.single.reused, again.pair.reused, again.vae?.reused]).toEqual([true, true, true]);
+    }
   });
 });
