@@ -22,8 +22,8 @@ export interface VerifyReport {
   readonly checkedBytes: number;
 }
 
-/** Derived files `prepare` writes next to the UNet (see onnx/prepare.ts). */
-const DERIVED = /^unet\/model\.(?:xattn|grad)\.[0-9x.b]+\.onnx$|^unet\/model\.prepared\.[0-9x.b]+\.json$/;
+/** Derived files `prepare` writes next to the UNet and the VAE encoder (see onnx/prepare.ts, onnx/vae-parameters.ts). */
+const DERIVED = /^unet\/model\.(?:xattn|grad)\.[0-9x.b]+\.onnx$|^unet\/model\.prepared\.[0-9x.b]+\.json$|^vae_encoder\/model\.params\.(?:onnx|json)$/;
 
 export async function verifyModel(modelsDir: string, relPath: string): Promise<VerifyReport> {
   const dir = await modelFolder(modelsDir, relPath);

@@ -85,7 +85,7 @@ describe('p2pz edit', () => {
       'image_in.npy', 'image_out.npy',
       'inversion/000_eps.npy', 'inversion/000_eps_reg.npy', 'inversion/000_rolls.json', 'inversion/000_z.npy',
       'inversion/001_eps.npy', 'inversion/001_eps_reg.npy', 'inversion/001_rolls.json', 'inversion/001_z.npy',
-      'meta.json', 'reference/000_z.npy', 'reference/001_z.npy',
+      'meta.json', 'reference/000_eps.npy', 'reference/000_z.npy', 'reference/001_eps.npy', 'reference/001_z.npy',
       'sentences_source.txt', 'sentences_target.txt', 'z0.npy', 'zT.npy', 'z_final.npy',
     ]);
     expect(decodeNpy(await readFile(join(dump, 'image_out.npy'))).shape).toEqual([1, 3, 64, 64]);
