@@ -1,8 +1,9 @@
-// `p2pz models prepare DIR`: derives the UNet graphs the full-quality edit needs (cross-attention
-// maps, guidance gradient) for one working size and writes them next to the model's UNet. Reuses
-// them when they are current.
+// `p2pz models prepare DIR`: derives the graphs the full-quality edit needs for one working size and
+// writes them next to the originals: the UNet with its cross-attention maps (batch 1 for the reference
+// pass, batch 2 for the edit), the guidance gradient graph (batch 2), and for a VAE encoder that samples
+// inside its graph, the graph of its posterior parameters. Reuses them when they are current.
 import { P2pzError } from '../../shared/protocol/errors.js';
-import { prepareModel, PREPARE_DEFAULTS } from '../onnx/prepare.js';
+import { prepareModel, preparePipelineGraphs, PREPARE_DEFAULTS } from '../onnx/prepare.js';
 import { intFlag, parseFlags, type CliCommand, type CliIo } from './command.js';
 
 export const MODELS_PREPARE_DEFAULTS = Object.freeze({
@@ -12,9 +13,11 @@ export const MODELS_PREPARE_DEFAULTS = Object.freeze({
 
 const USAGE = `p2pz models prepare DIR [--size N | --height H --width W] [--batch B] [--force]
 
-Derives unet/model.xattn.{h}x{w}.onnx and unet/model.grad.{h}x{w}.onnx (h, w: latent size = pixels/8)
-for the working size (default ${MODELS_PREPARE_DEFAULTS.size}×${MODELS_PREPARE_DEFAULTS.size}), sharing the UNet's weights file. Skips the work
-when a manifest shows they are current; --force rebuilds.`;
+Derives what the pipeline runs at the working size (default ${MODELS_PREPARE_DEFAULTS.size}×${MODELS_PREPARE_DEFAULTS.size}; h, w: latent size =
+pixels/8): unet/model.xattn.{h}x{w}.onnx and unet/model.grad.{h}x{w}.onnx (batch 2),
+unet/model.xattn.{h}x{w}.b1.onnx (batch 1), and vae_encoder/model.params.onnx when the encoder samples
+inside its graph. All share the originals' weights files. --batch B derives the UNet graphs for that
+batch only. Skips the work when a manifest shows they are current; --force rebuilds.`;
 
 const stdio: CliIo = {
   out: (t) => process.stdout.write(`${t}\n`),
@@ -35,9 +38,18 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
   const size = intFlag('size', values.size, 64, PREPARE_DEFAULTS.maxSide) ?? MODELS_PREPARE_DEFAULTS.size;
   const height = intFlag('height', values.height, 8, PREPARE_DEFAULTS.maxSide) ?? size;
   const width = intFlag('width', values.width, 8, PREPARE_DEFAULTS.maxSide) ?? size;
-  const batch = intFlag('batch', values.batch, 1, 16) ?? PREPARE_DEFAULTS.batch;
-  const r = await prepareModel(dir, { height, width, batch, force: values.force === true });
-  io.out(`${r.reused ? 'up to date' : 'prepared'}: ${r.manifest.files.xattn}, ${r.manifest.files.grad} (${r.manifest.sites.length} cross-attention layers, latent ${r.manifest.latentHeight}×${r.manifest.latentWidth}, batch ${r.manifest.batch})`);
+  const force = values.force === true;
+  const batch = intFlag('batch', values.batch, 1, 16);
+  if (batch !== undefined) {
+    const r = await prepareModel(dir, { height, width, batch, force });
+    io.out(`${r.reused ? 'up to date' : 'prepared'}: ${r.manifest.files.xattn}, ${r.manifest.files.grad} (${r.manifest.sites.length} cross-attention layers, latent ${r.manifest.latentHeight}×${r.manifest.latentWidth}, batch ${r.manifest.batch})`);
+    return 0;
+  }
+  const { single, pair, vae } = await preparePipelineGraphs(dir, { height, width }, { force });
+  const state = (reused: boolean): string => (reused ? 'up to date' : 'prepared');
+  io.out(`${state(pair.reused)}: ${pair.manifest.files.xattn}, ${pair.manifest.files.grad} (${pair.manifest.sites.length} cross-attention layers, latent ${pair.manifest.latentHeight}×${pair.manifest.latentWidth}, batch 2)`);
+  io.out(`${state(single.reused)}: ${single.manifest.files.xattn} (reference pass, batch 1)`);
+  if (vae) io.out(`${state(vae.reused)}: vae_encoder/model.params.onnx (the encoder's posterior parameters)`);
   return 0;
 }
 

@@ -204,11 +204,12 @@ async function sourceOf(unetPath: string): Promise<{ source: PreparedManifest['s
  *  (`vae`, null when the encoder outputs its parameters itself; see vae-parameters.ts). Installers
  *  prepare exactly these; the pipeline asks for them per job. */
 export async function preparePipelineGraphs(
-  modelDir: string, size: { readonly height: number; readonly width: number },
+  modelDir: string, size: { readonly height: number; readonly width: number }, options: { readonly force?: boolean } = {},
 ): Promise<{ single: PreparedCrossAttention; pair: PreparedUNet; vae: PreparedVaeParameters | null }> {
-  const single = await prepareModel(modelDir, { ...size, batch: 1, graphs: 'xattn' });
-  const pair = await prepareModel(modelDir, { ...size, batch: 2 });
-  const vae = await prepareVaeParameters(modelDir);
+  const force = options.force === true;
+  const single = await prepareModel(modelDir, { ...size, batch: 1, graphs: 'xattn', force });
+  const pair = await prepareModel(modelDir, { ...size, batch: 2, force });
+  const vae = await prepareVaeParameters(modelDir, { force });
   return { single, pair, vae };
 }
 

@@ -109,7 +109,10 @@ describe('p2pz models', () => {
     expect(r.stdout).not.toContain('prepared');
     const prep = await run('prepare', join(home, 'models', 'sd-x'), '--size', '128');
     expect(prep.code).toBe(0);
-    expect(prep.stdout).toBe('prepared: model.xattn.16x16.onnx, model.grad.16x16.onnx (7 cross-attention layers, latent 16×16, batch 2)\n');
+    expect(prep.stdout).toBe(
+      'prepared: model.xattn.16x16.onnx, model.grad.16x16.onnx (7 cross-attention layers, latent 16×16, batch 2)\n' +
+        'prepared: model.xattn.16x16.b1.onnx (reference pass, batch 1)\n',
+    );
     expect((await run('list')).stdout).toContain('[prepared 16x16]');
   });
 

@@ -4,7 +4,7 @@
 // parameters graph when the encoder outputs latent_sample.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -153,14 +153,33 @@ describe('p2pz models prepare', () => {
     const out: string[] = [];
     const err: string[] = [];
     const io = { out: (t: string) => out.push(t), err: (t: string) => err.push(t), env: {} };
-    expect(await modelsPrepare([dir, '--size', '64'], io)).toBe(0);
-    expect(await modelsPrepare([dir, '--height', '64', '--width', '64'], io)).toBe(0);
+    expect(await modelsPrepare([dir, '--size', '64', '--batch', '2'], io)).toBe(0);
+    expect(await modelsPrepare([dir, '--height', '64', '--width', '64', '--batch', '2'], io)).toBe(0);
     expect(out[0]).toMatch(/^prepared: model\.xattn\.8x8\.onnx, model\.grad\.8x8\.onnx \(7 cross-attention layers/);
     expect(out[1]).toMatch(/^up to date:/);
     expect(await modelsPrepare([join(dir, 'nope'), '--size', '64'], io)).toBe(1);
     expect(err[0]).toContain('The model this edit needs is not installed.');
     expect(await modelsPrepare([dir, '--size', 'big'], io)).toBe(1);
     expect(err[1]).toContain('--size must be a whole number');
+  });
+});
+
+describe('p2pz models prepare without --batch', () => {
+  it('derives every graph the pipeline runs: both UNet batches and the VAE parameters of a sampling encoder', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'p2pz-prepare-cli-'));
+    await writeTinyStableDiffusion(dir, { components: ['unet', 'vae_encoder'], vaeEncoderOutput: 'latent_sample' });
+    const out: string[] = [];
+    const io = { out: (t: string) => out.push(t), err: (t: string) => out.push(t), env: {} };
+    expect(await modelsPrepare([dir, '--size', '64'], io)).toBe(0);
+    expect(out).toEqual([
+      expect.stringMatching(/^prepared: model\.xattn\.8x8\.onnx, model\.grad\.8x8\.onnx \(\d+ cross-attention layers, latent 8×8, batch 2\)$/),
+      'prepared: model.xattn.8x8.b1.onnx (reference pass, batch 1)',
+      'prepared: vae_encoder/model.params.onnx (the encoder\'s posterior parameters)',
+    ]);
+    expect(await readdir(join(dir, 'unet'))).not.toContain('model.grad.8x8.b1.onnx');
+    expect(await modelsPrepare([dir, '--size', '64'], io)).toBe(0);
+    expect(out.slice(3).every((line) => line.startsWith('up to date: '))).toBe(true);
+    await rm(dir, { recursive: true, force: true });
   });
 });
 
