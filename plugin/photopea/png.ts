@@ -1,5 +1,6 @@
 // PNG handling in the page: cropping Photopea's whole-document export to the layer's rectangle (on a
 // canvas, since Photopea exports only whole documents), and `data:` URLs for pasting results back.
+import { regionPng } from '../ui/tiles.js';
 import type { Rect } from './document.js';
 
 /** The rect of a PNG, as a PNG (the bytes themselves when the rect is the whole image). */
@@ -7,15 +8,7 @@ export async function cropPng(png: Uint8Array, rect: Rect): Promise<Uint8Array> 
   const bitmap = await createImageBitmap(new Blob([png as Uint8Array<ArrayBuffer>], { type: 'image/png' }));
   try {
     if (rect.left === 0 && rect.top === 0 && rect.width === bitmap.width && rect.height === bitmap.height) return png;
-    const canvas = document.createElement('canvas');
-    canvas.width = rect.width;
-    canvas.height = rect.height;
-    const ctx = canvas.getContext('2d');
-    if (ctx === null) throw new Error('The layer could not be cut out.');
-    ctx.drawImage(bitmap, rect.left, rect.top, rect.width, rect.height, 0, 0, rect.width, rect.height);
-    const blob = await new Promise<Blob | null>((resolve) => canvas.toBlob(resolve, 'image/png'));
-    if (blob === null) throw new Error('The layer could not be cut out.');
-    return new Uint8Array(await blob.arrayBuffer());
+    return await regionPng(bitmap, { x: rect.left, y: rect.top, width: rect.width, height: rect.height }, 'The layer could not be cut out.');
   } finally {
     bitmap.close();
   }

@@ -12,9 +12,19 @@ export function tileGrid(width: number, height: number, side: number = PLUGIN_LI
   return out;
 }
 
-async function encodePng(canvas: HTMLCanvasElement): Promise<Uint8Array> {
+/** The x, y, width × height region of a decoded image as a PNG (drawn on a canvas: the browser
+ *  has the codec). `failure` is the message when the canvas cannot produce one. */
+export async function regionPng(
+  bitmap: ImageBitmap, region: { x: number; y: number; width: number; height: number }, failure: string,
+): Promise<Uint8Array> {
+  const canvas = document.createElement('canvas');
+  canvas.width = region.width;
+  canvas.height = region.height;
+  const ctx = canvas.getContext('2d');
+  if (ctx === null) throw new Error(failure);
+  ctx.drawImage(bitmap, region.x, region.y, region.width, region.height, 0, 0, region.width, region.height);
   const blob = await new Promise<Blob | null>((resolve) => canvas.toBlob(resolve, 'image/png'));
-  if (blob === null) throw new Error('The result could not be cut into tiles.');
+  if (blob === null) throw new Error(failure);
   return new Uint8Array(await blob.arrayBuffer());
 }
 
@@ -25,13 +35,7 @@ export async function toTiledImage(png: Uint8Array, width: number, height: numbe
   try {
     const tiles = [];
     for (const t of tileGrid(width, height, side)) {
-      const canvas = document.createElement('canvas');
-      canvas.width = t.width;
-      canvas.height = t.height;
-      const ctx = canvas.getContext('2d');
-      if (ctx === null) throw new Error('The result could not be cut into tiles.');
-      ctx.drawImage(bitmap, t.x, t.y, t.width, t.height, 0, 0, t.width, t.height);
-      tiles.push({ ...t, bytes: await encodePng(canvas) });
+      tiles.push({ ...t, bytes: await regionPng(bitmap, t, 'The result could not be cut into tiles.') });
     }
     return { width, height, tiles };
   } finally {
