@@ -7,6 +7,7 @@ import { DdimInverseScheduler } from '../../../../daemon/pipeline/scheduler/ddim
 import { DdimScheduler } from '../../../../daemon/pipeline/scheduler/ddim.js';
 import { parseSchedulerConfig, type SchedulerConfigInput } from '../../../../daemon/pipeline/scheduler/scheduler-config.js';
 import { Rng } from '../../../../daemon/pipeline/random.js';
+import { SD_SCHEDULER_CONFIG } from './sd-scheduler-config.js';
 
 /** diffusers' test config: linear β 0.0001 → 0.02, 1000 train steps, clip_sample. */
 const DIFFUSERS_TEST_CONFIG: SchedulerConfigInput = {
@@ -15,21 +16,6 @@ const DIFFUSERS_TEST_CONFIG: SchedulerConfigInput = {
   beta_end: 0.02,
   beta_schedule: 'linear',
   clip_sample: true,
-};
-
-/** Stable Diffusion 1.4's scheduler_config.json (a PNDM config that DDIM reads). */
-const SD14_CONFIG = {
-  _class_name: 'PNDMScheduler',
-  _diffusers_version: '0.7.0.dev0',
-  beta_end: 0.012,
-  beta_schedule: 'scaled_linear',
-  beta_start: 0.00085,
-  num_train_timesteps: 1000,
-  set_alpha_to_one: false,
-  skip_prk_steps: true,
-  steps_offset: 1,
-  trained_betas: null,
-  clip_sample: false,
 };
 
 /** diffusers' dummy_sample_deter: [4,3,8,8], arange(768) laid out as (C,H,W,B) / 768, permuted to (B,C,H,W). */
@@ -58,7 +44,7 @@ function fullLoop(scheduler: DdimScheduler | DdimInverseScheduler): { sum: numbe
 
 describe('DdimScheduler', () => {
   it('computes ᾱ in float64 for the SD scaled_linear schedule', () => {
-    const s = new DdimScheduler(parseSchedulerConfig(SD14_CONFIG));
+    const s = new DdimScheduler(parseSchedulerConfig(SD_SCHEDULER_CONFIG));
     // numpy: cumprod(1 - linspace(sqrt(0.00085), sqrt(0.012), 1000)**2) in float64
     expect(s.alphasCumprod[0]).toBeCloseTo(0.99915, 15);
     expect(s.alphasCumprod[1]).toBeCloseTo(0.9982960278384514, 14);
@@ -71,7 +57,7 @@ describe('DdimScheduler', () => {
     const s = new DdimScheduler(parseSchedulerConfig({ ...DIFFUSERS_TEST_CONFIG, steps_offset: 1 }));
     s.setTimesteps(5);
     expect(s.timesteps).toEqual([801, 601, 401, 201, 1]);
-    const sd = new DdimScheduler(parseSchedulerConfig(SD14_CONFIG));
+    const sd = new DdimScheduler(parseSchedulerConfig(SD_SCHEDULER_CONFIG));
     sd.setTimesteps(50);
     expect(sd.timesteps.length).toBe(50);
     expect(sd.timesteps[0]).toBe(981);
@@ -107,7 +93,7 @@ describe('DdimScheduler', () => {
   });
 
   it('returns the sample float type and refuses misuse', () => {
-    const s = new DdimScheduler(parseSchedulerConfig(SD14_CONFIG));
+    const s = new DdimScheduler(parseSchedulerConfig(SD_SCHEDULER_CONFIG));
     expect(() => s.step(new Float32Array(4), 981, new Float32Array(4))).toThrow(/setTimesteps/);
     expect(() => s.setTimesteps(0)).toThrow(expect.objectContaining({ code: 'E_BAD_REQUEST' }));
     expect(() => s.setTimesteps(1001)).toThrow(expect.objectContaining({ code: 'E_BAD_REQUEST' }));
@@ -142,7 +128,7 @@ describe('DdimInverseScheduler', () => {
   });
 
   it('starts from ᾱ[0] with the SD config (DESIGN §3.4) and otherwise uses the previous timestep', () => {
-    const config = parseSchedulerConfig(SD14_CONFIG);
+    const config = parseSchedulerConfig(SD_SCHEDULER_CONFIG);
     const inv = new DdimInverseScheduler(config);
     inv.setTimesteps(50);
     expect(inv.initialAlphaCumprod).toBe(inv.alphasCumprod[0]);
@@ -159,7 +145,7 @@ describe('DdimInverseScheduler', () => {
   });
 
   it('inverts and samples back to z0 when ε does not depend on z (float64)', () => {
-    const config = parseSchedulerConfig(SD14_CONFIG);
+    const config = parseSchedulerConfig(SD_SCHEDULER_CONFIG);
     const inv = new DdimInverseScheduler(config);
     const ddim = new DdimScheduler(config);
     inv.setTimesteps(50);

@@ -4,24 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alphasCumprod, loadSchedulerConfig, parseSchedulerConfig, stableDiffusionSchedule } from '../../../../daemon/pipeline/scheduler/scheduler-config.js';
-
-const SD15_CONFIG = {
-  _class_name: 'PNDMScheduler',
-  _diffusers_version: '0.6.0',
-  beta_end: 0.012,
-  beta_schedule: 'scaled_linear',
-  beta_start: 0.00085,
-  num_train_timesteps: 1000,
-  set_alpha_to_one: false,
-  skip_prk_steps: true,
-  steps_offset: 1,
-  trained_betas: null,
-  clip_sample: false,
-};
+import { SD_SCHEDULER_CONFIG } from './sd-scheduler-config.js';
 
 describe('parseSchedulerConfig', () => {
   it('accepts the Stable Diffusion config and ignores foreign keys', () => {
-    const c = parseSchedulerConfig(SD15_CONFIG);
+    const c = parseSchedulerConfig(SD_SCHEDULER_CONFIG);
     expect(c).toMatchObject({ beta_schedule: 'scaled_linear', steps_offset: 1, set_alpha_to_one: false, clip_sample: false, timestep_spacing: 'leading', prediction_type: 'epsilon' });
     expect(c).not.toHaveProperty('skip_prk_steps');
   });
@@ -43,7 +30,7 @@ describe('parseSchedulerConfig', () => {
   ])('refuses %j with E_MODEL_INVALID', (patch, message) => {
     let caught: unknown;
     try {
-      parseSchedulerConfig({ ...SD15_CONFIG, ...patch });
+      parseSchedulerConfig({ ...SD_SCHEDULER_CONFIG, ...patch });
     } catch (err) {
       caught = err;
     }
@@ -68,7 +55,7 @@ describe('parseSchedulerConfig', () => {
 
 describe('stableDiffusionSchedule', () => {
   it('keeps a current SD config as it is', () => {
-    const config = parseSchedulerConfig(SD15_CONFIG);
+    const config = parseSchedulerConfig(SD_SCHEDULER_CONFIG);
     expect(stableDiffusionSchedule(config)).toBe(config);
   });
   it('corrects an outdated or partial config as Stable Diffusion pipelines do: steps_offset 1, no clipping', () => {
@@ -91,7 +78,7 @@ describe('loadSchedulerConfig', () => {
 
   it('reads a file', async () => {
     const file = join(dir, 'ok.json');
-    await writeFile(file, JSON.stringify(SD15_CONFIG));
+    await writeFile(file, JSON.stringify(SD_SCHEDULER_CONFIG));
     expect((await loadSchedulerConfig(file)).beta_end).toBe(0.012);
   });
 
