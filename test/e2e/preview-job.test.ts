@@ -3,22 +3,20 @@
 // non-square RGBA PNG uploaded over HTTP, the job's events over the WebSocket, and the result
 // downloaded. The pixels are checked against an independent computation: the same ONNX model run
 // directly in this process on the decoded input.
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENT_HEADER, ImageUploadResponse, JobResponse, PROTOCOL_VERSION, ServerEvent } from '../../shared/protocol/index.js';
-import { startDaemon, type RunningDaemon } from '../../daemon/daemon.js';
-import { silentLogger } from '../../daemon/log.js';
+import type { RunningDaemon } from '../../daemon/daemon.js';
 import { EventClient, send } from '../daemon/server/helpers.js';
-import { builtWorker, installTinyModels } from '../fixtures/tiny-models.js';
+import { startTinyDaemon, type TinyDaemon } from '../fixtures/tiny-models.js';
 
 const W = 320;
 const H = 192;
 const CLIENT = 'e2e_client_0001';
-let home = '';
+let tiny: TinyDaemon;
 let daemon: RunningDaemon;
 let token = '';
 
@@ -37,17 +35,14 @@ async function inputPng(): Promise<{ png: Buffer; rgba: Buffer }> {
 }
 
 beforeAll(async () => {
-  home = await mkdtemp(join(tmpdir(), 'p2pz-e2e-'));
-  const models = join(home, 'models');
   // Working size = the input's long side, so the generator sees the input unresized.
-  await installTinyModels(models, { gan: { source: 'cat', target: 'dog', size: W, seed: 7 } });
-  daemon = await startDaemon({ port: 0, home, engine: builtWorker(models), log: silentLogger });
+  tiny = await startTinyDaemon('p2pz-e2e-', { gan: { source: 'cat', target: 'dog', size: W, seed: 7 } });
+  daemon = tiny.daemon;
   token = (await readFile(daemon.paths.cliToken, 'utf8')).trim();
 });
 
 afterAll(async () => {
-  await daemon?.close();
-  if (home) await rm(home, { recursive: true, force: true });
+  await tiny?.close();
 });
 
 describe('a preview job over HTTP + WebSocket with the real worker', () => {
@@ -91,7 +86,7 @@ describe('a preview job over HTTP + WebSocket with the real worker', () => {
     expect([out.info.width, out.info.height, out.info.channels]).toEqual([W, H, 4]);
 
     // Independent computation: the same model, run here on the same pixels.
-    const session = await ort.InferenceSession.create(join(home, 'models/gan/cat-dog/generator.onnx'), { executionProviders: ['cpu'] });
+    const session = await ort.InferenceSession.create(join(tiny.models, 'gan/cat-dog/generator.onnx'), { executionProviders: ['cpu'] });
     const x = new Float32Array(3 * W * H);
     for (let c = 0; c < 3; c++) for (let p = 0; p < W * H; p++) x[c * W * H + p] = (rgba[p * 4 + c] as number) / 127.5 - 1;
     const y = (await session.run({ [session.inputNames[0] as string]: new ort.Tensor('float32', x, [1, 3, H, W]) }))[session.outputNames[0] as string];

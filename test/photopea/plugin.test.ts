@@ -5,20 +5,17 @@
 // both, and checks the pasted layers' size, position, names and visibility, that only the active layer
 // was exported and the others' visibility restored, and that direction words never become code.
 // Screenshots go to test-artifacts/photopea/.
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Frame, Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { homePaths } from '../../daemon/config.js';
-import { startDaemon, type RunningDaemon } from '../../daemon/daemon.js';
-import { silentLogger } from '../../daemon/log.js';
+import type { RunningDaemon } from '../../daemon/daemon.js';
 import { CHROMIUM_DEFAULTS, launchChromium, type Chromium, waitForText } from '../browser/chromium.js';
 import { servePhotopeaHost, type PhotopeaHostPage } from './host-page.js';
 import type { LayerSummary } from './photopea-emulator.js';
-import { builtWorker, installTinyModels } from '../fixtures/tiny-models.js';
+import { startTinyDaemon, type TinyDaemon } from '../fixtures/tiny-models.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const artifacts = join(root, 'test-artifacts/photopea');
@@ -36,18 +33,15 @@ const text = (frame: Frame, id: string): Promise<string> => frame.evaluate((i) =
 vi.setConfig({ testTimeout: CHROMIUM_DEFAULTS.flowTestMs });
 
 describe('Photopea plugin page in Chromium against a real daemon', () => {
-  let home: string;
+  let tiny: TinyDaemon;
   let daemon: RunningDaemon;
   let host: PhotopeaHostPage;
   let chromium: Chromium;
 
   beforeAll(async () => {
     await mkdir(artifacts, { recursive: true });
-    home = await mkdtemp(join(tmpdir(), 'p2pz-photopea-'));
-    const models = homePaths(home).models;
-    await installTinyModels(models, { diffusion: true });
-    const engine = builtWorker(models);
-    daemon = await startDaemon({ port: 0, home, engine, log: silentLogger });
+    tiny = await startTinyDaemon('p2pz-photopea-', { diffusion: true });
+    daemon = tiny.daemon;
     host = await servePhotopeaHost();
     chromium = await launchChromium();
   });
@@ -55,8 +49,7 @@ describe('Photopea plugin page in Chromium against a real daemon', () => {
   afterAll(async () => {
     await chromium?.close();
     await host?.close();
-    await daemon?.close();
-    if (home) await rm(home, { recursive: true, force: true });
+    await tiny?.close();
   });
 
   it('exports the active layer, previews, renders, and pastes results at the layer’s position; direction words stay strings', async () => {

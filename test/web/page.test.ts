@@ -3,18 +3,15 @@
 // from the file picker, previews with the tiny GAN, renders with the tiny Stable Diffusion model,
 // shows before and after, downloads the result and the mask, takes a dropped image, and says when the
 // daemon has stopped. Screenshots go to test-artifacts/web/.
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Download, Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { homePaths } from '../../daemon/config.js';
-import { startDaemon, type RunningDaemon } from '../../daemon/daemon.js';
-import { silentLogger } from '../../daemon/log.js';
+import type { RunningDaemon } from '../../daemon/daemon.js';
 import { CHROMIUM_DEFAULTS, launchChromium, type Chromium, waitForText } from '../browser/chromium.js';
-import { builtWorker, installTinyModels } from '../fixtures/tiny-models.js';
+import { startTinyDaemon, type TinyDaemon } from '../fixtures/tiny-models.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const artifacts = join(root, 'test-artifacts/web');
@@ -23,19 +20,16 @@ const artifacts = join(root, 'test-artifacts/web');
 vi.setConfig({ testTimeout: CHROMIUM_DEFAULTS.flowTestMs });
 
 describe('standalone page in Chromium against a real daemon', () => {
-  let home: string;
+  let tiny: TinyDaemon;
   let daemon: RunningDaemon;
   let chromium: Chromium;
   let photoPath: string;
 
   beforeAll(async () => {
     await mkdir(artifacts, { recursive: true });
-    home = await mkdtemp(join(tmpdir(), 'p2pz-web-'));
-    const models = homePaths(home).models;
-    await installTinyModels(models, { diffusion: true });
-    const engine = builtWorker(models);
-    daemon = await startDaemon({ port: 0, home, engine, log: silentLogger });
-    photoPath = join(home, 'my cat.png');
+    tiny = await startTinyDaemon('p2pz-web-', { diffusion: true });
+    daemon = tiny.daemon;
+    photoPath = join(tiny.home, 'my cat.png');
     const w = 120;
     const h = 80;
     const raw = Buffer.alloc(w * h * 3);
@@ -48,8 +42,7 @@ describe('standalone page in Chromium against a real daemon', () => {
 
   afterAll(async () => {
     await chromium?.close();
-    await daemon?.close();
-    if (home) await rm(home, { recursive: true, force: true });
+    await tiny?.close();
   });
 
   it('pairs, takes a picked image, previews, renders, compares and downloads the result and the mask', async () => {

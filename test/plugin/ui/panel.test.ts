@@ -4,23 +4,20 @@
 // The test pairs, previews, cancels a render, renders without and then with the tiny Stable Diffusion
 // model installed, applies, and checks the layers the sandbox created. Screenshots go to
 // test-artifacts/plugin-ui/.
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Frame, Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { homePaths } from '../../../daemon/config.js';
-import { startDaemon, type RunningDaemon } from '../../../daemon/daemon.js';
-import { silentLogger } from '../../../daemon/log.js';
+import type { RunningDaemon } from '../../../daemon/daemon.js';
 import { writeTinyStableDiffusion } from '../../../daemon/onnx/tiny/stable-diffusion.js';
 import { CHROMIUM_DEFAULTS, launchChromium, type Chromium, waitForText } from '../../browser/chromium.js';
 import type { HostLayer, LayerSummary } from '../../browser/figma-host.js';
 import { serveHostPage, type HostPage } from '../../browser/host-page.js';
 import { HoldRenders } from '../../browser/hold-renders.js';
-import { builtWorker, installTinyModels } from '../../fixtures/tiny-models.js';
+import { startTinyDaemon, type TinyDaemon } from '../../fixtures/tiny-models.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const artifacts = join(root, 'test-artifacts/plugin-ui');
@@ -68,7 +65,7 @@ async function shot(page: Page, name: string): Promise<void> {
 vi.setConfig({ testTimeout: CHROMIUM_DEFAULTS.flowTestMs });
 
 describe('Figma plugin UI in Chromium against a real daemon', () => {
-  let home: string;
+  let tiny: TinyDaemon;
   let daemon: RunningDaemon;
   let engine: HoldRenders;
   let host: HostPage;
@@ -76,11 +73,8 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
 
   beforeAll(async () => {
     await mkdir(artifacts, { recursive: true });
-    home = await mkdtemp(join(tmpdir(), 'p2pz-plugin-'));
-    const models = homePaths(home).models;
-    await installTinyModels(models);
-    engine = new HoldRenders(builtWorker(models));
-    daemon = await startDaemon({ port: 0, home, engine, log: silentLogger });
+    tiny = await startTinyDaemon('p2pz-plugin-', { wrap: (worker) => (engine = new HoldRenders(worker)) });
+    daemon = tiny.daemon;
     host = await serveHostPage();
     chromium = await launchChromium();
   });
@@ -88,8 +82,7 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
   afterAll(async () => {
     await chromium?.close();
     await host?.close();
-    await daemon?.close();
-    if (home) await rm(home, { recursive: true, force: true });
+    await tiny?.close();
   });
 
   it('pairs, previews, cancels a render, renders (model missing, then installed), applies, and one undo removes one result', async () => {
@@ -166,7 +159,7 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
 
     // 5. With the tiny Stable Diffusion model installed, the full pix2pix-zero render runs in the
     // worker: stages and steps show in the progress bar, and the result comes with its mask.
-    await writeTinyStableDiffusion(join(homePaths(home).models, 'tiny-sd'));
+    await writeTinyStableDiffusion(join(tiny.models, 'tiny-sd'));
     await ui.locator('#settings summary').click();
     await ui.locator('#steps').fill('2');
     await ui.locator('#size').fill('64');
