@@ -120,6 +120,21 @@ export class Layers {
     });
   }
 
+  /** diffusers' Upsample2D as exported: nearest Resize ×2 (scales input, asymmetric, floor), then a
+   *  3×3 conv, in scope `upsamplers.0`. */
+  upsample(x: string, channels: number): string {
+    const b = this.b;
+    return b.scope('upsamplers.0', () => {
+      const up = b.op('Resize', [x, '', b.constFloat([1, 1, 2, 2], [4])], {
+        coordinate_transformation_mode: attr.s('asymmetric'),
+        cubic_coeff_a: attr.f(-0.75),
+        mode: attr.s('nearest'),
+        nearest_mode: attr.s('floor'),
+      });
+      return this.conv('conv', up, channels, channels);
+    });
+  }
+
   /**
    * GroupNorm over x [B,C,H,W] with G groups, as torch exports it: Reshape to [B,G,C/G·H·W],
    * InstanceNormalization (unit scale, zero shift), Reshape back to Shape(x), then γ [C,1,1] ⊙ · + β.

@@ -185,16 +185,7 @@ export function buildUNet(b: GraphBuilder, cfg: UNetConfig, flavour: Flavour): v
         if (revAttention[i]) h = transformer(c, `attentions.${j}`, h, out);
       }
       if (i < levels - 1) {
-        h = b.scope('upsamplers.0', () => {
-          const scales = b.constFloat([1, 1, 2, 2], [4]);
-          const up = b.op('Resize', [h, '', scales], {
-            coordinate_transformation_mode: attr.s('asymmetric'),
-            cubic_coeff_a: attr.f(-0.75),
-            mode: attr.s('nearest'),
-            nearest_mode: attr.s('floor'),
-          });
-          return L.conv('conv', up, out, out);
-        });
+        h = L.upsample(h, out);
       }
     });
   }

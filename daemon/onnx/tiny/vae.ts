@@ -118,15 +118,7 @@ export function buildVaeDecoder(b: GraphBuilder, cfg: VaeConfig, L: Layers): voi
           c = out;
         }
         if (i < rev.length - 1) {
-          h = b.scope('upsamplers.0', () => {
-            const up = b.op('Resize', [h, '', b.constFloat([1, 1, 2, 2], [4])], {
-              coordinate_transformation_mode: attr.s('asymmetric'),
-              cubic_coeff_a: attr.f(-0.75),
-              mode: attr.s('nearest'),
-              nearest_mode: attr.s('floor'),
-            });
-            return L.conv('conv', up, out, out);
-          });
+          h = L.upsample(h, out);
         }
       });
     });
