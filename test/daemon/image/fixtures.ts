@@ -1,7 +1,7 @@
 // Test images made in the test itself (nothing downloaded): seeded synthetic pixels and the sharp
 // calls that turn them into real PNG, JPEG and WebP files.
-import { crc32 } from 'node:zlib';
 import sharp, { type Sharp } from 'sharp';
+import { crc32 } from '../../../daemon/image/sniff.js';
 import { mulberry32 } from '../../../daemon/onnx/graph/prng.js';
 
 /** Mulberry32 (the model builder's PRNG), uniform in [0, 1). */

@@ -10,6 +10,7 @@ import { PROTOCOL_VERSION } from '../../../shared/protocol/index.js';
 import type { EngineHealth, EngineJob, EngineProgress, EngineResult, JobEngine } from '../../../daemon/jobs/engine.js';
 import { startDaemon, type DaemonOptions, type RunningDaemon } from '../../../daemon/daemon.js';
 import { silentLogger } from '../../../daemon/log.js';
+import { crc32 } from '../../../daemon/image/sniff.js';
 
 /** A 1×1 opaque PNG (valid signature, IHDR, IDAT, IEND). */
 export const PNG_1X1 = Buffer.from(
@@ -25,15 +26,6 @@ export function pngHeader(width: number, height: number): Buffer {
   // IHDR CRC over type + data (bytes 12..29).
   buf.writeUInt32BE(crc32(buf.subarray(12, 29)), 29);
   return buf;
-}
-
-function crc32(bytes: Uint8Array): number {
-  let c = 0xffffffff;
-  for (const b of bytes) {
-    c ^= b;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0xedb88320 : c >>> 1;
-  }
-  return (c ^ 0xffffffff) >>> 0;
 }
 
 /** Runs every job as scripted: `mode: 'done'` finishes at once, `'hold'` runs until aborted. */
