@@ -5,7 +5,7 @@
 import { writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { P2pzError } from '../../shared/protocol/index.js';
-import { defaultHome, homePaths } from '../config.js';
+import { defaultHome, HOME_LAYOUT, homePaths } from '../config.js';
 import { loadTextModel } from '../pipeline/diffusion-model.js';
 import { editDirection } from '../pipeline/directions/edit-direction.js';
 import { BUILT_IN_CONCEPTS, loadUserBank, SENTENCE_BANK_DEFAULTS, SENTENCE_BANK_LIMITS, sentenceBankPair } from '../pipeline/directions/sentence-bank.js';
@@ -13,14 +13,15 @@ import { encodeNpy } from '../pipeline/dump/npy.js';
 import { chooseExecution, devicePreference } from '../worker/providers.js';
 import { SessionCache } from '../worker/sessions.js';
 import { intFlag, parseFlags, type CliCommand, type CliIo } from './command.js';
-import { EDIT_CLI_DEFAULTS } from './edit.js';
+import { dataDirCaches, EDIT_CLI_DEFAULTS } from './edit.js';
+import { RUN_JOB_DEFAULTS } from '../worker/run-job.js';
 
 const USAGE = `p2pz directions list
 p2pz directions make --from WORD --to WORD [--model DIR] [--count N] [--out NPY]
                      [--source-bank FILE --target-bank FILE] [--device cpu|cuda]
 
 list  the built-in concepts by kind (any other word works too, with generic sentences)
-make  computes Δ for the model's text encoder and caches it in $P2PZ_HOME/${EDIT_CLI_DEFAULTS.directionCache}`;
+make  computes Δ for the model's text encoder and caches it in $P2PZ_HOME/${HOME_LAYOUT.cache}/${RUN_JOB_DEFAULTS.directionCache}`;
 
 function list(args: readonly string[], io: CliIo): number {
   parseFlags(args, {});
@@ -56,7 +57,7 @@ async function make(args: readonly string[], io: CliIo): Promise<number> {
   const models = new SessionCache({ modelsDir: dirname(modelDir), executionProviders: execution.executionProviders });
   try {
     const model = await loadTextModel(models, basename(modelDir));
-    const d = await editDirection(models, model, banks, { cacheDir: join(paths.home, EDIT_CLI_DEFAULTS.directionCache) });
+    const d = await editDirection(models, model, banks, { cacheDir: dataDirCaches(paths).directionCacheDir });
     let norm = 0;
     for (const v of d.delta) norm += v * v;
     if (values.out !== undefined) await writeFile(values.out, encodeNpy(d.delta, [1, d.tokens, d.width]));

@@ -9,11 +9,10 @@ import { defaultHome, homePaths } from '../config.js';
 import { PAIR_FILTER_DEFAULTS } from '../distill/filter.js';
 import { generatePairs, type PairsReport } from '../distill/pairs.js';
 import { registerGenerator } from '../distill/register.js';
-import { InversionCache } from '../pipeline/inversion-cache.js';
 import { chooseExecution, devicePreference } from '../worker/providers.js';
 import { SessionCache } from '../worker/sessions.js';
 import { intFlag, parseFlags, type CliCommand, type CliIo } from './command.js';
-import { EDIT_CLI_DEFAULTS } from './edit.js';
+import { dataDirCaches, EDIT_CLI_DEFAULTS } from './edit.js';
 import { EDIT_FLAG_OPTIONS, editParamsFromFlags, numberFlag, userBanksFromFlags } from './edit-flags.js';
 
 const F = PAIR_FILTER_DEFAULTS;
@@ -75,8 +74,7 @@ async function pairs(args: readonly string[], io: CliIo, signal: AbortSignal): P
       models,
       signal,
       memory: { provider: execution.device.provider },
-      directionCacheDir: join(paths.home, EDIT_CLI_DEFAULTS.directionCache),
-      inversionCache: new InversionCache({ dir: join(paths.home, EDIT_CLI_DEFAULTS.inversionCache) }),
+      ...dataDirCaches(paths),
       onPair: (entry, reused, done, total) => {
         const what = entry.status === 'kept' ? 'kept' : entry.status === 'dropped' ? `dropped (${entry.reason})` : `failed (${entry.error.code})`;
         const extra = entry.status === 'failed' || reused ? '' : ` mask ${entry.metrics.maskCoverage.toFixed(3)}, change ${entry.metrics.change.toFixed(3)}, ${entry.seconds.toFixed(1)} s`;

@@ -6,7 +6,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { P2pzError } from '../../shared/protocol/index.js';
-import { defaultHome, HOME_LAYOUT, homePaths } from '../config.js';
+import { defaultHome, homePaths, type DaemonPaths } from '../config.js';
 import { MODELS_DEFAULTS } from '../models/defaults.js';
 import { runDiffusionPreview } from '../pipeline/diffusion-preview.js';
 import { SENTENCE_BANK_DEFAULTS, SENTENCE_BANK_LIMITS } from '../pipeline/directions/sentence-bank.js';
@@ -24,12 +24,18 @@ import { EDIT_FLAG_OPTIONS, editParamsFromFlags, userBanksFromFlags } from './ed
 export const EDIT_CLI_DEFAULTS = Object.freeze({
   /** Sessions kept open: the five components plus the three derived UNet graphs. */
   maxSessions: 8,
-  /** Folders inside the data directory, shared with the daemon's worker. */
-  directionCache: `${HOME_LAYOUT.cache}/${RUN_JOB_DEFAULTS.directionCache}`,
-  inversionCache: `${HOME_LAYOUT.cache}/${RUN_JOB_DEFAULTS.inversionCache}`,
   /** The model folder when --model is not given: the installer's default name in the models directory. */
   defaultModel: MODELS_DEFAULTS.name,
 });
+
+/** The caches of the data directory, shared with the daemon's worker (same folders under `cache/`):
+ *  Δ per text encoder and sentence banks, and inverted latents. */
+export function dataDirCaches(paths: DaemonPaths): { directionCacheDir: string; inversionCache: InversionCache } {
+  return {
+    directionCacheDir: join(paths.cache, RUN_JOB_DEFAULTS.directionCache),
+    inversionCache: new InversionCache({ dir: join(paths.cache, RUN_JOB_DEFAULTS.inversionCache) }),
+  };
+}
 
 const USAGE = `p2pz edit IN --from WORD --to WORD [options]
 
@@ -97,8 +103,7 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
       void step;
       void total;
     },
-    directionCacheDir: join(paths.home, EDIT_CLI_DEFAULTS.directionCache),
-    inversionCache: new InversionCache({ dir: join(paths.home, EDIT_CLI_DEFAULTS.inversionCache) }),
+    ...dataDirCaches(paths),
   };
   const bankCount = intFlag('bank-count', values['bank-count'], 1, SENTENCE_BANK_LIMITS.maxCount);
   const request = { image, edit, model: basename(modelDir), ...(banks ? { banks } : {}), ...(bankCount === undefined ? {} : { bankCount }) };
