@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authenticate, setPrincipal } from './auth.js';
 import { bodyKind, checkDeclaredLength, type BodyLimits } from './body.js';
-import { allowedHosts, checkHost } from './host.js';
+import { allowedHosts, checkHost, singleHost } from './host.js';
 import { allowedOrigins, answerPreflight, applyCors, checkOrigin, requestOrigin } from './origin.js';
 import { sendError, setCommonHeaders, toP2pzError } from './respond.js';
 import type { TokenStore } from './tokens.js';
@@ -59,7 +59,7 @@ export function createGate(options: GateOptions): Gate {
     try {
       setCommonHeaders(res);
       const { hosts, origins } = lists();
-      checkHost(req.headers.host, hosts);
+      checkHost(singleHost(req), hosts);
       const origin = requestOrigin(req);
       checkOrigin(origin, origins);
       applyCors(res, origin);
@@ -78,7 +78,7 @@ export function createGate(options: GateOptions): Gate {
 
   const checkUpgrade = (req: IncomingMessage): void => {
     const { hosts, origins } = lists();
-    checkHost(req.headers.host, hosts);
+    checkHost(singleHost(req), hosts);
     checkOrigin(requestOrigin(req), origins);
   };
 

@@ -1,5 +1,8 @@
 // The Host allowlist (R2): a request must name this daemon by a loopback name and its own port. A web
 // page that rebinds its own DNS name to 127.0.0.1 still sends its own name in Host, so it is refused.
+// A request has exactly one Host (RFC 9112 §3.2: more than one is a 400). Node's parser keeps only the
+// first of several in `req.headers.host`, so the count comes from `rawHeaders`. docs/SECURITY.md §R2.
+import type { IncomingMessage } from 'node:http';
 import { P2pzError } from '../../shared/protocol/index.js';
 
 /** Names a local client may use; each is accepted only together with the daemon's port. */
@@ -17,4 +20,13 @@ export function allowedHosts(port: number, extraNames: readonly string[] = []): 
 /** Throws E_FORBIDDEN_HOST unless `host` is in the allowlist. */
 export function checkHost(host: string | undefined, allowed: ReadonlySet<string>): void {
   if (host === undefined || !allowed.has(host.toLowerCase())) throw new P2pzError('E_FORBIDDEN_HOST');
+}
+
+/** The request's one Host value; E_BAD_REQUEST when it carries more than one Host header. */
+export function singleHost(req: IncomingMessage): string | undefined {
+  const raw = req.rawHeaders;
+  let count = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]?.toLowerCase() === 'host') count += 1;
+  if (count > 1) throw new P2pzError('E_BAD_REQUEST', 'The request has more than one Host header.');
+  return req.headers.host;
 }

@@ -1,6 +1,7 @@
 // The gate in front of every route (R2, R3, R5, R6, R7, R8 headers): host and origin allowlists,
 // CORS preflights, the token on every non-public route, content-type and encoding rules, and JSON
 // answers for unknown paths and methods.
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorResponse, PHOTOPEA_ORIGIN, PROTOCOL_VERSION } from '../../../shared/protocol/index.js';
 import { codeOf, send, startTestDaemon, type TestDaemon } from './helpers.js';
@@ -120,6 +121,41 @@ describe('Host allowlist (R2)', () => {
     const reply = await send(t.daemon, { path: '/v1/models', token: t.token, headers: { Host: 'attacker.example' } });
     expect(reply.status).toBe(403);
     expect(codeOf(reply)).toBe('E_FORBIDDEN_HOST');
+  });
+});
+
+/** Writes `head` on a raw connection and resolves with everything the server sent until it closed. */
+function rawExchange(head: string): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect(t.daemon.port, '127.0.0.1');
+    let text = '';
+    socket.on('data', (c) => {
+      text += c.toString('latin1');
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => resolve(text));
+    socket.on('connect', () => socket.write(head));
+  });
+}
+
+describe('duplicate Host headers (R2, RFC 9112 §3.2)', () => {
+  // Node's parser keeps only the first Host of a request (req.headers.host), so a rebinding page's
+  // name in a second Host would go unseen by the allowlist: the gate counts Host in rawHeaders.
+  const own = (): string => `127.0.0.1:${t.daemon.port}`;
+  it.each([
+    ['own, then foreign', () => [own(), 'attacker.example']],
+    ['foreign, then own', () => ['attacker.example', own()]],
+    ['own twice', () => [own(), own()]],
+  ])('%s → 400 E_BAD_REQUEST', async (_name, hosts) => {
+    const lines = ['GET /v1/health HTTP/1.1', ...hosts().map((h) => `Host: ${h}`), 'Connection: close'];
+    const answer = await rawExchange(`${lines.join('\r\n')}\r\n\r\n`);
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    expect(answer).toContain('"code":"E_BAD_REQUEST"');
+  });
+
+  it('one Host (any case of the name) still passes', async () => {
+    const answer = await rawExchange(`GET /v1/health HTTP/1.1\r\nhOsT: ${own()}\r\nConnection: close\r\n\r\n`);
+    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
   });
 });
 

@@ -62,6 +62,15 @@ describe('upgrade gate', () => {
     expect(answer).toContain('E_FORBIDDEN_ORIGIN');
   });
 
+  it('two Host headers are refused with 400, even when both name the daemon', async () => {
+    const own = `127.0.0.1:${t.daemon.port}`;
+    for (const second of [own, 'attacker.example']) {
+      const answer = await rawUpgrade({ Host: own, host: second });
+      expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+      expect(answer).toContain('E_BAD_REQUEST');
+    }
+  });
+
   it('another path → 404', async () => {
     const answer = await rawUpgrade({ Host: `127.0.0.1:${t.daemon.port}` }, '/v1/other');
     expect(answer).toMatch(/^HTTP\/1\.1 404 /);
