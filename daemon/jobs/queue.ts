@@ -22,7 +22,10 @@ import type { ResultStore } from './results.js';
 import { WaitingLine } from './waiting-line.js';
 
 export const QUEUE_DEFAULTS = Object.freeze({
-  /** Jobs one client may have waiting or running at once; one more is refused with E_QUEUE_FULL. */
+  /** Jobs one token may have waiting or running at once, whatever client ids it uses; one more is
+   *  refused with E_QUEUE_FULL (docs/SECURITY.md §Per-token limits). */
+  maxQueuedPerToken: 8,
+  /** Jobs one client id (of a token) may have waiting or running at once: a share of its token's. */
   maxQueuedPerClient: 8,
   /** Jobs of all clients waiting or running at once; one more is refused with E_QUEUE_FULL. */
   maxQueued: 32,
@@ -54,6 +57,8 @@ type Ending =
 
 interface Job {
   readonly clientId: string;
+  /** The token behind the client: the per-token bound counts its jobs. */
+  readonly owner: string;
   readonly jobId: string;
   readonly kind: JobKind;
   readonly request: JobRequest;
@@ -105,8 +110,9 @@ export class JobQueue {
    * Queues a validated request with the upload's bytes and returns the job's state. Resubmitting a
    * jobId with the same request returns the existing job's state; with a different request it throws
    * E_JOB_CONFLICT. Throws E_QUEUE_FULL beyond the bounds and E_SHUTTING_DOWN after close().
+   * `owner` names the token behind `clientId` (the client itself when it has no token of its own).
    */
-  submit(clientId: string, request: JobRequest, image: Uint8Array): JobState {
+  submit(clientId: string, request: JobRequest, image: Uint8Array, owner: string = clientId): JobState {
     if (this.closed) throw new P2pzError('E_SHUTTING_DOWN');
     this.forgetExpired();
     const requestKey = canonicalJson(request);
@@ -115,10 +121,11 @@ export class JobQueue {
       if (existing.requestKey !== requestKey) throw new P2pzError('E_JOB_CONFLICT');
       return snapshot(existing);
     }
-    this.checkBounds(clientId);
+    this.checkBounds(clientId, owner);
 
     const job: Job = {
       clientId,
+      owner,
       jobId: request.jobId ?? newId(),
       kind: request.kind,
       request,
@@ -211,11 +218,15 @@ export class JobQueue {
     await running?.settled;
   }
 
-  private checkBounds(clientId: string): void {
+  private checkBounds(clientId: string, owner: string): void {
     const pending = [...this.waiting];
     if (this.running) pending.push(this.running.job);
     if (pending.length >= this.settings.maxQueued) {
       throw new P2pzError('E_QUEUE_FULL', `At most ${this.settings.maxQueued} edits can wait at once.`);
+    }
+    const token = pending.filter((job) => job.owner === owner).length;
+    if (token >= this.settings.maxQueuedPerToken) {
+      throw new P2pzError('E_QUEUE_FULL', `At most ${this.settings.maxQueuedPerToken} edits of one pairing can wait at once.`);
     }
     const own = pending.filter((job) => job.clientId === clientId).length;
     if (own >= this.settings.maxQueuedPerClient) {

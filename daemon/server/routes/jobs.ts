@@ -21,13 +21,14 @@ export function registerJobRoutes(router: Router, ctx: ServiceContext): void {
   router
     .route('/v1/jobs')
     .post(async (req, res) => {
-      const client = clientKey(principalOf(res), requestClientId(req));
+      const principal = principalOf(res);
+      const client = clientKey(principal, requestClientId(req));
       const { v: _v, ...request } = await readJson(req, JobSubmit, ctx.limits);
       const upload = await ctx.uploads.get(request.imageId);
       if (upload === undefined) {
         throw new P2pzError('E_NOT_FOUND', 'The uploaded image is unknown or has expired.', 'Upload the image again (POST /v1/images), then submit the job.');
       }
-      const job = ctx.queue.submit(client, request, upload.bytes);
+      const job = ctx.queue.submit(client, request, upload.bytes, principal.tokenId);
       sendJson(res, 202, JobResponse, { v: PROTOCOL_VERSION, job });
     })
     .all(methodNotAllowed);

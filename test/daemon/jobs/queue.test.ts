@@ -273,6 +273,19 @@ describe('bounds', () => {
     expect(queue.counts()).toEqual({ running: 1, queued: 8 });
   });
 
+  it('bounds a token across its client ids (maxQueuedPerToken); client ids only subdivide it', () => {
+    queue = makeQueue({ maxQueuedPerToken: 3, maxQueuedPerClient: 2 });
+    const TOKEN = 'token-one';
+    queue.submit(ALICE, request('render', 'alice-job-0'), IMAGE, TOKEN);
+    queue.submit(ALICE, request('render', 'alice-job-1'), IMAGE, TOKEN);
+    expect(codeOf(() => queue.submit(ALICE, request('render', 'alice-job-2'), IMAGE, TOKEN)).code).toBe('E_QUEUE_FULL');
+    queue.submit(BOB, request('render', 'bob-job-0'), IMAGE, TOKEN);
+    expect(codeOf(() => queue.submit(BOB, request('render', 'bob-job-1'), IMAGE, TOKEN)).code).toBe('E_QUEUE_FULL');
+    expect(codeOf(() => queue.submit('carol-client-key-00000', request('render', 'carol-job-0'), IMAGE, TOKEN)).code).toBe('E_QUEUE_FULL');
+    // Another token is bounded on its own.
+    expect(queue.submit('dave-client-key-000000', request('render', 'dave-job-0'), IMAGE, 'token-two').state).toBe('queued');
+  });
+
   it('refuses everyone beyond maxQueued, and admits again once a job has ended', async () => {
     queue = makeQueue({ maxQueued: 3, maxQueuedPerClient: 2 });
     listen(ALICE);

@@ -230,11 +230,39 @@ describe('queue bounds reach the client (R13)', () => {
       const second = await send(small.daemon, { method: 'POST', path: '/v1/jobs', token: small.token, json: jobBody(imageId) });
       expect(second.status).toBe(429);
       expect(codeOf(second)).toBe('E_QUEUE_FULL');
-      // Another client id of the same token has its own bound.
+      // Another client id of the same token has its own share of the token's bound.
       const other = await send(small.daemon, { method: 'POST', path: '/v1/jobs', token: small.token, json: jobBody(imageId), headers: { [CLIENT_HEADER]: 'second-client' } });
       expect(other.status).toBe(202);
     } finally {
       await small.stop();
+    }
+  });
+
+  it('the per-token bound holds whatever x-p2pz-client says: one token cannot fill the global queue', async () => {
+    const d = await startTestDaemon();
+    d.engine.mode = 'hold';
+    try {
+      const { imageId } = ImageUploadResponse.parse(
+        (await send(d.daemon, { method: 'POST', path: '/v1/images', token: d.token, body: PNG_1X1, headers: { 'Content-Type': 'image/png' } })).json,
+      );
+      const statuses: number[] = [];
+      for (let i = 0; i < 12; i += 1) {
+        const reply = await send(d.daemon, { method: 'POST', path: '/v1/jobs', token: d.token, json: jobBody(imageId), headers: { [CLIENT_HEADER]: `client-id-${i}` } });
+        statuses.push(reply.status);
+        if (reply.status !== 202) expect(codeOf(reply)).toBe('E_QUEUE_FULL');
+      }
+      expect(statuses).toEqual([...Array<number>(8).fill(202), ...Array<number>(4).fill(429)]);
+      // Another pairing still gets its own share of the global queue.
+      const { code } = d.daemon.pairingCode();
+      const paired = await send(d.daemon, { method: 'POST', path: '/v1/pair', json: { v: PROTOCOL_VERSION, code } });
+      const second = (paired.json as { token: string }).token;
+      const upload = ImageUploadResponse.parse(
+        (await send(d.daemon, { method: 'POST', path: '/v1/images', token: second, body: PNG_1X1, headers: { 'Content-Type': 'image/png' } })).json,
+      );
+      const own = await send(d.daemon, { method: 'POST', path: '/v1/jobs', token: second, json: jobBody(upload.imageId) });
+      expect(own.status).toBe(202);
+    } finally {
+      await d.stop();
     }
   });
 });
