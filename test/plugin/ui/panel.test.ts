@@ -1,14 +1,15 @@
 // The plugin end to end in real headless Chromium: the built sandbox runs on the figma-api-stub shim
 // in a host page that plays Figma's part, the built UI runs in a sandboxed (origin `null`) iframe, and
 // both talk to a real daemon on 127.0.0.1 whose real worker runs the tiny GAN generator for cat → dog.
-// The test pairs, previews, cancels a render, renders without and then with the tiny Stable Diffusion
-// model installed, applies, and checks the layers the sandbox created. Screenshots go to
-// test-artifacts/plugin-ui/.
+// This is the panel's smoke test (its logic is unit-tested in connection.test.ts and job-runner.test.ts):
+// in steps that fail separately, it pairs, previews, cancels a render, renders without and then with
+// the tiny Stable Diffusion model installed, applies, and checks the layers the sandbox created.
+// Screenshots go to test-artifacts/plugin-ui/.
 import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Frame, Page } from 'playwright-core';
+import type { Frame, FrameLocator, Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { RunningDaemon } from '../../../daemon/daemon.js';
@@ -17,6 +18,7 @@ import { CHROMIUM_DEFAULTS, launchChromium, type Chromium, waitForText } from '.
 import type { HostLayer, LayerSummary } from '../../browser/figma-host.js';
 import { serveHostPage, type HostPage } from '../../browser/host-page.js';
 import { HoldRenders } from '../../browser/hold-renders.js';
+import { scenarioSteps } from '../../browser/steps.js';
 import { startTinyDaemon, type TinyDaemon } from '../../fixtures/tiny-models.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -85,138 +87,149 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     await tiny?.close();
   });
 
-  it('pairs, previews, cancels a render, renders (model missing, then installed), applies, and one undo removes one result', async () => {
-    const page = await chromium.context.newPage();
-    await page.goto(host.url);
-    const original = { name: 'Cat photo', kind: 'image', x: 120, y: 80, width: 240, height: 160, rotation: 10, png: await photo() } as const;
-    const frame = await startPlugin(page, { port: daemon.port, layers: [original], select: ['Cat photo'] });
-
-    // 1. Not paired yet: the daemon answers health, the panel asks for the code.
-    await waitForText(frame, 'status-text', /^Not paired$/);
-    expect(await visible(frame, 'pair')).toBe(true);
-    expect(await text(frame, 'selection-text')).toBe('Cat photo · 240×160 · image');
-    expect(await text(frame, 'device')).toMatch(/CPU · no diffusion model .*· 1 quick preview$/);
-    await shot(page, '1-pairing');
-    const ui = page.frameLocator('#plugin-ui');
-    await ui.locator('#pair-code').fill(daemon.pairingCode().code);
-    await ui.locator('#pair-button').click();
-    await waitForText(frame, 'status-text', /^Ready$/);
-    const token = await page.evaluate(() => window.p2pzHost.storage('p2pz.token'));
-    expect(typeof token).toBe('string');
-    expect(await visible(frame, 'pair')).toBe(false);
-
-    // Record every progress text the panel shows.
-    await frame.evaluate(() => {
-      const log: string[] = [];
-      (window as unknown as { progressLog: string[] }).progressLog = log;
-      const stage = document.getElementById('progress-stage');
-      const step = document.getElementById('progress-step');
-      // Observers see batches: each batch logs the text then shown, and whether a step preview arrived.
-      new MutationObserver((records) => {
-        log.push(`${stage?.textContent ?? ''} | ${step?.textContent ?? ''}`);
-        if (records.some((r) => r.type === 'attributes')) log.push(`step preview ${(document.getElementById('step-preview') as HTMLImageElement).src.slice(0, 22)}`);
-      }).observe(document.getElementById('progress') as Node, { subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ['src'] });
-    });
+  describe('a first session, step by step: pairs, previews, cancels a render, renders (model missing, then installed), applies, and one undo removes one result', () => {
+    const step = scenarioSteps();
+    let page: Page;
+    let frame: Frame;
+    let ui: FrameLocator;
     const progressLog = (): Promise<string[]> => frame.evaluate(() => (window as unknown as { progressLog: string[] }).progressLog);
 
-    // 2. Preview: the fast GAN for cat → dog (its chip is marked fast).
-    const chip = ui.locator('.chip[data-fast="true"]', { hasText: 'cat → dog' });
-    await chip.click();
-    expect(await ui.locator('#source').inputValue()).toBe('cat');
-    expect(await ui.locator('#target').inputValue()).toBe('dog');
-    await ui.locator('#preview').click();
-    await waitForText(frame, 'result-caption', /^Quick preview \(GAN\) · CPU/);
-    expect(await ui.locator('#result-images img').count()).toBe(1);
-    expect(await progressLog()).toEqual(expect.arrayContaining(['Generating | step 0 of 1']));
-    await shot(page, '2-preview');
+    afterAll(async () => {
+      await page?.close();
+    });
 
-    // 3. Render, held before the worker so that it is surely running; Cancel stops it.
-    engine.holdNextRender();
-    await ui.locator('#render').click();
-    await waitForText(frame, 'progress-stage', /^Starting$/);
-    expect(await visible(frame, 'cancel')).toBe(true);
-    expect(await ui.locator('#render').isDisabled()).toBe(true);
-    expect(engine.held).toBe(1);
-    await shot(page, '3-render-running');
-    await ui.locator('#cancel').click();
-    await waitForText(frame, 'result-caption', /^Cancelled\.$/);
-    expect(await visible(frame, 'cancel')).toBe(false);
-    expect(await visible(frame, 'progress')).toBe(false);
-    expect(await ui.locator('#render').isDisabled()).toBe(false);
-    // The preview is kept after a cancelled render.
-    expect(await ui.locator('#result-images img').count()).toBe(1);
+    step('1. not paired yet: the daemon answers health, the panel asks for the code and pairs with it', async () => {
+      page = await chromium.context.newPage();
+      await page.goto(host.url);
+      const original = { name: 'Cat photo', kind: 'image', x: 120, y: 80, width: 240, height: 160, rotation: 10, png: await photo() } as const;
+      frame = await startPlugin(page, { port: daemon.port, layers: [original], select: ['Cat photo'] });
+      ui = page.frameLocator('#plugin-ui');
+      await waitForText(frame, 'status-text', /^Not paired$/);
+      expect(await visible(frame, 'pair')).toBe(true);
+      expect(await text(frame, 'selection-text')).toBe('Cat photo · 240×160 · image');
+      expect(await text(frame, 'device')).toMatch(/CPU · no diffusion model .*· 1 quick preview$/);
+      await shot(page, '1-pairing');
+      await ui.locator('#pair-code').fill(daemon.pairingCode().code);
+      await ui.locator('#pair-button').click();
+      await waitForText(frame, 'status-text', /^Ready$/);
+      const token = await page.evaluate(() => window.p2pzHost.storage('p2pz.token'));
+      expect(typeof token).toBe('string');
+      expect(await visible(frame, 'pair')).toBe(false);
 
-    // 4. Render again, for real: no diffusion model is installed yet, so the panel says so, with the
-    // install command; the preview stays shown, with its own caption again.
-    await ui.locator('#render').click();
-    await frame.waitForFunction(() => !document.getElementById('job-problem')?.hidden, undefined, { timeout: 60_000 });
-    expect(await text(frame, 'job-problem-title')).toMatch(/^The model this edit needs is not installed\./);
-    expect(await visible(frame, 'job-problem-command')).toBe(true);
-    expect(await text(frame, 'job-problem-command')).toMatch(/\bmodels install\b/);
-    expect(await text(frame, 'result-caption')).toMatch(/^Quick preview \(GAN\) · CPU/);
-    await frame.waitForFunction(() => document.getElementById('progress')?.hidden === true);
-    await shot(page, '4-render-model-missing');
+      // Record every progress text the panel shows.
+      await frame.evaluate(() => {
+        const log: string[] = [];
+        (window as unknown as { progressLog: string[] }).progressLog = log;
+        const stage = document.getElementById('progress-stage');
+        const step = document.getElementById('progress-step');
+        // Observers see batches: each batch logs the text then shown, and whether a step preview arrived.
+        new MutationObserver((records) => {
+          log.push(`${stage?.textContent ?? ''} | ${step?.textContent ?? ''}`);
+          if (records.some((r) => r.type === 'attributes')) log.push(`step preview ${(document.getElementById('step-preview') as HTMLImageElement).src.slice(0, 22)}`);
+        }).observe(document.getElementById('progress') as Node, { subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ['src'] });
+      });
+    });
 
-    // 5. With the tiny Stable Diffusion model installed, the full pix2pix-zero render runs in the
-    // worker: stages and steps show in the progress bar, and the result comes with its mask.
-    await writeTinyStableDiffusion(join(tiny.models, 'tiny-sd'));
-    await ui.locator('#settings summary').click();
-    await ui.locator('#steps').fill('2');
-    await ui.locator('#size').fill('64');
-    await ui.locator('#render').click();
-    await waitForText(frame, 'result-caption', /^Full render · CPU/);
-    await waitForText(frame, 'device', /· 1 diffusion model ·/); // the footnote follows the install
-    expect(await visible(frame, 'job-problem')).toBe(false);
-    const log = await progressLog();
-    expect(log.some((line) => /^Edit direction \| step \d+ of \d+$/.test(line))).toBe(true);
-    expect(log.some((line) => /^Inverting \| step [0-2] of 2$/.test(line))).toBe(true);
-    expect(log.some((line) => /^Editing \| step [0-2] of 2$/.test(line))).toBe(true);
-    expect(log).toContain('step preview data:image/png;base64,');
-    await frame.waitForFunction(() => document.getElementById('progress')?.hidden === true);
-    await shot(page, '5-render');
-    await ui.locator('#settings summary').click(); // fold the settings again
+    step('2. previews with the fast GAN for cat → dog (its chip is marked fast)', async () => {
+      const chip = ui.locator('.chip[data-fast="true"]', { hasText: 'cat → dog' });
+      await chip.click();
+      expect(await ui.locator('#source').inputValue()).toBe('cat');
+      expect(await ui.locator('#target').inputValue()).toBe('dog');
+      await ui.locator('#preview').click();
+      await waitForText(frame, 'result-caption', /^Quick preview \(GAN\) · CPU/);
+      expect(await ui.locator('#result-images img').count()).toBe(1);
+      expect(await progressLog()).toEqual(expect.arrayContaining(['Generating | step 0 of 1']));
+      await shot(page, '2-preview');
+    });
 
-    // 6. Apply (mask as a separate layer, the default): a new layer above the original, same frame,
-    // named after the edit, with its record, and the mask hidden above it.
-    await ui.locator('#apply').click();
-    await waitForText(frame, 'result-caption', /^Placed 1 layer on the canvas\.$/);
-    let layers: LayerSummary[] = await page.evaluate(() => window.p2pzHost.layers());
-    const [before, placed, mask] = layers;
-    expect(layers).toHaveLength(3);
-    expect(before?.name).toBe('Cat photo');
-    expect(placed).toMatchObject({ type: 'RECTANGLE', name: 'cat → dog (seed 42)', width: 240, height: 160, visible: true });
-    expect(placed?.x).toBeCloseTo(120, 9);
-    expect(placed?.y).toBeCloseTo(80, 9);
-    expect(placed?.rotation).toBeCloseTo(10, 9);
-    expect(placed?.imageSize).toEqual({ width: 96, height: 64 }); // the daemon returns the input's size
-    expect(JSON.parse(placed?.edit ?? '{}')).toMatchObject({ source: 'cat', target: 'dog', seed: 42, steps: 2, size: 64, kind: 'render', engine: 'diffusion', originalId: before?.id });
-    expect(placed?.relaunch).toEqual({ rerun: 'cat → dog, seed 42' });
-    expect(mask).toMatchObject({ type: 'RECTANGLE', name: 'Mask · cat → dog (seed 42)', visible: false, width: 240, height: 160, imageSize: { width: 96, height: 64 } });
-    expect(mask?.x).toBeCloseTo(120, 9);
-    expect(mask?.rotation).toBeCloseTo(10, 9);
-    expect(await page.evaluate(() => window.p2pzHost.notifications())).toEqual(expect.arrayContaining([{ text: 'Paired with the p2pz daemon', error: false }, { text: 'Placed cat → dog', error: false }]));
-    await shot(page, '6-applied');
+    step('3. a render held before the worker is surely running; Cancel stops it and keeps the preview', async () => {
+      engine.holdNextRender();
+      await ui.locator('#render').click();
+      await waitForText(frame, 'progress-stage', /^Starting$/);
+      expect(await visible(frame, 'cancel')).toBe(true);
+      expect(await ui.locator('#render').isDisabled()).toBe(true);
+      expect(engine.held).toBe(1);
+      await shot(page, '3-render-running');
+      await ui.locator('#cancel').click();
+      await waitForText(frame, 'result-caption', /^Cancelled\.$/);
+      expect(await visible(frame, 'cancel')).toBe(false);
+      expect(await visible(frame, 'progress')).toBe(false);
+      expect(await ui.locator('#render').isDisabled()).toBe(false);
+      expect(await ui.locator('#result-images img').count()).toBe(1);
+    });
 
-    // 7. Apply again as a masked group: the mask, bottom of the group, masks the result by luminance.
-    await ui.locator('#settings summary').click();
-    await ui.locator('#mask-mode').selectOption('masked');
-    await ui.locator('#apply').click();
-    await frame.waitForFunction(() => /Placed/.test(document.getElementById('result-caption')?.textContent ?? ''));
-    await expect.poll(async () => (await page.evaluate(() => window.p2pzHost.layers())).length).toBe(4);
-    layers = await page.evaluate(() => window.p2pzHost.layers());
-    const group = layers[1];
-    expect(group).toMatchObject({ type: 'GROUP', name: 'cat → dog (seed 42)' });
-    expect(group?.children.map((c) => [c.name, c.isMask, c.maskType])).toEqual([
-      ['Mask · cat → dog (seed 42)', true, 'LUMINANCE'],
-      ['cat → dog (seed 42)', false, 'ALPHA'],
-    ]);
+    step('4. a render without a diffusion model says so, with the install command; the preview keeps its caption', async () => {
+      await ui.locator('#render').click();
+      await frame.waitForFunction(() => !document.getElementById('job-problem')?.hidden, undefined, { timeout: 60_000 });
+      expect(await text(frame, 'job-problem-title')).toMatch(/^The model this edit needs is not installed\./);
+      expect(await visible(frame, 'job-problem-command')).toBe(true);
+      expect(await text(frame, 'job-problem-command')).toMatch(/\bmodels install\b/);
+      expect(await text(frame, 'result-caption')).toMatch(/^Quick preview \(GAN\) · CPU/);
+      await frame.waitForFunction(() => document.getElementById('progress')?.hidden === true);
+      await shot(page, '4-render-model-missing');
+    });
 
-    // 8. One undo removes one result: first the group, then the layer and its mask.
-    await page.evaluate(() => window.p2pzHost.undo());
-    expect((await page.evaluate(() => window.p2pzHost.layers())).map((l) => l.name)).toEqual(['Cat photo', 'cat → dog (seed 42)', 'Mask · cat → dog (seed 42)']);
-    await page.evaluate(() => window.p2pzHost.undo());
-    expect((await page.evaluate(() => window.p2pzHost.layers())).map((l) => l.name)).toEqual(['Cat photo']);
-    await page.close();
+    step('5. with the tiny Stable Diffusion model installed, the full render shows stages, steps and a step preview', async () => {
+      await writeTinyStableDiffusion(join(tiny.models, 'tiny-sd'));
+      await ui.locator('#settings summary').click();
+      await ui.locator('#steps').fill('2');
+      await ui.locator('#size').fill('64');
+      await ui.locator('#render').click();
+      await waitForText(frame, 'result-caption', /^Full render · CPU/);
+      await waitForText(frame, 'device', /· 1 diffusion model ·/); // the footnote follows the install
+      expect(await visible(frame, 'job-problem')).toBe(false);
+      const log = await progressLog();
+      expect(log.some((line) => /^Edit direction \| step \d+ of \d+$/.test(line))).toBe(true);
+      expect(log.some((line) => /^Inverting \| step [0-2] of 2$/.test(line))).toBe(true);
+      expect(log.some((line) => /^Editing \| step [0-2] of 2$/.test(line))).toBe(true);
+      expect(log).toContain('step preview data:image/png;base64,');
+      await frame.waitForFunction(() => document.getElementById('progress')?.hidden === true);
+      await shot(page, '5-render');
+      await ui.locator('#settings summary').click(); // fold the settings again
+    });
+
+    step('6. Apply (mask as a separate layer): the result above the original, same frame, named, with its record; the mask hidden above it', async () => {
+      await ui.locator('#apply').click();
+      await waitForText(frame, 'result-caption', /^Placed 1 layer on the canvas\.$/);
+      const layers: LayerSummary[] = await page.evaluate(() => window.p2pzHost.layers());
+      const [before, placed, mask] = layers;
+      expect(layers).toHaveLength(3);
+      expect(before?.name).toBe('Cat photo');
+      expect(placed).toMatchObject({ type: 'RECTANGLE', name: 'cat → dog (seed 42)', width: 240, height: 160, visible: true });
+      expect(placed?.x).toBeCloseTo(120, 9);
+      expect(placed?.y).toBeCloseTo(80, 9);
+      expect(placed?.rotation).toBeCloseTo(10, 9);
+      expect(placed?.imageSize).toEqual({ width: 96, height: 64 }); // the daemon returns the input's size
+      expect(JSON.parse(placed?.edit ?? '{}')).toMatchObject({ source: 'cat', target: 'dog', seed: 42, steps: 2, size: 64, kind: 'render', engine: 'diffusion', originalId: before?.id });
+      expect(placed?.relaunch).toEqual({ rerun: 'cat → dog, seed 42' });
+      expect(mask).toMatchObject({ type: 'RECTANGLE', name: 'Mask · cat → dog (seed 42)', visible: false, width: 240, height: 160, imageSize: { width: 96, height: 64 } });
+      expect(mask?.x).toBeCloseTo(120, 9);
+      expect(mask?.rotation).toBeCloseTo(10, 9);
+      expect(await page.evaluate(() => window.p2pzHost.notifications())).toEqual(expect.arrayContaining([{ text: 'Paired with the p2pz daemon', error: false }, { text: 'Placed cat → dog', error: false }]));
+      await shot(page, '6-applied');
+    });
+
+    step('7. Apply again as a masked group: the mask, bottom of the group, masks the result by luminance', async () => {
+      await ui.locator('#settings summary').click();
+      await ui.locator('#mask-mode').selectOption('masked');
+      await ui.locator('#apply').click();
+      await frame.waitForFunction(() => /Placed/.test(document.getElementById('result-caption')?.textContent ?? ''));
+      await expect.poll(async () => (await page.evaluate(() => window.p2pzHost.layers())).length).toBe(4);
+      const layers: LayerSummary[] = await page.evaluate(() => window.p2pzHost.layers());
+      const group = layers[1];
+      expect(group).toMatchObject({ type: 'GROUP', name: 'cat → dog (seed 42)' });
+      expect(group?.children.map((c) => [c.name, c.isMask, c.maskType])).toEqual([
+        ['Mask · cat → dog (seed 42)', true, 'LUMINANCE'],
+        ['cat → dog (seed 42)', false, 'ALPHA'],
+      ]);
+    });
+
+    step('8. one undo removes one result: first the group, then the layer and its mask', async () => {
+      await page.evaluate(() => window.p2pzHost.undo());
+      expect((await page.evaluate(() => window.p2pzHost.layers())).map((l) => l.name)).toEqual(['Cat photo', 'cat → dog (seed 42)', 'Mask · cat → dog (seed 42)']);
+      await page.evaluate(() => window.p2pzHost.undo());
+      expect((await page.evaluate(() => window.p2pzHost.layers())).map((l) => l.name)).toEqual(['Cat photo']);
+    });
   });
 
   it('runs a quick action on two layers with a stored token: no pairing, a batch preview by itself, both placed', async () => {

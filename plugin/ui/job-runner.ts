@@ -1,0 +1,216 @@
+// The panel's jobs: reads the selected layers from the host, uploads each image once (a cache keyed by
+// layer and content; an upload the daemon no longer knows is sent again and the job resubmitted),
+// submits one job per layer and follows its events through the Connection, fetches the results, and
+// cancels. Several layers run one after the other as a batch; a cancelled batch keeps the layers that
+// finished. It touches no DOM: it reports to a JobRunnerListener, so a fake client can drive it in tests.
+import { P2pzError, type EditParams, type ImageBytes, type JobEvent, type JobKind, type JobOutcome, type LayerEdit, type Stage } from '../../shared/protocol/index.js';
+import { randomId } from './daemon-client.js';
+import type { Connection, DaemonApi } from './connection.js';
+import type { PanelHost, PanelResult } from './host.js';
+import { problemFor, type Problem } from './problems.js';
+
+/** Which layer of a batch a job is for (null when only one layer is edited). */
+export type BatchPosition = { readonly index: number; readonly count: number } | null;
+
+/** Where a job stands, for the progress line. */
+export type JobProgress =
+  | { readonly phase: 'reading' }
+  | { readonly phase: 'uploading'; readonly batch: BatchPosition }
+  | { readonly phase: 'queued'; readonly batch: BatchPosition; readonly position: number }
+  | { readonly phase: 'starting'; readonly batch: BatchPosition }
+  | { readonly phase: 'stage'; readonly batch: BatchPosition; readonly stage: Stage; readonly step: number; readonly total: number }
+  | { readonly phase: 'cancelling' };
+
+/** What the runner reports. */
+export interface JobRunnerListener {
+  /** A job began (buttons, cleared problem). */
+  started(kind: JobKind): void;
+  progress(progress: JobProgress): void;
+  /** A step preview (a data: URL) arrived. */
+  stepPreview(url: string): void;
+  /** Results to show: the batch's finished layers so far with the last outcome, or (outcome null)
+   *  the previous results again after a cancel that finished nothing. */
+  results(entries: readonly PanelResult[], outcome: JobOutcome | null): void;
+  /** The job was cancelled; `kept` layers of the batch had finished. */
+  cancelled(kept: number): void;
+  /** The job failed; the problem says why and what to do. */
+  failed(problem: Problem): void;
+  /** The job is over, however it ended. */
+  ended(): void;
+}
+
+type Terminal = { type: 'finished'; outcome: JobOutcome } | { type: 'cancelled' };
+
+interface RunningJob {
+  readonly kind: JobKind;
+  jobId: string | null;
+  cancelled: boolean;
+}
+
+export class JobRunner {
+  private running_: RunningJob | null = null;
+  private results_: PanelResult[] = [];
+  /** Image ids of uploads, by layer and content. */
+  private readonly uploads = new Map<string, string>();
+
+  constructor(
+    private readonly connection: Pick<Connection, 'client' | 'port' | 'watch' | 'cancel' | 'forgetToken' | 'refreshHealth'>,
+    private readonly host: Pick<PanelHost, 'readImages'>,
+    private readonly listener: JobRunnerListener,
+  ) {}
+
+  get busy(): boolean {
+    return this.running_ !== null;
+  }
+
+  get cancelling(): boolean {
+    return this.running_?.cancelled === true;
+  }
+
+  /** The shown results (of the last job that finished any). */
+  get results(): readonly PanelResult[] {
+    return this.results_;
+  }
+
+  /** Runs `kind` with `edit` on the layers `nodeIds`, one after the other. */
+  async run(kind: JobKind, nodeIds: readonly string[], edit: EditParams): Promise<void> {
+    const client = this.connection.client;
+    if (client === null || this.running_ !== null || nodeIds.length === 0) return;
+    const job: RunningJob = { kind, jobId: null, cancelled: false };
+    this.running_ = job;
+    this.listener.started(kind);
+    this.listener.progress({ phase: 'reading' });
+    const fresh: PanelResult[] = [];
+    try {
+      const images = await this.host.readImages(nodeIds);
+      for (const [index, image] of images.entries()) {
+        if (job.cancelled) break;
+        const batch: BatchPosition = images.length > 1 ? { index, count: images.length } : null;
+        this.listener.progress({ phase: 'uploading', batch });
+        let imageId = await this.upload(client, image);
+        let terminal: Terminal;
+        try {
+          terminal = await this.runOne(client, job, { kind, imageId, edit }, batch);
+        } catch (err) {
+          // Uploads expire (and a restarted daemon forgets them): upload once more and resubmit.
+          if (!(err instanceof P2pzError) || err.code !== 'E_NOT_FOUND') throw err;
+          imageId = await this.upload(client, image, true);
+          terminal = await this.runOne(client, job, { kind, imageId, edit }, batch);
+        }
+        if (terminal.type === 'cancelled') break;
+        fresh.push(await fetchResult(client, image, edit, kind, terminal.outcome));
+        this.listener.results(fresh, terminal.outcome);
+      }
+      if (job.cancelled) {
+        if (fresh.length === 0) this.listener.results(this.results_, null);
+        this.listener.cancelled(fresh.length);
+      }
+    } catch (err) {
+      const problem = problemFor(err, client.port);
+      if (err instanceof P2pzError && err.code === 'E_UNAUTHORIZED') this.connection.forgetToken(problem);
+      else this.listener.failed(problem);
+    } finally {
+      if (fresh.length > 0) {
+        for (const old of this.results_) URL.revokeObjectURL(old.url);
+        this.results_ = fresh;
+      }
+      this.running_ = null;
+      this.listener.ended();
+      // Models may have been installed or the device may have changed meanwhile.
+      this.connection.refreshHealth();
+    }
+  }
+
+  /** Cancels the running job (and the rest of its batch). */
+  cancel(): void {
+    const job = this.running_;
+    if (job === null || job.cancelled) return;
+    job.cancelled = true;
+    this.listener.progress({ phase: 'cancelling' });
+    if (job.jobId !== null) this.connection.cancel(job.jobId);
+  }
+
+  private async upload(client: DaemonApi, image: ImageBytes, fresh = false): Promise<string> {
+    const key = `${image.nodeId}:${image.bytes.byteLength}:${fnv1a(image.bytes)}`;
+    const known = this.uploads.get(key);
+    if (known !== undefined && !fresh) return known;
+    const uploaded = await client.uploadImage(image.bytes, image.mime);
+    this.uploads.set(key, uploaded.imageId);
+    return uploaded.imageId;
+  }
+
+  /** Submits one job and waits for its terminal event; progress is reported on the way. */
+  private async runOne(client: DaemonApi, job: RunningJob, request: { kind: JobKind; imageId: string; edit: EditParams }, batch: BatchPosition): Promise<Terminal> {
+    const jobId = randomId('job');
+    job.jobId = jobId;
+    let unwatch = (): void => undefined;
+    const done = new Promise<Terminal>((resolve, reject) => {
+      unwatch = this.connection.watch(jobId, request.kind, (event: JobEvent) => {
+        switch (event.type) {
+          case 'queued':
+            this.listener.progress({ phase: 'queued', batch, position: event.position });
+            return;
+          case 'started':
+            this.listener.progress({ phase: 'starting', batch });
+            return;
+          case 'progress':
+            this.listener.progress({ phase: 'stage', batch, stage: event.stage, step: event.step, total: event.total });
+            if (event.preview !== undefined) this.listener.stepPreview(event.preview);
+            return;
+          case 'finished':
+            resolve({ type: 'finished', outcome: event.outcome });
+            return;
+          case 'cancelled':
+            resolve({ type: 'cancelled' });
+            return;
+          case 'error':
+            reject(P2pzError.fromBody(event.error));
+            return;
+        }
+      });
+    });
+    try {
+      await client.submitJob({ jobId, kind: request.kind, imageId: request.imageId, edit: request.edit, stepPreviews: request.kind === 'render' });
+      if (job.cancelled) this.connection.cancel(jobId);
+      return await done;
+    } finally {
+      unwatch();
+    }
+  }
+}
+
+/** Downloads a finished job's image (and mask) and records the edit that made it. */
+async function fetchResult(client: DaemonApi, image: ImageBytes, edit: EditParams, kind: JobKind, outcome: JobOutcome): Promise<PanelResult> {
+  const imageRef = outcome.results.find((r) => r.role === 'image');
+  if (imageRef === undefined) throw new P2pzError('E_INTERNAL', 'The job finished without an image.');
+  const maskRef = outcome.results.find((r) => r.role === 'mask');
+  const bytes = await client.result(imageRef.id);
+  const mask = maskRef === undefined ? null : { bytes: await client.result(maskRef.id), width: maskRef.width, height: maskRef.height };
+  const layerEdit: LayerEdit = {
+    source: edit.source,
+    target: edit.target,
+    seed: edit.seed,
+    steps: edit.steps,
+    cfg: edit.cfg,
+    xa: edit.xa,
+    size: edit.size,
+    editScale: edit.editScale,
+    blend: edit.blend,
+    kind,
+    engine: outcome.engine,
+    originalId: image.nodeId,
+    ...(edit.caption === undefined ? {} : { caption: edit.caption }),
+  };
+  const url = URL.createObjectURL(new Blob([bytes as Uint8Array<ArrayBuffer>], { type: 'image/png' }));
+  return { nodeId: image.nodeId, read: image.read, edit: layerEdit, image: { bytes, width: imageRef.width, height: imageRef.height }, mask, url };
+}
+
+/** FNV-1a over the bytes: a cheap key for "this exact image was uploaded already". */
+function fnv1a(bytes: Uint8Array): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < bytes.length; i++) {
+    h ^= bytes[i] ?? 0;
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
