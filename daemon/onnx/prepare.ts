@@ -19,10 +19,9 @@ import type { Stats } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { P2pzError } from '../../shared/protocol/errors.js';
-import { decodeModel as decodeChecked, writeDerivedModel, writeFileAtomic } from './graph/model-io.js';
-import type { ModelProto as GraphIoModel } from './graph/onnx-proto.js';
+import { decodeModel, writeDerivedModel, writeFileAtomic } from './graph/model-io.js';
 import { crossAttentionModel, guidanceGradientModel, type UNetStaticSize } from './attention/guidance-graph.js';
-import { int, isExternal, type ModelProto } from './autodiff/proto.js';
+import { isExternal, type ModelProto } from './graph/onnx-proto.js';
 import { prepareVaeParameters, type PreparedVaeParameters } from './vae-parameters.js';
 
 export const PREPARE_DEFAULTS = Object.freeze({
@@ -118,7 +117,7 @@ async function externalDataFiles(locations: readonly string[], dir: string): Pro
   const out: { location: string; size: number }[] = [];
   for (const location of locations) {
     try {
-      out.push({ location, size: int((await stat(join(dir, location))).size) });
+      out.push({ location, size: (await stat(join(dir, location))).size });
     } catch {
       throw new P2pzError('E_MODEL_INVALID', 'The UNet weights file is missing.');
     }
@@ -190,7 +189,7 @@ async function sourceOf(unetPath: string): Promise<{ source: PreparedManifest['s
     return { source: { sha256: known.sha256, externalData: await externalDataFiles(known.locations, dir) } };
   }
   const read = await readUNet(unetPath);
-  const model = decodeChecked(read.bytes) as unknown as ModelProto;
+  const model = decodeModel(read.bytes);
   const sha256 = createHash('sha256').update(read.bytes).digest('hex');
   const locations = externalLocations(model);
   // Remembered only when the file did not change while it was read.
@@ -255,7 +254,7 @@ async function prepareOnce(modelDir: string, opts: PrepareOptions, size: UNetSta
   if (existing && (graphs === 'xattn' || existing.files.grad !== undefined)) {
     return graphs === 'xattn' ? { ...paths, manifest: existing, reused: true } : { ...paths, gradPath, manifest: existing, reused: true };
   }
-  const model = known.model ?? (decodeChecked((await readUNet(unetPath)).bytes) as unknown as ModelProto);
+  const model = known.model ?? decodeModel((await readUNet(unetPath)).bytes);
   let sites = existing?.sites;
   if (!sites) {
     let xattn: ReturnType<typeof crossAttentionModel>;
@@ -268,7 +267,7 @@ async function prepareOnce(modelDir: string, opts: PrepareOptions, size: UNetSta
       }
       throw e;
     }
-    await writeDerivedModel(xattn.model as unknown as GraphIoModel, unetPath, paths.xattnPath);
+    await writeDerivedModel(xattn.model, unetPath, paths.xattnPath);
     sites = xattn.sites.map((s) => ({
       output: `attn_map_${String(s.index).padStart(2, '0')}`, node: s.node, layout: s.layout, heads: s.heads, queries: s.queries, tokens: s.tokens,
     }));
@@ -277,7 +276,7 @@ async function prepareOnce(modelDir: string, opts: PrepareOptions, size: UNetSta
   // gradient graph is added to it.
   if (graphs === 'both') {
     const grad = guidanceGradientModel(model, size);
-    await writeDerivedModel(grad.model as unknown as GraphIoModel, unetPath, gradPath);
+    await writeDerivedModel(grad.model, unetPath, gradPath);
   }
   const manifest: PreparedManifest = {
     format: PREPARE_FORMAT_VERSION,

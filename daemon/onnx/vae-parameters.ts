@@ -22,7 +22,7 @@ import { P2pzError } from '../../shared/protocol/errors.js';
 import { namesInUse, producers, consumers, topologicalOrder } from './graph/graph-index.js';
 import { decodeModel, encodeModel, externalDataRefs, graphOf, writeDerivedModel, writeFileAtomic } from './graph/model-io.js';
 import { int64ToNumber, onnx } from './graph/onnx-proto.js';
-import type { GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto } from './graph/onnx-proto.js';
+import type { GraphFields, ModelFields, NodeFields, TensorFields, ValueInfoFields } from './graph/onnx-proto.js';
 
 export const VAE_PARAMETERS_DEFAULTS = Object.freeze({
   /** The encoder inside a model folder. */
@@ -81,7 +81,7 @@ export function encoderSampleOutput(outputs: readonly { readonly name: string; r
 }
 
 /** Output names and channel counts of a graph (for encoderSampleOutput). */
-function graphOutputs(graph: GraphProto): { name: string; channels: number | undefined }[] {
+function graphOutputs(graph: GraphFields): { name: string; channels: number | undefined }[] {
   return (graph.output ?? []).map((o) => {
     const d = o.type?.tensorType?.shape?.dim?.[1]?.dimValue;
     return { name: o.name ?? '', channels: d === undefined || d === null ? undefined : int64ToNumber(d) };
@@ -103,19 +103,19 @@ const RANDOM_NORMAL = new Set(['RandomNormalLike', 'RandomNormal']);
 const TO_SIGMA = new Set(['Clip', 'Max', 'Min', 'Mul', 'Div', 'Exp', 'Sqrt', 'Identity', 'Cast']);
 
 interface GraphLookup {
-  readonly prod: Map<string, NodeProto>;
-  readonly cons: Map<string, NodeProto[]>;
+  readonly prod: Map<string, NodeFields>;
+  readonly cons: Map<string, NodeFields[]>;
   readonly initializers: Set<string>;
 }
 
-function lookup(graph: GraphProto): GraphLookup {
+function lookup(graph: GraphFields): GraphLookup {
   return { prod: producers(graph), cons: consumers(graph), initializers: new Set((graph.initializer ?? []).map((t) => t.name ?? '')) };
 }
 
 const isConstant = (g: GraphLookup, name: string): boolean => g.initializers.has(name) || g.prod.get(name)?.opType === 'Constant';
 
 /** The sole consumer of `value` after any pass-through nodes, and the value it reads. */
-function forward(g: GraphLookup, value: string): { value: string; node: NodeProto | undefined } {
+function forward(g: GraphLookup, value: string): { value: string; node: NodeFields | undefined } {
   let v = value;
   for (let k = 0; k < 64; k++) {
     const readers = g.cons.get(v) ?? [];
@@ -138,16 +138,16 @@ function backward(g: GraphLookup, value: string): string {
 }
 
 /** The other input of a binary node. */
-function otherInput(node: NodeProto, value: string): string | undefined {
+function otherInput(node: NodeFields, value: string): string | undefined {
   const ins = node.input ?? [];
   if (ins.length !== 2) return undefined;
   return ins[0] === value ? ins[1] : ins[1] === value ? ins[0] : undefined;
 }
 
 /** Constant int64 values of a Slice input (initializer or Constant node), when readable. */
-function constInts(graph: GraphProto, g: GraphLookup, name: string | undefined): number[] | undefined {
+function constInts(graph: GraphFields, g: GraphLookup, name: string | undefined): number[] | undefined {
   if (!name) return undefined;
-  const t: TensorProto | null | undefined = g.initializers.has(name)
+  const t: TensorFields | null | undefined = g.initializers.has(name)
     ? (graph.initializer ?? []).find((x) => x.name === name)
     : g.prod.get(name)?.opType === 'Constant' ? g.prod.get(name)?.attribute?.find((a) => a.name === 'value')?.t : undefined;
   if (!t || t.dataType !== 7) return undefined;
@@ -160,7 +160,7 @@ function constInts(graph: GraphProto, g: GraphLookup, name: string | undefined):
 }
 
 /** A Slice that takes channels [from, …) of its input along axis 1, when its constants say so. */
-function sliceStart(graph: GraphProto, g: GraphLookup, node: NodeProto): number | undefined {
+function sliceStart(graph: GraphFields, g: GraphLookup, node: NodeFields): number | undefined {
   const starts = constInts(graph, g, node.input?.[1]);
   const axes = constInts(graph, g, node.input?.[3]);
   if (!starts || starts.length !== 1 || (axes && (axes.length !== 1 || axes[0] !== 1))) return undefined;
@@ -181,7 +181,7 @@ export interface PosteriorSampling {
  * Split (or a Slice from channel 0) of the moments, σ through Clip/Mul/Exp… from output 1 of the same
  * Split (or another Slice of the same moments). Throws E_MODEL_INVALID naming what is missing.
  */
-export function findPosteriorSampling(graph: GraphProto): PosteriorSampling {
+export function findPosteriorSampling(graph: GraphFields): PosteriorSampling {
   const sampleOutput = encoderSampleOutput(graphOutputs(graph));
   if (!sampleOutput) throw invalid('no sample output (latent_sample, or one output of 4 channels) was found.');
   const g = lookup(graph);
@@ -189,7 +189,7 @@ export function findPosteriorSampling(graph: GraphProto): PosteriorSampling {
   // The noise nodes the output depends on.
   const seen = new Set<string>();
   const stack = [sampleOutput];
-  const noises: NodeProto[] = [];
+  const noises: NodeFields[] = [];
   while (stack.length) {
     const p = g.prod.get(stack.pop() as string);
     if (!p || seen.has(p.name ?? '')) continue;
@@ -198,7 +198,7 @@ export function findPosteriorSampling(graph: GraphProto): PosteriorSampling {
     for (const i of p.input ?? []) if (i) stack.push(i);
   }
   if (noises.length !== 1) throw invalid(`its sampling cannot be found (${noises.length} RandomNormal/RandomNormalLike nodes feed ${sampleOutput}, expected 1).`);
-  const noise = noises[0] as NodeProto;
+  const noise = noises[0] as NodeFields;
 
   // n → Mul(σ, n) → Add(μ, σ·n) → the output.
   const n = forward(g, noise.output?.[0] ?? '');
@@ -220,7 +220,7 @@ export function findPosteriorSampling(graph: GraphProto): PosteriorSampling {
   // σ: back through the elementwise chain to log σ², the other half of the same moments.
   let v = sigma;
   let sawExp = false;
-  let logvarNode: NodeProto | undefined;
+  let logvarNode: NodeFields | undefined;
   for (let k = 0; k < VAE_PARAMETERS_DEFAULTS.maxSigmaChain && !logvarNode; k++) {
     const p = g.prod.get(v);
     if (!p) break;
@@ -242,7 +242,7 @@ export function findPosteriorSampling(graph: GraphProto): PosteriorSampling {
 }
 
 /** Shape of the parameters output: the sample's [B,C,h,w] with 2C channels. */
-function parametersInfo(sample: ValueInfoProto | undefined): ValueInfoProto {
+function parametersInfo(sample: ValueInfoFields | undefined): ValueInfoFields {
   const dims = sample?.type?.tensorType?.shape?.dim;
   const shape = dims && dims.length === 4
     ? { dim: dims.map((d, i) => (i === 1 ? (d.dimValue ? { dimValue: 2 * int64ToNumber(d.dimValue) } : { dimParam: 'latent_channels_x2' }) : { ...d })) }
@@ -255,7 +255,7 @@ function parametersInfo(sample: ValueInfoProto | undefined): ValueInfoProto {
  * `latent_parameters` = the moments [B,2C,h,w] (through an Identity), with every node and initializer
  * that no longer contributes removed. `model` is not mutated.
  */
-export function vaeParametersModel(model: ModelProto): { model: ModelProto; moments: string; pruned: string[] } {
+export function vaeParametersModel(model: ModelFields): { model: ModelFields; moments: string; pruned: string[] } {
   const copy = onnx.ModelProto.decode(encodeModel(model));
   const graph = graphOf(copy);
   const found = findPosteriorSampling(graph);
@@ -267,7 +267,7 @@ export function vaeParametersModel(model: ModelProto): { model: ModelProto; mome
 
   // Keep what the output needs (reverse topological order), drop the rest.
   const live = new Set<string>([out]);
-  const keep = new Set<NodeProto>();
+  const keep = new Set<NodeFields>();
   for (const node of [...topologicalOrder(graph)].reverse()) {
     if (!(node.output ?? []).some((o) => live.has(o))) continue;
     keep.add(node);

@@ -5,9 +5,11 @@
 // ([B·heads, hw, T] from diffusers' head_to_batch_dim, or [B, heads, hw, T]). Node names are a
 // hint only, recorded in the model's metadata. The existing outputs are left untouched.
 import { P2pzError } from '../../../shared/protocol/errors.js';
-import { cloneModelShallow } from '../autodiff/fold.js';
-import { makeNode, makeTensor, valueInfo, DType, type GraphProto, type ModelProto, type NodeProto } from '../autodiff/proto.js';
-import type { ShapeMap } from '../autodiff/static-shapes.js';
+import { producers } from '../graph/graph-index.js';
+import { cloneModelShallow } from '../graph/fold.js';
+import { DataType, type GraphProto, type ModelProto, type NodeProto } from '../graph/onnx-proto.js';
+import { makeNode, makeTensor, valueInfo } from '../graph/nodes.js';
+import type { ShapeMap } from '../graph/static-shapes.js';
 
 export const CROSS_ATTENTION_IO = Object.freeze({
   sample: 'sample',
@@ -55,12 +57,12 @@ function dependence(graph: GraphProto): Map<string, number> {
 }
 
 /** The attention-score contraction feeding a Softmax (through scaling, masking, casts). */
-function scoreContraction(softmax: NodeProto, producers: Map<string, NodeProto>, dep: Map<string, number>): NodeProto | undefined {
+function scoreContraction(softmax: NodeProto, producer: Map<string, NodeProto>, dep: Map<string, number>): NodeProto | undefined {
   let frontier = [softmax.input[0] ?? ''];
   for (let depth = 0; depth < CROSS_ATTENTION_DEFAULTS.maxSearchDepth && frontier.length > 0; depth++) {
     const next: string[] = [];
     for (const t of frontier) {
-      const p = producers.get(t);
+      const p = producer.get(t);
       if (!p) continue;
       if ((p.opType === 'MatMul' || p.opType === 'Einsum') && p.input.filter((i) => i && dep.get(i)).length >= 1) return p;
       for (const i of p.input) if (i && dep.get(i)) next.push(i);
@@ -74,12 +76,11 @@ function scoreContraction(softmax: NodeProto, producers: Map<string, NodeProto>,
 export function findCrossAttention(model: ModelProto, shapes: ShapeMap, batch: number): CrossAttentionSite[] {
   const graph = model.graph;
   const dep = dependence(graph);
-  const producers = new Map<string, NodeProto>();
-  for (const n of graph.node) for (const o of n.output) if (o) producers.set(o, n);
+  const producer = producers(graph);
   const sites: CrossAttentionSite[] = [];
   for (const node of graph.node) {
     if (node.opType !== 'Softmax') continue;
-    const mm = scoreContraction(node, producers, dep);
+    const mm = scoreContraction(node, producer, dep);
     let cross: boolean;
     if (mm) {
       const masks = mm.input.slice(0, 2).map((i) => (i ? dep.get(i) ?? 0 : 0));
@@ -121,10 +122,10 @@ export function exposeCrossAttentionMaps(model: ModelProto, shapes: ShapeMap, si
     const name = mapName(s.index);
     const dims = [batch, s.heads, s.queries, s.tokens];
     const shapeName = `${name}/shape`;
-    graph.initializer.push(makeTensor(shapeName, DType.INT64, [4], dims));
+    graph.initializer.push(makeTensor(shapeName, DataType.INT64, [4], dims));
     graph.node.push(makeNode('Reshape', [s.probs, shapeName], [name], `${name}/Reshape`));
-    const dtype = shapes.get(s.probs)?.dtype ?? DType.FLOAT;
-    shapes.set(shapeName, { dtype: DType.INT64, dims: [4], value: dims });
+    const dtype = shapes.get(s.probs)?.dtype ?? DataType.FLOAT;
+    shapes.set(shapeName, { dtype: DataType.INT64, dims: [4], value: dims });
     shapes.set(name, { dtype, dims });
     graph.output.push(valueInfo(name, dtype, dims));
   }

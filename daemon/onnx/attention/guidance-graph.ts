@@ -9,10 +9,11 @@
 //    official code defines it over the CFG batch) and ∂L/∂x, derived by reverse-mode autodiff.
 import { P2pzError } from '../../../shared/protocol/errors.js';
 import { GraphEmitter } from '../autodiff/emitter.js';
-import { foldStaticShapes } from '../autodiff/fold.js';
+import { foldStaticShapes } from '../graph/fold.js';
 import { appendGradient } from '../autodiff/gradient-graph.js';
-import { DType, declaredType, defaultOpset, makeNode, valueInfo, type ModelProto } from '../autodiff/proto.js';
-import type { ShapeMap } from '../autodiff/static-shapes.js';
+import { DataType, type ModelProto } from '../graph/onnx-proto.js';
+import { declaredType, defaultOpset, makeNode, valueInfo } from '../graph/nodes.js';
+import type { ShapeMap } from '../graph/static-shapes.js';
 import { CROSS_ATTENTION_IO, exposeCrossAttentionMaps, findCrossAttention, mapName, type CrossAttentionSite } from './cross-attention.js';
 
 export const GUIDANCE_IO = Object.freeze({
@@ -79,7 +80,7 @@ export function guidanceGradientModel(model: ModelProto, size: UNetStaticSize): 
   const terms: string[] = [];
   for (const s of x.sites) {
     const ref = refName(s.index);
-    const dtype = shapes.get(s.probs)?.dtype ?? DType.FLOAT;
+    const dtype = shapes.get(s.probs)?.dtype ?? DataType.FLOAT;
     graph.input.push(valueInfo(ref, dtype, [s.heads, s.queries, s.tokens]));
     shapes.set(ref, { dtype, dims: [s.heads, s.queries, s.tokens] });
     const diff = em.sub(mapName(s.index), ref);

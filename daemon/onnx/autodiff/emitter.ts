@@ -2,8 +2,9 @@
 // dtype/dims of every tensor it creates, and caches the small inline constants it needs. The
 // vector-Jacobian rules speak only through this class, so every tensor they make has a known shape.
 import { P2pzError } from '../../../shared/protocol/errors.js';
-import { DType, makeNode, makeTensor, type AttrValue, type NodeProto, type TensorProto } from './proto.js';
-import { numel, type ShapeMap, type TensorInfo } from './static-shapes.js';
+import { DataType, type NodeProto, type TensorProto } from '../graph/onnx-proto.js';
+import { makeNode, makeTensor, type AttrValue } from '../graph/nodes.js';
+import { numel, type ShapeMap, type TensorInfo } from '../graph/static-shapes.js';
 
 export class GraphEmitter {
   readonly nodes: NodeProto[] = [];
@@ -62,7 +63,7 @@ export class GraphEmitter {
   }
 
   ints(values: readonly number[]): string {
-    return this.constant(values, DType.INT64, [values.length]);
+    return this.constant(values, DataType.INT64, [values.length]);
   }
 
   // --- shorthand for the ops the rules use most ---

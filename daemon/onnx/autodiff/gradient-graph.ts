@@ -5,9 +5,10 @@
 // weights stay in their file); the only new tensors are small inline constants.
 import { P2pzError } from '../../../shared/protocol/errors.js';
 import { GraphEmitter } from './emitter.js';
-import { pruneDeadNodes, cloneModelShallow } from './fold.js';
-import { defaultOpset, isFloatType, makeNode, valueInfo, type GraphProto, type ModelProto, type NodeProto } from './proto.js';
-import type { ShapeMap } from './static-shapes.js';
+import { pruneDeadNodes, cloneModelShallow } from '../graph/fold.js';
+import { isFloatType, type GraphProto, type ModelProto, type NodeProto } from '../graph/onnx-proto.js';
+import { defaultOpset, makeNode, valueInfo } from '../graph/nodes.js';
+import type { ShapeMap } from '../graph/static-shapes.js';
 import { VJP_RULES } from './vjp/index.js';
 import { unsupported } from './vjp/types.js';
 

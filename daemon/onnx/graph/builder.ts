@@ -9,7 +9,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { encodeModel, writeFileAtomic } from './model-io.js';
 import { ATTRIBUTE_TYPE, BYTES_PER_ELEMENT, DATA_LOCATION, DataType, onnx } from './onnx-proto.js';
-import type { AttributeProto, DataTypeCode, ModelProto, NodeProto, TensorProto, ValueInfoProto } from './onnx-proto.js';
+import type { AttributeFields, DataTypeCode, ModelFields, NodeFields, TensorFields, ValueInfoFields } from './onnx-proto.js';
 import { NormalStream, tensorSeed } from './prng.js';
 
 export const BUILDER_DEFAULTS = Object.freeze({
@@ -55,7 +55,7 @@ export type AttrValue =
   | { readonly ints: readonly number[] }
   | { readonly floats: readonly number[] }
   | { readonly s: string }
-  | { readonly t: TensorProto };
+  | { readonly t: TensorFields };
 export type Attrs = Readonly<Record<string, AttrValue>>;
 
 export const attr = Object.freeze({
@@ -64,7 +64,7 @@ export const attr = Object.freeze({
   ints: (ints: readonly number[]): AttrValue => ({ ints }),
   floats: (floats: readonly number[]): AttrValue => ({ floats }),
   s: (s: string): AttrValue => ({ s }),
-  t: (t: TensorProto): AttrValue => ({ t }),
+  t: (t: TensorFields): AttrValue => ({ t }),
 });
 
 interface PendingTensor {
@@ -105,9 +105,9 @@ export class GraphBuilder {
   readonly seed: number;
   private readonly opsetVersion: number;
   private readonly graphName: string;
-  private readonly nodes: NodeProto[] = [];
-  private readonly inputs: ValueInfoProto[] = [];
-  private readonly outputs: ValueInfoProto[] = [];
+  private readonly nodes: NodeFields[] = [];
+  private readonly inputs: ValueInfoFields[] = [];
+  private readonly outputs: ValueInfoFields[] = [];
   private readonly tensors: PendingTensor[] = [];
   private readonly scopes: string[] = [];
   private readonly usedNodeNames = new Set<string>();
@@ -172,7 +172,7 @@ export class GraphBuilder {
     const spec = options.outputs ?? 1;
     const outputs = typeof spec === 'number' ? Array.from({ length: spec }, (_, k) => `${name}_output_${k}`) : [...spec];
     for (const o of outputs) this.claimValueName(o);
-    const node: NodeProto = {
+    const node: NodeFields = {
       opType,
       name,
       input: [...inputs],
@@ -245,11 +245,11 @@ export class GraphBuilder {
     const dir = dirname(path);
     await mkdir(dir, { recursive: true });
 
-    const initializers: TensorProto[] = [];
+    const initializers: TensorFields[] = [];
     const placed: { t: PendingTensor; offset: number }[] = [];
     let end = 0;
     for (const t of this.tensors) {
-      const proto: TensorProto = { name: t.name, dataType: t.dataType, dims: [...t.dims] };
+      const proto: TensorFields = { name: t.name, dataType: t.dataType, dims: [...t.dims] };
       if (external && t.byteLength >= BUILDER_DEFAULTS.externalThresholdBytes) {
         const align = t.byteLength >= BUILDER_DEFAULTS.largeTensorBytes ? BUILDER_DEFAULTS.largeAlignBytes : BUILDER_DEFAULTS.alignBytes;
         const offset = Math.ceil(end / align) * align;
@@ -267,7 +267,7 @@ export class GraphBuilder {
       initializers.push(proto);
     }
 
-    const model: ModelProto = onnx.ModelProto.create({
+    const model: ModelFields = onnx.ModelProto.create({
       irVersion: BUILDER_DEFAULTS.irVersion,
       producerName: BUILDER_DEFAULTS.producerName,
       opsetImport: [{ domain: '', version: this.opsetVersion }],
@@ -321,7 +321,7 @@ export class GraphBuilder {
   }
 }
 
-function valueInfo(name: string, elemType: number, dims: readonly Dim[] | undefined): ValueInfoProto {
+function valueInfo(name: string, elemType: number, dims: readonly Dim[] | undefined): ValueInfoFields {
   return {
     name,
     type: {
@@ -333,7 +333,7 @@ function valueInfo(name: string, elemType: number, dims: readonly Dim[] | undefi
   };
 }
 
-function attribute(name: string, v: AttrValue): AttributeProto {
+function attribute(name: string, v: AttrValue): AttributeFields {
   const T = ATTRIBUTE_TYPE;
   if ('i' in v) return { name, type: T.INT, i: v.i };
   if ('f' in v) return { name, type: T.FLOAT, f: v.f };

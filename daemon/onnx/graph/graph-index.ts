@@ -1,36 +1,21 @@
-// Lookups over one ONNX graph that every graph rewrite needs: initializers and value infos by name,
-// the producer and consumers of each value, a topological order, fresh unique names, and adding graph
-// outputs (to read intermediate values such as cross-attention probabilities).
-import { DataType } from './onnx-proto.js';
-import type { GraphProto, NodeProto, TensorProto, ValueInfoProto } from './onnx-proto.js';
+// Lookups over one ONNX graph that graph rewrites share: the producer and consumers of each value, a
+// topological order, and the names in use. Generic over the node type, so a decoded graph's narrow
+// nodes (onnx-proto.ts's NodeProto) come back as they went in.
+import type { GraphFields, NodeFields } from './onnx-proto.js';
 
-export function findInitializer(graph: GraphProto, name: string): TensorProto | undefined {
-  return (graph.initializer ?? []).find((t) => t.name === name);
-}
-
-export function findNode(graph: GraphProto, name: string): NodeProto | undefined {
-  return (graph.node ?? []).find((n) => n.name === name);
-}
-
-/** Value infos by name: graph inputs, then outputs, then intermediate `value_info` (first wins). */
-export function valueInfos(graph: GraphProto): Map<string, ValueInfoProto> {
-  const m = new Map<string, ValueInfoProto>();
-  for (const v of [...(graph.input ?? []), ...(graph.output ?? []), ...(graph.valueInfo ?? [])]) {
-    if (v.name && !m.has(v.name)) m.set(v.name, v);
-  }
-  return m;
-}
+/** The parts of a graph the lookups read, with nodes of type N. */
+type GraphOf<N extends NodeFields> = Omit<GraphFields, 'node'> & { node?: N[] | null };
 
 /** The node producing each value (graph inputs and initializers have none). */
-export function producers(graph: GraphProto): Map<string, NodeProto> {
-  const m = new Map<string, NodeProto>();
+export function producers<N extends NodeFields>(graph: GraphOf<N>): Map<string, N> {
+  const m = new Map<string, N>();
   for (const n of graph.node ?? []) for (const o of n.output ?? []) if (o) m.set(o, n);
   return m;
 }
 
 /** The nodes reading each value, in graph order (an empty input name means "absent" and is skipped). */
-export function consumers(graph: GraphProto): Map<string, NodeProto[]> {
-  const m = new Map<string, NodeProto[]>();
+export function consumers<N extends NodeFields>(graph: GraphOf<N>): Map<string, N[]> {
+  const m = new Map<string, N[]>();
   for (const n of graph.node ?? []) {
     for (const i of new Set(n.input ?? [])) {
       if (!i) continue;
@@ -47,7 +32,7 @@ export function consumers(graph: GraphProto): Map<string, NodeProto[]> {
  * comes back unchanged). Values not produced by any node (inputs, initializers) are available from
  * the start. Throws on a cycle or on an input that nothing defines.
  */
-export function topologicalOrder(graph: GraphProto): NodeProto[] {
+export function topologicalOrder<N extends NodeFields>(graph: GraphOf<N>): N[] {
   const nodes = graph.node ?? [];
   const prod = new Map<string, number>();
   nodes.forEach((n, k) => {
@@ -73,12 +58,12 @@ export function topologicalOrder(graph: GraphProto): NodeProto[] {
   pending.forEach((c, k) => {
     if (c === 0) ready.push(k);
   });
-  const order: NodeProto[] = [];
+  const order: N[] = [];
   while (ready.length) {
     let best = 0;
     for (let j = 1; j < ready.length; j++) if ((ready[j] as number) < (ready[best] as number)) best = j;
     const k = ready.splice(best, 1)[0] as number;
-    order.push(nodes[k] as NodeProto);
+    order.push(nodes[k] as N);
     for (const d of dependents[k] as number[]) {
       pending[d] = (pending[d] as number) - 1;
       if (pending[d] === 0) ready.push(d);
@@ -89,7 +74,7 @@ export function topologicalOrder(graph: GraphProto): NodeProto[] {
 }
 
 /** Every name in use in the graph: values, initializers, nodes. */
-export function namesInUse(graph: GraphProto): Set<string> {
+export function namesInUse(graph: GraphFields): Set<string> {
   const s = new Set<string>();
   for (const v of [...(graph.input ?? []), ...(graph.output ?? []), ...(graph.valueInfo ?? [])]) if (v.name) s.add(v.name);
   for (const t of graph.initializer ?? []) if (t.name) s.add(t.name);
@@ -98,60 +83,4 @@ export function namesInUse(graph: GraphProto): Set<string> {
     for (const o of n.output ?? []) if (o) s.add(o);
   }
   return s;
-}
-
-/** `base`, or `base_1`, `base_2`, … — the first name not in `used`; it is added to `used`. */
-export function uniqueName(used: Set<string>, base: string): string {
-  let name = base;
-  for (let k = 1; used.has(name); k++) name = `${base}_${k}`;
-  used.add(name);
-  return name;
-}
-
-export interface OutputSpec {
-  readonly name: string;
-  /** ONNX element type; default: from the value's info when known, else float32. */
-  readonly elemType?: number;
-}
-
-/**
- * Makes existing values graph outputs (no new nodes; the computation is unchanged). Values that are
- * already outputs are skipped. Returns the names added. Throws for a value nothing produces.
- */
-export function addOutputs(graph: GraphProto, outputs: readonly OutputSpec[]): string[] {
-  const prod = producers(graph);
-  const infos = valueInfos(graph);
-  const existing = new Set((graph.output ?? []).map((o) => o.name));
-  const added: string[] = [];
-  graph.output = graph.output ?? [];
-  for (const o of outputs) {
-    if (existing.has(o.name)) continue;
-    if (!prod.has(o.name) && !infos.has(o.name)) throw new Error(`no value named ${o.name}`);
-    const known = infos.get(o.name)?.type?.tensorType;
-    const elemType = o.elemType ?? known?.elemType ?? DataType.FLOAT;
-    graph.output.push({ name: o.name, type: { tensorType: { elemType, ...(known?.shape ? { shape: known.shape } : {}) } } });
-    existing.add(o.name);
-    added.push(o.name);
-  }
-  return added;
-}
-
-/**
- * Replaces symbolic dimensions (`dim_param`) of the graph inputs and outputs by fixed sizes, e.g.
- * `{batch: 2, height: 64, width: 64}`; names not in `sizes` stay symbolic. Returns how many dims were
- * bound. (The dimension is a protobuf oneof: the name is deleted, not blanked, or it would still be
- * encoded and win over the value.)
- */
-export function bindDimParams(graph: GraphProto, sizes: Readonly<Record<string, number>>): number {
-  let bound = 0;
-  for (const v of [...(graph.input ?? []), ...(graph.output ?? [])]) {
-    for (const d of v.type?.tensorType?.shape?.dim ?? []) {
-      const size = d.dimParam ? sizes[d.dimParam] : undefined;
-      if (size === undefined) continue;
-      delete d.dimParam;
-      d.dimValue = size;
-      bound++;
-    }
-  }
-  return bound;
 }

@@ -8,8 +8,8 @@
 import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { P2pzError } from '../../../shared/protocol/errors.js';
-import { BYTES_PER_ELEMENT, DATA_LOCATION, int64ToNumber, onnx } from './onnx-proto.js';
-import type { GraphProto, ModelProto, TensorProto } from './onnx-proto.js';
+import { BYTES_PER_ELEMENT, int64ToNumber, isExternal, onnx } from './onnx-proto.js';
+import type { GraphFields, ModelFields, ModelProto, TensorFields } from './onnx-proto.js';
 
 /** Where one external tensor's bytes live. `location` is relative to the model file's folder. */
 export interface ExternalDataRef {
@@ -19,18 +19,19 @@ export interface ExternalDataRef {
   readonly length: number;
 }
 
-/** Decodes model bytes. A malformed file is `E_MODEL_INVALID`. */
+/** Decodes model bytes. A malformed file is `E_MODEL_INVALID`. protobufjs fills every absent field
+ *  of a decoded message with its default, which is what the narrower ModelProto view states. */
 export function decodeModel(bytes: Uint8Array): ModelProto {
   try {
     const model = onnx.ModelProto.decode(bytes);
     if (!model.graph) throw new Error('no graph');
-    return model;
+    return model as unknown as ModelProto;
   } catch {
     throw new P2pzError('E_MODEL_INVALID', 'An ONNX graph could not be decoded.');
   }
 }
 
-export function encodeModel(model: ModelProto): Uint8Array {
+export function encodeModel(model: ModelFields): Uint8Array {
   return onnx.ModelProto.encode(model).finish();
 }
 
@@ -47,17 +48,13 @@ export async function readModel(path: string): Promise<ModelProto> {
 }
 
 /** The graph of a decoded model (decodeModel guarantees one). */
-export function graphOf(model: ModelProto): GraphProto {
+export function graphOf(model: ModelFields): GraphFields {
   if (!model.graph) throw new P2pzError('E_MODEL_INVALID', 'The ONNX model has no graph.');
   return model.graph;
 }
 
-export function isExternal(t: TensorProto): boolean {
-  return t.dataLocation === DATA_LOCATION.EXTERNAL;
-}
-
 /** The external data reference of one tensor, or undefined when its data is inline. */
-export function externalDataRef(t: TensorProto): ExternalDataRef | undefined {
+export function externalDataRef(t: TensorFields): ExternalDataRef | undefined {
   if (!isExternal(t)) return undefined;
   const entries = new Map((t.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']));
   const location = entries.get('location');
@@ -72,7 +69,7 @@ export function externalDataRef(t: TensorProto): ExternalDataRef | undefined {
 }
 
 /** Every external tensor reference of the main graph, in initializer order. */
-export function externalDataRefs(model: ModelProto): ExternalDataRef[] {
+export function externalDataRefs(model: ModelFields): ExternalDataRef[] {
   const refs: ExternalDataRef[] = [];
   for (const t of graphOf(model).initializer ?? []) {
     const ref = externalDataRef(t);
@@ -82,7 +79,7 @@ export function externalDataRefs(model: ModelProto): ExternalDataRef[] {
 }
 
 /** Bytes of a tensor from its dims and element type (used when a reference omits `length`). */
-function byteLengthOf(t: TensorProto): number {
+function byteLengthOf(t: TensorFields): number {
   const count = (t.dims ?? []).reduce<number>((a, d) => a * int64ToNumber(d), 1);
   const size = BYTES_PER_ELEMENT[t.dataType ?? 0];
   if (size === undefined) throw new P2pzError('E_MODEL_INVALID', `Tensor ${t.name ?? ''} has an unsupported element type.`);
@@ -94,7 +91,7 @@ function byteLengthOf(t: TensorProto): number {
  * the model's folder to a file large enough for it. Missing weights are `E_MODEL_MISSING`; a short
  * or escaping reference is `E_MODEL_INVALID`.
  */
-export async function checkExternalData(model: ModelProto, modelPath: string): Promise<void> {
+export async function checkExternalData(model: ModelFields, modelPath: string): Promise<void> {
   const dir = dirname(resolve(modelPath));
   const sizes = new Map<string, number>();
   for (const ref of externalDataRefs(model)) {
@@ -125,7 +122,7 @@ function resolveLocation(dir: string, location: string): string {
  * else just that tensor's byte range of its weights file (the rest of the file is not read). Tensors
  * stored in typed fields (`floatData`, …) instead of `rawData` are not supported here.
  */
-export async function readTensorData(modelPath: string, t: TensorProto): Promise<Uint8Array> {
+export async function readTensorData(modelPath: string, t: TensorFields): Promise<Uint8Array> {
   const ref = externalDataRef(t);
   if (!ref) {
     if (!t.rawData) throw new P2pzError('E_MODEL_INVALID', `Tensor ${t.name ?? ''} has no raw data.`);
@@ -163,11 +160,11 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
  * unchanged). The weights file is not read, copied or modified, and `originalPath` itself is never
  * overwritten. `model` is not mutated.
  */
-export async function writeDerivedModel(model: ModelProto, originalPath: string, derivedPath: string): Promise<void> {
+export async function writeDerivedModel(model: ModelFields, originalPath: string, derivedPath: string): Promise<void> {
   const fromDir = dirname(resolve(originalPath));
   const toDir = dirname(resolve(derivedPath));
   if (resolve(originalPath) === resolve(derivedPath)) throw new Error('a derived model must not overwrite its original');
-  const copy = onnx.ModelProto.decode(encodeModel(model));
+  const copy = decodeModel(encodeModel(model));
   for (const t of graphOf(copy).initializer ?? []) {
     const ref = externalDataRef(t);
     if (!ref) continue;

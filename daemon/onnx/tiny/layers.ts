@@ -9,7 +9,7 @@
 import { GraphBuilder, attr } from '../graph/builder.js';
 import type { WriteOptions } from '../graph/builder.js';
 import { DataType } from '../graph/onnx-proto.js';
-import type { TensorProto } from '../graph/onnx-proto.js';
+import type { TensorFields } from '../graph/onnx-proto.js';
 
 export type Flavour = 'opset14' | 'opset17';
 
@@ -256,6 +256,6 @@ export class Layers {
   }
 }
 
-function int64Scalar(v: number): TensorProto {
+function int64Scalar(v: number): TensorFields {
   return { dataType: DataType.INT64, dims: [], rawData: new Uint8Array(BigInt64Array.of(BigInt(v)).buffer) };
 }

@@ -5,7 +5,7 @@
 // channel-transposed kernel gave the same forward+backward ratio on the CPU provider but raised
 // peak memory from 3.8 to 6.9 GiB (the folded kernel copies), so ConvTranspose stays.
 // The weight gradient is never needed for ∂L/∂sample (weights are constants) and is not provided.
-import { attrInt, attrInts, attrString } from '../proto.js';
+import { attrInt, attrInts, attrString } from '../../graph/nodes.js';
 import { gradOut, input, unsupported, type VjpRule } from './types.js';
 
 const conv: VjpRule = (a) => {

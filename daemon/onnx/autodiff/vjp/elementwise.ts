@@ -1,6 +1,7 @@
 // Vector-Jacobian products of elementwise ops (numpy broadcasting: each input's gradient is summed
 // back to that input's shape). Notation: Y = f(A, B), dY = ∂L/∂Y, all tensors broadcast to Y's dims.
-import { DType, attrInt, isFloatType } from '../proto.js';
+import { DataType, isFloatType } from '../../graph/onnx-proto.js';
+import { attrInt } from '../../graph/nodes.js';
 import { gradOut, input, output, unsupported, type VjpArgs, type VjpRule } from './types.js';
 
 const add: VjpRule = (a) => {
@@ -114,7 +115,7 @@ const relu: VjpRule = (a) => {
   const A = input(a, 0);
   const dY = gradOut(a);
   const zero = em.scalar(0, em.info(A).dtype);
-  const pos = em.op('Greater', [A, zero], { dtype: DType.BOOL, dims: em.dims(A) });
+  const pos = em.op('Greater', [A, zero], { dtype: DataType.BOOL, dims: em.dims(A) });
   return [em.op('Where', [pos, dY, zero], em.info(dY))];
 };
 

@@ -1,8 +1,8 @@
 // Vector-Jacobian products of the contractions: MatMul (batched, broadcast), Gemm, Einsum.
 // MatMul Y[..., M, N] = A[..., M, K] · B[..., K, N]:  dA = dY·Bᵀ,  dB = Aᵀ·dY  (summed over
 // broadcast batch dims). 2-D weights use Gemm's trans flags so that no transposed copy is made.
-import { attrFloat, attrInt, attrString } from '../proto.js';
-import { numel } from '../static-shapes.js';
+import { attrFloat, attrInt, attrString } from '../../graph/nodes.js';
+import { numel } from '../../graph/static-shapes.js';
 import { gradOut, input, unsupported, type VjpRule } from './types.js';
 
 function swapLast(rank: number): number[] {

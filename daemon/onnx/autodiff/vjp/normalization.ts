@@ -4,9 +4,9 @@
 // dγ = Σ dY ⊙ X̂, dβ = Σ dY (summed to γ's and β's shapes).
 // InstanceNormalization normalises over the spatial axes of [N, C, ...] with γ, β of shape [C];
 // LayerNormalization over axes axis…rank−1 with γ, β broadcast to those trailing dims.
-import { attrFloat, attrInt } from '../proto.js';
+import { attrFloat, attrInt } from '../../graph/nodes.js';
 import type { GraphEmitter } from '../emitter.js';
-import { normAxis, numel, reduceAxes } from '../static-shapes.js';
+import { normAxis, numel, reduceAxes } from '../../graph/static-shapes.js';
 import { gradOut, input, unsupported, type VjpArgs, type VjpRule } from './types.js';
 
 /** X̂ and 1/σ recomputed from X over `axes` (ReduceSum·(1/n): valid in every opset >= 13). */

@@ -2,7 +2,7 @@
 // upsampling). When output index o along an axis reads input index ⌊o/s⌋, Y viewed as
 // [..., in, s, ...] is X repeated s times, so dX = Σ over the s axes of dY viewed that way.
 // Any other coordinate mapping (linear/cubic modes, align_corners) is rejected.
-import { attrString } from '../proto.js';
+import { attrString } from '../../graph/nodes.js';
 import { gradOut, input, unsupported, type VjpRule } from './types.js';
 
 /** Source index of output index `o` for nearest resize, per ONNX's coordinate/nearest modes. */

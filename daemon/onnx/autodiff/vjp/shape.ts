@@ -2,8 +2,9 @@
 // from: Reshape-likes reshape back, Transpose applies the inverse permutation, Concat splits,
 // Split concatenates, Slice pads with zeros, Pad slices, Expand/Tile sum over the copies, Gather
 // scatters-adds (as a product with a constant one-hot matrix, which also sums repeated indices).
-import { DType, attrInt, attrInts, attrString } from '../proto.js';
-import { normAxis, numel, sliceRanges } from '../static-shapes.js';
+import { DataType } from '../../graph/onnx-proto.js';
+import { attrInt, attrInts, attrString } from '../../graph/nodes.js';
+import { normAxis, numel, sliceRanges } from '../../graph/static-shapes.js';
 import { gradOut, input, unsupported, type VjpRule } from './types.js';
 
 export const SHAPE_DEFAULTS = Object.freeze({
@@ -130,4 +131,4 @@ export const SHAPE_VJPS: Readonly<Record<string, VjpRule>> = {
   Gather: gather,
 };
 
-export const NON_DIFFERENTIABLE_TYPES = new Set<number>([DType.INT64, DType.INT32, DType.INT8, DType.UINT8, DType.BOOL]);
+export const NON_DIFFERENTIABLE_TYPES = new Set<number>([DataType.INT64, DataType.INT32, DataType.INT8, DataType.UINT8, DataType.BOOL]);

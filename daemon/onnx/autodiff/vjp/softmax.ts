@@ -2,8 +2,8 @@
 // normalise over every axis from `axis` on, as if the tensor were flattened to 2-D).
 //   Y = softmax(X):    dX = Y ⊙ (dY − Σ_axis(dY ⊙ Y))
 //   Y = logsoftmax(X): dX = dY − exp(Y) ⊙ Σ_axis dY
-import { attrInt } from '../proto.js';
-import { normAxis } from '../static-shapes.js';
+import { attrInt } from '../../graph/nodes.js';
+import { normAxis } from '../../graph/static-shapes.js';
 import { gradOut, input, output, type VjpArgs, type VjpRule } from './types.js';
 
 function softmaxAxes(a: VjpArgs, rank: number): number[] {

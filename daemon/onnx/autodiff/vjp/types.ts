@@ -2,7 +2,7 @@
 // into its outputs, emit the nodes computing the gradients of the inputs that need one.
 import { P2pzError } from '../../../../shared/protocol/errors.js';
 import type { GraphEmitter } from '../emitter.js';
-import type { NodeProto } from '../proto.js';
+import type { NodeProto } from '../../graph/onnx-proto.js';
 
 export interface VjpArgs {
   readonly node: NodeProto;

@@ -7,10 +7,10 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { CROSS_ATTENTION_IO } from '../../../../daemon/onnx/attention/cross-attention.js';
 import { crossAttentionModel, guidanceGradientModel, unetInputDims } from '../../../../daemon/onnx/attention/guidance-graph.js';
-import {
-  DType, decodeModel, encodeModel, makeGraph, makeModel, makeNode, makeTensor, valueInfo, type NodeProto, type TensorProto,
-} from '../../../../daemon/onnx/autodiff/proto.js';
-import { foldStaticShapes } from '../../../../daemon/onnx/autodiff/fold.js';
+import { DataType, type NodeProto, type TensorProto } from '../../../../daemon/onnx/graph/onnx-proto.js';
+import { makeGraph, makeModel, makeNode, makeTensor, valueInfo } from '../../../../daemon/onnx/graph/nodes.js';
+import { decodeModel, encodeModel } from '../../../../daemon/onnx/graph/model-io.js';
+import { foldStaticShapes } from '../../../../daemon/onnx/graph/fold.js';
 import { uniform } from '../autodiff/op-harness.js';
 import { guidanceLoss, tinyUNetFolder, unetFeeds, type Flavour } from './tiny-unet.js';
 
@@ -23,11 +23,11 @@ function splitHeadsAttention(B: number, hw: number, T: number): ReturnType<typeo
   const D = 5;
   const inits: TensorProto[] = [];
   const w = (name: string, dims: number[], seed: number): string => {
-    inits.push(makeTensor(name, DType.FLOAT, dims, uniform(seed, dims.reduce((a, b) => a * b, 1))));
+    inits.push(makeTensor(name, DataType.FLOAT, dims, uniform(seed, dims.reduce((a, b) => a * b, 1))));
     return name;
   };
   const ints = (name: string, v: number[]): string => {
-    inits.push(makeTensor(name, DType.INT64, [v.length], v));
+    inits.push(makeTensor(name, DataType.INT64, [v.length], v));
     return name;
   };
   const n: NodeProto[] = [];
@@ -52,8 +52,8 @@ function splitHeadsAttention(B: number, hw: number, T: number): ReturnType<typeo
     opsetImport: [{ domain: '', version: 17 }],
     graph: makeGraph({
       name: 'attention', node: n, initializer: inits,
-      input: [valueInfo('sample', DType.FLOAT, ['batch', C, 'h', 'w']), valueInfo('timestep', DType.FLOAT, []), valueInfo('encoder_hidden_states', DType.FLOAT, ['batch', 'seq', D])],
-      output: [valueInfo('out_sample', DType.FLOAT, ['batch', H, 'hw', d])],
+      input: [valueInfo('sample', DataType.FLOAT, ['batch', C, 'h', 'w']), valueInfo('timestep', DataType.FLOAT, []), valueInfo('encoder_hidden_states', DataType.FLOAT, ['batch', 'seq', D])],
+      output: [valueInfo('out_sample', DataType.FLOAT, ['batch', H, 'hw', d])],
     }),
   });
 }
@@ -73,7 +73,7 @@ describe('cross-attention in the [B, heads, hw, T] layout', () => {
     expect(x.sites.map((s) => [s.node, s.layout, s.heads, s.queries, s.tokens])).toEqual([['/blk/attn_a/Softmax', 'batch_heads', 2, 4, 77]]);
     const meta = JSON.parse(x.model.metadataProps.find((p) => p.key === CROSS_ATTENTION_IO.metadataKey)?.value ?? '[]') as { output: string; node: string }[];
     expect(meta).toEqual([expect.objectContaining({ output: 'attn_map_00', node: '/blk/attn_a/Softmax' })]);
-    const withProbs = makeModel({ ...model, graph: makeGraph({ ...model.graph, output: [...model.graph.output, valueInfo('pc', DType.FLOAT, [B, 2, 4, 77])] }) });
+    const withProbs = makeModel({ ...model, graph: makeGraph({ ...model.graph, output: [...model.graph.output, valueInfo('pc', DataType.FLOAT, [B, 2, 4, 77])] }) });
     const r = await (await ort.InferenceSession.create(encodeModel(x.model))).run(feeds());
     const ref = await (await ort.InferenceSession.create(encodeModel(withProbs))).run(feeds());
     expect((r.attn_map_00 as ort.Tensor).dims).toEqual([B, 2, 4, 77]);
@@ -115,10 +115,10 @@ function einsumAttention(B: number, hw: number, T: number): ReturnType<typeof ma
   const D = 5;
   const d = 3;
   const inits = [
-    makeTensor('s0', DType.INT64, [3], [B, C, hw]),
+    makeTensor('s0', DataType.INT64, [3], [B, C, hw]),
     ...[['Wq', [C, d]], ['Wk', [D, d]], ['Wv', [D, d]], ['Wk2', [C, d]]].map(([name, dims], i) =>
-      makeTensor(name as string, DType.FLOAT, dims as number[], uniform(40 + i, (dims as number[]).reduce((a, b) => a * b, 1)))),
-    makeTensor('scale', DType.FLOAT, [], [0.6]),
+      makeTensor(name as string, DataType.FLOAT, dims as number[], uniform(40 + i, (dims as number[]).reduce((a, b) => a * b, 1)))),
+    makeTensor('scale', DataType.FLOAT, [], [0.6]),
   ];
   const nodes = [
     makeNode('Reshape', ['sample', 's0'], ['xs'], 'r'),
@@ -141,8 +141,8 @@ function einsumAttention(B: number, hw: number, T: number): ReturnType<typeof ma
     opsetImport: [{ domain: '', version: 14 }],
     graph: makeGraph({
       name: 'einsum-attention', node: nodes, initializer: inits,
-      input: [valueInfo('sample', DType.FLOAT, ['batch', C, 'h', 'w']), valueInfo('timestep', DType.INT64, ['batch']), valueInfo('encoder_hidden_states', DType.FLOAT, ['batch', T, D])],
-      output: [valueInfo('out_sample', DType.FLOAT, ['batch', hw, d + C])],
+      input: [valueInfo('sample', DataType.FLOAT, ['batch', C, 'h', 'w']), valueInfo('timestep', DataType.INT64, ['batch']), valueInfo('encoder_hidden_states', DataType.FLOAT, ['batch', T, D])],
+      output: [valueInfo('out_sample', DataType.FLOAT, ['batch', hw, d + C])],
     }),
   });
 }

@@ -3,9 +3,11 @@
 // input the loss does not depend on gets a zero gradient.
 import { describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
-import { foldStaticShapes } from '../../../../daemon/onnx/autodiff/fold.js';
+import { foldStaticShapes } from '../../../../daemon/onnx/graph/fold.js';
 import { activeNodes, appendGradient } from '../../../../daemon/onnx/autodiff/gradient-graph.js';
-import { DType, encodeModel, makeGraph, makeModel, makeNode, valueInfo } from '../../../../daemon/onnx/autodiff/proto.js';
+import { DataType } from '../../../../daemon/onnx/graph/onnx-proto.js';
+import { makeGraph, makeModel, makeNode, valueInfo } from '../../../../daemon/onnx/graph/nodes.js';
+import { encodeModel } from '../../../../daemon/onnx/graph/model-io.js';
 
 function model() {
   return makeModel({
@@ -21,8 +23,8 @@ function model() {
         makeNode('Floor', ['x'], ['f'], 'floor'),
         makeNode('Tanh', ['f'], ['out'], 'tanh'),
       ],
-      input: [valueInfo('x', DType.FLOAT, [3]), valueInfo('z', DType.FLOAT, [2])],
-      output: [valueInfo('out', DType.FLOAT, [3]), valueInfo('L', DType.FLOAT, [])],
+      input: [valueInfo('x', DataType.FLOAT, [3]), valueInfo('z', DataType.FLOAT, [2])],
+      output: [valueInfo('out', DataType.FLOAT, [3]), valueInfo('L', DataType.FLOAT, [])],
     }),
   });
 }

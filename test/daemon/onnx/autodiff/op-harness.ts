@@ -3,11 +3,11 @@
 // in JS (float64) from the forward output Y.
 import * as ort from 'onnxruntime-node';
 import { appendGradient } from '../../../../daemon/onnx/autodiff/gradient-graph.js';
-import { foldStaticShapes } from '../../../../daemon/onnx/autodiff/fold.js';
-import {
-  DType, encodeModel, makeGraph, makeModel, makeNode, makeTensor, valueInfo, type AttrValue, type NodeProto, type TensorProto,
-} from '../../../../daemon/onnx/autodiff/proto.js';
-import { inferStaticShapes, numel } from '../../../../daemon/onnx/autodiff/static-shapes.js';
+import { foldStaticShapes } from '../../../../daemon/onnx/graph/fold.js';
+import { DataType, type NodeProto, type TensorProto } from '../../../../daemon/onnx/graph/onnx-proto.js';
+import { makeGraph, makeModel, makeNode, makeTensor, valueInfo, type AttrValue } from '../../../../daemon/onnx/graph/nodes.js';
+import { encodeModel } from '../../../../daemon/onnx/graph/model-io.js';
+import { inferStaticShapes, numel } from '../../../../daemon/onnx/graph/static-shapes.js';
 import { mulberry32 } from '../../../../daemon/onnx/graph/prng.js';
 
 export function uniform(seed: number, n: number, lo = -1, hi = 1): number[] {
@@ -52,14 +52,14 @@ export interface GradCheck {
 }
 
 function typedArray(dtype: number, v: readonly number[]): Float32Array | Float64Array | BigInt64Array | Uint8Array {
-  if (dtype === DType.DOUBLE) return Float64Array.from(v);
-  if (dtype === DType.INT64) return BigInt64Array.from(v.map((x) => BigInt(x)));
-  if (dtype === DType.BOOL) return Uint8Array.from(v);
+  if (dtype === DataType.DOUBLE) return Float64Array.from(v);
+  if (dtype === DataType.INT64) return BigInt64Array.from(v.map((x) => BigInt(x)));
+  if (dtype === DataType.BOOL) return Uint8Array.from(v);
   return Float32Array.from(v);
 }
 
 const ORT_TYPE: Record<number, 'float32' | 'float64' | 'int64' | 'bool'> = {
-  [DType.FLOAT]: 'float32', [DType.DOUBLE]: 'float64', [DType.INT64]: 'int64', [DType.BOOL]: 'bool',
+  [DataType.FLOAT]: 'float32', [DataType.DOUBLE]: 'float64', [DataType.INT64]: 'int64', [DataType.BOOL]: 'bool',
 };
 
 /** Builds the gradient graph for one op and checks it against central differences with step h. */

@@ -8,11 +8,12 @@
 //   tolerance 2e-3 (5e-3 for the normalisations, whose third derivative grows as 1/σ³).
 import { describe, expect, it } from 'vitest';
 import { P2pzError } from '../../../../shared/protocol/errors.js';
-import { DType, makeNode } from '../../../../daemon/onnx/autodiff/proto.js';
+import { DataType } from '../../../../daemon/onnx/graph/onnx-proto.js';
+import { makeNode } from '../../../../daemon/onnx/graph/nodes.js';
 import { checkOpGradient, uniform, type OpCase } from './op-harness.js';
 
-const F = DType.FLOAT;
-const I64 = DType.INT64;
+const F = DataType.FLOAT;
+const I64 = DataType.INT64;
 type Row = [string, OpCase, number, number];
 const LINEAR = [0.5, 1e-4] as const;
 const SMOOTH = [1e-2, 2e-3] as const;
@@ -39,7 +40,7 @@ const cases: Row[] = [
   ['Expand', { op: 'Expand', dtype: F, inputs: [{ name: 'X', dims: [3, 1], wrt: true }, { name: 'sh', dims: [3], dtype: I64, values: [2, 3, 4], constant: true }] }, ...LINEAR],
   ['Cast float→float', { op: 'Cast', dtype: F, attrs: { to: F }, inputs: [{ name: 'X', dims: [2, 3], wrt: true }] }, ...LINEAR],
   ['Identity', { op: 'Identity', dtype: F, inputs: [{ name: 'X', dims: [2, 3], wrt: true }] }, ...LINEAR],
-  ['Where', { op: 'Where', dtype: F, inputs: [{ name: 'C', dims: [3], dtype: DType.BOOL, values: [1, 0, 1], constant: true }, { name: 'A', dims: [2, 3], wrt: true }, { name: 'B', dims: [1], wrt: true }] }, ...LINEAR],
+  ['Where', { op: 'Where', dtype: F, inputs: [{ name: 'C', dims: [3], dtype: DataType.BOOL, values: [1, 0, 1], constant: true }, { name: 'A', dims: [2, 3], wrt: true }, { name: 'B', dims: [1], wrt: true }] }, ...LINEAR],
   ['Resize nearest ×2 (asymmetric, floor)', { op: 'Resize', dtype: F, attrs: { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' }, inputs: [{ name: 'X', dims: [1, 2, 3, 4], wrt: true }, { name: 'roi', dims: [0], constant: true, values: [] }, { name: 'sc', dims: [4], values: [1, 1, 2, 2], constant: true }] }, ...LINEAR],
   ['Resize nearest ×2 by sizes (half_pixel)', { op: 'Resize', dtype: F, attrs: { mode: 'nearest' }, inputs: [{ name: 'X', dims: [1, 2, 3, 3], wrt: true }, { name: 'roi', dims: [0], constant: true, values: [] }, { name: 'sc', dims: [0], constant: true, values: [] }, { name: 'sz', dims: [4], dtype: I64, values: [1, 2, 6, 6], constant: true }] }, ...LINEAR],
   ['Einsum (attention scores)', { op: 'Einsum', dtype: F, attrs: { equation: 'bid,bjd->bij' }, inputs: [{ name: 'Q', dims: [2, 3, 4], wrt: true }, { name: 'K', dims: [2, 5, 4], wrt: true }] }, ...LINEAR],

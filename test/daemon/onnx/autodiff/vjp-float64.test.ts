@@ -3,10 +3,10 @@
 // ReduceMean, Sqrt, Sin) and the elementwise arithmetic around them. Step h = 1e-5: truncation error
 // O(h²) ≈ 1e-10 and rounding error ≈ 1e-16/h ≈ 1e-11, so 1e-6 relative is a strict bound.
 import { describe, expect, it } from 'vitest';
-import { DType } from '../../../../daemon/onnx/autodiff/proto.js';
+import { DataType } from '../../../../daemon/onnx/graph/onnx-proto.js';
 import { checkOpGradient, uniform, type OpCase } from './op-harness.js';
 
-const D = DType.DOUBLE;
+const D = DataType.DOUBLE;
 const H = 1e-5;
 const TOL = 1e-6;
 
@@ -22,8 +22,8 @@ const cases: [string, OpCase][] = [
   ['LayerNormalization', { op: 'LayerNormalization', dtype: D, attrs: { axis: -1, epsilon: { float: 1e-5 } }, inputs: [{ name: 'X', dims: [2, 3, 8], wrt: true }, { name: 'S', dims: [8], wrt: true }, { name: 'Bi', dims: [8], wrt: true }] }],
   ['LayerNormalization over two axes', { op: 'LayerNormalization', dtype: D, attrs: { axis: 1 }, inputs: [{ name: 'X', dims: [2, 3, 4], wrt: true }, { name: 'S', dims: [3, 4], wrt: true }] }],
   ['ReduceMean (axes attribute, opset 14)', { op: 'ReduceMean', dtype: D, opset: 14, attrs: { axes: [-1], keepdims: 1 }, inputs: [{ name: 'X', dims: [2, 3, 4], wrt: true }] }],
-  ['ReduceMean (axes input, opset 18, no keepdims)', { op: 'ReduceMean', dtype: D, opset: 18, attrs: { keepdims: 0 }, inputs: [{ name: 'X', dims: [2, 3, 4], wrt: true }, { name: 'ax', dims: [2], dtype: DType.INT64, values: [0, 2], constant: true }] }],
-  ['ReduceSum', { op: 'ReduceSum', dtype: D, attrs: { keepdims: 0 }, inputs: [{ name: 'X', dims: [2, 3, 4], wrt: true }, { name: 'ax', dims: [1], dtype: DType.INT64, values: [1], constant: true }] }],
+  ['ReduceMean (axes input, opset 18, no keepdims)', { op: 'ReduceMean', dtype: D, opset: 18, attrs: { keepdims: 0 }, inputs: [{ name: 'X', dims: [2, 3, 4], wrt: true }, { name: 'ax', dims: [2], dtype: DataType.INT64, values: [0, 2], constant: true }] }],
+  ['ReduceSum', { op: 'ReduceSum', dtype: D, attrs: { keepdims: 0 }, inputs: [{ name: 'X', dims: [2, 3, 4], wrt: true }, { name: 'ax', dims: [1], dtype: DataType.INT64, values: [1], constant: true }] }],
   ['Sqrt', { op: 'Sqrt', dtype: D, inputs: [{ name: 'X', dims: [3, 4], values: uniform(3, 12, 0.2, 3), wrt: true }] }],
   ['Sin', { op: 'Sin', dtype: D, inputs: [{ name: 'X', dims: [3, 4], values: uniform(4, 12, -3, 3), wrt: true }] }],
   ['Add with broadcasting', { op: 'Add', dtype: D, inputs: [{ name: 'A', dims: [2, 3, 4], wrt: true }, { name: 'B', dims: [3, 1], wrt: true }] }],

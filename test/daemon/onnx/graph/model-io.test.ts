@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../../../daemon/onnx/graph/builder.js';
-import { addOutputs, producers } from '../../../../daemon/onnx/graph/graph-index.js';
+import { producers } from '../../../../daemon/onnx/graph/graph-index.js';
+import { addOutputs } from './graph-edits.js';
 import {
   checkExternalData, decodeModel, externalDataRefs, graphOf, readModel, readTensorData, writeDerivedModel,
 } from '../../../../daemon/onnx/graph/model-io.js';

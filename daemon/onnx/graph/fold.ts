@@ -3,7 +3,8 @@
 // Shape/Gather/Unsqueeze/Concat/... shape subgraphs) by inline constants, and drops dead nodes.
 // Float computations are never folded (onnxruntime must compute them bit-identically to the
 // original), and initializers are shared by reference: external weights stay where they are.
-import { isFloatType, makeGraph, makeModel, makeTensor, valueInfo, declaredType, type GraphProto, type ModelProto, type NodeProto, type TensorProto } from './proto.js';
+import { makeGraph, makeModel, makeTensor, valueInfo, declaredType } from './nodes.js';
+import { isFloatType, type GraphProto, type ModelProto, type NodeProto, type TensorProto } from './onnx-proto.js';
 import { inferStaticShapes, type ShapeMap } from './static-shapes.js';
 
 export interface StaticModel {

@@ -1,58 +1,9 @@
-// The ONNX protobuf vocabulary the graph transforms share: the `onnx` namespace of `onnx-proto`,
-// data-type codes, attribute readers, small-tensor decoding (inline data only: weights in external
-// data files are never read or copied here) and constructors for new nodes and tensors.
-import onnxProto from 'onnx-proto';
+// Constructors and readers the graph transforms share: attribute readers, small-tensor decoding
+// (inline data only: weights in external data files are never read or copied here) and constructors
+// for new models, graphs, nodes, tensors and value infos.
 import type { onnx as O } from 'onnx-proto';
-
-export const onnx = onnxProto.onnx;
-
-// The generated classes type every field as optional and nullable. Decoded messages (and ones made
-// with `create`) carry protobufjs's defaults for absent fields, so the transforms read them through
-// these narrower views: repeated fields are arrays, strings are strings.
-type Req<T> = NonNullable<T>;
-export interface TensorProto extends O.ITensorProto {
-  name: string;
-  dataType: number;
-  dims: Req<O.ITensorProto['dims']>;
-}
-export interface AttributeProto extends O.IAttributeProto {
-  name: string;
-  f: number;
-  ints: Req<O.IAttributeProto['ints']>;
-  floats: number[];
-}
-export interface ValueInfoProto extends O.IValueInfoProto {
-  name: string;
-}
-export interface NodeProto extends O.INodeProto {
-  input: string[];
-  output: string[];
-  name: string;
-  opType: string;
-  domain: string;
-  attribute: AttributeProto[];
-}
-export interface GraphProto extends O.IGraphProto {
-  name: string;
-  node: NodeProto[];
-  initializer: TensorProto[];
-  input: ValueInfoProto[];
-  output: ValueInfoProto[];
-  valueInfo: ValueInfoProto[];
-}
-export interface ModelProto extends O.IModelProto {
-  graph: GraphProto;
-  opsetImport: O.IOperatorSetIdProto[];
-  metadataProps: O.IStringStringEntryProto[];
-}
-
-export function decodeModel(bytes: Uint8Array): ModelProto {
-  return onnx.ModelProto.decode(bytes) as unknown as ModelProto;
-}
-
-export function encodeModel(model: ModelProto): Uint8Array {
-  return onnx.ModelProto.encode(model).finish();
-}
+import { DataType, int64ToNumber, isExternal, onnx } from './onnx-proto.js';
+import type { AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto } from './onnx-proto.js';
 
 export function makeModel(fields: O.IModelProto & { graph: GraphProto }): ModelProto {
   return onnx.ModelProto.create(fields) as unknown as ModelProto;
@@ -62,43 +13,13 @@ export function makeGraph(fields: O.IGraphProto): GraphProto {
   return onnx.GraphProto.create(fields) as unknown as GraphProto;
 }
 
-/** ONNX TensorProto.DataType codes used by the transforms. */
-export const DType = Object.freeze({
-  FLOAT: 1,
-  UINT8: 2,
-  INT8: 3,
-  INT32: 6,
-  INT64: 7,
-  BOOL: 9,
-  FLOAT16: 10,
-  DOUBLE: 11,
-});
-
-export function isFloatType(dtype: number): boolean {
-  return dtype === DType.FLOAT || dtype === DType.DOUBLE || dtype === DType.FLOAT16;
-}
-
-interface LongLike {
-  toNumber(): number;
-}
-
-/** protobufjs decodes int64 as `Long` when the `long` package is present: normalise to number. */
-export function int(v: number | LongLike | null | undefined): number {
-  if (v === null || v === undefined) return 0;
-  return typeof v === 'number' ? v : v.toNumber();
-}
-
 function findAttr(node: NodeProto, name: string): AttributeProto | undefined {
   return node.attribute.find((a) => a.name === name);
 }
 
-export function hasAttr(node: NodeProto, name: string): boolean {
-  return findAttr(node, name) !== undefined;
-}
-
 export function attrInt(node: NodeProto, name: string, fallback: number): number {
   const a = findAttr(node, name);
-  return a ? int(a.i) : fallback;
+  return a ? int64ToNumber(a.i) : fallback;
 }
 
 export function attrFloat(node: NodeProto, name: string, fallback: number): number {
@@ -108,7 +29,7 @@ export function attrFloat(node: NodeProto, name: string, fallback: number): numb
 
 export function attrInts(node: NodeProto, name: string): number[] | undefined {
   const a = findAttr(node, name);
-  return a ? a.ints.map((v) => int(v)) : undefined;
+  return a ? a.ints.map((v) => int64ToNumber(v)) : undefined;
 }
 
 export function attrString(node: NodeProto, name: string, fallback: string): string {
@@ -149,22 +70,18 @@ export function makeNode(opType: string, inputs: string[], outputs: string[], na
 export function makeTensor(name: string, dtype: number, dims: readonly number[], values: ArrayLike<number>): TensorProto {
   const n = values.length;
   let raw: Uint8Array;
-  if (dtype === DType.FLOAT) raw = new Uint8Array(Float32Array.from(values).buffer);
-  else if (dtype === DType.DOUBLE) raw = new Uint8Array(Float64Array.from(values).buffer);
-  else if (dtype === DType.INT64) raw = new Uint8Array(BigInt64Array.from(Array.from(values, (v) => BigInt(Math.trunc(v)))).buffer);
-  else if (dtype === DType.INT32) raw = new Uint8Array(Int32Array.from(values).buffer);
-  else if (dtype === DType.BOOL || dtype === DType.UINT8) raw = Uint8Array.from(values, (v) => (v ? 1 : 0));
+  if (dtype === DataType.FLOAT) raw = new Uint8Array(Float32Array.from(values).buffer);
+  else if (dtype === DataType.DOUBLE) raw = new Uint8Array(Float64Array.from(values).buffer);
+  else if (dtype === DataType.INT64) raw = new Uint8Array(BigInt64Array.from(Array.from(values, (v) => BigInt(Math.trunc(v)))).buffer);
+  else if (dtype === DataType.INT32) raw = new Uint8Array(Int32Array.from(values).buffer);
+  else if (dtype === DataType.BOOL || dtype === DataType.UINT8) raw = Uint8Array.from(values, (v) => (v ? 1 : 0));
   else throw new Error(`makeTensor: unsupported data type ${dtype}`);
   if (dims.reduce((a, b) => a * b, 1) !== n) throw new Error(`makeTensor: ${n} values for dims [${dims.join(',')}]`);
   return onnx.TensorProto.create({ name, dataType: dtype, dims: [...dims], rawData: raw }) as unknown as TensorProto;
 }
 
-export function isExternal(t: TensorProto): boolean {
-  return t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL;
-}
-
 export function tensorDims(t: TensorProto): number[] {
-  return t.dims.map((d) => int(d));
+  return t.dims.map((d) => int64ToNumber(d));
 }
 
 /** Decodes an inline tensor's values as JS numbers (int64 through Number: shape-sized values only).
@@ -176,20 +93,20 @@ export function tensorValues(t: TensorProto): number[] | undefined {
   if (raw && raw.length > 0) {
     const buf = raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength);
     switch (t.dataType) {
-      case DType.FLOAT: return Array.from(new Float32Array(buf));
-      case DType.DOUBLE: return Array.from(new Float64Array(buf));
-      case DType.INT64: return Array.from(new BigInt64Array(buf), (v) => Number(v));
-      case DType.INT32: return Array.from(new Int32Array(buf));
-      case DType.INT8: return Array.from(new Int8Array(buf));
-      case DType.UINT8: case DType.BOOL: return Array.from(new Uint8Array(buf));
+      case DataType.FLOAT: return Array.from(new Float32Array(buf));
+      case DataType.DOUBLE: return Array.from(new Float64Array(buf));
+      case DataType.INT64: return Array.from(new BigInt64Array(buf), (v) => Number(v));
+      case DataType.INT32: return Array.from(new Int32Array(buf));
+      case DataType.INT8: return Array.from(new Int8Array(buf));
+      case DataType.UINT8: case DataType.BOOL: return Array.from(new Uint8Array(buf));
       default: return undefined;
     }
   }
   switch (t.dataType) {
-    case DType.FLOAT: return t.floatData?.length === count ? [...t.floatData] : undefined;
-    case DType.DOUBLE: return t.doubleData?.length === count ? [...t.doubleData] : undefined;
-    case DType.INT64: return t.int64Data?.length === count ? t.int64Data.map((v) => int(v)) : undefined;
-    case DType.INT32: case DType.INT8: case DType.UINT8: case DType.BOOL:
+    case DataType.FLOAT: return t.floatData?.length === count ? [...t.floatData] : undefined;
+    case DataType.DOUBLE: return t.doubleData?.length === count ? [...t.doubleData] : undefined;
+    case DataType.INT64: return t.int64Data?.length === count ? t.int64Data.map((v) => int64ToNumber(v)) : undefined;
+    case DataType.INT32: case DataType.INT8: case DataType.UINT8: case DataType.BOOL:
       return t.int32Data?.length === count ? [...t.int32Data] : undefined;
     default: return count === 0 ? [] : undefined;
   }
@@ -198,7 +115,7 @@ export function tensorValues(t: TensorProto): number[] | undefined {
 /** The opset version of the default ONNX domain. */
 export function defaultOpset(model: ModelProto): number {
   const entry = model.opsetImport.find((o) => !o.domain || o.domain === 'ai.onnx');
-  return entry ? int(entry.version) : 1;
+  return entry ? int64ToNumber(entry.version) : 1;
 }
 
 export function valueInfo(name: string, dtype: number, dims: readonly (number | string)[]): ValueInfoProto {
@@ -216,6 +133,6 @@ export function valueInfo(name: string, dtype: number, dims: readonly (number | 
 /** Element type and dims (-1 where symbolic) declared on a graph input or output. */
 export function declaredType(v: ValueInfoProto): { dtype: number; dims: number[] } {
   const tt = v.type?.tensorType;
-  const dims = (tt?.shape?.dim ?? []).map((d) => (d.dimValue !== null && d.dimValue !== undefined && int(d.dimValue) > 0 ? int(d.dimValue) : -1));
+  const dims = (tt?.shape?.dim ?? []).map((d) => (d.dimValue !== null && d.dimValue !== undefined && int64ToNumber(d.dimValue) > 0 ? int64ToNumber(d.dimValue) : -1));
   return { dtype: tt?.elemType ?? 0, dims };
 }

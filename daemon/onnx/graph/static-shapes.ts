@@ -3,10 +3,8 @@
 // shape subgraphs can be folded into constants. Only inline initializers are ever read; weights in
 // external data are described by their declared dims alone.
 import { P2pzError } from '../../../shared/protocol/errors.js';
-import {
-  DType, attrFloat, attrInt, attrInts, attrString, attrTensor, declaredType, defaultOpset, int, isFloatType,
-  tensorDims, tensorValues, type GraphProto, type ModelProto, type NodeProto,
-} from './proto.js';
+import { attrFloat, attrInt, attrInts, attrString, attrTensor, declaredType, defaultOpset, tensorDims, tensorValues } from './nodes.js';
+import { DataType, int64ToNumber, isFloatType, type GraphProto, type ModelProto, type NodeProto } from './onnx-proto.js';
 
 /** What is known about one tensor: its element type, static dims and, for small tensors computable
  *  from constants, its values (row-major, as JS numbers). */
@@ -68,9 +66,9 @@ function broadcastValues(x: readonly number[], from: readonly number[], to: read
 }
 
 function castValue(v: number, dtype: number): number {
-  if (dtype === DType.FLOAT) return Math.fround(v);
-  if (dtype === DType.BOOL) return v ? 1 : 0;
-  if (dtype === DType.INT64 || dtype === DType.INT32 || dtype === DType.INT8 || dtype === DType.UINT8) return Math.trunc(v);
+  if (dtype === DataType.FLOAT) return Math.fround(v);
+  if (dtype === DataType.BOOL) return v ? 1 : 0;
+  if (dtype === DataType.INT64 || dtype === DataType.INT32 || dtype === DataType.INT8 || dtype === DataType.UINT8) return Math.trunc(v);
   return v;
 }
 
@@ -296,7 +294,7 @@ function inferNode(node: NodeProto, ins: (TensorInfo | undefined)[], opset: numb
     const a = need(0);
     const b = need(1);
     const dims = broadcastDims(a.dims, b.dims);
-    const dtype = COMPARISON.has(op) ? DType.BOOL : a.dtype;
+    const dtype = COMPARISON.has(op) ? DataType.BOOL : a.dtype;
     let value: number[] | undefined;
     if (a.value && b.value) {
       const av = broadcastValues(a.value, a.dims, dims);
@@ -315,14 +313,14 @@ function inferNode(node: NodeProto, ins: (TensorInfo | undefined)[], opset: numb
         return [{ dtype: t.dataType, dims: tensorDims(t), ...(v ? { value: v } : {}) }];
       }
       const i = attrInts(node, 'value_ints');
-      if (i) return [{ dtype: DType.INT64, dims: [i.length], value: i }];
-      if (node.attribute.some((a) => a.name === 'value_int')) return [{ dtype: DType.INT64, dims: [], value: [attrInt(node, 'value_int', 0)] }];
-      if (node.attribute.some((a) => a.name === 'value_float')) return [{ dtype: DType.FLOAT, dims: [], value: [attrFloat(node, 'value_float', 0)] }];
+      if (i) return [{ dtype: DataType.INT64, dims: [i.length], value: i }];
+      if (node.attribute.some((a) => a.name === 'value_int')) return [{ dtype: DataType.INT64, dims: [], value: [attrInt(node, 'value_int', 0)] }];
+      if (node.attribute.some((a) => a.name === 'value_float')) return [{ dtype: DataType.FLOAT, dims: [], value: [attrFloat(node, 'value_float', 0)] }];
       throw new P2pzError('E_UNSUPPORTED_OP', `op Constant (sparse or string) at node ${node.name}`);
     }
     case 'Cast': {
       const a = need(0);
-      const to = attrInt(node, 'to', DType.FLOAT);
+      const to = attrInt(node, 'to', DataType.FLOAT);
       return [{ dtype: to, dims: a.dims, ...(a.value ? { value: a.value.map((v) => castValue(v, to)) } : {}) }];
     }
     case 'Shape': {
@@ -333,15 +331,15 @@ function inferNode(node: NodeProto, ins: (TensorInfo | undefined)[], opset: numb
       s = Math.min(Math.max(s < 0 ? s + r : s, 0), r);
       e = Math.min(Math.max(e < 0 ? e + r : e, 0), r);
       const value = a.dims.slice(s, e);
-      return [{ dtype: DType.INT64, dims: [value.length], value }];
+      return [{ dtype: DataType.INT64, dims: [value.length], value }];
     }
-    case 'Size': return [{ dtype: DType.INT64, dims: [], value: [numel(need(0).dims)] }];
+    case 'Size': return [{ dtype: DataType.INT64, dims: [], value: [numel(need(0).dims)] }];
     case 'ConstantOfShape': {
       const shape = val(0);
       if (!shape) throw new Error('shape input not constant');
       const t = attrTensor(node, 'value');
       const fill = t ? (tensorValues(t)?.[0] ?? 0) : 0;
-      const dtype = t ? t.dataType : DType.FLOAT;
+      const dtype = t ? t.dataType : DataType.FLOAT;
       const n = numel(shape);
       return [{ dtype, dims: [...shape], ...(n <= STATIC_SHAPES_DEFAULTS.maxEvaluatedElements ? { value: new Array<number>(n).fill(fill) } : {}) }];
     }
@@ -486,7 +484,7 @@ function inferNode(node: NodeProto, ins: (TensorInfo | undefined)[], opset: numb
       const a = need(0);
       const axis = normAxis(attrInt(node, 'axis', -1), a.dims.length);
       const stat = a.dims.map((d, i) => (i < axis ? d : 1));
-      return [{ dtype: a.dtype, dims: a.dims }, { dtype: DType.FLOAT, dims: stat }, { dtype: DType.FLOAT, dims: stat }];
+      return [{ dtype: a.dtype, dims: a.dims }, { dtype: DataType.FLOAT, dims: stat }, { dtype: DataType.FLOAT, dims: stat }];
     }
     case 'ReduceMean': case 'ReduceSum': case 'ReduceMax': case 'ReduceMin': case 'ReduceProd': case 'ReduceSumSquare': case 'ReduceL2': {
       const a = need(0);

@@ -2,21 +2,21 @@
 // initializers are shared by reference, free input dims must be given.
 import { describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
-import { foldStaticShapes } from '../../../../daemon/onnx/autodiff/fold.js';
-import {
-  DType, encodeModel, makeGraph, makeModel, makeNode, makeTensor, tensorValues, valueInfo,
-} from '../../../../daemon/onnx/autodiff/proto.js';
-import { inferStaticShapes } from '../../../../daemon/onnx/autodiff/static-shapes.js';
+import { foldStaticShapes } from '../../../../daemon/onnx/graph/fold.js';
+import { DataType } from '../../../../daemon/onnx/graph/onnx-proto.js';
+import { makeGraph, makeModel, makeNode, makeTensor, tensorValues, valueInfo } from '../../../../daemon/onnx/graph/nodes.js';
+import { encodeModel } from '../../../../daemon/onnx/graph/model-io.js';
+import { inferStaticShapes } from '../../../../daemon/onnx/graph/static-shapes.js';
 import { P2pzError } from '../../../../shared/protocol/errors.js';
 
 /** x [B, C, H, W] → reshape to [B, C, H·W] through Shape/Gather/Mul/Unsqueeze/Concat, as exporters
  *  write it; then a float Mul by a Constant·Sqrt chain that must not be folded. */
 function model() {
-  const w = makeTensor('w', DType.FLOAT, [3], [1, 2, 3]);
+  const w = makeTensor('w', DataType.FLOAT, [3], [1, 2, 3]);
   const nodes = [
     makeNode('Shape', ['x'], ['s'], 'shape'),
-    makeNode('Constant', [], ['i0'], 'c0', { value: makeTensor('', DType.INT64, [], [0]) }),
-    makeNode('Constant', [], ['i1'], 'c1', { value: makeTensor('', DType.INT64, [], [1]) }),
+    makeNode('Constant', [], ['i0'], 'c0', { value: makeTensor('', DataType.INT64, [], [0]) }),
+    makeNode('Constant', [], ['i1'], 'c1', { value: makeTensor('', DataType.INT64, [], [1]) }),
     makeNode('Gather', ['s', 'i0'], ['b'], 'g0', { axis: 0 }),
     makeNode('Gather', ['s', 'i1'], ['c'], 'g1', { axis: 0 }),
     makeNode('Slice', ['s', 'two', 'four'], ['hw2'], 'sl'),
@@ -25,7 +25,7 @@ function model() {
     makeNode('Unsqueeze', ['c', 'ax0'], ['c1'], 'u1'),
     makeNode('Concat', ['b1', 'c1', 'hw'], ['target'], 'cat', { axis: 0 }),
     makeNode('Reshape', ['x', 'target'], ['r'], 'reshape'),
-    makeNode('Constant', [], ['four_f'], 'cf', { value: makeTensor('', DType.FLOAT, [], [4]) }),
+    makeNode('Constant', [], ['four_f'], 'cf', { value: makeTensor('', DataType.FLOAT, [], [4]) }),
     makeNode('Sqrt', ['four_f'], ['two_f'], 'sqrt'),
     makeNode('Mul', ['r', 'two_f'], ['y'], 'mul'),
     makeNode('Transpose', ['y'], ['yt'], 'tr', { perm: [0, 2, 1] }),
@@ -36,10 +36,10 @@ function model() {
     opsetImport: [{ domain: '', version: 14 }],
     graph: makeGraph({
       name: 'g', node: nodes,
-      initializer: [w, makeTensor('wm', DType.FLOAT, [3, 2], [1, 0, 0, 1, 1, 1]), makeTensor('ax0', DType.INT64, [1], [0]),
-        makeTensor('two', DType.INT64, [1], [2]), makeTensor('four', DType.INT64, [1], [4])],
-      input: [valueInfo('x', DType.FLOAT, ['batch', 3, 'h', 'w'])],
-      output: [valueInfo('out', DType.FLOAT, ['batch', 'hw', 2])],
+      initializer: [w, makeTensor('wm', DataType.FLOAT, [3, 2], [1, 0, 0, 1, 1, 1]), makeTensor('ax0', DataType.INT64, [1], [0]),
+        makeTensor('two', DataType.INT64, [1], [2]), makeTensor('four', DataType.INT64, [1], [4])],
+      input: [valueInfo('x', DataType.FLOAT, ['batch', 3, 'h', 'w'])],
+      output: [valueInfo('out', DataType.FLOAT, ['batch', 'hw', 2])],
     }),
   });
 }
@@ -47,7 +47,7 @@ function model() {
 describe('static shapes', () => {
   it('infers every tensor and evaluates the shape arithmetic', () => {
     const shapes = inferStaticShapes(model(), { x: [2, 3, 4, 5] });
-    expect(shapes.get('target')).toEqual({ dtype: DType.INT64, dims: [3], value: [2, 3, 20] });
+    expect(shapes.get('target')).toEqual({ dtype: DataType.INT64, dims: [3], value: [2, 3, 20] });
     expect(shapes.get('r')?.dims).toEqual([2, 3, 20]);
     expect(shapes.get('out')?.dims).toEqual([2, 20, 2]);
   });
