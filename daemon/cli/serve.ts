@@ -7,6 +7,7 @@ import { startDaemon } from '../daemon.js';
 import { createLogger, describeError, parseLogLevel } from '../log.js';
 import { deviceAtStartup, modelsAtStartup } from '../models/startup.js';
 import { intFlag, parseFlags, type CliCommand } from './command.js';
+import { watchParent } from './parent-watch.js';
 
 export const SERVE_DEFAULTS = Object.freeze({
   /** After a stop signal, exit by force if the orderly shutdown has not finished by then. */
@@ -19,13 +20,14 @@ export const serveCommand: CliCommand = {
   name: 'serve',
   summary: 'start the daemon (prints its URL and a pairing code)',
   usage: [
-    'p2pz serve [--port N] [--host H --allow-remote] [--device auto|cpu|cuda] [--demo]',
+    'p2pz serve [--port N] [--host H --allow-remote] [--device auto|cpu|cuda] [--demo] [--with-parent]',
     '',
     '  --port N         TCP port (default 7870; 0 picks a free one)',
     '  --host H         interface to listen on (default 127.0.0.1)',
     '  --allow-remote   required to listen on anything but loopback; every request then needs a token',
     '  --device D       execution provider: auto (CUDA, else CPU), cpu or cuda (default auto)',
     '  --demo           also serve a generated demo model pack (random weights, marked demo)',
+    '  --with-parent    stop, as on SIGTERM, when the launching process ends (`npm start` uses it)',
     '',
     'Data lives in $P2PZ_HOME (default: the per-user data folder). P2PZ_LOG=debug logs more.',
   ].join('\n'),
@@ -36,6 +38,7 @@ export const serveCommand: CliCommand = {
       'allow-remote': { type: 'boolean' },
       device: { type: 'string' },
       demo: { type: 'boolean' },
+      'with-parent': { type: 'boolean' },
     });
     const device = values.device ?? io.env['P2PZ_DEVICE'] ?? 'auto';
     if (!(DEVICES as readonly string[]).includes(device)) {
@@ -94,6 +97,12 @@ export const serveCommand: CliCommand = {
       };
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
+      if (values['with-parent'] === true) {
+        watchParent(() => {
+          log.info('daemon.parent-gone');
+          onSignal('SIGTERM');
+        });
+      }
     });
   },
 };
