@@ -5,8 +5,11 @@
 // then normalized to [0,1] by its min and max, and ramped m' = clamp((m − lo)/(hi − lo), 0, 1) so
 // that the weakly attended background is exactly 0 (a blend keeps it pixel-exact) and the object's
 // core exactly 1; written as 8-bit gray at the latent size, the caller upsamples it to the image
-// size (bilinear, which keeps 0 and 255 regions exact). When the caption does not hold the source
-// word's tokens, every word position of the caption is used instead.
+// size (bilinear, which keeps 0 and 255 regions exact).
+// The source word is found in the caption as a word sequence: the exact word first, else a plural or
+// singular form ("cat" ↔ "cats", "puppy" → "puppies", "wolf" → "wolves", "man" → "men"), else a word
+// whose first BPE piece is the source ("kitten" in "kittens" = kitten + s</w>). When none is there,
+// no mask is made, and the job says so: the attention of other words would mark the wrong region.
 import { P2pzError } from '../../shared/protocol/index.js';
 import type { ClipTokenizer } from './text/clip-tokenizer.js';
 
@@ -17,21 +20,95 @@ export const ATTENTION_MASK_DEFAULTS = Object.freeze({
   high: 0.75,
 });
 
-/** Positions (in the 77 ids) of the source word's tokens inside the caption. */
-export function sourceTokenPositions(tokenizer: ClipTokenizer, captionIds: readonly number[], source: string): number[] {
-  const word = tokenizer.tokenize(source);
-  const end = tokenizer.encode('').attentionLength; // 2: BOS, EOS
-  const encoded = captionIds;
-  let last = encoded.indexOf(tokenizer.eosId, 1);
-  if (last < 0) last = encoded.length;
-  if (word.length > 0) {
-    for (let i = 1; i + word.length <= last; i++) {
-      if (word.every((id, k) => encoded[i + k] === id)) return word.map((_, k) => i + k);
+/** How the source word was found in the caption. */
+export type SourceMatch = 'exact' | 'plural' | 'prefix';
+
+export interface SourcePositions {
+  /** Positions in the 77 ids (BOS is 0). */
+  readonly positions: readonly number[];
+  readonly match: SourceMatch;
+  /** The caption's words that matched, as written there. */
+  readonly words: string;
+}
+
+/** Plurals that do not follow the spelling rules below (and nouns whose plural is themselves). */
+const IRREGULAR_PLURALS: Readonly<Record<string, readonly string[]>> = Object.freeze({
+  man: ['men'], woman: ['women'], person: ['people', 'persons'], child: ['children'], mouse: ['mice'],
+  goose: ['geese'], foot: ['feet'], tooth: ['teeth'], ox: ['oxen'], cactus: ['cacti', 'cactuses'],
+  sheep: ['sheep'], deer: ['deer'], fish: ['fish', 'fishes'], bus: ['buses', 'busses'],
+});
+
+/** Other spellings of one word that name the same thing: its plurals, or its singular when it is one. */
+export function wordForms(word: string): Set<string> {
+  const w = word.toLowerCase();
+  const forms = new Set<string>(IRREGULAR_PLURALS[w] ?? []);
+  if (/(s|x|z|ch|sh)$/.test(w)) forms.add(`${w}es`);
+  else forms.add(`${w}s`);
+  if (/o$/.test(w)) forms.add(`${w}es`);
+  if (/[^aeiou]y$/.test(w)) forms.add(`${w.slice(0, -1)}ies`);
+  if (/[^f]f$/.test(w)) forms.add(`${w.slice(0, -1)}ves`);
+  if (/fe$/.test(w)) forms.add(`${w.slice(0, -2)}ves`);
+  for (const [singular, plurals] of Object.entries(IRREGULAR_PLURALS)) if (plurals.includes(w)) forms.add(singular);
+  if (/ies$/.test(w)) forms.add(`${w.slice(0, -3)}y`);
+  if (/ves$/.test(w)) {
+    forms.add(`${w.slice(0, -3)}f`);
+    forms.add(`${w.slice(0, -3)}fe`);
+  }
+  if (/(s|x|z|ch|sh|o)es$/.test(w)) forms.add(w.slice(0, -2));
+  if (/[^su]s$/.test(w)) forms.add(w.slice(0, -1));
+  forms.delete(w);
+  return forms;
+}
+
+/**
+ * The positions (in the caption's 77 ids) of the source concept's tokens: the words of `source` as a
+ * sequence in the caption's words, the last one matched exactly, else by a plural or singular form,
+ * else by its first BPE piece; null when the caption holds none of these.
+ */
+export function sourceTokenPositions(tokenizer: ClipTokenizer, caption: string, source: string): SourcePositions | null {
+  const words = tokenizer.words(caption);
+  const wanted = tokenizer.words(source).map((w) => w.text);
+  if (wanted.length === 0) return null;
+  const last = wanted[wanted.length - 1]!;
+  // The source word in byte symbols, as its BPE pieces spell it without the end-of-word marker.
+  const lastSymbols = tokenizer.words(last)[0]!.pieces.join('').replace(/<\/w>$/, '');
+  const forms = wordForms(last);
+  // Token positions of each caption word; the body holds maxLength − 2 tokens after BOS.
+  const starts: number[] = [];
+  let at = 1;
+  for (const w of words) {
+    starts.push(at);
+    at += w.ids.length;
+  }
+  const lastBody = tokenizer.maxLength - 2;
+  const kinds: readonly [SourceMatch, (text: string, pieces: readonly string[]) => boolean][] = [
+    ['exact', (text) => text === last],
+    ['plural', (text) => forms.has(text)],
+    // A BPE boundary right after the source's spelling: "kittens" = kitten + s</w>.
+    ['prefix', (_text, pieces) => {
+      let spelled = '';
+      for (let k = 0; k + 1 < pieces.length; k++) {
+        spelled += pieces[k]!;
+        if (spelled === lastSymbols) return true;
+      }
+      return false;
+    }],
+  ];
+  for (const [match, fits] of kinds) {
+    for (let i = 0; i + wanted.length <= words.length; i++) {
+      const lastWord = words[i + wanted.length - 1]!;
+      if (!wanted.slice(0, -1).every((text, k) => words[i + k]!.text === text)) continue;
+      if (!fits(lastWord.text, lastWord.pieces)) continue;
+      const positions: number[] = [];
+      for (let k = 0; k < wanted.length; k++) {
+        const word = words[i + k]!;
+        for (let j = 0; j < word.ids.length; j++) positions.push(starts[i + k]! + j);
+      }
+      if (positions[positions.length - 1]! > lastBody) continue; // cut off by the 77-token limit
+      return { positions, match, words: words.slice(i, i + wanted.length).map((w) => w.text).join(' ') };
     }
   }
-  const all: number[] = [];
-  for (let i = 1; i < Math.max(last, end - 1); i++) all.push(i);
-  return all.length > 0 ? all : [1];
+  return null;
 }
 
 /** Per-layer geometry of a map [B, heads, queries, T]. */

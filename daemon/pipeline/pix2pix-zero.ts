@@ -27,7 +27,7 @@ import { encodeGrayPng, encodePng, encodePreviewPng } from '../image/encode.js';
 import { resizeAlpha, resizeRgb, rgbToTensor, tensorToRgb, workingSize } from '../image/tensor.js';
 import { CROSS_ATTENTION_IO } from '../onnx/attention/cross-attention.js';
 import { preparePipelineGraphs } from '../onnx/prepare.js';
-import { AttentionMaskAccumulator, sourceTokenPositions } from './attention-mask.js';
+import { AttentionMaskAccumulator, sourceTokenPositions, type SourceMatch } from './attention-mask.js';
 import { blendThroughMask } from './blend.js';
 import { captionFor } from './caption.js';
 import { chooseDiffusionModel, componentHash, loadDiffusionModel, outputData, unetFeeds, type DiffusionModel } from './diffusion-model.js';
@@ -109,6 +109,10 @@ export interface UNetCalls {
   readonly edit: number;
 }
 
+export type MaskAvailability =
+  | { readonly available: true; readonly match: SourceMatch; readonly words: string }
+  | { readonly available: false; readonly reason: string };
+
 export interface Pix2PixZeroResult extends PipelineOutcome {
   readonly details: {
     readonly model: string;
@@ -119,6 +123,8 @@ export interface Pix2PixZeroResult extends PipelineOutcome {
     readonly unetCalls: UNetCalls;
     /** L before the gradient step, per edit step. */
     readonly losses: readonly number[];
+    /** Whether the source concept's attention mask could be made, and from which caption words. */
+    readonly mask: MaskAvailability;
   };
 }
 
@@ -289,8 +295,9 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   if (dump) await dump.array('zT.npy', zT, latentDims);
 
   // 6. Reference and edit passes, interleaved.
-  const positions = sourceTokenPositions(model.tokenizer, captionEnc.ids, edit.source);
-  const mask = new AttentionMaskAccumulator(h, w, positions);
+  // The mask needs the source word (or a plural of it) in the caption; without it there is none.
+  const found = sourceTokenPositions(model.tokenizer, caption, edit.source);
+  const mask = found ? new AttentionMaskAccumulator(h, w, found.positions) : null;
   const sites = pair.manifest.sites;
   const context2 = new Float32Array(2 * T * D);
   context2.set(eC, 0);
@@ -331,7 +338,7 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
     const out = await models.run(pair.xattnPath, unetFeeds(model, guided.x, [2, 4, h, w], t, context2));
     calls.edit++;
     const eps2 = outputData(out, 'out_sample', 2 * latentLength);
-    for (const s of sites) mask.add(outputData(out, s.output, 2 * s.heads * s.queries * s.tokens), s, 1);
+    if (mask) for (const s of sites) mask.add(outputData(out, s.output, 2 * s.heads * s.queries * s.tokens), s, 1);
     const epsHat = new Float32Array(latentLength);
     for (let i = 0; i < latentLength; i++) {
       const e0 = eps2[i]!;
@@ -364,7 +371,7 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
     let rgb = await resizeRgb(tensorToRgb(image, size.width, size.height), size.width, size.height, W, H);
     const list: { role: 'image' | 'mask'; png: Uint8Array; width: number; height: number }[] = [];
     let maskFull: Uint8Array | null = null;
-    if (edit.mask || edit.blend) maskFull = await resizeAlpha(mask.gray(), w, h, W, H);
+    if ((edit.mask || edit.blend) && mask) maskFull = await resizeAlpha(mask.gray(), w, h, W, H);
     if (edit.blend && maskFull) rgb = blendThroughMask(decoded.rgb, rgb, maskFull, W, H);
     list.push({ role: 'image', png: await encodePng({ width: W, height: H, rgb, alpha }), width: W, height: H });
     if (edit.mask && maskFull) list.push({ role: 'mask', png: await encodeGrayPng(W, H, maskFull), width: W, height: H });
@@ -384,6 +391,9 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
       directionCached: direction.cached,
       unetCalls: calls,
       losses,
+      mask: found
+        ? { available: true, match: found.match, words: found.words }
+        : { available: false, reason: `The caption "${caption}" does not name "${edit.source}" (nor a plural of it), so no mask was made${edit.blend ? ' and the edit was not blended' : ''}.` },
     },
   };
 }

@@ -36,6 +36,15 @@ export interface ClipEncoding {
   readonly attentionLength: number;
 }
 
+/** One pre-token of a text (a word, a digit, a run of punctuation) with its BPE pieces and ids. */
+export interface ClipWord {
+  /** The cleaned pre-token ("cats", "'s", ","). */
+  readonly text: string;
+  /** Its BPE pieces in byte symbols, the last one ending in `</w>`. */
+  readonly pieces: readonly string[];
+  readonly ids: readonly number[];
+}
+
 export interface ClipTokenizerData {
   readonly vocab: VocabJson;
   /** merges.txt content: an optional `#version` line, then one `left right` pair per line, by rank. */
@@ -129,20 +138,26 @@ export class ClipTokenizer {
     return parts;
   }
 
-  /** The text's token ids, without BOS/EOS and untruncated. */
-  tokenize(text: string): number[] {
+  /** The text's pre-tokens in order, each with its BPE pieces and ids (tokenize() is their ids joined). */
+  words(text: string): ClipWord[] {
     const clean = clipTextClean(text.slice(0, CLIP_TOKENIZER_DEFAULTS.maxTextChars));
-    const ids: number[] = [];
+    const words: ClipWord[] = [];
     for (const match of clean.matchAll(CLIP_PATTERN)) {
       const piece = match[0];
       const special = this.#specials.get(piece);
       if (special !== undefined) {
-        ids.push(special);
+        words.push({ text: piece, pieces: [piece], ids: [special] });
         continue;
       }
-      for (const token of this.bpe(toByteSymbols(piece))) ids.push(this.#vocab.get(token) ?? this.unkId);
+      const pieces = this.bpe(toByteSymbols(piece));
+      words.push({ text: piece, pieces, ids: pieces.map((token) => this.#vocab.get(token) ?? this.unkId) });
     }
-    return ids;
+    return words;
+  }
+
+  /** The text's token ids, without BOS/EOS and untruncated. */
+  tokenize(text: string): number[] {
+    return this.words(text).flatMap((w) => w.ids);
   }
 
   /** BOS + tokens (truncated to maxLength − 2) + EOS, padded to maxLength with the pad id. */

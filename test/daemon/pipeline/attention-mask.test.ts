@@ -6,7 +6,7 @@ import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { writeTinyStableDiffusion } from '../../../daemon/onnx/tiny/stable-diffusion.js';
-import { ATTENTION_MASK_DEFAULTS, AttentionMaskAccumulator, sourceTokenPositions } from '../../../daemon/pipeline/attention-mask.js';
+import { ATTENTION_MASK_DEFAULTS, AttentionMaskAccumulator, sourceTokenPositions, wordForms } from '../../../daemon/pipeline/attention-mask.js';
 import { blendThroughMask } from '../../../daemon/pipeline/blend.js';
 import { ClipTokenizer } from '../../../daemon/pipeline/text/clip-tokenizer.js';
 
@@ -21,17 +21,68 @@ describe('sourceTokenPositions', () => {
   afterAll(() => rm(dir, { recursive: true, force: true }));
 
   it('finds the word after BOS in the caption: "a photo of a cat" → position 5', () => {
-    const ids = tokenizer.encode('a photo of a cat').ids;
-    expect(sourceTokenPositions(tokenizer, ids, 'cat')).toEqual([5]);
-    expect(sourceTokenPositions(tokenizer, tokenizer.encode('a cat on the grass').ids, 'Cat')).toEqual([2]);
+    expect(sourceTokenPositions(tokenizer, 'a photo of a cat', 'cat')).toEqual({ positions: [5], match: 'exact', words: 'cat' });
+    expect(sourceTokenPositions(tokenizer, 'a cat on the grass', 'Cat')?.positions).toEqual([2]);
   });
 
-  it('a multi-token word gives all its positions; a word not in the caption gives every word position', () => {
+  it('a multi-token word gives all its positions, and so does a source of several words', () => {
     const word = tokenizer.tokenize('zebrafish');
     expect(word.length).toBeGreaterThan(1);
-    const ids = tokenizer.encode('a zebrafish').ids;
-    expect(sourceTokenPositions(tokenizer, ids, 'zebrafish')).toEqual(word.map((_, k) => 2 + k));
-    expect(sourceTokenPositions(tokenizer, tokenizer.encode('a photo of a dog').ids, 'cat')).toEqual([1, 2, 3, 4, 5]);
+    expect(sourceTokenPositions(tokenizer, 'a zebrafish', 'zebrafish')?.positions).toEqual(word.map((_, k) => 2 + k));
+    const pine = tokenizer.tokenize('pine').length;
+    const tree = tokenizer.tokenize('tree').length;
+    expect(sourceTokenPositions(tokenizer, 'a tree and a pine tree', 'pine tree')).toEqual({
+      positions: Array.from({ length: pine + tree }, (_, k) => 1 + tokenizer.tokenize('a tree and a').length + k),
+      match: 'exact',
+      words: 'pine tree',
+    });
+  });
+
+  it('an exact word wins over a plural later in the caption; plurals and singulars match by spelling rules', () => {
+    expect(sourceTokenPositions(tokenizer, 'cats and a cat', 'cat')?.match).toBe('exact');
+    const cases: [string, string, string][] = [
+      ['two cats on a sofa', 'cat', 'cats'],
+      ['three puppies in the grass', 'puppy', 'puppies'],
+      ['wolves in the snow', 'wolf', 'wolves'],
+      ['two men walking', 'man', 'men'],
+      ['people on a beach', 'person', 'people'],
+      ['a horse in a field', 'horses', 'horse'],
+      ['foxes at night', 'fox', 'foxes'],
+    ];
+    for (const [caption, source, words] of cases) {
+      const found = sourceTokenPositions(tokenizer, caption, source);
+      expect(found, `${source} in "${caption}"`).toMatchObject({ match: 'plural', words });
+      const before = caption.slice(0, caption.indexOf(words)).trim();
+      const start = 1 + (before === '' ? 0 : tokenizer.tokenize(before).length);
+      expect(found?.positions).toEqual(tokenizer.tokenize(words).map((_, k) => start + k));
+    }
+  });
+
+  it('a word whose BPE pieces begin with the source matches as a prefix ("catlike" = c·at·…)', () => {
+    expect(tokenizer.words('catlike')[0]!.pieces.slice(0, 2).join('')).toBe('cat');
+    const found = sourceTokenPositions(tokenizer, 'a catlike creature', 'cat');
+    expect(found).toEqual({ positions: tokenizer.tokenize('catlike').map((_, k) => 2 + k), match: 'prefix', words: 'catlike' });
+  });
+
+  it('no mask when the caption lacks the word: null, not every position', () => {
+    expect(sourceTokenPositions(tokenizer, 'a photo of a dog', 'cat')).toBeNull();
+    expect(sourceTokenPositions(tokenizer, 'a cart', 'cat')).toBeNull();
+    // Beyond the 75 tokens the text encoder reads, the word is not in the caption either.
+    expect(sourceTokenPositions(tokenizer, `${'a '.repeat(80)}cat`, 'cat')).toBeNull();
+  });
+});
+
+describe('wordForms', () => {
+  it('plurals by spelling, irregular ones, and the singular of a plural', () => {
+    expect([...wordForms('cat')]).toEqual(['cats']);
+    expect(wordForms('bus')).toEqual(new Set(['buses', 'busses']));
+    expect(wordForms('potato')).toEqual(new Set(['potatos', 'potatoes']));
+    expect(wordForms('puppy').has('puppies')).toBe(true);
+    expect(wordForms('knife').has('knives')).toBe(true);
+    expect(wordForms('mice').has('mouse')).toBe(true);
+    expect(wordForms('puppies').has('puppy')).toBe(true);
+    expect(wordForms('glass').has('glasses')).toBe(true);
+    expect(wordForms('glass').has('glas')).toBe(false);
   });
 });
 

@@ -189,6 +189,19 @@ for (const flavour of ['opset14', 'opset17'] as const) {
       expect(tiny.counting.count('vae_decoder')).toBe(0);
     });
 
+    it('a caption naming a plural of the source still gives a mask; one without the word gives none and says so', async () => {
+      expect(first.details.mask).toEqual({ available: true, match: 'exact', words: 'cat' });
+      const plural = await runPix2PixZero({ image: input.png, edit: settings({ caption: 'two cats on a sofa' }), model: MODEL_NAME, bankCount: 4 }, context(tiny, cache));
+      expect(plural.details.mask).toEqual({ available: true, match: 'plural', words: 'cats' });
+      expect(plural.outputs.map((o) => o.role)).toEqual(['image', 'mask']);
+      const none = await runPix2PixZero({ image: input.png, edit: settings({ caption: 'a photo of a sofa', blend: true }), model: MODEL_NAME, bankCount: 4 }, context(tiny, cache));
+      expect(none.outputs.map((o) => o.role)).toEqual(['image']);
+      expect(none.details.mask).toEqual({
+        available: false,
+        reason: 'The caption "a photo of a sofa" does not name "cat" (nor a plural of it), so no mask was made and the edit was not blended.',
+      });
+    });
+
     it('blend keeps the original bytes where the mask is 0 and takes the edit where it is 255', async () => {
       const blended = await runPix2PixZero({ image: input.png, edit: settings({ blend: true }), model: MODEL_NAME, bankCount: 4 }, context(tiny, cache));
       const mask = await pixels(blended.outputs.find((o) => o.role === 'mask')!.png);
