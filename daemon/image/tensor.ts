@@ -38,6 +38,88 @@ export function workingSize(
   return width >= height ? { width: longSide, height: short } : { width: short, height: longSide };
 }
 
+export const WORKING_FRAME_LIMITS = Object.freeze({
+  /** Inputs up to this aspect ratio (long:short) fill the working frame, which is then at most 2:1,
+   *  so its short side is at least half the long side (256 px at the default 512): SD 1.x was trained
+   *  near 512² and breaks down on a 64 px short side. */
+  fillAspect: 2,
+  /** Up to this aspect ratio the input is resized into a 2:1 frame and the rest mirrored around it
+   *  (the result is cropped back); beyond it the edit is refused with a hint. */
+  maxAspect: 4,
+  /** Fewest pixels on either side of an input: below this there is nothing to edit. */
+  minSide: 32,
+});
+
+/** The working frame of an input: the size the models see, and where the input sits in it. */
+export interface WorkingFrame {
+  readonly width: number;
+  readonly height: number;
+  /** The input's rectangle in the frame; the frame itself unless the input was padded. */
+  readonly content: { readonly left: number; readonly top: number; readonly width: number; readonly height: number };
+}
+
+/**
+ * The working frame for an input of `width`×`height`: workingSize when its aspect ratio is at most
+ * 2:1; up to 4:1 a 2:1 frame (long side `longSide`) with the input resized into its middle; refused
+ * (E_BAD_REQUEST with a hint) beyond 4:1 or under 32 px a side. E.g. 1×1 → refused, 6000×300 (20:1) →
+ * refused, 300×2000 (6.7:1) → refused, 1500×500 (3:1) → 512×256 frame with the input at 512×171.
+ */
+export function workingFrame(width: number, height: number, longSide: number = TENSOR_DEFAULTS.longSide): WorkingFrame {
+  const L = WORKING_FRAME_LIMITS;
+  const m = TENSOR_DEFAULTS.multiple;
+  if (!isPositiveInt(width) || !isPositiveInt(height)) throw internal(`workingFrame: ${width}×${height} is not a size.`);
+  const long = Math.max(width, height);
+  const short = Math.min(width, height);
+  if (short < L.minSide) {
+    throw new P2pzError('E_BAD_REQUEST', `The image is ${width}×${height} pixels; an edit needs at least ${L.minSide} pixels on each side.`,
+      'Select a larger layer, or scale this one up before editing it.');
+  }
+  const aspect = long / short;
+  if (aspect > L.maxAspect) {
+    throw new P2pzError('E_BAD_REQUEST', `The image is ${width}×${height} pixels (about ${Math.round(aspect)}:1); edits work up to ${L.maxAspect}:1, since Stable Diffusion breaks down on a very narrow frame.`,
+      `Crop the layer to at most ${L.maxAspect}:1, or split it into parts and edit each.`);
+  }
+  if (aspect <= L.fillAspect) {
+    const size = workingSize(width, height, longSide);
+    return { ...size, content: { left: 0, top: 0, ...size } };
+  }
+  const frameShort = Math.max(m, Math.round(longSide / L.fillAspect / m) * m);
+  const inner = Math.max(1, Math.round((longSide * short) / long));
+  const offset = Math.floor((frameShort - inner) / 2);
+  return width >= height
+    ? { width: longSide, height: frameShort, content: { left: 0, top: offset, width: longSide, height: inner } }
+    : { width: frameShort, height: longSide, content: { left: offset, top: 0, width: inner, height: longSide } };
+}
+
+/** The input (HWC 8-bit RGB, w×h) in its working frame: resized to the content rectangle, and the
+ *  rest of the frame filled by mirroring it at the edges. */
+export async function rgbInFrame(rgb: Uint8Array, w: number, h: number, frame: WorkingFrame): Promise<Uint8Array> {
+  const c = frame.content;
+  const inner = await resizeRgb(rgb, w, h, c.width, c.height);
+  if (c.width === frame.width && c.height === frame.height) return inner;
+  const { data, info } = await sharp(inner, { raw: { width: c.width, height: c.height, channels: 3 } })
+    .extend({ top: c.top, left: c.left, bottom: frame.height - c.top - c.height, right: frame.width - c.left - c.width, extendWith: 'mirror' })
+    .raw({ depth: 'uchar' })
+    .toBuffer({ resolveWithObject: true });
+  if (info.width !== frame.width || info.height !== frame.height || info.channels !== 3) {
+    throw internal(`rgbInFrame: got ${info.width}×${info.height}×${info.channels}, wanted ${frame.width}×${frame.height}×3.`);
+  }
+  return ownBytes(data);
+}
+
+/** The content rectangle of a frame-sized HWC image (1 or 3 channels), copied out. */
+export function cropToContent(pixels: Uint8Array, frame: WorkingFrame, channels: 1 | 3): Uint8Array {
+  const c = frame.content;
+  checkPixels(pixels, frame.width, frame.height, channels, 'frame');
+  if (c.width === frame.width && c.height === frame.height) return pixels.slice();
+  const out = new Uint8Array(c.width * c.height * channels);
+  for (let y = 0; y < c.height; y++) {
+    const from = ((c.top + y) * frame.width + c.left) * channels;
+    out.set(pixels.subarray(from, from + c.width * channels), y * c.width * channels);
+  }
+  return out;
+}
+
 /** x[0, c, y, x] = rgb[(y·W + x)·3 + c] / 127.5 − 1: HWC uint8 → NCHW float32 [1, 3, H, W] in [−1, 1]
  *  (the VAE encoder's input range). */
 export function rgbToTensor(rgb: Uint8Array, width: number, height: number): Float32Array {

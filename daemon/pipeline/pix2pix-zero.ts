@@ -24,7 +24,7 @@ import type { DeviceMemoryProbe } from '../models/device-memory.js';
 import { assertJobFits } from '../models/job-memory.js';
 import { decodeImage } from '../image/decode.js';
 import { encodeGrayPng, encodePng, encodePreviewPng } from '../image/encode.js';
-import { resizeAlpha, resizeRgb, rgbToTensor, tensorToRgb, workingSize } from '../image/tensor.js';
+import { cropToContent, resizeAlpha, resizeRgb, rgbInFrame, rgbToTensor, tensorToRgb, workingFrame, type WorkingFrame } from '../image/tensor.js';
 import { CROSS_ATTENTION_IO } from '../onnx/attention/cross-attention.js';
 import { preparePipelineGraphs } from '../onnx/prepare.js';
 import { AttentionMaskAccumulator, sourceTokenPositions, type SourceMatch } from './attention-mask.js';
@@ -118,6 +118,8 @@ export interface Pix2PixZeroResult extends PipelineOutcome {
     readonly model: string;
     readonly caption: string;
     readonly workingSize: { readonly width: number; readonly height: number };
+    /** Where the input sits in the working size (smaller than it when a narrow input was padded). */
+    readonly content: WorkingFrame['content'];
     readonly inversionReused: boolean;
     readonly directionCached: boolean;
     readonly unetCalls: UNetCalls;
@@ -157,7 +159,9 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   progress('decode', 0, 1);
   const decoded = await timed('decode', () => decodeImage(request.image));
   const { width: W, height: H, alpha } = decoded;
-  const size = workingSize(W, H, edit.size);
+  // The working frame: the aspect kept up to 2:1, a mirrored 2:1 frame up to 4:1, refused beyond.
+  const frame = workingFrame(W, H, edit.size);
+  const size = { width: frame.width, height: frame.height };
   const h = size.height / VAE_DEFAULTS.factor;
   const w = size.width / VAE_DEFAULTS.factor;
   const latentDims = [1, 4, h, w] as const;
@@ -180,7 +184,7 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
     });
   }
   const model: DiffusionModel = await timed('load', () => loadDiffusionModel(models, modelName));
-  const x = await timed('decode', async () => rgbToTensor(await resizeRgb(decoded.rgb, W, H, size.width, size.height), size.width, size.height));
+  const x = await timed('decode', async () => rgbToTensor(await rgbInFrame(decoded.rgb, W, H, frame), size.width, size.height));
 
   // 0'. The derived UNet graphs for this working size (a no-op when current).
   const { single, pair } = await timed('load', async () => {
@@ -368,10 +372,16 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   // 8. Back to the input's size; mask; blend; PNGs.
   progress('save', 0, 1);
   const outputs = await timed('save', async () => {
-    let rgb = await resizeRgb(tensorToRgb(image, size.width, size.height), size.width, size.height, W, H);
+    const c = frame.content;
+    let rgb = await resizeRgb(cropToContent(tensorToRgb(image, size.width, size.height), frame, 3), c.width, c.height, W, H);
     const list: { role: 'image' | 'mask'; png: Uint8Array; width: number; height: number }[] = [];
     let maskFull: Uint8Array | null = null;
-    if ((edit.mask || edit.blend) && mask) maskFull = await resizeAlpha(mask.gray(), w, h, W, H);
+    if ((edit.mask || edit.blend) && mask) {
+      const padded = c.width !== size.width || c.height !== size.height;
+      maskFull = padded
+        ? await resizeAlpha(cropToContent(await resizeAlpha(mask.gray(), w, h, size.width, size.height), frame, 1), c.width, c.height, W, H)
+        : await resizeAlpha(mask.gray(), w, h, W, H);
+    }
     if (edit.blend && maskFull) rgb = blendThroughMask(decoded.rgb, rgb, maskFull, W, H);
     list.push({ role: 'image', png: await encodePng({ width: W, height: H, rgb, alpha }), width: W, height: H });
     if (edit.mask && maskFull) list.push({ role: 'mask', png: await encodeGrayPng(W, H, maskFull), width: W, height: H });
@@ -387,6 +397,7 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
       model: model.name,
       caption,
       workingSize: size,
+      content: frame.content,
       inversionReused,
       directionCached: direction.cached,
       unetCalls: calls,

@@ -3,7 +3,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { P2pzError } from '../../../shared/protocol/index.js';
-import { TENSOR_DEFAULTS, resizeAlpha, resizeRgb, rgbToTensor, tensorToRgb, workingSize } from '../../../daemon/image/tensor.js';
+import { TENSOR_DEFAULTS, WORKING_FRAME_LIMITS, cropToContent, resizeAlpha, resizeRgb, rgbInFrame, rgbToTensor, tensorToRgb, workingFrame, workingSize } from '../../../daemon/image/tensor.js';
 import { noise } from './fixtures.js';
 
 function codeOf(run: () => unknown): string {
@@ -143,5 +143,69 @@ describe('resizeRgb / resizeAlpha', () => {
   it('refuses wrong buffer lengths and sizes', async () => {
     await expect(resizeRgb(new Uint8Array(5), 2, 1, 4, 4)).rejects.toMatchObject({ code: 'E_INTERNAL' });
     await expect(resizeAlpha(new Uint8Array(2), 2, 1, 0, 4)).rejects.toMatchObject({ code: 'E_INTERNAL' });
+  });
+});
+
+describe('workingFrame (extreme aspect ratios)', () => {
+  function refusal(w: number, h: number): { code: string; message: string; hint: string } | null {
+    try {
+      workingFrame(w, h);
+      return null;
+    } catch (error) {
+      if (!(error instanceof P2pzError)) throw error;
+      return { code: error.code, message: error.message, hint: error.hint };
+    }
+  }
+
+  it('refuses 1×1, 6000×300 and 300×2000 with a code and a hint, and accepts up to 4:1', () => {
+    expect(refusal(1, 1)).toMatchObject({ code: 'E_BAD_REQUEST', message: expect.stringContaining('1×1 pixels'), hint: expect.stringContaining('larger layer') });
+    expect(refusal(6000, 300)).toMatchObject({ code: 'E_BAD_REQUEST', message: expect.stringContaining('about 20:1'), hint: expect.stringContaining('at most 4:1') });
+    expect(refusal(300, 2000)).toMatchObject({ code: 'E_BAD_REQUEST', message: expect.stringContaining('about 7:1') });
+    expect(refusal(31, 500)?.message).toContain('at least 32 pixels');
+    expect(refusal(2000, 500)).toBeNull();
+    expect(refusal(32, 32)).toBeNull();
+  });
+
+  it('up to 2:1 the frame is workingSize, filled; from 2:1 to 4:1 a 2:1 frame with the input centred', () => {
+    expect(workingFrame(1000, 1000)).toEqual({ width: 512, height: 512, content: { left: 0, top: 0, width: 512, height: 512 } });
+    expect(workingFrame(1000, 500)).toEqual({ width: 512, height: 256, content: { left: 0, top: 0, width: 512, height: 256 } });
+    // 1500×500 (3:1): 512 × 170.7 → 171 rows in a 256-row frame, (256 − 171) / 2 = 42 rows above.
+    expect(workingFrame(1500, 500)).toEqual({ width: 512, height: 256, content: { left: 0, top: 42, width: 512, height: 171 } });
+    expect(workingFrame(500, 2000)).toEqual({ width: 256, height: 512, content: { left: 64, top: 0, width: 128, height: 512 } });
+    expect(workingFrame(1500, 500, 128)).toEqual({ width: 128, height: 64, content: { left: 0, top: 10, width: 128, height: 43 } });
+  });
+
+  it('every accepted frame keeps its short side at half the long side or more (256 at 512), in multiples of 64', () => {
+    fc.assert(fc.property(fc.integer({ min: 32, max: 8000 }), fc.integer({ min: 32, max: 8000 }), (w, h) => {
+      const aspect = Math.max(w, h) / Math.min(w, h);
+      if (aspect > WORKING_FRAME_LIMITS.maxAspect) return;
+      const f = workingFrame(w, h);
+      expect(Math.min(f.width, f.height)).toBeGreaterThanOrEqual(256);
+      expect(f.width % 64 + f.height % 64).toBe(0);
+      const c = f.content;
+      expect(c.left + c.width).toBeLessThanOrEqual(f.width);
+      expect(c.top + c.height).toBeLessThanOrEqual(f.height);
+      // A padded input keeps its own aspect ratio (a filled frame rounds to multiples of 64, as before).
+      if (c.width !== f.width || c.height !== f.height) expect(Math.abs(c.width / c.height - w / h) / (w / h)).toBeLessThan(0.01);
+    }), { numRuns: 300 });
+  });
+
+  it('rgbInFrame mirrors the input around its rectangle, and cropToContent takes exactly that rectangle back', async () => {
+    // A 160×40 (4:1) input into a long side of 128: content 128×32, frame 128×64, 16 rows mirrored above and below.
+    const w = 160;
+    const h = 40;
+    const rgb = noise(w * h * 3, 5);
+    const frame = workingFrame(w, h, 128);
+    expect(frame).toEqual({ width: 128, height: 64, content: { left: 0, top: 16, width: 128, height: 32 } });
+    const inner = await resizeRgb(rgb, w, h, 128, 32);
+    const framed = await rgbInFrame(rgb, w, h, frame);
+    expect(framed.length).toBe(128 * 64 * 3);
+    expect(cropToContent(framed, frame, 3)).toEqual(inner);
+    // Mirror: the row just above the content repeats the content's rows in reverse order.
+    const row = (px: Uint8Array, y: number) => Array.from(px.subarray(y * 128 * 3, (y + 1) * 128 * 3));
+    const above = row(framed, 15);
+    expect([row(inner, 0), row(inner, 1)]).toContainEqual(above);
+    const gray = Uint8Array.from({ length: 128 * 64 }, (_, i) => i % 251);
+    expect(cropToContent(gray, frame, 1)).toEqual(gray.slice(16 * 128, 48 * 128));
   });
 });

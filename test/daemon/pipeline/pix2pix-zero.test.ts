@@ -6,6 +6,7 @@
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EditParams, type Stage } from '../../../shared/protocol/index.js';
 import { DumpMeta, DumpWriter } from '../../../daemon/pipeline/dump/dump-writer.js';
@@ -200,6 +201,23 @@ for (const flavour of ['opset14', 'opset17'] as const) {
         available: false,
         reason: 'The caption "a photo of a sofa" does not name "cat" (nor a plural of it), so no mask was made and the edit was not blended.',
       });
+    });
+
+    it('a 3:1 input is edited in a mirrored 2:1 frame and comes back at its own size; 1×1, 6000×300 and 300×2000 are refused', async () => {
+      const wide = await rgbaPng(150, 50);
+      const out = await runPix2PixZero({ image: wide.png, edit: settings({ mask: true }), model: MODEL_NAME, bankCount: 4 }, context(tiny, cache));
+      expect(out.details.workingSize).toEqual({ width: 128, height: 64 });
+      expect(out.details.content).toEqual({ left: 0, top: 10, width: 128, height: 43 });
+      for (const o of out.outputs) expect([o.width, o.height]).toEqual([150, 50]);
+      const px = await pixels(out.outputs.find((o) => o.role === 'image')!.png);
+      for (let p = 0; p < 150 * 50; p++) expect(px.data[4 * p + 3]).toBe(wide.raw[4 * p + 3]);
+      for (const [w, h] of [[1, 1], [6000, 300], [300, 2000]] as const) {
+        const png = await sharp({ create: { width: w, height: h, channels: 3, background: { r: 9, g: 99, b: 199 } } }).png().toBuffer();
+        const before = tiny.counting.count('unet');
+        await expect(runPix2PixZero({ image: png, edit: settings(), model: MODEL_NAME, bankCount: 4 }, context(tiny, cache)))
+          .rejects.toMatchObject({ code: 'E_BAD_REQUEST', hint: expect.stringMatching(/larger layer|Crop the layer/) });
+        expect(tiny.counting.count('unet')).toBe(before);
+      }
     });
 
     it('blend keeps the original bytes where the mask is 0 and takes the edit where it is 255', async () => {
