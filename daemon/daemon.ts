@@ -12,7 +12,7 @@ import { checkListenHost, DAEMON_DEFAULTS, DAEMON_VERSION, DaemonInfo, defaultHo
 import type { JobEngine } from './jobs/engine.js';
 import { JobQueue, type QueueOptions } from './jobs/queue.js';
 import { ResultStore, type ResultStoreOptions } from './jobs/results.js';
-import { createLogger, describeError, type Logger } from './log.js';
+import { addScrubRoot, createLogger, describeError, type Logger } from './log.js';
 import { createApp } from './server/app.js';
 import { BODY_LIMITS, type BodyLimits } from './server/body.js';
 import type { ServiceContext } from './server/context.js';
@@ -90,19 +90,20 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
   const remote = !isLoopbackHost(host);
   const log = options.log ?? createLogger();
   const paths = homePaths(options.home ?? defaultHome());
+  addScrubRoot('<data>', paths.home);
   await mkdir(paths.home, { recursive: true, mode: 0o700 });
   await chmod(paths.home, 0o700);
   await mkdir(paths.models, { recursive: true, mode: 0o700 });
 
   const limits: BodyLimits = { ...BODY_LIMITS, ...options.limits };
   const tokens = await TokenStore.open(paths, { log });
-  const uploads = await ResultStore.open(paths.uploads, options.stores);
-  const results = await ResultStore.open(paths.results, options.stores);
+  const uploads = await ResultStore.open(paths.uploads, { log, ...options.stores });
+  const results = await ResultStore.open(paths.results, { log, ...options.stores });
   const engine =
     options.engine ??
     new WorkerSupervisor({ cacheDir: paths.cache, ...options.supervisor, modelsDir: paths.models, device: options.device ?? DAEMON_DEFAULTS.device, log });
   const shutdownGraceMs = options.shutdownGraceMs ?? DAEMON_DEFAULTS.shutdownGraceMs;
-  const queue = new JobQueue(engine, results, { closeGraceMs: shutdownGraceMs, ...options.queue });
+  const queue = new JobQueue(engine, results, { closeGraceMs: shutdownGraceMs, log, ...options.queue });
   const pairing = new Pairing(options.pairing);
   const listModels = options.models ?? listInstalledModels;
   let stopping = false;

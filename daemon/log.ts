@@ -1,8 +1,13 @@
 // The daemon's logger: one line per event, `time level event key=value ...`, to a sink (stderr by
 // default). It is built so that the log can be pasted into a bug report: values are scrubbed of
 // bearer tokens and absolute paths, errors are logged as their code and message (never a stack), and
-// callers pass only named fields (never the environment). R21.
+// callers pass only named fields (never the environment). docs/SECURITY.md §R21, §Path scrubbing.
+import { existsSync, realpathSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { P2pzError } from '../shared/protocol/index.js';
+import { defaultHome } from './config.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogValue = string | number | boolean | null | undefined;
@@ -26,12 +31,124 @@ const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 4
 
 /** Bearer tokens this daemon issues (`p2pz_` + base64url) and any `Bearer ...` credential. */
 const TOKEN_RE = /p2pz_[A-Za-z0-9_-]{8,}|Bearer\s+\S+/g;
-/** Absolute POSIX paths (a slash followed by a path segment) and Windows drive or UNC paths. */
-const PATH_RE = /(?<![A-Za-z0-9])[A-Za-z]:[\\/][^\s"'`]*|\\\\[^\s"'`]+|(?<![A-Za-z0-9_.:~/-])\/(?:[A-Za-z0-9_.@~+-]+\/?)+/g;
 
-/** Removes tokens and absolute paths from a string that may reach a log or a client. */
-export function scrub(text: string): string {
-  return text.replace(TOKEN_RE, '<redacted>').replace(PATH_RE, '<path>');
+// The generic path patterns, for paths under no known root. A segment is letters and digits of any
+// script and a few punctuation marks; a segment may contain single spaces only when a separator
+// follows it ("/Users/John Smith/x"), so "at /tmp/x failed" still ends the path at "x".
+const SEG = String.raw`[\p{L}\p{N}\p{M}_.@~+%,=-]+`;
+const SPACED = String.raw`${SEG}(?: ${SEG})*`;
+/** `file:` URLs, whatever they point at. */
+const FILE_URL = String.raw`\bfile:\/\/[^\s"'\x60<>]*`;
+/** Windows drive paths (C:\… or C:/…) and UNC paths (\\server\share\…). */
+const WIN_SEG = String.raw`[^\s"'\x60<>\\/:*?|]+`;
+const WINDOWS = String.raw`(?<![\p{L}\p{N}])[A-Za-z]:[\\/](?:${WIN_SEG}(?: ${WIN_SEG})*(?=[\\/])[\\/]|${WIN_SEG}[\\/]?)*|\\\\(?:${WIN_SEG}(?: ${WIN_SEG})*(?=\\)\\|${WIN_SEG}\\?)+`;
+/** Absolute POSIX paths: a slash that starts no URL, relative path or placeholder, then segments. */
+const POSIX = String.raw`(?<![\p{L}\p{N}\p{M}_.:~/<>-])\/(?:${SPACED}(?=\/)\/|${SEG}\/?)+`;
+const PATH_RE = new RegExp(`${FILE_URL}|${WINDOWS}|${POSIX}`, 'gu');
+
+/** A folder whose every mention is replaced by its label (`<data>`, `<home>`, …), before the generic
+ *  patterns run: it catches the paths those patterns cannot delimit (spaces, any script). */
+export interface ScrubRoot {
+  readonly label: string;
+  readonly path: string;
+}
+
+const extraRoots: ScrubRoot[] = [];
+let cachedRoots: { readonly key: number; readonly re: RegExp | undefined; readonly labels: ReadonlyMap<string, string> } | undefined;
+
+/** The checkout (or installed package) holding this code: the nearest folder with a package.json. */
+function packageRoot(): string | undefined {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i += 1) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    const up = dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  return undefined;
+}
+
+/** The roots every process of ours knows: its data folder, the user's home, the checkout, temp. */
+export function defaultScrubRoots(): ScrubRoot[] {
+  const roots: ScrubRoot[] = [];
+  const add = (label: string, path: () => string | undefined): void => {
+    try {
+      const value = path();
+      if (value !== undefined) roots.push({ label, path: value });
+    } catch {
+      // no such folder here (a home-less service account, …): nothing to replace
+    }
+  };
+  add('<data>', () => defaultHome());
+  add('<home>', () => homedir());
+  add('<checkout>', packageRoot);
+  add('<temp>', () => tmpdir());
+  return roots;
+}
+
+/** Adds a folder to replace in everything this process scrubs (the daemon's data folder, the
+ *  worker's models and cache folders). */
+export function addScrubRoot(label: string, path: string): void {
+  if (extraRoots.some((r) => r.label === label && r.path === path)) return;
+  extraRoots.push({ label, path });
+  cachedRoots = undefined;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** Every spelling of each root: as given, its real path, with / for \ (Windows), and as a file: URL
+ *  (percent-encoded, as pathToFileURL writes it). Too short or too general roots ("/", "C:\") are skipped. */
+function rootSpellings(roots: readonly ScrubRoot[]): Map<string, string> {
+  const labels = new Map<string, string>();
+  for (const root of roots) {
+    const forms = new Set<string>([root.path]);
+    try {
+      forms.add(realpathSync.native(root.path));
+    } catch {
+      // not on this disk: the path as given is all there is
+    }
+    for (const form of [...forms]) {
+      const trimmed = form.replace(/[\\/]+$/, '');
+      if (trimmed.length < 4 || /^[A-Za-z]:$/.test(trimmed)) continue;
+      const spellings = [trimmed, trimmed.replaceAll('\\', '/')];
+      try {
+        spellings.push(pathToFileURL(trimmed).href, decodeURI(pathToFileURL(trimmed).href));
+      } catch {
+        // not a path pathToFileURL understands
+      }
+      for (const spelling of spellings) if (!labels.has(spelling)) labels.set(spelling, root.label);
+    }
+  }
+  return labels;
+}
+
+function rootsRegExp(roots: readonly ScrubRoot[]): { re: RegExp | undefined; labels: ReadonlyMap<string, string> } {
+  const labels = rootSpellings(roots);
+  // Longest first, so that the data folder wins over the home folder that holds it.
+  const alternatives = [...labels.keys()].sort((a, b) => b.length - a.length).map(escapeRegExp);
+  if (alternatives.length === 0) return { re: undefined, labels };
+  // A root ends at a separator or where no path character follows ("/home/bob" is not in "/home/bobby").
+  return { re: new RegExp(`(?:${alternatives.join('|')})(?![\\p{L}\\p{N}\\p{M}_.@~+-])`, 'gu'), labels };
+}
+
+function processRoots(): { re: RegExp | undefined; labels: ReadonlyMap<string, string> } {
+  const key = extraRoots.length;
+  if (cachedRoots?.key !== key) cachedRoots = { key, ...rootsRegExp([...extraRoots, ...defaultScrubRoots()]) };
+  return cachedRoots;
+}
+
+/**
+ * Removes tokens and absolute paths from a string that may reach a log or a client: known roots are
+ * replaced by their label wherever they appear (`<data>/models/x.onnx`), then any other absolute path
+ * or file: URL becomes `<path>`. `roots` replaces this process's roots (tests).
+ */
+export function scrub(text: string, roots?: readonly ScrubRoot[]): string {
+  const known = roots === undefined ? processRoots() : rootsRegExp(roots);
+  let out = text.replace(TOKEN_RE, '<redacted>');
+  if (known.re !== undefined) out = out.replace(known.re, (m) => known.labels.get(m) ?? '<path>');
+  return out.replace(PATH_RE, '<path>');
 }
 
 /** An error as a loggable pair: its p2pz code (or its class name) and its scrubbed message. */

@@ -395,6 +395,7 @@ export class JobQueue {
       kind: job.kind,
       state: ending.state,
       error: job.error?.code,
+      detail: job.error?.message,
       engine: job.outcome?.engine,
       totalMs: job.endedAt - job.createdAt,
     });

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { P2pzError, PROTOCOL_VERSION, SupervisorMessage } from '../../shared/protocol/index.js';
 import type { WorkerMessage, WorkerRunMessage } from '../../shared/protocol/index.js';
-import { createLogger, describeError } from '../log.js';
+import { addScrubRoot, createLogger, describeError } from '../log.js';
 import type { DeviceMemoryProbe } from '../models/device-memory.js';
 import type { DeviceMemoryContext } from '../pipeline/pix2pix-zero.js';
 import { InversionCache } from '../pipeline/inversion-cache.js';
@@ -95,6 +95,9 @@ function startJob(message: WorkerRunMessage, execution: ExecutionChoice): void {
   }
   const job: Running = { jobId: message.jobId, controller: new AbortController() };
   running = job;
+  // The worker may not know the daemon's data folder (a --home of its own): these two it is told.
+  addScrubRoot('<data>/models', message.modelsDir);
+  if (message.cacheDir !== undefined) addScrubRoot('<data>/cache', message.cacheDir);
   const models = sessionsFor(message.modelsDir, execution);
   const memory: DeviceMemoryContext = {
     provider: execution.device.provider,
