@@ -6,6 +6,24 @@
 // absoluteBoundingBox), `clone`, `clientStorage`, quick-action `parameters`, the `run` event, the UI
 // channel, `notify`, `getNodeByIdAsync` and an undo history driven by `commitUndo`. Environment-
 // neutral: the Node tests use it directly and the browser host page bundles it.
+//
+// Figma's rules that the stub does not enforce, and where each was learned:
+// - Nothing can be put into a component instance or anything inside one: `appendChild`,
+//   `insertChild` and `figma.group` with such a parent throw "Cannot move node. New parent is an
+//   instance or is inside of an instance", and moving a node that is inside an instance throws
+//   "Cannot move node. Node is inside of an instance". Both texts are in the "Possible error cases"
+//   of Figma's reparenting APIs (https://www.figma.com/plugin-docs/api/figma-flatten/, the same list
+//   for figma.group); @figma/plugin-typings 1.142 (plugin-api.d.ts, `group` and `flatten`) says their
+//   nodes "cannot include any node that cannot be reparented, such as children of instances. Make a
+//   copy of those nodes first if necessary", so `clone` of an instance child works. Plugin authors
+//   report the first message verbatim when appending into an instance (GitHub code search for it).
+// - A new node (`createRectangle`, `createFrame`, `clone`) starts on `figma.currentPage`: the stub
+//   does so for the create calls, and plugin-typings 1.142 says of every `clone()` "By default, the
+//   duplicate will be parented under `figma.currentPage`".
+// - `createImage` takes PNG, JPEG or GIF bytes of at most 4096 px a side; "Invalid images will throw
+//   an error" (plugin-typings 1.142, `createImage`). The shim's message for them is its own.
+// figma-api-stub's own `createInstance` parents the copies under the component, not the instance,
+// so instances are made here by `makeInstance`, which turns a fixture frame into an INSTANCE.
 import { createFigma } from 'figma-api-stub';
 
 export const FIGMA_IMAGE_LIMIT = 4096;
@@ -15,6 +33,22 @@ const IDENTITY: Affine = [
   [1, 0, 0],
   [0, 1, 0],
 ];
+
+export const FIGMA_ERRORS = Object.freeze({
+  parentInInstance: 'Cannot move node. New parent is an instance or is inside of an instance',
+  nodeInInstance: 'Cannot move node. Node is inside of an instance',
+});
+
+/** Whether `node` is an instance or lies inside one. */
+function isOrInInstance(node: { type: string; parent: unknown } | null): boolean {
+  for (let n = node; n !== null && n !== undefined; n = n.parent as typeof node) if (n.type === 'INSTANCE') return true;
+  return false;
+}
+
+/** Whether `node` lies inside an instance (an instance itself may be moved). */
+function inInstance(node: { type: string; parent: unknown }): boolean {
+  return isOrInInstance(node.parent as { type: string; parent: unknown } | null);
+}
 
 function multiply(p: Affine, q: Affine): Affine {
   const [[a1, c1, e1], [b1, d1, f1]] = p;
@@ -81,6 +115,10 @@ export interface FigmaShim {
   /** A rectangle on `parent` (default the page) at (x, y), size w×h, rotated by `rotation` degrees. */
   rectangle(options: { name: string; x: number; y: number; width: number; height: number; rotation?: number; fills?: Paint[]; parent?: BaseNode & ChildrenMixin }): RectangleNode;
   frame(options: { name: string; x: number; y: number; width: number; height: number; rotation?: number; parent?: BaseNode & ChildrenMixin; layoutMode?: 'NONE' | 'HORIZONTAL' | 'VERTICAL' }): FrameNode;
+  /** Turns a fixture frame (its children already built) into a component instance. */
+  makeInstance(frame: FrameNode): InstanceNode;
+  /** A group of fixture nodes, as a designer would have made it. */
+  groupOf(nodes: SceneNode[], parent: BaseNode & ChildrenMixin, name: string): GroupNode;
   /** Registers image bytes as Figma would store a fill's image; returns the hash. */
   addImage(bytes: Uint8Array): string;
   /** Bytes that `node.exportAsync` returns. */
@@ -137,7 +175,23 @@ export function createFigmaShim(options: { command?: string } = {}): FigmaShim {
     return p['absoluteTransform'] as Affine;
   };
 
+  /** Figma's reparenting refusals on a node that takes children (see the header). */
+  const guardChildren = (node: ShimNode): void => {
+    for (const name of ['appendChild', 'insertChild'] as const) {
+      const original = node[name];
+      if (typeof original !== 'function') continue;
+      node[name] = (...args: unknown[]): void => {
+        const child = args[args.length - 1] as ShimNode;
+        if (isOrInInstance(node)) throw new Error(FIGMA_ERRORS.parentInInstance);
+        if (inInstance(child)) throw new Error(FIGMA_ERRORS.nodeInInstance);
+        (original as (...a: unknown[]) => void).apply(node, args);
+      };
+    }
+  };
+  guardChildren(stub.currentPage);
+
   const decorate = (node: ShimNode): ShimNode => {
+    guardChildren(node);
     let rt: Affine = IDENTITY;
     Object.defineProperty(node, 'relativeTransform', {
       get: () => rt,
@@ -186,8 +240,7 @@ export function createFigmaShim(options: { command?: string } = {}): FigmaShim {
       copy['relativeTransform'] = node['relativeTransform'];
       copy['fills'] = node['fills'];
       copy['cornerRadius'] = node['cornerRadius'];
-      const parent = node.parent;
-      if (parent?.insertChild) parent.insertChild(parent.children.indexOf(node) + 1, copy);
+      // create* already put it on the current page, where Figma's clone() puts the duplicate.
       pending.push(copy);
       return copy;
     };
@@ -295,6 +348,8 @@ export function createFigmaShim(options: { command?: string } = {}): FigmaShim {
   const group = stub.group.bind(stub);
   api['group'] = (nodes: ShimNode[], parent: ShimNode, index?: number) => {
     if (nodes.length === 0) throw new Error('Grouping needs at least one node');
+    if (isOrInInstance(parent)) throw new Error(FIGMA_ERRORS.parentInInstance);
+    if (nodes.some(inInstance)) throw new Error(FIGMA_ERRORS.nodeInInstance);
     const g = decorate(group(nodes, parent, index));
     // figma-api-stub appends at `index` only when it is truthy; Figma inserts at the index.
     if (index !== undefined && parent.children) {
@@ -355,6 +410,17 @@ export function createFigmaShim(options: { command?: string } = {}): FigmaShim {
       if (o.parent) (o.parent as unknown as ShimNode).appendChild?.(node);
       pending = pending.filter((n) => n !== node);
       return node as unknown as FrameNode;
+    },
+    makeInstance: (frame) => {
+      const node = frame as unknown as ShimNode;
+      node.type = 'INSTANCE';
+      return frame as unknown as InstanceNode;
+    },
+    groupOf: (nodes, parent, name) => {
+      const g = (api['group'] as (n: SceneNode[], p: BaseNode & ChildrenMixin) => ShimNode)(nodes, parent);
+      g.name = name;
+      pending = pending.filter((n) => n !== g);
+      return g as unknown as GroupNode;
     },
     addImage: (bytes) => {
       const hash = `fixture${++imageCounter}`;

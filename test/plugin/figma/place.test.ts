@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { LayerEdit, PlaceItem, TiledImage } from '../../../shared/protocol/plugin.js';
 import { readLayerEdit } from '../../../plugin/figma/layer-edit.js';
 import { placeResult } from '../../../plugin/figma/place.js';
-import { createFigmaShim, layerTransform, type FigmaShim } from '../../browser/figma-shim.js';
+import { createFigmaShim, FIGMA_ERRORS, layerTransform, type FigmaShim } from '../../browser/figma-shim.js';
 import { png } from './fixtures.js';
 
 const EDIT: LayerEdit = { source: 'cat', target: 'dog', seed: 42, steps: 50, cfg: 5, xa: 0.1, size: 512, editScale: 1, kind: 'render', engine: 'diffusion', originalId: '0:0' };
@@ -165,5 +165,91 @@ describe('placeResult', () => {
     expect(names()).toEqual(['Cat photo', 'cat → dog (seed 1)']);
     shim.undo();
     expect(names()).toEqual(['Cat photo']);
+  });
+
+  it('floats a masked group in an auto-layout parent too, where the result was', async () => {
+    const shim = createFigmaShim();
+    const stack = shim.frame({ name: 'Stack', x: 0, y: 0, width: 400, height: 400, layoutMode: 'VERTICAL' });
+    const original = await imageLayer(shim, stack);
+    const item: PlaceItem = { nodeId: original.id, read: 'image-fill', image: await whole(16, 12), mask: await whole(16, 12, [255, 255, 255]), edit: EDIT };
+    const { root, image } = placeResult(shim.figma, original, item, 'masked');
+    expect(root.type).toBe('GROUP');
+    expect(root.parent).toBe(stack);
+    expect((root as GroupNode).layoutPositioning).toBe('ABSOLUTE');
+    expectTransform(image.relativeTransform, layerTransform(40, 30, 15));
+  });
+
+  describe('in a component instance, which cannot take children (Figma\'s rule, modelled by the shim)', () => {
+    /** Board (a frame) › Card (an instance) › [Group ›] Cat photo. */
+    async function instanceTree(shim: FigmaShim, nested: boolean) {
+      const board = shim.frame({ name: 'Board', x: 1000, y: 500, width: 800, height: 600 });
+      shim.rectangle({ name: 'Backdrop', x: 0, y: 0, width: 800, height: 600, parent: board });
+      const card = shim.frame({ name: 'Card', x: 100, y: 50, width: 400, height: 300, rotation: 30, parent: board });
+      const original = await imageLayer(shim, card);
+      if (nested) shim.groupOf([original], card, 'Group');
+      shim.makeInstance(card);
+      return { board, card, original };
+    }
+
+    it('the shim refuses, as Figma does, to put anything into an instance', async () => {
+      const shim = createFigmaShim();
+      const { card, original } = await instanceTree(shim, true);
+      const loose = shim.figma.createRectangle();
+      expect(() => card.appendChild(loose)).toThrow(FIGMA_ERRORS.parentInInstance);
+      expect(() => (original.parent as GroupNode).insertChild(0, loose)).toThrow(FIGMA_ERRORS.parentInInstance);
+      expect(() => shim.figma.currentPage.appendChild(original)).toThrow(FIGMA_ERRORS.nodeInInstance);
+      expect(() => shim.figma.group([loose], card)).toThrow(FIGMA_ERRORS.parentInInstance);
+    });
+
+    for (const nested of [false, true]) {
+      const where = nested ? 'inside a group inside an instance' : 'inside an instance';
+      it(`places the result of an image ${where} beside the instance, at the same absolute transform`, async () => {
+        const shim = createFigmaShim();
+        const { board, card, original } = await instanceTree(shim, nested);
+        const item: PlaceItem = { nodeId: original.id, read: 'image-fill', image: await whole(16, 12), mask: await whole(16, 12), edit: EDIT };
+        const { root, mask } = placeResult(shim.figma, original, item, 'layer');
+        expect(board.children.map((c) => c.name)).toEqual(['Backdrop', 'Card', 'cat → dog (seed 42)', 'Mask · cat → dog (seed 42)']);
+        expect(root.parent).toBe(board);
+        expect([root.width, root.height]).toEqual([160, 120]);
+        expectTransform((root as RectangleNode).absoluteTransform, (original as RectangleNode).absoluteTransform);
+        expectTransform((mask as RectangleNode).absoluteTransform, (original as RectangleNode).absoluteTransform);
+        expect(card.children.map((c) => c.name)).toEqual([nested ? 'Group' : 'Cat photo']);
+        expect(shim.figma.currentPage.children.map((c) => c.name)).toEqual(['Board']); // nothing stray
+      });
+    }
+
+    it('places a masked group beside the instance too', async () => {
+      const shim = createFigmaShim();
+      const { board, original } = await instanceTree(shim, true);
+      const item: PlaceItem = { nodeId: original.id, read: 'image-fill', image: await whole(16, 12), mask: await whole(16, 12, [255, 255, 255]), edit: EDIT };
+      const { root, image } = placeResult(shim.figma, original, item, 'masked');
+      expect(root.parent).toBe(board);
+      expect(board.children.map((c) => c.name)).toEqual(['Backdrop', 'Card', 'cat → dog (seed 42)']);
+      expectTransform((image as RectangleNode).absoluteTransform, (original as RectangleNode).absoluteTransform);
+    });
+
+    it('places a rendered layer inside an instance beside it, over the same bounds', async () => {
+      const shim = createFigmaShim();
+      const board = shim.frame({ name: 'Board', x: 10, y: 10, width: 800, height: 600 });
+      const card = shim.frame({ name: 'Card', x: 100, y: 50, width: 400, height: 300, parent: board });
+      const badge = shim.frame({ name: 'Badge', x: 20, y: 30, width: 80, height: 40, parent: card });
+      shim.makeInstance(card);
+      const { root } = placeResult(shim.figma, badge, { nodeId: badge.id, read: 'export', image: await whole(80, 40), mask: null, edit: EDIT }, 'none');
+      expect(root.parent).toBe(board);
+      expectTransform((root as RectangleNode).absoluteTransform, layerTransform(130, 90));
+    });
+  });
+
+  it('leaves nothing behind when placing fails half way (a mask Figma cannot read)', async () => {
+    const shim = createFigmaShim();
+    const frame = shim.frame({ name: 'Board', x: 0, y: 0, width: 800, height: 600 });
+    const original = await imageLayer(shim, frame);
+    const broken: TiledImage = { width: 16, height: 12, tiles: [{ x: 0, y: 0, width: 16, height: 12, bytes: new Uint8Array([1, 2, 3, 4]) }] };
+    for (const mode of ['layer', 'masked'] as const) {
+      const item: PlaceItem = { nodeId: original.id, read: 'image-fill', image: await whole(16, 12), mask: broken, edit: EDIT };
+      expect(() => placeResult(shim.figma, original, item, mode)).toThrow();
+      expect(frame.children.map((c) => c.name)).toEqual(['Cat photo']);
+      expect(shim.figma.currentPage.children.map((c) => c.name)).toEqual(['Board']);
+    }
   });
 });
