@@ -11,11 +11,11 @@ import {
   type LayerEdit,
   type SandboxMessage,
 } from '../../shared/protocol/plugin.js';
-import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
+import { DEFAULT_PORT, PROTOCOL_VERSION } from '../../shared/protocol/version.js';
 import { readLayerEdit } from './layer-edit.js';
 import { placeResult } from './place.js';
 import { describeSelection, readLayerImage } from './selection.js';
-import { loadPort, loadToken, saveToken } from './storage.js';
+import { loadToken, saveToken } from './storage.js';
 import { daemonDirections, suggestWords, type SandboxFetch } from './suggestions.js';
 
 export const SANDBOX_DEFAULTS = Object.freeze({
@@ -47,7 +47,7 @@ export function startSandbox(deps: SandboxDeps): void {
 
   api.parameters.on('input', ({ key, query, parameters, result }: ParameterInputEvent) => {
     if (key !== 'source' && key !== 'target') return;
-    directions ??= loadPort(api).then((port) => daemonDirections(deps.fetch, port));
+    directions ??= daemonDirections(deps.fetch, DEFAULT_PORT);
     const chosen: unknown = parameters['source'];
     void directions.then((known) => result.setSuggestions(suggestWords(key, query, typeof chosen === 'string' ? chosen : undefined, known)));
   });
@@ -94,7 +94,8 @@ async function run(deps: SandboxDeps, event: RunEvent): Promise<void> {
     v: PROTOCOL_VERSION,
     type: 'init',
     token: await loadToken(api),
-    port: await loadPort(api),
+    // The only port manifest.json's networkAccess allows.
+    port: DEFAULT_PORT,
     command,
     direction,
     edit,

@@ -79,7 +79,6 @@ const host = {
   async start(options: { port: number; layers: HostLayer[]; select: string[]; token?: string; command?: string; parameters?: Record<string, string> }): Promise<void> {
     const shim = createFigmaShim();
     host.shim = shim;
-    shim.storage.set('p2pz.port', options.port);
     if (options.token !== undefined) shim.storage.set('p2pz.token', options.token);
     const nodes = new Map<string, SceneNode>();
     for (const layer of options.layers) {
@@ -100,7 +99,11 @@ const host = {
     iframe.setAttribute('sandbox', 'allow-scripts');
     const html = await (await fetch('/ui.html')).text();
     iframe.srcdoc = html.replace('<head>', `<head>${THEME}`).replace('<html lang="en">', '<html lang="en" class="figma-light">');
-    shim.onUiMessage = (message) => iframe.contentWindow?.postMessage({ pluginMessage: message, pluginId: 'p2pz' }, '*');
+    // The plugin reaches only the default port (manifest.json); the test daemon listens on another, so
+    // this page, playing Figma, hands the UI that port in `init` on the way.
+    const onPort = (message: unknown): unknown =>
+      typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'init' ? { ...message, port: options.port } : message;
+    shim.onUiMessage = (message) => iframe.contentWindow?.postMessage({ pluginMessage: onPort(message), pluginId: 'p2pz' }, '*');
     window.addEventListener('message', (event: MessageEvent) => {
       if (event.source !== iframe.contentWindow) return;
       const data = event.data as { pluginMessage?: unknown } | null;

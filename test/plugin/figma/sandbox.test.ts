@@ -38,6 +38,21 @@ describe('startSandbox', () => {
     expect(selection).toEqual({ v, type: 'selection', items: [{ nodeId: photo.id, name: 'Photo', width: 200, height: 100, read: 'image-fill' }], problem: null });
   });
 
+  it('keeps only the token in client storage: the port is always the one manifest.json allows', async () => {
+    const { shim, start } = await started();
+    shim.storage.set('p2pz.port', 9999); // what an earlier version read and nothing ever wrote
+    const read: string[] = [];
+    const getAsync = shim.figma.clientStorage.getAsync.bind(shim.figma.clientStorage);
+    shim.figma.clientStorage.getAsync = (key: string) => {
+      read.push(key);
+      return getAsync(key);
+    };
+    start();
+    const [init] = await messages(shim, 2);
+    expect(init).toMatchObject({ type: 'init', port: DEFAULT_PORT });
+    expect(read).toEqual(['p2pz.token']);
+  });
+
   it('posts the selection again when it changes', async () => {
     const { shim, start } = await started();
     start();
