@@ -21,7 +21,7 @@ import { buildHealth } from './server/health.js';
 import { createHttpServer, type HttpOptions } from './server/http-server.js';
 import { listInstalledModels } from './server/installed-models.js';
 import { Pairing, type PairingCode, type PairingOptions } from './server/pairing.js';
-import { TokenStore } from './server/tokens.js';
+import { TokenStore, type TokenStoreOptions } from './server/tokens.js';
 import { attachEvents, type WsOptions } from './server/ws.js';
 import { WorkerSupervisor, type SupervisorOptions } from './worker/supervisor.js';
 
@@ -44,6 +44,8 @@ export interface DaemonOptions {
   readonly http?: Partial<HttpOptions>;
   readonly ws?: Partial<WsOptions>;
   readonly pairing?: PairingOptions;
+  /** Token settings: expiry of unused client tokens (`p2pz serve --token-expiry-days`), test clock. */
+  readonly tokens?: Omit<TokenStoreOptions, 'log'>;
   readonly queue?: QueueOptions;
   /** Options of both file stores (uploads and results). */
   readonly stores?: ResultStoreOptions;
@@ -96,7 +98,12 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
   await mkdir(paths.models, { recursive: true, mode: 0o700 });
 
   const limits: BodyLimits = { ...BODY_LIMITS, ...options.limits };
-  const tokens = await TokenStore.open(paths, { log });
+  const tokens = await TokenStore.open(paths, { ...options.tokens, log });
+  // Unused tokens expire (when configured): forgotten at start and hourly, refused on use meanwhile.
+  const sweepTokens = (): void => void tokens.expire().catch((err: unknown) => log.warn('tokens.expire-failed', describeError(err)));
+  sweepTokens();
+  const tokenSweep = setInterval(sweepTokens, 60 * 60 * 1000);
+  tokenSweep.unref();
   const uploads = await ResultStore.open(paths.uploads, { log, ...options.stores });
   const results = await ResultStore.open(paths.results, { log, ...options.stores });
   const engine =
@@ -130,6 +137,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
   const events = attachEvents(server, gate, ctx, options.ws);
 
   const cleanupPartial = async (): Promise<void> => {
+    clearInterval(tokenSweep);
     await events.close();
     await queue.close();
     uploads.close();
@@ -160,6 +168,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
   const close = (): Promise<void> => {
     closing ??= (async () => {
       stopping = true;
+      clearInterval(tokenSweep);
       log.info('daemon.stopping');
       const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
@@ -173,6 +182,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
       await serverClosed;
       uploads.close();
       results.close();
+      await tokens.flush();
       await removeDaemonInfo(paths.daemonInfo);
       log.info('daemon.stopped');
     })();

@@ -12,6 +12,7 @@ export const COMMAND_LOADERS: Readonly<Record<string, () => Promise<CliCommand>>
   distill: async () => (await import('./distill.js')).distillCommand,
   pair: async () => (await import('./pair.js')).pairCommand,
   token: async () => (await import('./token.js')).tokenCommand,
+  tokens: async () => (await import('./tokens.js')).tokensCommand,
 });
 
 /** Every command, loaded (for `p2pz --help`). */

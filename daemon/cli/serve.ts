@@ -20,13 +20,14 @@ export const serveCommand: CliCommand = {
   name: 'serve',
   summary: 'start the daemon (prints its URL and a pairing code)',
   usage: [
-    'p2pz serve [--port N] [--host H --allow-remote] [--device auto|cpu|cuda] [--demo] [--with-parent]',
+    'p2pz serve [--port N] [--host H --allow-remote] [--device auto|cpu|cuda] [--demo] [--token-expiry-days N] [--with-parent]',
     '',
     '  --port N         TCP port (default 7870; 0 picks a free one)',
     '  --host H         interface to listen on (default 127.0.0.1)',
     '  --allow-remote   required to listen on anything but loopback; every request then needs a token',
     '  --device D       execution provider: auto (CUDA, else CPU), cpu or cuda (default auto)',
     '  --demo           also serve a generated demo model pack (random weights, marked demo)',
+    '  --token-expiry-days N  refuse and forget client tokens unused for N days (default never; P2PZ_TOKEN_EXPIRY_DAYS)',
     '  --with-parent    stop, as on SIGTERM, when the launching process ends (`npm start` uses it)',
     '',
     'Data lives in $P2PZ_HOME (default: the per-user data folder). P2PZ_LOG=debug logs more.',
@@ -39,12 +40,14 @@ export const serveCommand: CliCommand = {
       device: { type: 'string' },
       demo: { type: 'boolean' },
       'with-parent': { type: 'boolean' },
+      'token-expiry-days': { type: 'string' },
     });
     const device = values.device ?? io.env['P2PZ_DEVICE'] ?? 'auto';
     if (!(DEVICES as readonly string[]).includes(device)) {
       throw new P2pzError('E_BAD_REQUEST', '--device must be auto, cpu or cuda.');
     }
     const port = intFlag('port', values.port, 0, 65535);
+    const expiryDays = intFlag('token-expiry-days', values['token-expiry-days'] ?? io.env['P2PZ_TOKEN_EXPIRY_DAYS'], 1, 3650);
     const log = createLogger({ level: parseLogLevel(io.env['P2PZ_LOG']) ?? 'info' });
     const home = defaultHome(io.env);
     io.out((await modelsAtStartup(homePaths(home).models, values.demo === true)).notice);
@@ -56,6 +59,7 @@ export const serveCommand: CliCommand = {
       allowRemote: values['allow-remote'] ?? false,
       device: device as DeviceChoice,
       log,
+      ...(expiryDays === undefined ? {} : { tokens: { expireUnusedDays: expiryDays } }),
     });
     // A bug must not print a stack (R21): log the scrubbed error, shut down, exit non-zero.
     const onFatal = (err: unknown): void => {

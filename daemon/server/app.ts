@@ -14,6 +14,7 @@ import { registerModelRoutes } from './routes/models.js';
 import { registerPageRoutes } from './routes/pages.js';
 import { registerPairingRoutes } from './routes/pairing.js';
 import { registerResultRoutes } from './routes/results.js';
+import { registerTokenRoutes } from './routes/tokens.js';
 
 /** Errors express itself raises (a malformed %-escape in a path, ...) carry an HTTP status. */
 function fromExpress(err: unknown): P2pzError | undefined {
@@ -54,6 +55,7 @@ export function createApp(ctx: ServiceContext, gate: Gate): Express {
   app.use(gate.http);
   registerHealthRoutes(app, ctx);
   registerPairingRoutes(app, ctx);
+  registerTokenRoutes(app, ctx);
   registerImageRoutes(app, ctx);
   registerJobRoutes(app, ctx);
   registerResultRoutes(app, ctx);

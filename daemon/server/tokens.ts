@@ -2,16 +2,30 @@
 // that `p2pz token` can print it and `p2pz pair` can use it; and one token per paired client, issued at
 // pairing and kept only as a SHA-256 hash in `$P2PZ_HOME/tokens.json` (0600), revocable one by one.
 // Verification hashes the presented token and compares it with every stored hash in constant time.
+// Client tokens have a name (the pairing's label, or the NAME of `p2pz tokens create NAME`), a creation
+// and a last-use time; the owner lists and revokes them (`p2pz tokens`), and with `expireUnusedDays`
+// set a token not used for that many days is refused and forgotten. Revocation and expiry are
+// announced to listeners (ws.ts closes the token's open event streams).
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { PROTOCOL_VERSION, Version } from '../../shared/protocol/index.js';
+import { P2pzError, PROTOCOL_VERSION, Version } from '../../shared/protocol/index.js';
 import { describeError, silentLogger, type Logger } from '../log.js';
 
-export const TOKEN_DEFAULTS: { readonly maxClientTokens: number } = Object.freeze({
+export const TOKEN_DEFAULTS: {
+  readonly maxClientTokens: number;
+  readonly expireUnusedDays: number | null;
+  readonly lastUsedResolutionMs: number;
+} = Object.freeze({
   /** Paired clients kept; pairing one more forgets the oldest. */
   maxClientTokens: 32,
+  /** A client token unused for this many days is refused and forgotten; null: tokens never expire. */
+  expireUnusedDays: null,
+  /** Last-use times are written to tokens.json when they moved by more than this (not on every request). */
+  lastUsedResolutionMs: 60_000,
 });
+
+const DAY_MS = 24 * 60 * 60 * 1000;
 
 /** `p2pz_` + 32 random bytes in base64url. The prefix lets logs and tests recognise a token. */
 export const TOKEN_PATTERN = /^p2pz_[A-Za-z0-9_-]{43}$/;
@@ -23,6 +37,8 @@ const TokenRecord = z.object({
   /** SHA-256 of the token, hex. */
   hash: z.string().regex(/^[0-9a-f]{64}$/),
   createdAt: z.number(),
+  /** Epoch ms of the last request or open event stream with this token; absent until first use. */
+  lastUsedAt: z.number().optional(),
 });
 type TokenRecord = z.infer<typeof TokenRecord>;
 const TokensFile = z.object({ v: Version, tokens: z.array(TokenRecord).max(1000) });
@@ -42,6 +58,14 @@ export interface TokenFiles {
 }
 
 export type TokenStoreOptions = Partial<typeof TOKEN_DEFAULTS> & { log?: Logger; now?: () => number };
+
+/** A client token as `p2pz tokens list` shows it (never the token itself). */
+export interface TokenSummary {
+  readonly id: string;
+  readonly name: string;
+  readonly createdAt: number;
+  readonly lastUsedAt: number | null;
+}
 
 function newToken(): string {
   return `p2pz_${randomBytes(32).toString('base64url')}`;
@@ -75,6 +99,9 @@ export class TokenStore {
   private readonly now: () => number;
   private writing: Promise<void> = Promise.resolve();
   private readonly revokeListeners = new Set<(tokenId: string) => void>();
+  /** Last-use times not yet written (see lastUsedResolutionMs). */
+  private readonly lastUsedWritten = new Map<string, number>();
+  private readonly log: Logger;
 
   private constructor(
     private readonly files: TokenFiles,
@@ -82,8 +109,10 @@ export class TokenStore {
     records: TokenRecord[],
     options: TokenStoreOptions,
   ) {
-    const { log: _log, now, ...settings } = options;
+    const { log, now, ...settings } = options;
+    this.log = log ?? silentLogger;
     this.settings = { ...TOKEN_DEFAULTS, ...settings };
+    for (const r of records) this.lastUsedWritten.set(r.id, r.lastUsedAt ?? 0);
     this.now = now ?? Date.now;
     this.cliHash = sha256(cli);
     this.records = records;
@@ -118,19 +147,67 @@ export class TokenStore {
     return this.cli;
   }
 
-  /** The principal holding `token`, or undefined. Every stored hash is compared, in constant time. */
+  /** The principal holding `token`, or undefined. Every stored hash is compared, in constant time.
+   *  A client token's use is recorded; an expired one is refused (and forgotten). */
   verify(token: string | undefined): Principal | undefined {
     if (token === undefined || !TOKEN_PATTERN.test(token)) return undefined;
     const hash = sha256(token);
     let found: Principal | undefined;
+    let record: TokenRecord | undefined;
     if (timingSafeEqual(hash, this.cliHash)) found = { tokenId: CLI_TOKEN_ID, kind: 'cli', label: 'cli' };
     for (const r of this.records) {
-      if (timingSafeEqual(hash, Buffer.from(r.hash, 'hex'))) found ??= { tokenId: r.id, kind: 'client', label: r.label };
+      if (timingSafeEqual(hash, Buffer.from(r.hash, 'hex')) && found === undefined) {
+        found = { tokenId: r.id, kind: 'client', label: r.label };
+        record = r;
+      }
+    }
+    if (record !== undefined) {
+      if (this.isExpired(record)) {
+        void this.expire().catch((err: unknown) => this.log.warn('tokens.expire-failed', describeError(err)));
+        return undefined;
+      }
+      this.touch(record.id);
     }
     return found;
   }
 
-  /** Issues a client token (returned once, stored hashed). */
+  /** Records a use of a client token now (a request, or an event stream that is still open). */
+  touch(tokenId: string): void {
+    const record = this.records.find((r) => r.id === tokenId);
+    if (record === undefined) return;
+    const now = this.now();
+    record.lastUsedAt = now;
+    if (now - (this.lastUsedWritten.get(tokenId) ?? 0) >= this.settings.lastUsedResolutionMs) {
+      this.lastUsedWritten.set(tokenId, now);
+      void this.save().catch((err: unknown) => this.log.warn('tokens.save-failed', describeError(err)));
+    }
+  }
+
+  private isExpired(r: TokenRecord): boolean {
+    const days = this.settings.expireUnusedDays;
+    return days !== null && this.now() - (r.lastUsedAt ?? r.createdAt) > days * DAY_MS;
+  }
+
+  /** Forgets every client token unused for longer than `expireUnusedDays`; returns their ids. */
+  async expire(): Promise<string[]> {
+    const expired = this.records.filter((r) => this.isExpired(r));
+    if (expired.length === 0) return [];
+    const ids = new Set(expired.map((r) => r.id));
+    this.records = this.records.filter((r) => !ids.has(r.id));
+    await this.save();
+    for (const id of ids) {
+      this.log.info('token.expired', { tokenId: id });
+      this.emitRevoked(id);
+    }
+    return [...ids];
+  }
+
+  /** The expiry policy in days (null: never). */
+  expireUnusedDays(): number | null {
+    return this.settings.expireUnusedDays;
+  }
+
+  /** Issues a client token (returned once, stored hashed). `label` is the token's name. */
   async issue(label: string): Promise<{ id: string; token: string }> {
     const token = newToken();
     const id = randomBytes(12).toString('base64url');
@@ -140,6 +217,18 @@ export class TokenStore {
     await this.save();
     for (const r of forgotten) this.emitRevoked(r.id);
     return { id, token };
+  }
+
+  /** The id of the client token named by `idOrName`: its id, or a name only one token has.
+   *  Throws E_NOT_FOUND for none and E_BAD_REQUEST for a name several tokens share. */
+  resolve(idOrName: string): string {
+    if (this.records.some((r) => r.id === idOrName)) return idOrName;
+    const named = this.records.filter((r) => r.label === idOrName);
+    if (named.length === 1 && named[0] !== undefined) return named[0].id;
+    if (named.length > 1) {
+      throw new P2pzError('E_BAD_REQUEST', `${named.length} tokens are named "${idOrName.slice(0, 60)}".`, 'Revoke one by its id (`p2pz tokens list` shows the ids).');
+    }
+    throw new P2pzError('E_NOT_FOUND', `No token has the id or name "${idOrName.slice(0, 60)}".`, '`p2pz tokens list` shows the tokens.');
   }
 
   /** Revokes a client token; false when there is none with this id. */
@@ -152,8 +241,13 @@ export class TokenStore {
     return true;
   }
 
-  list(): ReadonlyArray<{ id: string; label: string; createdAt: number }> {
-    return this.records.map(({ id, label, createdAt }) => ({ id, label, createdAt }));
+  list(): TokenSummary[] {
+    return this.records.map(({ id, label, createdAt, lastUsedAt }) => ({ id, name: label, createdAt, lastUsedAt: lastUsedAt ?? null }));
+  }
+
+  /** Resolves once every pending write of tokens.json has finished (the daemon awaits it at close). */
+  async flush(): Promise<void> {
+    await this.writing.catch(() => undefined);
   }
 
   /** Called with the id of each revoked token (open WebSockets of that token are closed). */
@@ -167,6 +261,7 @@ export class TokenStore {
   }
 
   private save(): Promise<void> {
+    for (const r of this.records) if (r.lastUsedAt !== undefined) this.lastUsedWritten.set(r.id, r.lastUsedAt);
     const text = `${JSON.stringify({ v: PROTOCOL_VERSION, tokens: this.records }, null, 2)}\n`;
     this.writing = this.writing.catch(() => undefined).then(() => writePrivate(this.files.tokens, text));
     return this.writing;

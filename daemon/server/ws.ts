@@ -13,6 +13,7 @@ import {
   ERRORS,
   P2pzError,
   PROTOCOL_VERSION,
+  WS_CLOSE_TOKEN_REVOKED,
   type HealthResponse,
   type ServerEvent,
 } from '../../shared/protocol/index.js';
@@ -210,12 +211,19 @@ export function attachEvents(server: Server, gate: Gate, ctx: ServiceContext, op
       }
       peer.alive = false;
       peer.ws.ping();
+      // An open event stream is a use of its token (for the expiry of unused tokens).
+      if (peer.principal !== undefined && peer.principal.kind === 'client') ctx.tokens.touch(peer.principal.tokenId);
     }
   }, o.heartbeatMs);
   heartbeat.unref();
 
+  // A revoked or expired token: its open streams hear why, then close with their own code.
   const stopRevoked = ctx.tokens.onRevoke((tokenId) => {
-    for (const peer of peers) if (peer.principal?.tokenId === tokenId) peer.ws.close(CLOSE.policy, 'token revoked');
+    for (const peer of peers) {
+      if (peer.principal?.tokenId !== tokenId) continue;
+      protocolError(peer, new P2pzError('E_UNAUTHORIZED', 'This pairing was revoked.', 'Pair again with a fresh code (`p2pz pair`).'));
+      peer.ws.close(WS_CLOSE_TOKEN_REVOKED, 'token revoked');
+    }
   });
 
   return {

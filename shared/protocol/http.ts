@@ -88,3 +88,38 @@ export type ErrorResponse = z.infer<typeof ErrorResponse>;
 /** Header that ties HTTP requests to a WebSocket event stream (one stream per client). */
 export const CLIENT_HEADER = 'x-p2pz-client';
 export const ClientId = Id;
+
+// ---- Tokens (CLI token only): what `p2pz tokens list|create|revoke` asks the running daemon ----
+
+/** A client token's name: the pairing's label, or the NAME given to `p2pz tokens create`. */
+export const TokenName = z
+  .string()
+  .trim()
+  .min(1)
+  .max(60)
+  .regex(/^[\p{L}\p{N}][\p{L}\p{N} ._@+-]*$/u, 'letters, digits, spaces and . _ @ + -');
+export const TokenInfo = z.object({
+  id: z.string().regex(/^[A-Za-z0-9_-]{8,64}$/),
+  name: z.string().max(60),
+  /** Epoch milliseconds. */
+  createdAt: z.number().int().nonnegative(),
+  /** Epoch milliseconds of the last request or open event stream; null: never used. */
+  lastUsedAt: z.number().int().nonnegative().nullable(),
+});
+export type TokenInfo = z.infer<typeof TokenInfo>;
+/** GET /v1/tokens. */
+export const TokensResponse = z.object({
+  v: Version,
+  tokens: z.array(TokenInfo),
+  /** Tokens unused for this many days are refused and forgotten; null: they never expire. */
+  expireUnusedDays: z.number().int().positive().nullable(),
+});
+/** POST /v1/tokens: a new named client token, returned once. */
+export const TokenCreateRequest = z.object({ v: Version, name: TokenName });
+export const TokenCreateResponse = z.object({ v: Version, id: TokenInfo.shape.id, name: z.string(), token: z.string() });
+/** DELETE /v1/tokens/:idOrName revokes a client token at once (HTTP and open event streams). */
+export const TokenRevokeResponse = z.object({ v: Version, id: TokenInfo.shape.id });
+
+/** WebSocket close code of an event stream whose token was revoked or expired (RFC 6455 §7.4.2:
+ *  4000–4999 are for applications). A `protocol-error` E_UNAUTHORIZED precedes it. */
+export const WS_CLOSE_TOKEN_REVOKED = 4001;

@@ -37,6 +37,9 @@ describe('token gate (R3)', () => {
         'POST /v1/pair',
         'POST /v1/pairing-code',
         'DELETE /v1/tokens/current',
+        'GET /v1/tokens',
+        'POST /v1/tokens',
+        'DELETE /v1/tokens/:idOrName',
         'POST /v1/images',
         'POST /v1/jobs',
         'GET /v1/jobs/:id',
@@ -62,7 +65,7 @@ describe('token gate (R3)', () => {
     const routes = registeredRoutes();
     let checked = 0;
     for (const { method, path } of routes) {
-      const url = path.replace(':id', SOME_ID);
+      const url = path.replace(':idOrName', SOME_ID).replace(':id', SOME_ID);
       const reply = await send(t.daemon, { method, path: url, ...(method === 'GET' || method === 'DELETE' ? {} : { json: { v: 1 } }) });
       const openStatus = open[`${method} ${path}`];
       if (openStatus !== undefined) {

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { P2pzError, PairingCodeResponse, PairResponse, PROTOCOL_VERSION } from '../../../shared/protocol/index.js';
+import { P2pzError, PairingCodeResponse, PairResponse, PROTOCOL_VERSION, WS_CLOSE_TOKEN_REVOKED } from '../../../shared/protocol/index.js';
 import { Pairing, PAIRING_DEFAULTS } from '../../../daemon/server/pairing.js';
 import { codeOf, EventClient, send, startTestDaemon, type TestDaemon } from './helpers.js';
 
@@ -151,7 +151,7 @@ describe('pairing over HTTP', () => {
     await events.next((e) => e['type'] === 'welcome');
     const revoked = await send(t.daemon, { method: 'DELETE', path: '/v1/tokens/current', token });
     expect(revoked.status).toBe(204);
-    expect(await events.closed).toBe(1008);
+    expect(await events.closed).toBe(WS_CLOSE_TOKEN_REVOKED);
     expect((await send(t.daemon, { path: '/v1/models', token })).status).toBe(401);
     // Others keep working; the revoked hash is gone from the file.
     expect((await send(t.daemon, { path: '/v1/models', token: t.token })).status).toBe(200);
