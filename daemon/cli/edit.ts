@@ -8,13 +8,12 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { defaultHome, homePaths, type DaemonPaths } from '../config.js';
 import { MODELS_DEFAULTS } from '../models/defaults.js';
-import { runDiffusionPreview } from '../pipeline/diffusion-preview.js';
+import type { PipelineOutcome } from '../pipeline/context.js';
 import { SENTENCE_BANK_DEFAULTS, SENTENCE_BANK_LIMITS } from '../pipeline/directions/sentence-bank.js';
 import { DumpWriter } from '../pipeline/dump/dump-writer.js';
-import { runGanPreview, type PipelineOutcome } from '../pipeline/gan-preview.js';
 import { InversionCache } from '../pipeline/inversion-cache.js';
 import { runPix2PixZero, type DiffusionContext } from '../pipeline/pix2pix-zero.js';
-import { lookupGanGenerator } from '../pipeline/preview-registry.js';
+import { runPreview } from '../pipeline/preview.js';
 import { chooseExecution, devicePreference } from '../worker/providers.js';
 import { RUN_JOB_DEFAULTS } from '../worker/run-job.js';
 import { SessionCache } from '../worker/sessions.js';
@@ -110,8 +109,7 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
   let outcome: PipelineOutcome;
   try {
     if (mode === 'preview') {
-      const generator = await lookupGanGenerator(models, edit.source, edit.target);
-      outcome = generator ? await runGanPreview(image, generator, ctx) : await runDiffusionPreview(request, ctx);
+      outcome = await runPreview(request, ctx);
     } else {
       outcome = await runPix2PixZero({
         ...request, vaeLatent, ...(values.dump === undefined ? {} : { dump: new DumpWriter(resolve(values.dump)) }),

@@ -16,7 +16,8 @@ import { Tensor } from 'onnxruntime-node';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { decodeNpy } from '../pipeline/dump/npy.js';
 import { generatorWorkingSize } from '../pipeline/gan-preview.js';
-import { GanMeta, listGanGenerators, lookupGanGenerator, normalizeConcept, PREVIEW_REGISTRY_DEFAULTS } from '../pipeline/preview-registry.js';
+import { listGanGenerators, lookupGanGenerator } from '../pipeline/preview-registry.js';
+import { GanMeta, normalizeConcept, GAN_FOLDER_DEFAULTS } from '../models/gan-meta.js';
 import { SessionCache } from '../worker/sessions.js';
 
 export const REGISTER_DEFAULTS = Object.freeze({
@@ -48,7 +49,7 @@ function invalid(why: string): P2pzError {
 async function readMeta(path: string): Promise<GanMeta> {
   let json: unknown;
   try {
-    if ((await stat(path)).size > PREVIEW_REGISTRY_DEFAULTS.maxMetaBytes) throw invalid('meta.json is oversized');
+    if ((await stat(path)).size > GAN_FOLDER_DEFAULTS.maxMetaBytes) throw invalid('meta.json is oversized');
     json = JSON.parse(await readFile(path, 'utf8'));
   } catch (err) {
     if (err instanceof P2pzError) throw err;
@@ -75,7 +76,7 @@ async function freeFolderName(modelsDir: string, base: string): Promise<string> 
   for (let k = 1; ; k++) {
     const name = k === 1 ? base : `${base}.${k}`;
     try {
-      await stat(join(modelsDir, PREVIEW_REGISTRY_DEFAULTS.folder, name));
+      await stat(join(modelsDir, GAN_FOLDER_DEFAULTS.folder, name));
     } catch {
       return name;
     }
@@ -102,18 +103,18 @@ async function readCheck(runDir: string): Promise<{ input: Tensor; output: Float
 
 /** Validates the generator in `runDir` and installs it into `modelsDir`. */
 export async function registerGenerator(runDir: string, modelsDir: string): Promise<RegisterResult> {
-  const meta = await readMeta(join(runDir, PREVIEW_REGISTRY_DEFAULTS.metaFile));
-  await mkdir(join(modelsDir, PREVIEW_REGISTRY_DEFAULTS.folder), { recursive: true });
+  const meta = await readMeta(join(runDir, GAN_FOLDER_DEFAULTS.metaFile));
+  await mkdir(join(modelsDir, GAN_FOLDER_DEFAULTS.folder), { recursive: true });
   const staging = join(modelsDir, `.p2pz-staging-${randomBytes(6).toString('hex')}`);
   await mkdir(staging);
   try {
-    const model = join(staging, PREVIEW_REGISTRY_DEFAULTS.generatorFile);
+    const model = join(staging, GAN_FOLDER_DEFAULTS.generatorFile);
     try {
-      await copyFile(join(runDir, PREVIEW_REGISTRY_DEFAULTS.generatorFile), model);
+      await copyFile(join(runDir, GAN_FOLDER_DEFAULTS.generatorFile), model);
     } catch {
       throw new P2pzError('E_BAD_REQUEST', 'The run folder has no generator.onnx.', 'Give the folder train.py wrote (--out).');
     }
-    await copyFile(join(runDir, PREVIEW_REGISTRY_DEFAULTS.metaFile), join(staging, PREVIEW_REGISTRY_DEFAULTS.metaFile));
+    await copyFile(join(runDir, GAN_FOLDER_DEFAULTS.metaFile), join(staging, GAN_FOLDER_DEFAULTS.metaFile));
     const { maxAbsDiff, checked } = await checkGenerator(modelsDir, model, meta, await readCheck(runDir));
 
     const files = new SessionCache({ modelsDir, executionProviders: ['cpu'], maxSessions: 1 });
@@ -121,8 +122,8 @@ export async function registerGenerator(runDir: string, modelsDir: string): Prom
       (g) => normalizeConcept(g.meta.source) === normalizeConcept(meta.source) && normalizeConcept(g.meta.target) === normalizeConcept(meta.target),
     );
     const name = await freeFolderName(modelsDir, generatorFolderName(meta.source, meta.target));
-    await rename(staging, join(modelsDir, PREVIEW_REGISTRY_DEFAULTS.folder, name));
-    if (existing) await rm(join(modelsDir, PREVIEW_REGISTRY_DEFAULTS.folder, existing.name), { recursive: true, force: true });
+    await rename(staging, join(modelsDir, GAN_FOLDER_DEFAULTS.folder, name));
+    if (existing) await rm(join(modelsDir, GAN_FOLDER_DEFAULTS.folder, existing.name), { recursive: true, force: true });
     const found = await lookupGanGenerator(files, meta.source, meta.target);
     if (found?.name !== name) {
       throw new P2pzError('E_MODEL_INVALID', `Another generator folder for ${meta.source} → ${meta.target} is found first (${found?.name ?? 'none'}).`, 'Remove the other folder from the models directory\'s gan/ folder.');

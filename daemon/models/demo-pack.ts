@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GanMeta, PREVIEW_REGISTRY_DEFAULTS } from '../pipeline/preview-registry.js';
+import { GanMeta, GAN_FOLDER_DEFAULTS } from './gan-meta.js';
 import { preparePipelineGraphs } from '../onnx/prepare.js';
 import { writeTinyImg2Img } from '../onnx/tiny/img2img.js';
 import { writeTinyStableDiffusion } from '../onnx/tiny/stable-diffusion.js';
@@ -65,9 +65,9 @@ export async function writeDemoPack(modelsDir: string): Promise<string[]> {
   }
   if (!(await readInstallManifest(modelsDir, DEMO_PACK.gan))?.demo) {
     await stage(modelsDir, DEMO_PACK.gan, 'gan', async (dir) => {
-      await writeTinyImg2Img(join(dir, PREVIEW_REGISTRY_DEFAULTS.generatorFile));
+      await writeTinyImg2Img(join(dir, GAN_FOLDER_DEFAULTS.generatorFile));
       const meta: GanMeta = { v: 1, ...DEMO_PACK.direction, size: DEMO_PACK.ganSize, from: { model: DEMO_PACK.diffusion, settings: { demo: true } } };
-      await writeFile(join(dir, PREVIEW_REGISTRY_DEFAULTS.metaFile), `${JSON.stringify(GanMeta.parse(meta), null, 2)}\n`);
+      await writeFile(join(dir, GAN_FOLDER_DEFAULTS.metaFile), `${JSON.stringify(GanMeta.parse(meta), null, 2)}\n`);
     });
     written.push(DEMO_PACK.gan);
   }

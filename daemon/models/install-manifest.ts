@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { resolveModelPath } from '../worker/model-path.js';
+import { resolveModelPath } from './model-path.js';
 import { MODELS_DEFAULTS } from './defaults.js';
 
 export const INSTALL_MANIFEST_FORMAT = 1;

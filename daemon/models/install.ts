@@ -11,7 +11,7 @@ import { dirname, join, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { preparePipelineGraphs } from '../onnx/prepare.js';
-import { GanMeta, normalizeConcept, PREVIEW_REGISTRY_DEFAULTS } from '../pipeline/preview-registry.js';
+import { GanMeta, normalizeConcept, GAN_FOLDER_DEFAULTS } from './gan-meta.js';
 import { commitFolder, emptyTrash } from './commit.js';
 import { checkModelName } from './containment.js';
 import { MODELS_DEFAULTS } from './defaults.js';
@@ -175,7 +175,7 @@ export function ganFolderName(meta: Pick<GanMeta, 'source' | 'target'>): string 
 
 /** A GAN generator folder's files (generator.onnx, its external data, meta.json) and its meta. */
 async function ganSource(folder: string, all: ReadonlyArray<{ path: string; size: number }>): Promise<{ files: Array<{ path: string; size: number }>; meta: GanMeta }> {
-  const d = PREVIEW_REGISTRY_DEFAULTS;
+  const d = GAN_FOLDER_DEFAULTS;
   const metaFile = all.find((f) => f.path === d.metaFile);
   if (!metaFile || metaFile.size > d.maxMetaBytes) throw new P2pzError('E_MODEL_INVALID', `The generator folder needs a ${d.metaFile} (direction and size).`);
   let meta: GanMeta;
@@ -201,7 +201,7 @@ export async function installFromFolder(options: InstallCommon & { readonly fold
   }
   if (!info.isDirectory()) throw new P2pzError('E_BAD_REQUEST', 'Give a model folder (with model_index.json), not a file.');
   const all = await listSourceFolder(options.folder);
-  const isGan = !all.some((f) => f.path === 'model_index.json') && all.some((f) => f.path === PREVIEW_REGISTRY_DEFAULTS.generatorFile);
+  const isGan = !all.some((f) => f.path === 'model_index.json') && all.some((f) => f.path === GAN_FOLDER_DEFAULTS.generatorFile);
   let kind: 'diffusion' | 'gan' = 'diffusion';
   let name: string;
   let files: Array<{ path: string; size: number }>;

@@ -21,7 +21,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { PreparedManifest } from '../onnx/prepare.js';
-import { resolveModelPath } from '../worker/model-path.js';
+import { resolveModelPath } from './model-path.js';
 import { modelFolder, walkModelFolder } from './containment.js';
 
 export const MEMORY_ESTIMATE_DEFAULTS = Object.freeze({

@@ -4,7 +4,7 @@
 // (derived graphs from `prepare`, files added by hand) are listed but not hashed.
 import { join } from 'node:path';
 import { P2pzError } from '../../shared/protocol/index.js';
-import { resolveModelPath } from '../worker/model-path.js';
+import { resolveModelPath } from './model-path.js';
 import { modelFolder, walkModelFolder } from './containment.js';
 import { MODELS_DEFAULTS } from './defaults.js';
 import { fileMatches } from './download.js';

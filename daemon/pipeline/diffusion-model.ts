@@ -16,7 +16,7 @@ import { z } from 'zod';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { MODELS_DEFAULTS } from '../models/defaults.js';
 import { encoderSampleOutput, VAE_PARAMETERS_DEFAULTS } from '../onnx/vae-parameters.js';
-import type { ModelSessions } from './gan-preview.js';
+import type { ModelSessions } from './context.js';
 import { loadSchedulerConfig, stableDiffusionSchedule, type SchedulerConfig } from './scheduler/scheduler-config.js';
 import { ClipTokenizer } from './text/clip-tokenizer.js';
 

@@ -12,29 +12,9 @@ import type { Engine, Stage } from '../../shared/protocol/index.js';
 import { decodeImage } from '../image/decode.js';
 import { encodePng } from '../image/encode.js';
 import { resizeAlpha, resizeRgb, rgbToTensor, tensorToRgb, workingSize } from '../image/tensor.js';
-import type { GanGenerator, GanMeta, ModelFiles } from './preview-registry.js';
-
-/** Sessions over the models directory (the worker's SessionCache): paths are resolved and contained,
- *  onnxruntime's failures mapped to coded errors. */
-export interface ModelSessions extends ModelFiles {
-  get(path: string): Promise<Pick<InferenceSession, 'inputNames' | 'outputNames' | 'inputMetadata' | 'outputMetadata'>>;
-  run(path: string, feeds: InferenceSession.FeedsType): Promise<InferenceSession.ReturnType>;
-}
-
-export interface PipelineContext {
-  readonly models: ModelSessions;
-  /** Aborted on cancel; checked at every stage boundary. */
-  readonly signal: AbortSignal;
-  /** `preview`: a small PNG of the current result (step previews), when the pipeline makes one. */
-  readonly progress: (stage: Stage, step: number, total: number, preview?: Uint8Array) => void;
-}
-
-export interface PipelineOutcome {
-  readonly outputs: readonly { readonly role: 'image' | 'mask'; readonly png: Uint8Array; readonly width: number; readonly height: number }[];
-  readonly engine: Engine;
-  /** Milliseconds per stage. */
-  readonly timings: Record<string, number>;
-}
+import type { GanMeta } from '../models/gan-meta.js';
+import type { ModelFiles, PipelineContext, PipelineOutcome } from './context.js';
+import type { GanGenerator } from './preview-registry.js';
 
 /** How the generator is fed: names from the session, sizes fixed by the graph or chosen from meta. */
 interface GeneratorIo {

@@ -7,7 +7,7 @@
 import { Tensor } from 'onnxruntime-node';
 import { GUIDANCE_IO, refName } from '../onnx/attention/guidance-graph.js';
 import { outputData, unetFeeds, type DiffusionModel } from './diffusion-model.js';
-import type { ModelSessions } from './gan-preview.js';
+import type { ModelSessions } from './context.js';
 
 /** One reference map per cross-attention layer, as the gradient graph takes it. */
 export interface ReferenceMap {

@@ -5,7 +5,7 @@
 // z0 [1,4,h,w] → z_T [1,4,h,w]. The signal is checked before every step.
 import { unetFeeds, outputData, type DiffusionModel } from './diffusion-model.js';
 import { stepName, type DumpSink } from './dump/dump-writer.js';
-import type { ModelSessions } from './gan-preview.js';
+import type { ModelSessions } from './context.js';
 import type { Rng } from './random.js';
 import { regularizeNoise, type RegularizationOptions } from './regularization.js';
 import { DdimInverseScheduler } from './scheduler/ddim-inverse.js';

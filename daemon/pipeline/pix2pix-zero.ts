@@ -34,7 +34,7 @@ import { chooseDiffusionModel, componentHash, loadDiffusionModel, outputData, un
 import { editDirection, editEmbedding, type SentenceBanks } from './directions/edit-direction.js';
 import { sentenceBankPair, SENTENCE_BANK_DEFAULTS } from './directions/sentence-bank.js';
 import { stepName, type DumpMeta, type DumpSink } from './dump/dump-writer.js';
-import type { ModelSessions, PipelineOutcome } from './gan-preview.js';
+import type { ModelSessions, PipelineOutcome } from './context.js';
 import { crossAttentionGuidance, type ReferenceMap } from './guidance.js';
 import { InversionCache, inversionKey } from './inversion-cache.js';
 import { invertDdim } from './inversion.js';

@@ -1,45 +1,13 @@
-// Finds the distilled GAN generator for an edit direction (DESIGN.md §3 stage 8). The paper distils
-// each direction into a conditional image-to-image GAN; p2pz installs one per direction as
-//   <modelsDir>/gan/<source>-<target>/generator.onnx   image [1,3,H,W] in [-1,1] → image
-//   <modelsDir>/gan/<source>-<target>/meta.json        GanMeta below
-// The folder name is only a convention (concepts may themselves hold hyphens): `meta.json` says which
-// direction a generator translates, and lookups match on it.
+// Finds the distilled GAN generator for an edit direction (DESIGN.md §3 stage 8) among the folders
+// under `<modelsDir>/gan/` (their layout and meta.json: models/gan-meta.ts). The folder name is only a
+// convention (concepts may themselves hold hyphens): `meta.json` says which direction a generator
+// translates, and lookups match on it.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { Concept, P2pzError } from '../../shared/protocol/index.js';
-
-export const PREVIEW_REGISTRY_DEFAULTS = Object.freeze({
-  /** Folder of the GAN generators inside the models directory. */
-  folder: 'gan',
-  generatorFile: 'generator.onnx',
-  metaFile: 'meta.json',
-  /** A meta.json is a few hundred bytes; anything much larger is not one. */
-  maxMetaBytes: 64 * 1024,
-});
-
-/** `meta.json` of an installed generator. */
-export const GanMeta = z.object({
-  v: z.literal(1),
-  source: Concept,
-  target: Concept,
-  /** Working size: the long side the generator was trained at (a multiple of 64 keeps the aspect
-   *  rounding of the diffusion pipeline; other sizes keep the aspect exactly). A generator whose ONNX
-   *  input has fixed height and width uses those instead. */
-  size: z.number().int().min(8).max(2048),
-  /** The diffusion model and pix2pix-zero settings the training pairs were made with. */
-  from: z.object({ model: z.string().max(200), settings: z.record(z.string().max(60), z.unknown()) }).optional(),
-  /** Hash of the training pairs. */
-  dataHash: z.string().max(200).optional(),
-});
-export type GanMeta = z.infer<typeof GanMeta>;
-
-/** Access to the models directory: every file is resolved (and contained, R19) before it is read. */
-export interface ModelFiles {
-  readonly modelsDir: string;
-  /** The real path of a file inside the models directory; rejects with a `P2pzError` otherwise. */
-  resolve(path: string): Promise<string>;
-}
+import { P2pzError } from '../../shared/protocol/index.js';
+import { GAN_FOLDER_DEFAULTS, GanMeta, normalizeConcept } from '../models/gan-meta.js';
+import type { ModelFiles } from './context.js';
 
 export interface GanGenerator {
   /** Folder name under `gan/`. */
@@ -57,14 +25,9 @@ export interface GanProblem {
   readonly error: P2pzError;
 }
 
-/** Concepts compare case-insensitively with whitespace collapsed: "Golden  Retriever" = "golden retriever". */
-export function normalizeConcept(concept: string): string {
-  return concept.trim().toLowerCase().replace(/\s+/g, ' ');
-}
-
 /** Every installed generator, and the folders that are not valid ones. */
 export async function listGanGenerators(files: ModelFiles): Promise<{ generators: GanGenerator[]; problems: GanProblem[] }> {
-  const d = PREVIEW_REGISTRY_DEFAULTS;
+  const d = GAN_FOLDER_DEFAULTS;
   let names: string[];
   try {
     const entries = await readdir(join(files.modelsDir, d.folder), { withFileTypes: true });
@@ -119,7 +82,7 @@ export async function findGanGenerator(files: ModelFiles, source: string, target
 }
 
 async function readMeta(files: ModelFiles, name: string): Promise<GanMeta> {
-  const d = PREVIEW_REGISTRY_DEFAULTS;
+  const d = GAN_FOLDER_DEFAULTS;
   const metaPath = await files.resolve(join(files.modelsDir, d.folder, name, d.metaFile));
   if ((await stat(metaPath)).size > d.maxMetaBytes) throw new P2pzError('E_MODEL_INVALID', `The generator “${name}” has an oversized ${d.metaFile}.`);
   const text = await readFile(metaPath, 'utf8');

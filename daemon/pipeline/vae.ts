@@ -11,7 +11,7 @@ import { Tensor } from 'onnxruntime-node';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { prepareVaeParameters } from '../onnx/vae-parameters.js';
 import { outputData, type DiffusionModel } from './diffusion-model.js';
-import type { ModelSessions } from './gan-preview.js';
+import type { ModelSessions } from './context.js';
 import type { Rng } from './random.js';
 
 export type VaeLatentMode = 'mean' | 'sample';

@@ -6,8 +6,9 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { InstalledModel } from '../../shared/protocol/index.js';
 import { isDemoModel } from '../models/registry.js';
-import { listGanGenerators, PREVIEW_REGISTRY_DEFAULTS } from '../pipeline/preview-registry.js';
-import { resolveModelPath } from '../worker/model-path.js';
+import { listGanGenerators } from '../pipeline/preview-registry.js';
+import { GAN_FOLDER_DEFAULTS } from '../models/gan-meta.js';
+import { resolveModelPath } from '../models/model-path.js';
 
 /** A diffusion model folder name as JobRequest.model accepts it. */
 const MODEL_NAME = /^[A-Za-z0-9._-]{1,100}$/;
@@ -22,7 +23,7 @@ export async function listInstalledModels(modelsDir: string): Promise<InstalledM
   }
   const diffusion: InstalledModel[] = [];
   for (const name of entries) {
-    if (name === PREVIEW_REGISTRY_DEFAULTS.folder || !MODEL_NAME.test(name)) continue;
+    if (name === GAN_FOLDER_DEFAULTS.folder || !MODEL_NAME.test(name)) continue;
     try {
       await files.resolve(join(name, 'model_index.json'));
       diffusion.push({ name, kind: 'diffusion', demo: await isDemoModel(modelsDir, name) });

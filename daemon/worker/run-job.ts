@@ -1,9 +1,9 @@
 // One job inside the worker: dispatch by kind to its pipeline, and turn the outcome into the IPC
 // result message (DESIGN.md §3):
 //   render   the full pix2pix-zero edit (engine `diffusion`)
-//   preview  the distilled GAN for the direction when one is installed (engine `gan`), else the same
-//            edit with reduced settings (engine `diffusion-preview`); with neither installed,
-//            `E_MODEL_MISSING` names the direction.
+//   preview  the quick preview of pipeline/preview.ts: the direction's distilled GAN (engine `gan`),
+//            else the reduced diffusion edit (engine `diffusion-preview`); `E_MODEL_MISSING` names
+//            the direction when neither is installed.
 // Errors that are not `P2pzError`s are logged (scrubbed) and reported as `E_INTERNAL`: no stack or
 // path crosses to the daemon. A job whose signal was aborted reports `cancelled`, whatever it threw.
 // Both diffusion pipelines check the job's memory against the device up front (R17, `memory`).
@@ -12,14 +12,11 @@ import { P2pzError, PROTOCOL_VERSION } from '../../shared/protocol/index.js';
 import type { Stage, WorkerMessage, WorkerRunMessage } from '../../shared/protocol/index.js';
 import { describeError } from '../log.js';
 import type { Logger } from '../log.js';
-import { listDiffusionModels } from '../pipeline/diffusion-model.js';
-import { runDiffusionPreview } from '../pipeline/diffusion-preview.js';
-import { runGanPreview } from '../pipeline/gan-preview.js';
-import type { ModelSessions, PipelineOutcome } from '../pipeline/gan-preview.js';
+import type { ModelSessions, PipelineOutcome } from '../pipeline/context.js';
+import type { InversionCache } from '../pipeline/inversion-cache.js';
 import { runPix2PixZero } from '../pipeline/pix2pix-zero.js';
 import type { DeviceMemoryContext, DiffusionContext } from '../pipeline/pix2pix-zero.js';
-import type { InversionCache } from '../pipeline/inversion-cache.js';
-import { lookupGanGenerator, noGeneratorError } from '../pipeline/preview-registry.js';
+import { runPreview } from '../pipeline/preview.js';
 
 export const RUN_JOB_DEFAULTS = Object.freeze({
   /** Sub-folders of the run message's `cacheDir` (the CLI's `p2pz edit` uses the same names under
@@ -41,16 +38,6 @@ export interface JobContext {
 
 type ResultMessage = Extract<WorkerMessage, { type: 'done' | 'cancelled' | 'failed' }>;
 
-async function preview(message: WorkerRunMessage, ctx: DiffusionContext): Promise<PipelineOutcome> {
-  const { image, edit, model, stepPreviews } = message;
-  const generator = await lookupGanGenerator(ctx.models, edit.source, edit.target);
-  if (generator) return runGanPreview(image, generator, ctx);
-  if (model === undefined && (await listDiffusionModels(ctx.models)).length === 0) {
-    throw noGeneratorError(edit.source, edit.target, 'and no diffusion model is installed for a slower preview');
-  }
-  return runDiffusionPreview({ image, edit, stepPreviews, ...(model === undefined ? {} : { model }) }, ctx);
-}
-
 function pipelineFor(message: WorkerRunMessage, ctx: JobContext): Promise<PipelineOutcome> {
   const pipelineCtx: DiffusionContext = {
     models: ctx.models,
@@ -62,8 +49,10 @@ function pipelineFor(message: WorkerRunMessage, ctx: JobContext): Promise<Pipeli
     ...(message.cacheDir === undefined ? {} : { directionCacheDir: join(message.cacheDir, RUN_JOB_DEFAULTS.directionCache) }),
   };
   switch (message.kind) {
-    case 'preview':
-      return preview(message, pipelineCtx);
+    case 'preview': {
+      const { image, edit, model, stepPreviews } = message;
+      return runPreview({ image, edit, stepPreviews, ...(model === undefined ? {} : { model }) }, pipelineCtx);
+    }
     case 'render': {
       const { image, edit, model, stepPreviews } = message;
       return runPix2PixZero({ image, edit, stepPreviews, ...(model === undefined ? {} : { model }) }, pipelineCtx);

@@ -11,7 +11,7 @@ import { dirname, isAbsolute, join, relative, resolve as resolvePath, sep } from
 import { InferenceSession } from 'onnxruntime-node';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { scrub } from '../log.js';
-import { resolveModelPath } from './model-path.js';
+import { resolveModelPath } from '../models/model-path.js';
 
 export const SESSION_DEFAULTS = Object.freeze({
   /** Sessions kept open at once; the least recently used one is released beyond this. A diffusion edit

@@ -16,7 +16,7 @@ import type { InferenceSession } from 'onnxruntime-node';
 import sharp from 'sharp';
 import { EditParams } from '../../shared/protocol/index.js';
 import { SD15_SHAPED, TINY_SD, writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusion.js';
-import type { ModelSessions } from '../../daemon/pipeline/gan-preview.js';
+import type { ModelSessions } from '../../daemon/pipeline/context.js';
 import { InversionCache } from '../../daemon/pipeline/inversion-cache.js';
 import { runPix2PixZero, type Pix2PixZeroResult } from '../../daemon/pipeline/pix2pix-zero.js';
 import { SessionCache } from '../../daemon/worker/sessions.js';

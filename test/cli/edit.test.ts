@@ -116,6 +116,17 @@ describe('p2pz edit', () => {
     expect([px.width, px.height, px.channels]).toEqual([53, 71, 4]);
   });
 
+  it('--mode preview with neither a GAN nor the model names the direction and the model (E_MODEL_MISSING), exit 1', async () => {
+    const c = io();
+    const missing = join(dir, 'models', 'not-installed');
+    expect(await main(['edit', inputPath, '--model', missing, '--from', 'cat', '--to', 'dog', '--mode', 'preview', '--device', 'cpu'], c)).toBe(1);
+    expect(c.text.err).toBe(
+      'The model this edit needs is not installed. No quick-preview generator is installed for “cat → dog”, '
+        + 'and the diffusion model “not-installed” for a slower preview is not installed either.\n'
+        + 'Install a Stable Diffusion 1.x ONNX model with `node bin/p2pz.js models install`, then try again.\n',
+    );
+  });
+
   it('refuses a missing --to, a bad --mode and a missing input with a message and exit 1', async () => {
     for (const args of [
       ['edit', inputPath, '--from', 'cat'],

@@ -14,7 +14,7 @@ import { startDaemon, type RunningDaemon } from '../../daemon/daemon.js';
 import { silentLogger } from '../../daemon/log.js';
 import { registerGenerator } from '../../daemon/distill/register.js';
 import { decodeNpy } from '../../daemon/pipeline/dump/npy.js';
-import { GanMeta } from '../../daemon/pipeline/preview-registry.js';
+import { GanMeta } from '../../daemon/models/gan-meta.js';
 import { EventClient, send } from '../daemon/server/helpers.js';
 import { PYTHON, runProcess, TRAINER, writeSyntheticDataset, type Run } from './helpers.js';
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { P2pzError } from '../../../shared/protocol/index.js';
 import { componentHash, fileHash, MODEL_LAYOUT, type TextModel } from '../diffusion-model.js';
 import { decodeNpy, encodeNpy } from '../dump/npy.js';
-import type { ModelSessions } from '../gan-preview.js';
+import type { ModelSessions } from '../context.js';
 import { encodeTokenIds, tokenizeAll } from '../text/text-encoder.js';
 
 export const EDIT_DIRECTION_DEFAULTS = Object.freeze({

@@ -5,7 +5,7 @@ import { Tensor } from 'onnxruntime-node';
 import { P2pzError } from '../../../shared/protocol/index.js';
 import type { DiffusionModel } from '../diffusion-model.js';
 import { outputData } from '../diffusion-model.js';
-import type { ModelSessions } from '../gan-preview.js';
+import type { ModelSessions } from '../context.js';
 import { idsToInt32, idsToInt64 } from './clip-tokenizer.js';
 
 export const TEXT_ENCODER_DEFAULTS = Object.freeze({

@@ -9,7 +9,7 @@ import { listModels } from '../../../daemon/models/registry.js';
 import { verifyModel } from '../../../daemon/models/verify.js';
 import { chooseDiffusionModel } from '../../../daemon/pipeline/diffusion-model.js';
 import { lookupGanGenerator } from '../../../daemon/pipeline/preview-registry.js';
-import { resolveModelPath } from '../../../daemon/worker/model-path.js';
+import { resolveModelPath } from '../../../daemon/models/model-path.js';
 
 let models: string;
 beforeAll(async () => {

@@ -12,7 +12,7 @@ import { P2pzError } from '../../../shared/protocol/index.js';
 import { writeTinyImg2Img } from '../../../daemon/onnx/tiny/img2img.js';
 import { writeTinyStableDiffusion } from '../../../daemon/onnx/tiny/stable-diffusion.js';
 import { lookupGanGenerator } from '../../../daemon/pipeline/preview-registry.js';
-import { resolveModelPath } from '../../../daemon/worker/model-path.js';
+import { resolveModelPath } from '../../../daemon/models/model-path.js';
 import { MODELS_DEFAULTS } from '../../../daemon/models/defaults.js';
 import { HubClient } from '../../../daemon/models/hub-client.js';
 import { installFromFolder, installFromHub, selectModelFiles, type HubInstallOptions } from '../../../daemon/models/install.js';

@@ -12,7 +12,7 @@ import { previewSettings } from '../../../daemon/pipeline/diffusion-preview.js';
 import { InversionCache, inversionKey, type InversionKeyParts } from '../../../daemon/pipeline/inversion-cache.js';
 import { latentPreviewRgb, SD1_LATENT_RGB } from '../../../daemon/pipeline/latent-preview.js';
 import { MODELS_DEFAULTS } from '../../../daemon/models/defaults.js';
-import { resolveModelPath } from '../../../daemon/worker/model-path.js';
+import { resolveModelPath } from '../../../daemon/models/model-path.js';
 
 const PARTS: InversionKeyParts = {
   imageSha256: 'a'.repeat(64), model: 'm', caption: 'a photo of a cat', steps: 50, seed: 1, regSteps: 5,

@@ -11,7 +11,7 @@ import { encodePng } from '../../../daemon/image/encode.js';
 import { GraphBuilder } from '../../../daemon/onnx/graph/builder.js';
 import type { Dim, ElemType } from '../../../daemon/onnx/graph/builder.js';
 import { generatorWorkingSize, runGanPreview } from '../../../daemon/pipeline/gan-preview.js';
-import type { PipelineContext } from '../../../daemon/pipeline/gan-preview.js';
+import type { PipelineContext } from '../../../daemon/pipeline/context.js';
 import { findGanGenerator } from '../../../daemon/pipeline/preview-registry.js';
 import { SessionCache } from '../../../daemon/worker/sessions.js';
 import type { Stage } from '../../../shared/protocol/index.js';

@@ -4,9 +4,10 @@ import { mkdir, mkdtemp, realpath, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findGanGenerator, listGanGenerators, normalizeConcept } from '../../../daemon/pipeline/preview-registry.js';
-import type { ModelFiles } from '../../../daemon/pipeline/preview-registry.js';
-import { resolveModelPath } from '../../../daemon/worker/model-path.js';
+import { findGanGenerator, listGanGenerators } from '../../../daemon/pipeline/preview-registry.js';
+import { normalizeConcept } from '../../../daemon/models/gan-meta.js';
+import type { ModelFiles } from '../../../daemon/pipeline/context.js';
+import { resolveModelPath } from '../../../daemon/models/model-path.js';
 
 let root: string;
 let files: ModelFiles;

@@ -8,7 +8,7 @@ import type { InferenceSession } from 'onnxruntime-node';
 import sharp from 'sharp';
 import { writeTinyStableDiffusion } from '../../../daemon/onnx/tiny/stable-diffusion.js';
 import type { Flavour } from '../../../daemon/onnx/tiny/layers.js';
-import type { ModelSessions } from '../../../daemon/pipeline/gan-preview.js';
+import type { ModelSessions } from '../../../daemon/pipeline/context.js';
 import { SessionCache } from '../../../daemon/worker/sessions.js';
 
 export const MODEL_NAME = 'tiny-sd';

@@ -14,7 +14,7 @@ import { encodePng } from '../../../daemon/image/encode.js';
 import { writeTinyImg2Img } from '../../../daemon/onnx/tiny/img2img.js';
 import { runGanPreview } from '../../../daemon/pipeline/gan-preview.js';
 import { findGanGenerator } from '../../../daemon/pipeline/preview-registry.js';
-import { resolveModelPath } from '../../../daemon/worker/model-path.js';
+import { resolveModelPath } from '../../../daemon/models/model-path.js';
 import { SessionCache } from '../../../daemon/worker/sessions.js';
 import { WorkerSupervisor } from '../../../daemon/worker/supervisor.js';
 import { engineJob, memoryLogger, waitFor } from './helpers.js';

@@ -4,7 +4,7 @@ import { link, mkdir, mkdtemp, realpath, rm, symlink, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveModelPath } from '../../../daemon/worker/model-path.js';
+import { resolveModelPath } from '../../../daemon/models/model-path.js';
 
 let root: string;
 let models: string;

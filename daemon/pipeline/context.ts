@@ -1,0 +1,34 @@
+// The contracts every pipeline shares (the GAN preview, pix2pix-zero and its stages, the distillation
+// pairs): access to the models directory and its sessions, what a pipeline is given (sessions, cancel
+// signal, progress) and what it gives back (PNG outputs, engine, timings).
+import type { InferenceSession } from 'onnxruntime-node';
+import type { Engine, Stage } from '../../shared/protocol/index.js';
+
+/** Access to the models directory: every file is resolved (and contained, R19) before it is read. */
+export interface ModelFiles {
+  readonly modelsDir: string;
+  /** The real path of a file inside the models directory; rejects with a `P2pzError` otherwise. */
+  resolve(path: string): Promise<string>;
+}
+
+/** Sessions over the models directory (the worker's SessionCache): paths are resolved and contained,
+ *  onnxruntime's failures mapped to coded errors. */
+export interface ModelSessions extends ModelFiles {
+  get(path: string): Promise<Pick<InferenceSession, 'inputNames' | 'outputNames' | 'inputMetadata' | 'outputMetadata'>>;
+  run(path: string, feeds: InferenceSession.FeedsType): Promise<InferenceSession.ReturnType>;
+}
+
+export interface PipelineContext {
+  readonly models: ModelSessions;
+  /** Aborted on cancel; checked at every stage boundary. */
+  readonly signal: AbortSignal;
+  /** `preview`: a small PNG of the current result (step previews), when the pipeline makes one. */
+  readonly progress: (stage: Stage, step: number, total: number, preview?: Uint8Array) => void;
+}
+
+export interface PipelineOutcome {
+  readonly outputs: readonly { readonly role: 'image' | 'mask'; readonly png: Uint8Array; readonly width: number; readonly height: number }[];
+  readonly engine: Engine;
+  /** Milliseconds per stage. */
+  readonly timings: Record<string, number>;
+}
