@@ -1,11 +1,15 @@
 // The browser side of the Photopea emulation (bundled by host-page.ts): it plays Photopea's part
 // around the plugin page, as Photopea's live messaging does. The page runs in an iframe; every string
-// it posts is run as a script against a small model of Photopea's scripting DOM (`app.documents`,
-// `app.activeDocument` with `layers`, `activeLayer`, `width`, `height`, `saveToOE`; layers with
-// `name`, `visible`, `bounds`, `typename`, `layers`, `translate`; `app.echoToOE`, `app.open(url, null,
-// true)`); what the script sends comes back in order, then "done". `saveToOE("png")` composites the
-// visible layers on a canvas; `app.open` loads the image asynchronously (after "done", as a real
-// fetch would) and pastes it, centred, above the active layer. Tests drive it through `window.photopea`.
+// it posts is run as a script by the model of Photopea's interpreter (photopea-interpreter.ts: acorn,
+// no function expressions, no finally, `==` on layers, UnitValue bounds, no "done" after a throw)
+// against the model of its document (photopea-document.ts: fresh layer wrappers, selections, Smart
+// Object placement scaled by DPI); what the script sends comes back in order, then "done"
+// (photopea-messaging.ts). Each file's header says where each behaviour was learned. Here only the
+// pixels are added: `saveToOE("png")` composites the visible layers on a canvas, and `app.open` decodes
+// the image (after "done", as a real fetch would) and places it. Tests drive it through
+// `window.photopea`.
+import { artLayer, layerRect, PhotopeaDocumentModel, type ModelLayer, type Rect } from './photopea-document.js';
+import { answerScript, dataUrlBytes, pngInfo } from './photopea-messaging.js';
 
 export interface EmulatedLayerInput {
   readonly name: string;
@@ -20,52 +24,33 @@ export interface LayerSummary {
   readonly name: string;
   readonly visible: boolean;
   readonly bounds: [number, number, number, number];
+  /** The layer's size in the document. */
   readonly width: number;
   readonly height: number;
+  /** The size of the pixels it holds (a Smart Object may show them scaled). */
+  readonly imageWidth: number;
+  readonly imageHeight: number;
+  readonly smart: boolean;
 }
 
-class Layer {
-  readonly typename = 'ArtLayer';
-  readonly layers = undefined;
-  constructor(
-    public name: string,
-    public left: number,
-    public top: number,
-    public visible: boolean,
-    readonly bitmap: ImageBitmap,
-  ) {}
-  get bounds(): [number, number, number, number] {
-    return [this.left, this.top, this.left + this.bitmap.width, this.top + this.bitmap.height];
-  }
-  translate(dx: number, dy: number): void {
-    this.left += Number(dx);
-    this.top += Number(dy);
-  }
+export interface EmulatorRecord {
+  /** Every script the page sent. */
+  readonly scripts: string[];
+  /** The visible layers' names at each saveToOE. */
+  readonly exports: string[][];
+  /** The URL of each `app.open` paste (its scheme, to keep the record small). */
+  readonly pastes: string[];
+  /** Scripts that threw (they got no "done"), with the reason. */
+  readonly errors: string[];
+  /** What scripts did that would damage a real document (see photopea-document.ts). */
+  readonly misuses: string[];
 }
 
-function bytes(base64: string): Uint8Array<ArrayBuffer> {
-  const s = atob(base64);
-  const out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-  return out;
-}
-
+let model = new PhotopeaDocumentModel<ImageBitmap>(0, 0);
 const state = {
   iframe: null as HTMLIFrameElement | null,
   pluginOrigin: '',
-  /** Top of the stack first, as Photopea's `layers`. */
-  layers: [] as Layer[],
-  active: null as Layer | null,
-  width: 0,
-  height: 0,
-  /** Every script the page sent. */
-  scripts: [] as string[],
-  /** The visible layers' names at each saveToOE. */
-  exports: [] as string[][],
-  /** The URL of each `app.open` paste (its scheme, to keep the record small). */
-  pastes: [] as string[],
-  /** Scripts that threw. */
-  errors: [] as string[],
+  record: { scripts: [], exports: [], pastes: [], errors: [], misuses: [] } as EmulatorRecord,
 };
 
 function send(data: string | ArrayBuffer): void {
@@ -74,78 +59,67 @@ function send(data: string | ArrayBuffer): void {
 
 async function composite(): Promise<ArrayBuffer> {
   const canvas = document.createElement('canvas');
-  canvas.width = state.width;
-  canvas.height = state.height;
+  canvas.width = model.width;
+  canvas.height = model.height;
   const ctx = canvas.getContext('2d');
   if (ctx === null) throw new Error('no 2d context');
-  for (const layer of [...state.layers].reverse()) if (layer.visible) ctx.drawImage(layer.bitmap, layer.left, layer.top);
+  const draw = (layers: ModelLayer<ImageBitmap>[]): void => {
+    for (const layer of [...layers].reverse()) {
+      if (!layer.visible) continue;
+      if (layer.layers) draw(layer.layers);
+      else if (layer.image) ctx.drawImage(layer.image, layer.left, layer.top, layer.width, layer.height);
+    }
+  };
+  draw(model.layers);
   const blob = await new Promise<Blob | null>((resolve) => canvas.toBlob(resolve, 'image/png'));
   if (blob === null) throw new Error('toBlob failed');
   return blob.arrayBuffer();
 }
 
-async function paste(url: string): Promise<void> {
-  const bitmap = await createImageBitmap(await (await fetch(url)).blob());
-  const layer = new Layer('Layer from file', Math.floor((state.width - bitmap.width) / 2), Math.floor((state.height - bitmap.height) / 2), true, bitmap);
-  const at = state.active === null ? 0 : Math.max(0, state.layers.indexOf(state.active));
-  state.layers.splice(at, 0, layer);
-  state.active = layer;
+async function place(url: string): Promise<void> {
+  const bytes = dataUrlBytes(url);
+  const info = pngInfo(bytes);
+  const bitmap = await createImageBitmap(new Blob([bytes as Uint8Array<ArrayBuffer>], { type: 'image/png' }));
+  model.place(bitmap, info.width, info.height, info.dpi);
 }
 
-/** Runs one script as Photopea would: what it sends goes out in order, then "done". */
+/** Runs one script as Photopea would: what it sends goes out in order, then "done" (not after a throw). */
 async function runScript(source: string): Promise<void> {
-  state.scripts.push(source);
-  const outbox: Array<Promise<string | ArrayBuffer>> = [];
-  const doc = {
-    get width() {
-      return state.width;
-    },
-    get height() {
-      return state.height;
-    },
-    get layers() {
-      return state.layers;
-    },
-    get activeLayer() {
-      return state.active;
-    },
-    saveToOE(format: string) {
-      if (format !== 'png') throw new Error(`unsupported format ${format}`);
-      state.exports.push(state.layers.filter((l) => l.visible).map((l) => l.name));
-      outbox.push(composite());
-    },
-  };
-  const app = {
-    documents: { get length() { return state.layers.length > 0 ? 1 : 0; } },
-    activeDocument: doc,
-    echoToOE(text: unknown) {
-      outbox.push(Promise.resolve(String(text)));
-    },
-    open(url: string, _as: unknown, asLayer: boolean) {
-      if (asLayer !== true) throw new Error('only pastes as a layer are emulated');
-      state.pastes.push(url.slice(0, url.indexOf(',') + 1));
-      void paste(url);
-    },
-  };
-  try {
-    new Function('app', source)(app);
-  } catch (err) {
-    state.errors.push(String(err));
+  state.record.scripts.push(source);
+  const answer = answerScript(model, source, () => {
+    state.record.exports.push(model.all().filter((l) => l.visible && l.layers === undefined).map((l) => l.name));
+    return composite();
+  });
+  if (answer.outcome.error !== null) state.record.errors.push(answer.outcome.error);
+  for (const url of answer.opens) {
+    state.record.pastes.push(url.slice(0, url.indexOf(',') + 1));
+    void place(url);
   }
-  for (const item of outbox) send(await item);
-  send('done');
+  for (const message of answer.messages) send(await message);
+}
+
+function summary(l: ModelLayer<ImageBitmap>): LayerSummary {
+  const r = layerRect(l) ?? { left: 0, top: 0, right: 0, bottom: 0 };
+  return {
+    name: l.name,
+    visible: l.visible,
+    bounds: [r.left, r.top, r.right, r.bottom],
+    width: r.right - r.left,
+    height: r.bottom - r.top,
+    imageWidth: l.image?.width ?? 0,
+    imageHeight: l.image?.height ?? 0,
+    smart: l.smart,
+  };
 }
 
 const photopea = {
-  async start(options: { pluginUrl: string; width: number; height: number; layers: EmulatedLayerInput[]; active: string }): Promise<void> {
-    state.width = options.width;
-    state.height = options.height;
-    state.layers = [];
+  async start(options: { pluginUrl: string; width: number; height: number; resolution?: number; layers: EmulatedLayerInput[]; active: string }): Promise<void> {
+    model = new PhotopeaDocumentModel<ImageBitmap>(options.width, options.height, options.resolution ?? 72);
     for (const l of options.layers) {
-      const bitmap = await createImageBitmap(new Blob([bytes(l.png)], { type: 'image/png' }));
-      state.layers.push(new Layer(l.name, l.left, l.top, l.visible, bitmap));
+      const bitmap = await createImageBitmap(new Blob([dataUrlBytes(`,${l.png}`) as Uint8Array<ArrayBuffer>], { type: 'image/png' }));
+      model.layers.push(artLayer(l.name, l.left, l.top, bitmap.width, bitmap.height, bitmap, l.visible));
     }
-    state.active = state.layers.find((l) => l.name === options.active) ?? null;
+    model.active = model.layers.find((l) => l.name === options.active) ?? null;
     state.pluginOrigin = new URL(options.pluginUrl).origin;
     const iframe = document.createElement('iframe');
     iframe.id = 'plugin';
@@ -159,14 +133,18 @@ const photopea = {
     document.body.append(iframe);
     await loaded;
   },
+  /** Makes (or, with null, removes) a rectangular selection, as the designer would with the marquee. */
+  select(rect: Rect | null): void {
+    model.selection = rect;
+  },
   layers(): LayerSummary[] {
-    return state.layers.map((l) => ({ name: l.name, visible: l.visible, bounds: l.bounds, width: l.bitmap.width, height: l.bitmap.height }));
+    return model.layers.map(summary);
   },
   activeName(): string | null {
-    return state.active?.name ?? null;
+    return model.active?.name ?? null;
   },
-  record(): { scripts: string[]; exports: string[][]; pastes: string[]; errors: string[] } {
-    return { scripts: state.scripts, exports: state.exports, pastes: state.pastes, errors: state.errors };
+  record(): EmulatorRecord {
+    return { ...state.record, misuses: [...model.misuses] };
   },
 };
 
