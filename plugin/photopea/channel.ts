@@ -4,6 +4,13 @@
 // Each script is framed by begin/end markers echoed with a per-run number, so a late answer of a script
 // that timed out can never be taken for the next one's. Only messages from the parent window with
 // Photopea's origin are read; everything else is ignored (R24).
+//
+// Photopea runs scripts in its own interpreter (docs/PHOTOPEA.md, test/photopea/photopea-interpreter.ts),
+// where a script that throws gets no "done" at all and `finally` never runs. So the step's code is the
+// body of a function declaration called inside try/catch: an error is caught, echoed with a `failed`
+// marker and reported at once (PhotopeaScriptError); the end marker is a plain statement after it. An
+// error the catch cannot see (Photopea stopping the script) still ends at the timeout, and is told
+// apart from a Photopea that never answered by the begin marker.
 import { photopeaScript, type PhotopeaScript } from './script.js';
 
 export const CHANNEL_DEFAULTS = Object.freeze({
@@ -26,12 +33,27 @@ export class PhotopeaTimeout extends Error {
   }
 }
 
+/** A step's script failed inside Photopea (its error, when Photopea let the script catch it). */
+export class PhotopeaScriptError extends Error {
+  constructor(readonly detail: string | null) {
+    super(
+      detail === null
+        ? 'Photopea stopped the step with an error and sent no answer. Reload Photopea and try again.'
+        : `Photopea could not run a step: ${detail.slice(0, 300)}. Reload Photopea and try again.`,
+    );
+    this.name = 'PhotopeaScriptError';
+  }
+}
+
 interface Pending {
   readonly run: number;
   phase: 'before' | 'inside' | 'after';
+  /** The error the step's catch echoed, if any. */
+  failure: string | null;
   readonly strings: string[];
   readonly buffers: ArrayBuffer[];
   readonly resolve: (answer: ScriptAnswer) => void;
+  readonly reject: (err: Error) => void;
 }
 
 export class PhotopeaChannel {
@@ -63,25 +85,40 @@ export class PhotopeaChannel {
 
   private execute(script: PhotopeaScript, timeoutMs: number): Promise<ScriptAnswer> {
     const run = ++this.runs;
-    const begin = photopeaScript`app.echoToOE(${`${CHANNEL_DEFAULTS.marker}:${run}:begin`});\n`;
-    const end = photopeaScript`\napp.echoToOE(${`${CHANNEL_DEFAULTS.marker}:${run}:end`});`;
+    const marker = `${CHANNEL_DEFAULTS.marker}:${run}:`;
+    // Only a function declaration defines a function in Photopea's interpreter, and only top-level
+    // statements after the try are sure to run (no finally).
+    const head = photopeaScript`app.echoToOE(${`${marker}begin`});
+function p2pzStep() {
+`;
+    const tail = photopeaScript`
+}
+var p2pzFailure = null;
+try { p2pzStep(); } catch (e) { p2pzFailure = String(e); }
+if (p2pzFailure != null) app.echoToOE(${`${marker}failed:`} + p2pzFailure);
+app.echoToOE(${`${marker}end`});`;
     return new Promise<ScriptAnswer>((resolve, reject) => {
       const timer = setTimeout(() => {
-        if (this.pending?.run === run) this.pending = null;
-        reject(new PhotopeaTimeout());
+        const pending = this.pending;
+        if (pending?.run === run) this.pending = null;
+        reject(pending?.run === run && pending.phase !== 'before' ? new PhotopeaScriptError(pending.failure) : new PhotopeaTimeout());
       }, timeoutMs);
       this.pending = {
         run,
         phase: 'before',
+        failure: null,
         strings: [],
         buffers: [],
         resolve: (answer) => {
           clearTimeout(timer);
           resolve(answer);
         },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
       };
-      // A script that throws still answers "done", without the end marker: the try/finally keeps it.
-      this.parent.postMessage(`${begin.source}try {\n${script.source}\n} finally {${end.source}\n}`, this.origin);
+      this.parent.postMessage(`${head.source}${script.source}${tail.source}`, this.origin);
     });
   }
 
@@ -93,10 +130,12 @@ export class PhotopeaChannel {
     const prefix = `${CHANNEL_DEFAULTS.marker}:${pending.run}:`;
     if (typeof data === 'string') {
       if (data === `${prefix}begin`) pending.phase = 'inside';
+      else if (data.startsWith(`${prefix}failed:`) && pending.phase === 'inside') pending.failure = data.slice(`${prefix}failed:`.length);
       else if (data === `${prefix}end` && pending.phase === 'inside') pending.phase = 'after';
       else if (data === 'done' && pending.phase === 'after') {
         this.pending = null;
-        pending.resolve({ strings: pending.strings, buffers: pending.buffers });
+        if (pending.failure !== null) pending.reject(new PhotopeaScriptError(pending.failure));
+        else pending.resolve({ strings: pending.strings, buffers: pending.buffers });
       } else if (pending.phase === 'inside' && !data.startsWith(`${CHANNEL_DEFAULTS.marker}:`)) pending.strings.push(data);
     } else if (data instanceof ArrayBuffer && pending.phase !== 'before') {
       // saveToOE's bytes may arrive after the script's last echo, but always before its "done".

@@ -3,14 +3,23 @@
 // export the document as PNG, restore exactly the visibility it changed, then crop to the layer's
 // bounds), and paste a result as a new layer moved to the original's position and named after the
 // edit. Every value inside a script is spliced by `photopeaScript` (JSON-escaped).
+//
+// The scripts are written for Photopea's own interpreter (docs/PHOTOPEA.md; the model and the source
+// of each rule: test/photopea/photopea-interpreter.ts): functions only as declarations; layers
+// compared with `==` only (`!=` and `===` compare fresh wrappers); bounds are UnitValues, so every
+// number comes from `.value` and all arithmetic is on numbers; no `finally`. A selection makes layer
+// bounds and moves act on the selection, so reading and pasting first ask the designer to deselect.
+// A placed result is a Smart Object that keeps its physical size (Photopea scales it by document DPI
+// over image DPI): the paste reads the size it got and resizes it to the result's own.
 import {
   PhotopeaActiveLayer,
+  PhotopeaBeforePaste,
   PhotopeaPlaced,
   PhotopeaVisibilityChanges,
   type PhotopeaBounds,
 } from '../../shared/protocol/photopea.js';
 import type { PhotopeaChannel, ScriptAnswer } from './channel.js';
-import { photopeaScript } from './script.js';
+import { joinScripts, photopeaScript } from './script.js';
 
 export const DOCUMENT_DEFAULTS = Object.freeze({
   /** Exporting a large document takes Photopea a while. */
@@ -19,7 +28,35 @@ export const DOCUMENT_DEFAULTS = Object.freeze({
   pastePollMs: 100,
   /** ...for at most this long. */
   pasteTimeoutMs: 30_000,
+  /** A placed result may differ from its own size by this many pixels (Photopea's rounding of a
+   *  scaled Smart Object) before the paste counts as failed. */
+  sizeTolerancePx: 1,
 });
+
+/** Whether the active document has a selection. Photopea answers `selection.bounds` undefined without
+ *  one (Photoshop throws): both mean none. */
+const SELECTION_FUNCTION = photopeaScript`
+function p2pzHasSelection(d) {
+  var s;
+  try { s = d.selection.bounds; } catch (e) { s = undefined; }
+  if (s == undefined || s == null || s.length != 4) return false;
+  return s[2].value - s[0].value > 0 && s[3].value - s[1].value > 0;
+}
+`;
+
+/** How many layers a document holds, groups and their contents included. */
+const COUNT_FUNCTION = photopeaScript`
+function p2pzCount(ls) {
+  var n = 0;
+  for (var i = 0; i < ls.length; i++) {
+    n++;
+    if (ls[i].typename == "LayerSet") n += p2pzCount(ls[i].layers);
+  }
+  return n;
+}
+`;
+
+const DESELECT = 'Deselect first (Select › Deselect): while a selection exists, Photopea applies layer steps to the selection.';
 
 /** A rectangle in document pixels. */
 export interface Rect {
@@ -60,21 +97,39 @@ export function visibleRect(bounds: PhotopeaBounds, docWidth: number, docHeight:
 export class DocumentProblem extends Error {}
 
 export async function readActiveLayer(channel: PhotopeaChannel): Promise<ActiveLayer> {
-  const answer = await channel.run(photopeaScript`
+  const answer = await channel.run(
+    joinScripts(
+      SELECTION_FUNCTION,
+      photopeaScript`
 var out;
 try {
   if (app.documents.length == 0) out = { ok: false, reason: "no-document" };
   else {
-    var d = app.activeDocument, l = d.activeLayer, b = l.bounds;
-    out = { ok: true, docWidth: Number(d.width), docHeight: Number(d.height), name: String(l.name),
-            bounds: [Number(b[0]), Number(b[1]), Number(b[2]), Number(b[3])] };
+    var d = app.activeDocument, l = d.activeLayer;
+    if (p2pzHasSelection(d)) out = { ok: false, reason: "selection" };
+    else if (l == null) out = { ok: false, reason: "no-layer" };
+    else {
+      var b = l.bounds;
+      out = { ok: true, docWidth: d.width, docHeight: d.height, name: String(l.name),
+              bounds: [b[0].value, b[1].value, b[2].value, b[3].value] };
+    }
   }
 } catch (e) { out = { ok: false, reason: "failed" }; }
-app.echoToOE(JSON.stringify(out));`);
+app.echoToOE(JSON.stringify(out));`,
+    ),
+  );
   const parsed = PhotopeaActiveLayer.safeParse(echoed(answer));
   if (!parsed.success) throw new DocumentProblem('Photopea answered in an unexpected format.');
   const info = parsed.data;
-  if (!info.ok) throw new DocumentProblem(info.reason === 'no-document' ? 'Open an image in Photopea.' : 'Select a layer in the Layers panel.');
+  if (!info.ok) {
+    const problems = {
+      'no-document': 'Open an image in Photopea.',
+      'no-layer': 'Select a layer in the Layers panel.',
+      selection: DESELECT,
+      failed: 'Select a layer in the Layers panel.',
+    } as const;
+    throw new DocumentProblem(problems[info.reason]);
+  }
   const rect = visibleRect(info.bounds, info.docWidth, info.docHeight);
   if (rect === null) throw new DocumentProblem(`“${info.name}” has no visible pixels on the canvas.`);
   return { name: info.name, rect };
@@ -85,22 +140,24 @@ app.echoToOE(JSON.stringify(out));`);
 async function isolateActiveLayer(channel: PhotopeaChannel): Promise<PhotopeaVisibilityChanges> {
   const answer = await channel.run(photopeaScript`
 var d = app.activeDocument, a = d.activeLayer, changed = [];
-var holds = function (set, x) {
-  for (var i = 0; i < set.layers.length; i++) {
-    var c = set.layers[i];
-    if (c == x || (c.typename == "LayerSet" && holds(c, x))) return true;
+function holds(set, x) {
+  var ls = set.layers;
+  for (var i = 0; i < ls.length; i++) {
+    if (ls[i] == x || (ls[i].typename == "LayerSet" && holds(ls[i], x))) return true;
   }
   return false;
-};
-var walk = function (layers, path) {
+}
+function walk(layers, path) {
   for (var i = 0; i < layers.length; i++) {
-    var l = layers[i], p = path.concat([i]);
+    var l = layers[i], p = [];
+    for (var k = 0; k < path.length; k++) p.push(path[k]);
+    p.push(i);
     if (l == a || (l.typename == "LayerSet" && holds(l, a))) {
       if (!l.visible) { changed.push([p, false]); l.visible = true; }
-      if (l != a) walk(l.layers, p);
+      if (!(l == a)) walk(l.layers, p);
     } else if (l.visible) { changed.push([p, true]); l.visible = false; }
   }
-};
+}
 walk(d.layers, []);
 app.echoToOE(JSON.stringify(changed));`);
   const parsed = PhotopeaVisibilityChanges.safeParse(echoed(answer));
@@ -132,13 +189,19 @@ export async function exportActiveLayer(channel: PhotopeaChannel): Promise<Array
   }
 }
 
-async function layerCount(channel: PhotopeaChannel): Promise<number> {
-  const answer = await channel.run(photopeaScript`
-var count = function (ls) { var n = 0; for (var i = 0; i < ls.length; i++) { n++; if (ls[i].typename == "LayerSet") n += count(ls[i].layers); } return n; };
-app.echoToOE(String(count(app.activeDocument.layers)));`);
-  const n = Number(answer.strings[answer.strings.length - 1]);
-  if (!Number.isInteger(n) || n < 0) throw new DocumentProblem('Photopea answered in an unexpected format.');
-  return n;
+async function beforePaste(channel: PhotopeaChannel): Promise<PhotopeaBeforePaste> {
+  const answer = await channel.run(
+    joinScripts(
+      SELECTION_FUNCTION,
+      COUNT_FUNCTION,
+      photopeaScript`
+var d = app.activeDocument;
+app.echoToOE(JSON.stringify({ layers: p2pzCount(d.layers), selection: p2pzHasSelection(d) }));`,
+    ),
+  );
+  const parsed = PhotopeaBeforePaste.safeParse(echoed(answer));
+  if (!parsed.success) throw new DocumentProblem('Photopea answered in an unexpected format.');
+  return parsed.data;
 }
 
 export interface Paste {
@@ -147,35 +210,56 @@ export interface Paste {
   /** Where its top-left corner goes, in document pixels. */
   readonly left: number;
   readonly top: number;
+  /** The image's own size in pixels: the size the layer must have. */
+  readonly width: number;
+  readonly height: number;
   readonly name: string;
   readonly visible: boolean;
 }
 
 /**
  * Pastes an image as a new layer above the active one (`app.open(url, null, true)`), then, once
- * Photopea has loaded it (the layer count has grown), moves it so that its bounds start at
- * (left, top), names it and sets its visibility. Answers the placed layer's bounds.
+ * Photopea has loaded it (the layer count has grown), resizes it to the image's own size if Photopea
+ * scaled it, moves it so that its bounds start at (left, top), names it and sets its visibility.
+ * Answers the placed layer's bounds.
  */
 export async function pasteLayer(channel: PhotopeaChannel, paste: Paste): Promise<PhotopeaBounds> {
-  const before = await layerCount(channel);
+  const before = await beforePaste(channel);
+  if (before.selection) throw new DocumentProblem(DESELECT);
   await channel.run(photopeaScript`app.open(${paste.url}, null, true);`, DOCUMENT_DEFAULTS.exportTimeoutMs);
   const deadline = Date.now() + DOCUMENT_DEFAULTS.pasteTimeoutMs;
   for (;;) {
-    const answer = await channel.run(photopeaScript`
-var count = function (ls) { var n = 0; for (var i = 0; i < ls.length; i++) { n++; if (ls[i].typename == "LayerSet") n += count(ls[i].layers); } return n; };
+    const answer = await channel.run(
+      joinScripts(
+        COUNT_FUNCTION,
+        photopeaScript`
 var d = app.activeDocument;
-if (count(d.layers) <= ${before}) app.echoToOE(JSON.stringify({ placed: false }));
+if (p2pzCount(d.layers) <= ${before.layers}) app.echoToOE(JSON.stringify({ placed: false }));
 else {
   var l = d.activeLayer, b = l.bounds;
-  l.translate(${paste.left} - Number(b[0]), ${paste.top} - Number(b[1]));
+  var w = b[2].value - b[0].value, h = b[3].value - b[1].value;
+  if (w > 0 && h > 0 && (w != ${paste.width} || h != ${paste.height})) {
+    l.resize(100 * ${paste.width} / w, 100 * ${paste.height} / h, AnchorPosition.TOPLEFT);
+    b = l.bounds;
+  }
+  l.translate(${paste.left} - b[0].value, ${paste.top} - b[1].value);
   l.name = ${paste.name};
   l.visible = ${paste.visible};
   var c = l.bounds;
-  app.echoToOE(JSON.stringify({ placed: true, bounds: [Number(c[0]), Number(c[1]), Number(c[2]), Number(c[3])] }));
-}`);
+  app.echoToOE(JSON.stringify({ placed: true, placedSize: [w, h], bounds: [c[0].value, c[1].value, c[2].value, c[3].value] }));
+}`,
+      ),
+    );
     const parsed = PhotopeaPlaced.safeParse(echoed(answer));
     if (!parsed.success) throw new DocumentProblem('Photopea answered in an unexpected format.');
-    if (parsed.data.placed) return parsed.data.bounds;
+    if (parsed.data.placed) {
+      const [left, top, right, bottom] = parsed.data.bounds;
+      const tolerance = DOCUMENT_DEFAULTS.sizeTolerancePx;
+      if (Math.abs(right - left - paste.width) > tolerance || Math.abs(bottom - top - paste.height) > tolerance) {
+        throw new DocumentProblem(`Photopea placed “${paste.name}” at ${Math.round(right - left)}×${Math.round(bottom - top)} px instead of ${paste.width}×${paste.height} px; resize the layer by hand.`);
+      }
+      return parsed.data.bounds;
+    }
     if (Date.now() > deadline) throw new DocumentProblem('Photopea did not open the result.');
     await new Promise((resolve) => setTimeout(resolve, DOCUMENT_DEFAULTS.pastePollMs));
   }

@@ -5,9 +5,9 @@
 // position. The daemon token is kept in the page's localStorage (the page's own origin is the daemon's).
 import { PROTOCOL_VERSION, type ImageBytes, type MaskMode, type SelectionItem } from '../../shared/protocol/index.js';
 import type { HostPush, PanelHost, PanelResult } from '../ui/host.js';
-import type { PhotopeaChannel } from './channel.js';
+import { PhotopeaScriptError, type PhotopeaChannel } from './channel.js';
 import { DocumentProblem, exportActiveLayer, pasteLayer, readActiveLayer, type Rect } from './document.js';
-import { cropPng, dataUrl } from './png.js';
+import { cropPng, dataUrl, pngSize } from './png.js';
 
 export const PHOTOPEA_HOST_DEFAULTS = Object.freeze({
   /** localStorage key of the daemon token. */
@@ -45,7 +45,7 @@ export function createPhotopeaHost(channel: PhotopeaChannel, options: { port: nu
       const layer = await readActiveLayer(channel);
       items = [{ nodeId: `layer-${nextId++}`, name: layer.name.slice(0, 500), width: layer.rect.width, height: layer.rect.height, read: 'export' }];
     } catch (err) {
-      problem = err instanceof DocumentProblem ? err.message : 'Photopea did not answer. Reopen the plugin.';
+      problem = err instanceof DocumentProblem || err instanceof PhotopeaScriptError ? err.message : 'Photopea did not answer. Reopen the plugin.';
     }
     push({ v: PROTOCOL_VERSION, type: 'selection', items, problem });
   };
@@ -77,9 +77,9 @@ export function createPhotopeaHost(channel: PhotopeaChannel, options: { port: nu
         const name = resultName(r.edit);
         // The mask first (hidden), then the result above it: the result ends up the active layer.
         if (maskMode !== 'none' && r.mask !== null) {
-          await pasteLayer(channel, { url: await dataUrl(r.mask.bytes), left: rect.left, top: rect.top, name: `Mask · ${name}`, visible: false });
+          await pasteLayer(channel, { url: await dataUrl(r.mask.bytes), left: rect.left, top: rect.top, ...pngSize(r.mask.bytes), name: `Mask · ${name}`, visible: false });
         }
-        await pasteLayer(channel, { url: await dataUrl(r.image.bytes), left: rect.left, top: rect.top, name, visible: true });
+        await pasteLayer(channel, { url: await dataUrl(r.image.bytes), left: rect.left, top: rect.top, ...pngSize(r.image.bytes), name, visible: true });
         names.push(name);
       }
       void refresh();

@@ -14,6 +14,13 @@ export async function cropPng(png: Uint8Array, rect: Rect): Promise<Uint8Array> 
   }
 }
 
+/** Width and height from a PNG's IHDR chunk (bytes 16–23, big-endian). */
+export function pngSize(png: Uint8Array): { width: number; height: number } {
+  const view = new DataView(png.buffer, png.byteOffset, png.byteLength);
+  if (png.length < 24) throw new Error('The result is not a PNG.');
+  return { width: view.getUint32(16), height: view.getUint32(20) };
+}
+
 /** `data:image/png;base64,...` of the bytes. */
 export function dataUrl(png: Uint8Array): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -2,7 +2,8 @@
 // document, so no text from a layer, a form field or the daemon may ever become code. A script is
 // written only with the `photopeaScript` tag: the literal parts are ours, and every interpolated value
 // goes through `scriptValue`, which emits JSON (a string stays a string literal, whatever it holds)
-// with the characters that could still end a literal or a surrounding tag escaped (R24).
+// with the characters that could still end a literal or a surrounding tag escaped (R24). Photopea
+// blanks every line that starts with `#` before it parses a script, so no line of ours may.
 
 /** A value that may be spliced into a script. */
 export type ScriptValue = string | number | boolean | null | readonly ScriptValue[] | { readonly [key: string]: ScriptValue };
@@ -33,5 +34,11 @@ function assertFinite(value: ScriptValue): void {
 export function photopeaScript(strings: TemplateStringsArray, ...values: readonly ScriptValue[]): PhotopeaScript {
   let source = strings[0] ?? '';
   for (let i = 0; i < values.length; i++) source += `(${scriptValue(values[i] ?? null)})${strings[i + 1] ?? ''}`;
+  if (/^[ \t]*#/m.test(source)) throw new TypeError('A Photopea script line must not start with “#”: Photopea blanks such lines.');
   return Object.freeze({ source });
+}
+
+/** Scripts one after the other, as one script (each part built by `photopeaScript`). */
+export function joinScripts(...parts: readonly PhotopeaScript[]): PhotopeaScript {
+  return Object.freeze({ source: parts.map((p) => p.source).join('\n') });
 }

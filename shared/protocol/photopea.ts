@@ -27,7 +27,7 @@ export const PhotopeaActiveLayer = z.discriminatedUnion('ok', [
     name: z.string().max(PHOTOPEA_LIMITS.maxNameChars),
     bounds: PhotopeaBounds,
   }),
-  z.object({ ok: z.literal(false), reason: z.enum(['no-document', 'failed']) }),
+  z.object({ ok: z.literal(false), reason: z.enum(['no-document', 'no-layer', 'selection', 'failed']) }),
 ]);
 export type PhotopeaActiveLayer = z.infer<typeof PhotopeaActiveLayer>;
 
@@ -38,9 +38,18 @@ export const PhotopeaVisibilityChanges = z
   .max(PHOTOPEA_LIMITS.maxLayers);
 export type PhotopeaVisibilityChanges = z.infer<typeof PhotopeaVisibilityChanges>;
 
-/** After a paste: not there yet (Photopea still loading the image), or placed with its final bounds. */
+/** Before a paste: how many layers the document holds (a paste adds one), and whether a selection
+ *  exists (layer calls would then act on the selection). */
+export const PhotopeaBeforePaste = z.object({
+  layers: z.number().int().nonnegative().max(PHOTOPEA_LIMITS.maxLayers),
+  selection: z.boolean(),
+});
+export type PhotopeaBeforePaste = z.infer<typeof PhotopeaBeforePaste>;
+
+/** After a paste: not there yet (Photopea still loading the image), or placed: the size Photopea gave
+ *  it (a Smart Object keeps its physical size, so its pixels may be scaled) and its final bounds. */
 export const PhotopeaPlaced = z.discriminatedUnion('placed', [
   z.object({ placed: z.literal(false) }),
-  z.object({ placed: z.literal(true), bounds: PhotopeaBounds }),
+  z.object({ placed: z.literal(true), placedSize: z.tuple([Coordinate, Coordinate]), bounds: PhotopeaBounds }),
 ]);
 export type PhotopeaPlaced = z.infer<typeof PhotopeaPlaced>;

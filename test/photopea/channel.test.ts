@@ -3,7 +3,7 @@
 // timed out cannot lend its late answer to the next one; and a parent origin other than Photopea's is
 // honoured only for loopback test hosts.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { CHANNEL_DEFAULTS, PhotopeaChannel, PhotopeaTimeout } from '../../plugin/photopea/channel.js';
+import { CHANNEL_DEFAULTS, PhotopeaChannel, PhotopeaScriptError, PhotopeaTimeout } from '../../plugin/photopea/channel.js';
 import { expectedParentOrigin } from '../../plugin/photopea/parent-origin.js';
 import { photopeaScript } from '../../plugin/photopea/script.js';
 
@@ -53,6 +53,44 @@ describe('PhotopeaChannel', () => {
     await expect(result).resolves.toEqual({ strings: ['hi'], buffers: [png] });
     channel.close();
     expect(w.listeners).toHaveLength(0);
+  });
+
+  it('frames the step for Photopea’s interpreter: a function declaration in try/catch, markers as plain statements', async () => {
+    const w = windows();
+    const channel = new PhotopeaChannel(w.parent, w.self, PHOTOPEA);
+    void channel.run(photopeaScript`step();`);
+    await Promise.resolve();
+    const script = w.posted[0]?.script ?? '';
+    expect(script).toContain('function p2pzStep() {\nstep();\n}');
+    expect(script).toContain('try { p2pzStep(); } catch (e) { p2pzFailure = String(e); }');
+    expect(script).not.toMatch(/finally|=\s*function|=>/);
+    expect(script.trimEnd().endsWith('app.echoToOE(("p2pz-photopea:1:end"));')).toBe(true);
+    channel.close();
+  });
+
+  it('rejects at once with the error the step’s catch echoed', async () => {
+    const w = windows();
+    const channel = new PhotopeaChannel(w.parent, w.self, PHOTOPEA);
+    const result = channel.run(photopeaScript`x();`);
+    await Promise.resolve();
+    answer(w.deliver, 1, [`${CHANNEL_DEFAULTS.marker}:1:failed:TypeError: x is not a function`]);
+    await expect(result).rejects.toThrow(new PhotopeaScriptError('TypeError: x is not a function').message);
+  });
+
+  it('tells a step that began but never ended (Photopea stopped it) from a Photopea that never answered', async () => {
+    vi.useFakeTimers();
+    const w = windows();
+    const channel = new PhotopeaChannel(w.parent, w.self, PHOTOPEA, 1_000);
+    const silent = channel.run(photopeaScript`x();`);
+    const silentFailed = expect(silent).rejects.toBeInstanceOf(PhotopeaTimeout);
+    await vi.advanceTimersByTimeAsync(1_001);
+    await silentFailed;
+    const stopped = channel.run(photopeaScript`y();`);
+    const stoppedFailed = expect(stopped).rejects.toThrow(/Photopea stopped the step with an error/);
+    await vi.advanceTimersByTimeAsync(1);
+    w.deliver(`${CHANNEL_DEFAULTS.marker}:2:begin`);
+    await vi.advanceTimersByTimeAsync(1_001);
+    await stoppedFailed;
   });
 
   it('ignores messages from other frames and other origins', async () => {

@@ -1,9 +1,11 @@
 // The Photopea plugin page end to end in real headless Chromium: the daemon serves /photopea, which runs
-// in an iframe of a host page that emulates Photopea's live messaging (photopea-emulator.ts) with a
-// three-layer document; the daemon's real worker runs the tiny GAN (cat → dog) and the tiny Stable
-// Diffusion model. The test pairs, previews and places a result, renders with the mask and places
-// both, and checks the pasted layers' size, position, names and visibility, that only the active layer
-// was exported and the others' visibility restored, and that direction words never become code.
+// in an iframe of a host page that emulates Photopea's live messaging (photopea-emulator.ts: every
+// script runs in the model of Photopea's own interpreter) with a three-layer 300-dpi document (so
+// Photopea scales every placed result, and the page must size it back); the daemon's real worker runs
+// the tiny GAN (cat → dog) and the tiny Stable Diffusion model. The test pairs, previews, is asked to
+// deselect before placing, places a result, renders with the mask and places both, and checks the
+// pasted layers' size, position, names and visibility, that only the active layer was exported and the
+// others' visibility restored, that no script failed, and that direction words never become code.
 // Screenshots go to test-artifacts/photopea/.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -68,7 +70,7 @@ describe('Photopea plugin page in Chromium against a real daemon', () => {
       if (request.method() === 'POST' && new URL(request.url()).pathname === '/v1/images' && body !== null) uploads.push(body);
     });
     const pluginUrl = `${daemon.url}/photopea?parentOrigin=${encodeURIComponent(host.origin)}`;
-    await page.evaluate((o) => window.photopea.start(o), { pluginUrl, width: 200, height: 150, layers, active: 'Photo' });
+    await page.evaluate((o) => window.photopea.start(o), { pluginUrl, width: 200, height: 150, resolution: 300, layers, active: 'Photo' });
     const frame = page.frames().find((f) => f.parentFrame() === page.mainFrame());
     if (frame === undefined) throw new Error('the plugin page did not load');
     const ui = page.frameLocator('#plugin');
@@ -107,12 +109,19 @@ describe('Photopea plugin page in Chromium against a real daemon', () => {
     expect(uploaded.data.equals(photo)).toBe(true);
     await shot('2-preview');
 
-    // 4. Apply: a new layer above the photo, at the photo's position and size, named after the edit.
+    // 4. With a selection, layer steps would act on it: Apply asks to deselect and changes nothing.
+    await page.evaluate(() => window.photopea.select({ left: 0, top: 0, right: 20, bottom: 20 }));
+    await ui.locator('#apply').click();
+    await waitForText(frame, 'job-problem-title', /^Deselect first \(Select › Deselect\)/);
+    expect((await layersNow()).map((l) => l.name)).toEqual(['Label', 'Photo', 'Background']);
+    await page.evaluate(() => window.photopea.select(null));
+
+    // Apply: a new layer above the photo, at the photo's position and size, named after the edit.
     await ui.locator('#apply').click();
     await waitForText(frame, 'result-caption', /^Added the layer “cat → dog \(preview, seed 42\)” in Photopea\.$/);
     let now = await layersNow();
     expect(now.map((l) => l.name)).toEqual(['Label', 'cat → dog (preview, seed 42)', 'Photo', 'Background']);
-    expect(now[1]).toMatchObject({ visible: true, bounds: [40, 30, 136, 94], width: 96, height: 64 });
+    expect(now[1]).toMatchObject({ visible: true, bounds: [40, 30, 136, 94], width: 96, height: 64, imageWidth: 96, imageHeight: 64, smart: true });
 
     // 5. Render with the tiny Stable Diffusion model, a target word with apostrophes (a single-quoted
     // script would break on it), and the mask as a second, hidden layer.
@@ -139,6 +148,7 @@ describe('Photopea plugin page in Chromium against a real daemon', () => {
     expect(record.exports).toEqual([['Photo'], ['cat → dog (preview, seed 42)']]);
     expect(record.pastes).toEqual(['data:image/png;base64,', 'data:image/png;base64,', 'data:image/png;base64,']);
     expect(record.errors).toEqual([]);
+    expect(record.misuses).toEqual([]);
     // The word reached the scripts only as a JSON string literal.
     const naming = record.scripts.filter((s) => s.includes('l.name ='));
     expect(naming.some((s) => s.includes(`l.name = (${JSON.stringify(name)});`))).toBe(true);

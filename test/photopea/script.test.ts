@@ -1,9 +1,11 @@
 // The Photopea script builder (R24): every value spliced into a script is a JSON literal that evaluates
 // to exactly that value, whatever it contains, and the script text never holds a raw line separator,
-// `<` or `>`. Scripts are run here with `new Function`, as Photopea runs them.
+// `<` or `>`, and no line starts with `#` (Photopea blanks those). Scripts run here in the model of
+// Photopea's interpreter (photopea-interpreter.ts), as Photopea runs them.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { photopeaScript, scriptValue, type ScriptValue } from '../../plugin/photopea/script.js';
+import { joinScripts, photopeaScript, scriptValue, type ScriptValue } from '../../plugin/photopea/script.js';
+import { interpretPhotopeaScript } from './photopea-interpreter.js';
 
 const INJECTIONS = [
   '"); alert(1); ("',
@@ -23,7 +25,8 @@ const INJECTIONS = [
 function roundTrip(value: ScriptValue): unknown {
   const script = photopeaScript`out.value = ${value};`;
   const out: { value?: unknown } = {};
-  new Function('out', script.source)(out);
+  const outcome = interpretPhotopeaScript(script.source, { out });
+  if (outcome.error !== null) throw new Error(outcome.error);
   return out.value;
 }
 
@@ -52,6 +55,14 @@ describe('photopeaScript', () => {
     expect(roundTrip(-12.5)).toBe(-12.5);
     expect(roundTrip(null)).toBeNull();
     expect(photopeaScript`l.translate(${3} - b, ${-4});`.source).toBe('l.translate((3) - b, (-4));');
+  });
+
+  it('refuses to write a line starting with # (Photopea would blank it), whatever the values hold', () => {
+    expect(() => photopeaScript`x = 1;\n#include "a.jsx"`).toThrow(/must not start with “#”/);
+    expect(() => photopeaScript`x = 1;\n  # note`).toThrow(/must not start with “#”/);
+    // A value cannot start a line: JSON escapes line breaks, so "#" stays inside its literal.
+    expect(roundTrip('a\n#include "b.jsx"')).toBe('a\n#include "b.jsx"');
+    expect(joinScripts(photopeaScript`a();`, photopeaScript`b(${'#'});`).source).toBe('a();\nb(("#"));');
   });
 
   it('refuses numbers that have no JSON literal', () => {
