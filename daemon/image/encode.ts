@@ -15,6 +15,11 @@
 // Chosen: level 2 with adaptive filters. At 512² every level from 2 up costs the same time and gives
 // the same size, while level 1 (zlib-ng's "quick" strategy) is 55% larger; at 2048² level 2 is 4× faster
 // than libpng's default 6 for 18% more bytes. Unfiltered rows save little time and double the size.
+//
+// No pHYs chunk: libvips writes one (1000 px/m, 25.4 dpi, for pixels that never had a resolution), and
+// Photopea places an image in physical units since 2023-05 (maintainer, photopea/photopea#5612 and
+// #5622), so a 96 px result pasted into a 72-dpi document came out 272 px wide. Without pHYs, viewers
+// take the image at its pixel size.
 import sharp, { type Sharp } from 'sharp';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { ownBytes } from './bytes.js';
@@ -100,7 +105,28 @@ async function png(pipeline: Sharp, options: Partial<PngOptions>): Promise<Uint8
     throw new P2pzError('E_INTERNAL', `PNG compression level ${compressionLevel} is not 0..9.`);
   }
   const data = await pipeline.png({ compressionLevel, adaptiveFiltering, palette: false }).toBuffer();
-  return ownBytes(data);
+  return withoutChunk(ownBytes(data), 'pHYs');
+}
+
+/** The PNG without its chunks of `type` (an ancillary chunk: the others and their CRCs are unchanged). */
+function withoutChunk(png: Uint8Array, type: string): Uint8Array {
+  const view = new DataView(png.buffer, png.byteOffset, png.byteLength);
+  const kept: Uint8Array[] = [png.subarray(0, 8)];
+  let dropped = false;
+  for (let at = 8; at + 12 <= png.length; ) {
+    const end = at + 12 + view.getUint32(at);
+    if (String.fromCharCode(...png.subarray(at + 4, at + 8)) === type) dropped = true;
+    else kept.push(png.subarray(at, end));
+    at = end;
+  }
+  if (!dropped) return png;
+  const out = new Uint8Array(kept.reduce((n, k) => n + k.length, 0));
+  let at = 0;
+  for (const k of kept) {
+    out.set(k, at);
+    at += k.length;
+  }
+  return out;
 }
 
 function checkPlane(pixels: Uint8Array, width: number, height: number, channels: number, name: string): void {

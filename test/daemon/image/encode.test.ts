@@ -15,7 +15,35 @@ function ihdr(png: Uint8Array): { depth: number | undefined; colourType: number 
   return { depth: png[24], colourType: png[25] };
 }
 
+/** The chunk types of a PNG, in order. */
+function chunkTypes(png: Uint8Array): string[] {
+  const view = new DataView(png.buffer, png.byteOffset, png.byteLength);
+  const types: string[] = [];
+  for (let at = 8; at + 8 <= png.length; at += 12 + view.getUint32(at)) types.push(String.fromCharCode(...png.subarray(at + 4, at + 8)));
+  return types;
+}
+
 describe('encodePng', () => {
+  it('writes no pHYs chunk: Photopea places images by physical size, and sharp would say 25.4 dpi', async () => {
+    const rgb = noise(W * H * 3, 22);
+    const alpha = noise(W * H, 23);
+    for (const png of [
+      await encodePng({ width: W, height: H, rgb }),
+      await encodePng({ width: W, height: H, rgb, alpha }),
+      await encodeGrayPng(W, H, alpha),
+      await encodePreviewPng({ width: W, height: H, rgb }),
+    ]) {
+      expect(chunkTypes(png)).not.toContain('pHYs');
+      expect(chunkTypes(png)[0]).toBe('IHDR');
+      expect(chunkTypes(png).at(-1)).toBe('IEND');
+      // Still a PNG sharp reads, every chunk's CRC intact.
+      await expect(sharp(png, { failOn: 'warning' }).raw().toBuffer()).resolves.toBeInstanceOf(Buffer);
+    }
+    const back = await decodeImage(await encodePng({ width: W, height: H, rgb, alpha }));
+    expect(back.rgb).toEqual(rgb);
+    expect(back.alpha).toEqual(alpha);
+  });
+
   it('round-trips RGB exactly as an 8-bit RGB PNG', async () => {
     const rgb = noise(W * H * 3, 20);
     const png = await encodePng({ width: W, height: H, rgb });
