@@ -9,6 +9,18 @@ import { createPhotopeaHost } from './photopea-host.js';
 
 // Photopea places results as plain layers: no masked groups.
 document.querySelector('#mask-mode option[value="masked"]')?.remove();
-const channel = new PhotopeaChannel(window.parent, window, expectedParentOrigin(location.search));
 const port = Number(location.port) || (location.protocol === 'https:' ? 443 : 80);
-new Panel(document, createPhotopeaHost(channel, { port, storage: localStorage, doc: document, framed: window.parent !== window }));
+
+/** The page's localStorage, or null where the browser denies it: inside Photopea the page is a
+ *  third-party frame, and with third-party storage blocked even reading `localStorage` throws. The
+ *  pairing then lasts until the panel closes. */
+function pageStorage(): Storage | null {
+  try {
+    return window.localStorage;
+  } catch {
+    return null;
+  }
+}
+
+const channel = new PhotopeaChannel(window.parent, window, expectedParentOrigin(location.search, port));
+new Panel(document, createPhotopeaHost(channel, { port, storage: pageStorage(), doc: document, framed: window.parent !== window }));

@@ -23,7 +23,7 @@ export function resultName(edit: { source: string; target: string; seed: number;
 /** The page comes from the daemon itself: when it stops answering, it was stopped after the page loaded. */
 export const SERVED_PAGE_NOTE = 'This panel comes from the daemon: once it runs again, the panel reconnects by itself.';
 
-export function createPhotopeaHost(channel: PhotopeaChannel, options: { port: number; storage: Storage; doc: Document; framed: boolean }): PanelHost {
+export function createPhotopeaHost(channel: PhotopeaChannel, options: { port: number; storage: Storage | null; doc: Document; framed: boolean }): PanelHost {
   let push: (message: HostPush) => void = () => undefined;
   let nextId = 1;
   /** Where each read layer sat, by the node id its image was given. */
@@ -31,7 +31,7 @@ export function createPhotopeaHost(channel: PhotopeaChannel, options: { port: nu
 
   const readToken = (): string | null => {
     try {
-      return options.storage.getItem(PHOTOPEA_HOST_DEFAULTS.tokenKey);
+      return options.storage?.getItem(PHOTOPEA_HOST_DEFAULTS.tokenKey) ?? null;
     } catch {
       return null;
     }
@@ -87,8 +87,8 @@ export function createPhotopeaHost(channel: PhotopeaChannel, options: { port: nu
     },
     saveToken(token) {
       try {
-        if (token === null) options.storage.removeItem(PHOTOPEA_HOST_DEFAULTS.tokenKey);
-        else options.storage.setItem(PHOTOPEA_HOST_DEFAULTS.tokenKey, token);
+        if (token === null) options.storage?.removeItem(PHOTOPEA_HOST_DEFAULTS.tokenKey);
+        else options.storage?.setItem(PHOTOPEA_HOST_DEFAULTS.tokenKey, token);
       } catch {
         // storage blocked: the pairing lasts until the panel closes
       }

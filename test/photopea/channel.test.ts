@@ -150,12 +150,13 @@ describe('PhotopeaChannel', () => {
 });
 
 describe('expectedParentOrigin', () => {
-  it('is Photopea unless a loopback origin is asked for', () => {
-    expect(expectedParentOrigin('')).toBe(PHOTOPEA);
-    expect(expectedParentOrigin('?parentOrigin=http%3A%2F%2F127.0.0.1%3A5173')).toBe('http://127.0.0.1:5173');
-    expect(expectedParentOrigin('?parentOrigin=http://localhost:8080')).toBe('http://localhost:8080');
-    for (const foreign of ['https://attacker.example', 'http://localhost.attacker.example:80', 'http://127.0.0.1:80/x', 'http://127.0.0.1', '*', 'null', 'https://127.0.0.1:443', 'http://[::1]:8080']) {
-      expect(expectedParentOrigin(`?parentOrigin=${encodeURIComponent(foreign)}`)).toBe(PHOTOPEA);
+  it('is Photopea unless the daemon’s own origin (by a loopback name, on the page’s own port) is asked for', () => {
+    expect(expectedParentOrigin('', 7870)).toBe(PHOTOPEA);
+    expect(expectedParentOrigin('?parentOrigin=http%3A%2F%2F127.0.0.1%3A7870', 7870)).toBe('http://127.0.0.1:7870');
+    expect(expectedParentOrigin('?parentOrigin=http://localhost:7870', 7870)).toBe('http://localhost:7870');
+    // Another port is another site, which the daemon refuses too (origin.ts).
+    for (const foreign of ['http://localhost:8080', 'http://127.0.0.1:5173', 'http://localhost:78700', 'http://localhost:787', 'https://attacker.example', 'http://localhost.attacker.example:7870', 'http://127.0.0.1:7870/x', 'http://127.0.0.1', '*', 'null', 'https://127.0.0.1:7870', 'http://[::1]:7870']) {
+      expect({ foreign, got: expectedParentOrigin(`?parentOrigin=${encodeURIComponent(foreign)}`, 7870) }).toEqual({ foreign, got: PHOTOPEA });
     }
   });
 });

@@ -44,13 +44,13 @@ describe('Photopea plugin page in Chromium against a real daemon', () => {
     await mkdir(artifacts, { recursive: true });
     tiny = await startTinyDaemon('p2pz-photopea-', { diffusion: true });
     daemon = tiny.daemon;
-    host = await servePhotopeaHost();
     chromium = await launchChromium();
+    host = await servePhotopeaHost(chromium.context, daemon.port);
   });
 
   afterAll(async () => {
-    await chromium?.close();
     await host?.close();
+    await chromium?.close();
     await tiny?.close();
   });
 
@@ -84,7 +84,16 @@ describe('Photopea plugin page in Chromium against a real daemon', () => {
     await ui.locator('#pair-code').fill(daemon.pairingCode().code);
     await ui.locator('#pair-button').click();
     await waitForText(frame, 'status-text', /^Ready$/);
-    expect(await frame.evaluate(() => localStorage.getItem('p2pz.token'))).toMatch(/^\S{20,}$/);
+    // The page is a third-party frame here, as inside Photopea: where the browser blocks third-party
+    // storage (this Chromium does) even reading localStorage throws, and the page still works, keeping
+    // the token only while it is open; elsewhere the token is stored.
+    expect(await frame.evaluate(() => {
+      try {
+        return localStorage.getItem('p2pz.token');
+      } catch {
+        return 'storage blocked';
+      }
+    })).toMatch(/^(storage blocked|\S{20,})$/);
     await shot('1-ready');
 
     // 2. A direction word that tries to end a script string is refused by the form; no script holds it.

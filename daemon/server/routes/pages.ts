@@ -4,7 +4,8 @@
 // page gets by pairing with the daemon's code. Each answer carries a strict Content-Security-Policy:
 // only the page's own inline script and style (by hash), images from itself, `data:` and `blob:`,
 // connections only to this daemon, no forms, no plugins; the standalone page cannot be framed, the
-// Photopea page only by Photopea (or a page on this machine).
+// Photopea page only by Photopea or the daemon's own origins (a loopback name on its own port: the
+// origins origin.ts accepts; a page on another port is another site).
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -25,17 +26,18 @@ const CSP_LOOPBACK_NAMES = LOOPBACK_NAMES.filter((n) => !n.startsWith('['));
 
 interface PageSpec {
   readonly file: string;
-  /** CSP frame-ancestors: who may show the page in a frame. */
-  readonly frameAncestors: string;
+  /** CSP frame-ancestors for a daemon on `port`: who may show the page in a frame. */
+  readonly frameAncestors: (port: number) => string;
 }
 
 /** The served pages by route; the gate's public routes name the same paths. */
 export const PAGES: Readonly<Record<string, PageSpec>> = Object.freeze({
-  '/': { file: 'web.html', frameAncestors: "'none'" },
+  '/': { file: 'web.html', frameAncestors: () => "'none'" },
   '/photopea': {
     file: 'photopea.html',
-    // Photopea shows plugin pages in an iframe; a test host on this machine may stand in for it.
-    frameAncestors: [PHOTOPEA_ORIGIN, ...CSP_LOOPBACK_NAMES.map((n) => `http://${n}:*`)].join(' '),
+    // Photopea shows plugin pages in an iframe; a page of the daemon's own origin may stand in for it
+    // (the tests' host page; plugin/photopea/parent-origin.ts honours the same origins).
+    frameAncestors: (port) => [PHOTOPEA_ORIGIN, ...CSP_LOOPBACK_NAMES.map((n) => `http://${n}:${port}`)].join(' '),
   },
 });
 
@@ -86,9 +88,11 @@ export function registerPageRoutes(router: Router, _ctx: ServiceContext): void {
         if (html === undefined) throw new P2pzError('E_NOT_FOUND', 'This page has not been built.', 'Run `npm run build` in the p2pz folder, then reload.');
         res.status(200);
         res.setHeader('Content-Type', 'text/html; charset=utf-8');
-        res.setHeader('Content-Security-Policy', contentSecurityPolicy(html, req.socket.localPort ?? 0, spec.frameAncestors, req.headers.host));
+        const port = req.socket.localPort ?? 0;
+        const frameAncestors = spec.frameAncestors(port);
+        res.setHeader('Content-Security-Policy', contentSecurityPolicy(html, port, frameAncestors, req.headers.host));
         res.setHeader('Referrer-Policy', 'no-referrer');
-        if (spec.frameAncestors === "'none'") res.setHeader('X-Frame-Options', 'DENY');
+        if (frameAncestors === "'none'") res.setHeader('X-Frame-Options', 'DENY');
         res.setHeader('Content-Length', Buffer.byteLength(html));
         res.end(req.method === 'HEAD' ? undefined : html);
       })
