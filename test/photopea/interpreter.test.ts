@@ -1,6 +1,7 @@
 // The model of Photopea's script interpreter (photopea-interpreter.ts) and document
 // (photopea-document.ts) behaves as Photopea does, one pinned case per behaviour its headers cite:
 // these are the rules the plugin's scripts are held to in every other Photopea test.
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ANCHOR_POSITION, artLayer, layerSet, PhotopeaDocumentModel } from './photopea-document.js';
 import { interpretPhotopeaScript, UnitValue } from './photopea-interpreter.js';
@@ -127,5 +128,31 @@ out(typeof app.activeDocument.width); out(app.activeDocument.width);`);
     expect(r.out).toEqual([[164, 132, 200, 150]]);
     expect(ANCHOR_POSITION.TOPLEFT).toBe(1);
     expect(new UnitValue(3).toString()).toBe('3 px');
+  });
+});
+
+describe('the check script in docs/PHOTOPEA.md', () => {
+  const doc = readFileSync(new URL('../../docs/PHOTOPEA.md', import.meta.url), 'utf8');
+  const block = /<!-- photopea-check:begin -->\n```js\n([\s\S]*?)```\n<!-- photopea-check:end -->/.exec(doc)?.[1] ?? '';
+
+  it('is six lines a user can paste, none starting with #', () => {
+    const lines = block.trimEnd().split('\n');
+    expect(lines).toHaveLength(6);
+    expect(lines.some((l) => /^\s*#/.test(l))).toBe(false);
+  });
+
+  it('shows, in this model, exactly the values it predicts in brackets', () => {
+    const alerts: string[] = [];
+    const model = documentModel();
+    const outcome = interpretPhotopeaScript(block, { alert: (t: unknown) => alerts.push(String(t)), ...model.app({ echo: () => undefined, save: () => undefined, open: () => undefined }) });
+    expect(outcome.error).toBeNull();
+    expect(alerts).toEqual([
+      [
+        'declared function: 1 (1), function expression: undefined (undefined)',
+        'finally ran: false (false), layer ==: true (true), layer !=: true (true)',
+        'left: 40, Number(bounds[0]): NaN (NaN), 0 - bounds[0]: 40 (40)',
+        'selection.bounds, none selected: undefined (undefined), typeof width: number (number)',
+      ].join('\n'),
+    ]);
   });
 });

@@ -4,24 +4,25 @@
 // `translate`, `resize`), `app.echoToOE` and `app.open(url, null, true)`. Pure (no DOM): the browser
 // emulation (photopea-emulator.ts) and the Node tests share it; pixels are the caller's (`Image`).
 //
-// Where each behaviour comes from:
+// Where each behaviour comes from ([pp.js]: read from a published copy of Photopea's pp.js, p2pz
+// issue 17; #N: github.com/photopea/photopea/issues/N):
 // - Every read of a layer (`doc.activeLayer`, `doc.layers[i]`, `set.layers[i]`) hands out a fresh
-//   wrapper object; `==` in the interpreter compares the layer underneath (issue 17, from pp.js).
+//   wrapper object; `==` in the interpreter compares the layer underneath [pp.js].
 // - `layer.bounds` is [left, top, right, bottom] (#6740: "coordinates of the top left and the bottom
 //   right corner") as UnitValue objects read with `.value` (#5837, #6740); `document.width` and
-//   `height` are plain numbers (issue 17, from pp.js).
+//   `height` are plain numbers [pp.js].
 // - While a selection exists, `layer.bounds` answers the selection's rectangle and `translate` moves
-//   only the selected pixels (issue 17). Here such a translate moves nothing and is recorded in
-//   `misuses`, so a test can assert it never happens.
+//   only the selected pixels (p2pz issue 17). Here such a translate (or resize) moves nothing and is
+//   recorded in `misuses`, so a test can assert it never happens.
 // - With no selection, `selection.bounds` is undefined (#5859: `selection.bounds == undefined`, and a
 //   `try` around `selection.bounds.length` "should work well in Photopea now"); Photoshop throws
 //   instead. Both are modelled (`noSelection: 'undefined' | 'throws'`): scripts must handle either.
 // - `app.open(url, null, true)` places the image as a Smart Object above the active layer and makes
 //   it active, asynchronously: the script's "done" comes before the layer exists (#3288's runScript
 //   waits for "done" only; our page polls). Photopea places "in physical units" since 2023-05: an
-//   image keeps its size in inches, so its pixel size is scaled by document DPI / image DPI (maintainer
-//   in #5612 and #5622). The image's DPI is its PNG pHYs; without one, 72 is ASSUMED here (Photoshop's
-//   default; not verified in Photopea). The page must check the placed size and resize.
+//   image keeps its size in inches, so its pixel size is scaled by document DPI / image DPI (the
+//   maintainer in #5612 and #5622). The image's DPI is its PNG pHYs; without one, 72 is ASSUMED here
+//   (Photoshop's default; not observed in Photopea). The page must check the placed size and resize.
 // - `layer.resize(h%, v%, AnchorPosition.TOPLEFT)` scales a layer from its top-left corner (#7207,
 //   2024-10: fixed to anchor at the top left). Other anchors are refused (not used, not modelled).
 import { UNDERLYING, UnitValue, Unmodelled } from './photopea-interpreter.js';

@@ -4,30 +4,29 @@
 // that relies on what Photopea does not do fails here as it would there. Pure: runs in Node and in
 // the browser emulation (photopea-emulator.ts).
 //
-// Where each behaviour comes from:
-// - Photopea runs scripts "in my own JS interpreter" (maintainer, photopea/photopea#1918, 2020; again
-//   in #5112, 2022: "a bug in our Javascript interpreter"; #7190, 2024: a new engine briefly answered
-//   `[].length` as undefined; #8113, 2025-08: "I released a new scripting engine today"). It parses
-//   with acorn: the interpreter of a published pp.js walks acorn's ESTree node types (issue 17 of this
-//   project, which read that copy; #6320 quotes the same node names, `CallExpression`,
-//   `FunctionExpression`, from pp.js).
-// - `var f = function () {}` leaves `f` undefined: only function declarations define functions
-//   (issue 17, from pp.js; #6320 shows function expressions were mishandled there too).
-// - `try { } finally { }`: the finally block never runs (issue 17, from pp.js). `catch` runs.
+// Where each behaviour comes from. [pp.js]: read from a published copy of Photopea's pp.js (p2pz
+// issue 17); #N: github.com/photopea/photopea/issues/N.
+// - Photopea runs scripts "in my own JS interpreter" (the maintainer in #1918, 2020; "a bug in our
+//   Javascript interpreter", #5112, 2022; a new engine briefly answered `[].length` as undefined,
+//   #7190, 2024; "I released a new scripting engine today", #8113, 2025-08). It walks acorn's ESTree
+//   nodes [pp.js]; #6320 quotes the same node names (`CallExpression`, `FunctionExpression`).
+// - `var f = function () {}` leaves `f` undefined: only declarations define functions [pp.js]; #6320
+//   shows function expressions mishandled there before.
+// - `try { } finally { }`: the finally block never runs [pp.js]. `catch` runs (#5859 relies on it).
 // - `==` between two layers compares the layers underneath; `!=`, `===` and `!==` compare the wrapper
-//   objects, and each property read hands out a fresh wrapper, so `l != a` is always true (issue 17,
-//   from pp.js).
-// - `layer.bounds` holds UnitValue objects; `.value` is the number (maintainer's own `moveTo` in
-//   #5837: `l.translate(X-bs[0].value, Y-bs[1].value)`; #6740, #2252 read `.value` too). `Number(u)`
-//   is NaN and `number − UnitValue` comes out negated (issue 17, from pp.js).
-// - A script that throws gets no "done" message at all (#5674: the embedding page gets "done" only
-//   when a script finishes and asks for a way to learn that one failed; issue 17).
-// - Lines starting with `#` are blanked (issue 17, from pp.js; #5616 shows `#include` lines in
-//   Photoshop scripts, which Photopea cannot follow).
+//   objects, and each read hands out a fresh wrapper, so `l != a` is always true [pp.js].
+// - `layer.bounds` holds UnitValue objects and `.value` is the number (the maintainer's own `moveTo`
+//   in #5837: `l.translate(X-bs[0].value, Y-bs[1].value)`; #6740 and #2252 read `.value` too).
+//   `Number(u)` is NaN and `number − UnitValue` comes out negated [pp.js].
+// - A script that throws gets no "done" message at all (#5674: an embedding page gets "done" only when
+//   a script finishes, and asks for a way to learn that one failed) [pp.js].
+// - Lines starting with `#` are blanked [pp.js] (#5616 shows Photoshop's `#include` lines).
 // Everything else this model refuses with `Unmodelled` (never catchable by the script): `let`/`const`,
 // arrow functions, `this`, `new`, `for…in`, `switch`, labels, template literals, UnitValue in any other
 // operator, host objects passed to JSON. Those may or may not work in Photopea; our scripts must not
-// depend on them, and the test says so instead of guessing.
+// depend on them, and the test says so instead of guessing. Assumed, not observed: a function
+// declaration nested in a function, `catch (e)` of a runtime error and array `push` work as in
+// JavaScript (docs/PHOTOPEA.md gives a script to check a live Photopea).
 import { parse } from 'acorn';
 import type { AnyNode, Expression, FunctionDeclaration, Identifier, MemberExpression, Pattern, Program, Statement } from 'acorn';
 
@@ -431,13 +430,13 @@ function binary(op: string, a: unknown, b: unknown): unknown {
     if (isUnit(a) || isUnit(b)) throw new Unmodelled('== with a UnitValue');
     return a == b;
   }
-  // `!=`, `===` and `!==` compare wrappers: fresh objects, so never equal (issue 17, from pp.js).
+  // `!=`, `===` and `!==` compare wrappers: fresh objects, so never equal [pp.js].
   if (op === '!=' || op === '===' || op === '!==') {
     if (isUnit(a) || isUnit(b)) throw new Unmodelled(`${op} with a UnitValue`);
     return op === '!=' ? a != b : op === '===' ? a === b : a !== b;
   }
   if (isUnit(a) || isUnit(b)) {
-    // number − UnitValue comes out negated (issue 17, from pp.js); every other mix is unknown.
+    // number − UnitValue comes out negated [pp.js]; every other mix is unknown.
     if (op === '-' && typeof a === 'number' && isUnit(b)) return b.value - a;
     throw new Unmodelled(`${typeof a === 'number' ? 'number' : isUnit(a) ? 'UnitValue' : typeof a} ${op} ${isUnit(b) ? 'UnitValue' : typeof b}`);
   }

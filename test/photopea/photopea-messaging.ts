@@ -1,8 +1,8 @@
 // Photopea's live messaging as a plugin sees it (https://www.photopea.com/api/live): a string posted
 // to Photopea is run as a script; what it sends with `echoToOE` (strings) and `saveToOE` (an
-// ArrayBuffer) comes back in order, then the string "done". A script that throws gets no "done" at all
-// (#5674; issue 17). `app.open(url, null, true)` only starts loading: the image is placed after "done"
-// (see photopea-document.ts). Pure: the browser emulation and the Node tests share it.
+// ArrayBuffer) comes back in order, then the string "done". A script that throws gets no "done" at
+// all (photopea/photopea#5674; p2pz issue 17, from a published pp.js). `app.open(url, null, true)`
+// only starts loading: the image is placed after "done" (see photopea-document.ts). Pure: the browser emulation and the Node tests share it.
 import { type PhotopeaDocumentModel } from './photopea-document.js';
 import { interpretPhotopeaScript, type ScriptOutcome } from './photopea-interpreter.js';
 
