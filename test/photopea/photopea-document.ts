@@ -23,6 +23,8 @@
 //   image keeps its size in inches, so its pixel size is scaled by document DPI / image DPI (the
 //   maintainer in #5612 and #5622). The image's DPI is its PNG pHYs; without one, 72 is ASSUMED here
 //   (Photoshop's default; not observed in Photopea). The page must check the placed size and resize.
+//   (p2pz issue 17 also cites #1191 for this; that issue was not found in the searchable copy of
+//   Photopea's tracker, so nothing here rests on it.)
 // - `layer.resize(h%, v%, AnchorPosition.TOPLEFT)` scales a layer from its top-left corner (#7207,
 //   2024-10: fixed to anchor at the top left). Other anchors are refused (not used, not modelled).
 import { UNDERLYING, UnitValue, Unmodelled } from './photopea-interpreter.js';
