@@ -41,6 +41,9 @@ export interface PanelHost {
   /** What to add when the daemon does not answer (default: the Figma plugin's advice about the
    *  browser's local-network permission). */
   readonly unreachableNote?: string;
+  /** A new selection replaces the old layers, so results of layers no longer selected are dropped
+   *  (the standalone page: a new image is not the old one). Default: results stay until replaced. */
+  readonly resultsFollowSelection?: boolean;
   /** Called whenever the panel shows new results (the standalone page's before/after view). */
   showResults?(results: readonly PanelResult[]): void;
 }

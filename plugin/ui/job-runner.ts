@@ -8,6 +8,7 @@ import { randomId } from './daemon-client.js';
 import type { Connection, DaemonApi } from './connection.js';
 import type { PanelHost, PanelResult } from './host.js';
 import { problemFor, type Problem } from './problems.js';
+import { JobProgressEstimate, type Clock } from './progress.js';
 
 /** Which layer of a batch a job is for (null when only one layer is edited). */
 export type BatchPosition = { readonly index: number; readonly count: number } | null;
@@ -18,7 +19,17 @@ export type JobProgress =
   | { readonly phase: 'uploading'; readonly batch: BatchPosition }
   | { readonly phase: 'queued'; readonly batch: BatchPosition; readonly position: number }
   | { readonly phase: 'starting'; readonly batch: BatchPosition }
-  | { readonly phase: 'stage'; readonly batch: BatchPosition; readonly stage: Stage; readonly step: number; readonly total: number }
+  | {
+      readonly phase: 'stage';
+      readonly batch: BatchPosition;
+      readonly stage: Stage;
+      readonly step: number;
+      readonly total: number;
+      /** 0..1 over this layer's whole job. */
+      readonly overall: number;
+      /** Time left for this layer's job (for `direction`: for that stage); null until measured. */
+      readonly remainingMs: number | null;
+    }
   | { readonly phase: 'cancelling' };
 
 /** What the runner reports. */
@@ -57,6 +68,7 @@ export class JobRunner {
     private readonly connection: Pick<Connection, 'client' | 'port' | 'watch' | 'cancel' | 'forgetToken' | 'refreshHealth'>,
     private readonly host: Pick<PanelHost, 'readImages'>,
     private readonly listener: JobRunnerListener,
+    private readonly now: Clock = () => performance.now(),
   ) {}
 
   get busy(): boolean {
@@ -121,6 +133,15 @@ export class JobRunner {
     }
   }
 
+  /** Keeps only the results `keep` accepts (a host whose old layers are gone); true if any went. */
+  keepResults(keep: (result: PanelResult) => boolean): boolean {
+    const kept = this.results_.filter(keep);
+    if (kept.length === this.results_.length) return false;
+    for (const gone of this.results_) if (!kept.includes(gone)) URL.revokeObjectURL(gone.url);
+    this.results_ = kept;
+    return true;
+  }
+
   /** Cancels the running job (and the rest of its batch). */
   cancel(): void {
     const job = this.running_;
@@ -144,6 +165,7 @@ export class JobRunner {
     const jobId = randomId('job');
     job.jobId = jobId;
     let unwatch = (): void => undefined;
+    const estimate = new JobProgressEstimate(this.now);
     const done = new Promise<Terminal>((resolve, reject) => {
       unwatch = this.connection.watch(jobId, request.kind, (event: JobEvent) => {
         switch (event.type) {
@@ -154,7 +176,7 @@ export class JobRunner {
             this.listener.progress({ phase: 'starting', batch });
             return;
           case 'progress':
-            this.listener.progress({ phase: 'stage', batch, stage: event.stage, step: event.step, total: event.total });
+            this.listener.progress({ phase: 'stage', batch, stage: event.stage, step: event.step, total: event.total, ...estimate.update(event.stage, event.step, event.total) });
             if (event.preview !== undefined) this.listener.stepPreview(event.preview);
             return;
           case 'finished':

@@ -63,6 +63,7 @@ export class Panel {
       failed: (problem) => view.jobProblem(problem),
       ended: () => {
         view.hideProgress();
+        this.dropStaleResults(); // a job for an image that was replaced meanwhile
         this.updateButtons();
       },
     });
@@ -81,6 +82,7 @@ export class Panel {
       this.selection = message.items;
       this.selectionProblem = message.problem;
       this.view.selection(this.selection, this.selectionProblem);
+      this.dropStaleResults();
       this.updateButtons();
       this.maybeAutoPreview();
     }
@@ -132,7 +134,21 @@ export class Panel {
     await this.runner.run(kind, this.selection.map((s) => s.nodeId), form.edit);
   }
 
-  private showResults(entries: readonly PanelResult[], outcome: JobOutcome | null): void {
+  /** Whether a result still belongs on screen: on hosts whose results follow the selection, only
+   *  results of selected layers do. */
+  private current(result: PanelResult): boolean {
+    return this.host.resultsFollowSelection !== true || this.selection.some((s) => s.nodeId === result.nodeId);
+  }
+
+  private dropStaleResults(): void {
+    if (this.runner.busy || !this.runner.keepResults((r) => this.current(r))) return;
+    const kept = this.runner.results;
+    if (kept.length === 0) this.resultsCaption = '';
+    this.showResults(kept, null);
+  }
+
+  private showResults(all: readonly PanelResult[], outcome: JobOutcome | null): void {
+    const entries = all.filter((r) => this.current(r));
     this.view.results(entries);
     if (outcome !== null) this.resultsCaption = outcomeCaption(outcome);
     this.view.caption(this.resultsCaption);

@@ -3,7 +3,8 @@
 import type { Engine, HealthResponse, JobOutcome, SelectionItem, Stage } from '../../shared/protocol/index.js';
 import type { ConnectionState } from './connection.js';
 import type { PanelResult } from './host.js';
-import type { JobProgress } from './job-runner.js';
+import type { BatchPosition, JobProgress } from './job-runner.js';
+import { timeLeftWords } from './progress.js';
 import type { Problem } from './problems.js';
 
 function el<T extends HTMLElement>(doc: Document, id: string, type: { new (): T }): T {
@@ -51,6 +52,7 @@ export function panelElements(doc: Document = document) {
     progressStage: e('progress-stage', HTMLElement),
     progressStep: e('progress-step', HTMLElement),
     progressBar: e('progress-bar', HTMLProgressElement),
+    progressNote: e('progress-note', HTMLElement),
     stepPreview: e('step-preview', HTMLImageElement),
     jobProblem: e('job-problem', HTMLElement),
     jobProblemTitle: e('job-problem-title', HTMLElement),
@@ -94,17 +96,18 @@ export function fillDatalist(list: HTMLDataListElement, words: readonly string[]
   );
 }
 
-const STAGE_LABELS: Record<Stage, string> = {
-  load: 'Loading model',
-  decode: 'Reading image',
-  encode: 'Encoding',
-  caption: 'Captioning',
-  direction: 'Edit direction',
-  inversion: 'Inverting',
-  edit: 'Editing',
-  'vae-decode': 'Decoding',
-  generate: 'Generating',
-  save: 'Saving',
+/** What each stage is doing, in a designer's words. */
+const STAGE_WORDS: Record<Stage, string> = {
+  load: 'Loading the model',
+  decode: 'Reading the image',
+  encode: 'Preparing the image',
+  caption: 'Describing the image',
+  direction: 'Learning the edit',
+  inversion: 'Analysing the image',
+  edit: 'Applying the edit',
+  'vae-decode': 'Finishing the image',
+  generate: 'Drawing the preview',
+  save: 'Saving the result',
 };
 
 const ENGINE_LABELS: Record<Engine, string> = {
@@ -125,21 +128,35 @@ export function healthSummary(health: HealthResponse): string {
   return parts.join(' · ');
 }
 
-/** The progress line: what is happening (left) and the step (right); null keeps the bar's value. */
-export function progressWords(p: JobProgress): { stage: string; step: string; fraction: number | null } {
-  if (p.phase === 'reading') return { stage: 'Reading layers', step: '', fraction: 0 };
-  if (p.phase === 'cancelling') return { stage: 'Cancelling…', step: '', fraction: null };
-  const batch = p.batch === null ? '' : `Layer ${p.batch.index + 1} of ${p.batch.count} · `;
+/** The progress line: what is happening (left), how far and how long (right), the bar (null keeps
+ *  its value), and a note that explains a long step (null: none). */
+export function progressWords(p: JobProgress): { stage: string; step: string; fraction: number | null; note: string | null } {
+  if (p.phase === 'reading') return { stage: 'Reading layers', step: '', fraction: 0, note: null };
+  if (p.phase === 'cancelling') return { stage: 'Cancelling…', step: '', fraction: null, note: null };
+  const prefix = p.batch === null ? '' : `Layer ${p.batch.index + 1} of ${p.batch.count} · `;
   switch (p.phase) {
     case 'uploading':
-      return { stage: `${batch}Uploading`, step: '', fraction: 0 };
+      return { stage: `${prefix}Uploading`, step: '', fraction: inBatch(p.batch, 0), note: null };
     case 'queued':
-      return { stage: `${batch}Waiting in the queue`, step: p.position > 1 ? `#${p.position}` : '', fraction: 0 };
+      return { stage: `${prefix}Waiting in the queue`, step: p.position > 1 ? `#${p.position}` : '', fraction: inBatch(p.batch, 0), note: null };
     case 'starting':
-      return { stage: `${batch}Starting`, step: '', fraction: 0 };
-    case 'stage':
-      return { stage: `${batch}${STAGE_LABELS[p.stage]}`, step: `step ${p.step} of ${p.total}`, fraction: p.step / p.total };
+      return { stage: `${prefix}Starting`, step: '', fraction: inBatch(p.batch, 0), note: null };
+    case 'stage': {
+      const fraction = inBatch(p.batch, p.overall);
+      const learning = p.stage === 'direction' && p.step < p.total;
+      let left = '';
+      if (p.remainingMs !== null) left = ` · ${learning ? 'this step: ' : ''}${timeLeftWords(p.remainingMs)}${p.batch !== null && !learning ? ' for this layer' : ''}`;
+      const note = learning
+        ? `A first edit with new words: p2pz learns them from ${p.total.toLocaleString('en')} example sentences. Later edits with the same words skip this step.`
+        : null;
+      return { stage: `${prefix}${STAGE_WORDS[p.stage]}`, step: `${Math.floor(fraction * 100)} %${left}`, fraction, note };
+    }
   }
+}
+
+/** The whole batch's share done, for a layer's share `f`. */
+function inBatch(batch: BatchPosition, f: number): number {
+  return batch === null ? f : (batch.index + f) / batch.count;
 }
 
 /** The caption under results: which engine made them, on which device, in how long. */
@@ -210,6 +227,8 @@ export class PanelView {
     u.progressStage.textContent = words.stage;
     u.progressStep.textContent = words.step;
     if (words.fraction !== null) u.progressBar.value = Math.max(0, Math.min(1, words.fraction));
+    u.progressNote.hidden = words.note === null;
+    u.progressNote.textContent = words.note ?? '';
   }
 
   stepPreview(url: string): void {
@@ -219,6 +238,7 @@ export class PanelView {
 
   hideProgress(): void {
     this.ui.progress.hidden = true;
+    this.ui.progressNote.hidden = true;
     this.ui.stepPreview.hidden = true;
   }
 

@@ -50,9 +50,20 @@ const stage: WebStage = {
     drop.dataset['state'] = 'loaded';
     dropText.textContent = `${image.name} · ${image.width}×${image.height} · drop or click to pick another`;
   },
+  showRefusal(text) {
+    drop.dataset['state'] = 'error';
+    dropText.textContent = `${text} Still editing ${original?.name ?? 'the image before'}: drop or click to pick another.`;
+  },
   showResults(results: readonly PanelResult[]) {
     const r = results[0];
-    if (r === undefined || original === null) return;
+    if (r === undefined || original === null) {
+      // No result (any more) for this image.
+      after.removeAttribute('src');
+      afterClip.hidden = true;
+      downloads.hidden = true;
+      compareState.textContent = 'No result yet';
+      return;
+    }
     after.src = r.url;
     afterClip.hidden = false;
     showSplit();

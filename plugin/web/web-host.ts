@@ -28,6 +28,8 @@ export interface PickedImage {
 /** The page's elements the host fills in. */
 export interface WebStage {
   showOriginal(image: PickedImage): void;
+  /** A picked file was refused while an image is loaded: say why (that image stays). */
+  showRefusal(text: string): void;
   showResults(results: readonly PanelResult[]): void;
 }
 
@@ -65,6 +67,7 @@ export function createWebHost(options: { port: number; storage: Storage; doc: Do
 
   return {
     client: 'web',
+    resultsFollowSelection: true,
     unreachableNote: 'This page comes from the daemon: once it runs again, the page reconnects by itself.',
     start(onPush) {
       push = onPush;
@@ -78,9 +81,12 @@ export function createWebHost(options: { port: number; storage: Storage; doc: Do
       select(null, null);
     },
     async pick(file: File): Promise<void> {
+      // With no image yet the selection line says why; with one, it keeps naming that image, so the
+      // page says it beside the image.
+      const refuse = (text: string): void => (picked === null ? select(null, text) : options.stage.showRefusal(text));
       const mime = WEB_HOST_DEFAULTS.mimes.find((m) => m === file.type);
-      if (mime === undefined) return select(picked, `${file.name} is not a PNG, JPEG or WebP image.`);
-      if (file.size > WEB_HOST_DEFAULTS.maxBytes) return select(picked, `${file.name} is larger than 50 MB.`);
+      if (mime === undefined) return refuse(`${file.name} is not a PNG, JPEG or WebP image.`);
+      if (file.size > WEB_HOST_DEFAULTS.maxBytes) return refuse(`${file.name} is larger than 50 MB.`);
       const bytes = new Uint8Array(await file.arrayBuffer());
       let size: { width: number; height: number };
       try {
@@ -88,7 +94,7 @@ export function createWebHost(options: { port: number; storage: Storage; doc: Do
         size = { width: bitmap.width, height: bitmap.height };
         bitmap.close();
       } catch {
-        return select(picked, `${file.name} could not be read as an image.`);
+        return refuse(`${file.name} could not be read as an image.`);
       }
       if (picked !== null) URL.revokeObjectURL(picked.url);
       picked = { name: file.name, bytes, mime, ...size, url: URL.createObjectURL(file) };

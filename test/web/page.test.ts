@@ -3,7 +3,7 @@
 // from the file picker, previews with the tiny GAN, renders with the tiny Stable Diffusion model,
 // shows before and after, downloads the result and the mask, takes a dropped image, and says when the
 // daemon has stopped. Screenshots go to test-artifacts/web/.
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Download, Page } from 'playwright-core';
@@ -43,6 +43,66 @@ describe('standalone page in Chromium against a real daemon', () => {
   afterAll(async () => {
     await chromium?.close();
     await tiny?.close();
+  });
+
+  it('at 1280×800: placeholders that do not look like values, buttons in view with Settings open, a new image drops the old result, an unreadable file says so', async () => {
+    const { code } = daemon.pairingCode();
+    const paired = await fetch(`${daemon.url}/v1/pair`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ v: 1, code }) });
+    const { token } = (await paired.json()) as { token: string };
+    const page = await chromium.context.newPage();
+    await page.setViewportSize({ width: 1280, height: 800 });
+    await page.goto(`${daemon.url}/`);
+    await page.evaluate((t) => localStorage.setItem('p2pz.token', t), token);
+    await page.reload();
+    await waitForText(page, 'status-text', /^Ready$/);
+
+    // The empty words say what to type; they are no word a suggestion fills in.
+    const chips = await page.locator('.chip').allTextContents();
+    const words = new Set(chips.flatMap((c) => c.split(' → ')));
+    const placeholders = [await page.locator('#source').getAttribute('placeholder'), await page.locator('#target').getAttribute('placeholder')];
+    expect(placeholders).toEqual(['what it shows', 'what it becomes']);
+    for (const p of placeholders) expect(words.has(p ?? '')).toBe(false);
+
+    await page.locator('#file').setInputFiles(photoPath);
+    await waitForText(page, 'selection-text', /^my cat\.png · 120×80 · image$/);
+    await page.locator('.chip', { hasText: 'cat → dog' }).first().click();
+    await page.locator('#preview').click();
+    await waitForText(page, 'result-caption', /^Quick preview \(GAN\) · CPU/);
+    expect(await page.locator('#apply').isEnabled()).toBe(true);
+
+    // Settings open, a result shown: Preview, Render and Download are on screen and not covered.
+    await page.locator('#settings summary').click();
+    for (const id of ['preview', 'render', 'apply']) {
+      const seen = await page.evaluate((i) => {
+        const button = document.getElementById(i) as HTMLElement;
+        const r = button.getBoundingClientRect();
+        const top = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+        return { inView: r.top >= 0 && r.bottom <= innerHeight && r.left >= 0 && r.right <= innerWidth, onTop: top === button || button.contains(top) };
+      }, id);
+      expect({ id, ...seen }).toEqual({ id, inView: true, onTop: true });
+    }
+    await page.screenshot({ path: join(artifacts, '0-settings-open-1280x800.png') });
+
+    // A new image: the old result goes, and Download has nothing old to save.
+    const other = join(tiny.home, 'other.png');
+    await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 40, g: 90, b: 160 } } }).png().toFile(other);
+    await page.locator('#file').setInputFiles(other);
+    await waitForText(page, 'selection-text', /^other\.png · 64×48 · image$/);
+    expect(await page.locator('#result').isVisible()).toBe(false);
+    expect(await page.locator('#result-images img').count()).toBe(0);
+    expect(await page.locator('#apply').isDisabled()).toBe(true);
+    expect(await page.locator('#compare-state').textContent()).toBe('No result yet');
+
+    // A file that is no image: the page says so, and the image before stays picked.
+    const broken = join(tiny.home, 'broken.png');
+    await writeFile(broken, 'not an image at all');
+    await page.locator('#file').setInputFiles(broken);
+    await waitForText(page, 'drop-text', /^broken\.png could not be read as an image\. Still editing other\.png/, 30_000);
+    expect(await page.locator('#drop').getAttribute('data-state')).toBe('error');
+    expect(await page.locator('#selection-text').textContent()).toBe('other.png · 64×48 · image');
+    expect(await page.locator('#preview').isEnabled()).toBe(true);
+    await page.evaluate(() => localStorage.clear()); // the next test is a first visit
+    await page.close();
   });
 
   it('pairs, takes a picked image, previews, renders, compares and downloads the result and the mask', async () => {

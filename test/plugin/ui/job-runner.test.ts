@@ -84,7 +84,7 @@ describe('JobRunner', () => {
       { phase: 'uploading', batch: null },
       { phase: 'queued', batch: null, position: 3 },
       { phase: 'starting', batch: null },
-      { phase: 'stage', batch: null, stage: 'inversion', step: 5, total: 50 },
+      { phase: 'stage', batch: null, stage: 'inversion', step: 5, total: 50, overall: expect.closeTo(0.213, 12), remainingMs: null },
     ]);
     expect(rig.log).toEqual(['started render', 'step preview data:image/png;base64,', 'ended']);
     expect(rig.failures).toEqual([]);

@@ -122,9 +122,11 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
         (window as unknown as { progressLog: string[] }).progressLog = log;
         const stage = document.getElementById('progress-stage');
         const step = document.getElementById('progress-step');
+        const note = document.getElementById('progress-note') as HTMLElement;
         // Observers see batches: each batch logs the text then shown, and whether a step preview arrived.
         new MutationObserver((records) => {
           log.push(`${stage?.textContent ?? ''} | ${step?.textContent ?? ''}`);
+          if (!note.hidden) log.push(`note ${note.textContent ?? ''}`);
           if (records.some((r) => r.type === 'attributes')) log.push(`step preview ${(document.getElementById('step-preview') as HTMLImageElement).src.slice(0, 22)}`);
         }).observe(document.getElementById('progress') as Node, { subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ['src'] });
       });
@@ -138,7 +140,7 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
       await ui.locator('#preview').click();
       await waitForText(frame, 'result-caption', /^Quick preview \(GAN\) · CPU/);
       expect(await ui.locator('#result-images img').count()).toBe(1);
-      expect(await progressLog()).toEqual(expect.arrayContaining(['Generating | step 0 of 1']));
+      expect(await progressLog()).toEqual(expect.arrayContaining(['Drawing the preview | 40 %']));
       await shot(page, '2-preview');
     });
 
@@ -169,7 +171,7 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
       await shot(page, '4-render-model-missing');
     });
 
-    step('5. with the tiny Stable Diffusion model installed, the full render shows stages, steps and a step preview', async () => {
+    step('5. with the tiny Stable Diffusion model installed, the full render shows what it does, how far and how long, and a step preview', async () => {
       await writeTinyStableDiffusion(join(tiny.models, 'tiny-sd'));
       await ui.locator('#settings summary').click();
       await ui.locator('#steps').fill('2');
@@ -179,9 +181,14 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
       await waitForText(frame, 'device', /· 1 diffusion model ·/); // the footnote follows the install
       expect(await visible(frame, 'job-problem')).toBe(false);
       const log = await progressLog();
-      expect(log.some((line) => /^Edit direction \| step \d+ of \d+$/.test(line))).toBe(true);
-      expect(log.some((line) => /^Inverting \| step [0-2] of 2$/.test(line))).toBe(true);
-      expect(log.some((line) => /^Editing \| step [0-2] of 2$/.test(line))).toBe(true);
+      // A designer's words, the whole job's percentage, the time left once measured, and why the
+      // first edit with these words takes longer.
+      expect(log.some((line) => /^Learning the edit \| \d+ %/.test(line))).toBe(true);
+      expect(log.some((line) => line.startsWith('note A first edit with new words: p2pz learns them from '))).toBe(true);
+      expect(log.some((line) => /^Analysing the image \| \d+ %/.test(line))).toBe(true);
+      expect(log.some((line) => /^Applying the edit \| \d+ %/.test(line))).toBe(true);
+      expect(log.some((line) => /^(Analysing the image|Applying the edit) \| \d+ % · (a few seconds|about \d+ (s|min)) left$/.test(line))).toBe(true);
+      expect(Math.max(...log.map((line) => Number(/ \| (\d+) %/.exec(line)?.[1] ?? 0)))).toBeGreaterThanOrEqual(95);
       expect(log).toContain('step preview data:image/png;base64,');
       await frame.waitForFunction(() => document.getElementById('progress')?.hidden === true);
       await shot(page, '5-render');
