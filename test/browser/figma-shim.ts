@@ -15,8 +15,8 @@
 //   of Figma's reparenting APIs (https://www.figma.com/plugin-docs/api/figma-flatten/, the same list
 //   for figma.group); @figma/plugin-typings 1.142 (plugin-api.d.ts, `group` and `flatten`) says their
 //   nodes "cannot include any node that cannot be reparented, such as children of instances. Make a
-//   copy of those nodes first if necessary", so `clone` of an instance child works. Plugin authors
-//   report the first message verbatim when appending into an instance (GitHub code search for it).
+//   copy of those nodes first if necessary", so `clone` of an instance child works. Notes in public
+//   plugin repositories quote the first message verbatim for `appendChild` into an instance.
 // - A new node (`createRectangle`, `createFrame`, `clone`) starts on `figma.currentPage`: the stub
 //   does so for the create calls, and plugin-typings 1.142 says of every `clone()` "By default, the
 //   duplicate will be parented under `figma.currentPage`".

@@ -218,6 +218,23 @@ describe('JobRunner', () => {
     expect(rig.runner.results[0]?.url).not.toBe(old);
   });
 
+  it('drops the results a host no longer shows (a replaced image), revoking their object URLs', async () => {
+    rig.images = [image('1:1', 1), image('2:2', 2)];
+    const running = rig.runner.run('preview', ['1:1', '2:2'], edit);
+    for (const n of [1, 2]) {
+      const jobId = await submitted(rig.client, n);
+      rig.client.stream.emit({ v: PROTOCOL_VERSION, type: 'finished', jobId, kind: 'preview', outcome: rig.client.outcome() });
+    }
+    await running;
+    const [first, second] = rig.runner.results;
+    const revoked = vi.spyOn(URL, 'revokeObjectURL');
+    expect(rig.runner.keepResults(() => true)).toBe(false);
+    expect(revoked).not.toHaveBeenCalled();
+    expect(rig.runner.keepResults((r) => r.nodeId === '2:2')).toBe(true);
+    expect(rig.runner.results).toEqual([second]);
+    expect(revoked.mock.calls).toEqual([[first?.url]]);
+  });
+
   it('a job error becomes the problem to show, with the daemon\'s message and command', async () => {
     const running = rig.runner.run('render', ['1:1'], edit);
     const jobId = await submitted(rig.client, 1);
