@@ -22,6 +22,7 @@ import { createHttpServer, type HttpOptions } from './server/http-server.js';
 import { listInstalledModels } from './server/installed-models.js';
 import { Pairing, type PairingCode, type PairingOptions } from './server/pairing.js';
 import { TokenStore, type TokenStoreOptions } from './server/tokens.js';
+import { UploadBudget } from './server/upload-budget.js';
 import { attachEvents, type WsOptions } from './server/ws.js';
 import { WorkerSupervisor, type SupervisorOptions } from './worker/supervisor.js';
 
@@ -122,6 +123,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
     uploads,
     results,
     limits,
+    uploadBudget: new UploadBudget({ totalBytes: limits.uploadBytesInFlight, perTokenBytes: limits.uploadBytesInFlightPerToken }),
     log,
     models: () => listModels(paths.models),
     health: async () =>

@@ -49,6 +49,14 @@ export type QueueOptions = Partial<QueueSettings> & {
 
 export type JobListener = (event: JobEvent) => void;
 
+/** A job's input: the bytes themselves (tests, the CLI), or a stored upload the job reads when it
+ *  starts, so that a waiting job holds no image in memory (docs/SECURITY.md §Memory bound). */
+export type JobImage = Uint8Array | { read(): Promise<Uint8Array>; release(): void };
+
+function releaseImage(image: JobImage | undefined): void {
+  if (image !== undefined && !(image instanceof Uint8Array)) image.release();
+}
+
 /** How a job ends: the three terminal states, each with what its event carries. */
 type Ending =
   | { readonly state: 'finished'; readonly outcome: JobOutcome }
@@ -65,8 +73,8 @@ interface Job {
   /** Canonical JSON of `request`: an idempotent resubmit must match it exactly. */
   readonly requestKey: string;
   readonly createdAt: number;
-  /** The upload's bytes, held only until the engine has them. */
-  image: Uint8Array | undefined;
+  /** The upload (or a hold on its file), kept only until the job starts. */
+  image: JobImage | undefined;
   /** `cancelled` is set at once when a running job is cancelled; its event follows when the engine returns. */
   state: JobStateName;
   /** The last position announced in a `queued` event. */
@@ -111,14 +119,26 @@ export class JobQueue {
    * jobId with the same request returns the existing job's state; with a different request it throws
    * E_JOB_CONFLICT. Throws E_QUEUE_FULL beyond the bounds and E_SHUTTING_DOWN after close().
    * `owner` names the token behind `clientId` (the client itself when it has no token of its own).
+   * The queue owns `image` from here: a stored upload is released when it is not admitted, when it
+   * has been read at the start, or when the job ends before starting.
    */
-  submit(clientId: string, request: JobRequest, image: Uint8Array, owner: string = clientId): JobState {
+  submit(clientId: string, request: JobRequest, image: JobImage, owner: string = clientId): JobState {
+    try {
+      return this.admit(clientId, request, image, owner);
+    } catch (error) {
+      releaseImage(image);
+      throw error;
+    }
+  }
+
+  private admit(clientId: string, request: JobRequest, image: JobImage, owner: string): JobState {
     if (this.closed) throw new P2pzError('E_SHUTTING_DOWN');
     this.forgetExpired();
     const requestKey = canonicalJson(request);
     const existing = request.jobId === undefined ? undefined : this.jobs.get(clientId)?.get(request.jobId);
     if (existing) {
       if (existing.requestKey !== requestKey) throw new P2pzError('E_JOB_CONFLICT');
+      releaseImage(image);
       return snapshot(existing);
     }
     this.checkBounds(clientId, owner);
@@ -245,7 +265,7 @@ export class JobQueue {
     if (this.running || this.closed) return;
     const job = this.waiting.shift();
     if (!job) return;
-    const image = job.image ?? new Uint8Array();
+    const image = job.image;
     const abort = new AbortController();
     job.image = undefined;
     job.state = 'running';
@@ -270,8 +290,18 @@ export class JobQueue {
   }
 
   /** Runs `job` on the engine and ends it with exactly one terminal event. Never rejects. */
-  private async execute(job: Job, image: Uint8Array, signal: AbortSignal): Promise<void> {
-    // Cancelled in the same tick as it started: the engine never sees it.
+  private async execute(job: Job, input: JobImage | undefined, signal: AbortSignal): Promise<void> {
+    let image: Uint8Array;
+    try {
+      // Cancelled in the same tick as it started: the engine never sees it.
+      if (signal.aborted) return this.end(job, { state: 'cancelled' });
+      // A stored upload is read now, when the job starts, and never before.
+      image = input === undefined ? new Uint8Array() : input instanceof Uint8Array ? input : await input.read();
+    } catch (error) {
+      return this.end(job, { state: 'error', error: error instanceof P2pzError ? error.toBody() : errorBody('E_INTERNAL') });
+    } finally {
+      releaseImage(input);
+    }
     if (signal.aborted) return this.end(job, { state: 'cancelled' });
     let result: EngineResult;
     try {
@@ -384,6 +414,7 @@ export class JobQueue {
   /** Sets a job's final state and sends its one terminal event. */
   private end(job: Job, ending: Ending): void {
     job.state = ending.state;
+    releaseImage(job.image);
     job.image = undefined;
     job.position = undefined;
     job.outcome = ending.state === 'finished' ? ending.outcome : undefined;

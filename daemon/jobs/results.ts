@@ -6,7 +6,8 @@
 // process: files of this kind that it does not hold (left by an earlier run) are removed by `open` and
 // by every sweep once they are as old as an expired file. Younger ones are left alone, since they may
 // belong to another daemon still running on the same folder.
-import { chmod, mkdir, readFile, readdir, stat, unlink, writeFile } from 'node:fs/promises';
+import type { ReadStream } from 'node:fs';
+import { chmod, mkdir, open as openFile, readFile, readdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { describeError, silentLogger } from '../log.js';
@@ -53,9 +54,20 @@ export interface StoredFile extends StoredMeta {
   readonly expiresAt: number;
 }
 
+/** A file kept for a queued job: neither expiry nor the size cap removes it until released. */
+export interface HeldFile {
+  readonly meta: StoredFile;
+  /** The bytes, read now; E_NOT_FOUND when the file is gone or changed on disk. */
+  read(): Promise<Uint8Array>;
+  /** Lets expiry and the cap have the file again. Idempotent. */
+  release(): void;
+}
+
 export class ResultStore {
   /** Insertion order is creation order: the first entry is the oldest. */
   private readonly index = new Map<string, StoredFile>();
+  /** id → number of holders (queued jobs that will read the file when they start). */
+  private readonly holds = new Map<string, number>();
   private totalBytes = 0;
   private readonly settings: ResultStoreSettings;
   private readonly now: () => number;
@@ -121,7 +133,7 @@ export class ResultStore {
     const meta = this.index.get(id);
     if (meta === undefined) return undefined;
     if (this.isExpired(meta)) {
-      await this.remove(meta);
+      if (!this.holds.has(id)) await this.remove(meta);
       return undefined;
     }
     let bytes: Uint8Array;
@@ -138,6 +150,64 @@ export class ResultStore {
     return { bytes, meta };
   }
 
+  /**
+   * Holds a stored file for later reading without reading it now (a queued job keeps this instead of
+   * the bytes: docs/SECURITY.md §Memory bound). Undefined like `get` for an unknown or expired id.
+   */
+  hold(id: string): HeldFile | undefined {
+    if (!isServerId(id)) return undefined;
+    const meta = this.index.get(id);
+    if (meta === undefined || this.isExpired(meta)) return undefined;
+    this.holds.set(id, (this.holds.get(id) ?? 0) + 1);
+    let held = true;
+    return {
+      meta,
+      read: async () => {
+        let bytes: Uint8Array;
+        try {
+          bytes = await readFile(this.pathOf(id, meta.mime));
+        } catch {
+          throw new P2pzError('E_NOT_FOUND', 'The uploaded image is gone.', 'Upload the image again, then submit the job.');
+        }
+        if (bytes.byteLength !== meta.size) throw new P2pzError('E_NOT_FOUND', 'The uploaded image changed on disk.', 'Upload the image again, then submit the job.');
+        return bytes;
+      },
+      release: () => {
+        if (!held) return;
+        held = false;
+        const left = (this.holds.get(id) ?? 1) - 1;
+        if (left > 0) this.holds.set(id, left);
+        else this.holds.delete(id);
+      },
+    };
+  }
+
+  /** The file as a stream from disk (never read whole into memory) and its metadata; undefined as
+   *  for `get`. The stream is opened before this returns, so a later delete cannot break it. */
+  async stream(id: string): Promise<{ stream: ReadStream; meta: StoredFile } | undefined> {
+    if (!isServerId(id)) return undefined;
+    const meta = this.index.get(id);
+    if (meta === undefined) return undefined;
+    if (this.isExpired(meta)) {
+      if (!this.holds.has(id)) await this.remove(meta);
+      return undefined;
+    }
+    let handle;
+    try {
+      handle = await openFile(this.pathOf(id, meta.mime), 'r');
+    } catch {
+      this.forget(meta);
+      return undefined;
+    }
+    const size = (await handle.stat()).size;
+    if (size !== meta.size) {
+      await handle.close();
+      await this.remove(meta);
+      return undefined;
+    }
+    return { stream: handle.createReadStream(), meta };
+  }
+
   /** Deletes one file; unknown ids are ignored. */
   async delete(id: string): Promise<void> {
     if (!isServerId(id)) return;
@@ -148,7 +218,7 @@ export class ResultStore {
   /** Deletes expired files, then the oldest files while the total exceeds the cap, then expired
    *  files the index does not hold. */
   async sweep(): Promise<void> {
-    const expired = [...this.index.values()].filter((meta) => this.isExpired(meta));
+    const expired = [...this.index.values()].filter((meta) => this.isExpired(meta) && !this.holds.has(meta.id));
     await Promise.all(expired.map((meta) => this.remove(meta)));
     await this.evictOverCap();
     await this.removeOrphans();
@@ -187,6 +257,8 @@ export class ResultStore {
     const victims: StoredFile[] = [];
     for (const meta of this.index.values()) {
       if (this.totalBytes <= this.settings.maxTotalBytes) break;
+      // A held file waits for its job; the cap is met again once it is released.
+      if (this.holds.has(meta.id)) continue;
       victims.push(meta);
       this.forget(meta);
     }

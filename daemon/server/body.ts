@@ -13,6 +13,8 @@ import { parseBody, parseJsonText } from './validate.js';
 export interface BodyLimits {
   readonly jsonBytes: number;
   readonly imageBytes: number;
+  readonly uploadBytesInFlight: number;
+  readonly uploadBytesInFlightPerToken: number;
 }
 
 export const BODY_LIMITS: BodyLimits = Object.freeze({
@@ -20,6 +22,10 @@ export const BODY_LIMITS: BodyLimits = Object.freeze({
   jsonBytes: 64 * 1024,
   /** Raw image uploads. */
   imageBytes: 50 * 1024 * 1024,
+  /** Image upload bytes arriving at once, all tokens together (server/upload-budget.ts). */
+  uploadBytesInFlight: 4 * 50 * 1024 * 1024,
+  /** Image upload bytes arriving at once for one token: one upload of the largest size. */
+  uploadBytesInFlightPerToken: 50 * 1024 * 1024,
 });
 
 export type ImageMime = 'image/png' | 'image/jpeg' | 'image/webp';
@@ -72,9 +78,13 @@ export function checkDeclaredLength(req: IncomingMessage, kind: BodyKind, limits
   if (Number(length) > limit) throw tooLarge(limit, limits);
 }
 
-/** Reads the whole body, failing with E_PAYLOAD_TOO_LARGE as soon as more than `limit` bytes arrived. */
+/** Reads the whole body, failing with E_PAYLOAD_TOO_LARGE as soon as more than `limit` bytes arrived.
+ *  With a declared length the bytes go straight into one buffer of that size, so a body is held once,
+ *  never as chunks plus their concatenation (docs/SECURITY.md §Memory bound). */
 export function readBody(req: IncomingMessage, limit: number, limits: BodyLimits = BODY_LIMITS): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    const declared = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
+    const whole = declared !== undefined && Number.isSafeInteger(declared) && declared <= limit ? Buffer.allocUnsafe(declared) : undefined;
     const chunks: Buffer[] = [];
     let size = 0;
     const cleanup = (): void => {
@@ -91,11 +101,14 @@ export function readBody(req: IncomingMessage, limit: number, limits: BodyLimits
         reject(tooLarge(limit, limits));
         return;
       }
-      chunks.push(chunk);
+      if (whole === undefined) chunks.push(chunk);
+      else if (size <= whole.length) chunk.copy(whole, size - chunk.length);
     };
     const onEnd = (): void => {
       cleanup();
-      resolve(Buffer.concat(chunks, size));
+      if (whole === undefined) resolve(Buffer.concat(chunks, size));
+      else if (size === whole.length) resolve(whole);
+      else reject(new P2pzError('E_BAD_REQUEST', 'The upload was interrupted.'));
     };
     const onError = (): void => {
       cleanup();

@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import type { BodyLimits } from './body.js';
 import type { Pairing } from './pairing.js';
 import type { TokenStore } from './tokens.js';
+import type { UploadBudget } from './upload-budget.js';
 
 export interface ServiceContext {
   readonly tokens: TokenStore;
@@ -18,6 +19,8 @@ export interface ServiceContext {
   /** Job outputs (GET /v1/results/:id). */
   readonly results: ResultStore;
   readonly limits: BodyLimits;
+  /** Upload bytes that may be arriving at once (R8, docs/SECURITY.md §Memory bound). */
+  readonly uploadBudget: UploadBudget;
   readonly log: Logger;
   health(): Promise<HealthResponse>;
   models(): Promise<InstalledModel[]>;

@@ -46,8 +46,9 @@ export const WS_DEFAULTS: WsOptions = Object.freeze({
   maxConnectionsPerToken: 4,
   /** Ping interval; a peer that has not answered the previous ping is terminated. */
   heartbeatMs: 30_000,
-  /** A peer with more unsent bytes than this is not reading: it is terminated. */
-  maxBufferedBytes: 8 * 1024 * 1024,
+  /** A peer with more unsent bytes than this is not reading: it is terminated. Events are at most
+   *  ~100 KB (a progress event with its step preview), so this is ten of the largest. */
+  maxBufferedBytes: 1024 * 1024,
   /** Connections that have not said hello yet; more upgrades are refused (503) until some do or time out. */
   maxPendingConnections: 32,
 });

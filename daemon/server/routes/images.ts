@@ -5,6 +5,7 @@
 import type { Router } from 'express';
 import { ImageUploadResponse, P2pzError, PROTOCOL_VERSION } from '../../../shared/protocol/index.js';
 import { orientedSize, sniffImage } from '../../image/sniff.js';
+import { principalOf } from '../auth.js';
 import { readImage } from '../body.js';
 import type { ServiceContext } from '../context.js';
 import { sendJson } from '../respond.js';
@@ -14,14 +15,21 @@ export function registerImageRoutes(router: Router, ctx: ServiceContext): void {
   router
     .route('/v1/images')
     .post(async (req, res) => {
-      const { mime, bytes } = await readImage(req, ctx.limits);
-      const header = sniffImage(bytes);
-      if (`image/${header.format}` !== mime) {
-        throw new P2pzError('E_IMAGE_FORMAT', `The bytes are ${header.format.toUpperCase()} but the Content-Type says ${mime}.`, 'Send the image with the Content-Type of its real format.');
+      // The gate has checked the declared length against the limit; a chunked upload may use it all.
+      const declared = Number(req.headers['content-length'] ?? ctx.limits.imageBytes);
+      const release = ctx.uploadBudget.reserve(principalOf(res).tokenId, Math.min(declared, ctx.limits.imageBytes));
+      try {
+        const { mime, bytes } = await readImage(req, ctx.limits);
+        const header = sniffImage(bytes);
+        if (`image/${header.format}` !== mime) {
+          throw new P2pzError('E_IMAGE_FORMAT', `The bytes are ${header.format.toUpperCase()} but the Content-Type says ${mime}.`, 'Send the image with the Content-Type of its real format.');
+        }
+        const { width, height } = orientedSize(header);
+        const stored = await ctx.uploads.put(bytes, { mime, width, height });
+        sendJson(res, 201, ImageUploadResponse, { v: PROTOCOL_VERSION, imageId: stored.id, width, height, format: header.format });
+      } finally {
+        release();
       }
-      const { width, height } = orientedSize(header);
-      const stored = await ctx.uploads.put(bytes, { mime, width, height });
-      sendJson(res, 201, ImageUploadResponse, { v: PROTOCOL_VERSION, imageId: stored.id, width, height, format: header.format });
     })
     .all(methodNotAllowed);
 }

@@ -24,11 +24,13 @@ export function registerJobRoutes(router: Router, ctx: ServiceContext): void {
       const principal = principalOf(res);
       const client = clientKey(principal, requestClientId(req));
       const { v: _v, ...request } = await readJson(req, JobSubmit, ctx.limits);
-      const upload = await ctx.uploads.get(request.imageId);
+      // A hold, not the bytes: the queue checks its bounds first, and the job reads the file when it
+      // starts (docs/SECURITY.md §Memory bound).
+      const upload = ctx.uploads.hold(request.imageId);
       if (upload === undefined) {
         throw new P2pzError('E_NOT_FOUND', 'The uploaded image is unknown or has expired.', 'Upload the image again (POST /v1/images), then submit the job.');
       }
-      const job = ctx.queue.submit(client, request, upload.bytes, principal.tokenId);
+      const job = ctx.queue.submit(client, request, upload, principal.tokenId);
       sendJson(res, 202, JobResponse, { v: PROTOCOL_VERSION, job });
     })
     .all(methodNotAllowed);
