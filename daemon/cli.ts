@@ -1,9 +1,9 @@
 // The `p2pz` command line (bin/p2pz.js runs the bundle of this file): finds the subcommand in
 // cli/commands.ts and runs it. Errors are printed as their message and hint, never as a stack.
-import { P2pzError } from '../shared/protocol/index.js';
+import { ERRORS, P2pzError } from '../shared/protocol/index.js';
 import { DAEMON_VERSION } from './config.js';
 import { loadCommand, loadCommands } from './cli/commands.js';
-import type { CliCommand, CliIo } from './cli/command.js';
+import { UserPathError, type CliCommand, type CliIo } from './cli/command.js';
 import { describeError, scrub } from './log.js';
 
 export function helpText(commands: readonly CliCommand[]): string {
@@ -17,6 +17,15 @@ export function helpText(commands: readonly CliCommand[]): string {
     '',
     'Run `p2pz <command> --help` for a command\'s options.',
   ].join('\n');
+}
+
+/** An error's message for the terminal. A P2pzError's message is its code's general sentence, written
+ *  for a designer in a plugin ("The request is not valid."), plus the specific detail; on the command
+ *  line the detail alone says what happened. Paths are scrubbed except those the user typed. */
+export function cliMessage(err: P2pzError): string {
+  const general = `${ERRORS[err.code].message} `;
+  const text = err.message.startsWith(general) ? err.message.slice(general.length) : err.message;
+  return err instanceof UserPathError ? text : scrub(text);
 }
 
 /** Runs the CLI with `argv` (without node and script) and returns the exit code. */
@@ -42,7 +51,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   try {
     return await command.run(args, io);
   } catch (err) {
-    if (err instanceof P2pzError) io.err(`${scrub(err.message)}\n${err.hint}\n`);
+    if (err instanceof P2pzError) io.err(`${cliMessage(err)}\n${err.hint.replace('p2pz <command>', `p2pz ${name}`)}\n`);
     else io.err(`p2pz ${name} failed (${describeError(err).error}).\n`);
     return 1;
   }

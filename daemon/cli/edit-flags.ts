@@ -33,6 +33,18 @@ export function numberFlag(name: string, value: string | undefined): number | un
   return n;
 }
 
+/** `--size N`: the working size's long side, a multiple of 64 from 64 to 1024 (the UNet's latent is
+ *  an eighth of the image, and SD 1.x's UNet halves it three times). */
+export function sizeFlag(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 64 || n > 1024 || n % 64 !== 0) {
+    const near = Math.min(1024, Math.max(64, Math.round((Number.isFinite(n) ? n : 512) / 64) * 64));
+    throw new P2pzError('E_BAD_REQUEST', `--size must be a multiple of 64 from 64 to 1024 (the long side of the working size), such as ${near}.`);
+  }
+  return n;
+}
+
 /** The edit settings of the flags, validated by the protocol's schema; `extra` adds mask and blend. */
 export function editParamsFromFlags(values: EditFlagValues, usageLine: string, extra: { mask?: boolean; blend?: boolean } = {}): EditParams {
   if (values.from === undefined || values.to === undefined) throw new P2pzError('E_BAD_REQUEST', 'Both --from and --to are required.', usageLine);
@@ -49,7 +61,7 @@ export function editParamsFromFlags(values: EditFlagValues, usageLine: string, e
     xa: numberFlag('xa', values.xa),
     cfg: numberFlag('cfg', values.cfg),
     regSteps: intFlag('reg-steps', values['reg-steps'], 0, 20),
-    size: intFlag('size', values.size, 64, 1024),
+    size: sizeFlag(values.size),
     editScale: numberFlag('edit-scale', values['edit-scale']),
     ...extra,
   });

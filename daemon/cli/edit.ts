@@ -3,7 +3,7 @@
 // direction when one is installed beside the model, else the reduced diffusion preview. Writes the
 // edited PNG (exactly the input's size, alpha kept), optionally the attention mask and, with
 // `--dump DIR`, the replay record of DUMP.md. Δ and inversions are cached in the data directory.
-import { readFile, writeFile } from 'node:fs/promises';
+import { open, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { defaultHome, homePaths, type DaemonPaths } from '../config.js';
@@ -14,10 +14,10 @@ import { DumpWriter } from '../pipeline/dump/dump-writer.js';
 import { InversionCache } from '../pipeline/inversion-cache.js';
 import { runPix2PixZero, type DiffusionContext } from '../pipeline/pix2pix-zero.js';
 import { runPreview } from '../pipeline/preview.js';
-import { chooseExecution, devicePreference } from '../worker/providers.js';
+import { chooseExecution, devicePreference, quietNativeLog } from '../worker/providers.js';
 import { RUN_JOB_DEFAULTS } from '../worker/run-job.js';
 import { SessionCache } from '../worker/sessions.js';
-import { intFlag, parseFlags, type CliCommand, type CliIo } from './command.js';
+import { intFlag, parseFlags, UserPathError, type CliCommand, type CliIo } from './command.js';
 import { EDIT_FLAG_OPTIONS, editParamsFromFlags, userBanksFromFlags } from './edit-flags.js';
 
 export const EDIT_CLI_DEFAULTS = Object.freeze({
@@ -53,6 +53,48 @@ const USAGE = `p2pz edit IN --from WORD --to WORD [options]
   --bank-count N                           sentences per generated bank (default ${SENTENCE_BANK_DEFAULTS.count})
   --vae-latent mean|sample                 z0 from the VAE mean (default) or a seeded sample`;
 
+const FILE_PROBLEMS: Readonly<Record<string, string>> = Object.freeze({
+  ENOENT: 'not found',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EISDIR: 'is a folder',
+  ENOTDIR: 'a part of the path is not a folder',
+  EROFS: 'read-only file system',
+});
+
+function fileProblem(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  return FILE_PROBLEMS[code] ?? (code || 'unreadable');
+}
+
+async function readInput(path: string): Promise<Uint8Array> {
+  try {
+    if ((await stat(path)).isDirectory()) throw Object.assign(new Error('folder'), { code: 'EISDIR' });
+    return await readFile(path);
+  } catch (err) {
+    const problem = fileProblem(err);
+    throw new UserPathError('E_BAD_REQUEST', `Input image ${path}: ${problem}.`, problem === 'not found' ? 'Check the file name; a relative path starts in the current folder.' : 'Choose a PNG, JPEG or WebP file you can read.');
+  }
+}
+
+/** Fails before the edit (minutes of work) when an output file cannot be written: opens it for writing
+ *  without changing it, or creates it and removes it again. */
+async function checkWritable(path: string, flag: string): Promise<void> {
+  try {
+    let existed = true;
+    try {
+      await stat(path);
+    } catch {
+      existed = false;
+    }
+    const handle = await open(path, existed ? 'r+' : 'wx');
+    await handle.close();
+    if (!existed) await unlink(path);
+  } catch (err) {
+    throw new UserPathError('E_BAD_REQUEST', `${flag} ${path}: cannot be written (${fileProblem(err)}).`, 'Choose a file in a folder that exists and that you can write to.');
+  }
+}
+
 function outputPath(input: string, target: string): string {
   const ext = extname(input);
   const stem = basename(input, ext);
@@ -78,16 +120,16 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
   if (vaeLatent !== 'mean' && vaeLatent !== 'sample') throw new P2pzError('E_BAD_REQUEST', '--vae-latent must be mean or sample.');
   const edit = editParamsFromFlags(values, USAGE.split('\n')[0] ?? '', { mask: values.mask !== undefined, blend: values.blend === true });
 
-  let image: Uint8Array;
-  try {
-    image = await readFile(input);
-  } catch {
-    throw new P2pzError('E_BAD_REQUEST', 'The input image could not be read.');
-  }
+  const image = await readInput(input);
+  const out = values.out ?? outputPath(input, edit.target);
+  await checkWritable(out, '--out');
+  if (values.mask !== undefined) await checkWritable(values.mask, '--mask');
   const banks = await userBanksFromFlags(values);
 
   const paths = homePaths(defaultHome(io.env));
   const modelDir = resolve(values.model ?? join(paths.models, EDIT_CLI_DEFAULTS.defaultModel));
+  // The CUDA probe's loader failure is the device reason below, not a red native line on stderr.
+  if (io.env['P2PZ_LOG'] !== 'debug') quietNativeLog();
   const execution = await chooseExecution(devicePreference(values.device, io.env));
   const models = new SessionCache({ modelsDir: dirname(modelDir), executionProviders: execution.executionProviders, maxSessions: EDIT_CLI_DEFAULTS.maxSessions });
   const started = performance.now();
@@ -119,7 +161,6 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
     await models.releaseAll();
   }
 
-  const out = values.out ?? outputPath(input, edit.target);
   for (const o of outcome.outputs) {
     if (o.role === 'image') await writeFile(out, o.png);
     if (o.role === 'mask' && values.mask !== undefined) await writeFile(values.mask, o.png);

@@ -3,7 +3,7 @@
 // libraries, no device): it does not fall back by itself. So the choice is made by trying, once per
 // process, on a one-node probe model: `['cuda', 'cpu']` first, then `['cpu']`, keeping the loader's
 // message (first line, no absolute paths) as the reason shown in health.
-import { InferenceSession } from 'onnxruntime-node';
+import { env as ortEnv, InferenceSession } from 'onnxruntime-node';
 import { z } from 'zod';
 import { P2pzError } from '../../shared/protocol/index.js';
 import type { Device } from '../../shared/protocol/index.js';
@@ -130,6 +130,15 @@ export function cudaAdvice(loaderMessage: string): string | undefined {
     return '(Run `npm run gpu:install` to add onnxruntime\'s CUDA provider.)';
   }
   return undefined;
+}
+
+/** Limits onnxruntime's native logger to fatal errors. Without it, probing CUDA on a machine without
+ *  the provider prints the loader's failure in red on stderr (`[E:onnxruntime:…, provider_bridge_ort.cc
+ *  … Failed to load library`), although the probe's rejection already carries it as the device's
+ *  reason. onnxruntime-node applies `env.logLevel` when it creates its environment, at the first
+ *  session: call this before then. */
+export function quietNativeLog(): void {
+  ortEnv.logLevel = 'fatal';
 }
 
 let cached: Promise<ExecutionChoice> | undefined;

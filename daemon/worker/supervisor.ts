@@ -93,6 +93,8 @@ interface RunningJob {
   resolve(result: EngineResult): void;
 }
 
+/** A line of onnxruntime's native logger: `<time> [E:onnxruntime:<logger>, <file>:<line> <fn>] …`. */
+const ONNXRUNTIME_LOG_LINE = /^\S+ \S+ \[[VIWEF]:onnxruntime:/;
 const ANSI_ESCAPE = /\x1b\[[0-9;]*[A-Za-z]/g;
 
 const failed = (code: ErrorCode, detail?: string): EngineResult => ({ status: 'failed', error: new P2pzError(code, detail).toBody() });
@@ -320,7 +322,11 @@ export class WorkerSupervisor implements JobEngine {
       // onnxruntime colours its own log lines; the daemon log is plain text.
       createInterface({ input: stream }).on('line', (raw) => {
         const line = raw.replace(ANSI_ESCAPE, '').trim();
-        if (line !== '') this.#log.info('worker.log', { line });
+        if (line === '') return;
+        // onnxruntime's own log lines (such as the CUDA loader's failure on a CPU-only machine, whose
+        // reason health already shows) belong to the debug log, not to every start's output.
+        if (ONNXRUNTIME_LOG_LINE.test(line)) this.#log.debug('worker.onnxruntime', { line });
+        else this.#log.info('worker.log', { line });
       });
     }
     child.on('message', (raw) => this.#onMessage(worker, raw));

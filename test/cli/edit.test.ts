@@ -131,12 +131,62 @@ describe('p2pz edit', () => {
     for (const args of [
       ['edit', inputPath, '--from', 'cat'],
       ['edit', inputPath, '--from', 'cat', '--to', 'dog', '--mode', 'fast'],
-      ['edit', join(dir, 'nope.png'), '--model', modelDir, '--from', 'cat', '--to', 'dog'],
     ]) {
       const c = io();
       expect(await main(args, c)).toBe(1);
-      expect(c.text.err).toMatch(/--to|--mode|could not be read/);
+      expect(c.text.err).toMatch(/--to|--mode/);
     }
+  });
+});
+
+describe('p2pz edit: messages in the right context', () => {
+  const run = async (args: string[]) => {
+    const c = io();
+    const code = await main(args, c);
+    return { code, err: c.text.err };
+  };
+
+  it('a missing input file: its path and "not found" (not "The request is not valid")', async () => {
+    const missing = join(dir, 'no such folder', 'nope.png');
+    const r = await run(['edit', missing, '--model', modelDir, '--from', 'cat', '--to', 'dog']);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(`Input image ${missing}: not found.\nCheck the file name; a relative path starts in the current folder.\n`);
+    const folder = await run(['edit', dir, '--model', modelDir, '--from', 'cat', '--to', 'dog']);
+    expect(folder.err).toContain(`Input image ${dir}: is a folder.`);
+  });
+
+  it('an unwritable --out or --mask is refused before the edit starts', async () => {
+    for (const [flag, path, problem] of [
+      ['--out', join(dir, 'missing-folder', 'out.png'), 'not found'],
+      ['--out', dir, 'is a folder'],
+      ['--mask', join(dir, 'missing-folder', 'mask.png'), 'not found'],
+    ] as const) {
+      const extra = flag === '--mask' ? ['--mask', path] : [];
+      const r = await run(editArgs(flag === '--out' ? path : join(dir, 'unused.png'), extra));
+      expect(r.code).toBe(1);
+      expect(r.err).toContain(`${flag} ${path}: cannot be written (${problem}).`);
+      // No stage of the edit ran (each stage prints "<stage>…").
+      expect(r.err).not.toContain('…');
+    }
+    // The check leaves nothing behind.
+    await expect(stat(join(dir, 'unused.png'))).rejects.toThrow();
+  });
+
+  it('--size 99999 says multiples of 64 and suggests one', async () => {
+    const r = await run(editArgs(join(dir, 'x.png'), ['--size', '99999']));
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^--size must be a multiple of 64 from 64 to 1024 .*such as 1024\.\n/);
+    expect((await run(editArgs(join(dir, 'x.png'), ['--size', '100']))).err).toContain('such as 128.');
+  });
+
+  it('an unknown flag: named once, quotes balanced, the command\'s --help named', async () => {
+    const r = await run(['edit', inputPath, '--bogus']);
+    expect(r.code).toBe(1);
+    const [message, hint] = r.err.split('\n');
+    expect(message).toBe('Unknown option --bogus.');
+    expect(hint).toContain('Run `p2pz edit --help`');
+    for (const q of ['"', "'", '`']) expect(r.err.split(q).length % 2).toBe(1);
+    expect((await run(['serve', '--port'])).err).toMatch(/^--port needs a value \(--port <value>\)\.\n/);
   });
 });
 

@@ -150,6 +150,12 @@ describe('p2pz models', () => {
     expect(r.stdout).toContain('Installed tiny-sd from test-org/tiny-sd@onnx');
     const missing = await runCli(['models', 'remove', 'nothing-here'], { P2PZ_HOME: home });
     expect(missing.code).toBe(1);
-    expect(missing.stderr).toBe('The model this edit needs is not installed. No model “nothing-here” is installed.\nRun `p2pz models list` to see the installed models.\n');
+    // What happened, not the edit's "The model this edit needs is not installed.".
+    expect(missing.stderr).toBe('No model “nothing-here” is installed.\nRun `p2pz models list` to see the installed models.\n');
+    const verify = await runCli(['models', 'verify', 'nothing-here'], { P2PZ_HOME: home });
+    expect(verify.stderr).toBe('No model “nothing-here” is installed.\nRun `p2pz models list` to see the installed models.\n');
+    const from = await runCli(['models', 'install', '--from', join(home, 'no-such-export')], { P2PZ_HOME: home });
+    expect(from.code).toBe(1);
+    expect(from.stderr).not.toContain('this edit');
   });
 });
