@@ -121,7 +121,8 @@ describe('p2pz edit', () => {
     const missing = join(dir, 'models', 'not-installed');
     expect(await main(['edit', inputPath, '--model', missing, '--from', 'cat', '--to', 'dog', '--mode', 'preview', '--device', 'cpu'], c)).toBe(1);
     expect(c.text.err).toBe(
-      'The model this edit needs is not installed. No quick-preview generator is installed for “cat → dog”, '
+      // The terminal prints the detail alone (cli.ts cliMessage).
+      'No quick-preview generator is installed for “cat → dog”, '
         + 'and the diffusion model “not-installed” for a slower preview is not installed either.\n'
         + 'Install a Stable Diffusion 1.x ONNX model with `node bin/p2pz.js models install`, then try again.\n',
     );
