@@ -20,9 +20,12 @@
 // Photopea places an image in physical units since 2023-05 (maintainer, photopea/photopea#5612 and
 // #5622), so a 96 px result pasted into a 72-dpi document came out 272 px wide. Without pHYs, viewers
 // take the image at its pixel size.
+// Previews (the quick preview's result, step previews) are looked at once over the loopback: they ask
+// for level 0 unfiltered, which stored-png.ts writes as a copy plus checksums (≈1 ms at 512²), without pHYs either.
 import sharp, { type Sharp } from 'sharp';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { ownBytes } from './bytes.js';
+import { encodeStoredPng } from './stored-png.js';
 
 export interface PngOptions {
   /** zlib level 0 (stored) to 9 (smallest). */
@@ -36,6 +39,8 @@ export const ENCODE_DEFAULTS = Object.freeze({
   compressionLevel: 2,
   /** See the table above: filters cost little time and save half the bytes on photos. */
   adaptiveFiltering: true,
+  /** Previews (the quick preview's result and step previews): uncompressed, see the header. */
+  preview: Object.freeze({ compressionLevel: 0, adaptiveFiltering: false }) as PngOptions,
   /** Step previews: the long side at most this (never upscaled). */
   previewMaxSide: 128,
   /** A preview is at most 128·128·3 bytes of pixels plus one filter byte per row and zlib framing:
@@ -56,6 +61,11 @@ export interface RgbImage {
 export async function encodePng(image: RgbImage, options: Partial<PngOptions> = {}): Promise<Uint8Array> {
   const { width, height, rgb, alpha } = image;
   checkPlane(rgb, width, height, 3, 'rgb');
+  if (isStored(options)) {
+    if (!alpha) return encodeStoredPng(width, height, 3, rgb);
+    checkPlane(alpha, width, height, 1, 'alpha');
+    return encodeStoredPng(width, height, 4, interleaveAlpha(rgb, alpha));
+  }
   let pipeline = sharp(rgb, { raw: { width, height, channels: 3 } });
   if (alpha) {
     checkPlane(alpha, width, height, 1, 'alpha');
@@ -73,22 +83,28 @@ export async function encodeGrayPng(
   options: Partial<PngOptions> = {},
 ): Promise<Uint8Array> {
   checkPlane(gray, width, height, 1, 'gray');
+  if (isStored(options)) return encodeStoredPng(width, height, 1, gray);
   // One raw channel must be marked b-w, or libvips writes it as RGB.
   return png(sharp(gray, { raw: { width, height, channels: 1 } }).toColourspace('b-w'), options);
 }
 
-/** A step preview: RGB downscaled (aspect kept) so the long side is at most 128 px, as PNG ≤ 64 KB. */
+/** A step preview: RGB downscaled (aspect kept) so the long side is at most 128 px, as PNG ≤ 64 KB
+ *  (uncompressed unless `options` say otherwise). */
 export async function encodePreviewPng(
   image: Omit<RgbImage, 'alpha'>,
-  options: Partial<PngOptions> = {},
+  options: Partial<PngOptions> = ENCODE_DEFAULTS.preview,
 ): Promise<Uint8Array> {
   const { width, height, rgb } = image;
   checkPlane(rgb, width, height, 3, 'rgb');
   const side = ENCODE_DEFAULTS.previewMaxSide;
-  const out = await png(
-    sharp(rgb, { raw: { width, height, channels: 3 } }).resize(side, side, { fit: 'inside', withoutEnlargement: true }),
-    options,
-  );
+  const small = sharp(rgb, { raw: { width, height, channels: 3 } }).resize(side, side, { fit: 'inside', withoutEnlargement: true });
+  let out: Uint8Array;
+  if (isStored(options)) {
+    const { data, info } = await small.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    out = encodeStoredPng(info.width, info.height, 3, data);
+  } else {
+    out = await png(small, options);
+  }
   if (out.length > ENCODE_DEFAULTS.previewMaxBytes) {
     throw new P2pzError('E_INTERNAL', `A step preview came out at ${out.length} bytes.`);
   }
@@ -127,6 +143,22 @@ function withoutChunk(png: Uint8Array, type: string): Uint8Array {
     at += k.length;
   }
   return out;
+}
+
+/** Level 0 without row filters: our own stored-block writer (see the header). */
+function isStored(options: Partial<PngOptions>): boolean {
+  return options.compressionLevel === 0 && options.adaptiveFiltering === false;
+}
+
+function interleaveAlpha(rgb: Uint8Array, alpha: Uint8Array): Uint8Array {
+  const rgba = new Uint8Array(alpha.length * 4);
+  for (let p = 0; p < alpha.length; p++) {
+    rgba[p * 4] = rgb[p * 3] ?? 0;
+    rgba[p * 4 + 1] = rgb[p * 3 + 1] ?? 0;
+    rgba[p * 4 + 2] = rgb[p * 3 + 2] ?? 0;
+    rgba[p * 4 + 3] = alpha[p] ?? 0;
+  }
+  return rgba;
 }
 
 function checkPlane(pixels: Uint8Array, width: number, height: number, channels: number, name: string): void {

@@ -3,14 +3,15 @@
 //   1. decode the upload (EXIF orientation, sRGB, alpha kept aside)
 //   2. resize to the generator's working size; x = rgb/127.5 − 1, NCHW [1,3,H,W]
 //   3. y = G(x), [1,3,H',W'] in [-1,1]
-//   4. back to 8 bits, resized to exactly the input's width×height, alpha re-attached, PNG
+//   4. back to 8 bits, resized to exactly the input's width×height, alpha re-attached, PNG (uncompressed:
+//      a preview is looked at once, and compressing it cost more than the generator, image/encode.ts)
 // Input and output names, element types and fixed sizes are read from the session's metadata.
 import { Tensor } from 'onnxruntime-node';
 import type { InferenceSession } from 'onnxruntime-node';
 import { P2pzError } from '../../shared/protocol/index.js';
 import type { Engine, Stage } from '../../shared/protocol/index.js';
 import { decodeImage } from '../image/decode.js';
-import { encodePng } from '../image/encode.js';
+import { ENCODE_DEFAULTS, encodePng } from '../image/encode.js';
 import { resizeAlpha, resizeRgb, rgbToTensor, tensorToRgb, workingSize } from '../image/tensor.js';
 import type { GanMeta } from '../models/gan-meta.js';
 import type { ModelFiles, PipelineContext, PipelineOutcome } from './context.js';
@@ -57,7 +58,7 @@ export async function runGanPreview(image: Uint8Array, generator: GanGenerator, 
   progress('encode', 0, 1);
   const png = await timed('encode', async () => {
     const rgb = await resizeRgb(tensorToRgb(y.data, y.width, y.height), y.width, y.height, width, height);
-    return encodePng({ width, height, rgb, alpha });
+    return encodePng({ width, height, rgb, alpha }, ENCODE_DEFAULTS.preview);
   });
   return { outputs: [{ role: 'image', png, width, height }], engine: 'gan', timings };
 }
