@@ -4,7 +4,7 @@
 // cat → dog GAN preview, against calling the same model's onnxruntime session directly with the same
 // session options. Reported as medians, their ratio and the absolute overhead.
 import { writeTinyImg2Img } from '../../daemon/onnx/tiny/img2img.js';
-import { pairedCells, pairedTimes, photoLikePng, stageTimings, WARMUP_RUNS, withPreviewDaemon } from './lib/preview-service.js';
+import { pairedCells, pairedTimes, phaseTimings, photoLikePng, stageTimings, WARMUP_RUNS, withPreviewDaemon } from './lib/preview-service.js';
 import { machineLine } from './machine.js';
 
 const runs = Number(process.argv[process.argv.indexOf('--runs') + 1]) || 15;
@@ -13,7 +13,7 @@ const SIZE = 512;
 async function measure(channels: number, png: Uint8Array): Promise<string> {
   return withPreviewDaemon(SIZE, (path) => writeTinyImg2Img(path, { seed: 1, channels }), async (daemon) => {
     const times = await pairedTimes(daemon.generatorPath, SIZE, daemon, png, runs);
-    return `| ${channels} | ${pairedCells(times, 1)} | ${stageTimings(times.outcome)} |`;
+    return `| ${channels} | ${pairedCells(times, 1)} | ${phaseTimings(times)} | ${stageTimings(times.outcome)} |`;
   });
 }
 
@@ -25,7 +25,7 @@ console.log(`## daemon: service overhead on a 512×512 preview
 Machine: ${machineLine()}. Command: \`npm run bench daemon -- --runs ${runs}\` (medians of ${runs} runs after ${WARMUP_RUNS} warm-ups,
 direct and service runs alternating; overhead = median of the per-round differences).
 
-| generator channels | session.run() ms | HTTP+WS round trip ms | ratio of medians | overhead ms | worker stages (ms, last run) |
-|---|---|---|---|---|---|
+| generator channels | session.run() ms | HTTP+WS round trip ms | ratio of medians | overhead ms | client phases (ms, medians) | worker stages (ms, last run) |
+|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 `);

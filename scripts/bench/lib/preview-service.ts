@@ -54,7 +54,11 @@ export async function openDirect(modelPath: string, size: number): Promise<{ run
 let jobCount = 0;
 
 /** A client of the daemon's preview jobs: `roundTrip()` times one job from upload to downloaded result. */
-export async function openService(url: string, token: string, png: Uint8Array): Promise<{ roundTrip(): Promise<{ ms: number; outcome: JobOutcome }>; close(): void }> {
+/** Client-side phases of one round trip, milliseconds: upload answered, job accepted, `finished`
+ *  received, result downloaded. */
+export interface RoundTripPhases { readonly upload: number; readonly submit: number; readonly run: number; readonly download: number }
+
+export async function openService(url: string, token: string, png: Uint8Array): Promise<{ roundTrip(): Promise<{ ms: number; outcome: JobOutcome; phases: RoundTripPhases }>; close(): void }> {
   const auth = { authorization: `Bearer ${token}`, 'x-p2pz-client': CLIENT };
   const ws = new WebSocket(`${url.replace('http', 'ws')}/v1/events`);
   await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
@@ -77,6 +81,7 @@ export async function openService(url: string, token: string, png: Uint8Array): 
       const t0 = performance.now();
       const upload = await fetch(`${url}/v1/images`, { method: 'POST', headers: { ...auth, 'content-type': 'image/png' }, body: new Uint8Array(png) });
       const { imageId } = ImageUploadResponse.parse(await upload.json());
+      const t1 = performance.now();
       const jobId = `bench_job_${(jobCount++).toString().padStart(4, '0')}`;
       const done = new Promise<JobOutcome>((resolve, reject) => waiting.set(jobId, { resolve, reject }));
       const submit = await fetch(`${url}/v1/jobs`, {
@@ -85,13 +90,16 @@ export async function openService(url: string, token: string, png: Uint8Array): 
         body: JSON.stringify({ v: PROTOCOL_VERSION, jobId, kind: 'preview', imageId, edit: { source: 'cat', target: 'dog' } }),
       });
       JobResponse.parse(await submit.json());
+      const t2 = performance.now();
       const outcome = await done;
+      const t3 = performance.now();
       const result = outcome.results[0];
       if (!result) throw new Error('no result');
       const download = await fetch(`${url}/v1/results/${result.id}`, { headers: auth });
       const bytes = new Uint8Array(await download.arrayBuffer());
       if (bytes.length < 1000) throw new Error('result too small');
-      return { ms: performance.now() - t0, outcome };
+      const t4 = performance.now();
+      return { ms: t4 - t0, outcome, phases: { upload: t1 - t0, submit: t2 - t1, run: t3 - t2, download: t4 - t3 } };
     },
     close: () => ws.close(),
   };
@@ -104,6 +112,8 @@ export interface PairedTimes {
   readonly service: number[];
   /** The last job's outcome. */
   readonly outcome: JobOutcome;
+  /** Client-side phases of each timed round trip. */
+  readonly phases: RoundTripPhases[];
 }
 
 /** `runs` rounds (after WARMUP_RUNS) of one direct run() then one service round trip, interleaved so
@@ -113,6 +123,7 @@ export async function pairedTimes(generatorPath: string, size: number, daemon: {
   const directMs: number[] = [];
   const serviceMs: number[] = [];
   let outcome: JobOutcome | undefined;
+  const phases: RoundTripPhases[] = [];
   try {
     for (let i = 0; i < runs + WARMUP_RUNS; i++) {
       const d = await direct.runOnce();
@@ -125,6 +136,7 @@ export async function pairedTimes(generatorPath: string, size: number, daemon: {
         if (i >= WARMUP_RUNS) {
           directMs.push(d);
           serviceMs.push(s.ms);
+          phases.push(s.phases);
         }
       } finally {
         service.close();
@@ -134,7 +146,7 @@ export async function pairedTimes(generatorPath: string, size: number, daemon: {
     await direct.close();
   }
   if (!outcome) throw new Error('no runs');
-  return { direct: directMs, service: serviceMs, outcome };
+  return { direct: directMs, service: serviceMs, outcome, phases };
 }
 
 /** "| run() | round trip | ratio | overhead |" cells: medians, their ratio, and the median of the
@@ -144,6 +156,12 @@ export function pairedCells(t: PairedTimes, digits: number): string {
   const s = median(t.service);
   const overhead = median(t.service.map((v, i) => v - (t.direct[i] as number)));
   return `${d.toFixed(digits)} | ${s.toFixed(digits)} | ${(s / d).toFixed(2)} | ${overhead.toFixed(digits)}`;
+}
+
+/** Medians of the client-side phases ("upload 3.1, submit 1.2, run 40.3, download 2.0"). */
+export function phaseTimings(t: PairedTimes): string {
+  const keys: (keyof RoundTripPhases)[] = ['upload', 'submit', 'run', 'download'];
+  return keys.map((k) => `${k} ${median(t.phases.map((p) => p[k])).toFixed(1)}`).join(', ');
 }
 
 /** Worker stage timings of an outcome, for the table ("decode 12.3, load 0.1, …"). */
