@@ -2,6 +2,7 @@
 // writes them next to the originals: the UNet with its cross-attention maps (batch 1 for the reference
 // pass, batch 2 for the edit), the guidance gradient graph (batch 2), and for a VAE encoder that samples
 // inside its graph, the graph of its posterior parameters. Reuses them when they are current.
+import { basename } from 'node:path';
 import { P2pzError } from '../../shared/protocol/errors.js';
 import { prepareModel, preparePipelineGraphs, PREPARE_DEFAULTS } from '../onnx/prepare.js';
 import { intFlag, parseFlags, type CliCommand, type CliIo } from './command.js';
@@ -45,10 +46,11 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
     io.out(`${r.reused ? 'up to date' : 'prepared'}: ${r.manifest.files.xattn}, ${r.manifest.files.grad} (${r.manifest.sites.length} cross-attention layers, latent ${r.manifest.latentHeight}×${r.manifest.latentWidth}, batch ${r.manifest.batch})`);
     return 0;
   }
-  const { single, pair, vae } = await preparePipelineGraphs(dir, { height, width }, { force });
+  const { single, pair, roles, vae } = await preparePipelineGraphs(dir, { height, width }, { force });
   const state = (reused: boolean): string => (reused ? 'up to date' : 'prepared');
   io.out(`${state(pair.reused)}: ${pair.manifest.files.xattn}, ${pair.manifest.files.grad} (${pair.manifest.sites.length} cross-attention layers, latent ${pair.manifest.latentHeight}×${pair.manifest.latentWidth}, batch 2)`);
   io.out(`${state(single.reused)}: ${single.manifest.files.xattn} (reference pass, batch 1)`);
+  io.out(`${state(roles.reused)}: ${basename(roles.path)} (the three graphs in one model, one copy of the weights)`);
   if (vae) io.out(`${state(vae.reused)}: vae_encoder/model.params.onnx (the encoder's posterior parameters)`);
   return 0;
 }

@@ -3,9 +3,8 @@
 //
 //   total = W + A + overhead
 //   W  = U·n_U + O       U: the UNet's bytes on disk (graph + external weights), loaded once per UNet
-//                         session (n_U = 4 for a render: the UNet for the inversion, the cross-
-//                         attention graphs at batch 1 and 2, the gradient graph; 1 for a diffusion
-//                         preview); O: text encoder + VAE encoder + decoder
+//                         session (n_U = 1: every UNet call of an edit goes through the one roles
+//                         model, onnx/roles-model.ts); O: text encoder + VAE encoder + decoder
 //   A  = max(A_f, A_g)   the sessions run one at a time, so the larger working set counts
 //   A_f = 4·B·(2·H·max_s q_s² + κ_f·C·hw)                       a forward UNet call at batch B
 //   A_g = 4·B·(H·Σ_s (q_s² + q_s·T) + 2·H·max_s q_s² + κ_g·C·hw)  the gradient graph (render only)
@@ -26,8 +25,9 @@ import { modelFolder, walkModelFolder } from './containment.js';
 
 export const MEMORY_ESTIMATE_DEFAULTS = Object.freeze({
   bytesPerValue: 4,
-  /** UNet sessions held during a render (UNet, cross-attention graphs at batch 1 and 2, gradient graph). */
-  renderUNetSessions: 4,
+  /** UNet sessions held during a render: the roles model serves the inversion, the cross-attention
+   *  graphs at batch 1 and 2 and the gradient graph with one copy of the weights. */
+  renderUNetSessions: 1,
   previewUNetSessions: 1,
   /** Live feature maps of width C at full latent resolution during a forward call. */
   kappaForward: 24,
@@ -77,7 +77,7 @@ export interface MemoryEstimate {
   readonly totalBytes: number;
 }
 
-const DERIVED_UNET_FILE = /^unet\/model\.(?:xattn|grad)\.|^unet\/model\.prepared\./;
+const DERIVED_UNET_FILE = /^unet\/model\.(?:xattn|grad|roles)\.|^unet\/model\.prepared\./;
 
 /** C from the UNet's parameter bytes (see the file header). */
 export function inferChannels(unetBytes: number): number {

@@ -9,20 +9,26 @@
 // needs only the cross-attention graph (the reference pass at batch 1) asks for `graphs: 'xattn'`; the
 // manifest then names no gradient graph, and a later request for both adds it. preparePipelineGraphs
 // also derives the VAE encoder's parameters graph when the encoder draws its own sample
-// (vae-parameters.ts).
+// (vae-parameters.ts) and the one model that serves the pipeline's three UNet roles with one copy of
+// the weights (roles-model.ts):
+//   unet/model.roles.{h}x{w}.onnx    roles `single` (cross-attention graph, batch 1), `pair` (the same,
+//                                    batch 2) and `grad` (gradient graph, batch 2) as If branches
+//   unet/model.roles.{h}x{w}.json    its manifest: source, the three graphs' files, each role's inputs
+//                                    and outputs
 // The source's identity (SHA-256 of the UNet graph file) is remembered per UNet path while the file's
 // stat (device, inode, size, mtime, ctime) is unchanged, so confirming a current manifest costs a few
 // stat calls instead of reading and hashing the graph.
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { z } from 'zod';
 import { P2pzError } from '../../shared/protocol/errors.js';
 import { decodeModel, writeDerivedModel, writeFileAtomic } from './graph/model-io.js';
 import { crossAttentionModel, guidanceGradientModel, type UNetStaticSize } from './attention/guidance-graph.js';
 import { isExternal, type ModelProto } from './graph/onnx-proto.js';
 import { prepareVaeParameters, type PreparedVaeParameters } from './vae-parameters.js';
+import { rolesModel, type RoleSignature } from './roles-model.js';
 
 export const PREPARE_DEFAULTS = Object.freeze({
   /** Batch of the derived graphs: the two CFG branches of the edit pass. */
@@ -204,13 +210,86 @@ async function sourceOf(unetPath: string): Promise<{ source: PreparedManifest['s
  *  prepare exactly these; the pipeline asks for them per job. */
 export async function preparePipelineGraphs(
   modelDir: string, size: { readonly height: number; readonly width: number }, options: { readonly force?: boolean } = {},
-): Promise<{ single: PreparedCrossAttention; pair: PreparedUNet; vae: PreparedVaeParameters | null }> {
+): Promise<{ single: PreparedCrossAttention; pair: PreparedUNet; roles: PreparedRoles; vae: PreparedVaeParameters | null }> {
   const force = options.force === true;
   const single = await prepareModel(modelDir, { ...size, batch: 1, graphs: 'xattn', force });
   const pair = await prepareModel(modelDir, { ...size, batch: 2, force });
+  const roles = await prepareRoles(single, pair, force);
   const vae = await prepareVaeParameters(modelDir, { force });
-  return { single, pair, vae };
+  return { single, pair, roles, vae };
 }
+
+/** The UNet roles the pipeline runs, in the order of the selector's values. */
+export const UNET_ROLES = Object.freeze(['single', 'pair', 'grad'] as const);
+export type UNetRole = (typeof UNET_ROLES)[number];
+
+const RoleSignatureSchema = z.object({
+  name: z.string(),
+  inputs: z.array(z.object({ name: z.string(), dtype: z.number().int(), dims: z.array(z.number().int()) })),
+  outputs: z.array(z.object({ name: z.string(), dtype: z.number().int(), dims: z.array(z.number().int()) })),
+});
+
+/** The roles model's manifest (read back from disk, so parsed). `graphs` names the files it was
+ *  combined from, with their sizes: a rebuilt graph changes them, and the roles model follows. */
+export const RolesManifest = z.object({
+  format: z.literal(1),
+  source: PreparedManifest.shape.source,
+  graphs: z.array(z.object({ role: z.enum(UNET_ROLES), file: z.string(), size: z.number().int().nonnegative() })),
+  roles: z.array(RoleSignatureSchema),
+});
+export type RolesManifest = z.infer<typeof RolesManifest>;
+
+export interface PreparedRoles {
+  /** Absolute paths of the roles model and its manifest. */
+  readonly path: string;
+  readonly manifestPath: string;
+  readonly manifest: RolesManifest;
+  readonly reused: boolean;
+}
+
+const rolesInFlight = new Map<string, Promise<PreparedRoles>>();
+
+/** Combines the derived graphs of one working size into the roles model (a no-op when current). */
+export function prepareRoles(single: PreparedCrossAttention, pair: PreparedUNet, force = false): Promise<PreparedRoles> {
+  const dir = dirname(pair.xattnPath);
+  const tag = `${pair.manifest.latentHeight}x${pair.manifest.latentWidth}`;
+  const path = join(dir, `model.roles.${tag}.onnx`);
+  const pending = rolesInFlight.get(path);
+  if (pending) return pending;
+  const job = prepareRolesOnce(single, pair, path, join(dir, `model.roles.${tag}.json`), force).finally(() => rolesInFlight.delete(path));
+  rolesInFlight.set(path, job);
+  return job;
+}
+
+async function prepareRolesOnce(single: PreparedCrossAttention, pair: PreparedUNet, path: string, manifestPath: string, force: boolean): Promise<PreparedRoles> {
+  const files: { role: UNetRole; path: string }[] = [
+    { role: 'single', path: single.xattnPath },
+    { role: 'pair', path: pair.xattnPath },
+    { role: 'grad', path: pair.gradPath },
+  ];
+  const graphs = await Promise.all(files.map(async (f) => ({ role: f.role, file: relative(dirname(path), f.path), size: (await stat(f.path)).size })));
+  if (!force) {
+    try {
+      const found = RolesManifest.safeParse(JSON.parse(await readFile(manifestPath, 'utf8')));
+      if (found.success && JSON.stringify(found.data.source) === JSON.stringify(pair.manifest.source)
+        && JSON.stringify(found.data.graphs) === JSON.stringify(graphs)) {
+        await stat(path);
+        return { path, manifestPath, manifest: found.data, reused: true };
+      }
+    } catch {
+      // missing or unreadable: rebuild
+    }
+  }
+  const roles = await Promise.all(files.map(async (f) => ({ name: f.role, model: decodeModel(await readFile(f.path)) })));
+  const combined = rolesModel(roles);
+  // The derived graphs already reference the weights file relative to this folder.
+  await writeDerivedModel(combined.model, pair.xattnPath, path);
+  const manifest: RolesManifest = { format: 1, source: pair.manifest.source, graphs, roles: combined.signatures.map((s) => ({ name: s.name, inputs: [...s.inputs], outputs: [...s.outputs] })) as RolesManifest['roles'] };
+  await writeFileAtomic(manifestPath, new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`));
+  return { path, manifestPath, manifest, reused: false };
+}
+
+export type { RoleSignature };
 
 /** In-flight preparations by manifest path: concurrent calls for the same graphs share one build
  *  (the temporary file names of atomic writes are per process). */

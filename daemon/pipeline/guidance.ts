@@ -8,6 +8,7 @@ import { Tensor } from 'onnxruntime-node';
 import { GUIDANCE_IO, refName } from '../onnx/attention/guidance-graph.js';
 import { outputData, unetFeeds, type DiffusionModel } from './diffusion-model.js';
 import type { ModelSessions } from './context.js';
+import type { UNetCall } from './unet-roles.js';
 
 /** One reference map per cross-attention layer, as the gradient graph takes it. */
 export interface ReferenceMap {
@@ -27,11 +28,12 @@ export interface GuidanceStep {
   readonly loss: number;
 }
 
-/** Runs the gradient graph at x (batch 2) and takes one gradient step of size λ_xa. */
+/** Runs the gradient graph at x (batch 2) and takes one gradient step of size λ_xa. `gradGraph`: the
+ *  gradient graph's file, or the roles model's `grad` role. */
 export async function crossAttentionGuidance(
   models: ModelSessions,
   model: Pick<DiffusionModel, 'timestep' | 'textWidth'>,
-  gradPath: string,
+  gradGraph: string | UNetCall,
   x: Float32Array,
   latent: { readonly h: number; readonly w: number },
   t: number,
@@ -42,7 +44,8 @@ export async function crossAttentionGuidance(
   const extra: Record<string, Tensor> = {};
   for (const r of refs) extra[refName(r.index)] = new Tensor('float32', r.data, [r.heads, r.queries, r.tokens]);
   const dims = [2, 4, latent.h, latent.w] as const;
-  const out = await models.run(gradPath, unetFeeds(model, x, dims, t, context, extra));
+  const feeds = unetFeeds(model, x, dims, t, context, extra);
+  const out = await (typeof gradGraph === 'string' ? models.run(gradGraph, feeds) : gradGraph(feeds));
   const grad = outputData(out, GUIDANCE_IO.gradSample, x.length);
   const loss = outputData(out, GUIDANCE_IO.loss)[0] ?? Number.NaN;
   const next = new Float32Array(x.length);

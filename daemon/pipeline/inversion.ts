@@ -9,6 +9,7 @@ import type { ModelSessions } from './context.js';
 import type { Rng } from './random.js';
 import { regularizeNoise, type RegularizationOptions } from './regularization.js';
 import { DdimInverseScheduler } from './scheduler/ddim-inverse.js';
+import type { UNetCall } from './unet-roles.js';
 
 export interface InversionOptions {
   readonly steps: number;
@@ -18,6 +19,8 @@ export interface InversionOptions {
   /** After step k (1-based count of steps done). */
   readonly onStep?: (done: number, total: number) => void;
   readonly dump?: DumpSink | null;
+  /** The UNet at batch 1 (the pipeline's `single` role); the model's own UNet file when absent. */
+  readonly unet?: UNetCall;
 }
 
 export async function invertDdim(
@@ -33,10 +36,11 @@ export async function invertDdim(
   const dims = [1, 4, latent.h, latent.w] as const;
   let z = z0;
   const timesteps = scheduler.timesteps;
+  const unet: UNetCall = options.unet ?? ((feeds) => models.run(model.paths.unet, feeds));
   for (let k = 0; k < timesteps.length; k++) {
     options.signal?.throwIfAborted();
     const t = timesteps[k]!;
-    const out = await models.run(model.paths.unet, unetFeeds(model, z, dims, t, captionEmbedding));
+    const out = await unet(unetFeeds(model, z, dims, t, captionEmbedding));
     const eps = outputData(out, 'out_sample', z.length).slice();
     const reg = options.regularization.outer > 0
       ? regularizeNoise({ data: eps, dims }, options.regularization, options.rng)

@@ -38,6 +38,7 @@ import type { ModelSessions, PipelineOutcome } from './context.js';
 import { crossAttentionGuidance, type ReferenceMap } from './guidance.js';
 import { InversionCache, inversionKey } from './inversion-cache.js';
 import { invertDdim } from './inversion.js';
+import { unetRoles } from './unet-roles.js';
 import { latentPreviewRgb } from './latent-preview.js';
 import { Rng } from './random.js';
 import { REGULARIZATION_DEFAULTS, type RegularizationOptions } from './regularization.js';
@@ -167,8 +168,8 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   const latentDims = [1, 4, h, w] as const;
 
   // 0'. R17: a job that cannot fit is refused (E_JOB_TOO_LARGE with a hint) before anything is
-  // loaded or derived for it. The diffusion preview is this same pipeline at a smaller size (four UNet
-  // sessions and the gradient graph at batch 2), so both engines are estimated as a render.
+  // loaded or derived for it. The diffusion preview is this same pipeline at a smaller size (one UNet
+  // session with the gradient graph at batch 2), so both engines are estimated as a render.
   const memory = ctx.memory;
   if (memory) {
     await timed('load', async () => {
@@ -187,10 +188,12 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   const x = await timed('decode', async () => rgbToTensor(await rgbInFrame(decoded.rgb, W, H, frame), size.width, size.height));
 
   // 0'. The derived UNet graphs for this working size (a no-op when current).
-  const { single, pair } = await timed('load', async () => {
+  const { pair, roles } = await timed('load', async () => {
     const modelDir = dirname(dirname(await models.resolve(model.paths.unet)));
     return preparePipelineGraphs(modelDir, { height: size.height, width: size.width });
   });
+  // Every UNet call goes through one session: one copy of the weights (unet-roles.ts).
+  const unet = unetRoles(models, roles);
   progress('load', 1, 1);
 
   const rng = new Rng(edit.seed);
@@ -285,6 +288,7 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   if (zT === undefined) {
     zT = await timed('inversion', () => invertDdim(models, model, encoded.z0, { h, w }, eC, {
       steps: edit.steps,
+      unet: unet.single,
       regularization,
       rng,
       signal,
@@ -318,7 +322,7 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
 
     // Reference step: A_ref(t) and the reference trajectory's next latent.
     if (dump) await dump.array(`reference/${n}_z.npy`, zRef, latentDims);
-    const ref = await models.run(single.xattnPath, unetFeeds(model, zRef, latentDims, t, eC));
+    const ref = await unet.single(unetFeeds(model, zRef, latentDims, t, eC));
     calls.reference++;
     const refs: ReferenceMap[] = sites.map((s) => ({
       index: Number(s.output.slice(CROSS_ATTENTION_IO.mapPrefix.length)), heads: s.heads, queries: s.queries, tokens: s.tokens,
@@ -335,11 +339,11 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
     const x2 = new Float32Array(2 * latentLength);
     x2.set(z, 0);
     x2.set(z, latentLength);
-    const guided = await crossAttentionGuidance(models, model, pair.gradPath, x2, { h, w }, t, context2, refs, edit.xa);
+    const guided = await crossAttentionGuidance(models, model, unet.grad, x2, { h, w }, t, context2, refs, edit.xa);
     calls.guidance++;
     losses.push(guided.loss);
     signal.throwIfAborted();
-    const out = await models.run(pair.xattnPath, unetFeeds(model, guided.x, [2, 4, h, w], t, context2));
+    const out = await unet.pair(unetFeeds(model, guided.x, [2, 4, h, w], t, context2));
     calls.edit++;
     const eps2 = outputData(out, 'out_sample', 2 * latentLength);
     if (mask) for (const s of sites) mask.add(outputData(out, s.output, 2 * s.heads * s.queries * s.tokens), s, 1);
