@@ -57,7 +57,7 @@ export function unetRoles(models: Pick<ModelSessions, 'run'>, roles: PreparedRol
         all[roleValue(role, i.name)] = value;
       }
       const out = await models.run(roles.path, all);
-      const mine: InferenceSession.ReturnType = {};
+      const mine: Record<string, InferenceSession.ReturnType[string]> = {};
       for (const o of signature.outputs) {
         const value = out[roleValue(role, o.name)];
         if (value) mine[o.name] = value;
