@@ -99,10 +99,10 @@ describe('installFromHub', () => {
     await expect(stat(join(dir, 'tiny-sd', 'safety_checker'))).rejects.toThrow();
     // The derived graphs for 64×64 pixels (latent 8×8) sit next to the UNet: cross-attention and
     // gradient graphs for batch 2 (the CFG pair), the cross-attention graph alone for batch 1 (the
-    // reference pass).
+    // reference pass), and the roles model that serves all three with one copy of the weights.
     expect((await readdir(join(dir, 'tiny-sd', 'unet'))).sort()).toEqual([
       'model.grad.8x8.onnx', 'model.onnx', 'model.prepared.8x8.b1.json', 'model.prepared.8x8.json',
-      'model.xattn.8x8.b1.onnx', 'model.xattn.8x8.onnx', 'weights.pb',
+      'model.roles.8x8.json', 'model.roles.8x8.onnx', 'model.xattn.8x8.b1.onnx', 'model.xattn.8x8.onnx', 'weights.pb',
     ]);
 
     const manifest = await readInstallManifest(dir, 'tiny-sd');

@@ -37,11 +37,11 @@ describe('estimateJobMemory', () => {
     // Σ q² = 5·16777216 + 5·1048576 + 5·65536 + 4096 = 89460736; Σ 77·q = 77·26944 = 2074688.
     // A_g = 4·2·(8·91535424 + 2·8·16777216 + 160·320·4096) = 8·1210434048 = 9683472384
     // A_f = 4·2·(2·8·16777216 + 24·320·4096) = 8·299892736 = 2399141888
-    // W = 4·3438000000 + 600000000 = 14352000000; overhead 768 MiB = 805306368.
+    // W = 3438000000 + 600000000 = 4038000000 (one UNet session: the roles model); overhead 768 MiB = 805306368.
     const e = estimateJobMemory(SD1X, RENDER_512);
-    expect(e.weightsBytes).toBe(14_352_000_000);
+    expect(e.weightsBytes).toBe(4_038_000_000);
     expect(e.activationBytes).toBe(9_683_472_384);
-    expect(e.totalBytes).toBe(14_352_000_000 + 9_683_472_384 + 805_306_368);
+    expect(e.totalBytes).toBe(4_038_000_000 + 9_683_472_384 + 805_306_368);
   });
 
   it('a preview holds one UNet and only the forward working set', () => {
@@ -60,11 +60,11 @@ describe('estimateJobMemory', () => {
 
 describe('checkJobFits', () => {
   it('refuses a render that does not fit a small budget, naming the largest size that does', () => {
-    const free = 24 * GiB;
+    const free = 12 * GiB;
     const err = refusal(() => checkJobFits(SD1X, RENDER_512, free));
     expect(err.code).toBe('E_JOB_TOO_LARGE');
     expect(err.status).toBe(507);
-    expect(err.message).toContain('It needs about 24.8 GB at 512×512; 25.8 GB is free.');
+    expect(err.message).toContain('It needs about 14.5 GB at 512×512; 12.9 GB is free.');
     const size = Number(/--size (\d+)/.exec(err.hint)?.[1]);
     const usable = free * MEMORY_ESTIMATE_DEFAULTS.usableFraction;
     expect(estimateJobMemory(SD1X, { ...RENDER_512, height: size, width: size }).totalBytes).toBeLessThanOrEqual(usable);
@@ -73,9 +73,9 @@ describe('checkJobFits', () => {
   });
 
   it('says when the weights alone do not fit', () => {
-    const err = refusal(() => checkJobFits(SD1X, RENDER_512, 8 * GiB));
+    const err = refusal(() => checkJobFits(SD1X, RENDER_512, 4 * GiB));
     expect(err.code).toBe('E_JOB_TOO_LARGE');
-    expect(err.hint).toContain("The model's weights alone need about 14.4 GB");
+    expect(err.hint).toContain("The model's weights alone need about 4.0 GB");
   });
 
   it('accepts what fits, and refuses nothing when the free memory is unknown', () => {

@@ -166,11 +166,15 @@ for (const flavour of ['opset14', 'opset17'] as const) {
       const horse = await runPix2PixZero({ image: input.png, edit: settings({ target: 'horse' }), model: MODEL_NAME, bankCount: 4 }, context(tiny, cache));
       expect(horse.details.inversionReused).toBe(true);
       expect(horse.details.unetCalls.inversion).toBe(0);
+      // Every UNet call goes through the one roles model: reference, guidance and edit per step.
       expect(tiny.counting.count(`${MODEL_NAME}/unet/model.onnx`)).toBe(0);
-      expect(tiny.counting.count('model.xattn.')).toBe(2 * STEPS);
+      expect(tiny.counting.count('model.xattn.') + tiny.counting.count('model.grad.')).toBe(0);
+      expect(tiny.counting.count('model.roles.')).toBe(3 * STEPS);
       const other = await runPix2PixZero({ image: input.png, edit: settings({ target: 'horse', seed: 4 }), model: MODEL_NAME, bankCount: 4 }, context(tiny, cache));
       expect(other.details.inversionReused).toBe(false);
-      expect(tiny.counting.count(`${MODEL_NAME}/unet/model.onnx`)).toBe(STEPS);
+      expect(other.details.unetCalls.inversion).toBe(STEPS);
+      expect(tiny.counting.count(`${MODEL_NAME}/unet/model.onnx`)).toBe(0);
+      expect(tiny.counting.count('model.roles.')).toBe(3 * STEPS + 4 * STEPS);
     });
 
     it('a cancel during the edit stops at the next step and never decodes', async () => {
