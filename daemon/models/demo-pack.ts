@@ -30,7 +30,7 @@ export const DEMO_PACK = Object.freeze({
 async function recordFiles(dir: string): Promise<InstalledFile[]> {
   const out: InstalledFile[] = [];
   for (const f of (await walkModelFolder(dir)).files) {
-    if (/^unet\/model\.(?:xattn|grad|prepared)\./.test(f.path)) continue;
+    if (/^unet\/model\.(?:xattn|grad|prepared|roles)\./.test(f.path)) continue;
     out.push({ path: f.path, size: f.size, sha256: createHash('sha256').update(await readFile(join(dir, f.path))).digest('hex') });
   }
   return out;

@@ -23,7 +23,7 @@ export interface VerifyReport {
 }
 
 /** Derived files `prepare` writes next to the UNet and the VAE encoder (see onnx/prepare.ts, onnx/vae-parameters.ts). */
-const DERIVED = /^unet\/model\.(?:xattn|grad)\.[0-9x.b]+\.onnx$|^unet\/model\.prepared\.[0-9x.b]+\.json$|^vae_encoder\/model\.params\.(?:onnx|json)$/;
+const DERIVED = /^unet\/model\.(?:xattn|grad|roles)\.[0-9x.b]+\.onnx$|^unet\/model\.(?:prepared|roles)\.[0-9x.b]+\.json$|^vae_encoder\/model\.params\.(?:onnx|json)$/;
 
 export async function verifyModel(modelsDir: string, relPath: string): Promise<VerifyReport> {
   const dir = await modelFolder(modelsDir, relPath);
