@@ -7,6 +7,7 @@ import type { CliCommand } from './command.js';
 export const COMMAND_LOADERS: Readonly<Record<string, () => Promise<CliCommand>>> = Object.freeze({
   serve: async () => (await import('./serve.js')).serveCommand,
   edit: async () => (await import('./edit.js')).editCommand,
+  caption: async () => (await import('./caption.js')).captionCommand,
   models: async () => (await import('./models.js')).modelsCommand,
   directions: async () => (await import('./directions.js')).directionsCommand,
   distill: async () => (await import('./distill.js')).distillCommand,

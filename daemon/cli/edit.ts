@@ -39,7 +39,7 @@ export function dataDirCaches(paths: DaemonPaths): { directionCacheDir: string; 
 const USAGE = `p2pz edit IN --from WORD --to WORD [options]
 
   --model DIR          Stable Diffusion 1.x ONNX folder (default: $P2PZ_HOME/models/${EDIT_CLI_DEFAULTS.defaultModel})
-  --caption TEXT       caption of the input (default "a photo of a WORD")
+  --caption TEXT       caption of the input (default: the installed captioner's, else "a photo of a WORD")
   --steps N            DDIM steps (default 50)            --seed N        seed (default 42)
   --xa F               cross-attention guidance λ_xa (0.1) --cfg F         guidance scale w (5)
   --reg-steps N        noise regularization iterations (5) --size N        working long side (512)
@@ -165,6 +165,9 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
     if (o.role === 'image') await writeFile(out, o.png);
     if (o.role === 'mask' && values.mask !== undefined) await writeFile(values.mask, o.png);
   }
+  const report = outcome.report;
+  if (report?.caption !== undefined) io.err(`caption: "${report.caption}" (${report.captionOrigin === 'captioner' ? `captioner ${report.captioner ?? ''}`.trim() : report.captionOrigin ?? 'template'})\n`);
+  for (const note of report?.notes ?? []) io.err(`note: ${note}\n`);
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   io.out(`${basename(out)}: ${edit.source} → ${edit.target} (${outcome.engine}, ${execution.device.provider}, ${seconds} s)\n`);
   return 0;

@@ -1,7 +1,7 @@
 // The contract between the job queue and whatever runs a job. The real implementation is the worker
 // supervisor (daemon/worker/supervisor.ts), which owns the onnxruntime worker process; tests of the
 // queue use a scripted fake. The queue runs one job at a time (one GPU).
-import type { Device, EditParams, Engine as EngineName, ErrorBody, JobKind, Stage } from '../../shared/protocol/index.js';
+import type { Device, EditParams, Engine as EngineName, ErrorBody, JobDetails, JobKind, Stage } from '../../shared/protocol/index.js';
 
 export interface EngineJob {
   readonly jobId: string;
@@ -29,7 +29,7 @@ export interface EngineOutput {
 }
 
 export type EngineResult =
-  | { readonly status: 'done'; readonly outputs: readonly EngineOutput[]; readonly engine: EngineName; readonly timings: Record<string, number> }
+  | { readonly status: 'done'; readonly outputs: readonly EngineOutput[]; readonly engine: EngineName; readonly timings: Record<string, number>; readonly details?: JobDetails }
   | { readonly status: 'cancelled' }
   | { readonly status: 'failed'; readonly error: ErrorBody };
 

@@ -342,6 +342,7 @@ export class JobQueue {
     const outcome = JobOutcome.safeParse({
       results: refs,
       engine: result.engine,
+      ...(result.details === undefined ? {} : { details: result.details }),
       timings: {
         ...result.timings,
         queued: (job.startedAt ?? job.createdAt) - job.createdAt,

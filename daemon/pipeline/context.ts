@@ -2,7 +2,7 @@
 // pairs): access to the models directory and its sessions, what a pipeline is given (sessions, cancel
 // signal, progress) and what it gives back (PNG outputs, engine, timings).
 import type { InferenceSession } from 'onnxruntime-node';
-import type { Engine, Stage } from '../../shared/protocol/index.js';
+import type { Engine, JobDetailsInput, Stage } from '../../shared/protocol/index.js';
 
 /** Access to the models directory: every file is resolved (and contained, R19) before it is read. */
 export interface ModelFiles {
@@ -31,4 +31,6 @@ export interface PipelineOutcome {
   readonly engine: Engine;
   /** Milliseconds per stage. */
   readonly timings: Record<string, number>;
+  /** What the run says about itself for the job's details (caption, mask, notes). */
+  readonly report?: JobDetailsInput;
 }

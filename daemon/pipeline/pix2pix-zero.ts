@@ -29,7 +29,7 @@ import { CROSS_ATTENTION_IO } from '../onnx/attention/cross-attention.js';
 import { preparePipelineGraphs } from '../onnx/prepare.js';
 import { AttentionMaskAccumulator, sourceTokenPositions, type SourceMatch } from './attention-mask.js';
 import { blendThroughMask } from './blend.js';
-import { captionFor } from './caption.js';
+import { chooseCaption, type CaptionChoice } from './caption.js';
 import { chooseDiffusionModel, componentHash, loadDiffusionModel, outputData, unetFeeds, type DiffusionModel } from './diffusion-model.js';
 import { editDirection, editEmbedding, type SentenceBanks } from './directions/edit-direction.js';
 import { sentenceBankPair, SENTENCE_BANK_DEFAULTS } from './directions/sentence-bank.js';
@@ -118,6 +118,8 @@ export interface Pix2PixZeroResult extends PipelineOutcome {
   readonly details: {
     readonly model: string;
     readonly caption: string;
+    /** Who wrote the caption: the user, the captioner (named), or the template (with a note why). */
+    readonly captionSource: Omit<CaptionChoice, 'caption'>;
     readonly workingSize: { readonly width: number; readonly height: number };
     /** Where the input sits in the working size (smaller than it when a narrow input was padded). */
     readonly content: WorkingFrame['content'];
@@ -205,7 +207,8 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
 
   // 3. Caption.
   progress('caption', 0, 1);
-  const { caption } = captionFor(edit.source, edit.caption);
+  const chosen = await timed('caption', () => chooseCaption(models, edit.source, edit.caption, { bytes: request.image, rgb: decoded.rgb, width: W, height: H }, signal));
+  const caption = chosen.caption;
   const captionEnc = await timed('caption', () => encodeText(models, model, caption));
   const eC = captionEnc.embedding.data;
   const T = captionEnc.embedding.dims[1];
@@ -393,22 +396,35 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   });
   progress('save', 1, 1);
 
+  const maskState: MaskAvailability = found
+    ? { available: true, match: found.match, words: found.words }
+    : { available: false, reason: `The caption "${caption}" does not name "${edit.source}" (nor a plural of it), so no mask was made${edit.blend ? ' and the edit was not blended' : ''}.` };
+  const notes = [chosen.note, maskState.available ? undefined : maskState.reason].filter((n): n is string => n !== undefined);
+  if (frame.content.width !== size.width || frame.content.height !== size.height) {
+    notes.push(`The image is narrower than 2:1, so it was edited inside a ${size.width}×${size.height} frame mirrored around it.`);
+  }
   return {
     outputs,
     engine,
     timings,
+    report: {
+      caption,
+      captionOrigin: chosen.origin,
+      ...(chosen.captioner === undefined ? {} : { captioner: chosen.captioner }),
+      mask: maskState.available ? maskState.match : 'unavailable',
+      notes,
+    },
     details: {
       model: model.name,
       caption,
+      captionSource: { origin: chosen.origin, ...(chosen.captioner === undefined ? {} : { captioner: chosen.captioner }), ...(chosen.note === undefined ? {} : { note: chosen.note }) },
       workingSize: size,
       content: frame.content,
       inversionReused,
       directionCached: direction.cached,
       unetCalls: calls,
       losses,
-      mask: found
-        ? { available: true, match: found.match, words: found.words }
-        : { available: false, reason: `The caption "${caption}" does not name "${edit.source}" (nor a plural of it), so no mask was made${edit.blend ? ' and the edit was not blended' : ''}.` },
+      mask: maskState,
     },
   };
 }

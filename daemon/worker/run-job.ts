@@ -8,7 +8,7 @@
 // path crosses to the daemon. A job whose signal was aborted reports `cancelled`, whatever it threw.
 // Both diffusion pipelines check the job's memory against the device up front (R17, `memory`).
 import { join } from 'node:path';
-import { P2pzError, PROTOCOL_VERSION } from '../../shared/protocol/index.js';
+import { JobDetails, P2pzError, PROTOCOL_VERSION } from '../../shared/protocol/index.js';
 import type { Stage, WorkerMessage, WorkerRunMessage } from '../../shared/protocol/index.js';
 import { describeError } from '../log.js';
 import type { Logger } from '../log.js';
@@ -65,7 +65,10 @@ export async function runJob(message: WorkerRunMessage, ctx: JobContext): Promis
   try {
     const outcome = await pipelineFor(message, ctx);
     if (ctx.signal.aborted) return { v: PROTOCOL_VERSION, type: 'cancelled', jobId };
-    return { v: PROTOCOL_VERSION, type: 'done', jobId, outputs: [...outcome.outputs], engine: outcome.engine, timings: outcome.timings };
+    return {
+      v: PROTOCOL_VERSION, type: 'done', jobId, outputs: [...outcome.outputs], engine: outcome.engine, timings: outcome.timings,
+      ...(outcome.report === undefined ? {} : { details: JobDetails.parse(outcome.report) }),
+    };
   } catch (err) {
     if (ctx.signal.aborted) return { v: PROTOCOL_VERSION, type: 'cancelled', jobId };
     if (err instanceof P2pzError) return { v: PROTOCOL_VERSION, type: 'failed', jobId, error: err.toBody() };

@@ -286,7 +286,7 @@ export class WorkerSupervisor implements JobEngine {
         }
         return;
       case 'done':
-        running.resolve(running.cancelRequested ? CANCELLED : { status: 'done', outputs: msg.outputs, engine: msg.engine, timings: msg.timings });
+        running.resolve(running.cancelRequested ? CANCELLED : { status: 'done', outputs: msg.outputs, engine: msg.engine, timings: msg.timings, ...(msg.details === undefined ? {} : { details: msg.details }) });
         return;
       case 'cancelled':
         running.resolve(CANCELLED);

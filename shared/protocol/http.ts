@@ -22,7 +22,9 @@ export const WorkerHealth = z.object({
 
 export const InstalledModel = z.object({
   name: z.string(),
-  kind: z.enum(['diffusion', 'gan']),
+  /** `captioner`: an image captioner (BLIP) that writes the caption when a job gives none; when none
+   *  is installed, edits use the template caption "a photo of a {source}". */
+  kind: z.enum(['diffusion', 'gan', 'captioner']),
   /** For GAN generators: the direction they were distilled for. */
   direction: z.object({ source: z.string(), target: z.string() }).optional(),
   demo: z.boolean().default(false),

@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import { Version } from './version.js';
 import { ErrorBody } from './errors.js';
-import { Engine, Id, JobKind, Stage, Timings } from './jobs.js';
+import { Engine, Id, JobDetails, JobKind, Stage, Timings } from './jobs.js';
 import { EditParams } from './edit.js';
 import { Device } from './http.js';
 
@@ -58,6 +58,7 @@ export const WorkerDoneMessage = z.object({
   outputs: z.array(WorkerOutput).min(1).max(4),
   engine: Engine,
   timings: Timings,
+  details: JobDetails.optional(),
 });
 /** The worker cannot run any job on this machine (e.g. `--device cuda` without a loadable CUDA): it
  *  says why and exits; restarting it would not help, so the supervisor stops and refuses jobs with

@@ -49,9 +49,24 @@ export const ResultRef = z.object({
 });
 export type ResultRef = z.infer<typeof ResultRef>;
 
+/** What a full or diffusion-preview run says about itself: the caption it used and who wrote it,
+ *  whether the attention mask could be made, and notes for the designer (why the template caption or
+ *  no mask). */
+export const JobDetails = z.object({
+  caption: z.string().max(2000).optional(),
+  captionOrigin: z.enum(['user', 'captioner', 'template']).optional(),
+  captioner: z.string().max(100).optional(),
+  /** How the source word was found in the caption, or that it was not (then there is no mask). */
+  mask: z.enum(['exact', 'plural', 'prefix', 'unavailable']).optional(),
+  notes: z.array(z.string().max(2000)).max(8).default([]),
+});
+export type JobDetails = z.infer<typeof JobDetails>;
+export type JobDetailsInput = z.input<typeof JobDetails>;
+
 export const JobOutcome = z.object({
   results: z.array(ResultRef).min(1).max(4),
   engine: Engine,
+  details: JobDetails.optional(),
   /** Milliseconds per stage, plus `total` and `queued`. */
   timings: Timings,
   device: z.enum(['cuda', 'cpu']),

@@ -1,4 +1,5 @@
-// The PyTorch replay (models/reference/replay_dump.py) of a real `p2pz edit --dump` run on the generated
+// The PyTorch replay (models/reference/replay_dump.py) of a real `p2pz edit --dump` run (captioned by the tiny
+// BLIP captioner installed beside the model) on the generated
 // tiny model: every check passes; a perturbed latent or roll offset makes it fail, naming the step.
 // The input is 192×128 (latent 24×16), so the autocorrelation pyramid has two levels (16 → 8 rows) and
 // the width roll differs from the height roll; `--vae-latent sample` exercises the seeded noise too.
@@ -9,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeTinyCaptioner } from '../../daemon/onnx/tiny/blip-captioner.js';
 import { writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusion.js';
 import { decodeNpy, encodeNpy } from '../../daemon/pipeline/dump/npy.js';
 
@@ -51,6 +53,8 @@ beforeAll(async () => {
   modelDir = join(dir, 'model');
   dump = join(dir, 'dump');
   await writeTinyStableDiffusion(modelDir, { flavour: 'opset17' });
+  // A captioner beside the model: the edit (no --caption) captions the input, as pix2pix-zero does.
+  await writeTinyCaptioner(join(dir, 'captioner', 'tiny-blip'));
   const [width, height] = [192, 128];
   const rgb = Buffer.alloc(width * height * 3);
   for (let i = 0; i < width * height; i++) {
@@ -66,6 +70,9 @@ beforeAll(async () => {
   ], { P2PZ_HOME: join(dir, 'home') });
   expect(edit.stderr + edit.stdout).toMatch(/out\.png: cat → dog \(diffusion, cpu,/);
   expect(edit.code).toBe(0);
+  const caption = /^caption: "(.*)" \(captioner tiny-blip\)$/m.exec(edit.stderr)?.[1];
+  expect(caption).toBeTruthy();
+  expect(JSON.parse(await readFile(join(dump, 'meta.json'), 'utf8')).caption).toBe(caption);
 });
 
 afterAll(() => rm(dir, { recursive: true, force: true }));

@@ -5,10 +5,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLIENT_HEADER, ImageUploadResponse, JobOutcome, JobResponse, PROTOCOL_VERSION, ServerEvent } from '../../../shared/protocol/index.js';
+import { CLIENT_HEADER, HealthResponse, ImageUploadResponse, JobOutcome, JobResponse, PROTOCOL_VERSION, ServerEvent } from '../../../shared/protocol/index.js';
 import { startDaemon, type RunningDaemon } from '../../../daemon/daemon.js';
 import { silentLogger } from '../../../daemon/log.js';
+import { writeTinyCaptioner } from '../../../daemon/onnx/tiny/blip-captioner.js';
 import { writeTinyStableDiffusion } from '../../../daemon/onnx/tiny/stable-diffusion.js';
 import { EventClient, send } from '../server/helpers.js';
 import { pixels, rgbaPng } from './tiny-pipeline.js';
@@ -78,6 +80,11 @@ describe('render job through the daemon', () => {
     expect([px.width, px.height, px.channels]).toEqual([W, H, 4]);
     for (let p = 0; p < W * H; p++) expect(px.data[4 * p + 3]).toBe(input.raw[4 * p + 3]);
     expect((await pixels(await download(mask.id))).channels).toBe(1);
+    // No captioner installed: the template caption, and the job says so.
+    expect(outcome.details).toEqual({
+      caption: 'a photo of a cat', captionOrigin: 'template', mask: 'exact',
+      notes: [expect.stringMatching(/^No captioner is installed, so the caption is the template "a photo of a cat"/)],
+    });
 
     const stages = events.events.filter((e) => e['jobId'] === 'render-job-0001' && e['type'] === 'progress').map((e) => e['stage']);
     for (const s of ['load', 'decode', 'encode', 'caption', 'direction', 'inversion', 'edit', 'vae-decode']) expect(stages).toContain(s);
@@ -122,5 +129,38 @@ describe('render job through the daemon', () => {
     const state = JobResponse.parse((await send(daemon, { path: `/v1/jobs/${jobId}`, token, headers: { [CLIENT_HEADER]: CLIENT } })).json);
     expect(state.job.state).toBe('cancelled');
     expect(state.job.outcome).toBeUndefined();
+  });
+
+  it('a 1×1 upload fails with E_BAD_REQUEST and a hint, and the daemon goes on serving', async () => {
+    const tiny = await sharp({ create: { width: 1, height: 1, channels: 3, background: { r: 1, g: 2, b: 3 } } }).png().toBuffer();
+    const up = await send(daemon, { method: 'POST', path: '/v1/images', token, body: tiny, headers: { 'Content-Type': 'image/png' } });
+    const small = ImageUploadResponse.parse(up.json).imageId;
+    const jobId = 'render-job-1x1';
+    const reply = await send(daemon, {
+      method: 'POST', path: '/v1/jobs', token, headers: { [CLIENT_HEADER]: CLIENT },
+      json: { v: PROTOCOL_VERSION, jobId, kind: 'render', imageId: small, model: 'tiny-sd', edit: { source: 'cat', target: 'dog', size: 64, steps: 1, regSteps: 0 } },
+    });
+    expect(reply.status).toBe(202);
+    const e = await events.next((x) => x['jobId'] === jobId && (x['type'] === 'finished' || x['type'] === 'error'), 60_000);
+    expect(e).toMatchObject({ type: 'error', error: { code: 'E_BAD_REQUEST', message: expect.stringContaining('1×1 pixels'), hint: expect.stringContaining('larger layer') } });
+    expect((await send(daemon, { path: '/v1/health' })).status).toBe(200);
+  });
+
+  it('with a captioner installed, a job without a caption is captioned by it; health lists it; details say the mask is unavailable', async () => {
+    await writeTinyCaptioner(join(home, 'models', 'captioner', 'tiny-blip'));
+    const health = HealthResponse.parse((await send(daemon, { path: '/v1/health' })).json);
+    expect(health.models).toContainEqual({ name: 'tiny-blip', kind: 'captioner', demo: false });
+    expect((await submit('render-job-caption', { steps: 1, mask: true })).status).toBe(202);
+    const outcome = await finished('render-job-caption');
+    expect(outcome.details).toMatchObject({ captionOrigin: 'captioner', captioner: 'tiny-blip', mask: 'unavailable' });
+    const caption = outcome.details!.caption!;
+    expect(caption.length).toBeGreaterThan(0);
+    expect(outcome.details!.notes).toEqual([`The caption "${caption}" does not name "cat" (nor a plural of it), so no mask was made.`]);
+    expect(outcome.results.map((r) => r.role)).toEqual(['image']);
+    // The user's caption still wins, and names the source: the mask is back.
+    expect((await submit('render-job-own-caption', { steps: 1, mask: true, caption: 'two cats on a sofa' })).status).toBe(202);
+    const own = await finished('render-job-own-caption');
+    expect(own.details).toEqual({ caption: 'two cats on a sofa', captionOrigin: 'user', mask: 'plural', notes: [] });
+    expect(own.results.map((r) => r.role)).toEqual(['image', 'mask']);
   });
 });
