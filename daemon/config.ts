@@ -15,12 +15,15 @@ export const DAEMON_VERSION: string = typeof P2PZ_VERSION === 'string' ? P2PZ_VE
 export type DeviceChoice = 'auto' | 'cpu' | 'cuda';
 
 export const DAEMON_DEFAULTS = Object.freeze({
-  /** Interface to listen on. Loopback only; anything else needs `allowRemote` (R1). */
+  /** Interface to listen on. Loopback only; anything else needs `allowRemote` (`--listen`, R1). */
   host: '127.0.0.1',
   /** TCP port; 0 picks a free one (tests). 7860 is taken by common SD UIs, hence 7870. */
   port: DEFAULT_PORT,
-  /** Must be true to listen on a non-loopback interface. Every route then needs a token, health too. */
+  /** Must be true to listen on a non-loopback interface (`p2pz serve --listen ADDR`), which also
+   *  needs TLS or `insecureBehindProxy`. Every route then needs a token, health too. */
   allowRemote: false,
+  /** Plain HTTP beyond loopback, for a reverse proxy that terminates TLS (`--insecure-behind-proxy`). */
+  insecureBehindProxy: false,
   /** Execution provider for the worker: `auto` tries CUDA and falls back to CPU. */
   device: 'auto' as DeviceChoice,
   /** How long close() waits for running jobs to stop cooperatively before closing the engine anyway. */
@@ -97,15 +100,46 @@ export function isLoopbackHost(host: string): boolean {
   return isIP(h) === 4 && h.startsWith('127.');
 }
 
-/** R1: listening anywhere but loopback is refused unless explicitly allowed. */
+/** R1: listening anywhere but loopback is refused unless explicitly asked for (`--listen ADDR`). */
 export function checkListenHost(host: string, allowRemote: boolean): void {
   if (!isLoopbackHost(host) && !allowRemote) {
     throw new P2pzError(
-      'E_BAD_REQUEST',
-      `Refusing to listen on ${host}: only loopback addresses are allowed by default.`,
-      'Use the default 127.0.0.1, or pass --allow-remote if other machines must reach this daemon (every request then needs a token).',
+      'E_LISTEN_REFUSED',
+      `Only loopback addresses are allowed by default, not ${host.slice(0, 100)}.`,
+      `Use the default 127.0.0.1, or pass --listen ${host.slice(0, 100)} with --tls-cert and --tls-key if other machines must reach this daemon (every request then needs a token; docs/TEAM.md).`,
     );
   }
+}
+
+/** R1: beyond loopback the daemon speaks TLS itself, or is told that a proxy in front of it does. */
+export function checkTransport(host: string, tls: boolean, insecureBehindProxy: boolean): void {
+  if (!isLoopbackHost(host) && !tls && !insecureBehindProxy) throw new P2pzError('E_TLS_REQUIRED', `Refusing to listen on ${host.slice(0, 100)} without it.`);
+}
+
+/** `--listen ADDR[:PORT]`: an IPv4 address or name, `[IPv6]`, or a bare IPv6 address, with an
+ *  optional port (else `defaultPort`). */
+export function parseListen(value: string, defaultPort: number): { host: string; port: number } {
+  const v = value.trim();
+  const bad = (): P2pzError =>
+    new P2pzError('E_BAD_REQUEST', `--listen must be ADDR or ADDR:PORT, such as 0.0.0.0:7870, 192.168.1.5 or [::]:7870, not "${v.slice(0, 100)}".`);
+  let host: string;
+  let portText: string | undefined;
+  const bracketed = /^\[([0-9a-fA-F:.]+)\](?::(\d+))?$/.exec(v);
+  if (bracketed) {
+    host = bracketed[1] ?? '';
+    portText = bracketed[2];
+    if (isIP(host) !== 6) throw bad();
+  } else if (isIP(v) === 6) {
+    host = v;
+  } else {
+    const m = /^([A-Za-z0-9.-]+)(?::(\d+))?$/.exec(v);
+    if (!m) throw bad();
+    host = m[1] ?? '';
+    portText = m[2];
+  }
+  const port = portText === undefined ? defaultPort : Number(portText);
+  if (!Number.isInteger(port) || port < 0 || port > 65535 || host === '') throw bad();
+  return { host, port };
 }
 
 /** `daemon.json`: how CLI commands find the running daemon. */

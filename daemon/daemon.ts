@@ -8,7 +8,7 @@ import { chmod, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promi
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import { P2pzError, PROTOCOL_VERSION, type InstalledModel } from '../shared/protocol/index.js';
-import { checkListenHost, DAEMON_DEFAULTS, DAEMON_VERSION, DaemonInfo, defaultHome, homePaths, isLoopbackHost, type DaemonPaths, type DeviceChoice } from './config.js';
+import { checkListenHost, checkTransport, DAEMON_DEFAULTS, DAEMON_VERSION, DaemonInfo, defaultHome, homePaths, isLoopbackHost, type DaemonPaths, type DeviceChoice } from './config.js';
 import type { JobEngine } from './jobs/engine.js';
 import { JobQueue, type QueueOptions } from './jobs/queue.js';
 import { ResultStore, type ResultStoreOptions } from './jobs/results.js';
@@ -21,6 +21,8 @@ import { buildHealth } from './server/health.js';
 import { createHttpServer, type HttpOptions } from './server/http-server.js';
 import { listInstalledModels } from './server/installed-models.js';
 import { Pairing, type PairingCode, type PairingOptions } from './server/pairing.js';
+import { parsePublicHost } from './server/public-host.js';
+import { loadTls, type TlsFiles } from './server/tls.js';
 import { TokenStore, type TokenStoreOptions } from './server/tokens.js';
 import { UploadBudget } from './server/upload-budget.js';
 import { attachEvents, type WsOptions } from './server/ws.js';
@@ -32,7 +34,14 @@ export interface DaemonOptions {
   readonly host?: string;
   /** 0 picks a free port. */
   readonly port?: number;
+  /** Listen beyond loopback (`p2pz serve --listen`); needs `tls` or `insecureBehindProxy`. */
   readonly allowRemote?: boolean;
+  /** Serve HTTPS with this certificate and key (`--tls-cert`, `--tls-key`). */
+  readonly tls?: TlsFiles;
+  /** Plain HTTP beyond loopback: a reverse proxy terminates TLS (`--insecure-behind-proxy`). */
+  readonly insecureBehindProxy?: boolean;
+  /** The team's public names, `NAME[:PORT]` (`--public-host`): allowed Host values and https origins. */
+  readonly publicHosts?: readonly string[];
   readonly device?: DeviceChoice;
   /** The job engine; default a WorkerSupervisor over `dist/daemon/worker.js`. Closed by close(). */
   readonly engine?: JobEngine;
@@ -55,7 +64,7 @@ export interface DaemonOptions {
 
 export interface RunningDaemon {
   readonly port: number;
-  /** `http://127.0.0.1:<port>` (or the remote bind address). */
+  /** `http://127.0.0.1:<port>` (or the remote bind address; `https://` with TLS). */
   readonly url: string;
   readonly paths: DaemonPaths;
   /** The express app, for introspection (tests enumerate its routes). */
@@ -90,7 +99,11 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
   const host = options.host ?? DAEMON_DEFAULTS.host;
   const allowRemote = options.allowRemote ?? DAEMON_DEFAULTS.allowRemote;
   checkListenHost(host, allowRemote);
+  const publicHosts = (options.publicHosts ?? []).map(parsePublicHost);
+  const tls = await loadTls(options.tls ?? {});
+  checkTransport(host, tls !== undefined, options.insecureBehindProxy ?? DAEMON_DEFAULTS.insecureBehindProxy);
   const remote = !isLoopbackHost(host);
+  const scheme = tls === undefined ? 'http' : 'https';
   const log = options.log ?? createLogger();
   const paths = homePaths(options.home ?? defaultHome());
   addScrubRoot('<data>', paths.home);
@@ -133,9 +146,10 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
   let port = 0;
   // A specific remote bind address may be used as a Host name; a wildcard (0.0.0.0, ::) cannot.
   const extraHostNames = remote && host !== '0.0.0.0' && host !== '::' ? [urlHost(host)] : [];
-  const gate = createGate({ port: () => port, extraHostNames, tokens, limits, healthNeedsToken: remote });
+  // Reachable under a public name (directly or through a proxy on this machine): health needs a token.
+  const gate = createGate({ port: () => port, extraHostNames, tokens, limits, healthNeedsToken: remote || publicHosts.length > 0, publicHosts, scheme });
   const app = createApp(ctx, gate);
-  const server = createHttpServer(app, options.http);
+  const server = createHttpServer(app, options.http, tls);
   const events = attachEvents(server, gate, ctx, options.ws);
 
   const cleanupPartial = async (): Promise<void> => {
@@ -162,9 +176,10 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
     throw new P2pzError('E_INTERNAL', `Could not listen on ${host}.`, 'Check the --host and --port values.');
   }
   port = (server.address() as AddressInfo).port;
-  const url = `http://${urlHost(host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host)}:${port}`;
+  const url = `${scheme}://${urlHost(host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host)}:${port}`;
   await writeDaemonInfo(paths.daemonInfo, { v: PROTOCOL_VERSION, pid: process.pid, port, url });
-  log.info('daemon.listening', { url, remote });
+  log.info('daemon.listening', { url, remote, ...(tls === undefined ? {} : { tlsValidTo: tls.validTo.toISOString() }), ...(publicHosts.length > 0 ? { publicHosts: publicHosts.map((h) => h.name).join(' ') } : {}) });
+  if (tls !== undefined && tls.validTo.getTime() < Date.now()) log.warn('daemon.tls-expired', { validTo: tls.validTo.toISOString() });
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {

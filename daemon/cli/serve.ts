@@ -1,8 +1,8 @@
 // `p2pz serve`: starts the daemon in the foreground, prints its URL and a pairing code, and stops
 // cleanly on SIGTERM/SIGINT (stop accepting, cancel jobs, close sockets, stop the worker; R23). A
 // second signal, or a shutdown that hangs, exits at once.
-import { P2pzError } from '../../shared/protocol/index.js';
-import { defaultHome, homePaths, type DeviceChoice } from '../config.js';
+import { DEFAULT_PORT, P2pzError } from '../../shared/protocol/index.js';
+import { defaultHome, homePaths, parseListen, type DeviceChoice } from '../config.js';
 import { startDaemon } from '../daemon.js';
 import { createLogger, describeError, parseLogLevel } from '../log.js';
 import { deviceAtStartup, modelsAtStartup } from '../models/startup.js';
@@ -20,11 +20,19 @@ export const serveCommand: CliCommand = {
   name: 'serve',
   summary: 'start the daemon (prints its URL and a pairing code)',
   usage: [
-    'p2pz serve [--port N] [--host H --allow-remote] [--device auto|cpu|cuda] [--demo] [--token-expiry-days N] [--with-parent]',
+    'p2pz serve [--port N] [--listen ADDR[:PORT] (--tls-cert FILE --tls-key FILE | --insecure-behind-proxy)] [--public-host NAME[:PORT]]',
+    '           [--device auto|cpu|cuda] [--demo] [--token-expiry-days N] [--with-parent]',
     '',
     '  --port N         TCP port (default 7870; 0 picks a free one)',
-    '  --host H         interface to listen on (default 127.0.0.1)',
-    '  --allow-remote   required to listen on anything but loopback; every request then needs a token',
+    '  --listen ADDR[:PORT]  listen beyond this machine, e.g. 0.0.0.0:7870; every request then needs a',
+    '                   token, and TLS is required (docs/TEAM.md)',
+    '  --tls-cert FILE  PEM certificate (chain) to serve HTTPS with',
+    '  --tls-key FILE   its PEM private key (unencrypted)',
+    '  --insecure-behind-proxy  plain HTTP beyond loopback: only when a reverse proxy terminates TLS',
+    '  --public-host NAME[:PORT]  the name designers use (https://NAME); allowed as Host and Origin',
+    '                   (repeatable; behind a proxy: the Host the proxy forwards)',
+    '  --host H         loopback interface to listen on (default 127.0.0.1); `--host H --allow-remote`',
+    '                   is the older spelling of `--listen H`',
     '  --device D       execution provider: auto (CUDA, else CPU), cpu or cuda (default auto)',
     '  --demo           also serve a generated demo model pack (random weights, marked demo)',
     '  --token-expiry-days N  refuse and forget client tokens unused for N days (default never; P2PZ_TOKEN_EXPIRY_DAYS)',
@@ -37,6 +45,11 @@ export const serveCommand: CliCommand = {
       port: { type: 'string' },
       host: { type: 'string' },
       'allow-remote': { type: 'boolean' },
+      listen: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'insecure-behind-proxy': { type: 'boolean' },
+      'public-host': { type: 'string', multiple: true },
       device: { type: 'string' },
       demo: { type: 'boolean' },
       'with-parent': { type: 'boolean' },
@@ -46,7 +59,14 @@ export const serveCommand: CliCommand = {
     if (!(DEVICES as readonly string[]).includes(device)) {
       throw new P2pzError('E_BAD_REQUEST', '--device must be auto, cpu or cuda.');
     }
-    const port = intFlag('port', values.port, 0, 65535);
+    let port = intFlag('port', values.port, 0, 65535);
+    let host = values.host;
+    let allowRemote = values['allow-remote'] ?? false;
+    if (values.listen !== undefined) {
+      if (host !== undefined) throw new P2pzError('E_BAD_REQUEST', '--listen and --host name the same thing.', 'Pass only --listen ADDR[:PORT].');
+      ({ host, port } = parseListen(values.listen, port ?? DEFAULT_PORT));
+      allowRemote = true;
+    }
     const expiryDays = intFlag('token-expiry-days', values['token-expiry-days'] ?? io.env['P2PZ_TOKEN_EXPIRY_DAYS'], 1, 3650);
     const log = createLogger({ level: parseLogLevel(io.env['P2PZ_LOG']) ?? 'info' });
     const home = defaultHome(io.env);
@@ -55,8 +75,11 @@ export const serveCommand: CliCommand = {
     const daemon = await startDaemon({
       home,
       ...(port === undefined ? {} : { port }),
-      ...(values.host === undefined ? {} : { host: values.host }),
-      allowRemote: values['allow-remote'] ?? false,
+      ...(host === undefined ? {} : { host }),
+      allowRemote,
+      tls: { certFile: values['tls-cert'], keyFile: values['tls-key'] },
+      insecureBehindProxy: values['insecure-behind-proxy'] ?? false,
+      publicHosts: values['public-host'] ?? [],
       device: device as DeviceChoice,
       log,
       ...(expiryDays === undefined ? {} : { tokens: { expireUnusedDays: expiryDays } }),
@@ -71,6 +94,7 @@ export const serveCommand: CliCommand = {
     process.on('unhandledRejection', onFatal);
     const { code } = daemon.pairingCode();
     io.out(`p2pz daemon listening on ${daemon.url}\n`);
+    for (const name of values['public-host'] ?? []) io.out(`Designers connect to https://${name}\n`);
     io.out(`Pairing code: ${code} (valid for 5 minutes; \`p2pz pair\` prints a new one)\n`);
     io.out(`Try it in the browser: ${daemon.url}/ (Photopea plugin page: ${daemon.url}/photopea)\n`);
 

@@ -8,6 +8,7 @@ import { authenticate, setPrincipal } from './auth.js';
 import { bodyKind, checkDeclaredLength, type BodyLimits } from './body.js';
 import { allowedHosts, checkHost, singleHost } from './host.js';
 import { allowedOrigins, answerPreflight, applyCors, checkOrigin, requestOrigin } from './origin.js';
+import { publicHostValues, publicOrigins, type PublicHost } from './public-host.js';
 import { sendError, setCommonHeaders, toP2pzError } from './respond.js';
 import type { TokenStore } from './tokens.js';
 
@@ -24,6 +25,10 @@ export interface GateOptions {
   readonly limits: BodyLimits;
   /** When listening beyond loopback, health needs a token as well. */
   readonly healthNeedsToken: boolean;
+  /** The team's public names (`--public-host`): more Host values and https origins. */
+  readonly publicHosts?: readonly PublicHost[];
+  /** The scheme the daemon itself serves (https with --tls-cert): its own pages' origins use it. */
+  readonly scheme?: 'http' | 'https';
 }
 
 export interface Gate {
@@ -44,7 +49,12 @@ export function createGate(options: GateOptions): Gate {
   const lists = (): { hosts: ReadonlySet<string>; origins: ReadonlySet<string> } => {
     const port = options.port();
     if (cache?.port !== port) {
-      cache = { port, hosts: allowedHosts(port, options.extraHostNames), origins: allowedOrigins(port, options.extraHostNames) };
+      const publicHosts = options.publicHosts ?? [];
+      cache = {
+        port,
+        hosts: allowedHosts(port, options.extraHostNames, publicHostValues(publicHosts, port)),
+        origins: allowedOrigins(port, options.extraHostNames, options.scheme, publicOrigins(publicHosts, port)),
+      };
     }
     return cache;
   };

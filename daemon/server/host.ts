@@ -8,10 +8,11 @@ import { P2pzError } from '../../shared/protocol/index.js';
 /** Names a local client may use; each is accepted only together with the daemon's port. */
 export const LOOPBACK_NAMES = Object.freeze(['localhost', '127.0.0.1', '[::1]']);
 
-/** Every accepted `Host` value (lowercase) for `port`, plus `extraNames` (a remote bind address). */
-export function allowedHosts(port: number, extraNames: readonly string[] = []): ReadonlySet<string> {
+/** Every accepted `Host` value (lowercase) for `port`, plus `extraNames` (a remote bind address) and
+ *  `extraValues` (complete `host[:port]` values: the team's public name, public-host.ts). */
+export function allowedHosts(port: number, extraNames: readonly string[] = [], extraValues: readonly string[] = []): ReadonlySet<string> {
   const names = [...LOOPBACK_NAMES, ...extraNames.map((n) => n.toLowerCase())];
-  const hosts = new Set(names.map((n) => `${n}:${port}`));
+  const hosts = new Set([...names.map((n) => `${n}:${port}`), ...extraValues.map((v) => v.toLowerCase())]);
   // Browsers omit the default port from Host.
   if (port === 80) for (const n of names) hosts.add(n);
   return hosts;

@@ -1,11 +1,18 @@
 // The Node HTTP server under the express app, with the limits that protect it from slow or malformed
 // clients (R22): a deadline for the headers and for the whole request, a cap on header size, short
 // keep-alive. Errors Node detects before express sees the request (a header overflow, a timeout, a
-// malformed request line) are answered as JSON too, then the connection is closed.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+// malformed request line) are answered as JSON too, then the connection is closed. With a certificate
+// and key (tls.ts) the same server is a node:https one, under the same limits; the TLS handshake gets
+// the headers' deadline, and a failed handshake only closes that connection.
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { errorBody } from './respond.js';
+import { TLS_DEFAULTS, type TlsMaterial } from './tls.js';
+
+/** Plain HTTP on loopback (and behind a proxy), HTTPS when listening beyond with a certificate. */
+export type Server = HttpServer | HttpsServer;
 
 export interface HttpOptions {
   readonly headersTimeoutMs: number;
@@ -44,18 +51,19 @@ function clientErrorAnswer(code: string | undefined): { status: string; error: P
   return { status: '400 Bad Request', error: new P2pzError('E_BAD_REQUEST', 'The request is not valid HTTP.') };
 }
 
-export function createHttpServer(handler: Handler, options: Partial<HttpOptions> = {}): Server {
+export function createHttpServer(handler: Handler, options: Partial<HttpOptions> = {}, tls?: TlsMaterial): Server {
   const o = { ...HTTP_DEFAULTS, ...options };
-  const server = createServer(
-    {
-      headersTimeout: o.headersTimeoutMs,
-      requestTimeout: o.requestTimeoutMs,
-      keepAliveTimeout: o.keepAliveTimeoutMs,
-      maxHeaderSize: o.maxHeaderBytes,
-      connectionsCheckingInterval: o.connectionsCheckingIntervalMs,
-    },
-    handler,
-  );
+  const limits = {
+    headersTimeout: o.headersTimeoutMs,
+    requestTimeout: o.requestTimeoutMs,
+    keepAliveTimeout: o.keepAliveTimeoutMs,
+    maxHeaderSize: o.maxHeaderBytes,
+    connectionsCheckingInterval: o.connectionsCheckingIntervalMs,
+  };
+  const server: Server =
+    tls === undefined
+      ? createServer(limits, handler)
+      : createHttpsServer({ ...limits, cert: tls.cert, key: tls.key, minVersion: TLS_DEFAULTS.minVersion, handshakeTimeout: o.headersTimeoutMs }, handler);
   server.maxConnections = o.maxConnections;
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     if (err.code === 'ECONNRESET' || !socket.writable) {

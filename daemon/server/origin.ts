@@ -16,10 +16,11 @@ export const CORS_DEFAULTS = Object.freeze({
   maxAgeSeconds: 600,
 });
 
-/** The allowed origins for a daemon listening on `port` (and reachable as `extraNames`). */
-export function allowedOrigins(port: number, extraNames: readonly string[] = []): ReadonlySet<string> {
-  const own = [...LOOPBACK_NAMES, ...extraNames.map((n) => n.toLowerCase())].map((n) => `http://${n}:${port}`);
-  return new Set(['null', PHOTOPEA_ORIGIN, ...own]);
+/** The allowed origins for a daemon listening on `port` (and reachable as `extraNames`), serving its
+ *  pages over `scheme`; `extraOrigins` are complete origins (the team's public name, public-host.ts). */
+export function allowedOrigins(port: number, extraNames: readonly string[] = [], scheme: 'http' | 'https' = 'http', extraOrigins: readonly string[] = []): ReadonlySet<string> {
+  const own = [...LOOPBACK_NAMES, ...extraNames.map((n) => n.toLowerCase())].map((n) => `${scheme}://${n}:${port}`);
+  return new Set(['null', PHOTOPEA_ORIGIN, ...own, ...extraOrigins]);
 }
 
 /** The request's Origin header, or undefined when absent. */

@@ -5,7 +5,7 @@
 // bad one (not JSON, unknown type, other version) gets a `protocol-error` event while the connection
 // stays. Connections per token are capped, dead peers are found by ping/pong, a revoked token's
 // sockets are closed, and a peer that does not read its events is dropped rather than buffered.
-import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import {
@@ -21,6 +21,7 @@ import { describeError } from '../log.js';
 import { clientKey } from './clients.js';
 import type { ServiceContext } from './context.js';
 import type { Gate } from './gate.js';
+import type { Server } from './http-server.js';
 import { errorBody, toP2pzError } from './respond.js';
 import type { Principal } from './tokens.js';
 import { checkVersion, parseBody, parseJsonText } from './validate.js';

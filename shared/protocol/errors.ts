@@ -39,6 +39,12 @@ export const ERRORS = {
   E_TIMEOUT: { status: 504, message: 'The operation took too long and was stopped.', hint: 'Try a smaller image, or try again.' },
   E_SHUTTING_DOWN: { status: 503, message: 'The p2pz daemon is shutting down.', hint: 'Start it again with `npm start` (or `p2pz serve`).' },
   E_UNSUPPORTED_OP: { status: 422, message: 'The model contains an operation p2pz cannot differentiate.', hint: 'Use a Stable Diffusion 1.x ONNX export from diffusers or optimum.' },
+  // Refusals at start when listening beyond this machine (p2pz serve --listen; docs/TEAM.md).
+  E_LISTEN_REFUSED: { status: 400, message: 'The daemon refuses to listen there.', hint: 'Use the default 127.0.0.1, or pass --listen ADDR[:PORT] with TLS if other machines must reach this daemon (docs/TEAM.md).' },
+  E_TLS_REQUIRED: { status: 400, message: 'Listening beyond this machine needs TLS.', hint: 'Pass --tls-cert FILE --tls-key FILE, or --insecure-behind-proxy when a reverse proxy in front of the daemon terminates TLS (docs/TEAM.md, "Behind a reverse proxy").' },
+  E_TLS_INCOMPLETE: { status: 400, message: 'TLS needs both a certificate and its private key.', hint: 'Pass both --tls-cert FILE and --tls-key FILE (PEM files).' },
+  E_TLS_UNREADABLE: { status: 400, message: 'The TLS certificate or key could not be read.', hint: 'Give PEM files this user can read: a certificate (BEGIN CERTIFICATE) and an unencrypted private key (BEGIN PRIVATE KEY); decrypt a key with `openssl pkey -in key.pem -out plain.pem`.' },
+  E_TLS_MISMATCH: { status: 400, message: 'The TLS private key does not belong to the certificate.', hint: 'Pass the key the certificate was issued for: `openssl x509 -noout -pubkey -in cert.pem` and `openssl pkey -pubout -in key.pem` must print the same key.' },
   E_INTERNAL: { status: 500, message: 'Something went wrong inside the p2pz daemon.', hint: 'Try again; if it keeps happening, report it with the daemon log.' },
 } as const satisfies Record<string, ErrorInfo>;
 

@@ -54,8 +54,11 @@ export function inlineHashes(html: string, tag: 'script' | 'style'): string[] {
 
 /** `host` is the request's Host header (checked by the gate): the daemon's remote name, if any. */
 export function contentSecurityPolicy(html: string, port: number, frameAncestors: string, host?: string): string {
-  const names = [...new Set([...CSP_LOOPBACK_NAMES.map((n) => `${n}:${port}`), ...(host === undefined || host.startsWith('[') ? [] : [host.toLowerCase()])])];
-  const daemon = names.flatMap((n) => [`http://${n}`, `ws://${n}`]);
+  const loopback = CSP_LOOPBACK_NAMES.map((n) => `${n}:${port}`);
+  const named = host === undefined || host.startsWith('[') || loopback.includes(host.toLowerCase()) ? [] : [host.toLowerCase()];
+  // A page served under another name (a remote bind address, or the team's public name over TLS,
+  // directly or through a proxy) talks to the daemon under that same name, over http or https.
+  const daemon = [...loopback.flatMap((n) => [`http://${n}`, `ws://${n}`]), ...named.flatMap((n) => [`http://${n}`, `ws://${n}`, `https://${n}`, `wss://${n}`])];
   return [
     "default-src 'none'",
     `script-src ${inlineHashes(html, 'script').join(' ') || "'none'"}`,

@@ -338,7 +338,7 @@ describe('remote mode (R1)', () => {
 
   it('startDaemon refuses a non-loopback host without allowRemote', async () => {
     const { startDaemon } = await import('../../../daemon/daemon.js');
-    await expect(startDaemon({ host: '0.0.0.0', port: 0, home: t.home })).rejects.toMatchObject({ code: 'E_BAD_REQUEST' });
+    await expect(startDaemon({ host: '0.0.0.0', port: 0, home: t.home })).rejects.toMatchObject({ code: 'E_LISTEN_REFUSED' });
   });
 
   it('the test daemon listens on 127.0.0.1', () => {

@@ -1,6 +1,6 @@
 // SIGTERM/SIGINT on `p2pz serve` (R23): the process exits promptly with code 0, leaves no worker
 // process behind, and removes daemon.json. Also: serve refuses non-loopback addresses without
-// --allow-remote (R1), and `p2pz pair` / `p2pz token` talk to the running daemon.
+// --listen (R1), and `p2pz pair` / `p2pz token` talk to the running daemon.
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -70,11 +70,11 @@ describe.each([['SIGTERM'], ['SIGINT']] as const)('p2pz serve and %s', (signal) 
 });
 
 describe('p2pz CLI', () => {
-  it('serve refuses a non-loopback host without --allow-remote', async () => {
+  it('serve refuses a non-loopback host without --listen', async () => {
     const home = await newHome();
     const r = await runCli(['serve', '--port', '0', '--host', '0.0.0.0'], { P2PZ_HOME: home });
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('--allow-remote');
+    expect(r.stderr).toContain('--listen 0.0.0.0');
   });
 
   it('pair prints a fresh code from the running daemon that pairs a client; token prints the CLI token', async () => {
