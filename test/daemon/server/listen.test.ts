@@ -196,7 +196,9 @@ describe('TLS (node:https)', () => {
   it('opens the event stream over wss:// for the public origin, and refuses a foreign one', async () => {
     const open = (origin: string): Promise<string> =>
       new Promise((resolve) => {
-        const ws = new WebSocket(`wss://127.0.0.1:${d.port}/v1/events`, { ca, servername: 'p2pz.test', headers: { Host: `p2pz.test:${d.port}` }, origin });
+        // ws hands its options on to tls.connect, servername included (its typings omit it).
+        const options: WebSocket.ClientOptions & { servername: string } = { ca, servername: 'p2pz.test', headers: { Host: `p2pz.test:${d.port}` }, origin };
+        const ws = new WebSocket(`wss://127.0.0.1:${d.port}/v1/events`, options);
         ws.on('open', () => ws.send(JSON.stringify({ v: PROTOCOL_VERSION, type: 'hello', token, clientId: 'tls-test' })));
         ws.on('message', (m: Buffer) => {
           resolve((JSON.parse(m.toString('utf8')) as { type: string }).type);
