@@ -105,7 +105,7 @@ export function checkListenHost(host: string, allowRemote: boolean): void {
   if (!isLoopbackHost(host) && !allowRemote) {
     throw new P2pzError(
       'E_LISTEN_REFUSED',
-      `Only loopback addresses are allowed by default, not ${host.slice(0, 100)}.`,
+      `Refusing to listen on ${host.slice(0, 100)}: only loopback addresses are allowed without --listen.`,
       `Use the default 127.0.0.1, or pass --listen ${host.slice(0, 100)} with --tls-cert and --tls-key if other machines must reach this daemon (every request then needs a token; docs/TEAM.md).`,
     );
   }
@@ -113,7 +113,7 @@ export function checkListenHost(host: string, allowRemote: boolean): void {
 
 /** R1: beyond loopback the daemon speaks TLS itself, or is told that a proxy in front of it does. */
 export function checkTransport(host: string, tls: boolean, insecureBehindProxy: boolean): void {
-  if (!isLoopbackHost(host) && !tls && !insecureBehindProxy) throw new P2pzError('E_TLS_REQUIRED', `Refusing to listen on ${host.slice(0, 100)} without it.`);
+  if (!isLoopbackHost(host) && !tls && !insecureBehindProxy) throw new P2pzError('E_TLS_REQUIRED', `Refusing to listen on ${host.slice(0, 100)} without TLS.`);
 }
 
 /** `--listen ADDR[:PORT]`: an IPv4 address or name, `[IPv6]`, or a bare IPv6 address, with an

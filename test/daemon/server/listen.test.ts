@@ -144,7 +144,7 @@ describe('--listen (R1)', () => {
   it('p2pz serve --listen refuses without TLS and prints the code and the hint', async () => {
     const r = await runCli(['serve', '--listen', '0.0.0.0:0'], { P2PZ_HOME: await newHome() });
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('Listening beyond this machine needs TLS.');
+    expect(r.stderr).toContain('Refusing to listen on 0.0.0.0 without TLS.');
     expect(r.stderr).toContain('--insecure-behind-proxy');
     const mismatch = await runCli(['serve', '--listen', '0.0.0.0:0', '--tls-cert', f.cert, '--tls-key', f.otherKey], { P2PZ_HOME: await newHome() });
     expect(mismatch.code).toBe(1);
