@@ -195,6 +195,14 @@ export class JobQueue {
     return snapshot(job);
   }
 
+  /** Cancels every queued and running job of this client (its page was closed); returns how many. */
+  cancelClient(clientId: string): number {
+    this.forgetExpired();
+    const active = [...(this.jobs.get(clientId)?.values() ?? [])].filter((job) => job.state === 'queued' || job.state === 'running');
+    for (const job of active) this.cancel(clientId, job.jobId);
+    return active.length;
+  }
+
   /** Listens to the events of this client's jobs; returns the function that stops listening. */
   subscribe(clientId: string, listener: JobListener): () => void {
     let set = this.listeners.get(clientId);

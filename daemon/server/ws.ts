@@ -18,6 +18,7 @@ import {
   type ServerEvent,
 } from '../../shared/protocol/index.js';
 import { describeError } from '../log.js';
+import { ABANDONED_DEFAULTS, AbandonedClients } from './abandoned-clients.js';
 import { clientKey } from './clients.js';
 import type { ServiceContext } from './context.js';
 import type { Gate } from './gate.js';
@@ -34,6 +35,8 @@ export interface WsOptions {
   readonly heartbeatMs: number;
   readonly maxBufferedBytes: number;
   readonly maxPendingConnections: number;
+  /** A client without any event stream for this long has its jobs cancelled (abandoned-clients.ts). */
+  readonly abandonedJobGraceMs: number;
 }
 
 export const WS_DEFAULTS: WsOptions = Object.freeze({
@@ -52,6 +55,8 @@ export const WS_DEFAULTS: WsOptions = Object.freeze({
   maxBufferedBytes: 1024 * 1024,
   /** Connections that have not said hello yet; more upgrades are refused (503) until some do or time out. */
   maxPendingConnections: 32,
+  /** See abandoned-clients.ts: long enough for a page reload, short next to a render. */
+  abandonedJobGraceMs: ABANDONED_DEFAULTS.graceMs,
 });
 
 /** WebSocket close codes used here (RFC 6455 §7.4.1). */
@@ -104,6 +109,11 @@ export function attachEvents(server: Server, gate: Gate, ctx: ServiceContext, op
   const o = { ...WS_DEFAULTS, ...options };
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: o.maxPayloadBytes, clientTracking: false });
   const peers = new Set<Peer>();
+  const abandoned = new AbandonedClients(
+    (key) => ctx.queue.cancelClient(key),
+    o.abandonedJobGraceMs,
+    (count) => ctx.log.info('jobs.abandoned-cancelled', { count }),
+  );
   let closing = false;
 
   const send = (peer: Peer, event: ServerEvent): void => {
@@ -134,6 +144,7 @@ export function attachEvents(server: Server, gate: Gate, ctx: ServiceContext, op
     clearTimeout(peer.helloTimer);
     peer.principal = principal;
     peer.key = clientKey(principal, msg.clientId);
+    abandoned.connected(peer.key);
     // Events of jobs that change while the welcome is prepared wait behind it.
     const backlog: ServerEvent[] = [];
     let welcomed = false;
@@ -184,6 +195,7 @@ export function attachEvents(server: Server, gate: Gate, ctx: ServiceContext, op
     ws.on('error', (err) => ctx.log.info('ws.error', describeError(err)));
     ws.on('close', () => {
       clearTimeout(peer.helloTimer);
+      if (peer.principal !== undefined && !closing) abandoned.disconnected(peer.key);
       peer.unsubscribe?.();
       peers.delete(peer);
     });
@@ -232,6 +244,7 @@ export function attachEvents(server: Server, gate: Gate, ctx: ServiceContext, op
     connections: () => peers.size,
     close: async () => {
       closing = true;
+      abandoned.close();
       clearInterval(heartbeat);
       stopRevoked();
       server.off('upgrade', onUpgrade);

@@ -6,7 +6,8 @@
 // one after the other as a batch. Everything editor-specific is behind PanelHost (host.ts).
 import type { JobKind, JobOutcome, SelectionItem } from '../../shared/protocol/index.js';
 import { Connection } from './connection.js';
-import { DaemonClient, randomId } from './daemon-client.js';
+import { panelClientId } from './client-id.js';
+import { DaemonClient } from './daemon-client.js';
 import { EditForm } from './form.js';
 import type { HostPush, PanelHost, PanelResult } from './host.js';
 import { JobRunner } from './job-runner.js';
@@ -32,7 +33,7 @@ export class Panel {
     this.form = new EditForm(ui);
     const view = this.view;
     this.connection = new Connection({
-      clientId: randomId(host.client),
+      clientId: panelClientId(host.client),
       host,
       createClient: (port, clientId, token, label) => new DaemonClient(port, clientId, token, label),
       permission: () => localNetworkPermission(),
