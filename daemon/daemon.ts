@@ -26,6 +26,9 @@ import { loadTls, type TlsFiles } from './server/tls.js';
 import { TokenStore, type TokenStoreOptions } from './server/tokens.js';
 import { UploadBudget } from './server/upload-budget.js';
 import { attachEvents, type WsOptions } from './server/ws.js';
+import type { RedisConnection } from './team/redis-url.js';
+import type { TeamExchange } from './team/team-engine.js';
+import { TEAM_DEFAULTS, type TeamSettings } from './team/settings.js';
 import { WorkerSupervisor, type SupervisorOptions } from './worker/supervisor.js';
 
 export interface DaemonOptions {
@@ -60,6 +63,9 @@ export interface DaemonOptions {
   /** Options of both file stores (uploads and results). */
   readonly stores?: ResultStoreOptions;
   readonly shutdownGraceMs?: number;
+  /** Team endpoint mode (docs/TEAM.md): jobs go onto this Redis's BullMQ queue for `p2pz worker`s
+   *  instead of a local worker process. */
+  readonly team?: { readonly connection: RedisConnection; readonly settings?: Partial<TeamSettings> };
 }
 
 export interface RunningDaemon {
@@ -120,11 +126,20 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
   tokenSweep.unref();
   const uploads = await ResultStore.open(paths.uploads, { log, ...options.stores });
   const results = await ResultStore.open(paths.results, { log, ...options.stores });
+  let team: (JobEngine & TeamExchange) | undefined;
+  if (options.team !== undefined) {
+    // Loaded only in team mode: a local daemon never maps BullMQ or a Redis client.
+    const { TeamEngine } = await import('./team/team-engine.js');
+    team = await TeamEngine.open(options.team.connection, { ...options.team.settings, log });
+  }
   const engine =
     options.engine ??
+    team ??
     new WorkerSupervisor({ cacheDir: paths.cache, ...options.supervisor, modelsDir: paths.models, device: options.device ?? DAEMON_DEFAULTS.device, log });
   const shutdownGraceMs = options.shutdownGraceMs ?? DAEMON_DEFAULTS.shutdownGraceMs;
-  const queue = new JobQueue(engine, results, { closeGraceMs: shutdownGraceMs, log, ...options.queue });
+  // A team endpoint keeps `inFlight` jobs on the shared queue, where BullMQ orders them for the workers.
+  const concurrency = team === undefined ? {} : { concurrency: options.team?.settings?.inFlight ?? TEAM_DEFAULTS.inFlight };
+  const queue = new JobQueue(engine, results, { closeGraceMs: shutdownGraceMs, log, ...concurrency, ...options.queue });
   const pairing = new Pairing(options.pairing);
   const listModels = options.models ?? listInstalledModels;
   let stopping = false;
@@ -138,6 +153,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
     limits,
     uploadBudget: new UploadBudget({ totalBytes: limits.uploadBytesInFlight, perTokenBytes: limits.uploadBytesInFlightPerToken }),
     log,
+    ...(team === undefined ? {} : { team }),
     models: () => listModels(paths.models),
     health: async () =>
       buildHealth({ version: DAEMON_VERSION, engine: engine.health(), queue: queue.counts(), models: await listModels(paths.models), stopping }),

@@ -14,6 +14,7 @@ export const COMMAND_LOADERS: Readonly<Record<string, () => Promise<CliCommand>>
   pair: async () => (await import('./pair.js')).pairCommand,
   token: async () => (await import('./token.js')).tokenCommand,
   tokens: async () => (await import('./tokens.js')).tokensCommand,
+  worker: async () => (await import('./worker.js')).workerCommand,
 });
 
 /** Every command, loaded (for `p2pz --help`). */

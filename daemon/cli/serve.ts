@@ -6,6 +6,7 @@ import { defaultHome, homePaths, parseListen, type DeviceChoice } from '../confi
 import { startDaemon } from '../daemon.js';
 import { createLogger, describeError, parseLogLevel } from '../log.js';
 import { deviceAtStartup, modelsAtStartup } from '../models/startup.js';
+import { parseRedisUrl } from '../team/redis-url.js';
 import { intFlag, parseFlags, type CliCommand } from './command.js';
 import { watchParent } from './parent-watch.js';
 
@@ -37,6 +38,8 @@ export const serveCommand: CliCommand = {
     '  --demo           also serve a generated demo model pack (random weights, marked demo)',
     '  --token-expiry-days N  refuse and forget client tokens unused for N days (default never; P2PZ_TOKEN_EXPIRY_DAYS)',
     '  --with-parent    stop, as on SIGTERM, when the launching process ends (`npm start` uses it)',
+    '  --queue URL      be a team endpoint: put jobs on this Redis (redis://HOST:PORT/N) for',
+    '                   `p2pz worker`s instead of running them here (docs/TEAM.md)',
     '',
     'Data lives in $P2PZ_HOME (default: the per-user data folder). P2PZ_LOG=debug logs more.',
   ].join('\n'),
@@ -54,7 +57,9 @@ export const serveCommand: CliCommand = {
       demo: { type: 'boolean' },
       'with-parent': { type: 'boolean' },
       'token-expiry-days': { type: 'string' },
+      queue: { type: 'string' },
     });
+    const team = values.queue === undefined ? undefined : { connection: parseRedisUrl(values.queue) };
     const device = values.device ?? io.env['P2PZ_DEVICE'] ?? 'auto';
     if (!(DEVICES as readonly string[]).includes(device)) {
       throw new P2pzError('E_BAD_REQUEST', '--device must be auto, cpu or cuda.');
@@ -71,7 +76,7 @@ export const serveCommand: CliCommand = {
     const log = createLogger({ level: parseLogLevel(io.env['P2PZ_LOG']) ?? 'info' });
     const home = defaultHome(io.env);
     io.out((await modelsAtStartup(homePaths(home).models, values.demo === true)).notice);
-    io.out(await deviceAtStartup(device as DeviceChoice));
+    if (team === undefined) io.out(await deviceAtStartup(device as DeviceChoice));
     const daemon = await startDaemon({
       home,
       ...(port === undefined ? {} : { port }),
@@ -83,6 +88,7 @@ export const serveCommand: CliCommand = {
       device: device as DeviceChoice,
       log,
       ...(expiryDays === undefined ? {} : { tokens: { expireUnusedDays: expiryDays } }),
+      ...(team === undefined ? {} : { team }),
     });
     // A bug must not print a stack (R21): log the scrubbed error, shut down, exit non-zero.
     const onFatal = (err: unknown): void => {

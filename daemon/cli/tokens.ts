@@ -20,6 +20,8 @@ import { callDaemon } from './daemon-api.js';
 const USAGE = [
   'p2pz tokens list              the client tokens: id, name, created, last used',
   'p2pz tokens create NAME       a new token named NAME (printed once; send it as `Authorization: Bearer …`)',
+  'p2pz tokens create NAME --worker   a token for a team\'s GPU worker (`p2pz worker`, docs/TEAM.md): it can',
+  '                              take the team\'s jobs but not submit any',
   'p2pz tokens revoke ID|NAME    revoke a token at once (its requests get 401, its event streams close)',
   '',
   'Paired plugins appear under the name they paired with. `p2pz token` prints the command-line token,',
@@ -42,9 +44,9 @@ export function formatTokens(tokens: readonly TokenInfo[], expireUnusedDays: num
         ? 'Tokens do not expire.'
         : `Tokens unused for ${expireUnusedDays} days expire.`;
   if (tokens.length === 0) return `No client tokens. Pair a plugin, or run \`p2pz tokens create NAME\`.\n${policy}\n`;
-  const rows = [['ID', 'NAME', 'CREATED', 'LAST USED'], ...tokens.map((t) => [t.id, t.name, when(t.createdAt), when(t.lastUsedAt)])];
-  const widths = [0, 1, 2].map((i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  const lines = rows.map((r) => r.map((cell, i) => (i < 3 ? cell.padEnd(widths[i] ?? 0) : cell)).join('  '));
+  const rows = [['ID', 'NAME', 'KIND', 'CREATED', 'LAST USED'], ...tokens.map((t) => [t.id, t.name, t.kind, when(t.createdAt), when(t.lastUsedAt)])];
+  const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  const lines = rows.map((r) => r.map((cell, i) => (i < 4 ? cell.padEnd(widths[i] ?? 0) : cell)).join('  '));
   return `${lines.join('\n')}\n${policy}\n`;
 }
 
@@ -64,11 +66,11 @@ async function list(paths: DaemonPaths, io: CliIo): Promise<number> {
   return 0;
 }
 
-async function create(paths: DaemonPaths, rawName: string, io: CliIo): Promise<number> {
+async function create(paths: DaemonPaths, rawName: string, kind: 'client' | 'worker', io: CliIo): Promise<number> {
   const name = TokenName.safeParse(rawName);
   if (!name.success) throw new P2pzError('E_BAD_REQUEST', 'A token name is 1–60 letters, digits, spaces or . _ @ + -, starting with a letter or digit.', 'For example: p2pz tokens create "anna laptop"');
-  const live = await callDaemon(paths, { method: 'POST', path: '/v1/tokens', body: { v: PROTOCOL_VERSION, name: name.data } }, TokenCreateResponse);
-  const made = live ?? (await (await offlineStore(paths)).issue(name.data));
+  const live = await callDaemon(paths, { method: 'POST', path: '/v1/tokens', body: { v: PROTOCOL_VERSION, name: name.data, kind } }, TokenCreateResponse);
+  const made = live ?? (await (await offlineStore(paths)).issue(name.data, kind));
   io.out(`${made.token}\n`);
   io.err(`Token "${name.data}" created (id ${made.id}). It is shown only this once; \`p2pz tokens revoke ${made.id}\` revokes it.\n`);
   return 0;
@@ -91,13 +93,14 @@ export const tokensCommand: CliCommand = {
   summary: 'list, create and revoke client tokens (paired plugins, people, scripts)',
   usage: USAGE,
   async run(args, io) {
-    const { positionals } = parseFlags(args, {}, true);
+    const { values, positionals } = parseFlags(args, { worker: { type: 'boolean' } }, true);
     const [action, arg, ...extra] = positionals;
     const paths = homePaths(defaultHome(io.env));
     const wrongUse = (): P2pzError => new P2pzError('E_BAD_REQUEST', 'Usage: p2pz tokens list | create NAME | revoke ID|NAME', 'Run `p2pz tokens --help`.');
     if (extra.length > 0) throw wrongUse();
     if (action === 'list' && arg === undefined) return list(paths, io);
-    if (action === 'create' && arg !== undefined) return create(paths, arg, io);
+    if (action === 'create' && arg !== undefined) return create(paths, arg, values.worker === true ? 'worker' : 'client', io);
+    if (values.worker === true) throw wrongUse();
     if (action === 'revoke' && arg !== undefined) return revoke(paths, arg, io);
     throw wrongUse();
   },

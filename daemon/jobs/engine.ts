@@ -19,6 +19,9 @@ export interface EngineProgress {
   readonly total: number;
   /** A small PNG step preview. */
   readonly preview?: Uint8Array;
+  /** Set by a team engine (daemon/team) when the job starts again after its GPU worker stopped or
+   *  failed: the queue reports it as a `retrying` event instead of progress. */
+  readonly retry?: { readonly attempt: number; readonly attempts: number };
 }
 
 export interface EngineOutput {
@@ -39,6 +42,8 @@ export interface EngineHealth {
   readonly recentCrashes: number;
   readonly lastCrash?: string;
   readonly device: Device | null;
+  /** A team engine: the GPU workers connected to its queue. */
+  readonly team?: { readonly workers: number };
 }
 
 export interface JobEngine {

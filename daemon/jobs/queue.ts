@@ -37,6 +37,9 @@ export const QUEUE_DEFAULTS = Object.freeze({
   /** On close(): how long the running job may take to stop cooperatively before the engine is closed
    *  (which stops its worker by force if it must). */
   closeGraceMs: 10_000,
+  /** Jobs run at once: 1 for the local worker (one GPU); a team endpoint (daemon/team) hands every
+   *  admitted job to the shared queue at once and lets its workers take them. */
+  concurrency: 1,
 });
 /** The settings above, each a number of its own. */
 export type QueueSettings = { readonly [K in keyof typeof QUEUE_DEFAULTS]: number };
@@ -98,7 +101,8 @@ export class JobQueue {
   /** Ended jobs in the order they ended, to forget them in that order. */
   private readonly ended: Job[] = [];
   private readonly listeners = new Map<string, Set<JobListener>>();
-  private running: { readonly job: Job; readonly settled: Promise<void> } | undefined;
+  /** The jobs the engine is running, each with the promise that settles when its run has returned. */
+  private readonly running = new Map<Job, Promise<void>>();
   /** Set by close(): no job is admitted or started any more. */
   private closed = false;
   private closing: Promise<void> | undefined;
@@ -217,7 +221,7 @@ export class JobQueue {
 
   /** `running` counts a cancelled job until its engine run has returned: the GPU is still busy. */
   counts(): { running: number; queued: number } {
-    return { running: this.running ? 1 : 0, queued: this.waiting.size };
+    return { running: this.running.size, queued: this.waiting.size };
   }
 
   /** Refuses new jobs, cancels every job, waits for the running one to stop, then closes the engine. */
@@ -231,24 +235,26 @@ export class JobQueue {
 
   private async shutdown(): Promise<void> {
     for (let job = this.waiting.shift(); job; job = this.waiting.shift()) this.end(job, { state: 'cancelled' });
-    const running = this.running;
-    if (running) {
-      if (running.job.state === 'running') running.job.state = 'cancelled';
-      running.job.abort?.abort();
+    const running = [...this.running];
+    for (const [job] of running) {
+      if (job.state === 'running') job.state = 'cancelled';
+      job.abort?.abort();
+    }
+    const settled = Promise.all(running.map(([, done]) => done));
+    if (running.length > 0) {
       let grace: NodeJS.Timeout | undefined;
       const graceOver = new Promise<void>((resolve) => {
         grace = setTimeout(resolve, this.settings.closeGraceMs);
       });
-      await Promise.race([running.settled, graceOver]);
+      await Promise.race([settled, graceOver]);
       clearTimeout(grace);
     }
     await this.engine.close();
-    await running?.settled;
+    await settled;
   }
 
   private checkBounds(clientId: string, owner: string): void {
-    const pending = [...this.waiting];
-    if (this.running) pending.push(this.running.job);
+    const pending = [...this.waiting, ...this.running.keys()];
     if (pending.length >= this.settings.maxQueued) {
       throw new P2pzError('E_QUEUE_FULL', `At most ${this.settings.maxQueued} edits can wait at once.`);
     }
@@ -268,11 +274,16 @@ export class JobQueue {
     return job;
   }
 
-  /** Starts the next waiting job when the engine is idle. */
+  /** Starts waiting jobs while the engine has room (`concurrency`). */
   private pump(): void {
-    if (this.running || this.closed) return;
-    const job = this.waiting.shift();
-    if (!job) return;
+    while (this.running.size < this.settings.concurrency && !this.closed) {
+      const job = this.waiting.shift();
+      if (!job) return;
+      this.start(job);
+    }
+  }
+
+  private start(job: Job): void {
     const image = job.image;
     const abort = new AbortController();
     job.image = undefined;
@@ -288,11 +299,11 @@ export class JobQueue {
         if (job.endedAt === undefined) this.end(job, { state: 'error', error: errorBody('E_INTERNAL') });
       })
       .finally(() => {
-        this.running = undefined;
+        this.running.delete(job);
         job.abort = undefined;
         this.pump();
       });
-    this.running = { job, settled };
+    this.running.set(job, settled);
     this.emit(job, { ...eventBase(job), type: 'started' });
     this.announcePositions();
   }
@@ -404,6 +415,10 @@ export class JobQueue {
    *  PNG data URL when the client asked for previews and it fits the event's size limit. */
   private reportProgress(job: Job, progress: EngineProgress, signal: AbortSignal): void {
     if (signal.aborted || job.state !== 'running') return;
+    if (progress.retry !== undefined) {
+      this.log.warn('job.retrying', { jobId: job.jobId, ...progress.retry });
+      return this.emit(job, { ...eventBase(job), type: 'retrying', ...progress.retry });
+    }
     const event = {
       ...eventBase(job),
       type: 'progress' as const,

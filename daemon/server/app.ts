@@ -15,6 +15,7 @@ import { registerPageRoutes } from './routes/pages.js';
 import { registerPairingRoutes } from './routes/pairing.js';
 import { registerResultRoutes } from './routes/results.js';
 import { registerTokenRoutes } from './routes/tokens.js';
+import { registerTeamRoutes } from './routes/team.js';
 
 /** Errors express itself raises (a malformed %-escape in a path, ...) carry an HTTP status. */
 function fromExpress(err: unknown): P2pzError | undefined {
@@ -61,6 +62,7 @@ export function createApp(ctx: ServiceContext, gate: Gate): Express {
   registerResultRoutes(app, ctx);
   registerModelRoutes(app, ctx);
   registerPageRoutes(app, ctx);
+  if (ctx.team !== undefined) registerTeamRoutes(app, ctx, ctx.team);
 
   const notFound: RequestHandler = (req, res) => sendError(req, res, new P2pzError('E_NOT_FOUND'));
   app.use(notFound);

@@ -7,6 +7,7 @@ import type { ResultStore } from '../jobs/results.js';
 import type { Logger } from '../log.js';
 import type { BodyLimits } from './body.js';
 import type { Pairing } from './pairing.js';
+import type { TeamExchange } from '../team/team-engine.js';
 import type { TokenStore } from './tokens.js';
 import type { UploadBudget } from './upload-budget.js';
 
@@ -22,6 +23,8 @@ export interface ServiceContext {
   /** Upload bytes that may be arriving at once (R8, docs/SECURITY.md §Memory bound). */
   readonly uploadBudget: UploadBudget;
   readonly log: Logger;
+  /** A team endpoint's exchange with its GPU workers (routes/team.ts); absent in local mode. */
+  readonly team?: TeamExchange;
   health(): Promise<HealthResponse>;
   models(): Promise<InstalledModel[]>;
 }

@@ -4,17 +4,27 @@
 // declared length (R8). Whatever fails is answered here as `{v, code, message, hint}`; a route only
 // ever sees requests that passed.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { P2pzError } from '../../shared/protocol/index.js';
 import { authenticate, setPrincipal } from './auth.js';
 import { bodyKind, checkDeclaredLength, type BodyLimits } from './body.js';
 import { allowedHosts, checkHost, singleHost } from './host.js';
 import { allowedOrigins, answerPreflight, applyCors, checkOrigin, requestOrigin } from './origin.js';
 import { publicHostValues, publicOrigins, type PublicHost } from './public-host.js';
 import { sendError, setCommonHeaders, toP2pzError } from './respond.js';
-import type { TokenStore } from './tokens.js';
+import type { Principal, TokenStore } from './tokens.js';
 
 /** Routes open without a token: `METHOD path`, compared exactly (routing is case- and slash-strict).
  *  Besides health and pairing, the two static pages (routes/pages.ts), whose API calls need a token. */
 export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['GET /v1/health', 'HEAD /v1/health', 'POST /v1/pair', 'GET /', 'HEAD /', 'GET /photopea', 'HEAD /photopea']);
+
+/** A team's GPU worker token (docs/TEAM.md) reaches the `/v1/team/` routes and health only: it can
+ *  neither submit jobs nor read anyone's uploads or results. */
+function confine(principal: Principal, path: string): Principal {
+  if (principal.kind === 'worker' && !path.startsWith('/v1/team/') && path !== '/v1/health') {
+    throw new P2pzError('E_UNAUTHORIZED', 'A GPU worker token cannot be used for this.', 'Pair the plugin, or use your own token (`p2pz tokens create NAME`).');
+  }
+  return principal;
+}
 
 export interface GateOptions {
   /** The port the daemon listens on (known only once it listens). */
@@ -77,7 +87,7 @@ export function createGate(options: GateOptions): Gate {
         answerPreflight(req, res, origin);
         return;
       }
-      if (!isPublic(req)) setPrincipal(res, authenticate(req, options.tokens));
+      if (!isPublic(req)) setPrincipal(res, confine(authenticate(req, options.tokens), pathOf(req)));
       checkDeclaredLength(req, bodyKind(req), options.limits);
     } catch (err) {
       sendError(req, res, toP2pzError(err));

@@ -35,5 +35,6 @@ export function buildHealth(input: HealthInputs): HealthResponse {
     },
     models: input.models,
     queue: { running: input.queue.running, queued: input.queue.queued },
+    ...(engine.team === undefined ? {} : { team: engine.team }),
   };
 }

@@ -39,6 +39,8 @@ const TokenRecord = z.object({
   createdAt: z.number(),
   /** Epoch ms of the last request or open event stream with this token; absent until first use. */
   lastUsedAt: z.number().optional(),
+  /** `worker`: a GPU worker of a team (docs/TEAM.md), which may use only the `/v1/team/` routes. */
+  kind: z.enum(['client', 'worker']).default('client'),
 });
 type TokenRecord = z.infer<typeof TokenRecord>;
 const TokensFile = z.object({ v: Version, tokens: z.array(TokenRecord).max(1000) });
@@ -46,7 +48,7 @@ const TokensFile = z.object({ v: Version, tokens: z.array(TokenRecord).max(1000)
 /** Who made a request: the token's id and kind. */
 export interface Principal {
   readonly tokenId: string;
-  readonly kind: 'cli' | 'client';
+  readonly kind: 'cli' | 'client' | 'worker';
   readonly label: string;
 }
 
@@ -65,6 +67,7 @@ export interface TokenSummary {
   readonly name: string;
   readonly createdAt: number;
   readonly lastUsedAt: number | null;
+  readonly kind: TokenRecord['kind'];
 }
 
 function newToken(): string {
@@ -157,7 +160,7 @@ export class TokenStore {
     if (timingSafeEqual(hash, this.cliHash)) found = { tokenId: CLI_TOKEN_ID, kind: 'cli', label: 'cli' };
     for (const r of this.records) {
       if (timingSafeEqual(hash, Buffer.from(r.hash, 'hex')) && found === undefined) {
-        found = { tokenId: r.id, kind: 'client', label: r.label };
+        found = { tokenId: r.id, kind: r.kind, label: r.label };
         record = r;
       }
     }
@@ -207,11 +210,11 @@ export class TokenStore {
     return this.settings.expireUnusedDays;
   }
 
-  /** Issues a client token (returned once, stored hashed). `label` is the token's name. */
-  async issue(label: string): Promise<{ id: string; token: string }> {
+  /** Issues a client (or team worker) token, returned once and stored hashed. `label` is its name. */
+  async issue(label: string, kind: TokenRecord['kind'] = 'client'): Promise<{ id: string; token: string }> {
     const token = newToken();
     const id = randomBytes(12).toString('base64url');
-    this.records.push({ id, label: label.slice(0, 60), hash: sha256(token).toString('hex'), createdAt: this.now() });
+    this.records.push({ id, label: label.slice(0, 60), hash: sha256(token).toString('hex'), createdAt: this.now(), kind });
     const overflow = this.records.length - this.settings.maxClientTokens;
     const forgotten = overflow > 0 ? this.records.splice(0, overflow) : [];
     await this.save();
@@ -242,7 +245,7 @@ export class TokenStore {
   }
 
   list(): TokenSummary[] {
-    return this.records.map(({ id, label, createdAt, lastUsedAt }) => ({ id, name: label, createdAt, lastUsedAt: lastUsedAt ?? null }));
+    return this.records.map(({ id, label, createdAt, lastUsedAt, kind }) => ({ id, name: label, createdAt, lastUsedAt: lastUsedAt ?? null, kind }));
   }
 
   /** Resolves once every pending write of tokens.json has finished (the daemon awaits it at close). */

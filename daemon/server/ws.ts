@@ -130,7 +130,7 @@ export function attachEvents(server: Server, gate: Gate, ctx: ServiceContext, op
   const hello = async (peer: Peer, msg: Extract<ClientMessage, { type: 'hello' }>): Promise<void> => {
     if (peer.principal !== undefined) throw new P2pzError('E_BAD_REQUEST', 'This connection already said hello.');
     const principal = ctx.tokens.verify(msg.token);
-    if (principal === undefined) {
+    if (principal === undefined || principal.kind === 'worker') {
       protocolError(peer, new P2pzError('E_UNAUTHORIZED'));
       peer.ws.close(CLOSE.policy, 'unauthorized');
       return;

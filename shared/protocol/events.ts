@@ -27,6 +27,16 @@ export const ProgressEvent = z.object({
   /** A small step preview as a PNG data URL (at most ~64 KB). */
   preview: z.string().startsWith('data:image/png;base64,').max(100_000).optional(),
 });
+/** A team endpoint's note that a job is being run again after its GPU worker stopped or failed
+ *  (daemon/team): the job keeps its id and ends with exactly one terminal event as always. */
+export const RetryingEvent = z.object({
+  ...jobEvent,
+  type: z.literal('retrying'),
+  /** The attempt now starting, 2 or more. */
+  attempt: z.number().int().min(2),
+  /** The attempts a job gets at most. */
+  attempts: z.number().int().min(2),
+});
 export const FinishedEvent = z.object({ ...jobEvent, type: z.literal('finished'), outcome: JobOutcome });
 export const CancelledEvent = z.object({ ...jobEvent, type: z.literal('cancelled') });
 export const JobErrorEvent = z.object({ ...jobEvent, type: z.literal('error'), error: ErrorBody });
@@ -39,6 +49,7 @@ export const ServerEvent = z.discriminatedUnion('type', [
   QueuedEvent,
   StartedEvent,
   ProgressEvent,
+  RetryingEvent,
   FinishedEvent,
   CancelledEvent,
   JobErrorEvent,

@@ -41,6 +41,8 @@ export const HealthResponse = z.object({
   worker: WorkerHealth,
   models: z.array(InstalledModel),
   queue: z.object({ running: z.number().int(), queued: z.number().int() }),
+  /** A team endpoint (docs/TEAM.md): the GPU workers connected to its queue. */
+  team: z.object({ workers: z.number().int().nonnegative() }).optional(),
 });
 export type HealthResponse = z.infer<typeof HealthResponse>;
 
@@ -107,6 +109,8 @@ export const TokenInfo = z.object({
   createdAt: z.number().int().nonnegative(),
   /** Epoch milliseconds of the last request or open event stream; null: never used. */
   lastUsedAt: z.number().int().nonnegative().nullable(),
+  /** `worker`: a team's GPU worker (docs/TEAM.md), which may use only the `/v1/team/` routes. */
+  kind: z.enum(['client', 'worker']).default('client'),
 });
 export type TokenInfo = z.infer<typeof TokenInfo>;
 /** GET /v1/tokens. */
@@ -117,7 +121,7 @@ export const TokensResponse = z.object({
   expireUnusedDays: z.number().int().positive().nullable(),
 });
 /** POST /v1/tokens: a new named client token, returned once. */
-export const TokenCreateRequest = z.object({ v: Version, name: TokenName });
+export const TokenCreateRequest = z.object({ v: Version, name: TokenName, kind: TokenInfo.shape.kind });
 export const TokenCreateResponse = z.object({ v: Version, id: TokenInfo.shape.id, name: z.string(), token: z.string() });
 /** DELETE /v1/tokens/:idOrName revokes a client token at once (HTTP and open event streams). */
 export const TokenRevokeResponse = z.object({ v: Version, id: TokenInfo.shape.id });

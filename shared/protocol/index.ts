@@ -8,3 +8,4 @@ export * from './http.js';
 export * from './events.js';
 export * from './ipc.js';
 export * from './plugin.js';
+export * from './team.js';

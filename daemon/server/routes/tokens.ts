@@ -27,7 +27,7 @@ export function registerTokenRoutes(router: Router, ctx: ServiceContext): void {
     .post(async (req, res) => {
       requireCli(principalOf(res));
       const body = await readJson(req, TokenCreateRequest, ctx.limits);
-      const { id, token } = await ctx.tokens.issue(body.name);
+      const { id, token } = await ctx.tokens.issue(body.name, body.kind);
       ctx.log.info('token.created', { tokenId: id });
       sendJson(res, 200, TokenCreateResponse, { v: PROTOCOL_VERSION, id, name: body.name, token });
     })

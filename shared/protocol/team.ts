@@ -1,0 +1,57 @@
+// Team mode (docs/TEAM.md): what a team endpoint and its GPU workers exchange. Jobs travel on a
+// BullMQ queue in Redis (job data, progress, return value, failure reason, all JSON and parsed with
+// these schemas on arrival); image bytes travel over the endpoint's authenticated HTTP routes
+// (`/v1/team/jobs/:id/input`, `/v1/team/jobs/:id/outputs/:role`), so nothing needs a shared disk.
+import { z } from 'zod';
+import { Version } from './version.js';
+import { ErrorBody } from './errors.js';
+import { Engine, JobKind, Stage, Timings } from './jobs.js';
+import { EditParams } from './edit.js';
+import { Device } from './http.js';
+
+/** BullMQ job data: everything a worker needs but the image, which it fetches from the endpoint. */
+export const TeamJobData = z.object({
+  v: Version,
+  kind: JobKind,
+  model: z.string().optional(),
+  edit: EditParams,
+  stepPreviews: z.boolean(),
+});
+export type TeamJobData = z.infer<typeof TeamJobData>;
+
+/** BullMQ job progress: a stage and step, with an optional small PNG step preview in base64. */
+export const TeamProgress = z.object({
+  v: Version,
+  stage: Stage,
+  step: z.number().int().nonnegative(),
+  total: z.number().int().positive(),
+  preview: z.string().max(100_000).optional(),
+  /** The worker's device, so the endpoint can report where the job runs. */
+  device: Device.optional(),
+});
+export type TeamProgress = z.infer<typeof TeamProgress>;
+
+/** One output the worker has put on the endpoint before completing the job. */
+export const TeamOutput = z.object({
+  role: z.enum(['image', 'mask']),
+  width: z.number().int().positive(),
+  height: z.number().int().positive(),
+});
+
+/** BullMQ job return value. */
+export const TeamJobResult = z.object({
+  v: Version,
+  engine: Engine,
+  timings: Timings,
+  outputs: z.array(TeamOutput).min(1).max(2),
+  device: Device.optional(),
+});
+export type TeamJobResult = z.infer<typeof TeamJobResult>;
+
+/** A failed job's reason (BullMQ keeps it as a string: this object as JSON). `cancelled` marks a run
+ *  its worker stopped because the endpoint asked it to. */
+export const TeamFailure = z.union([
+  z.object({ v: Version, status: z.literal('failed'), error: ErrorBody }),
+  z.object({ v: Version, status: z.literal('cancelled') }),
+]);
+export type TeamFailure = z.infer<typeof TeamFailure>;
