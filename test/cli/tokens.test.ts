@@ -46,8 +46,8 @@ describe('p2pz tokens with the daemon running', () => {
 
     const list = await runCli(['tokens', 'list'], env);
     expect(list.code).toBe(0);
-    expect(list.stdout).toMatch(/^ID +NAME +CREATED +LAST USED$/m);
-    expect(list.stdout).toMatch(/^[A-Za-z0-9_-]{16} +figma +\d{4}-\d\d-\d\d \d\d:\d\d +\d{4}-\d\d-\d\d \d\d:\d\d$/m);
+    expect(list.stdout).toMatch(/^ID +NAME +KIND +CREATED +LAST USED$/m);
+    expect(list.stdout).toMatch(/^[A-Za-z0-9_-]{16} +figma +client +\d{4}-\d\d-\d\d \d\d:\d\d +\d{4}-\d\d-\d\d \d\d:\d\d$/m);
     expect(list.stdout).toContain('Tokens do not expire.');
     expect(list.stdout).not.toContain(token);
 
@@ -92,8 +92,9 @@ describe('p2pz tokens without a daemon', () => {
     expect(created.code).toBe(0);
     const bot = created.stdout.trim();
     const other = (await runCli(['tokens', 'create', 'other'], env)).stdout.trim();
+    const gpu = (await runCli(['tokens', 'create', 'gpu-1', '--worker'], env)).stdout.trim();
     const list = await runCli(['tokens', 'list'], env);
-    expect(list.stdout).toMatch(/ci-bot +\d{4}-\d\d-\d\d \d\d:\d\d +never/);
+    expect(list.stdout).toMatch(/ci-bot +client +\d{4}-\d\d-\d\d \d\d:\d\d +never/);
     expect(list.stdout).toContain('The daemon is not running');
     expect((await runCli(['tokens', 'revoke', 'ci-bot'], env)).code).toBe(0);
     expect((await runCli(['tokens', 'list'], env)).stdout).not.toContain('ci-bot');
@@ -102,5 +103,8 @@ describe('p2pz tokens without a daemon', () => {
     const info = await waitForDaemonInfo(home, s);
     expect((await send(info, { path: '/v1/models', token: bot })).status).toBe(401);
     expect((await send(info, { path: '/v1/models', token: other })).status).toBe(200);
+    // A team worker's token reaches only the team routes (docs/TEAM.md).
+    expect(list.stdout).toMatch(/gpu-1 +worker +\d{4}/);
+    expect((await send(info, { path: '/v1/models', token: gpu })).status).toBe(401);
   });
 });
