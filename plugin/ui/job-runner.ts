@@ -19,6 +19,8 @@ export type JobProgress =
   | { readonly phase: 'uploading'; readonly batch: BatchPosition }
   | { readonly phase: 'queued'; readonly batch: BatchPosition; readonly position: number }
   | { readonly phase: 'starting'; readonly batch: BatchPosition }
+  /** A team endpoint runs the job again on another GPU worker (docs/TEAM.md). */
+  | { readonly phase: 'retrying'; readonly batch: BatchPosition; readonly attempt: number }
   | {
       readonly phase: 'stage';
       readonly batch: BatchPosition;
@@ -174,6 +176,9 @@ export class JobRunner {
             return;
           case 'started':
             this.listener.progress({ phase: 'starting', batch });
+            return;
+          case 'retrying':
+            this.listener.progress({ phase: 'retrying', batch, attempt: event.attempt });
             return;
           case 'progress':
             this.listener.progress({ phase: 'stage', batch, stage: event.stage, step: event.step, total: event.total, ...estimate.update(event.stage, event.step, event.total) });

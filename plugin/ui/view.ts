@@ -141,6 +141,13 @@ export function progressWords(p: JobProgress): { stage: string; step: string; fr
       return { stage: `${prefix}Waiting in the queue`, step: p.position > 1 ? `#${p.position}` : '', fraction: inBatch(p.batch, 0), note: null };
     case 'starting':
       return { stage: `${prefix}Starting`, step: '', fraction: inBatch(p.batch, 0), note: null };
+    case 'retrying':
+      return {
+        stage: `${prefix}Starting again`,
+        step: `attempt ${p.attempt}`,
+        fraction: inBatch(p.batch, 0),
+        note: 'The GPU machine running this edit stopped; the studio queue gave it to another one.',
+      };
     case 'stage': {
       const fraction = inBatch(p.batch, p.overall);
       const learning = p.stage === 'direction' && p.step < p.total;

@@ -147,6 +147,30 @@ describe('order and one job at a time', () => {
     expect(queue.counts()).toEqual({ running: 0, queued: 0 });
   });
 
+  it('runs up to `concurrency` jobs at once (a team endpoint), previews still first, bounds counting the running', async () => {
+    await queue.close();
+    queue = makeQueue({ concurrency: 2, maxQueued: 4 });
+    listen(ALICE);
+    queue.submit(ALICE, request('render', 'render-A'), IMAGE);
+    queue.submit(ALICE, request('render', 'render-B'), IMAGE);
+    queue.submit(ALICE, request('render', 'render-C'), IMAGE);
+    queue.submit(ALICE, request('preview', 'preview-1'), IMAGE);
+    expect(() => queue.submit(ALICE, request('preview', 'preview-2'), IMAGE)).toThrow(/At most 4 edits/);
+    await untilRunning('render-A');
+    await untilRunning('render-B');
+    expect(queue.counts()).toEqual({ running: 2, queued: 2 });
+    engine.runOf('render-B').resolve(done());
+    await untilRunning('preview-1');
+    expect(engine.active).toBe(2);
+    engine.runOf('render-A').resolve(done());
+    await untilRunning('render-C');
+    engine.runOf('preview-1').resolve(done());
+    engine.runOf('render-C').resolve(done());
+    await untilTerminal('render-C');
+    expect(engine.runs.map((r) => r.job.jobId)).toEqual(['render-A', 'render-B', 'preview-1', 'render-C']);
+    expect(engine.maxActive).toBe(2);
+  });
+
   it('announces each change of position with a queued event', async () => {
     queue.submit(ALICE, request('render', 'render-A'), IMAGE);
     queue.submit(ALICE, request('render', 'render-B'), IMAGE);

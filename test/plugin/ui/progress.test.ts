@@ -93,6 +93,12 @@ describe('the progress words', () => {
     expect(progressWords({ phase: 'stage', batch: null, stage: 'inversion', step: 0, total: 10, overall: 0.2, remainingMs: null }).stage).toBe('Analysing the image');
   });
 
+  it('say that a team endpoint started the edit again on another GPU machine', () => {
+    const words = progressWords({ phase: 'retrying', batch: null, attempt: 2 });
+    expect([words.stage, words.step, words.fraction]).toEqual(['Starting again', 'attempt 2', 0]);
+    expect(words.note).toMatch(/another one/);
+  });
+
   it('explain the long first step for new words, with the time that step has left', () => {
     const words = progressWords({ phase: 'stage', batch: null, stage: 'direction', step: 1640, total: 2000, overall: 0.1784, remainingMs: 95_000 });
     expect(words.stage).toBe('Learning the edit');
