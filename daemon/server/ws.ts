@@ -1,6 +1,8 @@
 // The event stream: one WebSocket per client at /v1/events (R11, R12). The upgrade passes the same
-// Host and Origin checks as every HTTP request; the token never travels in the URL: the first message
-// must be `hello` with the token and the client id, within a few seconds. Frames are small text
+// Host and Origin checks as every HTTP request; the token never travels in the URL: the first frame
+// must be `hello` with the token and the client id, within two seconds, else the socket is closed.
+// Sockets waiting for their hello are admitted by ws-admission.ts (docs/SECURITY.md §Event-stream
+// admission), so that pages without a token cannot crowd out the plugin. Frames are small text
 // (no compression, 64 KiB at most: a larger frame closes with 1009); every message is parsed, and a
 // bad one (not JSON, unknown type, other version) gets a `protocol-error` event while the connection
 // stays. Connections per token are capped, dead peers are found by ping/pong, a revoked token's
@@ -11,6 +13,8 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import {
   ClientMessage,
   ERRORS,
+  EVENTS_SUBPROTOCOL,
+  EVENTS_TOKEN_PROTOCOL_PREFIX,
   P2pzError,
   PROTOCOL_VERSION,
   WS_CLOSE_TOKEN_REVOKED,
@@ -24,6 +28,7 @@ import type { ServiceContext } from './context.js';
 import type { Gate } from './gate.js';
 import type { Server } from './http-server.js';
 import { errorBody, toP2pzError } from './respond.js';
+import { PendingSockets } from './ws-admission.js';
 import type { Principal } from './tokens.js';
 import { checkVersion, parseBody, parseJsonText } from './validate.js';
 
@@ -37,6 +42,7 @@ export interface WsOptions {
   readonly maxPendingConnections: number;
   /** A client without any event stream for this long has its jobs cancelled (abandoned-clients.ts). */
   readonly abandonedJobGraceMs: number;
+  readonly maxPendingPerSource: number;
 }
 
 export const WS_DEFAULTS: WsOptions = Object.freeze({
@@ -44,8 +50,9 @@ export const WS_DEFAULTS: WsOptions = Object.freeze({
   path: '/v1/events',
   /** Largest frame accepted from a client; larger closes the connection with 1009. */
   maxPayloadBytes: 64 * 1024,
-  /** The `hello` must arrive within this time, else the connection is closed (1008). */
-  helloTimeoutMs: 5_000,
+  /** The `hello` must arrive within this time, else the connection is closed (1008). A client sends
+   *  it as soon as the socket opens: one round trip on the loopback. */
+  helloTimeoutMs: 2_000,
   /** Open event streams per token; one more is refused. */
   maxConnectionsPerToken: 4,
   /** Ping interval; a peer that has not answered the previous ping is terminated. */
@@ -53,14 +60,17 @@ export const WS_DEFAULTS: WsOptions = Object.freeze({
   /** A peer with more unsent bytes than this is not reading: it is terminated. Events are at most
    *  ~100 KB (a progress event with its step preview), so this is ten of the largest. */
   maxBufferedBytes: 1024 * 1024,
-  /** Connections that have not said hello yet; more upgrades are refused (503) until some do or time out. */
+  /** Sockets without a token that have not said hello yet, in all; beyond it the oldest waiting socket
+   *  of the source holding the most is closed (1013) to make room (ws-admission.ts). */
   maxPendingConnections: 32,
   /** See abandoned-clients.ts: long enough for a page reload, short next to a render. */
   abandonedJobGraceMs: ABANDONED_DEFAULTS.graceMs,
+  /** The same from one source (Origin + peer address); beyond it that source's oldest is closed. */
+  maxPendingPerSource: 8,
 });
 
 /** WebSocket close codes used here (RFC 6455 §7.4.1). */
-export const CLOSE = Object.freeze({ goingAway: 1001, policy: 1008, tooBig: 1009, internal: 1011 });
+export const CLOSE = Object.freeze({ goingAway: 1001, policy: 1008, tooBig: 1009, internal: 1011, tryAgain: 1013 });
 
 const MESSAGE_TYPES = new Set(['hello', 'cancel', 'ping']);
 
@@ -79,6 +89,21 @@ interface Peer {
   key: string;
   unsubscribe: (() => void) | undefined;
   helloTimer: NodeJS.Timeout | undefined;
+  /** Whether a frame has arrived: the first must be hello. */
+  spoke: boolean;
+  /** Takes the socket out of the waiting line (hello said, or closed). */
+  leaveWaiting: () => void;
+}
+
+/** The token a client offered as a `p2pz.token.<token>` subprotocol, if any. */
+function offeredToken(req: IncomingMessage): string | undefined {
+  const header = req.headers['sec-websocket-protocol'];
+  if (typeof header !== 'string') return undefined;
+  for (const protocol of header.split(',')) {
+    const trimmed = protocol.trim();
+    if (trimmed.startsWith(EVENTS_TOKEN_PROTOCOL_PREFIX)) return trimmed.slice(EVENTS_TOKEN_PROTOCOL_PREFIX.length);
+  }
+  return undefined;
 }
 
 function rejectUpgrade(socket: Duplex, err: P2pzError): void {
@@ -107,13 +132,25 @@ export function parseClientMessage(data: RawData, isBinary: boolean): ClientMess
 
 export function attachEvents(server: Server, gate: Gate, ctx: ServiceContext, options: Partial<WsOptions> = {}): EventsServer {
   const o = { ...WS_DEFAULTS, ...options };
-  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: o.maxPayloadBytes, clientTracking: false });
+  const wss = new WebSocketServer({
+    noServer: true,
+    perMessageDeflate: false,
+    maxPayload: o.maxPayloadBytes,
+    clientTracking: false,
+    // Only p2pz.v1 is ever selected: a token offered as a subprotocol is never echoed back.
+    handleProtocols: (protocols) => (protocols.has(EVENTS_SUBPROTOCOL) ? EVENTS_SUBPROTOCOL : false),
+  });
   const peers = new Set<Peer>();
   const abandoned = new AbandonedClients(
     (key) => ctx.queue.cancelClient(key),
     o.abandonedJobGraceMs,
     (count) => ctx.log.info('jobs.abandoned-cancelled', { count }),
   );
+  const waiting = new PendingSockets({
+    maxPending: o.maxPendingConnections,
+    maxPendingPerSource: o.maxPendingPerSource,
+    maxReservedPerToken: o.maxConnectionsPerToken,
+  });
   let closing = false;
 
   const send = (peer: Peer, event: ServerEvent): void => {
@@ -142,6 +179,7 @@ export function attachEvents(server: Server, gate: Gate, ctx: ServiceContext, op
       return;
     }
     clearTimeout(peer.helloTimer);
+    peer.leaveWaiting();
     peer.principal = principal;
     peer.key = clientKey(principal, msg.clientId);
     abandoned.connected(peer.key);
@@ -167,7 +205,21 @@ export function attachEvents(server: Server, gate: Gate, ctx: ServiceContext, op
   };
 
   const onMessage = async (peer: Peer, data: RawData, isBinary: boolean): Promise<void> => {
-    const msg = parseClientMessage(data, isBinary);
+    const first = !peer.spoke;
+    peer.spoke = true;
+    let msg: ClientMessage;
+    try {
+      msg = parseClientMessage(data, isBinary);
+      if (first && msg.type !== 'hello') throw new P2pzError('E_UNAUTHORIZED', 'The first message must be hello with the token.');
+    } catch (err) {
+      // A socket that does not open with hello is no client of ours: it does not get to wait.
+      if (first) {
+        protocolError(peer, toP2pzError(err));
+        peer.ws.close(CLOSE.policy, 'hello first');
+        return;
+      }
+      throw err;
+    }
     if (msg.type === 'hello') return hello(peer, msg);
     if (peer.principal === undefined) throw new P2pzError('E_UNAUTHORIZED', 'Send hello with the token first.');
     if (msg.type === 'ping') {
@@ -178,9 +230,13 @@ export function attachEvents(server: Server, gate: Gate, ctx: ServiceContext, op
     ctx.queue.cancel(peer.key, msg.jobId);
   };
 
-  const onConnection = (ws: WebSocket): void => {
-    const peer: Peer = { ws, alive: true, principal: undefined, key: '', unsubscribe: undefined, helloTimer: undefined };
+  const onConnection = (ws: WebSocket, source: string, tokenId: string | undefined): void => {
+    const peer: Peer = { ws, alive: true, principal: undefined, key: '', unsubscribe: undefined, helloTimer: undefined, spoke: false, leaveWaiting: () => undefined };
     peers.add(peer);
+    peer.leaveWaiting = waiting.admit(source, tokenId, () => {
+      ctx.log.debug('ws.evicted-waiting');
+      ws.close(CLOSE.tryAgain, 'too many waiting');
+    });
     peer.helloTimer = setTimeout(() => ws.close(CLOSE.policy, 'hello timeout'), o.helloTimeoutMs);
     ws.on('pong', () => {
       peer.alive = true;
@@ -196,6 +252,7 @@ export function attachEvents(server: Server, gate: Gate, ctx: ServiceContext, op
     ws.on('close', () => {
       clearTimeout(peer.helloTimer);
       if (peer.principal !== undefined && !closing) abandoned.disconnected(peer.key);
+      peer.leaveWaiting();
       peer.unsubscribe?.();
       peers.delete(peer);
     });
@@ -204,8 +261,6 @@ export function attachEvents(server: Server, gate: Gate, ctx: ServiceContext, op
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     try {
       if (closing) throw new P2pzError('E_SHUTTING_DOWN');
-      const pending = [...peers].filter((p) => p.principal === undefined).length;
-      if (pending >= o.maxPendingConnections) throw new P2pzError('E_RATE_LIMITED', 'Too many connections are waiting to say hello.');
       gate.checkUpgrade(req);
       const path = (req.url ?? '').split('?')[0];
       if (path !== o.path) throw new P2pzError('E_NOT_FOUND');
@@ -213,7 +268,9 @@ export function attachEvents(server: Server, gate: Gate, ctx: ServiceContext, op
       rejectUpgrade(socket, toP2pzError(err));
       return;
     }
-    wss.handleUpgrade(req, socket, head, onConnection);
+    const source = `${req.headers.origin ?? '-'} ${req.socket.remoteAddress ?? '-'}`;
+    const tokenId = ctx.tokens.verify(offeredToken(req))?.tokenId;
+    wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, source, tokenId));
   };
   server.on('upgrade', onUpgrade);
 

@@ -6,6 +6,8 @@
 import type { z } from 'zod';
 import {
   CLIENT_HEADER,
+  EVENTS_SUBPROTOCOL,
+  EVENTS_TOKEN_PROTOCOL_PREFIX,
   ErrorResponse,
   HealthResponse,
   ImageUploadResponse,
@@ -127,7 +129,9 @@ export class DaemonClient {
   openEvents(handlers: EventHandlers): EventStream {
     const token = this.token;
     if (token === null) throw new P2pzError('E_UNAUTHORIZED');
-    const ws = new WebSocket(this.eventsUrl);
+    // The token as a second subprotocol puts the socket in the daemon's reserve until its hello
+    // (docs/SECURITY.md §Event-stream admission); the daemon selects only EVENTS_SUBPROTOCOL.
+    const ws = new WebSocket(this.eventsUrl, [EVENTS_SUBPROTOCOL, `${EVENTS_TOKEN_PROTOCOL_PREFIX}${token}`]);
     const send = (message: ClientMessage): void => {
       if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message));
     };

@@ -129,3 +129,10 @@ export const TokenRevokeResponse = z.object({ v: Version, id: TokenInfo.shape.id
 /** WebSocket close code of an event stream whose token was revoked or expired (RFC 6455 §7.4.2:
  *  4000–4999 are for applications). A `protocol-error` E_UNAUTHORIZED precedes it. */
 export const WS_CLOSE_TOKEN_REVOKED = 4001;
+
+/** The event stream's WebSocket subprotocol: a client offers it, the daemon selects it. */
+export const EVENTS_SUBPROTOCOL = 'p2pz.v1';
+/** A client may also offer `p2pz.token.<its token>` as a second subprotocol: the daemon then admits
+ *  the socket from its reserve, so sockets without a token cannot crowd it out before its `hello`
+ *  (docs/SECURITY.md §Event-stream admission). Never selected, so never echoed back. */
+export const EVENTS_TOKEN_PROTOCOL_PREFIX = 'p2pz.token.';

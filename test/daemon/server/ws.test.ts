@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { PHOTOPEA_ORIGIN, PROTOCOL_VERSION, ServerEvent, WelcomeEvent } from '../../../shared/protocol/index.js';
+import { EVENTS_SUBPROTOCOL, EVENTS_TOKEN_PROTOCOL_PREFIX, PHOTOPEA_ORIGIN, PROTOCOL_VERSION, ServerEvent, WelcomeEvent } from '../../../shared/protocol/index.js';
 import { EventClient, startTestDaemon, type TestDaemon } from './helpers.js';
 
 let t: TestDaemon;
@@ -105,15 +105,15 @@ describe('hello', () => {
     expect(await c.closed).toBe(1008);
   });
 
-  it('other messages before hello are refused, the connection stays, hello then works', async () => {
+  it.each([
+    ['ping', (c: EventClient) => c.sendJson({ v: PROTOCOL_VERSION, type: 'ping', nonce: 1 })],
+    ['not JSON', (c: EventClient) => c.ws.send('{"broken')],
+  ])('a first frame other than hello (%s) → protocol-error and close 1008: no waiting without hello', async (_name, first) => {
     const c = await open();
-    c.sendJson({ v: PROTOCOL_VERSION, type: 'ping', nonce: 1 });
-    const err = await c.next((e) => e['type'] === 'protocol-error');
-    expect((err['error'] as { code: string }).code).toBe('E_UNAUTHORIZED');
-    c.sendJson(hello());
-    await c.next((e) => e['type'] === 'welcome');
+    first(c);
+    expect(await c.closed).toBe(1008);
     expect(c.events.some((e) => e['type'] === 'pong')).toBe(false);
-    c.ws.close();
+    expect(c.events.some((e) => e['type'] === 'protocol-error')).toBe(true);
   });
 
   it(`caps connections per token (3 here); the one over is refused with E_RATE_LIMITED`, async () => {
@@ -216,27 +216,89 @@ describe('heartbeat (R11)', () => {
   });
 });
 
-describe('pending connections', () => {
-  it('upgrades beyond the cap of connections without hello are refused with 429', async () => {
-    const small = await startTestDaemon({ ws: { maxPendingConnections: 2, helloTimeoutMs: 5_000 } });
+describe('admission of sockets waiting for hello (docs/SECURITY.md §Event-stream admission)', () => {
+  const connectFrom = (port: number, origin: string, protocols?: string[]): EventClient =>
+    new EventClient(new WebSocket(`ws://127.0.0.1:${port}/v1/events`, protocols, { headers: { Origin: origin }, perMessageDeflate: false }));
+
+  it('upgrades are never refused for the budget: a source over its share loses its oldest waiting socket (1013)', async () => {
+    const small = await startTestDaemon({ ws: { maxPendingConnections: 4, maxPendingPerSource: 2, helloTimeoutMs: 10_000 } });
     try {
-      const waiting = [EventClient.connect(small.daemon), EventClient.connect(small.daemon)];
-      await Promise.all(waiting.map((c) => c.opened));
-      const third = new WebSocket(`ws://127.0.0.1:${small.daemon.port}/v1/events`);
-      const status = await new Promise<number | undefined>((resolve) => {
-        third.on('unexpected-response', (_req, res) => resolve(res.statusCode));
-        third.on('open', () => resolve(101));
-        third.on('error', () => undefined);
-      });
-      expect(status).toBe(429);
-      // Once one says hello, a new connection fits again.
-      waiting[0]?.sendJson(hello('pending-ok-1', small.token));
-      await waiting[0]?.next((e) => e['type'] === 'welcome');
-      const fourth = EventClient.connect(small.daemon);
-      await fourth.opened;
-      for (const c of [...waiting, fourth]) c.ws.close();
+      const a = [connectFrom(small.daemon.port, 'null'), connectFrom(small.daemon.port, 'null')];
+      await Promise.all(a.map((c) => c.opened));
+      const b = [connectFrom(small.daemon.port, PHOTOPEA_ORIGIN), connectFrom(small.daemon.port, PHOTOPEA_ORIGIN)];
+      await Promise.all(b.map((c) => c.opened));
+      // A third from the first source: its own oldest goes, the other source is untouched.
+      const a3 = connectFrom(small.daemon.port, 'null');
+      await a3.opened;
+      expect(await a[0]?.closed).toBe(1013);
+      // The total is spent: a new source takes the place of the oldest socket of the largest source.
+      const c = connectFrom(small.daemon.port, `http://127.0.0.1:${small.daemon.port}`);
+      await c.opened;
+      const closedB = await Promise.race([b[0]?.closed, a[1]?.closed]);
+      expect(closedB).toBe(1013);
+      // Whoever is still waiting can say hello.
+      c.sendJson(hello('admitted-1', small.token));
+      await c.next((e) => e['type'] === 'welcome');
+      for (const x of [...a, ...b, a3, c]) x.ws.close();
     } finally {
       await small.stop();
+    }
+  });
+
+  it('a socket that offers a valid token as a subprotocol waits in the reserve: never evicted; the token is never echoed', async () => {
+    const small = await startTestDaemon({ ws: { maxPendingConnections: 2, maxPendingPerSource: 2, helloTimeoutMs: 10_000 } });
+    try {
+      const reserved = connectFrom(small.daemon.port, 'null', [EVENTS_SUBPROTOCOL, `${EVENTS_TOKEN_PROTOCOL_PREFIX}${small.token}`]);
+      let upgradeHeaders = '';
+      reserved.ws.on('upgrade', (res) => {
+        upgradeHeaders = JSON.stringify(res.headers);
+      });
+      await reserved.opened;
+      expect(reserved.ws.protocol).toBe(EVENTS_SUBPROTOCOL);
+      expect(upgradeHeaders).not.toContain(small.token);
+      // A wrong token in the subprotocol is just an ordinary waiting socket.
+      const flood = Array.from({ length: 6 }, (_, i) =>
+        connectFrom(small.daemon.port, 'null', i === 0 ? [EVENTS_SUBPROTOCOL, `${EVENTS_TOKEN_PROTOCOL_PREFIX}p2pz_${'B'.repeat(43)}`] : undefined),
+      );
+      await Promise.all(flood.map((c) => c.opened.catch(() => undefined)));
+      const evicted = await Promise.all(flood.slice(0, 4).map((c) => c.closed));
+      expect(evicted).toEqual([1013, 1013, 1013, 1013]);
+      expect(reserved.closeCode).toBeUndefined();
+      reserved.sendJson(hello('reserved-01', small.token));
+      await reserved.next((e) => e['type'] === 'welcome');
+      for (const x of [reserved, ...flood]) x.ws.close();
+    } finally {
+      await small.stop();
+    }
+  });
+
+  it('40 sockets from one page kept opening: the plugin still gets in every time, with or without the reserve', async () => {
+    const d = await startTestDaemon({ ws: { helloTimeoutMs: 2_000 } });
+    let stop = false;
+    let attempts = 0;
+    const attacker = async (): Promise<void> => {
+      while (!stop) {
+        attempts += 1;
+        const c = connectFrom(d.daemon.port, 'null');
+        await c.opened.catch(() => undefined);
+        await c.closed;
+      }
+    };
+    try {
+      const flood = Array.from({ length: 40 }, () => attacker());
+      await new Promise((r) => setTimeout(r, 300));
+      for (let i = 0; i < 10; i += 1) {
+        const protocols = i % 2 === 0 ? [EVENTS_SUBPROTOCOL, `${EVENTS_TOKEN_PROTOCOL_PREFIX}${d.token}`] : undefined;
+        const c = connectFrom(d.daemon.port, 'null', protocols);
+        c.ws.once('open', () => c.sendJson(hello(`plugin-client-${i}`, d.token)));
+        await c.next((e) => e['type'] === 'welcome');
+        c.ws.close();
+        await c.closed;
+      }
+      expect(attempts).toBeGreaterThan(40);
+    } finally {
+      stop = true;
+      await d.stop();
     }
   });
 });
