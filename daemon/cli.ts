@@ -61,5 +61,6 @@ const io: CliIo = {
   out: (text) => process.stdout.write(text),
   err: (text) => process.stderr.write(text),
   env: process.env,
+  errIsTTY: process.stderr.isTTY === true,
 };
 process.exitCode = await main(process.argv.slice(2), io);

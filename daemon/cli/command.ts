@@ -8,6 +8,8 @@ export interface CliIo {
   readonly out: (text: string) => void;
   readonly err: (text: string) => void;
   readonly env: Readonly<Record<string, string | undefined>>;
+  /** Whether `err` writes to a terminal (progress lines are redrawn there, plain elsewhere). */
+  readonly errIsTTY?: boolean;
 }
 
 export interface CliCommand {

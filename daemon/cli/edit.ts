@@ -18,6 +18,7 @@ import { chooseExecution, devicePreference, quietNativeLog } from '../worker/pro
 import { RUN_JOB_DEFAULTS } from '../worker/run-job.js';
 import { SessionCache } from '../worker/sessions.js';
 import { intFlag, parseFlags, UserPathError, type CliCommand, type CliIo } from './command.js';
+import { EditProgress } from './edit-progress.js';
 import { EDIT_FLAG_OPTIONS, editParamsFromFlags, userBanksFromFlags } from './edit-flags.js';
 
 export const EDIT_CLI_DEFAULTS = Object.freeze({
@@ -133,17 +134,12 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
   const execution = await chooseExecution(devicePreference(values.device, io.env));
   const models = new SessionCache({ modelsDir: dirname(modelDir), executionProviders: execution.executionProviders, maxSessions: EDIT_CLI_DEFAULTS.maxSessions });
   const started = performance.now();
-  let lastStage = '';
+  const meter = new EditProgress({ write: io.err, tty: io.errIsTTY === true, editSteps: mode === 'full' ? edit.steps : 0 });
   const ctx: DiffusionContext = {
     models,
     memory: { provider: execution.device.provider },
     signal: new AbortController().signal,
-    progress: (stage, step, total) => {
-      if (stage !== lastStage) io.err(`${stage}…\n`);
-      lastStage = stage;
-      void step;
-      void total;
-    },
+    progress: (stage, step, total) => meter.update(stage, step, total),
     ...dataDirCaches(paths),
   };
   const bankCount = intFlag('bank-count', values['bank-count'], 1, SENTENCE_BANK_LIMITS.maxCount);
@@ -158,6 +154,7 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
       }, ctx);
     }
   } finally {
+    meter.end();
     await models.releaseAll();
   }
 

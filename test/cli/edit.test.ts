@@ -69,6 +69,10 @@ describe('p2pz edit', () => {
     const first = io();
     expect(await main(editArgs(out1, ['--mask', mask, '--dump', dump]), first)).toBe(0);
     expect(first.text.out).toMatch(/out1\.png: cat → dog \(diffusion, cpu,/);
+    // Not a terminal: plain progress lines with step counts, no redraws or escapes.
+    expect(first.text.err).toMatch(/^inversion 2\/2(, ETA \S+)?$/m);
+    expect(first.text.err).toMatch(/^edit 2\/2(, ETA \S+)?$/m);
+    expect(first.text.err).not.toMatch(/[\r\x1b]/);
     const px = await pixels(await readFile(out1));
     expect([px.width, px.height, px.channels]).toEqual([53, 71, 4]);
     for (let p = 0; p < 53 * 71; p++) expect(px.data[4 * p + 3]).toBe(input.raw[4 * p + 3]);
@@ -166,8 +170,8 @@ describe('p2pz edit: messages in the right context', () => {
       const r = await run(editArgs(flag === '--out' ? path : join(dir, 'unused.png'), extra));
       expect(r.code).toBe(1);
       expect(r.err).toContain(`${flag} ${path}: cannot be written (${problem}).`);
-      // No stage of the edit ran (each stage prints "<stage>…").
-      expect(r.err).not.toContain('…');
+      // No stage of the edit ran (each stage prints a line that starts with its name).
+      expect(r.err).not.toMatch(/^(load|decode|inversion|edit)\b/m);
     }
     // The check leaves nothing behind.
     await expect(stat(join(dir, 'unused.png'))).rejects.toThrow();
