@@ -21,7 +21,7 @@ import { startTeamWorker, type RunningTeamWorker } from '../../../daemon/team/te
 import { CLIENT_HEADER, ImageUploadResponse, PROTOCOL_VERSION, ServerEvent, type JobRequestInput } from '../../../shared/protocol/index.js';
 import { builtWorker, installTinyModels } from '../../fixtures/tiny-models.js';
 import { EventClient, send } from '../server/helpers.js';
-import { startRedis, type TestRedis } from './redis-server.js';
+import { startRedis, type TestRedis } from '../../fixtures/redis-server.js';
 
 const CLI = join(import.meta.dirname, '../../../bin/p2pz.js');
 const CLIENT = 'team_client_0001';
