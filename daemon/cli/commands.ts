@@ -15,6 +15,7 @@ export const COMMAND_LOADERS: Readonly<Record<string, () => Promise<CliCommand>>
   token: async () => (await import('./token.js')).tokenCommand,
   tokens: async () => (await import('./tokens.js')).tokensCommand,
   worker: async () => (await import('./worker.js')).workerCommand,
+  doctor: async () => (await import('./doctor.js')).doctorCommand,
 });
 
 /** Every command, loaded (for `p2pz --help`). */
