@@ -71,8 +71,9 @@ export function crossAttentionModel(model: ModelProto, size: UNetStaticSize): De
   return { model: exposeCrossAttentionMaps(folded.model, folded.shapes, sites, size.batch), sites, shapes: folded.shapes };
 }
 
-/** The guidance gradient graph (see the file header). */
-export function guidanceGradientModel(model: ModelProto, size: UNetStaticSize): DerivedUNet {
+/** The guidance gradient graph (see the file header). `recompute`: see GradientRequest (default:
+ *  large self-attention probabilities are recomputed in the backward pass, autodiff/recompute.ts). */
+export function guidanceGradientModel(model: ModelProto, size: UNetStaticSize, options: { readonly recompute?: { readonly minRatio: number } | false } = {}): DerivedUNet {
   const x = crossAttentionModel(model, size);
   const graph = x.model.graph;
   const shapes = x.shapes;
@@ -96,6 +97,7 @@ export function guidanceGradientModel(model: ModelProto, size: UNetStaticSize): 
     loss: GUIDANCE_IO.loss,
     wrt: [{ input: CROSS_ATTENTION_IO.sample, gradOutput: GUIDANCE_IO.gradSample }],
     keepOutputs: [...x.model.graph.output.map((o) => o.name)],
+    ...(options.recompute === undefined ? {} : { recompute: options.recompute }),
   });
   return { model: withGrad, sites: x.sites, shapes };
 }

@@ -11,6 +11,7 @@ import { defaultOpset, makeNode, valueInfo } from '../graph/nodes.js';
 import type { ShapeMap } from '../graph/static-shapes.js';
 import { VJP_RULES } from './vjp/index.js';
 import { unsupported } from './vjp/types.js';
+import { emitRecompute, findRecomputeGroups, RECOMPUTE_DEFAULTS, type RecomputeGroup } from './recompute.js';
 
 export interface GradientRequest {
   /** Name of the scalar (or any-shape: seeded with ones) tensor to differentiate. */
@@ -19,6 +20,9 @@ export interface GradientRequest {
   readonly wrt: readonly { readonly input: string; readonly gradOutput: string }[];
   /** Forward tensors to keep as graph outputs (the loss itself is always kept). */
   readonly keepOutputs: readonly string[];
+  /** Recompute large Softmax outputs in the backward pass instead of keeping them (recompute.ts):
+   *  the minimum size ratio, or false to keep every forward tensor. Default RECOMPUTE_DEFAULTS. */
+  readonly recompute?: { readonly minRatio: number } | false;
 }
 
 export const GRADIENT_DEFAULTS = Object.freeze({
@@ -73,14 +77,35 @@ export function appendGradient(model: ModelProto, shapes: ShapeMap, req: Gradien
   addGrad(req.loss, em.constant(new Array<number>(lossInfo.dims.reduce((a, b) => a * b, 1)).fill(1), lossInfo.dtype, lossInfo.dims));
 
   const active = activeNodes(graph, shapes, req.loss, req.wrt.map((w) => w.input));
+  // Recomputed tensors: each group's forward names, and their recomputed names once emitted.
+  const elements = (name: string): number => (shapes.get(name)?.dims ?? []).reduce((a, b) => a * b, 1);
+  const activeSet = new Set(active.map((a) => a.node));
+  const groups = req.recompute === false ? [] : findRecomputeGroups(graph, elements, (req.recompute ?? RECOMPUTE_DEFAULTS).minRatio)
+    .filter((g) => g.nodes.every((n) => activeSet.has(n)));
+  const groupOf = new Map<string, RecomputeGroup>();
+  for (const g of groups) for (const n of g.nodes) for (const o of n.output) if (o) groupOf.set(o, g);
+  const constants = new Set(graph.initializer.map((t) => t.name));
+  const recomputed = new Map<RecomputeGroup, Map<string, string>>();
+  const rename = new Map<string, string>();
+
   for (let k = active.length - 1; k >= 0; k--) {
-    const { node, needs } = active[k] as { node: NodeProto; needs: boolean[] };
-    const dY = node.output.map((o) => (o ? takeGrad(o) : undefined));
+    const { node: forward, needs } = active[k] as { node: NodeProto; needs: boolean[] };
+    const dY = forward.output.map((o) => (o ? takeGrad(o) : undefined));
     if (dY.every((g) => g === undefined) || !needs.some(Boolean)) continue;
+    for (const name of [...forward.input, ...forward.output]) {
+      const g = name ? groupOf.get(name) : undefined;
+      if (!g || recomputed.has(g)) continue;
+      const gate = dY.find((d) => d !== undefined) as string;
+      const names = emitRecompute(em, g, gate, constants);
+      recomputed.set(g, names);
+      for (const [from, to] of names) rename.set(from, to);
+    }
+    // The rule reads recomputed tensors in place of the forward ones.
+    const node = rename.size === 0 ? forward : { ...forward, input: forward.input.map((i) => rename.get(i) ?? i), output: forward.output.map((o) => rename.get(o) ?? o) } as NodeProto;
     const rule = node.domain && node.domain !== 'ai.onnx' ? undefined : VJP_RULES[node.opType];
     if (!rule) throw unsupported(node);
     const dX = rule({ node, em, opset, dY, needs });
-    node.input.forEach((name, i) => {
+    forward.input.forEach((name, i) => {
       const g = dX[i];
       if (name && needs[i] && g) addGrad(name, g);
     });

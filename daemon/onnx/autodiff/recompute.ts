@@ -1,0 +1,97 @@
+// Recomputation of large attention probabilities in the backward pass (gradient checkpointing of one
+// op). A self-attention site keeps P = softmax(s·Q·Kᵀ) [B·heads, q, q] for its backward (∂L/∂S =
+// P ⊙ (∂L/∂P − Σ(∂L/∂P ⊙ P)) and ∂L/∂V = Pᵀ·∂L/∂O); at a 512×512 working size that is 1 GiB per site,
+// five sites in SD 1.x, all alive at the start of the backward pass. Q and K are q·d each (d = 40 to
+// 160), 50× smaller. So for a Softmax whose output is at least `minRatio` times the inputs it is
+// computed from (the chain of MatMul/Mul/Div/Add/Transpose/Reshape/Cast back to tensors that are
+// small), the backward computes the chain again from those inputs and every backward rule reads the
+// recomputed tensors: the forward P is freed after its forward use, and one P at a time is alive in
+// the backward pass.
+// onnxruntime orders nodes only by their data dependencies and merges identical subexpressions, so
+// the recomputation reads its inputs through `x + 0·max(∂L/∂y)`, where ∂L/∂y is the gradient that
+// reaches the site first: it cannot run before the backward pass gets there, and it is not the same
+// expression as the forward one.
+import type { GraphEmitter } from './emitter.js';
+import type { GraphProto, NodeProto } from '../graph/onnx-proto.js';
+import { makeNode } from '../graph/nodes.js';
+
+export const RECOMPUTE_DEFAULTS = Object.freeze({
+  /** Recompute a Softmax when its output holds at least this many times the elements of the inputs
+   *  its chain starts from (SD 1.x self-attention: 51× at 512², 13× at 256²; cross-attention ≈ 2×). */
+  minRatio: 8,
+  /** Ops a chain may contain besides the Softmax itself. */
+  chainOps: Object.freeze(['MatMul', 'Mul', 'Div', 'Add', 'Sub', 'Transpose', 'Reshape', 'Cast']) as readonly string[],
+});
+
+export interface RecomputeGroup {
+  /** Forward nodes to run again, in forward order (the Softmax last). */
+  readonly nodes: readonly NodeProto[];
+  /** Tensors the chain starts from (kept from the forward pass). */
+  readonly leaves: readonly string[];
+}
+
+/** The Softmax nodes worth recomputing and their chains; a tensor is in at most one group. */
+export function findRecomputeGroups(graph: GraphProto, elements: (name: string) => number, minRatio: number): RecomputeGroup[] {
+  const producer = new Map<string, NodeProto>();
+  for (const n of graph.node) for (const o of n.output) if (o) producer.set(o, n);
+  const constants = new Set((graph.initializer ?? []).map((t) => t.name));
+  const taken = new Set<NodeProto>();
+  const groups: RecomputeGroup[] = [];
+  for (const softmax of graph.node) {
+    if (softmax.opType !== 'Softmax' || (softmax.domain && softmax.domain !== 'ai.onnx')) continue;
+    const out = softmax.output[0];
+    if (!out) continue;
+    const big = elements(out);
+    const nodes: NodeProto[] = [];
+    const leaves = new Set<string>();
+    const visit = (name: string): void => {
+      const p = producer.get(name);
+      // Small tensors, graph inputs and initializers are kept; big intermediates are recomputed.
+      if (!p || constants.has(name) || elements(name) * minRatio <= big || !RECOMPUTE_DEFAULTS.chainOps.includes(p.opType) || taken.has(p)) {
+        leaves.add(name);
+        return;
+      }
+      if (nodes.includes(p)) return;
+      for (const i of p.input) if (i) visit(i);
+      nodes.push(p);
+    };
+    for (const i of softmax.input) if (i) visit(i);
+    const leafElements = [...leaves].filter((l) => !constants.has(l)).reduce((s, l) => s + elements(l), 0);
+    if (leafElements === 0 || leafElements * minRatio > big) continue;
+    nodes.push(softmax);
+    for (const n of nodes) taken.add(n);
+    groups.push({ nodes, leaves: [...leaves] });
+  }
+  return groups;
+}
+
+/**
+ * Emits the recomputation of `group` gated on `gate` (a gradient tensor; see the file header) and
+ * returns the map from each forward tensor of the chain to its recomputed name.
+ */
+export function emitRecompute(em: GraphEmitter, group: RecomputeGroup, gate: string, constants: ReadonlySet<string>): Map<string, string> {
+  const info = em.info(gate);
+  const zero = em.mul(em.op('ReduceMax', [gate], { dtype: info.dtype, dims: [] }, { keepdims: 0 }), em.scalar(0, info.dtype));
+  const renamed = new Map<string, string>();
+  for (const leaf of group.leaves) {
+    if (constants.has(leaf)) continue;
+    const li = em.info(leaf);
+    renamed.set(leaf, li.dtype === info.dtype ? em.add(leaf, zero) : leaf);
+  }
+  for (const node of group.nodes) {
+    const outputs = node.output.map((o) => {
+      if (!o) return o;
+      const name = em.fresh(`recompute_${node.opType}`);
+      em.shapes.set(name, em.info(o));
+      renamed.set(o, name);
+      return name;
+    });
+    em.nodes.push(makeNode(node.opType, node.input.map((i) => (i ? (renamed.get(i) ?? i) : i)), outputs, `${outputs[0] ?? node.opType}_node`, {}));
+    const emitted = em.nodes[em.nodes.length - 1] as NodeProto;
+    emitted.attribute = node.attribute;
+    emitted.domain = node.domain;
+  }
+  // The leaves keep their forward names for the rules (their gradients flow to the forward tensors).
+  for (const leaf of group.leaves) renamed.delete(leaf);
+  return renamed;
+}

@@ -1,0 +1,80 @@
+// Recomputed attention probabilities in the guidance gradient graph (autodiff/recompute.ts), on the
+// tiny UNet with every Softmax recomputed (ratio 1; its own attention is too small for the default):
+// the gradient equals the graph that keeps them (the same ops on the same values), no backward node
+// reads a recomputed forward tensor, each recomputation waits for the gradient that reaches its
+// site, and the SD-1.x sizes pick exactly the self-attention sites by default.
+import { describe, expect, it } from 'vitest';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { guidanceGradientModel } from '../../../../daemon/onnx/attention/guidance-graph.js';
+import { decodeModel, encodeModel, writeDerivedModel } from '../../../../daemon/onnx/graph/model-io.js';
+import { findRecomputeGroups, RECOMPUTE_DEFAULTS } from '../../../../daemon/onnx/autodiff/recompute.js';
+import { makeGraph } from '../../../../daemon/onnx/graph/nodes.js';
+import type { NodeProto } from '../../../../daemon/onnx/graph/onnx-proto.js';
+import { tinyUNetFolder, unetFeeds } from '../attention/tiny-unet.js';
+import { uniform } from './op-harness.js';
+
+const SIZE = { batch: 2, latentHeight: 8, latentWidth: 8 };
+
+describe('recomputed attention probabilities', () => {
+  it('give the same ∂L/∂sample as kept ones, and no backward node reads a recomputed forward tensor', async () => {
+    const { dir } = await tinyUNetFolder('opset17', 5);
+    const unet = decodeModel(await readFile(join(dir, 'unet/model.onnx')));
+    const kept = guidanceGradientModel(unet, SIZE, { recompute: false });
+    const redone = guidanceGradientModel(unet, SIZE, { recompute: { minRatio: 1 } });
+    const softmaxOutputs = new Set(kept.model.graph.node.filter((n) => n.opType === 'Softmax' && !n.name.startsWith('grad/')).map((n) => n.output[0]));
+    const backward = (nodes: readonly NodeProto[]): NodeProto[] => nodes.filter((n) => n.output.some((o) => o.startsWith('grad/')));
+    // Kept: the backward reads the forward probabilities. Recomputed: it never does.
+    expect(backward(kept.model.graph.node).some((n) => n.input.some((i) => softmaxOutputs.has(i)))).toBe(true);
+    expect(backward(redone.model.graph.node).some((n) => n.input.some((i) => softmaxOutputs.has(i)))).toBe(false);
+    const recomputedSoftmax = backward(redone.model.graph.node).filter((n) => n.opType === 'Softmax');
+    expect(recomputedSoftmax.length).toBe(softmaxOutputs.size);
+    // Every recomputation depends on a gradient: its chain reads a gated copy of a kept input.
+    expect(backward(redone.model.graph.node).filter((n) => n.opType === 'ReduceMax').length).toBe(softmaxOutputs.size);
+
+    // Same values: write both next to the UNet (they reference its weights file) and run them.
+    const run = async (model: typeof kept.model, name: string): Promise<Float32Array> => {
+      const path = join(dir, 'unet', name);
+      await writeDerivedModel(model, join(dir, 'unet/model.onnx'), path);
+      const s = await ort.InferenceSession.create(path);
+      const feeds: Record<string, ort.Tensor> = unetFeeds('opset17', 2, 8, 8, 7);
+      for (const site of kept.sites) {
+        const n = site.heads * site.queries * site.tokens;
+        feeds[`attn_ref_${String(site.index).padStart(2, '0')}`] = new ort.Tensor('float32', Float32Array.from(uniform(site.index, n, 0, 0.05)), [site.heads, site.queries, site.tokens]);
+      }
+      const out = await s.run(feeds);
+      await s.release();
+      return out.grad_sample?.data as Float32Array;
+    };
+    const a = await run(kept.model, 'model.grad-kept.onnx');
+    const b = await run(redone.model, 'model.grad-recomputed.onnx');
+    let diff = 0;
+    let scale = 0;
+    for (let i = 0; i < a.length; i++) {
+      diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+      scale = Math.max(scale, Math.abs(a[i]!));
+    }
+    expect(scale).toBeGreaterThan(0);
+    expect(diff).toBeLessThanOrEqual(1e-5 * scale);
+    expect(encodeModel(redone.model).length).toBeGreaterThan(encodeModel(kept.model).length);
+  });
+
+  it('picks self-attention and leaves cross-attention at SD 1.x sizes (default ratio)', () => {
+    // One SD 1.x attention block at latent 64×64, batch 2, 8 heads, d = 40: Q [16,4096,40],
+    // Kᵀ [16,40,4096] (self) or [16,40,77] (cross), S = Q·Kᵀ·s, P = softmax(S).
+    const sizes: Record<string, number> = { q: 16 * 4096 * 40, kt: 16 * 40 * 4096, ktx: 16 * 40 * 77, s0: 16 * 4096 * 4096, s: 16 * 4096 * 4096, p: 16 * 4096 * 4096, s0x: 16 * 4096 * 77, sx: 16 * 4096 * 77, px: 16 * 4096 * 77, scale: 1 };
+    const node = (opType: string, input: string[], output: string): NodeProto => ({ opType, input, output: [output], name: output, domain: '', attribute: [] }) as unknown as NodeProto;
+    const graph = makeGraph({
+      node: [
+        node('MatMul', ['q', 'kt'], 's0'), node('Mul', ['s0', 'scale'], 's'), node('Softmax', ['s'], 'p'),
+        node('MatMul', ['q', 'ktx'], 's0x'), node('Mul', ['s0x', 'scale'], 'sx'), node('Softmax', ['sx'], 'px'),
+      ],
+      initializer: [{ name: 'scale' }],
+    });
+    const groups = findRecomputeGroups(graph as never, (n) => sizes[n] ?? 1, RECOMPUTE_DEFAULTS.minRatio);
+    expect(groups).toHaveLength(1);
+    expect(groups[0]?.nodes.map((n) => n.output[0])).toEqual(['s0', 's', 'p']);
+    expect([...(groups[0]?.leaves ?? [])].sort()).toEqual(['kt', 'q', 'scale']);
+  });
+});
