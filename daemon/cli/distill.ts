@@ -13,7 +13,7 @@ import { chooseExecution, devicePreference } from '../worker/providers.js';
 import { SessionCache } from '../worker/sessions.js';
 import { intFlag, parseFlags, type CliCommand, type CliIo } from './command.js';
 import { dataDirCaches, EDIT_CLI_DEFAULTS } from './edit.js';
-import { EDIT_FLAG_OPTIONS, editParamsFromFlags, numberFlag, userBanksFromFlags } from './edit-flags.js';
+import { EDIT_FLAG_OPTIONS, editParamsFromFlags, modelFolder, numberFlag, userBanksFromFlags } from './edit-flags.js';
 
 const F = PAIR_FILTER_DEFAULTS;
 const USAGE = `p2pz distill pairs --from WORD --to WORD --images DIR --out DATASET [options]
@@ -23,7 +23,7 @@ pairs: edits every PNG/JPEG/WebP in DIR with pix2pix-zero and writes DATASET/man
 DATASET/pairs/ (source at the working size, edit, attention mask). Run it again to continue an
 interrupted run. Edits are dropped when the mask covers < --min-mask of the image (default ${F.minMaskCoverage}),
 or the mean change |y − x| is < --min-change (${F.minChange}) or > --max-change (${F.maxChange}).
-  --model DIR   Stable Diffusion 1.x ONNX folder (default: $P2PZ_HOME/models/${EDIT_CLI_DEFAULTS.defaultModel})
+  --model NAME|DIR  a model as "p2pz models list" names it, or an SD 1.x ONNX folder (default ${EDIT_CLI_DEFAULTS.defaultModel})
   --caption, --steps, --seed, --xa, --cfg, --reg-steps, --size, --edit-scale, --device,
   --source-bank, --target-bank   as for \`p2pz edit\`
 
@@ -59,7 +59,7 @@ async function pairs(args: readonly string[], io: CliIo, signal: AbortSignal): P
   const banks = await userBanksFromFlags(values);
 
   const paths = homePaths(defaultHome(io.env));
-  const modelDir = resolve(values.model ?? join(paths.models, EDIT_CLI_DEFAULTS.defaultModel));
+  const modelDir = modelFolder(values.model, paths.models, EDIT_CLI_DEFAULTS.defaultModel);
   const execution = await chooseExecution(devicePreference(values.device, io.env));
   const models = new SessionCache({ modelsDir: dirname(modelDir), executionProviders: execution.executionProviders, maxSessions: EDIT_CLI_DEFAULTS.maxSessions });
   try {

@@ -1,6 +1,8 @@
 // The pix2pix-zero settings as command-line flags, shared by `p2pz edit` and `p2pz distill pairs`:
 // their option table, their parsing into the protocol's EditParams (so the CLI and the daemon accept
 // exactly the same values), and the user's own sentence banks.
+import { existsSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
 import { EditParams, P2pzError } from '../../shared/protocol/index.js';
 import { loadUserBank } from '../pipeline/directions/sentence-bank.js';
 import type { SentenceBanks } from '../pipeline/directions/edit-direction.js';
@@ -24,6 +26,17 @@ export const EDIT_FLAG_OPTIONS = Object.freeze({
 } as const);
 
 type EditFlagValues = { readonly [K in keyof typeof EDIT_FLAG_OPTIONS]?: string | undefined };
+
+/** The model folder of `--model VALUE`: a name as `p2pz models list` shows it (a folder of the models
+ *  directory, `gan/…` included), else a folder path; `fallback` (a name) when the flag is absent. */
+export function modelFolder(value: string | undefined, modelsDir: string, fallback: string): string {
+  if (value === undefined) return join(modelsDir, fallback);
+  const installed = join(modelsDir, value);
+  const looksLikeName = !isAbsolute(value) && !value.startsWith('.') && !value.includes('\\');
+  if (looksLikeName && existsSync(installed)) return installed;
+  if (existsSync(value) || !looksLikeName) return resolve(value);
+  return installed;
+}
 
 /** A finite number from a flag value. */
 export function numberFlag(name: string, value: string | undefined): number | undefined {

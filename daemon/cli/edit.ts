@@ -19,7 +19,7 @@ import { RUN_JOB_DEFAULTS } from '../worker/run-job.js';
 import { SessionCache } from '../worker/sessions.js';
 import { intFlag, parseFlags, UserPathError, type CliCommand, type CliIo } from './command.js';
 import { EditProgress } from './edit-progress.js';
-import { EDIT_FLAG_OPTIONS, editParamsFromFlags, userBanksFromFlags } from './edit-flags.js';
+import { EDIT_FLAG_OPTIONS, editParamsFromFlags, modelFolder, userBanksFromFlags } from './edit-flags.js';
 
 export const EDIT_CLI_DEFAULTS = Object.freeze({
   /** Sessions kept open: the five components plus the three derived UNet graphs. */
@@ -39,7 +39,8 @@ export function dataDirCaches(paths: DaemonPaths): { directionCacheDir: string; 
 
 const USAGE = `p2pz edit IN --from WORD --to WORD [options]
 
-  --model DIR          Stable Diffusion 1.x ONNX folder (default: $P2PZ_HOME/models/${EDIT_CLI_DEFAULTS.defaultModel})
+  --model NAME|DIR     a model as "p2pz models list" names it, or a Stable Diffusion 1.x ONNX folder
+                       (default: ${EDIT_CLI_DEFAULTS.defaultModel})
   --caption TEXT       caption of the input (default: the installed captioner's, else "a photo of a WORD")
   --steps N            DDIM steps (default 50)            --seed N        seed (default 42)
   --xa F               cross-attention guidance λ_xa (0.1) --cfg F         guidance scale w (5)
@@ -128,7 +129,7 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
   const banks = await userBanksFromFlags(values);
 
   const paths = homePaths(defaultHome(io.env));
-  const modelDir = resolve(values.model ?? join(paths.models, EDIT_CLI_DEFAULTS.defaultModel));
+  const modelDir = modelFolder(values.model, paths.models, EDIT_CLI_DEFAULTS.defaultModel);
   // The CUDA probe's loader failure is the device reason below, not a red native line on stderr.
   if (io.env['P2PZ_LOG'] !== 'debug') quietNativeLog();
   const execution = await chooseExecution(devicePreference(values.device, io.env));

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CliIo } from '../../daemon/cli/command.js';
+import { writeDemoPack } from '../../daemon/models/demo-pack.js';
 import { writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusion.js';
 import { DumpMeta } from '../../daemon/pipeline/dump/dump-writer.js';
 import { decodeNpy } from '../../daemon/pipeline/dump/npy.js';
@@ -141,6 +142,25 @@ describe('p2pz edit', () => {
       expect(await main(args, c)).toBe(1);
       expect(c.text.err).toMatch(/--to|--mode/);
     }
+  });
+});
+
+describe('p2pz edit --model NAME', () => {
+  it('takes a model by the name `p2pz models list` shows (the demo pack), as the README does', async () => {
+    const env = { P2PZ_HOME: join(dir, 'home-named') };
+    // What `npm start -- --demo` writes.
+    await writeDemoPack(join(env.P2PZ_HOME, 'models'));
+    const list = await promisify(execFile)(process.execPath, ['bin/p2pz.js', 'models', 'list'], { env: { ...process.env, ...env } });
+    const name = /^(\S+) +diffusion/m.exec(list.stdout)?.[1];
+    expect(name).toBe('p2pz-demo');
+    const c = { text: { out: '', err: '' } };
+    const cio = { out: (t: string) => (c.text.out += t), err: (t: string) => (c.text.err += t), env };
+    const out = join(dir, 'named.png');
+    expect(await main(['edit', inputPath, '--model', `${name}`, '--from', 'cat', '--to', 'dog', '--steps', '1', '--reg-steps', '0', '--size', '64', '--bank-count', '2', '--device', 'cpu', '--out', out], cio)).toBe(0);
+    expect(c.text.out).toMatch(/named\.png: cat → dog/);
+    const missing = { out: () => undefined, err: (t: string) => (c.text.err += t), env };
+    expect(await main(['edit', inputPath, '--model', 'not-a-model', '--from', 'cat', '--to', 'dog', '--device', 'cpu', '--out', out], missing)).toBe(1);
+    expect(c.text.err).toMatch(/not-a-model/);
   });
 });
 
