@@ -14,7 +14,8 @@ export function registerPairingRoutes(router: Router, ctx: ServiceContext): void
     .route('/v1/pair')
     .post(async (req, res) => {
       const body = await readJson(req, PairRequest, ctx.limits);
-      ctx.pairing.redeem(body.code);
+      // Guesses are counted per source: the Origin and the peer address (docs/SECURITY.md §Pairing).
+      ctx.pairing.redeem(body.code, `${req.headers.origin ?? '-'} ${req.socket.remoteAddress ?? '-'}`);
       const { id, token } = await ctx.tokens.issue(body.client);
       ctx.log.info('pairing.paired', { tokenId: id, client: body.client });
       sendJson(res, 200, PairResponse, { v: PROTOCOL_VERSION, token });

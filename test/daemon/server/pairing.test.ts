@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { P2pzError, PairingCodeResponse, PairResponse, PROTOCOL_VERSION, WS_CLOSE_TOKEN_REVOKED } from '../../../shared/protocol/index.js';
+import { P2pzError, PairingCodeResponse, PairResponse, PHOTOPEA_ORIGIN, PROTOCOL_VERSION, WS_CLOSE_TOKEN_REVOKED } from '../../../shared/protocol/index.js';
 import { Pairing, PAIRING_DEFAULTS } from '../../../daemon/server/pairing.js';
 import { codeOf, EventClient, send, startTestDaemon, type TestDaemon } from './helpers.js';
 
@@ -83,6 +83,60 @@ describe('Pairing (fake timers)', () => {
     const second = p.newCode();
     if (first.code !== second.code) expect(codeError(() => p.redeem(first.code))).toBe('E_PAIRING_INVALID');
     expect(codeError(() => p.redeem(second.code))).toBeUndefined();
+  });
+});
+
+describe('pairing cannot be jammed from one source (docs/SECURITY.md §Pairing)', () => {
+  const PAGE = 'null 127.0.0.1';
+  const PHOTOPEA = `${PHOTOPEA_ORIGIN} 127.0.0.1`;
+
+  it('wrong tries from one source burn the code for that source only; brute force gets 5 guesses per code', () => {
+    vi.useFakeTimers();
+    const p = new Pairing();
+    const { code } = p.newCode();
+    for (let i = 0; i < PAIRING_DEFAULTS.maxWrongTries; i++) expect(codeError(() => p.redeem(other(code), PAGE))).toBe('E_PAIRING_INVALID');
+    // Burnt for the guessing source: even the right code fails there.
+    expect(codeError(() => p.redeem(code, PAGE))).toBe('E_PAIRING_INVALID');
+    // Another source pairs with it.
+    expect(codeError(() => p.redeem(code, PHOTOPEA))).toBeUndefined();
+    vi.useRealTimers();
+  });
+
+  it('the per-minute cap is per source; a fresh code (p2pz pair) gives every source its budget back', () => {
+    vi.useFakeTimers();
+    const p = new Pairing();
+    const first = p.newCode();
+    for (let i = 0; i < PAIRING_DEFAULTS.maxAttemptsPerMinute; i++) codeError(() => p.redeem(other(first.code), PAGE));
+    expect(codeError(() => p.redeem(first.code, PAGE))).toBe('E_PAIRING_RATE_LIMITED');
+    expect(codeError(() => p.redeem(first.code, PHOTOPEA))).toBeUndefined();
+    vi.advanceTimersByTime(60_000);
+    const fresh = p.newCode();
+    expect(codeError(() => p.redeem(fresh.code, PAGE))).toBeUndefined();
+    vi.useRealTimers();
+  });
+
+  it('over HTTP: a null-origin page guessing without pause cannot keep Photopea or the daemon\'s own page from pairing', async () => {
+    const d = await startTestDaemon();
+    try {
+      const { code } = d.daemon.pairingCode();
+      const guesses = await Promise.all(
+        Array.from({ length: 40 }, (_, i) =>
+          send(d.daemon, { method: 'POST', path: '/v1/pair', json: { v: PROTOCOL_VERSION, code: String(i).padStart(6, '0') === code ? '999999' : String(i).padStart(6, '0') }, headers: { Origin: 'null' } }),
+        ),
+      );
+      expect(guesses.every((r) => r.status === 401 || r.status === 429)).toBe(true);
+      expect(guesses.filter((r) => r.status === 401)).toHaveLength(PAIRING_DEFAULTS.maxAttemptsPerMinute);
+      // The page's budget is spent; the owner pairs from Photopea with the same code.
+      const photopea = await send(d.daemon, { method: 'POST', path: '/v1/pair', json: { v: PROTOCOL_VERSION, code, client: 'photopea' }, headers: { Origin: PHOTOPEA_ORIGIN } });
+      expect(photopea.status).toBe(200);
+      // And with a fresh code from the terminal, from the daemon's own page.
+      const fresh = d.daemon.pairingCode();
+      for (let i = 0; i < 10; i += 1) await send(d.daemon, { method: 'POST', path: '/v1/pair', json: { v: PROTOCOL_VERSION, code: other(fresh.code) }, headers: { Origin: 'null' } });
+      const own = await send(d.daemon, { method: 'POST', path: '/v1/pair', json: { v: PROTOCOL_VERSION, code: fresh.code, client: 'web' }, headers: { Origin: `http://127.0.0.1:${d.daemon.port}` } });
+      expect(own.status).toBe(200);
+    } finally {
+      await d.stop();
+    }
   });
 });
 
