@@ -104,7 +104,7 @@ describe('owner revocation', () => {
     t = await startTestDaemon({ tokens: { now: () => now } });
     const listed = await listTokens(t);
     expect(listed.expireUnusedDays).toBeNull();
-    expect(listed.tokens).toEqual([{ id: expect.any(String), name: 'plugin', createdAt: now, lastUsedAt: null }]);
+    expect(listed.tokens).toEqual([{ id: expect.any(String), name: 'plugin', createdAt: now, lastUsedAt: null, kind: 'client' }]);
     now += 5 * 60_000;
     await send(t.daemon, { path: '/v1/models', token: t.token });
     expect((await listTokens(t)).tokens[0]?.lastUsedAt).toBe(now);
