@@ -7,6 +7,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { defaultHome, HOME_LAYOUT, homePaths } from '../config.js';
 import { loadTextModel } from '../pipeline/diffusion-model.js';
+import { importConceptEmbeddings } from '../pipeline/directions/concept-embeddings.js';
 import { editDirection } from '../pipeline/directions/edit-direction.js';
 import { BUILT_IN_CONCEPTS, loadUserBank, SENTENCE_BANK_DEFAULTS, SENTENCE_BANK_LIMITS, sentenceBankPair } from '../pipeline/directions/sentence-bank.js';
 import { encodeNpy } from '../pipeline/dump/npy.js';
@@ -19,9 +20,15 @@ import { RUN_JOB_DEFAULTS } from '../worker/run-job.js';
 const USAGE = `p2pz directions list
 p2pz directions make --from WORD --to WORD [--model DIR] [--count N] [--out NPY]
                      [--source-bank FILE --target-bank FILE] [--device cpu|cuda]
+p2pz directions import --concept WORD --embeddings NPY [--model DIR] [--device cpu|cuda]
 
-list  the built-in concepts by kind (any other word works too, with generic sentences)
-make  computes Δ for the model's text encoder and caches it in $P2PZ_HOME/${HOME_LAYOUT.cache}/${RUN_JOB_DEFAULTS.directionCache}`;
+list    the built-in concepts by kind (any other word works too, with generic sentences)
+make    computes Δ for the model's text encoder and caches it in $P2PZ_HOME/${HOME_LAYOUT.cache}/${RUN_JOB_DEFAULTS.directionCache}
+import  stores a concept's precomputed embeddings (float32 .npy, [N,77,D] sentence embeddings or a
+        [77,D] mean) for the model's text encoder; an edit whose two concepts are both imported uses
+        Δ = mean(target) − mean(source). The paper's released SD 1.4 means (assets/embeddings_sd_1.4/
+        cat.pt, …) convert once with:
+        python3 -c "import sys,torch,numpy; numpy.save(sys.argv[2], torch.load(sys.argv[1], map_location='cpu').float().numpy())" cat.pt cat.npy`;
 
 function list(args: readonly string[], io: CliIo): number {
   parseFlags(args, {});
@@ -68,14 +75,38 @@ async function make(args: readonly string[], io: CliIo): Promise<number> {
   return 0;
 }
 
+async function importEmbeddings(args: readonly string[], io: CliIo): Promise<number> {
+  const { values } = parseFlags(args, {
+    concept: { type: 'string' },
+    embeddings: { type: 'string' },
+    model: { type: 'string' },
+    device: { type: 'string' },
+  });
+  if (values.concept === undefined || values.embeddings === undefined) throw new P2pzError('E_BAD_REQUEST', 'Both --concept and --embeddings are required.', USAGE.split('\n')[3]);
+  if (values.device !== undefined && values.device !== 'cpu' && values.device !== 'cuda') throw new P2pzError('E_BAD_REQUEST', '--device must be cpu or cuda.');
+  const paths = homePaths(defaultHome(io.env));
+  const modelDir = resolve(values.model ?? join(paths.models, EDIT_CLI_DEFAULTS.defaultModel));
+  const execution = await chooseExecution(devicePreference(values.device, io.env));
+  const models = new SessionCache({ modelsDir: dirname(modelDir), executionProviders: execution.executionProviders });
+  try {
+    const model = await loadTextModel(models, basename(modelDir));
+    const r = await importConceptEmbeddings(models, model, dataDirCaches(paths).directionCacheDir, values.concept, values.embeddings);
+    io.out(`${values.concept}: ${r.count} embedding${r.count === 1 ? '' : 's'} of [${r.tokens},${r.width}] imported for ${basename(modelDir)}'s text encoder\n`);
+  } finally {
+    await models.releaseAll();
+  }
+  return 0;
+}
+
 export const directionsCommand: CliCommand = {
   name: 'directions',
-  summary: 'list built-in concepts, or compute an edit direction: p2pz directions make --from cat --to dog',
+  summary: 'list built-in concepts, compute an edit direction, or import concept embeddings: p2pz directions make --from cat --to dog',
   usage: USAGE,
   async run(args, io) {
     const [sub, ...rest] = args;
     if (sub === 'list') return list(rest, io);
     if (sub === 'make') return make(rest, io);
-    throw new P2pzError('E_BAD_REQUEST', 'Use `p2pz directions list` or `p2pz directions make`.', USAGE.split('\n')[0]);
+    if (sub === 'import') return importEmbeddings(rest, io);
+    throw new P2pzError('E_BAD_REQUEST', 'Use `p2pz directions list`, `make` or `import`.', USAGE.split('\n')[0]);
   },
 };

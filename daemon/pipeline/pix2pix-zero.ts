@@ -32,6 +32,7 @@ import { blendThroughMask } from './blend.js';
 import { chooseCaption, type CaptionChoice } from './caption.js';
 import { chooseDiffusionModel, componentHash, loadDiffusionModel, outputData, unetFeeds, type DiffusionModel } from './diffusion-model.js';
 import { editDirection, editEmbedding, type SentenceBanks } from './directions/edit-direction.js';
+import { importedConceptMean } from './directions/concept-embeddings.js';
 import { sentenceBankPair, SENTENCE_BANK_DEFAULTS } from './directions/sentence-bank.js';
 import { stepName, type DumpMeta, type DumpSink } from './dump/dump-writer.js';
 import type { ModelSessions, PipelineOutcome } from './context.js';
@@ -125,6 +126,8 @@ export interface Pix2PixZeroResult extends PipelineOutcome {
     readonly content: WorkingFrame['content'];
     readonly inversionReused: boolean;
     readonly directionCached: boolean;
+    /** Where Δ came from: the user's banks, imported concept embeddings, or the generated banks. */
+    readonly directionSource: 'user-banks' | 'imported' | 'generated-banks';
     readonly unetCalls: UNetCalls;
     /** L before the gradient step, per edit step. */
     readonly losses: readonly number[];
@@ -214,14 +217,25 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   const T = captionEnc.embedding.dims[1];
   const D = captionEnc.embedding.dims[2];
 
-  // 4. Direction.
-  const banks = request.banks ?? sentenceBankPair(edit.source, edit.target, { count: request.bankCount ?? PIX2PIX_ZERO_DEFAULTS.bankCount });
-  progress('direction', 0, banks.source.length + banks.target.length);
-  const direction = await timed('direction', () => editDirection(models, model, banks, {
-    signal,
-    ...(ctx.directionCacheDir === undefined ? {} : { cacheDir: ctx.directionCacheDir }),
-    onProgress: (done, total) => progress('direction', done, total),
-  }));
+  // 4. Direction: the user's banks; else both concepts' imported embeddings (p2pz directions import);
+  // else each concept's generated bank.
+  const imported = request.banks === undefined && ctx.directionCacheDir !== undefined
+    ? await timed('direction', async () => {
+      const source = await importedConceptMean(models, model, ctx.directionCacheDir!, edit.source);
+      const target = source && await importedConceptMean(models, model, ctx.directionCacheDir!, edit.target);
+      return source && target ? { source, target } : null;
+    })
+    : null;
+  const banks = imported ? { source: [], target: [] } : request.banks ?? sentenceBankPair(edit.source, edit.target, { count: request.bankCount ?? PIX2PIX_ZERO_DEFAULTS.bankCount });
+  progress('direction', 0, Math.max(1, banks.source.length + banks.target.length));
+  const direction = imported
+    ? { delta: Float32Array.from(imported.target, (v, i) => v - imported.source[i]!), cached: true }
+    : await timed('direction', () => editDirection(models, model, banks, {
+      signal,
+      ...(ctx.directionCacheDir === undefined ? {} : { cacheDir: ctx.directionCacheDir }),
+      onProgress: (done, total) => progress('direction', done, total),
+    }));
+  const directionSource = imported ? 'imported' : request.banks ? 'user-banks' : 'generated-banks';
   const eEdit = editEmbedding(eC, direction.delta, edit.editScale);
 
   const regularization: RegularizationOptions = {
@@ -400,6 +414,7 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
     ? { available: true, match: found.match, words: found.words }
     : { available: false, reason: `The caption "${caption}" does not name "${edit.source}" (nor a plural of it), so no mask was made${edit.blend ? ' and the edit was not blended' : ''}.` };
   const notes = [chosen.note, maskState.available ? undefined : maskState.reason].filter((n): n is string => n !== undefined);
+  if (imported) notes.push(`The edit direction comes from the imported embeddings of "${edit.source}" and "${edit.target}".`);
   if (frame.content.width !== size.width || frame.content.height !== size.height) {
     notes.push(`The image is narrower than 2:1, so it was edited inside a ${size.width}×${size.height} frame mirrored around it.`);
   }
@@ -422,6 +437,7 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
       content: frame.content,
       inversionReused,
       directionCached: direction.cached,
+      directionSource,
       unetCalls: calls,
       losses,
       mask: maskState,

@@ -1,12 +1,14 @@
 // Sentence banks for edit directions (DESIGN.md §3 step 3). pix2pix-zero averages the text encoder's
-// output over ~1000 varied sentences per concept (the paper generated them with a language model);
-// p2pz builds them from templates instead: a way of depicting ("an oil painting of"), the subject
-// with its article, a situation suited to the kind of concept ("sitting on a sofa", "parked on a city
-// street"), and a light or time of day. Every combination is listed in a fixed order and shuffled by
-// the seeded generator; the shuffle depends only on the kind and the seed, so two concepts of the
-// same kind get parallel sentences that differ only in the word ("a photo of a cat in the snow" /
-// "a photo of a dog in the snow"), which keeps the context out of Δ. Free words work the same way,
-// with situations that fit any object. Users can also bring their own banks as text files.
+// output over ~1000 varied sentences per concept (the paper generated them with a language model,
+// independently for each concept); p2pz builds them from templates instead, and each concept gets its
+// own bank: a sentence shape ("{depiction} {subject} {situation}, {light}", "there is {subject} …",
+// "{light}, {subject} …", …), a way of depicting ("an oil painting of"), an attribute ("a sleepy cat"),
+// a situation suited to the kind of concept ("sitting on a sofa", "parked on a city street") and a
+// light or time of day, each drawn by a generator seeded from the concept itself. Two concepts of one
+// kind therefore share the vocabulary but not the sentences, so the mean difference Δ carries what the
+// concept changes in every token position of varied contexts, not only a word swap at one position
+// (parallel banks make Δ zero before the word: the text encoder is causal). Free words get situations
+// that fit any object. Users can also bring their own banks as text files.
 import { readFile, stat } from 'node:fs/promises';
 import { Concept, P2pzError } from '../../../shared/protocol/index.js';
 import { Rng } from '../random.js';
@@ -46,22 +48,40 @@ export const BUILT_IN_CONCEPTS: Readonly<Record<string, ConceptKind>> = Object.f
   sunflower: 'plant', bush: 'plant', cactus: 'plant',
 });
 
-/** Ways of depicting, each followed by the subject ("" for the bare subject). */
+/** Ways of depicting, each followed by the subject. */
 const DEPICTIONS: readonly string[] = [
-  '', 'a photo of', 'a close-up photo of', 'a black and white photo of', 'a blurry photo of',
+  'a photo of', 'a close-up photo of', 'a black and white photo of', 'a blurry photo of',
   'a bright photo of', 'a dark photo of', 'a cropped photo of', 'a professional photograph of',
   'a snapshot of', 'a vintage photo of', 'a wide-angle photo of', 'an oil painting of',
   'a watercolor painting of', 'a pencil sketch of', 'a charcoal drawing of', 'a digital illustration of',
-  'a 3D render of', 'a cartoon drawing of',
+  'a 3D render of', 'a cartoon drawing of', 'a picture of', 'an image of', 'a portrait of',
 ];
 
-/** Light and time of day, appended after a comma ("" for none). */
+/** Light and time of day. */
 const LIGHTING: readonly string[] = [
-  '', 'at sunset', 'at night', 'in the morning light', 'in soft light', 'in bright daylight',
-  'on a foggy day', 'in the evening',
+  'at sunset', 'at night', 'in the morning light', 'in soft light', 'in bright daylight',
+  'on a foggy day', 'in the evening', 'on a sunny afternoon', 'under an overcast sky',
 ];
 
-/** Situations per kind; each kind has enough for SENTENCE_BANK_LIMITS.maxCount combinations. */
+/** Sentence shapes (D depiction, S subject with its attribute, X situation, L light), each listed as
+ *  often as its weight: the short shapes have few combinations, so they are drawn less often, which
+ *  keeps two concepts' banks from sharing many sentences. */
+const SHAPES: readonly string[] = [
+  'D S X', 'D S X', 'D S X', 'D S X, L', 'D S X, L', 'D S X, L', 'D S X L', 'D S X L',
+  'S X, L', 'S X, L', 'L, S X', 'L, S X', 'S X L', 'there is S X', 'S X', 'D S', 'S, L',
+];
+
+/** Attributes that describe an instance without naming another concept (no colours or patterns that
+ *  an edit could be about). */
+const ATTRIBUTES: Readonly<Record<ConceptKind, readonly string[]>> = Object.freeze({
+  animal: ['young', 'small', 'large', 'sleepy', 'curious', 'playful', 'wet', 'old', 'happy', 'calm', 'alert'],
+  person: ['young', 'old', 'smiling', 'tall', 'tired', 'happy', 'serious', 'busy', 'calm'],
+  vehicle: ['old', 'new', 'small', 'large', 'shiny', 'dusty', 'vintage', 'modern', 'clean'],
+  plant: ['tall', 'small', 'young', 'old', 'lush', 'large', 'healthy', 'lonely'],
+  object: ['old', 'new', 'small', 'large', 'simple', 'shiny', 'dusty', 'modern', 'worn'],
+});
+
+/** Situations per kind. */
 const SITUATIONS: Readonly<Record<ConceptKind, readonly string[]>> = Object.freeze({
   animal: [
     'sitting on a sofa', 'lying in the grass', 'standing in a field', 'walking on a beach',
@@ -132,9 +152,21 @@ function checkedConcept(word: string): string {
   return parsed.data;
 }
 
+/** FNV-1a of a string: the per-concept part of a bank's seed. */
+function conceptHash(text: string): number {
+  let h = 0x811c9dc5;
+  for (const byte of new TextEncoder().encode(text)) {
+    h ^= byte;
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
 /**
- * `count` distinct sentences that all contain `word`: depiction × situation × lighting combinations
- * of the word's kind, in an order fixed by (kind, seed). Same kind and seed → parallel banks.
+ * `count` distinct sentences that all contain `word`: shapes, depictions, attributes, situations of
+ * the word's kind and lights drawn by a generator seeded from (seed, kind, word), so every concept gets
+ * its own bank. Half of the subjects carry an attribute ("a sleepy cat"); a subject with its own
+ * determiner ("the eiffel tower") never does.
  */
 export function sentenceBank(word: string, options: SentenceBankOptions = {}): string[] {
   const concept = checkedConcept(word);
@@ -144,28 +176,66 @@ export function sentenceBank(word: string, options: SentenceBankOptions = {}): s
   if (!Number.isInteger(count) || count < 1 || count > SENTENCE_BANK_LIMITS.maxCount) {
     throw new P2pzError('E_BAD_REQUEST', `A sentence bank holds 1 to ${SENTENCE_BANK_LIMITS.maxCount} sentences, not ${count}.`);
   }
-  const situations = SITUATIONS[kind];
-  const total = DEPICTIONS.length * situations.length * LIGHTING.length;
-  const order = new Rng(seed).shuffle(Array.from({ length: total }, (_, i) => i));
-  const subject = subjectPhrase(concept);
-  return order.slice(0, count).map((index) => {
-    const lighting = LIGHTING[index % LIGHTING.length]!;
-    const rest = Math.floor(index / LIGHTING.length);
-    const situation = situations[rest % situations.length]!;
-    const depiction = DEPICTIONS[Math.floor(rest / situations.length)]!;
-    const head = depiction ? `${depiction} ${subject}` : subject;
-    return lighting ? `${head} ${situation}, ${lighting}` : `${head} ${situation}`;
-  });
+  const rng = new Rng((seed ^ conceptHash(`${kind}\n${concept.toLowerCase()}`)) >>> 0);
+  const pick = <T>(list: readonly T[]): T => list[rng.randrange(0, list.length)]!;
+  const plain = subjectPhrase(concept);
+  const hasDeterminer = DETERMINERS.test(concept.trim().toLowerCase());
+  const seen = new Set<string>();
+  const out: string[] = [];
+  // The space (shapes × 21 depictions × 16–20 situations × 9 lights × 1 + ~10 attributes) dwarfs maxCount; the bound only
+  // guards against a table edit that shrinks it.
+  for (let tries = 0; out.length < count && tries < 200 * count; tries++) {
+    const attribute = !hasDeterminer && rng.random() < 0.5 ? pick(ATTRIBUTES[kind]) : '';
+    const subject = attribute ? `${indefiniteArticle(attribute)} ${attribute} ${concept.trim().replace(/\s+/g, ' ')}` : plain;
+    const shape = pick(SHAPES);
+    const depiction = pick(DEPICTIONS);
+    const situation = pick(SITUATIONS[kind]);
+    const light = pick(LIGHTING);
+    const slots: Readonly<Record<string, string>> = { D: depiction, S: subject, X: situation, L: light };
+    const sentence = shape.replace(/\b[DSXL]\b/g, (slot) => slots[slot]!);
+    if (seen.has(sentence)) continue;
+    seen.add(sentence);
+    out.push(sentence);
+  }
+  if (out.length < count) throw new P2pzError('E_INTERNAL', `Only ${out.length} distinct sentences could be made for "${concept}".`);
+  return out;
 }
 
 /**
- * Banks for an edit source → target. When both words are of one kind they use that kind's
- * templates; otherwise both use the generic 'object' templates, so the two banks stay parallel.
+ * Banks for an edit source → target: each concept's own bank, from its own kind's templates and its
+ * own seed (the paper's banks were written independently per concept too).
  */
 export function sentenceBankPair(source: string, target: string, options: Omit<SentenceBankOptions, 'kind'> = {}): { source: string[]; target: string[] } {
+  return { source: sentenceBank(source, options), target: sentenceBank(target, options) };
+}
+
+/**
+ * The banks p2pz used before each concept got its own: the same shuffled depiction × situation ×
+ * lighting combinations for both words, so that they differ only in the word. Kept to measure the
+ * difference (docs/BENCHMARKS.md, "banks") and to reproduce earlier directions.
+ */
+export function parallelSentenceBankPair(source: string, target: string, options: Omit<SentenceBankOptions, 'kind'> = {}): { source: string[]; target: string[] } {
   const ks = conceptKind(source);
   const kind = ks === conceptKind(target) ? ks : 'object';
-  return { source: sentenceBank(source, { ...options, kind }), target: sentenceBank(target, { ...options, kind }) };
+  const count = options.count ?? SENTENCE_BANK_DEFAULTS.count;
+  const situations = SITUATIONS[kind];
+  const depictions = ['', ...DEPICTIONS.slice(0, 18)];
+  const lights = ['', ...LIGHTING.slice(0, 7)];
+  const total = depictions.length * situations.length * lights.length;
+  if (!Number.isInteger(count) || count < 1 || count > total) throw new P2pzError('E_BAD_REQUEST', `A parallel bank holds 1 to ${total} sentences, not ${count}.`);
+  const order = new Rng(options.seed ?? SENTENCE_BANK_DEFAULTS.seed).shuffle(Array.from({ length: total }, (_, i) => i));
+  const bank = (word: string): string[] => {
+    const subject = subjectPhrase(checkedConcept(word));
+    return order.slice(0, count).map((index) => {
+      const light = lights[index % lights.length]!;
+      const rest = Math.floor(index / lights.length);
+      const situation = situations[rest % situations.length]!;
+      const depiction = depictions[Math.floor(rest / situations.length)]!;
+      const head = depiction ? `${depiction} ${subject}` : subject;
+      return light ? `${head} ${situation}, ${light}` : `${head} ${situation}`;
+    });
+  };
+  return { source: bank(source), target: bank(target) };
 }
 
 function badBank(detail: string): P2pzError {

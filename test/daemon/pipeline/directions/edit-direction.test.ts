@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadDiffusionModel, type DiffusionModel } from '../../../../daemon/pipeline/diffusion-model.js';
 import { editDirection, editEmbedding } from '../../../../daemon/pipeline/directions/edit-direction.js';
-import { sentenceBankPair } from '../../../../daemon/pipeline/directions/sentence-bank.js';
+import { parallelSentenceBankPair, sentenceBankPair } from '../../../../daemon/pipeline/directions/sentence-bank.js';
 import { encodeText } from '../../../../daemon/pipeline/text/text-encoder.js';
 import { MODEL_NAME, tinyModels, type TinyModels } from '../tiny-pipeline.js';
 
@@ -80,11 +80,18 @@ describe('editDirection (tiny model, opset14)', () => {
     expect([...second.delta]).toEqual([...first.delta]);
   });
 
-  it('generated banks for cat → dog are parallel and give a direction too', async () => {
-    const banks = sentenceBankPair('cat', 'dog', { count: 6 });
-    expect(banks.source.map((s) => s.replace(/\bcat\b/, 'dog'))).toEqual(banks.target);
-    const d = await editDirection(tiny.counting, model, banks);
-    expect(d.delta.some((v) => v !== 0)).toBe(true);
+  it('per-concept banks move Δ in the tokens before the word too; parallel banks leave them at exactly 0', async () => {
+    // The text encoder is causal: a position sees only the tokens up to it. Parallel banks share each
+    // sentence's prefix, so Δ is 0 there (position 1 is always before the word: "a cat", "a photo of …").
+    const D = model.textWidth;
+    const rowNorm = (delta: Float32Array, t: number) => Math.hypot(...delta.subarray(t * D, (t + 1) * D));
+    const parallel = await editDirection(tiny.counting, model, parallelSentenceBankPair('cat', 'dog', { count: 8 }));
+    expect(rowNorm(parallel.delta, 0)).toBe(0);
+    expect(rowNorm(parallel.delta, 1)).toBe(0);
+    expect(parallel.delta.some((v) => v !== 0)).toBe(true);
+    const own = await editDirection(tiny.counting, model, sentenceBankPair('cat', 'dog', { count: 8 }));
+    expect(rowNorm(own.delta, 0)).toBe(0);
+    expect(rowNorm(own.delta, 1)).toBeGreaterThan(0);
   });
 
   it('e_edit = e_c + s·Δ on every position', () => {
