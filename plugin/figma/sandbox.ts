@@ -15,7 +15,7 @@ import { DEFAULT_PORT, PROTOCOL_VERSION } from '../../shared/protocol/version.js
 import { readLayerEdit } from './layer-edit.js';
 import { placeResult } from './place.js';
 import { describeSelection, readLayerImage } from './selection.js';
-import { loadToken, saveToken } from './storage.js';
+import { loadEndpoint, loadToken, saveEndpoint, saveToken } from './storage.js';
 import { daemonDirections, suggestWords, type SandboxFetch } from './suggestions.js';
 
 export const SANDBOX_DEFAULTS = Object.freeze({
@@ -96,6 +96,8 @@ async function run(deps: SandboxDeps, event: RunEvent): Promise<void> {
     token: await loadToken(api),
     // The only port manifest.json's networkAccess allows.
     port: DEFAULT_PORT,
+    // A team endpoint chosen in the panel (reachable once manifest.json names its host).
+    endpoint: await loadEndpoint(api),
     command,
     direction,
     edit,
@@ -127,6 +129,9 @@ async function handle(api: PluginAPI, message: UiMessage, post: (m: SandboxMessa
   switch (message.type) {
     case 'save-token':
       await saveToken(api, message.token);
+      return;
+    case 'save-endpoint':
+      await saveEndpoint(api, message.endpoint);
       return;
     case 'notify':
       api.notify(message.text, { error: message.error });

@@ -2,6 +2,7 @@
 // panel (plugin/ui) in Photopea's colours, hosted by Photopea through script messaging.
 import '../ui/style.css';
 import './photopea.css';
+import { servedEndpoint } from '../ui/endpoint.js';
 import { Panel } from '../ui/panel.js';
 import { PhotopeaChannel } from './channel.js';
 import { expectedParentOrigin } from './parent-origin.js';
@@ -23,4 +24,4 @@ function pageStorage(): Storage | null {
 }
 
 const channel = new PhotopeaChannel(window.parent, window, expectedParentOrigin(location.search, port));
-new Panel(document, createPhotopeaHost(channel, { port, storage: pageStorage(), doc: document, framed: window.parent !== window }));
+new Panel(document, createPhotopeaHost(channel, { port, endpoint: servedEndpoint(location.origin), storage: pageStorage(), doc: document, framed: window.parent !== window }));

@@ -23,7 +23,7 @@ export function resultName(edit: { source: string; target: string; seed: number;
 /** The page comes from the daemon itself: when it stops answering, it was stopped after the page loaded. */
 export const SERVED_PAGE_NOTE = 'This panel comes from the daemon: once it runs again, the panel reconnects by itself.';
 
-export function createPhotopeaHost(channel: PhotopeaChannel, options: { port: number; storage: Storage | null; doc: Document; framed: boolean }): PanelHost {
+export function createPhotopeaHost(channel: PhotopeaChannel, options: { port: number; endpoint?: string | null; storage: Storage | null; doc: Document; framed: boolean }): PanelHost {
   let push: (message: HostPush) => void = () => undefined;
   let nextId = 1;
   /** Where each read layer sat, by the node id its image was given. */
@@ -55,7 +55,7 @@ export function createPhotopeaHost(channel: PhotopeaChannel, options: { port: nu
     unreachableNote: SERVED_PAGE_NOTE,
     start(onPush) {
       push = onPush;
-      push({ v: PROTOCOL_VERSION, type: 'init', token: readToken(), port: options.port, command: 'open', direction: null, edit: null, autoPreview: false });
+      push({ v: PROTOCOL_VERSION, type: 'init', token: readToken(), port: options.port, endpoint: options.endpoint ?? null, command: 'open', direction: null, edit: null, autoPreview: false });
       void refresh();
       options.doc.addEventListener('pointerenter', () => void refresh());
     },

@@ -5,6 +5,7 @@
 // be driven by a fake client in tests.
 import { P2pzError, PROTOCOL_VERSION, type HealthResponse, type JobEvent, type JobKind, type ServerEvent } from '../../shared/protocol/index.js';
 import { DaemonUnreachable, type DaemonClient, type EventStream } from './daemon-client.js';
+import { endpointPort } from './endpoint.js';
 import { problemFor, type LocalNetworkPermission, type Problem } from './problems.js';
 import type { PanelHost } from './host.js';
 
@@ -36,8 +37,9 @@ export interface ConnectionOptions {
   readonly clientId: string;
   readonly host: Pick<PanelHost, 'client' | 'saveToken' | 'notify' | 'unreachableNote'>;
   readonly listener: ConnectionListener;
-  /** Makes the client for the daemon on `port` (a DaemonClient in the panel). */
-  readonly createClient: (port: number, clientId: string, token: string | null, pairingLabel: string) => DaemonApi;
+  /** Makes the client for the daemon on `port`, or at `endpoint` when one was chosen (a DaemonClient
+   *  in the panel). */
+  readonly createClient: (port: number, clientId: string, token: string | null, pairingLabel: string, endpoint: string | null) => DaemonApi;
   /** The browser's local-network permission, asked when the daemon does not answer. */
   readonly permission: () => Promise<LocalNetworkPermission>;
   readonly retryMs?: number;
@@ -68,10 +70,12 @@ export class Connection {
     return this.client_?.port ?? 0;
   }
 
-  /** The host said where the daemon is and which token it kept: connect. */
-  start(port: number, token: string | null): Promise<void> {
+  /** The host said where the daemon is and which token it kept: connect. `endpoint`: a team
+   *  endpoint chosen in the panel, or null for the local daemon on `port`. */
+  start(port: number, token: string | null, endpoint: string | null = null): Promise<void> {
+    this.stop();
     this.token = token;
-    this.client_ = this.options.createClient(port, this.options.clientId, token, this.options.host.client);
+    this.client_ = this.options.createClient(endpoint === null ? port : endpointPort(endpoint), this.options.clientId, token, this.options.host.client, endpoint);
     return this.connect();
   }
 
@@ -101,11 +105,24 @@ export class Connection {
     let health: HealthResponse;
     try {
       health = await client.health();
+      if (this.client_ !== client) return; // another endpoint was chosen meanwhile
     } catch (err) {
+      if (this.client_ !== client) return;
+      // A team endpoint answers health only with a token (docs/SECURITY.md §R1): pair first.
+      if (err instanceof P2pzError && err.code === 'E_UNAUTHORIZED') {
+        if (this.token === null) {
+          this.options.listener.problem(null, false);
+          this.setState('unpaired', 'Not paired');
+          this.options.listener.pairing(true);
+        } else {
+          this.forgetToken({ title: 'This plugin is no longer paired with the daemon.', hint: 'Enter the code the daemon printed, or ask for a new one (p2pz pair).', command: null, note: null, pair: true });
+        }
+        return;
+      }
       const permission = err instanceof DaemonUnreachable ? await this.options.permission() : 'unknown';
       const problem = problemFor(err, client.port, permission);
       const note = this.options.host.unreachableNote;
-      this.options.listener.problem(err instanceof DaemonUnreachable && note !== undefined ? { ...problem, note } : problem, true);
+      this.options.listener.problem(err instanceof DaemonUnreachable && problem.command !== null && note !== undefined ? { ...problem, note } : problem, true);
       this.setState('offline', 'Not running');
       this.retryLater();
       return;

@@ -60,9 +60,11 @@ export class DaemonClient {
     private token: string | null = null,
     /** The label of a pairing made by this client (`p2pz tokens` shows it). */
     readonly pairingLabel: string = 'figma',
+    /** A team endpoint's origin (plugin/ui/endpoint.ts); default the local daemon on `port`. */
+    endpoint: string | null = null,
   ) {
-    this.baseUrl = `http://localhost:${port}`;
-    this.eventsUrl = `ws://localhost:${port}/v1/events`;
+    this.baseUrl = endpoint ?? `http://localhost:${port}`;
+    this.eventsUrl = `${this.baseUrl.replace(/^http/, 'ws')}/v1/events`;
   }
 
   setToken(token: string | null): void {
@@ -94,8 +96,10 @@ export class DaemonClient {
     return parseAnswer(schema, await response.json().catch(() => null));
   }
 
+  /** Health is open on the local daemon; a team endpoint asks for the token (sent when there is one). */
   health(): Promise<HealthResponse> {
-    return this.json('/v1/health', HealthResponse, { method: 'GET', timeoutMs: CLIENT_DEFAULTS.healthTimeoutMs });
+    const headers: Record<string, string> = this.token === null ? {} : { Authorization: `Bearer ${this.token}` };
+    return this.json('/v1/health', HealthResponse, { method: 'GET', headers, timeoutMs: CLIENT_DEFAULTS.healthTimeoutMs });
   }
 
   async pair(code: string): Promise<string> {

@@ -37,6 +37,9 @@ export function createFigmaHost(parent: Window = window.parent, self: Window = w
     saveToken(token: string | null): void {
       connected().send({ v: PROTOCOL_VERSION, type: 'save-token', token });
     },
+    saveEndpoint(endpoint: string | null): void {
+      connected().send({ v: PROTOCOL_VERSION, type: 'save-endpoint', endpoint });
+    },
     notify(text: string): void {
       connected().send({ v: PROTOCOL_VERSION, type: 'notify', text, error: false });
     },

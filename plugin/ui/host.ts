@@ -36,6 +36,9 @@ export interface PanelHost {
   place(maskMode: MaskMode, results: readonly PanelResult[]): Promise<string>;
   /** Keeps the daemon token (null forgets it). */
   saveToken(token: string | null): void;
+  /** Keeps the daemon endpoint chosen in the panel (null: the local daemon). Only a host whose panel
+   *  may talk to another daemon has it (Figma); a page the daemon served talks to its own origin. */
+  saveEndpoint?(endpoint: string | null): void;
   /** A short notice in the editor. */
   notify(text: string): void;
   /** What to add when the daemon does not answer (default: the Figma plugin's advice about the

@@ -8,6 +8,7 @@ import type { JobKind, JobOutcome, SelectionItem } from '../../shared/protocol/i
 import { Connection } from './connection.js';
 import { panelClientId } from './client-id.js';
 import { DaemonClient } from './daemon-client.js';
+import { checkEndpoint } from './endpoint.js';
 import { EditForm } from './form.js';
 import type { HostPush, PanelHost, PanelResult } from './host.js';
 import { JobRunner } from './job-runner.js';
@@ -25,6 +26,9 @@ export class Panel {
   /** What the caption says about the shown results (restored when a later job ends without new ones). */
   private resultsCaption = '';
   private autoPreview = false;
+  /** The local daemon's port (from the host) and the endpoint chosen in the panel (null: local). */
+  private port = 0;
+  private endpoint: string | null = null;
 
   constructor(doc: Document, host: PanelHost) {
     const ui = panelElements(doc);
@@ -35,7 +39,7 @@ export class Panel {
     this.connection = new Connection({
       clientId: panelClientId(host.client),
       host,
-      createClient: (port, clientId, token, label) => new DaemonClient(port, clientId, token, label),
+      createClient: (port, clientId, token, label, endpoint) => new DaemonClient(port, clientId, token, label, endpoint),
       permission: () => localNetworkPermission(),
       listener: {
         status: (state, text) => {
@@ -78,7 +82,10 @@ export class Panel {
       if (message.edit !== null) this.form.fillEdit(message.edit);
       else if (message.direction !== null) this.form.fillDirection(message.direction);
       this.autoPreview = message.autoPreview;
-      void this.connection.start(message.port, message.token);
+      this.port = message.port;
+      this.endpoint = message.endpoint ?? null;
+      this.view.endpoint(this.host.saveEndpoint !== undefined, this.endpoint, this.port);
+      void this.connection.start(message.port, message.token, this.endpoint);
     } else {
       this.selection = message.items;
       this.selectionProblem = message.problem;
@@ -103,6 +110,36 @@ export class Panel {
       this.updateButtons();
     });
     u.applyButton.addEventListener('click', () => void this.apply());
+    u.endpointSave.addEventListener('click', () => this.chooseEndpoint());
+    u.endpoint.addEventListener('keydown', (event) => {
+      if (event.key === 'Enter') this.chooseEndpoint();
+    });
+  }
+
+  /** Connects to the address typed under "Daemon" and keeps it. A token belongs to one daemon, so a
+   *  new address forgets it: the panel pairs with the new daemon. */
+  private chooseEndpoint(): void {
+    const save = this.host.saveEndpoint;
+    if (save === undefined) return;
+    if (this.runner.busy) {
+      this.view.endpointProblem('Wait for the running edit to finish, or cancel it.');
+      return;
+    }
+    const check = checkEndpoint(this.view.ui.endpoint.value);
+    if ('problem' in check) {
+      this.view.endpointProblem(check.problem);
+      return;
+    }
+    const changed = check.endpoint !== this.endpoint;
+    this.endpoint = check.endpoint;
+    this.view.endpoint(true, this.endpoint, this.port);
+    if (!changed) {
+      void this.connection.connect();
+      return;
+    }
+    save.call(this.host, this.endpoint);
+    this.host.saveToken(null);
+    void this.connection.start(this.port, null, this.endpoint);
   }
 
   private async pair(): Promise<void> {

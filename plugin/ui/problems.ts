@@ -4,6 +4,7 @@
 // message and hint). Commands inside a hint's backticks are shown as copyable code.
 import { P2pzError } from '../../shared/protocol/errors.js';
 import { DaemonUnreachable } from './daemon-client.js';
+import { isLocalEndpoint } from './endpoint.js';
 
 export const START_COMMAND = 'npm start';
 export const SERVE_COMMAND = 'p2pz serve';
@@ -60,8 +61,20 @@ export function unreachableProblem(port: number, permission: LocalNetworkPermiss
   };
 }
 
+/** A team endpoint did not answer: the start command is no help here; the address or Figma's
+ *  networkAccess list may be wrong, or the endpoint is down. */
+export function endpointUnreachableProblem(url: string): Problem {
+  return {
+    title: `The p2pz endpoint ${url} did not answer.`,
+    hint: 'Check the address under “Daemon”, and ask whoever runs the endpoint whether it is up. In Figma, the plugin reaches only the hosts its manifest.json names (networkAccess).',
+    command: null,
+    note: null,
+    pair: false,
+  };
+}
+
 export function problemFor(err: unknown, port: number, permission: LocalNetworkPermission = 'unknown'): Problem {
-  if (err instanceof DaemonUnreachable) return unreachableProblem(port, permission);
+  if (err instanceof DaemonUnreachable) return isLocalEndpoint(err.url) ? unreachableProblem(port, permission) : endpointUnreachableProblem(err.url);
   if (err instanceof P2pzError) {
     const pair = err.code === 'E_UNAUTHORIZED' || err.code === 'E_PAIRING_INVALID';
     let command = commandIn(err.hint);

@@ -63,6 +63,10 @@ export function panelElements(doc: Document = document) {
     cancelButton: e('cancel', HTMLButtonElement),
     applyButton: e('apply', HTMLButtonElement),
     device: e('device', HTMLElement),
+    daemon: e('daemon', HTMLDetailsElement),
+    endpoint: e('endpoint', HTMLInputElement),
+    endpointSave: e('endpoint-save', HTMLButtonElement),
+    endpointProblem: e('endpoint-problem', HTMLElement),
   };
 }
 export type PanelElements = ReturnType<typeof panelElements>;
@@ -211,6 +215,21 @@ export class PanelView {
 
   pairing(shown: boolean): void {
     this.ui.pair.hidden = !shown;
+  }
+
+  /** The daemon address setting: shown only where the host keeps one; `endpoint` null is the local
+   *  daemon on `port`. */
+  endpoint(shown: boolean, endpoint: string | null, port: number): void {
+    const u = this.ui;
+    u.daemon.hidden = !shown;
+    u.endpoint.value = endpoint ?? '';
+    u.endpoint.placeholder = `http://localhost:${port}`;
+    this.endpointProblem(null);
+  }
+
+  endpointProblem(text: string | null): void {
+    this.ui.endpointProblem.hidden = text === null;
+    this.ui.endpointProblem.textContent = text ?? '';
   }
 
   selection(items: readonly SelectionItem[], problem: string | null): void {

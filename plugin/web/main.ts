@@ -3,6 +3,7 @@
 import '../ui/style.css';
 import './web.css';
 import type { PanelResult } from '../ui/host.js';
+import { servedEndpoint } from '../ui/endpoint.js';
 import { Panel } from '../ui/panel.js';
 import { createWebHost, downloadName, type PickedImage, type WebStage } from './web-host.js';
 
@@ -82,7 +83,7 @@ const stage: WebStage = {
 };
 
 const port = Number(location.port) || (location.protocol === 'https:' ? 443 : 80);
-const host = createWebHost({ port, storage: localStorage, doc: document, stage });
+const host = createWebHost({ port, endpoint: servedEndpoint(location.origin), storage: localStorage, doc: document, stage });
 new Panel(document, host);
 
 const take = (files: FileList | null): void => {

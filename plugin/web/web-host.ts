@@ -42,7 +42,7 @@ export function downloadName(original: string, edit: PanelResult['edit'], mask: 
   return `${base}-${safe(words)}${edit.kind === 'preview' ? '-preview' : ''}-seed-${edit.seed}${mask ? '-mask' : ''}.png`;
 }
 
-export function createWebHost(options: { port: number; storage: Storage; doc: Document; stage: WebStage }): PanelHost & { pick(file: File): Promise<void> } {
+export function createWebHost(options: { port: number; endpoint?: string | null; storage: Storage; doc: Document; stage: WebStage }): PanelHost & { pick(file: File): Promise<void> } {
   let push: (message: HostPush) => void = () => undefined;
   let picked: PickedImage | null = null;
   let nextId = 1;
@@ -77,7 +77,7 @@ export function createWebHost(options: { port: number; storage: Storage; doc: Do
       } catch {
         // storage blocked: pair again each visit
       }
-      push({ v: PROTOCOL_VERSION, type: 'init', token, port: options.port, command: 'open', direction: null, edit: null, autoPreview: false });
+      push({ v: PROTOCOL_VERSION, type: 'init', token, port: options.port, endpoint: options.endpoint ?? null, command: 'open', direction: null, edit: null, autoPreview: false });
       select(null, null);
     },
     async pick(file: File): Promise<void> {

@@ -112,6 +112,11 @@ export const PlaceItem = z.object({
 });
 export type PlaceItem = z.infer<typeof PlaceItem>;
 
+/** Where the panel reaches the daemon, when not the local one: the origin of a team endpoint
+ *  (`https://p2pz.studio.example`), or a loopback `http://` origin. The panel checks it fully
+ *  (plugin/ui/endpoint.ts); here only its shape, since the sandbox has no URL parser. */
+export const DaemonEndpoint = z.string().check(z.maxLength(200), z.regex(/^https?:\/\/[^/?#\s@]+$/));
+
 // ---- sandbox → UI ----
 
 /** First message: what the UI needs to start. */
@@ -122,6 +127,9 @@ export const InitMessage = z.object({
   token: z.nullable(z.string().check(z.maxLength(200))),
   /** The daemon's port on localhost. */
   port: z.int().check(z.gte(1), z.lte(65535)),
+  /** The daemon endpoint chosen in the panel and kept in figma.clientStorage; null or absent: the
+   *  local daemon on `port`. */
+  endpoint: z.optional(z.nullable(DaemonEndpoint)),
   /** The menu command, quick action or relaunch button that opened the plugin. */
   command: z.enum(['open', 'edit', 'rerun']),
   /** A direction (quick action) or a whole stored edit (relaunch) to start from. */
@@ -170,6 +178,8 @@ export type SandboxMessage = z.infer<typeof SandboxMessage>;
 // ---- UI → sandbox ----
 
 export const SaveTokenMessage = z.object({ v: Version, type: z.literal('save-token'), token: z.nullable(z.string().check(z.maxLength(200))) });
+/** Keep (or, with null, forget) the daemon endpoint chosen in the panel. */
+export const SaveEndpointMessage = z.object({ v: Version, type: z.literal('save-endpoint'), endpoint: z.nullable(DaemonEndpoint) });
 export const NotifyMessage = z.object({
   v: Version,
   type: z.literal('notify'),
@@ -196,7 +206,7 @@ export const ResizeMessage = z.object({
   width: z.int().check(z.gte(240), z.lte(800)),
   height: z.int().check(z.gte(200), z.lte(1200)),
 });
-export const UiMessage = z.discriminatedUnion('type', [SaveTokenMessage, NotifyMessage, ReadImagesMessage, PlaceResultsMessage, ResizeMessage]);
+export const UiMessage = z.discriminatedUnion('type', [SaveTokenMessage, SaveEndpointMessage, NotifyMessage, ReadImagesMessage, PlaceResultsMessage, ResizeMessage]);
 export type UiMessage = z.infer<typeof UiMessage>;
 export type UiMessageInput = z.input<typeof UiMessage>;
 

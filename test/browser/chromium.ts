@@ -20,12 +20,13 @@ export interface Chromium {
   close(): Promise<void>;
 }
 
-export async function launchChromium(): Promise<Chromium> {
+/** `extraArgs`: more Chromium switches (a test that maps a host name or trusts its own certificate). */
+export async function launchChromium(extraArgs: readonly string[] = []): Promise<Chromium> {
   const profile = await mkdtemp(join(tmpdir(), 'p2pz-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM_DEFAULTS.executablePath,
     headless: true,
-    args: CHROMIUM_DEFAULTS.args,
+    args: [...CHROMIUM_DEFAULTS.args, ...extraArgs],
     viewport: { width: 900, height: 760 },
     deviceScaleFactor: 2,
   });

@@ -76,10 +76,11 @@ function summary(node: SceneNode, shim: FigmaShim): LayerSummary {
 const host = {
   shim: null as FigmaShim | null,
   /** Starts the plugin: the UI iframe first (as Figma loads it), then the sandbox's `run`. */
-  async start(options: { port: number; layers: HostLayer[]; select: string[]; token?: string; command?: string; parameters?: Record<string, string> }): Promise<void> {
+  async start(options: { port: number; layers: HostLayer[]; select: string[]; token?: string; endpoint?: string; command?: string; parameters?: Record<string, string> }): Promise<void> {
     const shim = createFigmaShim();
     host.shim = shim;
     if (options.token !== undefined) shim.storage.set('p2pz.token', options.token);
+    if (options.endpoint !== undefined) shim.storage.set('p2pz.endpoint', options.endpoint);
     const nodes = new Map<string, SceneNode>();
     for (const layer of options.layers) {
       const png = bytes(layer.png);

@@ -34,11 +34,11 @@ describe('startSandbox', () => {
     start();
     const [init, selection] = await messages(shim, 2);
     expect(shim.shownUi).toMatchObject({ themeColors: true, title: 'p2pz' });
-    expect(init).toEqual({ v, type: 'init', token: 'tok-123', port: DEFAULT_PORT, command: 'open', direction: null, edit: null, autoPreview: false });
+    expect(init).toEqual({ v, type: 'init', token: 'tok-123', port: DEFAULT_PORT, endpoint: null, command: 'open', direction: null, edit: null, autoPreview: false });
     expect(selection).toEqual({ v, type: 'selection', items: [{ nodeId: photo.id, name: 'Photo', width: 200, height: 100, read: 'image-fill' }], problem: null });
   });
 
-  it('keeps only the token in client storage: the port is always the one manifest.json allows', async () => {
+  it('keeps only the token and the chosen endpoint in client storage: the port is always the one manifest.json allows', async () => {
     const { shim, start } = await started();
     shim.storage.set('p2pz.port', 9999); // what an earlier version read and nothing ever wrote
     const read: string[] = [];
@@ -50,7 +50,30 @@ describe('startSandbox', () => {
     start();
     const [init] = await messages(shim, 2);
     expect(init).toMatchObject({ type: 'init', port: DEFAULT_PORT });
-    expect(read).toEqual(['p2pz.token']);
+    expect(read).toEqual(['p2pz.token', 'p2pz.endpoint']);
+  });
+
+  it('hands the UI the endpoint kept by save-endpoint, and forgets it on null; a malformed stored one is ignored', async () => {
+    const { shim, start } = await started();
+    shim.storage.set('p2pz.endpoint', 'https://p2pz.studio.example');
+    start();
+    const [init] = await messages(shim, 2);
+    expect(init).toMatchObject({ type: 'init', endpoint: 'https://p2pz.studio.example' });
+    shim.sendToSandbox({ v, type: 'save-endpoint', endpoint: 'https://other.studio.example:8443' });
+    await new Promise((r) => setTimeout(r, 5));
+    expect(shim.storage.get('p2pz.endpoint')).toBe('https://other.studio.example:8443');
+    shim.sendToSandbox({ v, type: 'save-endpoint', endpoint: 'https://evil.example/path' });
+    await new Promise((r) => setTimeout(r, 5));
+    expect(shim.storage.get('p2pz.endpoint')).toBe('https://other.studio.example:8443');
+    shim.sendToSandbox({ v, type: 'save-endpoint', endpoint: null });
+    await new Promise((r) => setTimeout(r, 5));
+    expect(shim.storage.has('p2pz.endpoint')).toBe(false);
+
+    const again = await started();
+    again.shim.storage.set('p2pz.endpoint', 'https://a.example/with/path');
+    again.start();
+    const [init2] = await messages(again.shim, 2);
+    expect(init2).toMatchObject({ type: 'init', endpoint: null });
   });
 
   it('posts the selection again when it changes', async () => {
