@@ -7,12 +7,13 @@ import { isIP } from 'node:net';
 import { join, resolve, win32 } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_PORT, P2pzError, Version } from '../shared/protocol/index.js';
+import type { DevicePreference } from '../shared/protocol/index.js';
 
 // Replaced by esbuild with the package version (scripts/build.mjs); absent when run from source.
 declare const P2PZ_VERSION: string | undefined;
 export const DAEMON_VERSION: string = typeof P2PZ_VERSION === 'string' ? P2PZ_VERSION : '0.0.0-dev';
 
-export type DeviceChoice = 'auto' | 'cpu' | 'cuda';
+export type DeviceChoice = DevicePreference;
 
 export const DAEMON_DEFAULTS = Object.freeze({
   /** Interface to listen on. Loopback only; anything else needs `allowRemote` (`--listen`, R1). */
@@ -24,7 +25,7 @@ export const DAEMON_DEFAULTS = Object.freeze({
   allowRemote: false,
   /** Plain HTTP beyond loopback, for a reverse proxy that terminates TLS (`--insecure-behind-proxy`). */
   insecureBehindProxy: false,
-  /** Execution provider for the worker: `auto` tries CUDA and falls back to CPU. */
+  /** Execution provider for the worker: `auto` tries the platform's GPU providers, then the CPU. */
   device: 'auto' as DeviceChoice,
   /** How long close() waits for running jobs to stop cooperatively before closing the engine anyway. */
   shutdownGraceMs: 3_000,

@@ -3,6 +3,7 @@
 // a fake), the express app behind the gate, the HTTP server and the WebSocket event stream. Once it
 // listens it writes `daemon.json` (0600) so that CLI commands can find it; close() undoes everything
 // in order: stop accepting, cancel jobs, close sockets, stop the engine (R23).
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
@@ -18,6 +19,7 @@ import { BODY_LIMITS, type BodyLimits } from './server/body.js';
 import type { ServiceContext } from './server/context.js';
 import { createGate } from './server/gate.js';
 import { buildHealth } from './server/health.js';
+import { DURATION_DEFAULTS, DurationLog } from './jobs/durations.js';
 import { createHttpServer, type HttpOptions } from './server/http-server.js';
 import { listInstalledModels } from './server/installed-models.js';
 import { Pairing, type PairingCode, type PairingOptions } from './server/pairing.js';
@@ -139,7 +141,14 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
   const shutdownGraceMs = options.shutdownGraceMs ?? DAEMON_DEFAULTS.shutdownGraceMs;
   // A team endpoint keeps `inFlight` jobs on the shared queue, where BullMQ orders them for the workers.
   const concurrency = team === undefined ? {} : { concurrency: options.team?.settings?.inFlight ?? TEAM_DEFAULTS.inFlight };
-  const queue = new JobQueue(engine, results, { closeGraceMs: shutdownGraceMs, log, ...concurrency, ...options.queue });
+  const durations = await DurationLog.open(join(paths.cache, DURATION_DEFAULTS.fileName));
+  const queue = new JobQueue(engine, results, {
+    closeGraceMs: shutdownGraceMs,
+    log,
+    ...concurrency,
+    onFinished: (request, outcome, device) => void durations.record(device, request.edit, outcome),
+    ...options.queue,
+  });
   const pairing = new Pairing(options.pairing);
   const listModels = options.models ?? listInstalledModels;
   let stopping = false;
@@ -156,7 +165,14 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
     ...(team === undefined ? {} : { team }),
     models: () => listModels(paths.models),
     health: async () =>
-      buildHealth({ version: DAEMON_VERSION, engine: engine.health(), queue: queue.counts(), models: await listModels(paths.models), stopping }),
+      buildHealth({
+        version: DAEMON_VERSION,
+        engine: engine.health(),
+        queue: queue.counts(),
+        models: await listModels(paths.models),
+        stopping,
+        durations: durations.samples(engine.health().device),
+      }),
   };
 
   let port = 0;

@@ -113,7 +113,7 @@ function feedsFor(session: InferenceSession, pixels: number): Record<string, Ten
   return feeds;
 }
 
-async function load(path: string, providers: readonly string[]): Promise<{ session: InferenceSession; seconds: number }> {
+async function load(path: string, providers: readonly InferenceSession.ExecutionProviderConfig[]): Promise<{ session: InferenceSession; seconds: number }> {
   const t0 = performance.now();
   const session = await InferenceSession.create(path, { executionProviders: [...providers], graphOptimizationLevel: 'all', logSeverityLevel: 3 });
   return { session, seconds: (performance.now() - t0) / 1000 };

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const projects = ['shared', 'plugin/figma', 'plugin/ui', 'plugin/photopea', 'plugin/web', 'daemon', 'test', 'scripts/bench'];
+const projects = ['shared', 'plugin/figma', 'plugin/ui', 'plugin/photopea', 'plugin/web', 'daemon', 'test', 'scripts/bench', 'scripts/device'];
 const tsc = join(root, 'node_modules/typescript/bin/tsc');
 let failed = 0;
 for (const p of projects) {

@@ -19,8 +19,8 @@ import { RUN_JOB_DEFAULTS } from '../worker/run-job.js';
 
 const USAGE = `p2pz directions list
 p2pz directions make --from WORD --to WORD [--model DIR] [--count N] [--out NPY]
-                     [--source-bank FILE --target-bank FILE] [--device cpu|cuda]
-p2pz directions import --concept WORD --embeddings NPY [--model DIR] [--device cpu|cuda]
+                     [--source-bank FILE --target-bank FILE] [--device auto|cpu|cuda|webgpu|coreml|dml]
+p2pz directions import --concept WORD --embeddings NPY [--model DIR] [--device auto|cpu|cuda|webgpu|coreml|dml]
 
 list    the built-in concepts by kind (any other word works too, with generic sentences)
 make    computes Δ for the model's text encoder and caches it in $P2PZ_HOME/${HOME_LAYOUT.cache}/${RUN_JOB_DEFAULTS.directionCache}
@@ -53,7 +53,7 @@ async function make(args: readonly string[], io: CliIo): Promise<number> {
   if ((values['source-bank'] === undefined) !== (values['target-bank'] === undefined)) {
     throw new P2pzError('E_BAD_REQUEST', '--source-bank and --target-bank go together.');
   }
-  if (values.device !== undefined && values.device !== 'cpu' && values.device !== 'cuda') throw new P2pzError('E_BAD_REQUEST', '--device must be cpu or cuda.');
+  if (values.device !== undefined) devicePreference(values.device);
   const count = intFlag('count', values.count, 1, SENTENCE_BANK_LIMITS.maxCount) ?? SENTENCE_BANK_DEFAULTS.count;
   const banks = values['source-bank'] !== undefined && values['target-bank'] !== undefined
     ? { source: await loadUserBank(values['source-bank']), target: await loadUserBank(values['target-bank']) }
@@ -61,7 +61,7 @@ async function make(args: readonly string[], io: CliIo): Promise<number> {
   const paths = homePaths(defaultHome(io.env));
   const modelDir = resolve(values.model ?? join(paths.models, EDIT_CLI_DEFAULTS.defaultModel));
   const execution = await chooseExecution(devicePreference(values.device, io.env));
-  const models = new SessionCache({ modelsDir: dirname(modelDir), executionProviders: execution.executionProviders });
+  const models = new SessionCache({ modelsDir: dirname(modelDir), executionProviders: execution.executionProviders, sessionOptions: execution.sessionOptions });
   try {
     const model = await loadTextModel(models, basename(modelDir));
     const d = await editDirection(models, model, banks, { cacheDir: dataDirCaches(paths).directionCacheDir });

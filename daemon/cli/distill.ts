@@ -61,7 +61,7 @@ async function pairs(args: readonly string[], io: CliIo, signal: AbortSignal): P
   const paths = homePaths(defaultHome(io.env));
   const modelDir = modelFolder(values.model, paths.models, EDIT_CLI_DEFAULTS.defaultModel);
   const execution = await chooseExecution(devicePreference(values.device, io.env));
-  const models = new SessionCache({ modelsDir: dirname(modelDir), executionProviders: execution.executionProviders, maxSessions: EDIT_CLI_DEFAULTS.maxSessions });
+  const models = new SessionCache({ modelsDir: dirname(modelDir), executionProviders: execution.executionProviders, sessionOptions: execution.sessionOptions, maxSessions: EDIT_CLI_DEFAULTS.maxSessions });
   try {
     return await generatePairs({
       images: resolve(values.images),

@@ -3,7 +3,7 @@
 // exactly the same values), and the user's own sentence banks.
 import { existsSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
-import { EditParams, P2pzError } from '../../shared/protocol/index.js';
+import { devicePreference, EditParams, P2pzError } from '../../shared/protocol/index.js';
 import { loadUserBank } from '../pipeline/directions/sentence-bank.js';
 import type { SentenceBanks } from '../pipeline/directions/edit-direction.js';
 import { intFlag } from './command.js';
@@ -61,7 +61,7 @@ export function sizeFlag(value: string | undefined): number | undefined {
 /** The edit settings of the flags, validated by the protocol's schema; `extra` adds mask and blend. */
 export function editParamsFromFlags(values: EditFlagValues, usageLine: string, extra: { mask?: boolean; blend?: boolean } = {}): EditParams {
   if (values.from === undefined || values.to === undefined) throw new P2pzError('E_BAD_REQUEST', 'Both --from and --to are required.', usageLine);
-  if (values.device !== undefined && values.device !== 'cpu' && values.device !== 'cuda') throw new P2pzError('E_BAD_REQUEST', '--device must be cpu or cuda.');
+  if (values.device !== undefined) devicePreference(values.device);
   if ((values['source-bank'] === undefined) !== (values['target-bank'] === undefined)) {
     throw new P2pzError('E_BAD_REQUEST', '--source-bank and --target-bank go together.');
   }

@@ -5,7 +5,7 @@
 // `--dump DIR`, the replay record of DUMP.md. Δ and inversions are cached in the data directory.
 import { open, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
-import { P2pzError } from '../../shared/protocol/index.js';
+import { deviceWords, P2pzError, skippedWords } from '../../shared/protocol/index.js';
 import { defaultHome, homePaths, type DaemonPaths } from '../config.js';
 import { MODELS_DEFAULTS } from '../models/defaults.js';
 import type { PipelineOutcome } from '../pipeline/context.js';
@@ -49,7 +49,8 @@ const USAGE = `p2pz edit IN --from WORD --to WORD [options]
   --out PNG            edited image (default IN-TARGET.png) --mask PNG      attention mask of WORD
   --blend              blend the edit into the input through the mask
   --mode full|preview  full render (default) or quick preview
-  --device cpu|cuda    execution device (default: CUDA when usable, else CPU)
+  --device D           auto (default: the first GPU provider that starts, else the CPU),
+                       cpu, cuda, webgpu, coreml (macOS) or dml (Windows); also $P2PZ_DEVICE
   --dump DIR           write every intermediate (.npy) for a step-by-step replay
   --source-bank FILE, --target-bank FILE   your own sentence banks (one sentence per line)
   --bank-count N                           sentences per generated bank (default ${SENTENCE_BANK_DEFAULTS.count})
@@ -133,7 +134,12 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
   // The CUDA probe's loader failure is the device reason below, not a red native line on stderr.
   if (io.env['P2PZ_LOG'] !== 'debug') quietNativeLog();
   const execution = await chooseExecution(devicePreference(values.device, io.env));
-  const models = new SessionCache({ modelsDir: dirname(modelDir), executionProviders: execution.executionProviders, maxSessions: EDIT_CLI_DEFAULTS.maxSessions });
+  // The device, unless the CPU was asked for: a GPU with its adapter, or why none was used.
+  if (execution.device.provider !== 'cpu' || execution.device.skipped) {
+    io.err(`device: ${deviceWords(execution.device)}: ${execution.device.provider === 'cpu' ? 'no GPU provider started.' : execution.device.reason}\n`);
+    for (const line of skippedWords(execution.device)) io.err(`  skipped ${line}\n`);
+  }
+  const models = new SessionCache({ modelsDir: dirname(modelDir), executionProviders: execution.executionProviders, sessionOptions: execution.sessionOptions, maxSessions: EDIT_CLI_DEFAULTS.maxSessions });
   const started = performance.now();
   const meter = new EditProgress({ write: io.err, tty: io.errIsTTY === true, editSteps: mode === 'full' ? edit.steps : 0 });
   const ctx: DiffusionContext = {

@@ -1,8 +1,8 @@
 // `p2pz serve`: starts the daemon in the foreground, prints its URL and a pairing code, and stops
 // cleanly on SIGTERM/SIGINT (stop accepting, cancel jobs, close sockets, stop the worker; R23). A
 // second signal, or a shutdown that hangs, exits at once.
-import { DEFAULT_PORT, P2pzError } from '../../shared/protocol/index.js';
-import { defaultHome, homePaths, parseListen, type DeviceChoice } from '../config.js';
+import { DEFAULT_PORT, devicePreference, P2pzError } from '../../shared/protocol/index.js';
+import { defaultHome, homePaths, parseListen } from '../config.js';
 import { startDaemon } from '../daemon.js';
 import { createLogger, describeError, parseLogLevel } from '../log.js';
 import { deviceAtStartup, modelsAtStartup } from '../models/startup.js';
@@ -15,14 +15,12 @@ export const SERVE_DEFAULTS = Object.freeze({
   forceExitMs: 10_000,
 });
 
-const DEVICES: readonly DeviceChoice[] = ['auto', 'cpu', 'cuda'];
-
 export const serveCommand: CliCommand = {
   name: 'serve',
   summary: 'start the daemon (prints its URL and a pairing code)',
   usage: [
     'p2pz serve [--port N] [--listen ADDR[:PORT] (--tls-cert FILE --tls-key FILE | --insecure-behind-proxy)] [--public-host NAME[:PORT]]',
-    '           [--device auto|cpu|cuda] [--demo] [--token-expiry-days N] [--with-parent]',
+    '           [--device auto|cpu|cuda|webgpu|coreml|dml] [--demo] [--token-expiry-days N] [--with-parent]',
     '',
     '  --port N         TCP port (default 7870; 0 picks a free one)',
     '  --listen ADDR[:PORT]  listen beyond this machine, e.g. 0.0.0.0:7870; every request then needs a',
@@ -34,7 +32,8 @@ export const serveCommand: CliCommand = {
     '                   (repeatable; behind a proxy: the Host the proxy forwards)',
     '  --host H         loopback interface to listen on (default 127.0.0.1); `--host H --allow-remote`',
     '                   is the older spelling of `--listen H`',
-    '  --device D       execution provider: auto (CUDA, else CPU), cpu or cuda (default auto)',
+    '  --device D       execution provider (default auto: the first that starts of CUDA, DirectML,',
+    '                   WebGPU, Core ML as the platform has them, else the CPU); also $P2PZ_DEVICE',
     '  --demo           also serve a generated demo model pack (random weights, marked demo)',
     '  --token-expiry-days N  refuse and forget client tokens unused for N days (default never; P2PZ_TOKEN_EXPIRY_DAYS)',
     '  --with-parent    stop, as on SIGTERM, when the launching process ends (`npm start` uses it)',
@@ -60,10 +59,7 @@ export const serveCommand: CliCommand = {
       queue: { type: 'string' },
     });
     const team = values.queue === undefined ? undefined : { connection: parseRedisUrl(values.queue) };
-    const device = values.device ?? io.env['P2PZ_DEVICE'] ?? 'auto';
-    if (!(DEVICES as readonly string[]).includes(device)) {
-      throw new P2pzError('E_BAD_REQUEST', '--device must be auto, cpu or cuda.');
-    }
+    const device = devicePreference(values.device, io.env);
     let port = intFlag('port', values.port, 0, 65535);
     let host = values.host;
     let allowRemote = values['allow-remote'] ?? false;
@@ -76,7 +72,7 @@ export const serveCommand: CliCommand = {
     const log = createLogger({ level: parseLogLevel(io.env['P2PZ_LOG']) ?? 'info' });
     const home = defaultHome(io.env);
     io.out((await modelsAtStartup(homePaths(home).models, values.demo === true)).notice);
-    if (team === undefined) io.out(await deviceAtStartup(device as DeviceChoice));
+    if (team === undefined) io.out(await deviceAtStartup(device));
     const daemon = await startDaemon({
       home,
       ...(port === undefined ? {} : { port }),
@@ -85,7 +81,7 @@ export const serveCommand: CliCommand = {
       tls: { certFile: values['tls-cert'], keyFile: values['tls-key'] },
       insecureBehindProxy: values['insecure-behind-proxy'] ?? false,
       publicHosts: values['public-host'] ?? [],
-      device: device as DeviceChoice,
+      device: device,
       log,
       ...(expiryDays === undefined ? {} : { tokens: { expireUnusedDays: expiryDays } }),
       ...(team === undefined ? {} : { team }),

@@ -4,6 +4,7 @@
 // terminal event: `finished`, `cancelled` or `error` (R14). Finished jobs are remembered for a while,
 // then forgotten. Jobs belong to the client that submitted them; other clients cannot see them.
 import { JobOutcome, P2pzError, PROTOCOL_VERSION, ProgressEvent } from '../../shared/protocol/index.js';
+import type { Device, Provider } from '../../shared/protocol/index.js';
 import type {
   ErrorBody,
   ErrorCode,
@@ -48,6 +49,8 @@ export type QueueOptions = Partial<QueueSettings> & {
   now?: () => number;
   /** Job outcomes and internal faults (an engine that rejects, a failing store or listener). */
   log?: Logger;
+  /** Told of every finished job with its request and the device it ran on (the duration log). */
+  onFinished?: (request: JobRequest, outcome: JobOutcome, device: Device | null) => void;
 };
 
 export type JobListener = (event: JobEvent) => void;
@@ -107,12 +110,15 @@ export class JobQueue {
   private closed = false;
   private closing: Promise<void> | undefined;
 
+  private readonly onFinished: QueueOptions['onFinished'];
+
   constructor(
     private readonly engine: JobEngine,
     private readonly results: ResultStore,
     options: QueueOptions = {},
   ) {
-    const { now, log, ...settings } = options;
+    const { now, log, onFinished, ...settings } = options;
+    this.onFinished = onFinished;
     this.settings = { ...QUEUE_DEFAULTS, ...settings };
     this.now = now ?? (() => Date.now());
     this.log = log ?? silentLogger;
@@ -375,11 +381,16 @@ export class JobQueue {
       return this.end(job, { state: 'error', error: errorBody('E_INTERNAL') });
     }
     this.end(job, { state: 'finished', outcome: outcome.data });
+    try {
+      this.onFinished?.(job.request, outcome.data, this.engine.health().device);
+    } catch (error) {
+      this.log.warn('job.finished-listener-failed', describeError(error));
+    }
   }
 
   /** The engine reports its device in health(); a job cannot finish before the worker is ready, so
    *  the `cpu` fallback only covers an engine that does not know. */
-  private device(): 'cuda' | 'cpu' {
+  private device(): Provider {
     try {
       return this.engine.health().device?.provider ?? 'cpu';
     } catch {

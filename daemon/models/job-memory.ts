@@ -2,6 +2,7 @@
 // job: the model's footprint (memory-estimate.ts) against the free memory of the device the job runs
 // on (device-memory.ts). Memory the worker already holds for this model (cached sessions) is counted
 // as available, since running the job reuses it rather than allocating it again.
+import type { Provider } from '../../shared/protocol/index.js';
 import type { DeviceMemoryProbe } from './device-memory.js';
 import { freeDeviceMemory } from './device-memory.js';
 import { checkJobFits, modelFootprint, type JobShape, type MemoryEstimate } from './memory-estimate.js';
@@ -11,7 +12,7 @@ export interface JobMemoryOptions {
   /** The diffusion model's folder name. */
   readonly model: string;
   readonly job: JobShape;
-  readonly provider: 'cpu' | 'cuda';
+  readonly provider: Provider;
   /** Bytes the caller already holds for this model (its open sessions); default 0. */
   readonly heldBytes?: number;
   /** Injectable probes (tests give a fake small budget). */

@@ -19,7 +19,7 @@
 // The signal is checked between every step; nothing is decoded once it has been aborted.
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
-import type { EditParams, Engine, Stage } from '../../shared/protocol/index.js';
+import type { EditParams, Engine, Provider, Stage } from '../../shared/protocol/index.js';
 import type { DeviceMemoryProbe } from '../models/device-memory.js';
 import { assertJobFits } from '../models/job-memory.js';
 import { decodeImage } from '../image/decode.js';
@@ -80,7 +80,7 @@ export interface Pix2PixZeroRequest {
 /** What the up-front memory check (R17) needs from the process running the job. */
 export interface DeviceMemoryContext {
   /** The provider of the worker's execution choice. */
-  readonly provider: 'cpu' | 'cuda';
+  readonly provider: Provider;
   /** Replaces the device's own free-memory report (tests; a configured budget). */
   readonly probe?: DeviceMemoryProbe;
   /** Bytes that sessions already open hold for files under a model folder (absolute path): counted

@@ -1,6 +1,6 @@
 // The daemon's health as clients see it (GET /v1/health and the WebSocket `welcome`): the engine's
 // state mapped to the service state, the device, installed models and queue counts.
-import { PROTOCOL_VERSION, type HealthResponse, type InstalledModel } from '../../shared/protocol/index.js';
+import { PROTOCOL_VERSION, type DurationSample, type HealthResponse, type InstalledModel } from '../../shared/protocol/index.js';
 import type { EngineHealth } from '../jobs/engine.js';
 
 export interface HealthInputs {
@@ -9,6 +9,8 @@ export interface HealthInputs {
   readonly queue: { readonly running: number; readonly queued: number };
   readonly models: InstalledModel[];
   readonly stopping: boolean;
+  /** The last renders on the engine's device (daemon/jobs/durations.ts). */
+  readonly durations?: readonly DurationSample[];
 }
 
 /** `starting` until the worker is up; `degraded` while it restarts, loops or is stopped. */
@@ -36,5 +38,6 @@ export function buildHealth(input: HealthInputs): HealthResponse {
     models: input.models,
     queue: { running: input.queue.running, queued: input.queue.queued },
     ...(engine.team === undefined ? {} : { team: engine.team }),
+    ...(input.durations?.length ? { durations: input.durations.slice(-20) } : {}),
   };
 }

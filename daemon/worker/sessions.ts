@@ -4,7 +4,9 @@
 // (and again whenever it is reopened); while that session stays open, later calls with the same path
 // reuse its result, since the session holds what was checked. Sessions are released on eviction.
 // onnxruntime's allocation failures become `E_DEVICE_OOM`, and every session is released so that the
-// next job starts from an empty device (R18).
+// next job starts from an empty device (R18). On a GPU provider, a lost device (driver reset, GPU
+// removed) becomes `E_DEVICE_LOST` and any other failure while running `E_DEVICE_FAILED`; both release
+// every session too, and the worker then restarts itself for a fresh device (worker-main.ts).
 import type { Dirent } from 'node:fs';
 import { readdir, realpath, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve as resolvePath, sep } from 'node:path';
@@ -32,7 +34,9 @@ export interface SessionCacheOptions {
   /** The only directory models are loaded from. */
   readonly modelsDir: string;
   /** From the worker's provider choice (providers.ts). */
-  readonly executionProviders: readonly string[];
+  readonly executionProviders: readonly InferenceSession.ExecutionProviderConfig[];
+  /** Session options the provider needs (providers.ts `providerSetup`). */
+  readonly sessionOptions?: Readonly<Pick<InferenceSession.SessionOptions, 'enableMemPattern' | 'executionMode'>>;
   readonly maxSessions?: number;
   /** Injectable for tests; defaults to `InferenceSession.create`. */
   readonly create?: SessionFactory;
@@ -53,6 +57,26 @@ export function isOutOfMemoryMessage(message: string): boolean {
   return OUT_OF_MEMORY_PATTERNS.some((re) => re.test(message));
 }
 
+/** Messages of a GPU that is gone: Dawn's device-lost callback text ("WebGPU device lost (2): …"),
+ *  Direct3D 12's DXGI_ERROR_DEVICE_REMOVED/HUNG/RESET (0x887A0005/6/7, as DirectML reports them in
+ *  HRESULTs), CUDA's unavailable-device, launch-timeout and unknown errors, and the NVIDIA kernel
+ *  driver's "fallen off the bus". */
+const DEVICE_LOST_PATTERNS: readonly RegExp[] = [
+  /\bdevice (?:was |is )?lost\b|DeviceLost/i,
+  /DXGI_ERROR_DEVICE_(?:REMOVED|HUNG|RESET)|(?:0x)?887A000[567]/i,
+  /cudaErrorDevicesUnavailable|cudaErrorLaunchTimeout|cudaErrorUnknown|CUDA failure (?:6|46|702|999)\b/,
+  /fallen off the bus/i,
+];
+
+export function isDeviceLostMessage(message: string): boolean {
+  return DEVICE_LOST_PATTERNS.some((re) => re.test(message));
+}
+
+/** Failures after which the worker restarts itself for a fresh device context. */
+export function needsFreshDevice(code: string): boolean {
+  return code === 'E_DEVICE_LOST' || code === 'E_DEVICE_FAILED';
+}
+
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -66,7 +90,8 @@ function nativeDetail(err: unknown): string {
 
 export class SessionCache {
   readonly #modelsDir: string;
-  readonly #providers: readonly string[];
+  readonly #providers: readonly InferenceSession.ExecutionProviderConfig[];
+  readonly #sessionOptions: SessionCacheOptions['sessionOptions'];
   readonly #max: number;
   readonly #create: SessionFactory;
   /** Insertion order = recency (oldest first). Promises of onnxruntime's own result (failures are mapped
@@ -79,6 +104,7 @@ export class SessionCache {
   constructor(options: SessionCacheOptions) {
     this.#modelsDir = options.modelsDir;
     this.#providers = options.executionProviders;
+    this.#sessionOptions = options.sessionOptions;
     this.#max = options.maxSessions ?? SESSION_DEFAULTS.maxSessions;
     this.#create = options.create ?? ((path, opts) => InferenceSession.create(path, opts));
     if (!Number.isInteger(this.#max) || this.#max < 1) throw new RangeError(`maxSessions must be a positive integer, got ${this.#max}`);
@@ -111,6 +137,7 @@ export class SessionCache {
       const evicted = this.#takeOldest(this.#max - 1);
       const options: InferenceSession.SessionOptions = {
         executionProviders: [...this.#providers],
+        ...this.#sessionOptions,
         graphOptimizationLevel: SESSION_DEFAULTS.graphOptimizationLevel,
         logSeverityLevel: SESSION_DEFAULTS.logSeverityLevel,
       };
@@ -124,7 +151,7 @@ export class SessionCache {
     } catch (err) {
       if (this.#sessions.get(key) === loading) this.#sessions.delete(key);
       if (this.#checked.get(lexical)?.session === loading) this.#checked.delete(lexical);
-      throw await this.#mapFailure(err, 'The model could not be loaded:');
+      throw await this.#mapFailure(err, 'The model could not be loaded:', 'load');
     }
   }
 
@@ -135,7 +162,7 @@ export class SessionCache {
     try {
       return await session.run(feeds);
     } catch (err) {
-      throw await this.#mapFailure(err, 'The model failed while running:');
+      throw await this.#mapFailure(err, 'The model failed while running:', 'run');
     }
   }
 
@@ -176,11 +203,26 @@ export class SessionCache {
     await Promise.all(all.map(releaseQuietly));
   }
 
-  async #mapFailure(err: unknown, what: string): Promise<P2pzError> {
+  /** Whether the sessions run on a GPU provider (the CPU provider is only the fallback for its ops). */
+  get onGpu(): boolean {
+    const first = this.#providers[0];
+    return first !== undefined && (typeof first === 'string' ? first : first.name) !== 'cpu';
+  }
+
+  async #mapFailure(err: unknown, what: string, phase: 'load' | 'run'): Promise<P2pzError> {
     if (err instanceof P2pzError) return err;
-    if (isOutOfMemoryMessage(messageOf(err))) {
+    const message = messageOf(err);
+    if (isOutOfMemoryMessage(message)) {
       await this.releaseAll();
       return new P2pzError('E_DEVICE_OOM');
+    }
+    if (this.onGpu && isDeviceLostMessage(message)) {
+      await this.releaseAll();
+      return new P2pzError('E_DEVICE_LOST', nativeDetail(err));
+    }
+    if (this.onGpu && phase === 'run') {
+      await this.releaseAll();
+      return new P2pzError('E_DEVICE_FAILED', nativeDetail(err));
     }
     return new P2pzError('E_MODEL_INVALID', `${what} ${nativeDetail(err)}`);
   }

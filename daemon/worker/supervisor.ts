@@ -5,7 +5,10 @@
 // window are reported as `crash-loop` (jobs are refused with `E_ENGINE_UNAVAILABLE` until the backoff
 // has passed). A cancelled job that does not stop within a grace period gets its worker killed and
 // restarted (R15). Every message from the worker is parsed with the protocol schema; a malformed one
-// is treated as a crash.
+// is treated as a crash. A job that failed because the GPU was lost or its provider failed
+// (`E_DEVICE_LOST`, `E_DEVICE_FAILED`) leaves the provider's device context unusable for the whole
+// process (onnxruntime keeps one WebGPU/CUDA context per process), so that worker is replaced at once,
+// without counting a crash, and the next job runs on a fresh device.
 //
 // The HTTP process never imports onnxruntime: only the worker does (a CUDA fault must not take the
 // daemon down), so this file imports nothing from providers.ts or sessions.ts but types.
@@ -80,7 +83,12 @@ interface WorkerHandle {
   killReason?: string;
   /** Killed because a cancelled job outlived the grace period: not a crash. */
   killedForCancel: boolean;
+  /** Killed after its device was lost or its provider failed: replaced at once, not a crash. */
+  killedForDevice?: boolean;
 }
+
+/** Failures that leave the worker's device context unusable (see the file header). */
+const FRESH_DEVICE_CODES: ReadonlySet<ErrorCode> = new Set(['E_DEVICE_LOST', 'E_DEVICE_FAILED']);
 
 interface RunningJob {
   readonly job: EngineJob;
@@ -292,6 +300,13 @@ export class WorkerSupervisor implements JobEngine {
         running.resolve(CANCELLED);
         return;
       case 'failed':
+        if (FRESH_DEVICE_CODES.has(msg.error.code)) {
+          // Not ready for another job: the next one waits for the replacement's `ready`.
+          worker.ready = false;
+          worker.killedForDevice = true;
+          this.#log.warn('worker.device_reset', { jobId: running.job.jobId, error: msg.error.code });
+          this.#kill(worker, 'its device was lost or its provider failed');
+        }
         running.resolve(running.cancelRequested ? CANCELLED : { status: 'failed', error: msg.error });
         return;
     }
@@ -366,6 +381,12 @@ export class WorkerSupervisor implements JobEngine {
     if (this.#unavailable) {
       this.#state = 'stopped';
       running?.resolve({ status: 'failed', error: this.#unavailable });
+      return;
+    }
+    if (worker.killedForDevice) {
+      if (running && sent) running.resolve(running.cancelRequested ? CANCELLED : failed('E_DEVICE_LOST'));
+      this.#restarts++;
+      this.#spawn();
       return;
     }
     if (worker.killedForCancel) {

@@ -9,9 +9,9 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { P2pzError, PROTOCOL_VERSION, SupervisorMessage } from '../../shared/protocol/index.js';
-import type { WorkerMessage, WorkerRunMessage } from '../../shared/protocol/index.js';
+import type { Device, WorkerMessage, WorkerRunMessage } from '../../shared/protocol/index.js';
 import { addScrubRoot, createLogger, describeError } from '../log.js';
-import type { DeviceMemoryProbe } from '../models/device-memory.js';
+import { freeDeviceMemory, memoryPlanWords, memorySource, type DeviceMemoryProbe } from '../models/device-memory.js';
 import type { DeviceMemoryContext } from '../pipeline/pix2pix-zero.js';
 import { InversionCache } from '../pipeline/inversion-cache.js';
 import { devicePreference, processExecution } from './providers.js';
@@ -30,8 +30,8 @@ const WORKER_DEFAULTS = Object.freeze({
 
 const FreeMemoryMib = z.string().trim().regex(/^\d{1,9}$/).transform(Number);
 
-/** The configured free memory as a probe for both providers, or none (ask the device). */
-function configuredMemoryProbe(env: NodeJS.ProcessEnv): DeviceMemoryProbe | undefined {
+/** The configured free memory in MiB, or none (ask the device). */
+function configuredFreeMib(env: NodeJS.ProcessEnv): number | undefined {
   const raw = env[WORKER_DEFAULTS.freeMemoryEnvVar];
   if (raw === undefined || raw.trim() === '') return undefined;
   const parsed = FreeMemoryMib.safeParse(raw);
@@ -39,11 +39,19 @@ function configuredMemoryProbe(env: NodeJS.ProcessEnv): DeviceMemoryProbe | unde
     log.warn('worker.bad_free_memory', { variable: WORKER_DEFAULTS.freeMemoryEnvVar, expected: 'whole MiB' });
     return undefined;
   }
-  const mib = parsed.data;
-  return { freemem: () => mib * 2 ** 20, nvidiaSmi: async () => `${mib}\n` };
+  return parsed.data;
 }
 
-const memoryProbe = configuredMemoryProbe(process.env);
+const configuredMib = configuredFreeMib(process.env);
+/** The configured budget as a probe for every memory source. */
+const memoryProbe: DeviceMemoryProbe | undefined =
+  configuredMib === undefined ? undefined : { freemem: () => configuredMib * 2 ** 20, nvidiaSmi: async () => `${configuredMib}\n` };
+
+/** The device as health shows it, with how its memory is planned (R17). */
+async function withMemoryPlan(device: Device): Promise<Device> {
+  const known = (await freeDeviceMemory(device.provider, memoryProbe)) !== undefined;
+  return { ...device, memory: memoryPlanWords(memorySource(device.provider), known, configuredMib) };
+}
 
 interface Running {
   readonly jobId: string;
@@ -74,7 +82,7 @@ function deviceFlag(argv: readonly string[]): string | undefined {
 function sessionsFor(modelsDir: string, execution: ExecutionChoice): SessionCache {
   if (sessions?.modelsDir !== modelsDir) {
     void sessions?.releaseAll();
-    sessions = new SessionCache({ modelsDir, executionProviders: execution.executionProviders });
+    sessions = new SessionCache({ modelsDir, executionProviders: execution.executionProviders, sessionOptions: execution.sessionOptions });
   }
   return sessions;
 }
@@ -159,14 +167,14 @@ async function main(): Promise<void> {
   });
 
   try {
-    execution = await processExecution(devicePreference(deviceFlag(process.argv)));
+    execution = await processExecution(devicePreference(deviceFlag(process.argv), process.env));
   } catch (err) {
     log.error('worker.unavailable', describeError(err));
     const error = (err instanceof P2pzError ? err : new P2pzError('E_INTERNAL', 'The engine could not start.')).toBody();
     await send({ v: PROTOCOL_VERSION, type: 'unavailable', error });
     process.exit(1);
   }
-  await send({ v: PROTOCOL_VERSION, type: 'ready', device: execution.device, pid: process.pid });
+  await send({ v: PROTOCOL_VERSION, type: 'ready', device: await withMemoryPlan(execution.device), pid: process.pid });
   for (const message of pending.splice(0)) startJob(message, execution);
 }
 

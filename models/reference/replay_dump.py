@@ -57,13 +57,14 @@ class Report:
     def skip(self, name, reason):
         print(f"SKIP {name}: {reason}", flush=True)
 
-    def close(self, actual, expected):
+    def close(self, actual, expected, tolerance=None):
         """(ok, detail) for two tensors of one shape: max|a − b| / max|b| ≤ tolerance."""
+        tolerance = self.tolerance if tolerance is None else max(tolerance, self.tolerance)
         a, b = torch.as_tensor(actual, dtype=torch.float64), torch.as_tensor(expected, dtype=torch.float64)
         if a.shape != b.shape:
             return False, f"shape {list(a.shape)} != {list(b.shape)}"
         err = ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
-        return err <= self.tolerance, f"relative error {err:.2e}"
+        return err <= tolerance, f"relative error {err:.2e}"
 
 
 def npy_header(path):
@@ -258,13 +259,21 @@ def replay(dump, model, report):
     report.check("reference/000_z = zT", lambda: report.close(load(dump, "reference/000_z.npy"), zT))
     t0 = ts[-1]
     if steps > 1:
+        # With the reference pass's own ε dumped (reference/000_eps.npy), its first step is checked
+        # with it. ε_θ(z_T, t_0, e_c) is also the edit's ε⁰ at step 0: x⁰ = z_T − λ_xa·∂L/∂x⁰ and
+        # ∂L/∂x⁰ vanishes there (the caption branch's maps are the reference maps), up to rounding.
+        # The two come from different graphs (batch 1 and batch 2), whose kernels round differently
+        # on a GPU (WebGPU here: 1.6e-5), so that cross-check allows 1e-4.
+        has_ref_eps = (dump / "reference/000_eps.npy").exists()
         def reference_step():
-            # ε_θ(z_T, t_0, e_c) is the edit's ε⁰ at step 0: x⁰ = z_T − λ_xa·∂L/∂x⁰ and ∂L/∂x⁰ vanishes there
-            # (the caption branch's maps are the reference maps), up to float32 rounding.
-            ok, detail = report.close(ddim_transfer(zT, load(dump, "edit/000_eps.npy")[0:1], alpha[t0].item(), a_at(t0 - ratio), clip),
-                                      load(dump, "reference/001_z.npy"))
+            eps0 = load(dump, "reference/000_eps.npy") if has_ref_eps else load(dump, "edit/000_eps.npy")[0:1]
+            ok, detail = report.close(ddim_transfer(zT, eps0, alpha[t0].item(), a_at(t0 - ratio), clip), load(dump, "reference/001_z.npy"))
             return ok, f"{detail} (max |∂L/∂x⁰| at step 0: {load(dump, 'edit/000_grad.npy')[0].abs().max().item():.1e})"
-        report.check(f"reference/001_z = DDIM step at t={t0} of zT with edit/000_eps[0]", reference_step)
+        source = "reference/000_eps" if has_ref_eps else "edit/000_eps[0]"
+        report.check(f"reference/001_z = DDIM step at t={t0} of zT with {source}", reference_step)
+        if has_ref_eps:
+            report.check("edit/000_eps[0] = reference/000_eps: ∂L/∂x⁰ vanishes at step 0", lambda: report.close(
+                load(dump, "edit/000_eps.npy")[0:1], load(dump, "reference/000_eps.npy"), tolerance=1e-4))
     # p2pz also dumps the reference pass's ε (reference/k_eps.npy, beyond DUMP.md's list): then every
     # reference step is checkable.
     if steps > 2 and (dump / "reference/000_eps.npy").exists():

@@ -1,6 +1,7 @@
 // The panel's DOM: its elements, looked up once, and a thin view that shows what the connection, the
 // form and the job runner decide, in the panel's words. The only state here is what is on screen.
-import type { Engine, HealthResponse, JobOutcome, SelectionItem, Stage } from '../../shared/protocol/index.js';
+import { deviceWords, PROVIDER_NAMES, skippedWords } from '../../shared/protocol/index.js';
+import type { Device, Engine, HealthResponse, JobOutcome, SelectionItem, Stage } from '../../shared/protocol/index.js';
 import type { ConnectionState } from './connection.js';
 import type { PanelResult } from './host.js';
 import type { BatchPosition, JobProgress } from './job-runner.js';
@@ -120,9 +121,15 @@ const ENGINE_LABELS: Record<Engine, string> = {
   diffusion: 'Full render',
 };
 
+/** The device's tooltip: why this device, why the others were skipped, how memory is planned. */
+export function deviceDetails(device: Device): string {
+  const skipped = skippedWords(device);
+  return [device.reason, ...(skipped.length ? ['Skipped:', ...skipped.map((l) => `· ${l}`)] : []), ...(device.memory ? [device.memory] : [])].join('\n');
+}
+
 /** The footnote about the daemon: version, device, models. */
 export function healthSummary(health: HealthResponse): string {
-  const device = health.device === null ? 'device starting' : health.device.provider === 'cuda' ? 'GPU (CUDA)' : 'CPU';
+  const device = health.device === null ? 'device starting' : deviceWords(health.device);
   const diffusion = health.models.filter((m) => m.kind === 'diffusion').length;
   const gans = health.models.filter((m) => m.kind === 'gan').length;
   const parts = [`p2pz ${health.version}`, device];
@@ -174,7 +181,7 @@ function inBatch(batch: BatchPosition, f: number): number {
 export function outcomeCaption(outcome: JobOutcome): string {
   const seconds = outcome.timings['total'];
   const time = seconds === undefined ? '' : ` · ${(seconds / 1000).toFixed(1)} s`;
-  return `${ENGINE_LABELS[outcome.engine]} · ${outcome.device.toUpperCase()}${time}`;
+  return `${ENGINE_LABELS[outcome.engine]} · ${PROVIDER_NAMES[outcome.device]}${time}`;
 }
 
 /** What the selection line says. */
@@ -209,7 +216,7 @@ export class PanelView {
   }
 
   health(health: HealthResponse): void {
-    if (health.device?.provider === 'cpu' && health.device.reason) this.ui.device.title = health.device.reason;
+    this.ui.device.title = health.device === null ? '' : deviceDetails(health.device);
     this.ui.device.textContent = healthSummary(health);
   }
 

@@ -3,14 +3,8 @@ import { z } from 'zod';
 import { Version } from './version.js';
 import { Id, JobRequest, JobState } from './jobs.js';
 import { ErrorBody } from './errors.js';
-
-export const Device = z.object({
-  /** The execution provider the worker's sessions use. */
-  provider: z.enum(['cuda', 'cpu']),
-  /** Why this provider: e.g. the CUDA loader's message when it fell back to CPU. */
-  reason: z.string().max(500),
-});
-export type Device = z.infer<typeof Device>;
+import { Device } from './device.js';
+import { DurationSample } from './durations.js';
 
 export const WorkerHealth = z.object({
   state: z.enum(['starting', 'ready', 'busy', 'restarting', 'crash-loop', 'stopped']),
@@ -43,6 +37,8 @@ export const HealthResponse = z.object({
   queue: z.object({ running: z.number().int(), queued: z.number().int() }),
   /** A team endpoint (docs/TEAM.md): the GPU workers connected to its queue. */
   team: z.object({ workers: z.number().int().nonnegative() }).optional(),
+  /** The last full renders on this device, for the panel's duration estimate (durations.ts). */
+  durations: z.array(DurationSample).max(20).optional(),
 });
 export type HealthResponse = z.infer<typeof HealthResponse>;
 

@@ -4,6 +4,8 @@ export * from './version.js';
 export * from './errors.js';
 export * from './edit.js';
 export * from './jobs.js';
+export * from './device.js';
+export * from './durations.js';
 export * from './http.js';
 export * from './events.js';
 export * from './ipc.js';

@@ -6,7 +6,7 @@ import { Version } from './version.js';
 import { ErrorBody } from './errors.js';
 import { Engine, Id, JobDetails, JobKind, Stage, Timings } from './jobs.js';
 import { EditParams } from './edit.js';
-import { Device } from './http.js';
+import { Device } from './device.js';
 
 // `z.custom`, not `z.instanceof`: the latter types the bytes as `Uint8Array<ArrayBuffer>`, which a
 // Buffer or a view of any ArrayBufferLike (what callers hold) is not.

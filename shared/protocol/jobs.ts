@@ -1,6 +1,7 @@
 // Jobs: one request type holds everything a job needs; one event stream reports on every job.
 import { z } from 'zod';
 import { EditParams } from './edit.js';
+import { Provider } from './device.js';
 import { ErrorBody } from './errors.js';
 
 /** Server-generated ids (images, results) and client-chosen job ids share one safe alphabet. */
@@ -69,7 +70,7 @@ export const JobOutcome = z.object({
   details: JobDetails.optional(),
   /** Milliseconds per stage, plus `total` and `queued`. */
   timings: Timings,
-  device: z.enum(['cuda', 'cpu']),
+  device: Provider,
 });
 export type JobOutcome = z.infer<typeof JobOutcome>;
 

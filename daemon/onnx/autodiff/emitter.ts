@@ -137,11 +137,14 @@ export class GraphEmitter {
     return this.expand(this.reshape(zero, info.dims.map(() => 1)), info.dims);
   }
 
-  /** Σ of several gradient contributions (all of the same shape). */
+  /** Σ of several gradient contributions (all of the same shape), as a left fold of Add:
+   *  ((g₀ + g₁) + g₂) + …, the order onnxruntime's CPU Sum kernel adds in. Not one variadic Sum: the
+   *  WebGPU provider has no Sum kernel, so each Sum ran on the CPU with a copy out of the GPU and back
+   *  (77 of them in the tiny UNet's gradient graph, docs/BENCHMARKS.md). */
   sum(parts: readonly string[]): string {
-    if (parts.length === 1) return parts[0] as string;
-    const first = parts[0] as string;
-    return this.op('Sum', [...parts], this.like(first));
+    let total = parts[0] as string;
+    for (const part of parts.slice(1)) total = this.op('Add', [total, part], this.like(total));
+    return total;
   }
 
   count(x: string): number {

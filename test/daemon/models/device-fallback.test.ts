@@ -28,7 +28,7 @@ afterAll(async () => {
 
 describe('CUDA → CPU fallback on the real onnxruntime', () => {
   it('auto falls back to the CPU with the loader reason, and models run there', async () => {
-    const choice = await chooseExecution('auto', cudaForcedToFail);
+    const choice = await chooseExecution('auto', { create: cudaForcedToFail, cudaInstalled: () => true, platform: 'linux', backends: () => [{ name: 'cuda', bundled: false }] });
     expect(choice.executionProviders).toEqual(['cpu']);
     expect(choice.device.provider).toBe('cpu');
     expect(choice.device.reason).toMatch(/^CUDA unavailable: \S/);
@@ -42,6 +42,6 @@ describe('CUDA → CPU fallback on the real onnxruntime', () => {
   });
 
   it('cuda preference refuses instead of falling back', async () => {
-    await expect(chooseExecution('cuda', cudaForcedToFail)).rejects.toMatchObject({ code: 'E_DEVICE_UNAVAILABLE' });
+    await expect(chooseExecution('cuda', { create: cudaForcedToFail, cudaInstalled: () => true })).rejects.toMatchObject({ code: 'E_DEVICE_UNAVAILABLE' });
   });
 });

@@ -21,6 +21,16 @@ const OOM_MESSAGES = [
   'CUBLAS failure 3: CUBLAS_STATUS_ALLOC_FAILED ; GPU=0',
 ];
 
+/** A GPU that went away, as each stack reports it: Dawn's device-lost callback text as onnxruntime's
+ *  WebGPU context logs it ("WebGPU device lost (<reason>): <message>", webgpu_context.cc), Direct3D 12's
+ *  removal HRESULT as DirectML returns it, CUDA's unknown error after an Xid, and the driver's words. */
+const DEVICE_LOST_MESSAGES = [
+  'WebGPU device lost (2): Device was destroyed.',
+  "Non-zero status code returned while running MatMul node. Name:'/attn1/MatMul' Status Message: C:\\a\\_work\\1\\s\\onnxruntime\\core\\providers\\dml\\DmlExecutionProvider\\src\\DmlCommandRecorder.cpp(372)\\onnxruntime.dll!00007FFB: (caller: 00007FFB) Exception(3) tid(4f1c) 887A0005 The GPU device instance has been suspended. Use GetDeviceRemovedReason to determine the appropriate action.",
+  'CUDA failure 999: unknown error ; GPU=0 ; hostname=box ; file=/onnxruntime_src/onnxruntime/core/providers/cuda/cuda_call.cc ; line=129',
+  'NVRM: GPU at PCI:0000:01:00: GPU has fallen off the bus.',
+];
+
 let root: string;
 let models: string;
 
@@ -126,6 +136,35 @@ describe('SessionCache', () => {
     // The next job loads afresh and runs.
     await expect(cache.run('m/alloc.onnx', {})).resolves.toEqual({});
     expect(create.created).toHaveLength(3);
+  });
+
+  it.each(DEVICE_LOST_MESSAGES)('on a GPU provider, maps %s to E_DEVICE_LOST, releases every session, and the next run loads afresh', async (message) => {
+    const create = fakeFactory();
+    const cache = new SessionCache({ modelsDir: models, executionProviders: ['webgpu', 'cpu'], create });
+    await cache.get('m/broken.onnx');
+    create.failNext.push(message);
+    const err = await cache.run('m/alloc.onnx', {}).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'E_DEVICE_LOST', message: expect.stringMatching(/^The GPU stopped responding during the edit .*\. \S/) });
+    expect((err as Error).message).not.toMatch(/\/onnxruntime_src|\/home\//);
+    expect(cache.size).toBe(0);
+    expect(create.released).toHaveLength(2);
+    await expect(cache.run('m/alloc.onnx', {})).resolves.toEqual({});
+  });
+
+  it('on a GPU provider, any other failure while running is E_DEVICE_FAILED with the first line; on the CPU it stays E_MODEL_INVALID', async () => {
+    const kernel = "Non-zero status code returned while running Conv node. Name:'/conv_in/Conv' Status Message: /onnxruntime_src/onnxruntime/core/providers/webgpu/webgpu_context.cc:412 Program Conv2d failed validation\nsecond line";
+    for (const [providers, code] of [[['dml', 'cpu'], 'E_DEVICE_FAILED'], [[{ name: 'coreml', coreMlFlags: 16 }, 'cpu'], 'E_DEVICE_FAILED'], [['cpu'], 'E_MODEL_INVALID']] as const) {
+      const create = fakeFactory();
+      const cache = new SessionCache({ modelsDir: models, executionProviders: providers, create });
+      create.failNext.push(kernel);
+      const err = await cache.run('m/alloc.onnx', {}).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code });
+      expect((err as Error).message).toMatch(/Non-zero status code returned while running Conv node\. .*Program Conv2d failed validation$/);
+      expect((err as Error).message).not.toContain('/onnxruntime_src/');
+      expect((err as Error).message).not.toContain('second line');
+      expect(cache.size).toBe(code === 'E_DEVICE_FAILED' ? 0 : 1);
+      await expect(cache.run('m/alloc.onnx', {})).resolves.toEqual({});
+    }
   });
 
   it('maps an allocation failure while loading to E_DEVICE_OOM', async () => {

@@ -74,6 +74,22 @@ describe('WorkerSupervisor', () => {
     expect(processExists(firstPid ?? -1)).toBe(false);
   });
 
+  it.each(['devicelost', 'devicefailed'])('a job failing with %s keeps its error; the worker is replaced at once (not a crash) and the next job runs on a fresh one', async (how) => {
+    const s = supervisor();
+    await waitFor(() => s.workerPid !== undefined && s.health().state === 'ready', 'first ready');
+    const firstPid = s.workerPid;
+    const result = await s.run(engineJob(how), () => {}, never());
+    expect(result.status === 'failed' && result.error.code).toBe(how === 'devicelost' ? 'E_DEVICE_LOST' : 'E_DEVICE_FAILED');
+    // Sent at once, before the replacement is ready: it waits for the new worker, never reaches the old one.
+    const next = await s.run(engineJob('ok'), () => {}, never());
+    expect(next.status).toBe('done');
+    expect(s.workerPid).not.toBe(firstPid);
+    expect(processExists(firstPid ?? -1)).toBe(false);
+    expect(s.health()).toMatchObject({ state: 'ready', restarts: 1, recentCrashes: 0 });
+    expect(s.health().lastCrash).toBeUndefined();
+    expect(s.log.lines.some((l) => l.startsWith('warn worker.device_reset '))).toBe(true);
+  });
+
   it('reports a crash loop and refuses jobs with E_ENGINE_UNAVAILABLE until the backoff has passed', async () => {
     // Backoff 20 ms · 2^(n−1): the third crash waits 80 ms before the restart.
     const s = supervisor({ restartBackoffMs: 20, restartBackoffMaxMs: 5_000 });

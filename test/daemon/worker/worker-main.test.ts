@@ -138,17 +138,17 @@ describe('worker process (real onnxruntime)', () => {
   it('--device cpu skips the CUDA probe', async () => {
     const s = supervisor({ device: 'cpu' });
     await waitFor(() => s.health().state === 'ready', 'ready');
-    expect(s.health().device).toEqual({ provider: 'cpu', reason: 'CPU requested.' });
+    expect(s.health().device).toEqual({ provider: 'cpu', reason: 'CPU requested.', memory: 'Planned against the free system memory.' });
   });
 
   it('without a device option the worker follows P2PZ_DEVICE; a bad value stops the engine', async () => {
     const s = supervisor({ env: { ...NO_CUDA, P2PZ_DEVICE: 'cpu' } });
     await waitFor(() => s.health().state === 'ready', 'ready');
-    expect(s.health().device).toEqual({ provider: 'cpu', reason: 'CPU requested.' });
+    expect(s.health().device).toEqual({ provider: 'cpu', reason: 'CPU requested.', memory: 'Planned against the free system memory.' });
 
     const bad = supervisor({ env: { P2PZ_DEVICE: 'gpu' } });
     const result = await bad.run(engineJob('cat', { image: inputPng }), () => {}, never());
-    expect(result.status === 'failed' && result.error.code).toBe('E_BAD_REQUEST');
+    expect(result.status === 'failed' && result.error).toMatchObject({ code: 'E_BAD_REQUEST', message: expect.stringContaining('P2PZ_DEVICE must be one of auto, cpu, cuda, webgpu, coreml, dml') });
     expect(bad.health().state).toBe('stopped');
   });
 
@@ -156,7 +156,7 @@ describe('worker process (real onnxruntime)', () => {
     const s = supervisor({ device: 'cuda' });
     const result = await s.run(engineJob('cat', { image: inputPng }), () => {}, never());
     expect(result.status === 'failed' && result.error.code).toBe('E_DEVICE_UNAVAILABLE');
-    expect(result.status === 'failed' && result.error.message).toMatch(/CUDA could not be loaded/);
+    expect(result.status === 'failed' && result.error.message).toMatch(/CUDA could not be started: onnxruntime's CUDA provider is not installed/);
     expect(s.health()).toMatchObject({ state: 'stopped', restarts: 0, recentCrashes: 0, device: null });
   });
 
