@@ -7,7 +7,7 @@ import { Version } from './version.js';
 import { ErrorBody } from './errors.js';
 import { Engine, JobKind, Stage, Timings } from './jobs.js';
 import { EditParams } from './edit.js';
-import { Device } from './http.js';
+import { Device } from './device.js';
 
 /** BullMQ job data: everything a worker needs but the image, which it fetches from the endpoint. */
 export const TeamJobData = z.object({
