@@ -83,11 +83,11 @@ async function importEmbeddings(args: readonly string[], io: CliIo): Promise<num
     device: { type: 'string' },
   });
   if (values.concept === undefined || values.embeddings === undefined) throw new P2pzError('E_BAD_REQUEST', 'Both --concept and --embeddings are required.', USAGE.split('\n')[3]);
-  if (values.device !== undefined && values.device !== 'cpu' && values.device !== 'cuda') throw new P2pzError('E_BAD_REQUEST', '--device must be cpu or cuda.');
+  if (values.device !== undefined) devicePreference(values.device);
   const paths = homePaths(defaultHome(io.env));
   const modelDir = resolve(values.model ?? join(paths.models, EDIT_CLI_DEFAULTS.defaultModel));
   const execution = await chooseExecution(devicePreference(values.device, io.env));
-  const models = new SessionCache({ modelsDir: dirname(modelDir), executionProviders: execution.executionProviders });
+  const models = new SessionCache({ modelsDir: dirname(modelDir), executionProviders: execution.executionProviders, sessionOptions: execution.sessionOptions });
   try {
     const model = await loadTextModel(models, basename(modelDir));
     const r = await importConceptEmbeddings(models, model, dataDirCaches(paths).directionCacheDir, values.concept, values.embeddings);
