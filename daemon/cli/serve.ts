@@ -128,7 +128,10 @@ export const serveCommand: CliCommand = {
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
       if (values['with-parent'] === true) {
+        // Ctrl-C reaches npm, its shell and the daemon together: the shell may exit while the daemon
+        // is already stopping, which is no reason for a forced exit.
         watchParent(() => {
+          if (stopping) return;
           log.info('daemon.parent-gone');
           onSignal('SIGTERM');
         });

@@ -18,9 +18,11 @@ afterEach(async () => {
   for (const c of cleanup.splice(0)) await c();
 });
 
-function spawnNpmStart(home: string): Spawned {
+function spawnNpmStart(home: string, detached = false): Spawned {
   const child = spawn('npm', ['start', '--ignore-scripts', '--', '--port', '0', '--device', 'cpu'], {
     cwd: ROOT,
+    // Its own process group, as a terminal's foreground job: Ctrl-C signals the whole group.
+    detached,
     env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', P2PZ_HOME: home },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -61,5 +63,26 @@ describe('npm start', () => {
     await s.exited;
     await until(() => pids.every((pid) => !isAlive(pid)), 15_000, `daemon ${info.pid} and worker ${workers.join()} to exit`);
     await expect(stat(join(home, 'daemon.json'))).rejects.toThrow();
+  });
+
+  it('Ctrl-C (SIGINT to the whole process group) stops the daemon in order, not by a forced exit', async () => {
+    const home = await mkdtemp(join(tmpdir(), 'p2pz-npm-start-'));
+    const s = spawnNpmStart(home, true);
+    const pids: number[] = [];
+    cleanup.push(async () => {
+      if (s.child.exitCode === null) s.child.kill('SIGKILL');
+      for (const pid of pids) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+      await rm(home, { recursive: true, force: true });
+    });
+    const info = await waitForDaemonInfo(home, s, 60_000);
+    pids.push(info.pid);
+    await until(async () => HealthResponse.parse((await send(info, { path: '/v1/health' })).json).worker.state === 'ready', 60_000, 'worker ready');
+    pids.push(...childPids(info.pid));
+    process.kill(-(s.child.pid ?? 0), 'SIGINT');
+    await s.exited;
+    await until(() => pids.every((pid) => !isAlive(pid)), 15_000, 'daemon and worker to exit');
+    await expect(stat(join(home, 'daemon.json'))).rejects.toThrow();
+    expect(s.stdout + s.stderr).toContain('daemon.stopped');
+    expect(s.stdout + s.stderr).not.toContain('forced-exit');
   });
 });
