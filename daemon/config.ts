@@ -149,5 +149,8 @@ export const DaemonInfo = z.object({
   pid: z.number().int().positive(),
   port: z.number().int().min(1).max(65535),
   url: z.string().url().max(200),
+  /** With TLS: the SHA-256 fingerprint of the daemon's certificate, as Node prints it (`AB:CD:…`);
+   *  CLI commands pin it (cli/daemon-fetch.ts). */
+  certSha256: z.string().regex(/^[0-9A-F]{2}(:[0-9A-F]{2}){31}$/).optional(),
 });
 export type DaemonInfo = z.infer<typeof DaemonInfo>;

@@ -209,7 +209,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
   }
   port = (server.address() as AddressInfo).port;
   const url = `${scheme}://${urlHost(host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host)}:${port}`;
-  await writeDaemonInfo(paths.daemonInfo, { v: PROTOCOL_VERSION, pid: process.pid, port, url });
+  await writeDaemonInfo(paths.daemonInfo, { v: PROTOCOL_VERSION, pid: process.pid, port, url, ...(tls === undefined ? {} : { certSha256: tls.fingerprint256 }) });
   log.info('daemon.listening', { url, remote, ...(tls === undefined ? {} : { tlsValidTo: tls.validTo.toISOString() }), ...(publicHosts.length > 0 ? { publicHosts: publicHosts.map((h) => h.name).join(' ') } : {}) });
   if (tls !== undefined && tls.validTo.getTime() < Date.now()) log.warn('daemon.tls-expired', { validTo: tls.validTo.toISOString() });
 

@@ -6,6 +6,7 @@ import type { z } from 'zod';
 import { ErrorResponse, P2pzError } from '../../shared/protocol/index.js';
 import { DaemonInfo, type DaemonPaths } from '../config.js';
 import { readCliToken } from '../server/tokens.js';
+import { daemonFetch, type DaemonExchange } from './daemon-fetch.js';
 
 export const DAEMON_API_DEFAULTS = Object.freeze({
   /** How long to wait for the daemon's answer. */
@@ -27,19 +28,19 @@ export async function callDaemon<S extends z.ZodType>(paths: DaemonPaths, call: 
   }
   const token = await readCliToken(paths.cliToken);
   if (token === undefined) return undefined;
-  let response: Response;
+  let answer: DaemonExchange;
   try {
-    response = await fetch(`${info.url}${call.path}`, {
+    answer = await daemonFetch(info, call.path, {
       method: call.method,
       headers: { Authorization: `Bearer ${token}`, ...(call.body === undefined ? {} : { 'Content-Type': 'application/json' }) },
       ...(call.body === undefined ? {} : { body: JSON.stringify(call.body) }),
-      signal: AbortSignal.timeout(DAEMON_API_DEFAULTS.timeoutMs),
+      timeoutMs: DAEMON_API_DEFAULTS.timeoutMs,
     });
   } catch {
     return undefined;
   }
-  const body: unknown = await response.json().catch(() => undefined);
-  if (!response.ok) {
+  const body = answer.body;
+  if (answer.status < 200 || answer.status > 299) {
     const error = ErrorResponse.safeParse(body);
     throw error.success ? P2pzError.fromBody(error.data) : new P2pzError('E_INTERNAL');
   }

@@ -5,6 +5,7 @@ import { ErrorResponse, P2pzError, PairingCodeResponse, PROTOCOL_VERSION } from 
 import { DaemonInfo, defaultHome, homePaths } from '../config.js';
 import { readCliToken } from '../server/tokens.js';
 import { parseFlags, type CliCommand } from './command.js';
+import { daemonFetch, type DaemonExchange } from './daemon-fetch.js';
 
 export const PAIR_DEFAULTS = Object.freeze({
   /** How long to wait for the daemon's answer. */
@@ -31,19 +32,19 @@ export const pairCommand: CliCommand = {
     }
     const token = await readCliToken(paths.cliToken);
     if (token === undefined) throw notRunning();
-    let response: Response;
+    let answer: DaemonExchange;
     try {
-      response = await fetch(`${info.url}/v1/pairing-code`, {
+      answer = await daemonFetch(info, '/v1/pairing-code', {
         method: 'POST',
         headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
         body: JSON.stringify({ v: PROTOCOL_VERSION }),
-        signal: AbortSignal.timeout(PAIR_DEFAULTS.timeoutMs),
+        timeoutMs: PAIR_DEFAULTS.timeoutMs,
       });
     } catch {
       throw notRunning();
     }
-    const body: unknown = await response.json().catch(() => undefined);
-    if (!response.ok) {
+    const body = answer.body;
+    if (answer.status < 200 || answer.status > 299) {
       const error = ErrorResponse.safeParse(body);
       throw error.success ? P2pzError.fromBody(error.data) : new P2pzError('E_INTERNAL');
     }

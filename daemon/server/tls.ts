@@ -23,6 +23,8 @@ export interface TlsMaterial {
   /** The leaf certificate's subject alternative names, as OpenSSL prints them. */
   readonly subjectAltName: string;
   readonly validTo: Date;
+  /** SHA-256 fingerprint of the leaf certificate (`AB:CD:…`), pinned by CLI commands. */
+  readonly fingerprint256: string;
 }
 
 export const TLS_DEFAULTS = Object.freeze({
@@ -67,5 +69,5 @@ export async function loadTls(files: TlsFiles): Promise<TlsMaterial | undefined>
   } catch {
     throw new P2pzError('E_TLS_UNREADABLE', 'OpenSSL refused the certificate and key together.');
   }
-  return { cert, key, subjectAltName: x509.subjectAltName ?? '', validTo: new Date(x509.validTo) };
+  return { cert, key, subjectAltName: x509.subjectAltName ?? '', validTo: new Date(x509.validTo), fingerprint256: x509.fingerprint256 };
 }

@@ -3,17 +3,19 @@
 // daemon really speaks TLS (a handshake against a self-signed certificate made here with Debian's
 // `openssl`), and the team's public host name joins the Host (R2) and Origin (R5) allowlists.
 import { execFileSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { checkTransport, parseListen } from '../../../daemon/config.js';
+import { callDaemon } from '../../../daemon/cli/daemon-api.js';
+import { checkTransport, homePaths, parseListen } from '../../../daemon/config.js';
 import { startDaemon, type RunningDaemon } from '../../../daemon/daemon.js';
 import { silentLogger } from '../../../daemon/log.js';
 import { parsePublicHost } from '../../../daemon/server/public-host.js';
-import { PHOTOPEA_ORIGIN, PROTOCOL_VERSION } from '../../../shared/protocol/index.js';
+import { PHOTOPEA_ORIGIN, PROTOCOL_VERSION, TokensResponse } from '../../../shared/protocol/index.js';
 import { codeOf, FakeEngine, send, startTestDaemon, type TestDaemon } from './helpers.js';
 import { runCli } from './spawn.js';
 
@@ -191,6 +193,27 @@ describe('TLS (node:https)', () => {
     // The daemon's own pages over TLS have an https origin.
     expect((await tlsSend(d.port, '/v1/models', { ...auth, Host: `127.0.0.1:${d.port}`, Origin: `https://127.0.0.1:${d.port}` }, ca)).status).toBe(200);
     expect((await tlsSend(d.port, '/v1/models', { ...auth, Host: `127.0.0.1:${d.port}`, Origin: `http://127.0.0.1:${d.port}` }, ca)).status).toBe(403);
+  });
+
+  it('CLI commands reach it through daemon.json by the pinned certificate, and refuse another one', async () => {
+    const info = JSON.parse(await readFile(d.paths.daemonInfo, 'utf8')) as { url: string; certSha256: string };
+    expect(info.url).toBe(`https://127.0.0.1:${d.port}`);
+    expect(info.certSha256).toBe(new X509Certificate(ca).fingerprint256);
+    const pair = await runCli(['pair'], { P2PZ_HOME: d.paths.home });
+    expect(pair.stderr).toBe('');
+    const code = /Pairing code: (\d{6})/.exec(pair.stdout)?.[1];
+    expect(code).toBeDefined();
+    const live = await callDaemon(d.paths, { method: 'GET', path: '/v1/tokens' }, TokensResponse);
+    expect(Array.isArray(live?.tokens)).toBe(true);
+
+    // The same daemon.json with another certificate's fingerprint: nothing is sent, as if no daemon ran.
+    const other = await newHome();
+    await writeFile(join(other, 'daemon.json'), JSON.stringify({ ...info, certSha256: info.certSha256.replace(/^../, info.certSha256.startsWith('00') ? '11' : '00') }));
+    await writeFile(join(other, 'token'), await readFile(d.paths.cliToken));
+    const refused = await runCli(['pair'], { P2PZ_HOME: other });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('The p2pz daemon is not running.');
+    expect(await callDaemon(homePaths(other), { method: 'GET', path: '/v1/tokens' }, TokensResponse)).toBeUndefined();
   });
 
   it('opens the event stream over wss:// for the public origin, and refuses a foreign one', async () => {
