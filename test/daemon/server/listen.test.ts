@@ -148,6 +148,13 @@ describe('--listen (R1)', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('Refusing to listen on 0.0.0.0 without TLS.');
     expect(r.stderr).toContain('--insecure-behind-proxy');
+    // The older spelling, --host H --allow-remote, follows the same rule.
+    const alias = await runCli(['serve', '--port', '0', '--host', '0.0.0.0', '--allow-remote'], { P2PZ_HOME: await newHome() });
+    expect(alias.code).toBe(1);
+    expect(alias.stderr).toContain('Refusing to listen on 0.0.0.0 without TLS.');
+    const both = await runCli(['serve', '--listen', '0.0.0.0:0', '--host', '0.0.0.0'], { P2PZ_HOME: await newHome() });
+    expect(both.code).toBe(1);
+    expect(both.stderr).toContain('--listen and --host name the same thing.');
     const mismatch = await runCli(['serve', '--listen', '0.0.0.0:0', '--tls-cert', f.cert, '--tls-key', f.otherKey], { P2PZ_HOME: await newHome() });
     expect(mismatch.code).toBe(1);
     expect(mismatch.stderr).toContain('The TLS private key does not belong to the certificate.');
