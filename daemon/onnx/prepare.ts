@@ -25,6 +25,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { z } from 'zod';
 import { P2pzError } from '../../shared/protocol/errors.js';
 import { decodeModel, writeDerivedModel, writeFileAtomic } from './graph/model-io.js';
+import { mapName } from './attention/cross-attention.js';
 import { crossAttentionModel, guidanceGradientModel, type UNetStaticSize } from './attention/guidance-graph.js';
 import { isExternal, type ModelProto } from './graph/onnx-proto.js';
 import { prepareVaeParameters, type PreparedVaeParameters } from './vae-parameters.js';
@@ -348,7 +349,7 @@ async function prepareOnce(modelDir: string, opts: PrepareOptions, size: UNetSta
     }
     await writeDerivedModel(xattn.model, unetPath, paths.xattnPath);
     sites = xattn.sites.map((s) => ({
-      output: `attn_map_${String(s.index).padStart(2, '0')}`, node: s.node, layout: s.layout, heads: s.heads, queries: s.queries, tokens: s.tokens,
+      output: mapName(s.index), node: s.node, layout: s.layout, heads: s.heads, queries: s.queries, tokens: s.tokens,
     }));
   }
   // Only a current manifest with the cross-attention graph alone gets here with `existing` set: the

@@ -4,11 +4,11 @@
 //   z ← √ᾱ_t·x̂0 + √(1−ᾱ_t)·ε,  x̂0 = (z − √(1−ᾱ_prev)·ε)/√ᾱ_prev   (DdimInverseScheduler)
 // z0 [1,4,h,w] → z_T [1,4,h,w]. The signal is checked before every step.
 import { unetFeeds, outputData, type DiffusionModel } from './diffusion-model.js';
-import { stepName, type DumpSink } from './dump/dump-writer.js';
 import type { ModelSessions } from './context.js';
 import type { Rng } from './random.js';
 import { regularizeNoise, type RegularizationOptions } from './regularization.js';
 import { DdimInverseScheduler } from './scheduler/ddim-inverse.js';
+import type { StepObserver } from './step-observer.js';
 import type { UNetCall } from './unet-roles.js';
 
 export interface InversionOptions {
@@ -18,7 +18,8 @@ export interface InversionOptions {
   readonly signal?: AbortSignal;
   /** After step k (1-based count of steps done). */
   readonly onStep?: (done: number, total: number) => void;
-  readonly dump?: DumpSink | null;
+  /** Sees each step's ε, regularized ε, roll offsets and z. */
+  readonly observer?: Pick<StepObserver, 'inversionStep'>;
   /** The UNet at batch 1 (the pipeline's `single` role); the model's own UNet file when absent. */
   readonly unet?: UNetCall;
 }
@@ -46,14 +47,7 @@ export async function invertDdim(
       ? regularizeNoise({ data: eps, dims }, options.regularization, options.rng)
       : { eps: { data: eps, dims }, rolls: [] };
     z = scheduler.step(reg.eps.data, t, z).prevSample;
-    const dump = options.dump;
-    if (dump) {
-      const n = stepName(k);
-      await dump.array(`inversion/${n}_eps.npy`, eps, dims);
-      await dump.array(`inversion/${n}_eps_reg.npy`, reg.eps.data, dims);
-      await dump.json(`inversion/${n}_rolls.json`, reg.rolls);
-      await dump.array(`inversion/${n}_z.npy`, z, dims);
-    }
+    await options.observer?.inversionStep(k, { eps, epsReg: reg.eps.data, rolls: reg.rolls, z, dims });
     options.onStep?.(k + 1, timesteps.length);
   }
   return z;

@@ -1,8 +1,9 @@
 // The full pix2pix-zero edit (Parmar et al. 2023; DESIGN.md §3), stage by stage:
-//   0. load      the model folder; derive the working size's UNet graphs (prepare, once)
+//   0. load      the model folder
 //   1. decode    the upload (EXIF orientation, sRGB, alpha aside); resize to the working size, x ∈ [-1,1]
-//      (with the working size known, and before any session opens for the job, the memory check
-//      refuses a job that cannot fit on the device: R17)
+//   1'. memory   with the working size known, and before any session opens for the job, refuse a job
+//                that cannot fit on the device (R17)
+//   0'. graphs   derive the working size's UNet graphs (prepare, once per size)
 //   2. encode    z0 = s·E(x)  (VAE posterior mean, or a seeded sample)
 //   3. caption   c → e_c = E_text(c)  [1,77,D]
 //   4. direction Δ = mean E_text(target bank) − mean E_text(source bank) (disk cache);
@@ -16,7 +17,8 @@
 //   7. vae-decode  x_edit = clamp(D(z/s), −1, 1)   (never after a cancel)
 //   8. save      back to exactly the input's W×H, alpha re-attached; the source concept's attention
 //                mask as grayscale; optionally the edit blended into the original through the mask.
-// The signal is checked between every step; nothing is decoded once it has been aborted.
+// The signal is checked between every step; nothing is decoded once it has been aborted. A step
+// observer (step-observer.ts; the replay dump is one) sees the inputs and every step.
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import type { EditParams, Engine, Provider, Stage } from '../../shared/protocol/index.js';
@@ -25,7 +27,7 @@ import { assertJobFits } from '../models/job-memory.js';
 import { decodeImage } from '../image/decode.js';
 import { encodeGrayPng, encodePng, encodePreviewPng } from '../image/encode.js';
 import { cropToContent, resizeAlpha, resizeRgb, rgbInFrame, rgbToTensor, tensorToRgb, workingFrame, type WorkingFrame } from '../image/tensor.js';
-import { CROSS_ATTENTION_IO } from '../onnx/attention/cross-attention.js';
+import { mapName } from '../onnx/attention/cross-attention.js';
 import { preparePipelineGraphs } from '../onnx/prepare.js';
 import { AttentionMaskAccumulator, sourceTokenPositions, type SourceMatch } from './attention-mask.js';
 import { blendThroughMask } from './blend.js';
@@ -34,7 +36,8 @@ import { chooseDiffusionModel, componentHash, loadDiffusionModel, outputData, un
 import { editDirection, editEmbedding, type SentenceBanks } from './directions/edit-direction.js';
 import { importedConceptMean } from './directions/concept-embeddings.js';
 import { sentenceBankPair, SENTENCE_BANK_DEFAULTS } from './directions/sentence-bank.js';
-import { stepName, type DumpMeta, type DumpSink } from './dump/dump-writer.js';
+import { DumpObserver } from './dump/dump-observer.js';
+import type { DumpSink } from './dump/dump-writer.js';
 import type { ModelSessions, PipelineOutcome } from './context.js';
 import { crossAttentionGuidance, type ReferenceMap } from './guidance.js';
 import { InversionCache, inversionKey } from './inversion-cache.js';
@@ -44,6 +47,7 @@ import { latentPreviewRgb } from './latent-preview.js';
 import { Rng } from './random.js';
 import { REGULARIZATION_DEFAULTS, type RegularizationOptions } from './regularization.js';
 import { DdimScheduler } from './scheduler/ddim.js';
+import { NO_OBSERVER, type StepObserver } from './step-observer.js';
 import { encodeText } from './text/text-encoder.js';
 import { VAE_DEFAULTS, vaeDecode, vaeEncode, type VaeLatentMode } from './vae.js';
 
@@ -143,7 +147,7 @@ function sha256(bytes: Uint8Array | string): string {
 export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: DiffusionContext): Promise<Pix2PixZeroResult> {
   const { models, signal, progress } = ctx;
   const edit = request.edit;
-  const dump = request.dump ?? null;
+  const observer: StepObserver = request.dump ? new DumpObserver(request.dump) : NO_OBSERVER;
   const engine = request.engine ?? 'diffusion';
   const timings: Record<string, number> = {};
   const timed = async <T>(stage: string, fn: () => Promise<T>): Promise<T> => {
@@ -172,7 +176,7 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   const w = size.width / VAE_DEFAULTS.factor;
   const latentDims = [1, 4, h, w] as const;
 
-  // 0'. R17: a job that cannot fit is refused (E_JOB_TOO_LARGE with a hint) before anything is
+  // 1'. R17: a job that cannot fit is refused (E_JOB_TOO_LARGE with a hint) before anything is
   // loaded or derived for it. The diffusion preview is this same pipeline at a smaller size (one UNet
   // session with the gradient graph at batch 2), so both engines are estimated as a render.
   const memory = ctx.memory;
@@ -248,36 +252,10 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   sampler.setTimesteps(edit.steps);
   const timesteps = sampler.timesteps;
 
-  if (dump) {
-    const meta: DumpMeta = {
-      steps: edit.steps,
-      timesteps: [...timesteps],
-      inversion_timesteps: [...timesteps].reverse(),
-      cfg: edit.cfg,
-      xa: edit.xa,
-      reg_steps: edit.regSteps,
-      ac_rolls: regularization.inner,
-      lambda_ac: regularization.lambdaAc,
-      lambda_kl: regularization.lambdaKl,
-      edit_scale: edit.editScale,
-      seed: edit.seed,
-      size: [size.height, size.width],
-      latent_scale: model.latentScale,
-      vae_latent: encoded.mode,
-      caption,
-      source: edit.source,
-      target: edit.target,
-    };
-    await dump.json('meta.json', meta);
-    await dump.array('image_in.npy', x, [1, 3, size.height, size.width]);
-    await dump.array('z0.npy', encoded.z0, latentDims);
-    if (encoded.noise) await dump.array('z0_noise.npy', encoded.noise, latentDims);
-    await dump.array('caption_ids.npy', BigInt64Array.from(captionEnc.ids, (v) => BigInt(v)), [1, T]);
-    await dump.array('e_caption.npy', eC, [1, T, D]);
-    await dump.array('direction.npy', direction.delta, [1, T, D]);
-    await dump.text('sentences_source.txt', banks.source);
-    await dump.text('sentences_target.txt', banks.target);
-  }
+  await observer.inputs({
+    edit, timesteps, regularization, size, latentDims, latentScale: model.latentScale, vaeLatent: encoded.mode, caption,
+    x, z0: encoded.z0, noise: encoded.noise, captionIds: captionEnc.ids, eC, delta: direction.delta, banks, T, D,
+  });
 
   // 5. Inversion (or its cached result).
   const cache = ctx.inversionCache ?? sharedInversionCache;
@@ -298,8 +276,8 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
     vaeLatent: encoded.mode,
   });
   const latentLength = 4 * h * w;
-  // A dump needs every inversion step, so it always inverts.
-  let zT = dump ? undefined : await cache.get(key, latentLength);
+  // An observer that needs every inversion step (the dump) always inverts.
+  let zT = observer.needsInversion ? undefined : await cache.get(key, latentLength);
   const inversionReused = zT !== undefined;
   progress('inversion', inversionReused ? edit.steps : 0, edit.steps);
   if (zT === undefined) {
@@ -309,7 +287,7 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
       regularization,
       rng,
       signal,
-      dump,
+      observer,
       onStep: (done, total) => {
         calls.inversion++;
         progress('inversion', done, total);
@@ -317,7 +295,7 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
     }));
     await cache.set(key, zT, latentDims);
   }
-  if (dump) await dump.array('zT.npy', zT, latentDims);
+  await observer.inverted(zT);
 
   // 6. Reference and edit passes, interleaved.
   // The mask needs the source word (or a plural of it) in the caption; without it there is none.
@@ -335,24 +313,21 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   for (let k = 0; k < timesteps.length; k++) {
     signal.throwIfAborted();
     const t = timesteps[k]!;
-    const n = stepName(k);
 
-    // Reference step: A_ref(t) and the reference trajectory's next latent.
-    if (dump) await dump.array(`reference/${n}_z.npy`, zRef, latentDims);
+    // Reference step: A_ref(t) and the reference trajectory's next latent. The manifest lists the
+    // sites in graph order, so site k's maps are mapName(k) in every derived graph.
     const ref = await unet.single(unetFeeds(model, zRef, latentDims, t, eC));
     calls.reference++;
-    const refs: ReferenceMap[] = sites.map((s) => ({
-      index: Number(s.output.slice(CROSS_ATTENTION_IO.mapPrefix.length)), heads: s.heads, queries: s.queries, tokens: s.tokens,
-      data: outputData(ref, s.output, s.heads * s.queries * s.tokens),
+    const refs: ReferenceMap[] = sites.map((s, index) => ({
+      index, heads: s.heads, queries: s.queries, tokens: s.tokens,
+      data: outputData(ref, mapName(index), s.heads * s.queries * s.tokens),
     }));
     const epsRef = outputData(ref, 'out_sample', latentLength);
-    // Beyond DUMP.md's list: the reference pass's ε, so a replay can follow its whole trajectory.
-    if (dump) await dump.array(`reference/${n}_eps.npy`, epsRef, latentDims);
+    await observer.referenceStep(k, { z: zRef, eps: epsRef });
     zRef = sampler.step(epsRef, t, zRef).prevSample;
     signal.throwIfAborted();
 
     // Edit step: one guidance step on both branches, then CFG and DDIM from x⁰.
-    if (dump) await dump.array(`edit/${n}_z.npy`, z, latentDims);
     const x2 = new Float32Array(2 * latentLength);
     x2.set(z, 0);
     x2.set(z, latentLength);
@@ -363,32 +338,28 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
     const out = await unet.pair(unetFeeds(model, guided.x, [2, 4, h, w], t, context2));
     calls.edit++;
     const eps2 = outputData(out, 'out_sample', 2 * latentLength);
-    if (mask) for (const s of sites) mask.add(outputData(out, s.output, 2 * s.heads * s.queries * s.tokens), s, 1);
+    if (mask) sites.forEach((s, index) => mask.add(outputData(out, mapName(index), 2 * s.heads * s.queries * s.tokens), s, 1));
     const epsHat = new Float32Array(latentLength);
     for (let i = 0; i < latentLength; i++) {
       const e0 = eps2[i]!;
       epsHat[i] = e0 + edit.cfg * (eps2[latentLength + i]! - e0);
     }
     const step = sampler.step(epsHat, t, guided.x.subarray(0, latentLength));
+    await observer.editStep(k, { z, grad: guided.grad, eps: eps2, loss: guided.loss });
     z = step.prevSample;
-    if (dump) {
-      await dump.array(`edit/${n}_grad.npy`, guided.grad, [2, 4, h, w]);
-      await dump.array(`edit/${n}_eps.npy`, eps2, [2, 4, h, w]);
-      await dump.array(`edit/${n}_loss.npy`, Float32Array.of(guided.loss), [1]);
-    }
     const preview = request.stepPreviews
       ? await encodePreviewPng({ width: w, height: h, rgb: latentPreviewRgb(step.predOriginalSample, h, w) })
       : undefined;
     progress('edit', k + 1, timesteps.length, preview);
   }
   timings.edit = performance.now() - editStart;
-  if (dump) await dump.array('z_final.npy', z, latentDims);
+  await observer.edited(z);
 
   // 7. Decode: never after a cancel.
   signal.throwIfAborted();
   progress('vae-decode', 0, 1);
   const image = await timed('vae-decode', () => vaeDecode(models, model, z, h, w));
-  if (dump) await dump.array('image_out.npy', image, [1, 3, size.height, size.width]);
+  await observer.decoded(image);
 
   // 8. Back to the input's size; mask; blend; PNGs.
   progress('save', 0, 1);
