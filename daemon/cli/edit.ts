@@ -5,7 +5,7 @@
 // `--dump DIR`, the replay record of DUMP.md. Δ and inversions are cached in the data directory.
 import { open, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
-import { deviceWords, P2pzError, skippedWords } from '../../shared/protocol/index.js';
+import { deviceWords, EDIT_DEFAULTS, P2pzError, skippedWords } from '../../shared/protocol/index.js';
 import { defaultHome, homePaths, type DaemonPaths } from '../config.js';
 import { MODELS_DEFAULTS } from '../models/defaults.js';
 import type { PipelineOutcome } from '../pipeline/context.js';
@@ -37,15 +37,16 @@ export function dataDirCaches(paths: DaemonPaths): { directionCacheDir: string; 
   };
 }
 
+const d = EDIT_DEFAULTS;
 const USAGE = `p2pz edit IN --from WORD --to WORD [options]
 
   --model NAME|DIR     a model as "p2pz models list" names it, or a Stable Diffusion 1.x ONNX folder
                        (default: ${EDIT_CLI_DEFAULTS.defaultModel})
   --caption TEXT       caption of the input (default: the installed captioner's, else "a photo of a WORD")
-  --steps N            DDIM steps (default 50)            --seed N        seed (default 42)
-  --xa F               cross-attention guidance λ_xa (0.1) --cfg F         guidance scale w (5)
-  --reg-steps N        noise regularization iterations (5) --size N        working long side (512)
-  --edit-scale F       s in e_edit = e_c + s·Δ (1)
+  --steps N            DDIM steps (default ${d.steps})            --seed N        seed (default ${d.seed})
+  --xa F               cross-attention guidance λ_xa (${d.xa}) --cfg F         guidance scale w (${d.cfg})
+  --reg-steps N        noise regularization iterations (${d.regSteps}) --size N        working long side (${d.size})
+  --edit-scale F       s in e_edit = e_c + s·Δ (${d.editScale})
   --out PNG            edited image (default IN-TARGET.png) --mask PNG      attention mask of WORD
   --blend              blend the edit into the input through the mask
   --mode full|preview  full render (default) or quick preview

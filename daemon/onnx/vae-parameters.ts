@@ -40,9 +40,6 @@ export const VAE_PARAMETERS_DEFAULTS = Object.freeze({
 /** Bumped when the derived graph or the manifest changes for the same source (older ones are rebuilt). */
 export const VAE_PARAMETERS_FORMAT_VERSION = 1;
 
-/** Files the step writes, relative to the model folder (for tools that list a folder's own files). */
-export const DERIVED_VAE_FILE = /^vae_encoder\/model\.params\.(?:onnx|json)$/;
-
 export const VaeParametersManifest = z.object({
   format: z.literal(VAE_PARAMETERS_FORMAT_VERSION),
   source: z.object({

@@ -41,11 +41,6 @@ export function applyCors(res: ServerResponse, origin: string | undefined): void
   res.setHeader('Access-Control-Allow-Origin', origin);
 }
 
-/** True for a CORS preflight: OPTIONS with Access-Control-Request-Method. */
-export function isPreflight(req: IncomingMessage): boolean {
-  return req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined;
-}
-
 /**
  * Answers an OPTIONS request from an allowed origin (or a non-browser client): 204 with the allowed
  * methods and headers. A page on a public site asking to reach this loopback daemon sends Chrome's

@@ -72,7 +72,7 @@ export async function runJob(message: WorkerRunMessage, ctx: JobContext): Promis
   } catch (err) {
     if (ctx.signal.aborted) return { v: PROTOCOL_VERSION, type: 'cancelled', jobId };
     if (err instanceof P2pzError) return { v: PROTOCOL_VERSION, type: 'failed', jobId, error: err.toBody() };
-    ctx.log.error('job.internal_error', { jobId, ...describeError(err) });
+    ctx.log.error('job.internal-error', { jobId, ...describeError(err) });
     return { v: PROTOCOL_VERSION, type: 'failed', jobId, error: new P2pzError('E_INTERNAL').toBody() };
   }
 }

@@ -43,7 +43,8 @@ export const SUPERVISOR_DEFAULTS = Object.freeze({
   readyTimeoutMs: 60_000,
 });
 
-export interface SupervisorOptions {
+/** Where the worker runs and what it is given. */
+export interface WorkerLaunch {
   /** Absolute path of the models directory; the worker loads nothing from elsewhere. */
   readonly modelsDir: string;
   /** Absolute path of a folder the worker may keep derived caches in (edit directions Δ); none when absent. */
@@ -56,21 +57,19 @@ export interface SupervisorOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Node options for the worker (default none: the daemon's own flags are not inherited). */
   readonly execArgv?: readonly string[];
-  readonly restartBackoffMs?: number;
-  readonly restartBackoffFactor?: number;
-  readonly restartBackoffMaxMs?: number;
-  readonly crashWindowMs?: number;
-  readonly crashLoopThreshold?: number;
-  readonly cancelGraceMs?: number;
-  readonly shutdownGraceMs?: number;
-  readonly readyTimeoutMs?: number;
   readonly log?: Logger;
 }
 
-type Settings = Required<Omit<SupervisorOptions, 'env' | 'log' | 'workerPath' | 'device' | 'cacheDir'>> & {
+/** The timing and crash-loop settings, one per SUPERVISOR_DEFAULTS entry (documented there). */
+export type SupervisorTimings = { readonly [K in Exclude<keyof typeof SUPERVISOR_DEFAULTS, 'workerPath'>]: number };
+export type SupervisorOptions = WorkerLaunch & Partial<SupervisorTimings>;
+
+type Settings = SupervisorTimings & {
+  readonly modelsDir: string;
   readonly workerPath: string;
   readonly cacheDir: string | undefined;
   readonly device: DevicePreference | undefined;
+  readonly execArgv: readonly string[];
 };
 
 /** One forked worker process and what is known about it. */
@@ -126,22 +125,19 @@ export class WorkerSupervisor implements JobEngine {
   #closing: Promise<void> | undefined;
 
   constructor(options: SupervisorOptions) {
-    const d = SUPERVISOR_DEFAULTS;
-    const workerPath = options.workerPath ?? d.workerPath;
+    const { workerPath: defaultWorkerPath, ...timingDefaults } = SUPERVISOR_DEFAULTS;
+    const workerPath = options.workerPath ?? defaultWorkerPath;
+    // Each timing from the options when given, else its default.
+    const timings = Object.fromEntries(
+      Object.entries(timingDefaults).map(([key, value]) => [key, options[key as keyof SupervisorTimings] ?? value]),
+    ) as SupervisorTimings;
     this.#settings = {
+      ...timings,
       modelsDir: resolvePath(options.modelsDir),
       cacheDir: options.cacheDir === undefined ? undefined : resolvePath(options.cacheDir),
       workerPath: workerPath instanceof URL ? fileURLToPath(workerPath) : workerPath,
       device: options.device,
       execArgv: options.execArgv ?? [],
-      restartBackoffMs: options.restartBackoffMs ?? d.restartBackoffMs,
-      restartBackoffFactor: options.restartBackoffFactor ?? d.restartBackoffFactor,
-      restartBackoffMaxMs: options.restartBackoffMaxMs ?? d.restartBackoffMaxMs,
-      crashWindowMs: options.crashWindowMs ?? d.crashWindowMs,
-      crashLoopThreshold: options.crashLoopThreshold ?? d.crashLoopThreshold,
-      cancelGraceMs: options.cancelGraceMs ?? d.cancelGraceMs,
-      shutdownGraceMs: options.shutdownGraceMs ?? d.shutdownGraceMs,
-      readyTimeoutMs: options.readyTimeoutMs ?? d.readyTimeoutMs,
     };
     this.#env = { ...process.env };
     for (const [key, value] of Object.entries(options.env ?? {})) {

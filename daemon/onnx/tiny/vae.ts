@@ -10,10 +10,9 @@
 //     [B,3,8h,8w] in [-1,1]
 // With four levels there are three ×2 steps each way (×8). The Tanh is not in the real decoder; it
 // keeps a random decoder's output in range.
-import { GraphBuilder, attr, rawBytes } from '../graph/builder.js';
+import { attr, rawBytes, type GraphBuilder } from '../graph/builder.js';
 import { DataType } from '../graph/onnx-proto.js';
-import { FLAVOURS, Layers } from './layers.js';
-import type { WriteComponentOptions } from './layers.js';
+import type { Layers } from './layers.js';
 
 export interface VaeConfig {
   /** Channels per level, finest first (SD: [128,256,512,512]). Levels − 1 = number of ×2 steps. */
@@ -126,18 +125,4 @@ export function buildVaeDecoder(b: GraphBuilder, cfg: VaeConfig, L: Layers): voi
     return b.op('Tanh', [L.conv('conv_out', h, c, 3)]);
   });
   b.output(y, VAE_DECODER_IO.output, 'float32', ['batch', 3, 'height', 'width']);
-}
-
-export async function writeVaeEncoder(
-  path: string, cfg: VaeConfig, options: WriteComponentOptions & { readonly output?: VaeEncoderOutput },
-): Promise<void> {
-  const b = new GraphBuilder({ seed: options.seed, opsetVersion: FLAVOURS[options.flavour].opsetVersion, graphName: 'vae_encoder' });
-  buildVaeEncoder(b, cfg, new Layers(b, options.flavour), options.output);
-  await b.write(path, options);
-}
-
-export async function writeVaeDecoder(path: string, cfg: VaeConfig, options: WriteComponentOptions): Promise<void> {
-  const b = new GraphBuilder({ seed: options.seed, opsetVersion: FLAVOURS[options.flavour].opsetVersion, graphName: 'vae_decoder' });
-  buildVaeDecoder(b, cfg, new Layers(b, options.flavour));
-  await b.write(path, options);
 }

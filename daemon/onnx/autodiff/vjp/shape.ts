@@ -2,7 +2,6 @@
 // from: Reshape-likes reshape back, Transpose applies the inverse permutation, Concat splits,
 // Split concatenates, Slice pads with zeros, Pad slices, Expand/Tile sum over the copies, Gather
 // scatters-adds (as a product with a constant one-hot matrix, which also sums repeated indices).
-import { DataType } from '../../graph/onnx-proto.js';
 import { attrInt, attrInts, attrString } from '../../graph/nodes.js';
 import { normAxis, numel, sliceRanges } from '../../graph/static-shapes.js';
 import { gradOut, input, unsupported, type VjpRule } from './types.js';
@@ -131,4 +130,3 @@ export const SHAPE_VJPS: Readonly<Record<string, VjpRule>> = {
   Gather: gather,
 };
 
-export const NON_DIFFERENTIABLE_TYPES = new Set<number>([DataType.INT64, DataType.INT32, DataType.INT8, DataType.UINT8, DataType.BOOL]);
