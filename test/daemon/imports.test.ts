@@ -1,5 +1,5 @@
 // The daemon's folders import one way (docs/DESIGN.md, "Parts"): the entry points over server, jobs
-// and worker, the worker over the pipeline, the pipeline over models, models over onnx; image, log.ts
+// and the engines (worker, team), the worker over the pipeline, the pipeline over models, models over onnx; image, log.ts
 // and config.ts below them all; shared/ imports nothing of ours. Reads every import and export-from
 // (static, type-only and dynamic) of daemon/ and shared/ and checks each edge between folders against
 // the allowed direction, so a new import that points back up fails here.
@@ -14,12 +14,15 @@ const DAEMON = join(ROOT, 'daemon');
  *  the files at the top of daemon/. */
 const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   'cli.ts': ['cli', 'config.ts', 'log.ts'],
-  cli: ['daemon.ts', 'server', 'jobs', 'worker', 'distill', 'pipeline', 'models', 'onnx', 'image', 'config.ts', 'log.ts'],
-  'daemon.ts': ['server', 'jobs', 'worker', 'models', 'config.ts', 'log.ts'],
-  server: ['jobs', 'pipeline', 'models', 'image', 'config.ts', 'log.ts'],
+  cli: ['daemon.ts', 'server', 'jobs', 'worker', 'team', 'distill', 'pipeline', 'models', 'onnx', 'image', 'config.ts', 'log.ts'],
+  'daemon.ts': ['server', 'jobs', 'worker', 'team', 'models', 'config.ts', 'log.ts'],
+  // The team routes (server/routes/team.ts) serve the team engine's workers.
+  server: ['jobs', 'team', 'pipeline', 'models', 'image', 'config.ts', 'log.ts'],
   jobs: ['config.ts', 'log.ts'],
   // The worker's supervisor implements the queue's JobEngine contract (jobs/engine.ts).
   worker: ['jobs', 'pipeline', 'models', 'onnx', 'image', 'config.ts', 'log.ts'],
+  // Team mode's JobEngine (BullMQ in Redis) stands where the local worker does.
+  team: ['jobs', 'config.ts', 'log.ts'],
   distill: ['worker', 'pipeline', 'models', 'onnx', 'image', 'config.ts', 'log.ts'],
   pipeline: ['models', 'onnx', 'image', 'log.ts'],
   models: ['onnx', 'image', 'config.ts', 'log.ts'],
