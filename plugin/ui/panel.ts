@@ -4,7 +4,7 @@
 // step), live step previews and Cancel; Apply sends the shown results to the host (the Figma sandbox,
 // Photopea, or the standalone page's download), which places them. Several selected layers are edited
 // one after the other as a batch. Everything editor-specific is behind PanelHost (host.ts).
-import type { JobKind, JobOutcome, SelectionItem } from '../../shared/protocol/index.js';
+import type { HealthResponse, JobKind, JobOutcome, SelectionItem } from '../../shared/protocol/index.js';
 import { Connection } from './connection.js';
 import { panelClientId } from './client-id.js';
 import { DaemonClient } from './daemon-client.js';
@@ -13,7 +13,7 @@ import { EditForm } from './form.js';
 import type { HostPush, PanelHost, PanelResult } from './host.js';
 import { JobRunner } from './job-runner.js';
 import { localNetworkPermission, problemFor } from './problems.js';
-import { outcomeCaption, panelElements, PanelView } from './view.js';
+import { estimateWords, outcomeCaption, panelElements, PanelView } from './view.js';
 
 export class Panel {
   private readonly view: PanelView;
@@ -28,6 +28,7 @@ export class Panel {
   private autoPreview = false;
   /** The local daemon's port (from the host) and the endpoint chosen in the panel (null: local). */
   private port = 0;
+  private health: HealthResponse | null = null;
   private endpoint: string | null = null;
 
   constructor(doc: Document, host: PanelHost) {
@@ -49,6 +50,8 @@ export class Panel {
         problem: (problem, retry) => view.problem(problem, retry),
         health: (health) => {
           view.health(health);
+          this.health = health;
+          this.updateEstimate();
           this.form.showPresets(health.models.flatMap((m) => (m.kind === 'gan' && m.direction ? [m.direction] : [])));
         },
         pairing: (shown) => view.pairing(shown),
@@ -75,6 +78,14 @@ export class Panel {
     this.wire();
     this.updateButtons();
     host.start((m) => this.onHost(m));
+  }
+
+  /** The render's duration on this device before Render is pressed (learned by the daemon). */
+  private updateEstimate(): void {
+    const steps = Number(this.view.ui.steps.value);
+    const size = Number(this.view.ui.size.value);
+    const valid = Number.isInteger(steps) && steps >= 1 && Number.isInteger(size) && size >= 64 && size % 64 === 0;
+    this.view.estimate(valid ? estimateWords(this.health, { size, steps }) : null);
   }
 
   private onHost(message: HostPush): void {
@@ -105,6 +116,7 @@ export class Panel {
     });
     u.previewButton.addEventListener('click', () => void this.run('preview'));
     u.renderButton.addEventListener('click', () => void this.run('render'));
+    for (const field of [u.steps, u.size]) field.addEventListener('input', () => this.updateEstimate());
     u.cancelButton.addEventListener('click', () => {
       this.runner.cancel();
       this.updateButtons();

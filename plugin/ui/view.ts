@@ -1,6 +1,6 @@
 // The panel's DOM: its elements, looked up once, and a thin view that shows what the connection, the
 // form and the job runner decide, in the panel's words. The only state here is what is on screen.
-import { deviceWords, PROVIDER_NAMES, skippedWords } from '../../shared/protocol/index.js';
+import { deviceWords, durationWords, estimateRender, PROVIDER_NAMES, skippedWords } from '../../shared/protocol/index.js';
 import type { Device, Engine, HealthResponse, JobOutcome, SelectionItem, Stage } from '../../shared/protocol/index.js';
 import type { ConnectionState } from './connection.js';
 import type { PanelResult } from './host.js';
@@ -64,6 +64,7 @@ export function panelElements(doc: Document = document) {
     cancelButton: e('cancel', HTMLButtonElement),
     applyButton: e('apply', HTMLButtonElement),
     device: e('device', HTMLElement),
+    estimate: e('estimate', HTMLElement),
     daemon: e('daemon', HTMLDetailsElement),
     endpoint: e('endpoint', HTMLInputElement),
     endpointSave: e('endpoint-save', HTMLButtonElement),
@@ -125,6 +126,15 @@ const ENGINE_LABELS: Record<Engine, string> = {
 export function deviceDetails(device: Device): string {
   const skipped = skippedWords(device);
   return [device.reason, ...(skipped.length ? ['Skipped:', ...skipped.map((l) => `· ${l}`)] : []), ...(device.memory ? [device.memory] : [])].join('\n');
+}
+
+/** The duration estimate shown before a render, or null before any render ran on this device. */
+export function estimateWords(health: HealthResponse | null, job: { readonly size: number; readonly steps: number }): string | null {
+  if (health?.device == null) return null;
+  const estimate = estimateRender(health.durations ?? [], job);
+  if (estimate === undefined) return null;
+  const basis = estimate.fromSize === job.size ? '' : `, scaled from ${estimate.fromSize} px`;
+  return `Render: ${durationWords(estimate.seconds)} on ${deviceWords(health.device)} (learned from past renders${basis})`;
 }
 
 /** The footnote about the daemon: version, device, models. */
@@ -213,6 +223,11 @@ export class PanelView {
     showBanner({ box: u.jobProblem, title: u.jobProblemTitle, hint: u.jobProblemHint, command: u.jobProblemCommand }, problem);
     // The panel is short: bring the problem (and its command) into view.
     if (problem !== null) u.jobProblem.scrollIntoView({ block: 'nearest' });
+  }
+
+  estimate(text: string | null): void {
+    this.ui.estimate.hidden = text === null;
+    this.ui.estimate.textContent = text ?? '';
   }
 
   health(health: HealthResponse): void {

@@ -5,7 +5,7 @@
 # library path, points the loader at the NVIDIA driver's manifest where the image keeps it, and runs
 # the benchmark (scripts/device/bench.ts), which prints the table for docs/BENCHMARKS.md. Also runs
 # on a machine without a GPU: with VK_ICD_FILENAMES naming a software device (SwiftShader) and small
-# options (--preset tiny --size 64 --steps 2), as test/scripts/device-pack.test.ts does.
+# options (--preset tiny --size 64 --steps 2); test/scripts/device-bench.test.ts runs the bundled bench so.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 work=$(mktemp -d /tmp/p2pz-device.XXXXXX)
