@@ -9,7 +9,7 @@
 // every session too, and the worker then restarts itself for a fresh device (worker-main.ts).
 import type { Dirent } from 'node:fs';
 import { readdir, realpath, stat } from 'node:fs/promises';
-import { dirname, isAbsolute, join, relative, resolve as resolvePath, sep } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve as resolvePath, sep } from 'node:path';
 import { InferenceSession } from 'onnxruntime-node';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { scrub } from '../log.js';
@@ -17,10 +17,12 @@ import { resolveModelPath } from '../models/model-path.js';
 
 export const SESSION_DEFAULTS = Object.freeze({
   /** Sessions kept open at once; the least recently used one is released beyond this. A diffusion edit
-   *  uses seven (text encoder, UNet, VAE encoder and decoder, and three UNet graphs derived for its
-   *  working size), a GAN preview one more: fewer would reload a UNet at every step. */
+   *  uses four (text encoder, VAE encoder and decoder, and the UNet roles model for its working size),
+   *  a GAN preview one more. */
   maxSessions: 9,
   graphOptimizationLevel: 'all' as const,
+  /** File names of UNet roles models: one open per folder at a time (see get()). */
+  rolesModel: /^model\.roles\.[0-9x.b]+\.onnx$/,
   /** onnxruntime's own log: 3 = errors only (warnings about unused initializers are noise). */
   logSeverityLevel: 3 as const,
 });
@@ -134,7 +136,9 @@ export class SessionCache {
     } else {
       // Make room first, so the evicted session's memory is free for the new one. Both happen inside
       // the cached promise: a concurrent get() of the same model finds it and waits for it.
-      const evicted = this.#takeOldest(this.#max - 1);
+      // A UNet's roles model for one working size replaces the one for another size: each holds a
+      // full copy of the weights (onnx/roles-model.ts), and an edit runs at one size.
+      const evicted = [...this.#takeRolesSiblings(key), ...this.#takeOldest(this.#max - 1)];
       const options: InferenceSession.SessionOptions = {
         executionProviders: [...this.#providers],
         ...this.#sessionOptions,
@@ -225,6 +229,20 @@ export class SessionCache {
       return new P2pzError('E_DEVICE_FAILED', nativeDetail(err));
     }
     return new P2pzError('E_MODEL_INVALID', `${what} ${nativeDetail(err)}`);
+  }
+
+  /** Removes the open roles models (`model.roles.*.onnx`) of `path`'s folder other than `path`
+   *  itself; the caller releases them. */
+  #takeRolesSiblings(path: string): Promise<Session>[] {
+    if (!SESSION_DEFAULTS.rolesModel.test(basename(path))) return [];
+    const taken: Promise<Session>[] = [];
+    for (const [key, session] of [...this.#sessions]) {
+      if (key === path || dirname(key) !== dirname(path) || !SESSION_DEFAULTS.rolesModel.test(basename(key))) continue;
+      this.#sessions.delete(key);
+      for (const [lexical, c] of this.#checked) if (c.real === key) this.#checked.delete(lexical);
+      taken.push(session);
+    }
+    return taken;
   }
 
   /** Removes the least recently used sessions until at most `keep` remain; the caller releases them. */

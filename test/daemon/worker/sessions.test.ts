@@ -209,6 +209,25 @@ describe('SessionCache', () => {
     expect(() => new SessionCache({ modelsDir: models, executionProviders: ['cpu'], maxSessions: 0 })).toThrow(RangeError);
   });
 
+  it('keeps one UNet roles model open per folder: another working size replaces it, other files stay', async () => {
+    const create = fakeFactory();
+    await mkdir(join(models, 'r', 'unet'), { recursive: true });
+    for (const f of ['model.roles.64x64.onnx', 'model.roles.32x32.onnx', 'model.onnx']) await writeFile(join(models, 'r', 'unet', f), 'x');
+    await mkdir(join(models, 's', 'unet'), { recursive: true });
+    await writeFile(join(models, 's', 'unet', 'model.roles.64x64.onnx'), 'x');
+    const cache = new SessionCache({ modelsDir: models, executionProviders: ['cpu'], create });
+    await cache.get('r/unet/model.roles.64x64.onnx');
+    await cache.get('r/unet/model.onnx');
+    await cache.get('s/unet/model.roles.64x64.onnx');
+    expect(create.released).toEqual([]);
+    await cache.get('r/unet/model.roles.32x32.onnx');
+    expect(create.released).toEqual([join(models, 'r', 'unet', 'model.roles.64x64.onnx')]);
+    expect(cache.size).toBe(3);
+    // The same file again is a cache hit, not a replacement.
+    await cache.get('r/unet/model.roles.32x32.onnx');
+    expect(create.created.filter((p) => p.endsWith('model.roles.32x32.onnx'))).toHaveLength(1);
+  });
+
   it('refuses a model linked from outside the models directory before onnxruntime sees it (R19)', async () => {
     const create = fakeFactory();
     const cache = new SessionCache({ modelsDir: models, executionProviders: ['cpu'], create });
