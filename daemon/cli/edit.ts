@@ -1,8 +1,8 @@
-// `p2pz edit IN --from WORD --to WORD`: one pix2pix-zero edit from the command line (DESIGN.md §4),
+// `p2pz edit IN --from WORD --to WORD`: one pix2pix-zero edit from the command line (docs/DESIGN.md §4),
 // in this process (no daemon): the full pipeline, or with `--mode preview` the distilled GAN for the
 // direction when one is installed beside the model, else the reduced diffusion preview. Writes the
 // edited PNG (exactly the input's size, alpha kept), optionally the attention mask and, with
-// `--dump DIR`, the replay record of DUMP.md. Δ and inversions are cached in the data directory.
+// `--dump DIR`, the replay record of docs/DUMP.md. Δ and inversions are cached in the data directory.
 import { open, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { deviceWords, EDIT_DEFAULTS, P2pzError, skippedWords } from '../../shared/protocol/index.js';

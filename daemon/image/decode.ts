@@ -1,4 +1,4 @@
-// Decodes an untrusted PNG, JPEG or WebP into the pipeline's pixel form (DESIGN.md §3 stage 1): EXIF
+// Decodes an untrusted PNG, JPEG or WebP into the pipeline's pixel form (docs/DESIGN.md §3 stage 1): EXIF
 // orientation applied, converted to sRGB, 8 bits per channel, RGB interleaved with the alpha channel
 // kept aside. Runs in the worker, never in the HTTP process (R16). The header is sniffed and the pixel
 // budget checked before libvips sees the bytes; libvips then enforces the same budget itself, stops at

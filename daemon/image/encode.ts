@@ -1,5 +1,5 @@
 // Encodes the pipeline's pixels as PNG: results (RGB with the input's alpha re-attached), grayscale
-// attention masks, and the small step previews streamed during a job (DESIGN.md §3 stage 7).
+// attention masks, and the small step previews streamed during a job (docs/DESIGN.md §3 stage 7).
 //
 // PNG compression is on the hot path of every job. Measured with sharp 0.35.5 (libpng + zlib-ng) on a
 // photo-like RGB image at the working size and upsampled to an input-sized result; mean ms per encode,

@@ -1,7 +1,7 @@
 // Recognises an uploaded image from its magic bytes and header alone (PNG IHDR, JPEG up to the first
 // SOFn, WebP VP8 / VP8L / VP8X), reads its EXIF orientation, and enforces the pixel budget before any
 // decoder sees the bytes. Pure JS on purpose: this runs in the HTTP process, where a decoder would be
-// the attack surface it is meant to guard, and rejects bad uploads in milliseconds (RELIABILITY.md R9).
+// the attack surface it is meant to guard, and rejects bad uploads in milliseconds (docs/SECURITY.md R9).
 // Also owns the exact image MIME types the daemon accepts (R7).
 import { P2pzError, type ImageUploadResponse } from '../../shared/protocol/index.js';
 

@@ -1,5 +1,5 @@
 // A PNG written without compression, for previews that a designer looks at once: the quick preview's
-// result and the step previews (DESIGN.md §3 stage 8). Every row is filter type 0 (None) and the zlib
+// result and the step previews (docs/DESIGN.md §3 stage 8). Every row is filter type 0 (None) and the zlib
 // stream holds stored (uncompressed) deflate blocks, so writing it is a copy plus two checksums.
 // Measured on a 512×512 RGB photo-like image on the 2-core machine (docs/BENCHMARKS.md "daemon"):
 // sharp's libpng at level 2 with adaptive filters costs 25–40 ms, this writer about 1 ms, for 1.9×

@@ -1,12 +1,12 @@
 // Conversions between the pipeline's 8-bit pixels and the models' float tensors, the working size
-// (DESIGN.md §3: long side 512, aspect kept, dimensions multiples of 64) and resampling between the
+// (docs/DESIGN.md §3: long side 512, aspect kept, dimensions multiples of 64) and resampling between the
 // input size and the working size.
 import sharp, { type KernelEnum } from 'sharp';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { ownBytes } from './bytes.js';
 
 export const TENSOR_DEFAULTS = Object.freeze({
-  /** Working size: the long side, in pixels (DESIGN.md §3). */
+  /** Working size: the long side, in pixels (docs/DESIGN.md §3). */
   longSide: 512,
   /** The VAE downsamples by 8 and the UNet by 8 more: sides are multiples of 64. */
   multiple: 64,

@@ -1,6 +1,6 @@
 // Server-generated ids for uploads, results and jobs: 128 random bits as base64url (22 characters),
 // inside the protocol's `Id` alphabet. A store checks an id against this exact shape before the id
-// may name anything on disk (RELIABILITY.md R20).
+// may name anything on disk (docs/SECURITY.md R20).
 import { randomBytes } from 'node:crypto';
 
 /** 16 bytes in base64url: 21 free characters, then one that carries only the last 2 bits. */

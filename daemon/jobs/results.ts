@@ -1,7 +1,7 @@
 // Files kept for a while under server-generated ids: uploaded images ($HOME/uploads) and job results
 // ($HOME/results), one instance per folder. The index (id → metadata) lives in memory, so a file name
 // on disk is only ever built from an id this process generated and still holds: a client-supplied id
-// is checked for shape and looked up in the index before any file access (RELIABILITY.md R20).
+// is checked for shape and looked up in the index before any file access (docs/SECURITY.md R20).
 // Files expire and their total size is capped, oldest first (R13). The index does not outlive the
 // process: files of this kind that it does not hold (left by an earlier run) are removed by `open` and
 // by every sweep once they are as old as an expired file. Younger ones are left alone, since they may

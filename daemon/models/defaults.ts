@@ -17,10 +17,10 @@ export const MODELS_DEFAULTS = Object.freeze({
   /** The one command that installs the default model (printed by `npm start` without a model), run
    *  from the project folder (`p2pz models install` where the package is installed globally). */
   installCommand: 'node bin/p2pz.js models install',
-  /** Files of a repository that are installed: the diffusers/optimum ONNX layout (DESIGN.md §2). The
+  /** Files of a repository that are installed: the diffusers/optimum ONNX layout (docs/DESIGN.md §2). The
    *  safety checker, feature extractor, README and images are skipped. */
   components: ['text_encoder', 'unet', 'vae_encoder', 'vae_decoder', 'tokenizer', 'scheduler'] as readonly string[],
-  /** Files a Stable Diffusion 1.x folder must have (DESIGN.md §2). */
+  /** Files a Stable Diffusion 1.x folder must have (docs/DESIGN.md §2). */
   requiredFiles: [
     'model_index.json', 'text_encoder/model.onnx', 'unet/model.onnx', 'vae_encoder/model.onnx', 'vae_decoder/model.onnx',
     'tokenizer/vocab.json', 'tokenizer/merges.txt', 'scheduler/scheduler_config.json',
@@ -34,7 +34,7 @@ export const MODELS_DEFAULTS = Object.freeze({
   trashFolder: '.trash',
   /** The install record written last into a model folder: its presence certifies the install. */
   manifestFile: 'p2pz-install.json',
-  /** Working size whose derived graphs are prepared right after an install (DESIGN.md §3 default). */
+  /** Working size whose derived graphs are prepared right after an install (docs/DESIGN.md §3 default). */
   prepareSize: 512,
   /** Disk space kept free beyond the download (derived graphs, install record). */
   diskMarginBytes: 64 << 20,

@@ -1,4 +1,4 @@
-// The folder contract of a distilled GAN preview generator (DESIGN.md §3 stage 8). The paper distils
+// The folder contract of a distilled GAN preview generator (docs/DESIGN.md §3 stage 8). The paper distils
 // each direction into a conditional image-to-image GAN; p2pz installs one per direction as
 //   <modelsDir>/gan/<source>-<target>/generator.onnx   image [1,3,H,W] in [-1,1] → image
 //   <modelsDir>/gan/<source>-<target>/meta.json        GanMeta below

@@ -2,7 +2,7 @@
 // conversion script exports `vae.encode(sample).latent_dist.sample()`, so the graph draws its own,
 // unseeded noise), derives once, next to the original, `vae_encoder/model.params.onnx` whose output
 // `latent_parameters` [B,8,h,w] is the posterior's moments (mean ‖ logvar, the quant_conv output), so
-// the pipeline samples with its own seeded generator (DESIGN.md §3 step 1). The sampling subgraph that
+// the pipeline samples with its own seeded generator (docs/DESIGN.md §3 step 1). The sampling subgraph that
 // torch.onnx writes for DiagonalGaussianDistribution.sample()
 //   mean, logvar = Split(moments) or Slice, Slice     (chunk(moments, 2, dim=1))
 //   std = Exp(Mul(Clip(logvar, −30, 20), 0.5))        (maybe through Cast / Identity / Div / Sqrt)

@@ -1,4 +1,4 @@
-// The attention mask of the source concept (DESIGN.md §3 step 7): the edit pass's cross-attention
+// The attention mask of the source concept (docs/DESIGN.md §3 step 7): the edit pass's cross-attention
 // probabilities at the caption positions of the source word's tokens,
 //   M[i,j] = (1/(S·L)) Σ_steps Σ_layers (1/heads) Σ_heads Σ_{τ∈source} A_l[1, head, q(i,j), τ]
 // (edit branch b = 1, each layer's h_l×w_l grid upsampled to the latent h×w by nearest neighbour),

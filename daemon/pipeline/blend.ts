@@ -1,4 +1,4 @@
-// Compositing the edit into the original through the attention mask (DESIGN.md §3 step 7):
+// Compositing the edit into the original through the attention mask (docs/DESIGN.md §3 step 7):
 //   out = orig + round((edit − orig)·m/255)   per 8-bit channel, m the mask at the same pixel,
 // so m = 0 keeps the original bytes exactly and m = 255 takes the edit exactly.
 import { P2pzError } from '../../shared/protocol/index.js';

@@ -1,4 +1,4 @@
-// The caption c of the input image (DESIGN.md §3 step 2), in pix2pix-zero's order: the user's when
+// The caption c of the input image (docs/DESIGN.md §3 step 2), in pix2pix-zero's order: the user's when
 // given; else the installed captioner's (BLIP, as the official code captions every input); else the
 // template "a photo of a {source}" with the right article, and a note that says why.
 import { createHash } from 'node:crypto';

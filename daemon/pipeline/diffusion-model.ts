@@ -1,4 +1,4 @@
-// A Stable Diffusion 1.x model folder (DESIGN.md §2) as the pipeline uses it: which folder (a job's
+// A Stable Diffusion 1.x model folder (docs/DESIGN.md §2) as the pipeline uses it: which folder (a job's
 // `model`, else the default name, else the only one installed), its scheduler configuration,
 // tokenizer (parsed once per folder while its files are unchanged) and latent scale, and how each
 // ONNX component is fed — element types and ranks read from the sessions' input metadata (text ids

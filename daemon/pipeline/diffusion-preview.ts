@@ -1,4 +1,4 @@
-// The quick preview without a distilled GAN (DESIGN.md §3 step 8): the same pix2pix-zero edit with
+// The quick preview without a distilled GAN (docs/DESIGN.md §3 step 8): the same pix2pix-zero edit with
 // reduced settings — at most 10 DDIM steps, one outer regularization iteration, a 256-pixel working
 // size — reported as engine `diffusion-preview`. It shares the direction and inversion caches with
 // full renders of the same settings.

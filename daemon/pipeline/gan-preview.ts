@@ -1,4 +1,4 @@
-// The quick preview through a distilled GAN generator (DESIGN.md §3 stage 8): one forward pass of an
+// The quick preview through a distilled GAN generator (docs/DESIGN.md §3 stage 8): one forward pass of an
 // image-to-image network trained on pix2pix-zero's own outputs for one direction. Stages:
 //   1. decode the upload (EXIF orientation, sRGB, alpha kept aside)
 //   2. resize to the generator's working size; x = rgb/127.5 − 1, NCHW [1,3,H,W]

@@ -1,4 +1,4 @@
-// pix2pix-zero's cross-attention guidance, one step (DESIGN.md §3 step 6), through the gradient graph
+// pix2pix-zero's cross-attention guidance, one step (docs/DESIGN.md §3 step 6), through the gradient graph
 // that `prepare` derives from the UNet (onnxruntime has no autograd):
 //   x = [x⁰, x¹] = [z, z]  [2,4,h,w],  e = [e_c, e_edit]  [2,T,D],  A_ref,l [heads_l, hw_l, T]
 //   L = Σ_l (1/(2·heads_l)) Σ_{b,k} ‖A_l(x^b, e_b)[k] − A_ref,l[k]‖²_F

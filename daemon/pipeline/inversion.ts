@@ -1,4 +1,4 @@
-// Regularized DDIM inversion of pix2pix-zero (DESIGN.md §3 step 4): for t ascending,
+// Regularized DDIM inversion of pix2pix-zero (docs/DESIGN.md §3 step 4): for t ascending,
 //   ε = ε_θ(z, t, e_c)           (no CFG; one UNet call at batch 1)
 //   ε ← regularize(ε)           (L_ac pyramid + L_kl, closed-form gradients: regularization.ts)
 //   z ← √ᾱ_t·x̂0 + √(1−ᾱ_t)·ε,  x̂0 = (z − √(1−ᾱ_prev)·ε)/√ᾱ_prev   (DdimInverseScheduler)

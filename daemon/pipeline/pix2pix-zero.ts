@@ -1,4 +1,4 @@
-// The full pix2pix-zero edit (Parmar et al. 2023; DESIGN.md §3), stage by stage:
+// The full pix2pix-zero edit (Parmar et al. 2023; docs/DESIGN.md §3), stage by stage:
 //   0. load      the model folder
 //   1. decode    the upload (EXIF orientation, sRGB, alpha aside); resize to the working size, x ∈ [-1,1]
 //   1'. memory   with the working size known, and before any session opens for the job, refuse a job

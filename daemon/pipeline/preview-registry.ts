@@ -1,4 +1,4 @@
-// Finds the distilled GAN generator for an edit direction (DESIGN.md §3 stage 8) among the folders
+// Finds the distilled GAN generator for an edit direction (docs/DESIGN.md §3 stage 8) among the folders
 // under `<modelsDir>/gan/` (their layout and meta.json: models/gan-meta.ts). The folder name is only a
 // convention (concepts may themselves hold hyphens): `meta.json` says which direction a generator
 // translates, and lookups match on it.

@@ -1,4 +1,4 @@
-// Noise regularization of pix2pix-zero's DDIM inversion (DESIGN.md §3 step 4; Parmar et al. 2023,
+// Noise regularization of pix2pix-zero's DDIM inversion (docs/DESIGN.md §3 step 4; Parmar et al. 2023,
 // §3.1): the predicted ε is pushed towards uncorrelated Gaussian noise by plain gradient descent on ε
 // itself (never through the UNet), with an autocorrelation loss L_ac over a pyramid of the latent and a
 // KL loss L_kl towards N(0, 1). Both gradients are closed-form, computed here directly.
@@ -404,7 +404,7 @@ function checkOptions(o: RegularizationOptions): void {
  *                        ε ← ε − λ_kl·∇L_kl(ε) }
  * A zero λ skips its steps (and, for λ_ac, draws no offsets); outer = 0 returns ε unchanged.
  * eps [1,C,h,w] float32 → a new [1,C,h,w] float32 tensor, and the offsets used as
- * rolls[outer][inner][channel][level] (DUMP.md `k_rolls.json`; `[]` when outer = 0).
+ * rolls[outer][inner][channel][level] (docs/DUMP.md `k_rolls.json`; `[]` when outer = 0).
  */
 export function regularizeNoise(
   eps: NoiseTensor,

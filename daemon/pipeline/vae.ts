@@ -1,4 +1,4 @@
-// The VAE of Stable Diffusion (DESIGN.md §3 steps 1 and 7):
+// The VAE of Stable Diffusion (docs/DESIGN.md §3 steps 1 and 7):
 //   encode: x [1,3,H,W] in [-1,1] → z0 = s·μ (mode 'mean') or s·(μ + σ·n), n ~ N(0,1) from the seeded
 //           generator (mode 'sample'); μ ‖ log σ² are the encoder's latent_parameters [1,8,h,w]
 //           (log σ² clamped to [-30, 20] as diffusers does). An encoder exported with latent_sample

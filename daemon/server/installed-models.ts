@@ -1,5 +1,5 @@
 // What GET /v1/models and health report as installed: diffusion model folders (those with a
-// `model_index.json`, DESIGN.md §2), the distilled GAN generators found by the preview registry, and
+// `model_index.json`, docs/DESIGN.md §2), the distilled GAN generators found by the preview registry, and
 // the captioners under captioner/ (docs/CAPTIONER.md).
 // Only folder names and directions are reported, never paths. Files are resolved inside the models
 // directory (R19) before they count. `demo` comes from the install record (daemon/models/registry.ts).

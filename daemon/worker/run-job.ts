@@ -1,5 +1,5 @@
 // One job inside the worker: dispatch by kind to its pipeline, and turn the outcome into the IPC
-// result message (DESIGN.md §3):
+// result message (docs/DESIGN.md §3):
 //   render   the full pix2pix-zero edit (engine `diffusion`)
 //   preview  the quick preview of pipeline/preview.ts: the direction's distilled GAN (engine `gan`),
 //            else the reduced diffusion edit (engine `diffusion-preview`); `E_MODEL_MISSING` names

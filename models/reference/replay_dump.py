@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Replays a `p2pz edit --dump DIR` record (DUMP.md) step by step in PyTorch, independently of p2pz.
+"""Replays a `p2pz edit --dump DIR` record (docs/DUMP.md) step by step in PyTorch, independently of p2pz.
 
 What a clean run proves, for the dumped edit:
-  * the files are the ones DUMP.md names, with its shapes and dtypes (float32 `<f4`, ids int64);
+  * the files are the ones docs/DUMP.md names, with its shapes and dtypes (float32 `<f4`, ids int64);
   * the DDIM timesteps follow the model's scheduler_config.json ("leading" spacing + steps_offset),
     with ᾱ rebuilt here in float64 from β (linear / scaled_linear / trained_betas);
   * the roll offsets and the VAE sampling noise are what CPython's `random.Random(seed)` draws
@@ -167,7 +167,7 @@ def pyramid_heights(h):
 # --- The replay --------------------------------------------------------------------------------
 
 def expected_files(meta, D):
-    """DUMP.md's table for this run: name → (descr, shape)."""
+    """docs/DUMP.md's table for this run: name → (descr, shape)."""
     H, W = meta["size"]
     lat, pair, img = [1, 4, H // LATENT_FACTOR, W // LATENT_FACTOR], [2, 4, H // LATENT_FACTOR, W // LATENT_FACTOR], [1, 3, H, W]
     files = {"image_in.npy": img, "z0.npy": lat, "caption_ids.npy": [1, TOKENS], "e_caption.npy": [1, TOKENS, D],
@@ -274,7 +274,7 @@ def replay(dump, model, report):
         if has_ref_eps:
             report.check("edit/000_eps[0] = reference/000_eps: ∂L/∂x⁰ vanishes at step 0", lambda: report.close(
                 load(dump, "edit/000_eps.npy")[0:1], load(dump, "reference/000_eps.npy"), tolerance=1e-4))
-    # p2pz also dumps the reference pass's ε (reference/k_eps.npy, beyond DUMP.md's list): then every
+    # p2pz also dumps the reference pass's ε (reference/k_eps.npy, beyond docs/DUMP.md's list): then every
     # reference step is checkable.
     if steps > 2 and (dump / "reference/000_eps.npy").exists():
         for k, t in enumerate(ts[::-1][1:steps - 1], start=1):

@@ -1,5 +1,5 @@
 // What one edit needs: the direction (source → target words) and the pix2pix-zero settings.
-// Defaults are the paper's (DESIGN.md §3); bounds keep every job finite.
+// Defaults are the paper's (docs/DESIGN.md §3); bounds keep every job finite.
 import { z } from 'zod';
 
 /** A concept word or short phrase, e.g. "cat" or "golden retriever". */

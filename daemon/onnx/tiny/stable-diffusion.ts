@@ -1,5 +1,5 @@
 // Writes a complete, seeded Stable Diffusion 1.x model folder in the diffusers/optimum ONNX layout
-// (DESIGN.md §2): model_index.json, text_encoder/, unet/ (+ external weights), vae_encoder/,
+// (docs/DESIGN.md §2): model_index.json, text_encoder/, unet/ (+ external weights), vae_encoder/,
 // vae_decoder/, tokenizer/, scheduler/. Two presets: TINY_SD (tests: small enough to run many times)
 // and SD15_SHAPED (SD 1.5's exact structure and cost with random weights, for benchmarks). Two
 // flavours mirror the two exporters (see layers.ts). Same options → byte-identical files.

@@ -1,4 +1,4 @@
-// The edit direction Δ of pix2pix-zero (DESIGN.md §3 step 3): Δ = mean over the target bank of the
+// The edit direction Δ of pix2pix-zero (docs/DESIGN.md §3 step 3): Δ = mean over the target bank of the
 // text encoder's [T,D] output − the same mean over the source bank. Δ is cached on disk per
 // (text encoder, tokenizer, banks): the key is a SHA-256 of the text encoder's files, the tokenizer's
 // files and the sentences, and the value a [1,T,D] float32 .npy; the last few are also kept in

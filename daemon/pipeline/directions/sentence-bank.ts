@@ -1,4 +1,4 @@
-// Sentence banks for edit directions (DESIGN.md §3 step 3). pix2pix-zero averages the text encoder's
+// Sentence banks for edit directions (docs/DESIGN.md §3 step 3). pix2pix-zero averages the text encoder's
 // output over ~1000 varied sentences per concept (the paper generated them with a language model,
 // independently for each concept); p2pz builds them from templates instead, and each concept gets its
 // own bank: a sentence shape ("{depiction} {subject} {situation}, {light}", "there is {subject} …",

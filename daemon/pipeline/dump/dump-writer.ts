@@ -1,13 +1,13 @@
-// The replay record of `p2pz edit --dump DIR` (DUMP.md): every intermediate of a full edit as .npy
+// The replay record of `p2pz edit --dump DIR` (docs/DUMP.md): every intermediate of a full edit as .npy
 // (float32 little-endian, C order; ids int64), the sentence banks as text, the roll offsets as JSON
-// and `meta.json`. A PyTorch replay reads these to compare step by step. File names follow DUMP.md
+// and `meta.json`. A PyTorch replay reads these to compare step by step. File names follow docs/DUMP.md
 // exactly; `k` is written with three digits.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { encodeNpy, type NpyData } from './npy.js';
 
-/** `meta.json` (DUMP.md), the schema a reader parses it with. */
+/** `meta.json` (docs/DUMP.md), the schema a reader parses it with. */
 export const DumpMeta = z.object({
   steps: z.number().int().positive(),
   /** Sampler order, high → low. */
@@ -32,7 +32,7 @@ export const DumpMeta = z.object({
 });
 export type DumpMeta = z.infer<typeof DumpMeta>;
 
-/** Step index as DUMP.md writes it: 000, 001, … */
+/** Step index as docs/DUMP.md writes it: 000, 001, … */
 export function stepName(k: number): string {
   return String(k).padStart(3, '0');
 }

@@ -1,5 +1,5 @@
 // DDIM inversion (η = 0): the exact mirror of `DdimScheduler`, as diffusers' `DDIMInverseScheduler`
-// (≥ 0.22) with the same config, and as DESIGN.md §3 step 4 states it. Timesteps run low → high
+// (≥ 0.22) with the same config, and as docs/DESIGN.md §3 step 4 states it. Timesteps run low → high
 // (t_0 = steps_offset first); each step moves the latent from the previous timestep's noise level to
 // t's with the same ε:
 //   x̂0 = (z − √(1−ᾱ_prev)·ε)/√ᾱ_prev;  z ← √ᾱ_t·x̂0 + √(1−ᾱ_t)·ε,

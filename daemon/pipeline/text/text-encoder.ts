@@ -1,4 +1,4 @@
-// CLIP's text encoder as Stable Diffusion conditions on it (DESIGN.md §3 step 2): text → tokenizer
+// CLIP's text encoder as Stable Diffusion conditions on it (docs/DESIGN.md §3 step 2): text → tokenizer
 // (77 ids, max-length padding) → `last_hidden_state` [B,77,D]. The ids' element type (int32 or int64)
 // is the session's; batches are split so that a thousand-sentence bank never needs one huge run.
 import { Tensor } from 'onnxruntime-node';

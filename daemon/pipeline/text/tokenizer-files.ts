@@ -1,4 +1,4 @@
-// The files of a model's `tokenizer/` folder (DESIGN.md §2) and their schemas: vocab.json,
+// The files of a model's `tokenizer/` folder (docs/DESIGN.md §2) and their schemas: vocab.json,
 // merges.txt, and the special tokens from special_tokens_map.json / tokenizer_config.json. Reading is
 // bounded in size; anything malformed is E_MODEL_INVALID naming the file, a missing required file
 // E_MODEL_MISSING.

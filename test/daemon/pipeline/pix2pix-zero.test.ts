@@ -1,6 +1,6 @@
 // The whole pix2pix-zero edit on the generated tiny models (both exporters): a non-square RGBA input
 // comes back at exactly its size with its alpha, byte-identical for a seed; `--dump` writes every
-// file of DUMP.md with its shape, and the dump's numbers obey the algorithm (DDIM inversion and edit
+// file of docs/DUMP.md with its shape, and the dump's numbers obey the algorithm (DDIM inversion and edit
 // steps recomputed here from the scheduler's formula); a second direction reuses the inversion; a
 // cancel mid-edit never decodes; blending keeps the original's bytes where the mask is 0.
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
@@ -93,7 +93,7 @@ for (const flavour of ['opset14', 'opset17'] as const) {
       }
     });
 
-    it('writes every file of DUMP.md with its exact shape', async () => {
+    it('writes every file of docs/DUMP.md with its exact shape', async () => {
       const meta = DumpMeta.parse(JSON.parse(await readFile(join(dumpDir, 'meta.json'), 'utf8')));
       expect(meta).toMatchObject({
         steps: STEPS, timesteps: [501, 1], inversion_timesteps: [1, 501], cfg: 5, xa: 0.1, reg_steps: 1, ac_rolls: 5,
