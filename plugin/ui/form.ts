@@ -62,6 +62,32 @@ export class EditForm {
     u.blend.checked = edit.blend === true;
   }
 
+  /**
+   * Shows the caption a job used (the daemon's captioner's, or the template's) in the Caption field, so
+   * the designer sees it before the render and can edit it: an empty field, or one still holding the
+   * last suggestion unchanged, takes the new one; a caption the designer typed is never replaced.
+   * Returns whether the field now shows the suggestion.
+   */
+  suggestCaption(caption: string, origin: 'captioner' | 'template'): boolean {
+    const u = this.ui.caption;
+    const untouched = u.value.trim() === '' || (u.dataset['suggested'] !== undefined && u.value === u.dataset['suggested']);
+    if (!untouched) return false;
+    u.value = caption;
+    u.dataset['suggested'] = caption;
+    u.dataset['origin'] = origin;
+    u.title = origin === 'captioner' ? 'Written by the captioner from the image: edit it before rendering if it is wrong.' : 'The template caption (no captioner is installed): describe the image better if you can.';
+    return true;
+  }
+
+  /** A new image: a suggestion untouched by the designer described the old one, so it goes. */
+  clearSuggestedCaption(): void {
+    const u = this.ui.caption;
+    if (u.dataset['suggested'] !== undefined && u.value === u.dataset['suggested']) u.value = '';
+    delete u.dataset['suggested'];
+    delete u.dataset['origin'];
+    u.title = '';
+  }
+
   maskMode(): MaskMode {
     const v = this.ui.maskMode.value;
     return v === 'none' || v === 'masked' ? v : 'layer';
@@ -82,7 +108,10 @@ export class EditForm {
       mask: this.maskMode() !== 'none' || u.blend.checked,
       blend: u.blend.checked,
     };
-    if (u.caption.value.trim() !== '') input.caption = u.caption.value;
+    // An untouched template suggestion is not the designer's caption: the daemon decides again (a
+    // captioner installed meanwhile captions the image).
+    const templateSuggestion = u.caption.dataset['origin'] === 'template' && u.caption.value === u.caption.dataset['suggested'];
+    if (u.caption.value.trim() !== '' && !templateSuggestion) input.caption = u.caption.value;
     const parsed = EditParams.safeParse(input);
     if (parsed.success) return { edit: parsed.data };
     const issue = parsed.error.issues[0];

@@ -98,8 +98,10 @@ export class Panel {
       this.view.endpoint(this.host.saveEndpoint !== undefined, this.endpoint, this.port);
       void this.connection.start(message.port, message.token, this.endpoint);
     } else {
+      const changed = message.items.map((i) => i.nodeId).join() !== this.selection.map((i) => i.nodeId).join();
       this.selection = message.items;
       this.selectionProblem = message.problem;
+      if (changed) this.form.clearSuggestedCaption();
       this.view.selection(this.selection, this.selectionProblem);
       this.dropStaleResults();
       this.updateButtons();
@@ -200,7 +202,12 @@ export class Panel {
   private showResults(all: readonly PanelResult[], outcome: JobOutcome | null): void {
     const entries = all.filter((r) => this.current(r));
     this.view.results(entries);
-    if (outcome !== null) this.resultsCaption = outcomeCaption(outcome);
+    if (outcome !== null) {
+      this.resultsCaption = outcomeCaption(outcome);
+      // The caption the job used, shown in the form before the render (editable there).
+      const d = outcome.details;
+      if (d?.caption !== undefined && (d.captionOrigin === 'captioner' || d.captionOrigin === 'template')) this.form.suggestCaption(d.caption, d.captionOrigin);
+    }
     this.view.caption(this.resultsCaption);
     this.host.showResults?.(entries);
   }

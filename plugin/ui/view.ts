@@ -191,7 +191,8 @@ function inBatch(batch: BatchPosition, f: number): number {
 export function outcomeCaption(outcome: JobOutcome): string {
   const seconds = outcome.timings['total'];
   const time = seconds === undefined ? '' : ` · ${(seconds / 1000).toFixed(1)} s`;
-  return `${ENGINE_LABELS[outcome.engine]} · ${PROVIDER_NAMES[outcome.device]}${time}`;
+  const notes = outcome.details?.notes ?? [];
+  return `${ENGINE_LABELS[outcome.engine]} · ${PROVIDER_NAMES[outcome.device]}${time}${notes.length > 0 ? ` · ${notes.join(' ')}` : ''}`;
 }
 
 /** What the selection line says. */

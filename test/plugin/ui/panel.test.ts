@@ -190,6 +190,9 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
       expect(log.some((line) => /^(Analysing the image|Applying the edit) \| \d+ % · (a few seconds|about \d+ (s|min)) left$/.test(line))).toBe(true);
       expect(Math.max(...log.map((line) => Number(/ \| (\d+) %/.exec(line)?.[1] ?? 0)))).toBeGreaterThanOrEqual(95);
       expect(log).toContain('step preview data:image/png;base64,');
+      // The caption the render used is shown in the form, editable, before the next render.
+      expect(await frame.evaluate(() => (document.getElementById('caption') as HTMLInputElement).value)).toBe('a photo of a cat');
+      expect(await text(frame, 'result-caption')).toMatch(/No captioner is installed/);
       await frame.waitForFunction(() => document.getElementById('progress')?.hidden === true);
       await shot(page, '5-render');
       await ui.locator('#settings summary').click(); // fold the settings again
