@@ -16,7 +16,7 @@ const SD1X: ModelFootprint = {
 };
 const RENDER_512: JobShape = { kind: 'render', height: 512, width: 512, batch: 2 };
 /** Working side → measured peak RSS (GiB) of the UNet part of an SD-1.5-shaped edit (see the test). */
-const MEASURED_PEAKS_GIB: readonly (readonly [number, number])[] = [[256, 4.3]];
+const MEASURED_PEAKS_GIB: readonly (readonly [number, number])[] = [[256, 4.3], [512, 11.05]];
 
 function refusal(fn: () => unknown): P2pzError {
   try {
@@ -40,13 +40,13 @@ describe('estimateJobMemory', () => {
     // The gradient graph recomputes the level-0 self-attention (q = 4096 ≥ 2·8·d, d = 40), keeps the
     // others (q = 1024 < 2·8·80, 256 < 2·8·160, 64 < 2·8·160) and every cross-attention:
     // Σ k·q² = 5·1048576 + 5·65536 + 4096 = 5574656, + Σ 77·q = 2074688 → 7649344.
-    // A_g = 4·2·(8·7649344 + 2·8·16777216 + 160·320·4096) = 8·539345408 = 4314763264
+    // A_g = 4·2·(8·7649344 + 5·8·16777216 + 160·320·4096) = 8·941998592 = 7535988736
     // A_f = 4·2·(2·8·16777216 + 24·320·4096) = 8·299892736 = 2399141888
     // W = 3438000000 + 600000000 = 4038000000 (one UNet session: the roles model); overhead 768 MiB = 805306368.
     const e = estimateJobMemory(SD1X, RENDER_512);
     expect(e.weightsBytes).toBe(4_038_000_000);
-    expect(e.activationBytes).toBe(4_314_763_264);
-    expect(e.totalBytes).toBe(4_038_000_000 + 4_314_763_264 + 805_306_368);
+    expect(e.activationBytes).toBe(7_535_988_736);
+    expect(e.totalBytes).toBe(4_038_000_000 + 7_535_988_736 + 805_306_368);
   });
 
   it('a preview holds one UNet and only the forward working set', () => {
@@ -65,7 +65,8 @@ describe('estimateJobMemory', () => {
   it('matches the measured peak of an SD-1.5-shaped edit within 20% (docs/BENCHMARKS.md, bench edit-memory)', () => {
     // Measured: max RSS of one process holding the roles model of the SD-1.5-shaped UNet (graph
     // 1199130 B + weights 3446278144 B, no text encoder or VAE) through one edit step, onnxruntime
-    // CPU provider: `npm run bench edit-memory -- --sizes 256 --configs after` → 4.30 GiB.
+    // CPU provider: `npm run bench edit-memory -- --sizes 256 --configs after` → 4.30 GiB, and
+    // `--sizes 512 --configs after` → 11.05 GiB.
     const unetBytes = 1_199_130 + 3_446_278_144;
     const fp: ModelFootprint = { ...SD1X, unetBytes, otherBytes: 0, channels: inferChannels(unetBytes) };
     for (const [side, measuredGiB] of MEASURED_PEAKS_GIB) {
@@ -82,7 +83,7 @@ describe('checkJobFits', () => {
     const err = refusal(() => checkJobFits(SD1X, RENDER_512, free));
     expect(err.code).toBe('E_JOB_TOO_LARGE');
     expect(err.status).toBe(507);
-    expect(err.message).toContain('It needs about 9.2 GB at 512×512; 8.6 GB is free.');
+    expect(err.message).toContain('It needs about 12.4 GB at 512×512; 8.6 GB is free.');
     const size = Number(/--size (\d+)/.exec(err.hint)?.[1]);
     const usable = free * MEMORY_ESTIMATE_DEFAULTS.usableFraction;
     expect(estimateJobMemory(SD1X, { ...RENDER_512, height: size, width: size }).totalBytes).toBeLessThanOrEqual(usable);
