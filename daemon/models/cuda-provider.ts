@@ -56,8 +56,8 @@ export interface CudaAdviceInputs {
 
 /** A line for the terminal when an NVIDIA GPU is present but the CUDA provider is not installed. */
 export async function cudaAdvice(inputs: CudaAdviceInputs): Promise<string> {
-  if (inputs.device === 'cpu' || !inputs.supported || inputs.installed) return '';
+  if ((inputs.device !== 'auto' && inputs.device !== 'cuda') || !inputs.supported || inputs.installed) return '';
   const gpu = await inputs.gpuName();
   if (gpu === undefined) return '';
-  return `Found ${gpu}, but onnxruntime's CUDA provider is not installed, so p2pz runs on the CPU. Install it (CUDA 12 and cuDNN 9 needed) with:\n  ${CUDA_PROVIDER.installCommand}\n`;
+  return `Found ${gpu}, but onnxruntime's CUDA provider is not installed, so p2pz cannot use CUDA (it tries WebGPU through Vulkan, then the CPU). For CUDA, install it (CUDA 12 and cuDNN 9 needed) with:\n  ${CUDA_PROVIDER.installCommand}\n`;
 }

@@ -12,10 +12,11 @@ describe('CUDA provider', () => {
     const none = async () => undefined;
     const base = { device: 'auto', supported: true, installed: false, gpuName: gpu } as const;
     expect(await cudaAdvice(base)).toBe(
-      "Found NVIDIA GeForce RTX 4090, but onnxruntime's CUDA provider is not installed, so p2pz runs on the CPU. Install it (CUDA 12 and cuDNN 9 needed) with:\n  npm run gpu:install\n",
+      "Found NVIDIA GeForce RTX 4090, but onnxruntime's CUDA provider is not installed, so p2pz cannot use CUDA (it tries WebGPU through Vulkan, then the CPU). For CUDA, install it (CUDA 12 and cuDNN 9 needed) with:\n  npm run gpu:install\n",
     );
     expect(await cudaAdvice({ ...base, device: 'cuda' })).toContain('npm run gpu:install');
     expect(await cudaAdvice({ ...base, device: 'cpu' })).toBe('');
+    expect(await cudaAdvice({ ...base, device: 'webgpu' })).toBe('');
     expect(await cudaAdvice({ ...base, installed: true })).toBe('');
     expect(await cudaAdvice({ ...base, supported: false })).toBe('');
     expect(await cudaAdvice({ ...base, gpuName: none })).toBe('');
