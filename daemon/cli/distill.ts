@@ -7,8 +7,9 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { defaultHome, homePaths } from '../config.js';
 import { PAIR_FILTER_DEFAULTS } from '../distill/filter.js';
-import { generatePairs, type PairsReport } from '../distill/pairs.js';
+import { generatePairs, type PairEdit, type PairsReport } from '../distill/pairs.js';
 import { registerGenerator } from '../distill/register.js';
+import { parseRedisUrl } from '../team/redis-url.js';
 import { chooseExecution, devicePreference } from '../worker/providers.js';
 import { SessionCache } from '../worker/sessions.js';
 import { intFlag, parseFlags, type CliCommand, type CliIo } from './command.js';
@@ -26,6 +27,9 @@ or the mean change |y − x| is < --min-change (${F.minChange}) or > --max-chang
   --model NAME|DIR  a model as "p2pz models list" names it, or an SD 1.x ONNX folder (default ${EDIT_CLI_DEFAULTS.defaultModel})
   --caption, --steps, --seed, --xa, --cfg, --reg-steps, --size, --edit-scale, --device,
   --source-bank, --target-bank   as for \`p2pz edit\`
+  --queue URL   run the edits on a team's GPU workers (\`p2pz worker\`, docs/TEAM.md) through this Redis
+                (redis://HOST:PORT/N), as many at once as workers are connected (or --in-flight N); the
+                model must be installed here too (the manifest records its hash) and on the workers
 
 Train on DATASET with models/distill/train.py (see models/distill/README.md).
 
@@ -47,6 +51,8 @@ async function pairs(args: readonly string[], io: CliIo, signal: AbortSignal): P
     'min-mask': { type: 'string' },
     'min-change': { type: 'string' },
     'max-change': { type: 'string' },
+    queue: { type: 'string' },
+    'in-flight': { type: 'string' },
   });
   const first = USAGE.split('\n')[0];
   if (values.images === undefined || values.out === undefined) throw new P2pzError('E_BAD_REQUEST', 'Both --images and --out are required.', first);
@@ -62,6 +68,7 @@ async function pairs(args: readonly string[], io: CliIo, signal: AbortSignal): P
   const modelDir = modelFolder(values.model, paths.models, EDIT_CLI_DEFAULTS.defaultModel);
   const execution = await chooseExecution(devicePreference(values.device, io.env));
   const models = new SessionCache({ modelsDir: dirname(modelDir), executionProviders: execution.executionProviders, sessionOptions: execution.sessionOptions, maxSessions: EDIT_CLI_DEFAULTS.maxSessions });
+  const team = values.queue === undefined ? undefined : await teamEdits(values.queue, intFlag('in-flight', values['in-flight'], 1, 64), banks !== undefined, basename(modelDir));
   try {
     return await generatePairs({
       images: resolve(values.images),
@@ -75,6 +82,7 @@ async function pairs(args: readonly string[], io: CliIo, signal: AbortSignal): P
       signal,
       memory: { provider: execution.device.provider },
       ...dataDirCaches(paths),
+      ...(team === undefined ? {} : { edit: team.edit, concurrency: team.concurrency }),
       onPair: (entry, reused, done, total) => {
         const what = entry.status === 'kept' ? 'kept' : entry.status === 'dropped' ? `dropped (${entry.reason})` : `failed (${entry.error.code})`;
         const extra = entry.status === 'failed' || reused ? '' : ` mask ${entry.metrics.maskCoverage.toFixed(3)}, change ${entry.metrics.change.toFixed(3)}, ${entry.seconds.toFixed(1)} s`;
@@ -82,8 +90,35 @@ async function pairs(args: readonly string[], io: CliIo, signal: AbortSignal): P
       },
     });
   } finally {
+    await team?.close();
     await models.releaseAll();
   }
+}
+
+/** The pairs' edits as render jobs on a team's queue, the images travelling inline through Redis. */
+async function teamEdits(url: string, inFlight: number | undefined, ownBanks: boolean, model: string): Promise<{ edit: PairEdit; concurrency: number; close(): Promise<void> }> {
+  if (ownBanks) {
+    throw new P2pzError('E_BAD_REQUEST', 'Sentence banks of your own cannot be sent to a team\'s workers.', 'Run without --queue, or import the banks\' directions on every worker (`p2pz directions import`).');
+  }
+  const { TeamEngine } = await import('../team/team-engine.js');
+  const engine = await TeamEngine.open(parseRedisUrl(url), { inline: true });
+  const workers = engine.health().team?.workers ?? 0;
+  if (inFlight === undefined && workers === 0) {
+    await engine.close();
+    throw new P2pzError('E_ENGINE_UNAVAILABLE', 'No GPU worker is connected to this queue.', 'Start `p2pz worker` on the GPU machines first, or give --in-flight N to queue for workers that start later.');
+  }
+  let count = 0;
+  const edit: PairEdit = async (input, params, signal) => {
+    count += 1;
+    const result = await engine.run({ jobId: `pair_${count.toString().padStart(6, '0')}`, kind: 'render', image: input, model, edit: params, stepPreviews: false }, () => undefined, signal);
+    if (result.status === 'failed') throw P2pzError.fromBody(result.error);
+    if (result.status === 'cancelled') throw new P2pzError('E_INTERNAL', 'The edit was cancelled.');
+    const image = result.outputs.find((o) => o.role === 'image');
+    const mask = result.outputs.find((o) => o.role === 'mask');
+    if (!image || !mask) throw new P2pzError('E_INTERNAL', 'The edit returned no image or no mask.');
+    return { image: image.png, mask: mask.png };
+  };
+  return { edit, concurrency: inFlight ?? workers, close: () => engine.close() };
 }
 
 async function run(args: readonly string[], io: CliIo): Promise<number> {

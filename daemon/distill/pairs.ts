@@ -58,9 +58,18 @@ export interface PairsContext {
   readonly inversionCache?: InversionCache;
   /** The up-front memory check (R17) for each edit. */
   readonly memory?: DeviceMemoryContext;
+  /** Runs one edit (x at the working size → y and mask, both PNG). Default: pix2pix-zero in this
+   *  process on `models`; `p2pz distill pairs --queue` runs it on a team's GPU workers instead. */
+  readonly edit?: PairEdit;
+  /** Images edited at once (default 1). */
+  readonly concurrency?: number;
   /** After each image: its entry, whether it was reused from the manifest, and the count so far. */
   readonly onPair?: (entry: PairEntry, reused: boolean, done: number, total: number) => void;
 }
+
+/** One pair's edit: the input PNG at the working size and the edit's settings → the output image and
+ *  the source concept's mask, PNGs of the same size. */
+export type PairEdit = (input: Uint8Array, edit: EditParams, signal: AbortSignal) => Promise<{ readonly image: Uint8Array; readonly mask: Uint8Array }>;
 
 export interface PairsReport {
   readonly manifestPath: string;
@@ -191,7 +200,12 @@ export async function generatePairs(request: PairsRequest, ctx: PairsContext): P
   }
   await mkdir(join(request.out, MANIFEST_DEFAULTS.pairsFolder), { recursive: true });
   const entries = new Map<string, PairEntry>((previous?.pairs ?? []).map((e) => [e.name, e]));
-  const save = () => writePairsManifest(manifestPath, { ...header, filter, pairs: [...entries.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) });
+  // Saves run one after another, each writing the entries as they are then (the last write wins).
+  let saving: Promise<void> = Promise.resolve();
+  const save = (): Promise<void> => {
+    saving = saving.catch(() => undefined).then(() => writePairsManifest(manifestPath, { ...header, filter, pairs: [...entries.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) }));
+    return saving;
+  };
 
   const inversionCache = ctx.inversionCache ?? new InversionCache();
   const pipelineCtx: DiffusionContext = {
@@ -205,11 +219,10 @@ export async function generatePairs(request: PairsRequest, ctx: PairsContext): P
   let made = 0;
   let reused = 0;
   let interrupted = false;
-  for (const [index, name] of names.entries()) {
-    if (signal.aborted) {
-      interrupted = true;
-      break;
-    }
+  let finished = 0;
+  const runEdit = ctx.edit ?? inProcessEdit(request, modelName, pipelineCtx);
+  /** One source image: reused from the manifest, or edited; false when the run was interrupted. */
+  const pairOf = async (name: string): Promise<boolean> => {
     let bytes: Uint8Array;
     try {
       bytes = await readSource(join(request.images, name));
@@ -218,8 +231,8 @@ export async function generatePairs(request: PairsRequest, ctx: PairsContext): P
       entries.set(name, failed);
       made++;
       await save();
-      ctx.onPair?.(failed, false, index + 1, names.length);
-      continue;
+      ctx.onPair?.(failed, false, ++finished, names.length);
+      return true;
     }
     const sourceHash = sha256(bytes);
     const old = entries.get(name);
@@ -227,24 +240,37 @@ export async function generatePairs(request: PairsRequest, ctx: PairsContext): P
       const entry = rejudge(old, filter);
       entries.set(name, entry);
       reused++;
-      ctx.onPair?.(entry, true, index + 1, names.length);
-      continue;
+      ctx.onPair?.(entry, true, ++finished, names.length);
+      return true;
     }
     let entry: PairEntry;
     try {
-      entry = await makePair(request, name, bytes, sourceHash, filter, modelName, pipelineCtx);
+      entry = await makePair(request, name, bytes, sourceHash, filter, runEdit, signal);
     } catch (err) {
-      if (signal.aborted) {
-        interrupted = true;
-        break;
-      }
+      if (signal.aborted) return false;
       entry = { status: 'failed', name, sourceHash, error: errorOf(err) };
     }
     entries.set(name, entry);
     made++;
     await save();
-    ctx.onPair?.(entry, false, index + 1, names.length);
-  }
+    ctx.onPair?.(entry, false, ++finished, names.length);
+    return true;
+  };
+  // Images in name order, `concurrency` at a time (1 on one machine; the number of GPU workers with
+  // --queue). Each pair's files depend only on its own image, so the dataset is the same either way.
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.max(1, ctx.concurrency ?? 1) }, async () => {
+      while (next < names.length && !interrupted) {
+        if (signal.aborted) {
+          interrupted = true;
+          return;
+        }
+        const name = names[next++] as string;
+        if (!(await pairOf(name))) interrupted = true;
+      }
+    }),
+  );
   await save();
   const all = [...entries.values()];
   return {
@@ -272,6 +298,24 @@ async function readSource(path: string): Promise<Uint8Array> {
   return readFile(path);
 }
 
+/** pix2pix-zero in this process, as `p2pz edit` runs it. */
+function inProcessEdit(request: PairsRequest, modelName: string, ctx: DiffusionContext): PairEdit {
+  return async (input, edit) => {
+    const outcome = await runPix2PixZero({
+      image: input,
+      edit,
+      model: modelName,
+      ...(request.banks ? { banks: request.banks } : {}),
+      ...(request.bankCount === undefined ? {} : { bankCount: request.bankCount }),
+      ...(request.vaeLatent === undefined ? {} : { vaeLatent: request.vaeLatent }),
+    }, ctx);
+    const image = outcome.outputs.find((o) => o.role === 'image');
+    const mask = outcome.outputs.find((o) => o.role === 'mask');
+    if (!image || !mask) throw new P2pzError('E_INTERNAL', 'The edit returned no image or no mask.');
+    return { image: image.png, mask: mask.png };
+  };
+}
+
 /** One edit: x at the working size → pix2pix-zero → y and mask; measured, judged and written. */
 async function makePair(
   request: PairsRequest,
@@ -279,25 +323,17 @@ async function makePair(
   bytes: Uint8Array,
   sourceHash: string,
   filter: PairFilter,
-  modelName: string,
-  ctx: DiffusionContext,
+  runEdit: PairEdit,
+  signal: AbortSignal,
 ): Promise<PairEntry> {
   const started = performance.now();
   const decoded = await decodeImage(bytes);
   const size = workingSize(decoded.width, decoded.height, request.edit.size);
   const x = await resizeRgb(decoded.rgb, decoded.width, decoded.height, size.width, size.height);
   const inputPng = await encodePng({ width: size.width, height: size.height, rgb: x });
-  const outcome = await runPix2PixZero({
-    image: inputPng,
-    edit: { ...request.edit, mask: true, blend: false },
-    model: modelName,
-    ...(request.banks ? { banks: request.banks } : {}),
-    ...(request.bankCount === undefined ? {} : { bankCount: request.bankCount }),
-    ...(request.vaeLatent === undefined ? {} : { vaeLatent: request.vaeLatent }),
-  }, ctx);
-  const image = outcome.outputs.find((o) => o.role === 'image');
-  const mask = outcome.outputs.find((o) => o.role === 'mask');
-  if (!image || !mask) throw new P2pzError('E_INTERNAL', 'The edit returned no image or no mask.');
+  const edited = await runEdit(inputPng, { ...request.edit, mask: true, blend: false }, signal);
+  const image = { png: edited.image };
+  const mask = { png: edited.mask };
   const y = await decodeImage(image.png);
   const m = await decodeImage(mask.png);
   if (y.width !== size.width || y.height !== size.height || m.width !== size.width || m.height !== size.height) {

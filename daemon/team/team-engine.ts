@@ -50,7 +50,12 @@ interface ActiveJob {
   settle(result: EngineResult): void;
 }
 
-export type TeamEngineOptions = Partial<TeamSettings> & { readonly log?: Logger };
+export type TeamEngineOptions = Partial<TeamSettings> & {
+  readonly log?: Logger;
+  /** Bulk work without an endpoint (`p2pz distill pairs --queue`): each job carries its input PNG
+   *  and gets its outputs back through Redis instead of the endpoint's HTTP routes. */
+  readonly inline?: boolean;
+};
 
 export class TeamEngine implements JobEngine, TeamExchange {
   private readonly active = new Map<string, ActiveJob>();
@@ -65,6 +70,7 @@ export class TeamEngine implements JobEngine, TeamExchange {
     private readonly publisher: Redis,
     private readonly settings: TeamSettings,
     private readonly log: Logger,
+    private readonly inline: boolean,
   ) {
     events.on('active', ({ jobId }) => this.onStart(jobId));
     events.on('progress', ({ jobId, data }) => this.onProgress(jobId, data));
@@ -79,7 +85,7 @@ export class TeamEngine implements JobEngine, TeamExchange {
   }
 
   static async open(connection: RedisConnection, options: TeamEngineOptions = {}): Promise<TeamEngine> {
-    const { log = silentLogger, ...overrides } = options;
+    const { log = silentLogger, inline = false, ...overrides } = options;
     const settings: TeamSettings = { ...TEAM_DEFAULTS, ...overrides };
     const queue = new Queue(settings.queueName, { connection });
     const events = new QueueEvents(settings.queueName, { connection });
@@ -90,7 +96,7 @@ export class TeamEngine implements JobEngine, TeamExchange {
       await Promise.allSettled([queue.close(), events.close(), publisher.quit()]);
       throw new P2pzError('E_ENGINE_UNAVAILABLE', `The job queue's Redis did not answer (${describeError(err).detail}).`, 'Start Redis, check the --queue URL, and start p2pz again.');
     }
-    const engine = new TeamEngine(queue, events, publisher, settings, log);
+    const engine = new TeamEngine(queue, events, publisher, settings, log, inline);
     await engine.countWorkers();
     return engine;
   }
@@ -123,6 +129,7 @@ export class TeamEngine implements JobEngine, TeamExchange {
         ...(job.model === undefined ? {} : { model: job.model }),
         edit: job.edit,
         stepPreviews: job.stepPreviews,
+        ...(this.inline ? { inline: { input: Buffer.from(job.image).toString('base64') } } : {}),
       };
       this.queue
         .add(job.kind, data, {
@@ -219,14 +226,15 @@ export class TeamEngine implements JobEngine, TeamExchange {
     if (!parsed.success) return entry.settle(failed('E_INTERNAL', 'A GPU worker returned a result this endpoint cannot read.'));
     const outputs: EngineOutput[] = [];
     for (const want of parsed.data.outputs) {
-      const output = entry.outputs.get(want.role);
+      const output = want.png === undefined ? entry.outputs.get(want.role) : { role: want.role, width: want.width, height: want.height, png: Buffer.from(want.png, 'base64') };
       if (output === undefined || output.width !== want.width || output.height !== want.height) {
         return entry.settle(failed('E_INTERNAL', `A GPU worker finished without delivering its ${want.role}.`));
       }
       outputs.push(output);
     }
     if (parsed.data.device !== undefined) this.device = parsed.data.device;
-    entry.settle({ status: 'done', outputs, engine: parsed.data.engine, timings: parsed.data.timings });
+    const { engine, timings, details } = parsed.data;
+    entry.settle({ status: 'done', outputs, engine, timings, ...(details === undefined ? {} : { details }) });
   }
 
   private onFailed(id: string, reason: string): void {

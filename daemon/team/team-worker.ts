@@ -78,7 +78,8 @@ export function startTeamWorker(options: TeamWorkerOptions): RunningTeamWorker {
     const id = encodeURIComponent(job.id ?? '');
     const abort = signal ?? new AbortController().signal;
     try {
-      const image = new Uint8Array(await (await call(`/v1/team/jobs/${id}/input`)).arrayBuffer());
+      const inline = data.data.inline;
+      const image = inline === undefined ? new Uint8Array(await (await call(`/v1/team/jobs/${id}/input`)).arrayBuffer()) : Buffer.from(inline.input, 'base64');
       let device = options.engine.health().device ?? undefined;
       const result = await options.engine.run(
         { jobId: job.id ?? 'team-job', kind: data.data.kind, image, model: data.data.model, edit: data.data.edit, stepPreviews: data.data.stepPreviews },
@@ -101,13 +102,14 @@ export function startTeamWorker(options: TeamWorkerOptions): RunningTeamWorker {
         const reason = JSON.stringify(failure(result.error));
         throw RETRYABLE.has(result.error.code) ? new Error(reason) : new UnrecoverableError(reason);
       }
-      for (const output of result.outputs) await putOutput(id, output);
+      if (inline === undefined) for (const output of result.outputs) await putOutput(id, output);
       device = options.engine.health().device ?? device;
       return {
         v: PROTOCOL_VERSION,
         engine: result.engine,
         timings: result.timings,
-        outputs: result.outputs.map(({ role, width, height }) => ({ role, width, height })),
+        outputs: result.outputs.map(({ role, width, height, png }) => ({ role, width, height, ...(inline === undefined ? {} : { png: Buffer.from(png).toString('base64') }) })),
+        ...(result.details === undefined ? {} : { details: result.details }),
         ...(device === undefined ? {} : { device }),
       };
     } catch (err) {

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { Version } from './version.js';
 import { ErrorBody } from './errors.js';
-import { Engine, JobKind, Stage, Timings } from './jobs.js';
+import { Engine, JobDetails, JobKind, Stage, Timings } from './jobs.js';
 import { EditParams } from './edit.js';
 import { Device } from './device.js';
 
@@ -16,6 +16,9 @@ export const TeamJobData = z.object({
   model: z.string().optional(),
   edit: EditParams,
   stepPreviews: z.boolean(),
+  /** Bulk work (`p2pz distill pairs --queue`): the input PNG itself in base64, and the outputs wanted
+   *  back in the job's return value, so that no endpoint is involved. Working-size images only. */
+  inline: z.object({ input: z.string().max(8_000_000) }).optional(),
 });
 export type TeamJobData = z.infer<typeof TeamJobData>;
 
@@ -36,6 +39,8 @@ export const TeamOutput = z.object({
   role: z.enum(['image', 'mask']),
   width: z.number().int().positive(),
   height: z.number().int().positive(),
+  /** The PNG in base64, for an inline job only. */
+  png: z.string().max(8_000_000).optional(),
 });
 
 /** BullMQ job return value. */
@@ -44,6 +49,7 @@ export const TeamJobResult = z.object({
   engine: Engine,
   timings: Timings,
   outputs: z.array(TeamOutput).min(1).max(2),
+  details: JobDetails.optional(),
   device: Device.optional(),
 });
 export type TeamJobResult = z.infer<typeof TeamJobResult>;
