@@ -311,7 +311,12 @@ function inProcessEdit(request: PairsRequest, modelName: string, ctx: DiffusionC
     }, ctx);
     const image = outcome.outputs.find((o) => o.role === 'image');
     const mask = outcome.outputs.find((o) => o.role === 'mask');
-    if (!image || !mask) throw new P2pzError('E_INTERNAL', 'The edit returned no image or no mask.');
+    if (!image) throw new P2pzError('E_INTERNAL', 'The edit returned no image.');
+    // The mask needs the source word in the caption; a captioner's caption may not name it.
+    if (!mask) {
+      throw new P2pzError('E_BAD_REQUEST', `The caption does not name "${edit.source}", so the edit has no mask to judge the pair by.`,
+        `Give a caption that names "${edit.source}" (--caption), or remove the captioner folder to use the template caption.`);
+    }
     return { image: image.png, mask: mask.png };
   };
 }
