@@ -100,6 +100,7 @@ describe('WebSocket messages', () => {
   const serverEvents = [
     { v, type: 'welcome', health },
     { ...base, type: 'queued', position: 2 },
+    { ...base, type: 'retrying', attempt: 2, attempts: 5 },
     { ...base, type: 'started' },
     { ...base, type: 'progress', stage: 'edit', step: 3, total: 50, preview: 'data:image/png;base64,AAAA' },
     { ...base, type: 'finished', outcome },

@@ -99,7 +99,7 @@ describe('VAE encoder exported with latent_sample (tiny model)', () => {
   });
 
   it('a whole edit is byte-identical for a seed, records vae_latent, and dumps the noise in sample mode', async () => {
-    const { png } = await rgbaPng(40, 30);
+    const { png } = await rgbaPng(48, 36);
     const edit = EditParams.parse({ source: 'cat', target: 'dog', steps: 2, regSteps: 0, size: 64, seed: 11 });
     const edit1 = async (name: string, vaeLatent?: VaeLatentMode): Promise<{ image: Uint8Array; dir: string; meta: DumpMeta; files: string[] }> => {
       const dir = join(dumps, name);
