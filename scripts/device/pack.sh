@@ -34,7 +34,8 @@ cp -r "$nm/onnxruntime-common" "$stage/$nm/"
 for p in sharp detect-libc semver @img/colour @img/sharp-linux-x64 @img/sharp-libvips-linux-x64; do
   [ -d "$nm/$p" ] && cp -r "$nm/$p" "$stage/$nm/$p"
 done
-rm -rf "$stage/$nm/sharp/src" "$stage/$nm/onnxruntime-common/dist/cjs" "$stage/$nm/onnxruntime-common/lib"
+# onnxruntime-node is CommonJS and re-exports onnxruntime-common's CJS build: keep dist/cjs.
+rm -rf "$stage/$nm/sharp/src" "$stage/$nm/onnxruntime-common/lib"
 
 # 3. This machine's node binary (statically linked but for glibc and libstdc++).
 cp "$(command -v node)" "$stage/bin/node"
