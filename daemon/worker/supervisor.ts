@@ -100,8 +100,10 @@ interface RunningJob {
   resolve(result: EngineResult): void;
 }
 
-/** A line of onnxruntime's native logger: `<time> [E:onnxruntime:<logger>, <file>:<line> <fn>] …`. */
-const ONNXRUNTIME_LOG_LINE = /^\S+ \S+ \[[VIWEF]:onnxruntime:/;
+/** A line of onnxruntime's native logger (`<time> [E:onnxruntime:<logger>, <file>:<line> <fn>] …`), or
+ *  of Dawn, its WebGPU provider's library, which prints `Warning: Couldn't load Vulkan: …` followed by
+ *  `    at operator() (<file>.cpp:<line>)` when a device probe fails (seen on this project's CI). */
+const ONNXRUNTIME_LOG_LINE = /^\S+ \S+ \[[VIWEF]:onnxruntime:|^(?:Warning|Error): |^\s+at \S.* \(\S+\.(?:cpp|cc|h):\d+\)$/;
 const ANSI_ESCAPE = /\x1b\[[0-9;]*[A-Za-z]/g;
 
 const failed = (code: ErrorCode, detail?: string): EngineResult => ({ status: 'failed', error: new P2pzError(code, detail).toBody() });
@@ -334,8 +336,8 @@ export class WorkerSupervisor implements JobEngine {
       createInterface({ input: stream }).on('line', (raw) => {
         const line = raw.replace(ANSI_ESCAPE, '').trim();
         if (line === '') return;
-        // onnxruntime's own log lines (such as the CUDA loader's failure on a CPU-only machine, whose
-        // reason health already shows) belong to the debug log, not to every start's output.
+        // onnxruntime's own log lines (such as the CUDA loader's or Dawn's failure on a machine without
+        // that device, whose reason health already shows) belong to the debug log, not to every start's output.
         if (ONNXRUNTIME_LOG_LINE.test(line)) this.#log.debug('worker.onnxruntime', { line });
         else this.#log.info('worker.log', { line });
       });
