@@ -16,7 +16,7 @@ export const DAEMON_VERSION: string = typeof P2PZ_VERSION === 'string' ? P2PZ_VE
 export type DeviceChoice = DevicePreference;
 
 export const DAEMON_DEFAULTS = Object.freeze({
-  /** Interface to listen on. Loopback only; anything else needs `allowRemote` (`--listen`, R1). */
+  /** Interface to listen on. Loopback only; anything else needs `allowRemote` (`--listen`, docs/SECURITY.md §R1). */
   host: '127.0.0.1',
   /** TCP port; 0 picks a free one (tests). 7860 is taken by common SD UIs, hence 7870. */
   port: DEFAULT_PORT,
@@ -101,7 +101,7 @@ export function isLoopbackHost(host: string): boolean {
   return isIP(h) === 4 && h.startsWith('127.');
 }
 
-/** R1: listening anywhere but loopback is refused unless explicitly asked for (`--listen ADDR`). */
+/** docs/SECURITY.md §R1: listening anywhere but loopback is refused unless explicitly asked for (`--listen ADDR`). */
 export function checkListenHost(host: string, allowRemote: boolean): void {
   if (!isLoopbackHost(host) && !allowRemote) {
     throw new P2pzError(
@@ -112,7 +112,7 @@ export function checkListenHost(host: string, allowRemote: boolean): void {
   }
 }
 
-/** R1: beyond loopback the daemon speaks TLS itself, or is told that a proxy in front of it does. */
+/** docs/SECURITY.md §R1: beyond loopback the daemon speaks TLS itself, or is told that a proxy in front of it does. */
 export function checkTransport(host: string, tls: boolean, insecureBehindProxy: boolean): void {
   if (!isLoopbackHost(host) && !tls && !insecureBehindProxy) throw new P2pzError('E_TLS_REQUIRED', `Refusing to listen on ${host.slice(0, 100)} without TLS.`);
 }

@@ -2,7 +2,7 @@
 // upload and result stores, the job queue over the engine (the worker supervisor unless a test injects
 // a fake), the express app behind the gate, the HTTP server and the WebSocket event stream. Once it
 // listens it writes `daemon.json` (0600) so that CLI commands can find it; close() undoes everything
-// in order: stop accepting, cancel jobs, close sockets, stop the engine (R23).
+// in order: stop accepting, cancel jobs, close sockets, stop the engine (docs/SECURITY.md §R23).
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';

@@ -1,4 +1,4 @@
-// R25: production dependencies must have no known advisories. Runs `npm audit --omit=dev`; when the
+// docs/SECURITY.md §R25: production dependencies must have no known advisories. Runs `npm audit --omit=dev`; when the
 // registry's audit endpoint cannot be reached (some mirrors do not serve it) it says so and lists
 // outdated production dependencies instead, so the check never passes silently.
 import { spawnSync } from 'node:child_process';

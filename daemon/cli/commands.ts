@@ -1,6 +1,6 @@
 // The `p2pz` subcommands, in the order `p2pz --help` lists them. Add a command by writing its file
 // in this folder and listing its loader here. Commands load on demand: `p2pz serve` must not load
-// onnxruntime or sharp into the daemon process (they belong to the worker, R16), while `edit` needs
+// onnxruntime or sharp into the daemon process (they belong to the worker, docs/SECURITY.md §R16), while `edit` needs
 // both in-process.
 import type { CliCommand } from './command.js';
 

@@ -1,5 +1,5 @@
 // `p2pz serve`: starts the daemon in the foreground, prints its URL and a pairing code, and stops
-// cleanly on SIGTERM/SIGINT (stop accepting, cancel jobs, close sockets, stop the worker; R23). A
+// cleanly on SIGTERM/SIGINT (stop accepting, cancel jobs, close sockets, stop the worker; docs/SECURITY.md §R23). A
 // second signal, or a shutdown that hangs, exits at once.
 import { DEFAULT_PORT, devicePreference, P2pzError } from '../../shared/protocol/index.js';
 import { defaultHome, homePaths, parseListen } from '../config.js';
@@ -86,7 +86,7 @@ export const serveCommand: CliCommand = {
       ...(expiryDays === undefined ? {} : { tokens: { expireUnusedDays: expiryDays } }),
       ...(team === undefined ? {} : { team }),
     });
-    // A bug must not print a stack (R21): log the scrubbed error, shut down, exit non-zero.
+    // A bug must not print a stack (docs/SECURITY.md §R21): log the scrubbed error, shut down, exit non-zero.
     const onFatal = (err: unknown): void => {
       log.error('daemon.fatal', describeError(err));
       setTimeout(() => process.exit(1), SERVE_DEFAULTS.forceExitMs).unref();

@@ -56,7 +56,7 @@ export interface PairsContext {
   readonly signal: AbortSignal;
   readonly directionCacheDir?: string;
   readonly inversionCache?: InversionCache;
-  /** The up-front memory check (R17) for each edit. */
+  /** The up-front memory check (docs/SECURITY.md §R17) for each edit. */
   readonly memory?: DeviceMemoryContext;
   /** Runs one edit (x at the working size → y and mask, both PNG). Default: pix2pix-zero in this
    *  process on `models`; `p2pz distill pairs --queue` runs it on a team's GPU workers instead. */

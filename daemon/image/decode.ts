@@ -1,8 +1,8 @@
 // Decodes an untrusted PNG, JPEG or WebP into the pipeline's pixel form (docs/DESIGN.md §3 stage 1): EXIF
 // orientation applied, converted to sRGB, 8 bits per channel, RGB interleaved with the alpha channel
-// kept aside. Runs in the worker, never in the HTTP process (R16). The header is sniffed and the pixel
+// kept aside. Runs in the worker, never in the HTTP process (docs/SECURITY.md §R16). The header is sniffed and the pixel
 // budget checked before libvips sees the bytes; libvips then enforces the same budget itself, stops at
-// the first decode error, and is stopped by a timeout (R9).
+// the first decode error, and is stopped by a timeout (docs/SECURITY.md §R9).
 import sharp, { type OutputInfo, type Sharp } from 'sharp';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { ownBytes } from './bytes.js';

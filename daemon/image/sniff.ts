@@ -2,7 +2,7 @@
 // SOFn, WebP VP8 / VP8L / VP8X), reads its EXIF orientation, and enforces the pixel budget before any
 // decoder sees the bytes. Pure JS on purpose: this runs in the HTTP process, where a decoder would be
 // the attack surface it is meant to guard, and rejects bad uploads in milliseconds (docs/SECURITY.md R9).
-// Also owns the exact image MIME types the daemon accepts (R7).
+// Also owns the exact image MIME types the daemon accepts (docs/SECURITY.md §R7).
 import { P2pzError, type ImageUploadResponse } from '../../shared/protocol/index.js';
 
 export type ImageFormat = ImageUploadResponse['format'];
@@ -42,7 +42,7 @@ export const IMAGE_MIME: Readonly<Record<ImageFormat, string>> = Object.freeze({
 
 /** The format for an upload's Content-Type, or null. Only the exact types `image/png`,
  *  `image/jpeg`, `image/webp` are accepted (case-insensitive, as media types are; no parameters,
- *  no `image/jpg`), so no form or text post can reach an image route (R7). */
+ *  no `image/jpg`), so no form or text post can reach an image route (docs/SECURITY.md §R7). */
 export function formatForMime(contentType: string | null | undefined): ImageFormat | null {
   if (typeof contentType !== 'string') return null;
   const type = contentType.trim().toLowerCase();

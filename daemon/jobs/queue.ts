@@ -1,7 +1,7 @@
-// The job queue in front of the one GPU: admits jobs within per-client and global bounds (R13), runs
+// The job queue in front of the one GPU: admits jobs within per-client and global bounds (docs/SECURITY.md §R13), runs
 // one at a time through the JobEngine (previews ahead of queued renders), stores each job's outputs in
 // the ResultStore, and reports every job to its client as one event stream that ends in exactly one
-// terminal event: `finished`, `cancelled` or `error` (R14). Finished jobs are remembered for a while,
+// terminal event: `finished`, `cancelled` or `error` (docs/SECURITY.md §R14). Finished jobs are remembered for a while,
 // then forgotten. Jobs belong to the client that submitted them; other clients cannot see them.
 import { JobOutcome, P2pzError, PROTOCOL_VERSION, ProgressEvent } from '../../shared/protocol/index.js';
 import type { Device, Provider } from '../../shared/protocol/index.js';

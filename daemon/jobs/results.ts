@@ -2,7 +2,7 @@
 // ($HOME/results), one instance per folder. The index (id → metadata) lives in memory, so a file name
 // on disk is only ever built from an id this process generated and still holds: a client-supplied id
 // is checked for shape and looked up in the index before any file access (docs/SECURITY.md R20).
-// Files expire and their total size is capped, oldest first (R13). The index does not outlive the
+// Files expire and their total size is capped, oldest first (docs/SECURITY.md §R13). The index does not outlive the
 // process: files of this kind that it does not hold (left by an earlier run) are removed by `open` and
 // by every sweep once they are as old as an expired file. Younger ones are left alone, since they may
 // belong to another daemon still running on the same folder.

@@ -1,4 +1,4 @@
-// Containment of installed model folders (R19), checked without opening any file: a model folder is
+// Containment of installed model folders (docs/SECURITY.md §R19), checked without opening any file: a model folder is
 // a real folder directly inside the models directory, and everything in it is a regular file with one
 // hard link or a real folder. Symbolic links are reported, never followed, so nothing outside the
 // models directory is read while listing, verifying or removing models.

@@ -46,7 +46,7 @@ export const InstallManifest = z.object({
 export type InstallManifest = z.infer<typeof InstallManifest>;
 
 /** The manifest of the model folder `folder` (relative to the models directory, or absolute inside
- *  it), or undefined when absent, not valid, or not a contained regular file (R19). */
+ *  it), or undefined when absent, not valid, or not a contained regular file (docs/SECURITY.md §R19). */
 export async function readInstallManifest(modelsDir: string, folder: string): Promise<InstallManifest | undefined> {
   try {
     const path = await resolveModelPath(modelsDir, join(folder, MODELS_DEFAULTS.manifestFile));

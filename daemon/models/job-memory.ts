@@ -1,4 +1,4 @@
-// The up-front memory check of a job (R17), for the worker to call before it loads anything for a
+// The up-front memory check of a job (docs/SECURITY.md §R17), for the worker to call before it loads anything for a
 // job: the model's footprint (memory-estimate.ts) against the free memory of the device the job runs
 // on (device-memory.ts). Memory the worker already holds for this model (cached sessions) is counted
 // as available, since running the job reuses it rather than allocating it again.

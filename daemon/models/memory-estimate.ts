@@ -1,5 +1,5 @@
 // The memory a job needs, estimated before it runs, so that a job that cannot fit is refused up front
-// with a hint instead of failing minutes later (R17). All tensors are float32 (4 bytes).
+// with a hint instead of failing minutes later (docs/SECURITY.md §R17). All tensors are float32 (4 bytes).
 //
 //   total = W + A + overhead
 //   W  = U·n_U + O       U: the UNet's bytes on disk (graph + external weights), loaded once per UNet

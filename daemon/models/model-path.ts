@@ -1,4 +1,4 @@
-// Containment of model files (R19): a path handed to onnxruntime, or a model's metadata file, must
+// Containment of model files (docs/SECURITY.md §R19): a path handed to onnxruntime, or a model's metadata file, must
 // resolve to a regular file inside the real models directory. No `..` escape, no symbolic link (of the
 // file or of any folder on the way) leading out, and no file with a second hard link, whose other name
 // may lie anywhere. Kept free of onnxruntime so the HTTP process can use it too.

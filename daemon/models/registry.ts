@@ -2,7 +2,7 @@
 // GAN generators under `gan/`, each with its install record (source, demo flag), size on disk and the
 // working sizes already prepared; and their removal. Listing uses lstat only and reads nothing but
 // contained install records, so a link leading out of the models directory is shown as a problem
-// and never followed (R19).
+// and never followed (docs/SECURITY.md §R19).
 import { lstat, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { P2pzError } from '../../shared/protocol/index.js';

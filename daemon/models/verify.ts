@@ -1,5 +1,5 @@
 // `p2pz models verify`: checks an installed model folder against its install record: every file is
-// a contained regular file (R19: links are reported, never followed), present, of the recorded size
+// a contained regular file (docs/SECURITY.md §R19: links are reported, never followed), present, of the recorded size
 // and hash; the files a Stable Diffusion folder needs are there. Files the record does not know
 // (derived graphs from `prepare`, files added by hand) are listed but not hashed.
 import { join } from 'node:path';
@@ -47,7 +47,7 @@ export async function verifyModel(modelsDir: string, relPath: string): Promise<V
         continue;
       }
       try {
-        // The walk saw a regular file; resolve again right before reading (R19).
+        // The walk saw a regular file; resolve again right before reading (docs/SECURITY.md §R19).
         const real = await resolveModelPath(modelsDir, join(relPath, file.path));
         if (!(await fileMatches(real, file))) problems.push(`${file.path}: content differs from the installed file (hash mismatch)`);
       } catch (err) {

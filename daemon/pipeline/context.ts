@@ -4,7 +4,7 @@
 import type { InferenceSession } from 'onnxruntime-node';
 import type { Engine, JobDetailsInput, Stage } from '../../shared/protocol/index.js';
 
-/** Access to the models directory: every file is resolved (and contained, R19) before it is read. */
+/** Access to the models directory: every file is resolved (and contained, docs/SECURITY.md §R19) before it is read. */
 export interface ModelFiles {
   readonly modelsDir: string;
   /** The real path of a file inside the models directory; rejects with a `P2pzError` otherwise. */

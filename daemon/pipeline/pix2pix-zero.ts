@@ -2,7 +2,7 @@
 //   0. load      the model folder
 //   1. decode    the upload (EXIF orientation, sRGB, alpha aside); resize to the working size, x ∈ [-1,1]
 //   1'. memory   with the working size known, and before any session opens for the job, refuse a job
-//                that cannot fit on the device (R17)
+//                that cannot fit on the device (docs/SECURITY.md §R17)
 //   0'. graphs   derive the working size's UNet graphs (prepare, once per size)
 //   2. encode    z0 = s·E(x)  (VAE posterior mean, or a seeded sample)
 //   3. caption   c → e_c = E_text(c)  [1,77,D]
@@ -81,7 +81,7 @@ export interface Pix2PixZeroRequest {
   readonly engine?: Extract<Engine, 'diffusion' | 'diffusion-preview'>;
 }
 
-/** What the up-front memory check (R17) needs from the process running the job. */
+/** What the up-front memory check (docs/SECURITY.md §R17) needs from the process running the job. */
 export interface DeviceMemoryContext {
   /** The provider of the worker's execution choice. */
   readonly provider: Provider;
@@ -94,7 +94,7 @@ export interface DeviceMemoryContext {
 
 export interface DiffusionContext {
   readonly models: ModelSessions;
-  /** The memory check of R17; without it no job is refused for memory. */
+  /** The memory check of docs/SECURITY.md §R17; without it no job is refused for memory. */
   readonly memory?: DeviceMemoryContext;
   readonly signal: AbortSignal;
   readonly progress: (stage: Stage, step: number, total: number, preview?: Uint8Array) => void;
@@ -176,7 +176,7 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   const w = size.width / VAE_DEFAULTS.factor;
   const latentDims = [1, 4, h, w] as const;
 
-  // 1'. R17: a job that cannot fit is refused (E_JOB_TOO_LARGE with a hint) before anything is
+  // 1'. docs/SECURITY.md §R17: a job that cannot fit is refused (E_JOB_TOO_LARGE with a hint) before anything is
   // loaded or derived for it. The diffusion preview is this same pipeline at a smaller size (one UNet
   // session with the gradient graph at batch 2), so both engines are estimated as a render.
   const memory = ctx.memory;

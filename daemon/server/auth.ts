@@ -1,4 +1,4 @@
-// The bearer token check (R3): `Authorization: Bearer <token>`, verified by the token store in
+// The bearer token check (docs/SECURITY.md §R3): `Authorization: Bearer <token>`, verified by the token store in
 // constant time. Tokens are never read from URLs (they would end up in logs and browser history).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { P2pzError } from '../../shared/protocol/index.js';

@@ -1,4 +1,4 @@
-// Request bodies (R7, R8): which content types a route accepts, how large a body may be, and reading
+// Request bodies (docs/SECURITY.md §R7, §R8): which content types a route accepts, how large a body may be, and reading
 // it without ever holding more than the limit. State-changing requests carry JSON or an image with its
 // exact MIME type; anything a plain HTML form or `text/plain` fetch could send is 415, so a web page
 // cannot make a "simple" cross-site request. Compressed bodies are refused (no decompression bombs).

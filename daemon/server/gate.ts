@@ -1,7 +1,7 @@
 // The gate: one middleware in front of every HTTP route, and the same Host/Origin checks in front of
-// every WebSocket upgrade. In order: Host allowlist (R2), Origin allowlist (R5), CORS preflight (R6),
-// bearer token except for health and pairing (R3), then body headers: content type (R7), encoding and
-// declared length (R8). Whatever fails is answered here as `{v, code, message, hint}`; a route only
+// every WebSocket upgrade. In order: Host allowlist (docs/SECURITY.md §R2), Origin allowlist (docs/SECURITY.md §R5), CORS preflight (docs/SECURITY.md §R6),
+// bearer token except for health and pairing (docs/SECURITY.md §R3), then body headers: content type (docs/SECURITY.md §R7), encoding and
+// declared length (docs/SECURITY.md §R8). Whatever fails is answered here as `{v, code, message, hint}`; a route only
 // ever sees requests that passed.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { P2pzError } from '../../shared/protocol/index.js';

@@ -1,4 +1,4 @@
-// The Host allowlist (R2): a request must name this daemon by a loopback name and its own port. A web
+// The Host allowlist (docs/SECURITY.md §R2): a request must name this daemon by a loopback name and its own port. A web
 // page that rebinds its own DNS name to 127.0.0.1 still sends its own name in Host, so it is refused.
 // A request has exactly one Host (RFC 9112 §3.2: more than one is a 400). Node's parser keeps only the
 // first of several in `req.headers.host`, so the count comes from `rawHeaders`. docs/SECURITY.md §R2.

@@ -1,5 +1,5 @@
 // The Node HTTP server under the express app, with the limits that protect it from slow or malformed
-// clients (R22): a deadline for the headers and for the whole request, a cap on header size, short
+// clients (docs/SECURITY.md §R22): a deadline for the headers and for the whole request, a cap on header size, short
 // keep-alive. Errors Node detects before express sees the request (a header overflow, a timeout, a
 // malformed request line) are answered as JSON too, then the connection is closed. With a certificate
 // and key (tls.ts) the same server is a node:https one, under the same limits; the TLS handshake gets

@@ -2,7 +2,7 @@
 // `model_index.json`, docs/DESIGN.md §2), the distilled GAN generators found by the preview registry, and
 // the captioners under captioner/ (docs/CAPTIONER.md).
 // Only folder names and directions are reported, never paths. Files are resolved inside the models
-// directory (R19) before they count. `demo` comes from the install record (daemon/models/registry.ts).
+// directory (docs/SECURITY.md §R19) before they count. `demo` comes from the install record (daemon/models/registry.ts).
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { InstalledModel } from '../../shared/protocol/index.js';

@@ -1,4 +1,4 @@
-// The Origin allowlist and CORS (R5, R6). Allowed: `null` (Figma's plugin iframe), Photopea, and the
+// The Origin allowlist and CORS (docs/SECURITY.md §R5, §R6). Allowed: `null` (Figma's plugin iframe), Photopea, and the
 // daemon's own pages. No Origin header means a non-browser client (the CLI, curl): allowed, since a
 // browser always sends Origin on cross-origin and state-changing requests. Any other origin is
 // refused before authentication, even with a valid token. CORS never allows credentials: the only

@@ -1,4 +1,4 @@
-// Pairing (R4): the daemon shows a 6-digit code; a client that sends it back gets its own token. A
+// Pairing (docs/SECURITY.md §R4): the daemon shows a 6-digit code; a client that sends it back gets its own token. A
 // code expires after 5 minutes and works once. Guessing is bounded per source (the request's Origin
 // together with the peer address): each source may try 10 times a minute, and after 5 wrong tries
 // from one source the code is burnt *for that source* only. A page can only ever speak as the origin

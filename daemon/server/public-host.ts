@@ -1,6 +1,6 @@
 // The team's public host name (`p2pz serve --public-host p2pz.studio.example[:PORT]`; docs/TEAM.md):
 // the name designers' plugins use to reach a daemon that listens beyond this machine, directly over
-// TLS or behind a reverse proxy. It adds to the Host allowlist (R2) and the Origin allowlist (R5)
+// TLS or behind a reverse proxy. It adds to the Host allowlist (docs/SECURITY.md §R2) and the Origin allowlist (docs/SECURITY.md §R5)
 // exactly what that name produces, always over https:
 // - Host: `NAME` and `NAME:443` (a browser omits the default port, a proxy may forward either), or
 //   `NAME:PORT` when a port is named; and `NAME:<daemon port>` for clients that reach the daemon's own

@@ -1,6 +1,6 @@
 // How the service answers: JSON bodies checked against their protocol schema, and errors always as
 // `{v, code, message, hint}` with the status of their code. Anything that is not a P2pzError becomes
-// E_INTERNAL: clients never see a stack, a path or a token (R21).
+// E_INTERNAL: clients never see a stack, a path or a token (docs/SECURITY.md §R21).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { z } from 'zod';
 import { ERRORS, P2pzError, PROTOCOL_VERSION, type ErrorResponse } from '../../shared/protocol/index.js';
@@ -26,7 +26,7 @@ function bodyPending(req: IncomingMessage): boolean {
 
 /**
  * Sends an error. When the request body was not read (a 413 or 415 decided from the headers), the
- * connection is closed after the answer, so the rest of the body is never buffered (R8).
+ * connection is closed after the answer, so the rest of the body is never buffered (docs/SECURITY.md §R8).
  */
 export function sendError(req: IncomingMessage, res: ServerResponse, err: P2pzError): void {
   if (res.headersSent) {

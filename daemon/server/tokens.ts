@@ -1,4 +1,4 @@
-// Bearer tokens (R3, R4). Two kinds: one CLI token, kept in plain text in `$P2PZ_HOME/token` (0600) so
+// Bearer tokens (docs/SECURITY.md §R3, §R4). Two kinds: one CLI token, kept in plain text in `$P2PZ_HOME/token` (0600) so
 // that `p2pz token` can print it and `p2pz pair` can use it; and one token per paired client, issued at
 // pairing and kept only as a SHA-256 hash in `$P2PZ_HOME/tokens.json` (0600), revocable one by one.
 // Verification hashes the presented token and compares it with every stored hash in constant time.

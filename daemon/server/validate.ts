@@ -1,4 +1,4 @@
-// Parsing of everything a client sends (R10, R12): the protocol version is checked first (a peer
+// Parsing of everything a client sends (docs/SECURITY.md §R10, §R12): the protocol version is checked first (a peer
 // with another version gets E_PROTOCOL_VERSION, not a list of schema complaints), then the schema;
 // zod's issues become one short, readable E_BAD_REQUEST detail without echoing the input.
 import type { z } from 'zod';

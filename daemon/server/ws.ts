@@ -1,4 +1,4 @@
-// The event stream: one WebSocket per client at /v1/events (R11, R12). The upgrade passes the same
+// The event stream: one WebSocket per client at /v1/events (docs/SECURITY.md §R11, §R12). The upgrade passes the same
 // Host and Origin checks as every HTTP request; the token never travels in the URL: the first frame
 // must be `hello` with the token and the client id, within two seconds, else the socket is closed.
 // Sockets waiting for their hello are admitted by ws-admission.ts (docs/SECURITY.md §Event-stream

@@ -6,7 +6,7 @@
 //            the direction when neither is installed.
 // Errors that are not `P2pzError`s are logged (scrubbed) and reported as `E_INTERNAL`: no stack or
 // path crosses to the daemon. A job whose signal was aborted reports `cancelled`, whatever it threw.
-// Both diffusion pipelines check the job's memory against the device up front (R17, `memory`).
+// Both diffusion pipelines check the job's memory against the device up front (docs/SECURITY.md §R17, `memory`).
 import { join } from 'node:path';
 import { JobDetails, P2pzError, PROTOCOL_VERSION } from '../../shared/protocol/index.js';
 import type { Stage, WorkerMessage, WorkerRunMessage } from '../../shared/protocol/index.js';
@@ -32,7 +32,7 @@ export interface JobContext {
   readonly signal: AbortSignal;
   readonly send: (message: WorkerMessage) => void;
   readonly log: Logger;
-  /** The device and what the sessions hold, for the diffusion pipelines' up-front memory check (R17). */
+  /** The device and what the sessions hold, for the diffusion pipelines' up-front memory check (docs/SECURITY.md §R17). */
   readonly memory?: DeviceMemoryContext;
 }
 

@@ -1,10 +1,10 @@
 // The worker's onnxruntime sessions: a small LRU keyed by the model file's real path. Every path is
 // resolved and checked to lie inside the models directory before onnxruntime sees it (no `..`, no
-// symbolic link or extra hard link leading out of it: R19). The check runs when a session is opened
+// symbolic link or extra hard link leading out of it: docs/SECURITY.md §R19). The check runs when a session is opened
 // (and again whenever it is reopened); while that session stays open, later calls with the same path
 // reuse its result, since the session holds what was checked. Sessions are released on eviction.
 // onnxruntime's allocation failures become `E_DEVICE_OOM`, and every session is released so that the
-// next job starts from an empty device (R18). On a GPU provider, a lost device (driver reset, GPU
+// next job starts from an empty device (docs/SECURITY.md §R18). On a GPU provider, a lost device (driver reset, GPU
 // removed) becomes `E_DEVICE_LOST` and any other failure while running `E_DEVICE_FAILED`; both release
 // every session too, and the worker then restarts itself for a fresh device (worker-main.ts).
 import type { Dirent } from 'node:fs';

@@ -1,10 +1,10 @@
 // The worker supervisor: the `JobEngine` the job queue talks to. It forks the worker process that owns
 // every onnxruntime session (daemon/worker/worker-main.ts, bundled as dist/daemon/worker.js), hands it
-// one job at a time over IPC, and stays up when the worker dies (R16): the running job fails with
+// one job at a time over IPC, and stays up when the worker dies (docs/SECURITY.md §R16): the running job fails with
 // `E_WORKER_CRASHED`, the worker is restarted with exponential backoff, and repeated crashes within a
 // window are reported as `crash-loop` (jobs are refused with `E_ENGINE_UNAVAILABLE` until the backoff
 // has passed). A cancelled job that does not stop within a grace period gets its worker killed and
-// restarted (R15). Every message from the worker is parsed with the protocol schema; a malformed one
+// restarted (docs/SECURITY.md §R15). Every message from the worker is parsed with the protocol schema; a malformed one
 // is treated as a crash. A job that failed because the GPU was lost or its provider failed
 // (`E_DEVICE_LOST`, `E_DEVICE_FAILED`) leaves the provider's device context unusable for the whole
 // process (onnxruntime keeps one WebGPU/CUDA context per process), so that worker is replaced at once,
@@ -35,7 +35,7 @@ export const SUPERVISOR_DEFAULTS = Object.freeze({
   crashWindowMs: 60_000,
   /** This many crashes within the window = crash loop. */
   crashLoopThreshold: 3,
-  /** How long a cancelled job may keep running before its worker is killed (R15). */
+  /** How long a cancelled job may keep running before its worker is killed (docs/SECURITY.md §R15). */
   cancelGraceMs: 5_000,
   /** How long close() waits for the worker to exit after `shutdown` before SIGKILL. */
   shutdownGraceMs: 3_000,

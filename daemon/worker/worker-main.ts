@@ -4,8 +4,8 @@
 // job at a time. `session.run()` blocks this event loop for a whole model call, so a `cancel` is read
 // between awaits and honoured at the pipeline's next stage or step boundary. `shutdown` cancels the
 // running job, releases every session and exits; losing the parent (IPC disconnect) exits at once, so
-// a killed daemon leaves no orphan worker holding the GPU (R23). Each job gets the provider and what the
-// sessions hold, so the diffusion pipelines can refuse a job that cannot fit before loading it (R17).
+// a killed daemon leaves no orphan worker holding the GPU (docs/SECURITY.md §R23). Each job gets the provider and what the
+// sessions hold, so the diffusion pipelines can refuse a job that cannot fit before loading it (docs/SECURITY.md §R17).
 import { join } from 'node:path';
 import { z } from 'zod';
 import { P2pzError, PROTOCOL_VERSION, SupervisorMessage } from '../../shared/protocol/index.js';
@@ -47,7 +47,7 @@ const configuredMib = configuredFreeMib(process.env);
 const memoryProbe: DeviceMemoryProbe | undefined =
   configuredMib === undefined ? undefined : { freemem: () => configuredMib * 2 ** 20, nvidiaSmi: async () => `${configuredMib}\n` };
 
-/** The device as health shows it, with how its memory is planned (R17). */
+/** The device as health shows it, with how its memory is planned (docs/SECURITY.md §R17). */
 async function withMemoryPlan(device: Device): Promise<Device> {
   const known = (await freeDeviceMemory(device.provider, memoryProbe)) !== undefined;
   return { ...device, memory: memoryPlanWords(memorySource(device.provider), known, configuredMib) };

@@ -3,7 +3,7 @@
 // followed by "done". Scripts run strictly one at a time: each waits for the previous one's answer.
 // Each script is framed by begin/end markers echoed with a per-run number, so a late answer of a script
 // that timed out can never be taken for the next one's. Only messages from the parent window with
-// Photopea's origin are read; everything else is ignored (R24).
+// Photopea's origin are read; everything else is ignored (docs/SECURITY.md §R24).
 //
 // Photopea runs scripts in its own interpreter (docs/PHOTOPEA.md, test/photopea/photopea-interpreter.ts),
 // where a script that throws gets no "done" at all and `finally` never runs. So the step's code is the

@@ -2,7 +2,7 @@
 // document, so no text from a layer, a form field or the daemon may ever become code. A script is
 // written only with the `photopeaScript` tag: the literal parts are ours, and every interpolated value
 // goes through `scriptValue`, which emits JSON (a string stays a string literal, whatever it holds)
-// with the characters that could still end a literal or a surrounding tag escaped (R24). Photopea
+// with the characters that could still end a literal or a surrounding tag escaped (docs/SECURITY.md §R24). Photopea
 // blanks every line that starts with `#` before it parses a script, so no line of ours may.
 
 /** A value that may be spliced into a script. */

@@ -1,6 +1,6 @@
 // The UI's side of postMessage with the Figma sandbox. Only messages whose source is our parent window
 // (Figma's host, which relays the sandbox) are read, and only those that parse as SandboxMessage;
-// everything else, such as a forged message from another frame, is dropped (R24). Requests that expect
+// everything else, such as a forged message from another frame, is dropped (docs/SECURITY.md §R24). Requests that expect
 // an answer (read pixels, place results) carry a request id and resolve on the matching reply.
 import { SandboxMessage, UiMessage, type UiMessageInput } from '../../shared/protocol/plugin.js';
 

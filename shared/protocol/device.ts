@@ -24,7 +24,7 @@ export const Device = z.object({
    *  when the system names it. onnxruntime-node does not report the adapter a provider picked, so
    *  this is the system's own name for its GPU (see daemon/worker/adapter-name.ts). */
   adapter: z.string().max(200).optional(),
-  /** How jobs are planned against the device's memory (R17), or that its free memory cannot be read. */
+  /** How jobs are planned against the device's memory (docs/SECURITY.md §R17), or that its free memory cannot be read. */
   memory: z.string().max(300).optional(),
   /** Providers tried (or passed over) before this one, in order, each with its reason. */
   skipped: z.array(SkippedProvider).max(8).optional(),

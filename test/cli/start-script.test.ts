@@ -1,4 +1,4 @@
-// `npm start` and SIGTERM (R23 through the README's own command). npm runs the start script as
+// `npm start` and SIGTERM (docs/SECURITY.md §R23 through the README's own command). npm runs the start script as
 // `sh -c "…"` and forwards SIGTERM to that shell only (@npmcli/run-script lib/signal-manager.js);
 // Debian's dash then exits and leaves its child running. The test runs the real npm with the real
 // start script (`--ignore-scripts` only skips `prestart`, the build that global-setup already did:

@@ -1,4 +1,4 @@
-// The daemon's configuration: data directory per platform, listen-address policy (R1).
+// The daemon's configuration: data directory per platform, listen-address policy (docs/SECURITY.md §R1).
 import { describe, expect, it } from 'vitest';
 import { checkListenHost, DAEMON_DEFAULTS, defaultHome, homePaths, isLoopbackHost } from '../../daemon/config.js';
 import { P2pzError } from '../../shared/protocol/index.js';

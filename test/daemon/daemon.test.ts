@@ -1,5 +1,5 @@
 // startDaemon / RunningDaemon: daemon.json while listening (0600, removed on close), orderly close
-// with a running job (R23: the job is cancelled and reported, sockets closed, engine closed), an
+// with a running job (docs/SECURITY.md §R23: the job is cancelled and reported, sockets closed, engine closed), an
 // occupied port reported clearly.
 import { readFile, stat } from 'node:fs/promises';
 import { connect } from 'node:net';

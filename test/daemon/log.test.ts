@@ -1,4 +1,4 @@
-// The logger (R21): tokens and absolute paths are scrubbed from every value, errors become a code and
+// The logger (docs/SECURITY.md §R21): tokens and absolute paths are scrubbed from every value, errors become a code and
 // a message (never a stack), levels filter.
 import { describe, expect, it } from 'vitest';
 import { tmpdir } from 'node:os';

@@ -1,4 +1,4 @@
-// The Photopea script builder (R24): every value spliced into a script is a JSON literal that evaluates
+// The Photopea script builder (docs/SECURITY.md §R24): every value spliced into a script is a JSON literal that evaluates
 // to exactly that value, whatever it contains, and the script text never holds a raw line separator,
 // `<` or `>`, and no line starts with `#` (Photopea blanks those). Scripts run here in the model of
 // Photopea's interpreter (photopea-interpreter.ts), as Photopea runs them.

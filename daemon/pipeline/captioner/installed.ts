@@ -1,6 +1,6 @@
 // Which captioners are installed: folders under `<models>/captioner/` holding a config.json and both
 // graphs of the encoder + decoder layout (docs/CAPTIONER.md). Files are resolved inside the models
-// directory (R19). No onnxruntime here: the daemon's HTTP process lists captioners for health.
+// directory (docs/SECURITY.md §R19). No onnxruntime here: the daemon's HTTP process lists captioners for health.
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 

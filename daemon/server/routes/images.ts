@@ -1,6 +1,6 @@
 // POST /v1/images: the raw image with its exact Content-Type. The header is sniffed before anything
 // is stored: wrong magic bytes → E_IMAGE_FORMAT, too many pixels → E_IMAGE_TOO_LARGE, both in
-// milliseconds and without decoding (R9; decoding happens in the worker). The upload is kept under a
+// milliseconds and without decoding (docs/SECURITY.md §R9; decoding happens in the worker). The upload is kept under a
 // server-generated id for POST /v1/jobs.
 import type { Router } from 'express';
 import { ImageUploadResponse, P2pzError, PROTOCOL_VERSION } from '../../../shared/protocol/index.js';

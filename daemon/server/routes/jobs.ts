@@ -10,7 +10,7 @@ import type { ServiceContext } from '../context.js';
 import { sendJson } from '../respond.js';
 import { methodNotAllowed } from './methods.js';
 
-/** A path id checked against the protocol's Id before use (R20). */
+/** A path id checked against the protocol's Id before use (docs/SECURITY.md §R20). */
 export function pathId(value: unknown): string {
   const parsed = Id.safeParse(value);
   if (!parsed.success) throw new P2pzError('E_BAD_REQUEST', 'The id in the path is malformed.');

@@ -1,5 +1,5 @@
 // GET /v1/results/:id: a job's PNG. The id is checked against the protocol's Id before the store
-// looks at it (which checks again before any file access): no client-chosen file names (R20).
+// looks at it (which checks again before any file access): no client-chosen file names (docs/SECURITY.md §R20).
 import { pipeline } from 'node:stream/promises';
 import type { Router } from 'express';
 import { P2pzError } from '../../../shared/protocol/index.js';

@@ -1,4 +1,4 @@
-// The owner's token management (issue R4: revocable tokens), for `p2pz tokens`: GET /v1/tokens lists
+// The owner's token management (issue docs/SECURITY.md §R4: revocable tokens), for `p2pz tokens`: GET /v1/tokens lists
 // the client tokens (name, created, last used), POST /v1/tokens creates a named one (returned once),
 // DELETE /v1/tokens/:idOrName revokes one at once: its next request gets 401 and its open event
 // streams are closed (ws.ts). All three need the CLI token: a paired plugin cannot see or revoke the

@@ -1,4 +1,4 @@
-// R19 for installed models: listing, verifying, sizing and removing models never read anything
+// docs/SECURITY.md §R19 for installed models: listing, verifying, sizing and removing models never read anything
 // outside the models directory. The traps are links to a FIFO outside it: opening one for reading
 // would block forever, so a test that finishes proves the file was never opened. A model folder that
 // is itself a link is not listed, and removing it removes the link only.

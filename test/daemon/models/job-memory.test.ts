@@ -1,4 +1,4 @@
-// R17 on an installed model: the tiny model's footprint against a fake small budget is refused with
+// docs/SECURITY.md §R17 on an installed model: the tiny model's footprint against a fake small budget is refused with
 // a hint; a large budget, or an unknown GPU budget, lets the job through; memory the worker already
 // holds counts as available.
 import { mkdtemp, rm } from 'node:fs/promises';

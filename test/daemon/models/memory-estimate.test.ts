@@ -1,4 +1,4 @@
-// The memory estimate (R17), pinned by the formula worked out by hand for SD 1.x at 512×512, and the
+// The memory estimate (docs/SECURITY.md §R17), pinned by the formula worked out by hand for SD 1.x at 512×512, and the
 // refusal with a fake small budget: the hint names a size that fits, or says the weights alone do not.
 import { describe, expect, it } from 'vitest';
 import { P2pzError } from '../../../shared/protocol/index.js';

@@ -1,4 +1,4 @@
-// R19: models load only from inside the models directory: `..`, symbolic links of files or folders
+// docs/SECURITY.md §R19: models load only from inside the models directory: `..`, symbolic links of files or folders
 // leading out, and files with a second hard link are refused; links that stay inside are fine.
 import { link, mkdir, mkdtemp, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -1,5 +1,5 @@
 // The diffusion preview goes through the pix2pix-zero pipeline, and with it through the up-front
-// memory check (R17): refused with E_JOB_TOO_LARGE before any model file runs or any graph is
+// memory check (docs/SECURITY.md §R17): refused with E_JOB_TOO_LARGE before any model file runs or any graph is
 // derived when the device's free memory (a fake probe here) cannot hold the job, with the bytes the
 // open sessions hold counted as available; an unknown free memory refuses nothing.
 import { readdir } from 'node:fs/promises';

@@ -1,4 +1,4 @@
-// The gate in front of every route (R2, R3, R5, R6, R7, R8 headers): host and origin allowlists,
+// The gate in front of every route (docs/SECURITY.md §R2, §R3, §R5, §R6, §R7, §R8 headers): host and origin allowlists,
 // CORS preflights, the token on every non-public route, content-type and encoding rules, and JSON
 // answers for unknown paths and methods.
 import { connect } from 'node:net';

@@ -1,6 +1,6 @@
 // The job routes end to end with a fake engine: upload → submit → events on the client's WebSocket
 // → state → result bytes; jobs scoped to their token and client; cancel by HTTP and by WS; upload
-// sniffing (R9); ids validated before any lookup (R20); arbitrary JSON never crashes (R10).
+// sniffing (docs/SECURITY.md §R9); ids validated before any lookup (docs/SECURITY.md §R20); arbitrary JSON never crashes (docs/SECURITY.md §R10).
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENT_HEADER, ImageUploadResponse, JobResponse, PROTOCOL_VERSION, ServerEvent } from '../../../shared/protocol/index.js';

@@ -1,4 +1,4 @@
-// R21: a full flow against the real spawned daemon (real worker) with a known CLI token. Nothing it
+// docs/SECURITY.md §R21: a full flow against the real spawned daemon (real worker) with a known CLI token. Nothing it
 // prints and nothing it answers (HTTP bodies, headers, WebSocket events) contains a token, an
 // absolute path or a stack trace, whether the requests succeed or fail.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';

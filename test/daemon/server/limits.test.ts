@@ -1,4 +1,4 @@
-// Body and connection limits (R8, R22): JSON 64 KiB and images 50 MiB, checked from Content-Length
+// Body and connection limits (docs/SECURITY.md §R8, §R22): JSON 64 KiB and images 50 MiB, checked from Content-Length
 // and while streaming, answered 413 at once without reading the rest; slow clients timed out; header
 // size capped. Raw sockets make the client misbehave exactly.
 import { connect, type Socket } from 'node:net';

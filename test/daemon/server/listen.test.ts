@@ -1,7 +1,7 @@
-// Listening beyond this machine (R1, docs/TEAM.md): `--listen` is explicit, TLS is required unless a
+// Listening beyond this machine (docs/SECURITY.md §R1, docs/TEAM.md): `--listen` is explicit, TLS is required unless a
 // reverse proxy terminates it, each certificate mistake is refused at start with its own code, the
 // daemon really speaks TLS (a handshake against a self-signed certificate made here with Debian's
-// `openssl`), and the team's public host name joins the Host (R2) and Origin (R5) allowlists.
+// `openssl`), and the team's public host name joins the Host (docs/SECURITY.md §R2) and Origin (docs/SECURITY.md §R5) allowlists.
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';

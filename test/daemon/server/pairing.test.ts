@@ -1,4 +1,4 @@
-// Pairing and tokens (R4): codes expire, work once, are burnt after wrong tries, attempts are capped
+// Pairing and tokens (docs/SECURITY.md §R4): codes expire, work once, are burnt after wrong tries, attempts are capped
 // per minute; tokens are stored hashed in a 0600 file, the CLI token file is 0600, and a client can
 // revoke its own token (its event streams close too).
 import { createHash } from 'node:crypto';

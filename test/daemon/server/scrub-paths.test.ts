@@ -1,4 +1,4 @@
-// R21 with the data folder where macOS puts it for a user named with a space, and a non-ASCII name
+// docs/SECURITY.md §R21 with the data folder where macOS puts it for a user named with a space, and a non-ASCII name
 // (".../John Smith/Library/Application Support/p2pz josé"): the spawned daemon and its real worker
 // load a damaged model from there. The job's error, health, and the whole log (the worker's own
 // stderr lines included) name the folder as <data> and never show any part of it.

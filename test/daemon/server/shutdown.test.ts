@@ -1,6 +1,6 @@
-// SIGTERM/SIGINT on `p2pz serve` (R23): the process exits promptly with code 0, leaves no worker
+// SIGTERM/SIGINT on `p2pz serve` (docs/SECURITY.md §R23): the process exits promptly with code 0, leaves no worker
 // process behind, and removes daemon.json. Also: serve refuses non-loopback addresses without
-// --listen (R1), and `p2pz pair` / `p2pz token` talk to the running daemon.
+// --listen (docs/SECURITY.md §R1), and `p2pz pair` / `p2pz token` talk to the running daemon.
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,7 +53,7 @@ describe.each([['SIGTERM'], ['SIGINT']] as const)('p2pz serve and %s', (signal) 
     await waitForWorker(info.port);
     const workers = childPids(info.pid);
     expect(workers.length).toBe(1);
-    // R16: the native modules live in the worker; the daemon process never maps them.
+    // docs/SECURITY.md §R16: the native modules live in the worker; the daemon process never maps them.
     const daemonMaps = await readFile(`/proc/${info.pid}/maps`, 'utf8');
     expect(daemonMaps).not.toMatch(/onnxruntime|sharp|libvips/);
     expect(await readFile(`/proc/${workers[0]}/maps`, 'utf8')).toMatch(/onnxruntime_binding\.node/);

@@ -1,4 +1,4 @@
-// The owner's token management (R4, issue 16 finding 2): list with name, created and last used;
+// The owner's token management (docs/SECURITY.md §R4, issue 16 finding 2): list with name, created and last used;
 // create named tokens; revoke any client token at once, on HTTP and on open event streams (closed
 // with WS_CLOSE_TOKEN_REVOKED after a protocol-error); optional expiry of tokens unused for N days.
 // Only the CLI token may manage tokens.

@@ -1,4 +1,4 @@
-// The event stream (R11, R12): upgrade through the Host/Origin gate, hello with the token first and
+// The event stream (docs/SECURITY.md §R11, §R12): upgrade through the Host/Origin gate, hello with the token first and
 // in time, no compression, 64 KiB frames (over → 1009), connections per token capped, dead peers
 // terminated by the heartbeat, bad messages answered with `protocol-error` while the connection stays.
 import { randomBytes } from 'node:crypto';

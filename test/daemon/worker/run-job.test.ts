@@ -2,7 +2,7 @@
 // runs pix2pix-zero (engine `diffusion`), and `preview` without a generator for the direction falls
 // back to the reduced diffusion preview (engine `diffusion-preview`). A few steps at the smallest
 // working size: this checks the wiring (outputs, alpha, progress with step previews, the direction
-// cache folder); the pipeline's numbers have their own tests. Last, the up-front memory check (R17).
+// cache folder); the pipeline's numbers have their own tests. Last, the up-front memory check (docs/SECURITY.md §R17).
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -75,7 +75,7 @@ describe('job dispatch in the worker with a diffusion model installed (tiny Stab
   });
 });
 
-// R17 through the real worker: with the free memory configured small (P2PZ_FREE_MEMORY_MIB, the
+// docs/SECURITY.md §R17 through the real worker: with the free memory configured small (P2PZ_FREE_MEMORY_MIB, the
 // worker's stand-in for the device's own report), a render whose estimate exceeds it is refused with
 // E_JOB_TOO_LARGE and a size hint before anything is loaded or derived for it; a fitting render then
 // runs in the same worker.

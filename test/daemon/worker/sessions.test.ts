@@ -1,4 +1,4 @@
-// The session LRU: contained paths, release on eviction, and R18: onnxruntime's allocation failures
+// The session LRU: contained paths, release on eviction, and docs/SECURITY.md §R18: onnxruntime's allocation failures
 // become E_DEVICE_OOM with every session released, so the next job succeeds.
 import { mkdir, mkdtemp, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

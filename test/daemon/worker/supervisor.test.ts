@@ -1,7 +1,7 @@
 // The worker supervisor against a scripted fake worker (fixtures/fake-worker.mjs): crashes fail the
-// job with E_WORKER_CRASHED and the next job works after a restart (R16), repeated crashes are a crash
-// loop reported in health, a job deaf to cancel gets its worker killed after the grace period (R15),
-// a malformed message counts as a crash, and close() leaves no child process behind (R23).
+// job with E_WORKER_CRASHED and the next job works after a restart (docs/SECURITY.md §R16), repeated crashes are a crash
+// loop reported in health, a job deaf to cancel gets its worker killed after the grace period (docs/SECURITY.md §R15),
+// a malformed message counts as a crash, and close() leaves no child process behind (docs/SECURITY.md §R23).
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { afterEach, describe, expect, it } from 'vitest';

@@ -1,7 +1,7 @@
 // The real built worker (dist/daemon/worker.js, built by the global setup) under the supervisor: a GAN
 // quick preview on a generated tiny generator in a temporary models directory, the provider choice
 // (CUDA made to fail → CPU with the loader's reason), coded errors for what cannot run, and no worker
-// left behind when the daemon goes away (R23).
+// left behind when the daemon goes away (docs/SECURITY.md §R23).
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -59,7 +59,7 @@ beforeAll(async () => {
   await mkdir(outside, { recursive: true });
   await installGenerator('cat-dog', { v: 1, source: 'cat', target: 'dog', size: 64 });
   await installMemoryHog('cat-whale', { v: 1, source: 'cat', target: 'whale', size: 64 });
-  // A generator whose model file is a symbolic link out of the models directory (R19).
+  // A generator whose model file is a symbolic link out of the models directory (docs/SECURITY.md §R19).
   await writeTinyImg2Img(join(outside, 'generator.onnx'), { seed: 1, channels: 8 });
   await mkdir(join(modelsDir, 'gan', 'cat-cow'), { recursive: true });
   await symlink(join(outside, 'generator.onnx'), join(modelsDir, 'gan', 'cat-cow', 'generator.onnx'));

@@ -286,7 +286,7 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     expect(await ui(page).locator('#preview').isDisabled()).toBe(true);
     await shot(page, '7-not-running');
 
-    // A sibling frame forges a selection message; only the parent (Figma's host) may speak (R24).
+    // A sibling frame forges a selection message; only the parent (Figma's host) may speak (docs/SECURITY.md §R24).
     const seen = await frame.evaluate(() => {
       const texts: string[] = [];
       const el = document.getElementById('selection-text') as Node;
