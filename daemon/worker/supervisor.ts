@@ -103,7 +103,7 @@ interface RunningJob {
 /** A line of onnxruntime's native logger (`<time> [E:onnxruntime:<logger>, <file>:<line> <fn>] …`), or
  *  of Dawn, its WebGPU provider's library, which prints `Warning: Couldn't load Vulkan: …` followed by
  *  `    at operator() (<file>.cpp:<line>)` when a device probe fails (seen on this project's CI). */
-const ONNXRUNTIME_LOG_LINE = /^\S+ \S+ \[[VIWEF]:onnxruntime:|^(?:Warning|Error): |^\s+at \S.* \(\S+\.(?:cpp|cc|h):\d+\)$/;
+const ONNXRUNTIME_LOG_LINE = /^\S+ \S+ \[[VIWEF]:onnxruntime:|^Warning: |^\s+at \S.* \(\S+\.(?:cpp|cc|h):\d+\)$/;
 const ANSI_ESCAPE = /\x1b\[[0-9;]*[A-Za-z]/g;
 
 const failed = (code: ErrorCode, detail?: string): EngineResult => ({ status: 'failed', error: new P2pzError(code, detail).toBody() });
