@@ -17,7 +17,7 @@ import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { P2pzError, PROTOCOL_VERSION, WorkerMessage } from '../../shared/protocol/index.js';
+import { Id, P2pzError, PROTOCOL_VERSION, WorkerMessage } from '../../shared/protocol/index.js';
 import type { Device, ErrorBody, ErrorCode, SupervisorMessage } from '../../shared/protocol/index.js';
 import type { EngineHealth, EngineJob, EngineProgress, EngineResult, JobEngine } from '../jobs/engine.js';
 import { createLogger, describeError } from '../log.js';
@@ -170,6 +170,8 @@ export class WorkerSupervisor implements JobEngine {
     const refusal = this.#refusal();
     if (refusal) return Promise.resolve(refusal);
     if (this.#current) return Promise.resolve(failed('E_INTERNAL', 'The engine runs one job at a time.'));
+    // The worker drops a run message its schema refuses, and the job would wait forever: refuse here.
+    if (!Id.safeParse(job.jobId).success) return Promise.resolve(failed('E_BAD_REQUEST', 'A job id is 8–64 letters, digits, _ or -.'));
     if (signal.aborted) return Promise.resolve(CANCELLED);
     return new Promise<EngineResult>((resolve) => {
       const running: RunningJob = {

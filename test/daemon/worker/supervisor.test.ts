@@ -52,6 +52,13 @@ describe('WorkerSupervisor', () => {
     expect(s.health()).toEqual({ state: 'ready', restarts: 0, recentCrashes: 0, device: { provider: 'cpu', reason: 'fake worker' } });
   });
 
+  it('refuses a job id the worker would drop, at once, and runs the next job', async () => {
+    const s = supervisor();
+    const refused = await s.run(engineJob('ok', { jobId: 'x' }), () => {}, never());
+    expect(refused).toMatchObject({ status: 'failed', error: { code: 'E_BAD_REQUEST' } });
+    expect((await s.run(engineJob('ok'), () => {}, never())).status).toBe('done');
+  });
+
   it.each([
     ['segfault', /SIGSEGV/],
     ['abort', /SIGABRT/],
