@@ -16,7 +16,8 @@ import { startDaemon, type RunningDaemon } from '../../../daemon/daemon.js';
 import type { EngineHealth, EngineJob, EngineResult, JobEngine } from '../../../daemon/jobs/engine.js';
 import { silentLogger } from '../../../daemon/log.js';
 import { TokenStore } from '../../../daemon/server/tokens.js';
-import type { TeamSettings } from '../../../daemon/team/settings.js';
+import { Queue } from 'bullmq';
+import { TEAM_DEFAULTS, type TeamSettings } from '../../../daemon/team/settings.js';
 import { startTeamWorker, type RunningTeamWorker } from '../../../daemon/team/team-worker.js';
 import { CLIENT_HEADER, ImageUploadResponse, PROTOCOL_VERSION, ServerEvent, type JobRequestInput } from '../../../shared/protocol/index.js';
 import { WorkerSupervisor } from '../../../daemon/worker/supervisor.js';
@@ -70,7 +71,8 @@ beforeAll(async () => {
 afterEach(async () => {
   for (const client of clients.splice(0)) client.ws.close();
   for (const child of processes.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
-  await Promise.all(workers.splice(0).map((w) => w.close(true)));
+  // A graceful close: a force-closed BullMQ worker can still take a job from its blocking fetch.
+  await Promise.all(workers.splice(0).map((w) => w.close()));
 });
 
 afterAll(async () => {
@@ -199,10 +201,18 @@ describe('a team endpoint with GPU workers on a real Redis', () => {
   it('runs a preview submitted after queued renders first', async () => {
     const client = await events();
     const imageId = await upload();
-    // No worker yet: everything waits in Redis, in BullMQ's priority order.
+    // No worker yet (the last test's have disconnected): everything waits in Redis, in BullMQ's priority order.
+    const probe = new Queue(TEAM_DEFAULTS.queueName, { connection: redis.connection });
+    for (let i = 0; i < 100 && (await probe.getWorkersCount()) > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await probe.getWorkersCount()).toBe(0);
     await submit({ jobId: 'prio_render_001', kind: 'render', model: 'tiny-sd', edit: RENDER }, imageId);
     await submit({ jobId: 'prio_render_002', kind: 'render', model: 'tiny-sd', edit: RENDER }, imageId);
     await submit({ jobId: 'prio_preview_01', kind: 'preview', edit: { source: 'cat', target: 'dog' } }, imageId);
+    // The endpoint answers 202 before its add reaches Redis: start the worker once all three are there.
+    const waitingInRedis = async (): Promise<number> => (await probe.getJobCounts('prioritized', 'wait')).prioritized ?? 0;
+    for (let i = 0; i < 100 && (await waitingInRedis()) < 3; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await waitingInRedis()).toBe(3);
+    await probe.close();
     inProcessWorker();
     await Promise.all(['prio_render_001', 'prio_render_002', 'prio_preview_01'].map((id) => ending(client, id)));
     const order = client.events.filter((e) => e.type === 'finished').map((e) => e.jobId);
