@@ -126,9 +126,9 @@ export class ResultStore {
     return file;
   }
 
-  /** The file and its metadata; undefined for an id of the wrong shape (no file access at all), an
-   *  unknown or expired id, or a file that is gone or changed on disk. */
-  async get(id: string): Promise<{ bytes: Uint8Array; meta: StoredFile } | undefined> {
+  /** The metadata of a stored, unexpired file; undefined for an id of the wrong shape (no file
+   *  access at all) or an unknown or expired id (an expired file nobody holds is removed). */
+  private async live(id: string): Promise<StoredFile | undefined> {
     if (!isServerId(id)) return undefined;
     const meta = this.index.get(id);
     if (meta === undefined) return undefined;
@@ -136,6 +136,14 @@ export class ResultStore {
       if (!this.holds.has(id)) await this.remove(meta);
       return undefined;
     }
+    return meta;
+  }
+
+  /** The file and its metadata; undefined for an id of the wrong shape (no file access at all), an
+   *  unknown or expired id, or a file that is gone or changed on disk. */
+  async get(id: string): Promise<{ bytes: Uint8Array; meta: StoredFile } | undefined> {
+    const meta = await this.live(id);
+    if (meta === undefined) return undefined;
     let bytes: Uint8Array;
     try {
       bytes = await readFile(this.pathOf(id, meta.mime));
@@ -185,13 +193,8 @@ export class ResultStore {
   /** The file as a stream from disk (never read whole into memory) and its metadata; undefined as
    *  for `get`. The stream is opened before this returns, so a later delete cannot break it. */
   async stream(id: string): Promise<{ stream: ReadStream; meta: StoredFile } | undefined> {
-    if (!isServerId(id)) return undefined;
-    const meta = this.index.get(id);
+    const meta = await this.live(id);
     if (meta === undefined) return undefined;
-    if (this.isExpired(meta)) {
-      if (!this.holds.has(id)) await this.remove(meta);
-      return undefined;
-    }
     let handle;
     try {
       handle = await openFile(this.pathOf(id, meta.mime), 'r');
