@@ -3,16 +3,14 @@
 // the team's jobs one at a time, and stops on SIGTERM/SIGINT after its running job (a second signal
 // abandons it: BullMQ hands it to another worker once its lock expires).
 import { readFile } from 'node:fs/promises';
-import { P2pzError } from '../../shared/protocol/index.js';
-import { defaultHome, homePaths, type DeviceChoice } from '../config.js';
+import { devicePreference, P2pzError } from '../../shared/protocol/index.js';
+import { defaultHome, homePaths } from '../config.js';
 import { createLogger, describeError, parseLogLevel } from '../log.js';
 import { TOKEN_PATTERN } from '../server/tokens.js';
 import { parseRedisUrl, redactRedisUrl } from '../team/redis-url.js';
 import { startTeamWorker } from '../team/team-worker.js';
 import { WorkerSupervisor } from '../worker/supervisor.js';
 import { intFlag, parseFlags, type CliCommand } from './command.js';
-
-const DEVICES: readonly DeviceChoice[] = ['auto', 'cpu', 'cuda'];
 
 async function workerToken(file: string | undefined, env: Readonly<Record<string, string | undefined>>): Promise<string> {
   const token = file === undefined ? env['P2PZ_WORKER_TOKEN'] : (await readFile(file, 'utf8').catch(() => '')).trim();
@@ -30,7 +28,7 @@ export const workerCommand: CliCommand = {
   name: 'worker',
   summary: "run a team's GPU worker: take jobs from its queue (docs/TEAM.md)",
   usage: [
-    'p2pz worker --queue redis://HOST:PORT/N --endpoint URL [--token-file F] [--device auto|cpu|cuda]',
+    'p2pz worker --queue redis://HOST:PORT/N --endpoint URL [--token-file F] [--device auto|cpu|cuda|webgpu|coreml|dml]',
     '',
     '  --queue URL       the team queue (the same URL as the endpoint\'s `p2pz serve --queue`)',
     '  --endpoint URL    the team endpoint\'s address, e.g. https://p2pz.studio.example',
@@ -55,12 +53,11 @@ export const workerCommand: CliCommand = {
     }
     const connection = parseRedisUrl(values.queue);
     if (!/^https?:\/\/[^/]+/.test(values.endpoint)) throw new P2pzError('E_BAD_REQUEST', '--endpoint must be an http:// or https:// address.');
-    const device = values.device ?? io.env['P2PZ_DEVICE'] ?? 'auto';
-    if (!(DEVICES as readonly string[]).includes(device)) throw new P2pzError('E_BAD_REQUEST', '--device must be auto, cpu or cuda.');
+    const device = devicePreference(values.device, io.env);
     const token = await workerToken(values['token-file'], io.env);
     const log = createLogger({ level: parseLogLevel(io.env['P2PZ_LOG']) ?? 'info' });
     const paths = homePaths(defaultHome(io.env));
-    const engine = new WorkerSupervisor({ modelsDir: paths.models, cacheDir: paths.cache, device: device as DeviceChoice, log });
+    const engine = new WorkerSupervisor({ modelsDir: paths.models, cacheDir: paths.cache, device, log });
     const settings = lockDurationMs === undefined ? {} : { lockDurationMs, stalledIntervalMs: Math.max(500, Math.floor(lockDurationMs / 2)) };
     const worker = startTeamWorker({ connection, endpoint: values.endpoint, token, engine, log, settings });
     await worker.ready;
