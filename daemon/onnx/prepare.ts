@@ -26,10 +26,11 @@ import { z } from 'zod';
 import { P2pzError } from '../../shared/protocol/errors.js';
 import { decodeModel, writeDerivedModel, writeFileAtomic } from './graph/model-io.js';
 import { mapName } from './attention/cross-attention.js';
-import { crossAttentionModel, guidanceGradientModel, type UNetStaticSize } from './attention/guidance-graph.js';
+import { crossAttentionModel, guidanceGradientModel, unetInputDims, type UNetStaticSize } from './attention/guidance-graph.js';
 import { isExternal, type ModelProto } from './graph/onnx-proto.js';
 import { prepareVaeParameters, type PreparedVaeParameters } from './vae-parameters.js';
 import { rolesModel, type RoleSignature } from './roles-model.js';
+import { unfuseContribOps } from './unfuse/unfuse.js';
 
 export const PREPARE_DEFAULTS = Object.freeze({
   /** Batch of the derived graphs: the two CFG branches of the edit pass. */
@@ -334,7 +335,10 @@ async function prepareOnce(modelDir: string, opts: PrepareOptions, size: UNetSta
   if (existing && (graphs === 'xattn' || existing.files.grad !== undefined)) {
     return graphs === 'xattn' ? { ...paths, manifest: existing, reused: true } : { ...paths, gradPath, manifest: existing, reused: true };
   }
-  const model = known.model ?? decodeModel((await readUNet(unetPath)).bytes);
+  // An onnxruntime-optimized export's fused (com.microsoft) nodes are rewritten into standard ops
+  // first: every derived graph comes from this unfused twin (unfuse/unfuse.ts).
+  const original = known.model ?? decodeModel((await readUNet(unetPath)).bytes);
+  const model = unfuseContribOps(original, unetInputDims(original, size));
   let sites = existing?.sites;
   if (!sites) {
     let xattn: ReturnType<typeof crossAttentionModel>;

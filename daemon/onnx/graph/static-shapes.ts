@@ -175,7 +175,7 @@ export function reshapeDims(input: readonly number[], shape: readonly number[], 
   return out.map((s) => (s === -1 ? numel(input) / known : s));
 }
 
-function convOutDims(node: NodeProto, x: readonly number[], w: readonly number[], transpose: boolean): number[] {
+export function convOutDims(node: NodeProto, x: readonly number[], w: readonly number[], transpose: boolean): number[] {
   const spatial = x.length - 2;
   const kernel = attrInts(node, 'kernel_shape') ?? w.slice(2);
   const strides = attrInts(node, 'strides') ?? new Array<number>(spatial).fill(1);
@@ -226,12 +226,17 @@ export function einsumOutputDims(equation: string, inputs: readonly (readonly nu
 
 type Result = (TensorInfo | undefined)[];
 
+/** Output types of a node outside the default domain, or undefined when the caller has no rule for it
+ *  (then the node is refused with E_UNSUPPORTED_OP). */
+export type DomainShapeRule = (node: NodeProto, ins: readonly (TensorInfo | undefined)[]) => (TensorInfo | undefined)[] | undefined;
+
 /** Infers every tensor of `graph` given fixed dims for its inputs. Throws E_MODEL_INVALID when a
- *  tensor's shape cannot be determined. */
+ *  tensor's shape cannot be determined. `domainRule` types the nodes of other domains (unfuse/). */
 export function inferStaticShapes(
   model: ModelProto,
   inputDims: Readonly<Record<string, readonly number[]>>,
   options: Partial<typeof STATIC_SHAPES_DEFAULTS> = {},
+  domainRule?: DomainShapeRule,
 ): ShapeMap {
   const opts = { ...STATIC_SHAPES_DEFAULTS, ...options };
   const graph = model.graph as GraphProto;
@@ -255,7 +260,8 @@ export function inferStaticShapes(
     const ins = node.input.map((n) => (n ? map.get(n) : undefined));
     let outs: Result;
     try {
-      outs = inferNode(node, ins, opset);
+      const custom = domainRule && node.domain && node.domain !== 'ai.onnx' ? domainRule(node, ins) : undefined;
+      outs = custom ?? inferNode(node, ins, opset);
     } catch (e) {
       if (e instanceof P2pzError) throw e;
       throw new P2pzError('E_MODEL_INVALID', `shape inference failed at ${node.opType} node ${node.name}: ${(e as Error).message}`);
