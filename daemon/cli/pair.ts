@@ -18,7 +18,7 @@ const notRunning = (): P2pzError =>
 export const pairCommand: CliCommand = {
   name: 'pair',
   summary: 'print a fresh pairing code from the running daemon',
-  usage: 'p2pz pair\n\nAsks the running daemon for a new 6-digit code (valid 5 minutes, single use) to enter in the plugin.',
+  usage: 'p2pz pair\n\nAsks the running daemon for a new pairing code (8 letters and digits, like 7K3Q-MXR9; valid 5 minutes,\nsingle use) to type in the plugin. Case, hyphens and spaces do not matter.',
   async run(args, io) {
     parseFlags(args, {});
     const paths = homePaths(defaultHome(io.env));
@@ -51,7 +51,7 @@ export const pairCommand: CliCommand = {
     const parsed = PairingCodeResponse.safeParse(body);
     if (!parsed.success) throw new P2pzError('E_PROTOCOL_VERSION');
     const minutes = Math.max(1, Math.round((parsed.data.expiresAt - Date.now()) / 60_000));
-    io.out(`Pairing code: ${parsed.data.code} (valid for ${minutes} minutes, once)\n`);
+    io.out(`Pairing code: ${parsed.data.code} (type it in the plugin within ${minutes} minutes; it works once)\n`);
     return 0;
   },
 };

@@ -97,7 +97,7 @@ export const serveCommand: CliCommand = {
     const { code } = daemon.pairingCode();
     io.out(`p2pz daemon listening on ${daemon.url}\n`);
     for (const name of values['public-host'] ?? []) io.out(`Designers connect to https://${name}\n`);
-    io.out(`Pairing code: ${code} (valid for 5 minutes; \`p2pz pair\` prints a new one)\n`);
+    io.out(`Pairing code: ${code} (type it in the plugin within 5 minutes; \`p2pz pair\` prints a new one)\n`);
     io.out(`Try it in the browser: ${daemon.url}/ (Photopea plugin page: ${daemon.url}/photopea)\n`);
 
     return new Promise<number>((resolve) => {

@@ -1,28 +1,35 @@
-// Pairing (docs/SECURITY.md §R4): the daemon shows a 6-digit code; a client that sends it back gets its own token. A
-// code expires after 5 minutes and works once. Guessing is bounded per source (the request's Origin
-// together with the peer address): each source may try 10 times a minute, and after 5 wrong tries
-// from one source the code is burnt *for that source* only. A page can only ever speak as the origin
-// `null` (the other allowed origins are Photopea's and the daemon's own), so a jamming page blocks
-// no other source, and its guesses are bounded by its own budget: 5 per code. `p2pz pair` asks the
-// running daemon for a fresh code (POST /v1/pairing-code, CLI token only), with every source's
-// budget fresh. docs/SECURITY.md §Pairing.
+// Pairing (docs/SECURITY.md §R4, §Pairing): the daemon shows a code like `7K3Q-MXR9` (8 symbols of
+// Crockford's base32, 40 bits: shared/protocol/pairing-code.ts); a client that sends it back gets its
+// own token. A code expires after 5 minutes and works once. `p2pz pair` asks the running daemon for a
+// fresh one (POST /v1/pairing-code, CLI token only).
+//
+// The rules, in the order `redeem` applies them:
+//   1. The right code is accepted before any budget is looked at. The Figma plugin's iframe has the
+//      origin `null`, which any page can also present from the same address, so a budget that could
+//      refuse the right code would let a guessing page lock Figma out. Wrong tries can never block it.
+//   2. A wrong try is counted against its source (the request's Origin with the peer address): past
+//      10 wrong tries a minute, or 5 at the current code, the source is answered 429
+//      E_PAIRING_RATE_LIMITED instead of 401, and its further tries are not recorded (the memory per
+//      source stays bounded). These limits tell an honest client to stop; they do not stand between
+//      a guess and the comparison (rule 1), so what keeps brute force out is the code's entropy
+//      against the rate the daemon can answer requests at: docs/SECURITY.md §Pairing has the numbers.
 import { randomInt, timingSafeEqual } from 'node:crypto';
-import { P2pzError } from '../../shared/protocol/index.js';
+import { formatPairingCode, normalizePairingCode, P2pzError, PAIRING_CODE } from '../../shared/protocol/index.js';
 
 interface PairingSettings {
   readonly codeTtlMs: number;
   readonly maxWrongTries: number;
-  readonly maxAttemptsPerMinute: number;
+  readonly maxWrongTriesPerMinute: number;
   readonly maxSources: number;
 }
 
 export const PAIRING_DEFAULTS: PairingSettings = Object.freeze({
   /** A code's lifetime. */
   codeTtlMs: 5 * 60_000,
-  /** Wrong codes from one source before the current code is burnt for that source. */
+  /** Wrong tries at the current code from one source before it is answered 429 (the right code still works). */
   maxWrongTries: 5,
-  /** Pairing attempts (right or wrong) accepted per minute from one source. */
-  maxAttemptsPerMinute: 10,
+  /** Wrong tries per minute from one source before it is answered 429 (the right code still works). */
+  maxWrongTriesPerMinute: 10,
   /** Sources remembered at once (only a daemon listening beyond loopback sees many addresses); the
    *  least recently seen are forgotten first. */
   maxSources: 1000,
@@ -30,14 +37,15 @@ export const PAIRING_DEFAULTS: PairingSettings = Object.freeze({
 export type PairingOptions = Partial<PairingSettings> & { now?: () => number };
 
 export interface PairingCode {
+  /** The shown form, `7K3Q-MXR9`. */
   readonly code: string;
   /** Epoch milliseconds. */
   readonly expiresAt: number;
 }
 
-/** What one source has done: its attempts of the last minute, and its wrong tries at the current code. */
+/** What one source has done wrong: its wrong tries of the last minute, and those at the current code. */
 interface SourceRecord {
-  attempts: number[];
+  wrongTimes: number[];
   wrong: number;
   /** The code generation `wrong` counts for. */
   generation: number;
@@ -45,6 +53,13 @@ interface SourceRecord {
 
 /** The source of a request that no network peer made (tests, in-process callers). */
 export const LOCAL_SOURCE = 'local';
+
+/** A fresh canonical code: each symbol drawn uniformly from the 32 by the CSPRNG. */
+function randomCode(): string {
+  let code = '';
+  for (let i = 0; i < PAIRING_CODE.length; i += 1) code += PAIRING_CODE.alphabet[randomInt(0, PAIRING_CODE.alphabet.length)];
+  return code;
+}
 
 export class Pairing {
   private current: { code: string; expiresAt: number; generation: number } | undefined;
@@ -60,13 +75,13 @@ export class Pairing {
     this.now = now ?? (() => Date.now());
   }
 
-  /** Replaces any previous code with a fresh random one; every source's wrong tries start over. */
+  /** Replaces any previous code with a fresh random one; every source's wrong tries at a code start over. */
   newCode(): PairingCode {
-    const code = String(randomInt(0, 1_000_000)).padStart(6, '0');
+    const code = randomCode();
     const expiresAt = this.now() + this.settings.codeTtlMs;
     this.generation += 1;
     this.current = { code, expiresAt, generation: this.generation };
-    return { code, expiresAt };
+    return { code: formatPairingCode(code), expiresAt };
   }
 
   /** Whether a code is waiting to be used. */
@@ -75,38 +90,42 @@ export class Pairing {
   }
 
   /**
-   * Consumes the code when `code` matches; throws E_PAIRING_RATE_LIMITED past the source's per-minute
-   * cap and E_PAIRING_INVALID for a wrong, expired or used code, or one this source has burnt.
+   * Consumes the code when `code` spells it (in any form normalizePairingCode reads), whatever the
+   * source's budget. Otherwise throws E_PAIRING_INVALID (wrong, expired or used), or
+   * E_PAIRING_RATE_LIMITED once the source has spent its wrong tries.
    */
   redeem(code: string, source: string = LOCAL_SOURCE): void {
     const now = this.now();
-    const record = this.record(source);
-    record.attempts = record.attempts.filter((t) => now - t < 60_000);
-    if (record.attempts.length >= this.settings.maxAttemptsPerMinute) throw new P2pzError('E_PAIRING_RATE_LIMITED');
-    record.attempts.push(now);
-    const current = this.current;
-    if (current === undefined || now >= current.expiresAt) {
+    let current = this.current;
+    if (current !== undefined && now >= current.expiresAt) {
       this.current = undefined;
-      throw new P2pzError('E_PAIRING_INVALID');
+      current = undefined;
     }
-    if (record.generation !== current.generation) {
-      record.generation = current.generation;
+    // 1. The right code, before any budget.
+    const given = normalizePairingCode(code);
+    if (current !== undefined && given !== null && timingSafeEqual(Buffer.from(given, 'latin1'), Buffer.from(current.code, 'latin1'))) {
+      this.current = undefined;
+      return;
+    }
+    // 2. A wrong try, counted against its source.
+    const record = this.record(source);
+    record.wrongTimes = record.wrongTimes.filter((t) => now - t < 60_000);
+    if (record.generation !== this.generation) {
+      record.generation = this.generation;
       record.wrong = 0;
     }
-    if (record.wrong >= this.settings.maxWrongTries) throw new P2pzError('E_PAIRING_INVALID');
-    const given = Buffer.from(code, 'utf8');
-    const expected = Buffer.from(current.code, 'utf8');
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-      record.wrong += 1;
-      throw new P2pzError('E_PAIRING_INVALID');
+    if (record.wrongTimes.length >= this.settings.maxWrongTriesPerMinute || record.wrong >= this.settings.maxWrongTries) {
+      throw new P2pzError('E_PAIRING_RATE_LIMITED');
     }
-    this.current = undefined;
+    record.wrongTimes.push(now);
+    record.wrong += 1;
+    throw new P2pzError('E_PAIRING_INVALID');
   }
 
   private record(source: string): SourceRecord {
     let record = this.sources.get(source);
     if (record === undefined) {
-      record = { attempts: [], wrong: 0, generation: this.generation };
+      record = { wrongTimes: [], wrong: 0, generation: this.generation };
       if (this.sources.size >= this.settings.maxSources) {
         const oldest = this.sources.keys().next().value;
         if (oldest !== undefined) this.sources.delete(oldest);

@@ -3,10 +3,10 @@
 // client, the token and the event stream, and routes each job's events to whoever submitted the job.
 // It touches no DOM: what it decides goes to a ConnectionListener (the panel's view), so that it can
 // be driven by a fake client in tests.
-import { P2pzError, PROTOCOL_VERSION, type HealthResponse, type JobEvent, type JobKind, type ServerEvent } from '../../shared/protocol/index.js';
+import { formatPairingCode, normalizePairingCode, P2pzError, PROTOCOL_VERSION, type HealthResponse, type JobEvent, type JobKind, type ServerEvent } from '../../shared/protocol/index.js';
 import { DaemonUnreachable, type DaemonClient, type EventStream } from './daemon-client.js';
 import { endpointPort } from './endpoint.js';
-import { problemFor, type LocalNetworkPermission, type Problem } from './problems.js';
+import { NOT_A_PAIRING_CODE, problemFor, type LocalNetworkPermission, type Problem } from './problems.js';
 import type { PanelHost } from './host.js';
 
 export const CONNECTION_DEFAULTS = Object.freeze({
@@ -142,12 +142,18 @@ export class Connection {
     void this.client_?.health().then((h) => this.options.listener.health(h), () => undefined);
   }
 
-  /** Pairs with the code the daemon printed; true when it worked (the problem is shown when not). */
+  /** Pairs with the code the daemon printed, as typed (case, hyphens and spaces do not matter); true
+   *  when it worked (the problem is shown when not). Text that cannot be a code is not sent. */
   async pair(code: string): Promise<boolean> {
     const client = this.client_;
     if (client === null) return false;
+    const canonical = normalizePairingCode(code.trim());
+    if (canonical === null) {
+      this.options.listener.problem(NOT_A_PAIRING_CODE, false);
+      return false;
+    }
     try {
-      const token = await client.pair(code);
+      const token = await client.pair(formatPairingCode(canonical));
       this.token = token;
       client.setToken(token);
       this.options.host.saveToken(token);

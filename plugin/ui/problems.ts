@@ -20,6 +20,15 @@ export interface Problem {
   readonly pair: boolean;
 }
 
+/** What the pairing field holds cannot be a code (it is checked before anything is sent). */
+export const NOT_A_PAIRING_CODE: Problem = Object.freeze({
+  title: 'That is not a pairing code.',
+  hint: 'A code has 8 letters and digits, like 7K3Q-MXR9, as the daemon printed it; case and hyphens do not matter. For a new one run:',
+  command: 'p2pz pair',
+  note: null,
+  pair: true,
+});
+
 /** The browser's answer about local network access: Chrome's permission (named
  *  'local-network-access', formerly 'loopback-network'); 'unknown' where it does not exist. */
 export type LocalNetworkPermission = 'granted' | 'denied' | 'prompt' | 'unknown';

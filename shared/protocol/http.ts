@@ -5,6 +5,7 @@ import { Id, JobRequest, JobState } from './jobs.js';
 import { ErrorBody } from './errors.js';
 import { Device } from './device.js';
 import { DurationSample } from './durations.js';
+import { normalizePairingCode, PAIRING_CODE, PAIRING_CODE_SHOWN } from './pairing-code.js';
 
 export const WorkerHealth = z.object({
   state: z.enum(['starting', 'ready', 'busy', 'restarting', 'crash-loop', 'stopped']),
@@ -45,7 +46,12 @@ export type HealthResponse = z.infer<typeof HealthResponse>;
 /** POST /v1/pair (no token needed): exchange the code the daemon prints for a bearer token. */
 export const PairRequest = z.object({
   v: Version,
-  code: z.string().trim().regex(/^[0-9]{6}$/, 'a 6-digit code'),
+  /** As typed: case, hyphens and spaces do not matter (pairing-code.ts); parsed to the canonical code. */
+  code: z
+    .string()
+    .max(PAIRING_CODE.maxInput)
+    .refine((text) => normalizePairingCode(text) !== null, 'a code of 8 letters and digits, like 7K3Q-MXR9')
+    .transform((text) => normalizePairingCode(text) ?? ''),
   /** A label for the paired client, shown by `p2pz tokens`. */
   client: z.string().max(60).default('plugin'),
 });
@@ -55,7 +61,8 @@ export const PairResponse = z.object({ v: Version, token: z.string() });
 export const PairingCodeRequest = z.object({ v: Version });
 export const PairingCodeResponse = z.object({
   v: Version,
-  code: z.string().regex(/^[0-9]{6}$/),
+  /** The shown form, `7K3Q-MXR9`. */
+  code: z.string().regex(PAIRING_CODE_SHOWN),
   /** Epoch milliseconds. */
   expiresAt: z.number().int().positive(),
 });

@@ -7,6 +7,7 @@ export * from './jobs.js';
 export * from './device.js';
 export * from './durations.js';
 export * from './http.js';
+export * from './pairing-code.js';
 export * from './events.js';
 export * from './ipc.js';
 export * from './plugin.js';

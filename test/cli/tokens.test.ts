@@ -37,7 +37,7 @@ describe('p2pz tokens with the daemon running', () => {
     const s = serve(home);
     const info = await waitForDaemonInfo(home, s);
     const env = { P2PZ_HOME: home };
-    const code = /Pairing code: (\d{6})/.exec((await runCli(['pair'], env)).stdout)?.[1];
+    const code = /Pairing code: ([0-9A-Z]{4}-[0-9A-Z]{4})/.exec((await runCli(['pair'], env)).stdout)?.[1];
     const { token } = PairResponse.parse((await send(info, { method: 'POST', path: '/v1/pair', json: { v: PROTOCOL_VERSION, code, client: 'figma' } })).json);
     const events = EventClient.connect(info);
     await events.opened;

@@ -15,6 +15,10 @@ import {
   JobSubmit,
   ModelsResponse,
   P2pzError,
+  formatPairingCode,
+  normalizePairingCode,
+  PAIRING_CODE,
+  PAIRING_CODE_SHOWN,
   PairRequest,
   PairResponse,
   PROTOCOL_VERSION,
@@ -58,7 +62,7 @@ function cloneTrip<S extends z.ZodType>(schema: S, value: unknown): void {
 describe('HTTP bodies', () => {
   it.each([
     ['HealthResponse', HealthResponse, health],
-    ['PairRequest', PairRequest, { v, code: '123456', client: 'figma' }],
+    ['PairRequest', PairRequest, { v, code: '7K3Q-MXR9', client: 'figma' }],
     ['PairResponse', PairResponse, { v, token: 'tok' }],
     ['ImageUploadResponse', ImageUploadResponse, { v, imageId: 'img_0123456789', width: 3, height: 2, format: 'png' }],
     ['JobSubmit', JobSubmit, { v, kind: 'render', imageId: 'img_0123456789', edit: { source: 'cat', target: 'dog' } }],
@@ -82,9 +86,21 @@ describe('HTTP bodies', () => {
     expect(JobSubmit.safeParse(value).success).toBe(false);
   });
 
-  it('PairRequest accepts only 6 digits', () => {
-    expect(PairRequest.safeParse({ v, code: '12345' }).success).toBe(false);
-    expect(PairRequest.safeParse({ v, code: 'abcdef' }).success).toBe(false);
+  it('PairRequest reads a code as Crockford base32 does and refuses anything else', () => {
+    for (const [typed, canonical] of [['7K3Q-MXR9', '7K3QMXR9'], ['7k3qmxr9', '7K3QMXR9'], [' 7k3q mxr9 ', '7K3QMXR9'], ['OIL0-1234', '0110' + '1234']] as const) {
+      expect(PairRequest.parse({ v, code: typed }).code).toBe(canonical);
+    }
+    for (const code of ['123456', '7K3Q-MXR', '7K3Q-MXR9A', '7K3Q-MXRU', '7K3Q_MXR9', '7K3Q-MXR9'.padEnd(40, ' ')]) {
+      expect(PairRequest.safeParse({ v, code }).success).toBe(false);
+    }
+  });
+
+  it('normalizePairingCode and formatPairingCode round-trip every symbol', () => {
+    expect(normalizePairingCode(formatPairingCode('0123ABYZ'))).toBe('0123ABYZ');
+    expect(formatPairingCode('0123ABYZ')).toMatch(PAIRING_CODE_SHOWN);
+    expect(PAIRING_CODE.alphabet).toHaveLength(32);
+    expect(new Set(PAIRING_CODE.alphabet).size).toBe(32);
+    for (const ch of 'ILOU') expect(PAIRING_CODE.alphabet).not.toContain(ch);
   });
 });
 

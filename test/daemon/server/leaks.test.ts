@@ -32,7 +32,7 @@ it('no token, path or stack in anything the daemon prints or answers', async () 
   record(await send(d, { path: '/v1/health' }));
   const pair = await runCli(['pair'], { P2PZ_HOME: home });
   seen.push(pair.stdout, pair.stderr);
-  const code = /(\d{6})/.exec(pair.stdout)?.[1] ?? '';
+  const code = /Pairing code: ([0-9A-Z]{4}-[0-9A-Z]{4})/.exec(pair.stdout)?.[1] ?? '';
   // The pair response body is the one place a client token must appear: only its headers are checked.
   const paired = await send(d, { method: 'POST', path: '/v1/pair', json: { v: PROTOCOL_VERSION, code, client: 'figma' } });
   seen.push(JSON.stringify(paired.headers));

@@ -208,7 +208,7 @@ describe('TLS (node:https)', () => {
     expect(info.certSha256).toBe(new X509Certificate(ca).fingerprint256);
     const pair = await runCli(['pair'], { P2PZ_HOME: d.paths.home });
     expect(pair.stderr).toBe('');
-    const code = /Pairing code: (\d{6})/.exec(pair.stdout)?.[1];
+    const code = /Pairing code: ([0-9A-Z]{4}-[0-9A-Z]{4})/.exec(pair.stdout)?.[1];
     expect(code).toBeDefined();
     const live = await callDaemon(d.paths, { method: 'GET', path: '/v1/tokens' }, TokensResponse);
     expect(Array.isArray(live?.tokens)).toBe(true);

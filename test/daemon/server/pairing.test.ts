@@ -1,10 +1,10 @@
-// Pairing and tokens (docs/SECURITY.md §R4): codes expire, work once, are burnt after wrong tries, attempts are capped
-// per minute; tokens are stored hashed in a 0600 file, the CLI token file is 0600, and a client can
+// Pairing and tokens (docs/SECURITY.md §R4, §Pairing): codes expire and work once; the right code is
+// accepted before any budget, wrong tries are capped per source (per code and per minute); tokens are stored hashed in a 0600 file, the CLI token file is 0600, and a client can
 // revoke its own token (its event streams close too).
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { P2pzError, PairingCodeResponse, PairResponse, PHOTOPEA_ORIGIN, PROTOCOL_VERSION, WS_CLOSE_TOKEN_REVOKED } from '../../../shared/protocol/index.js';
+import { P2pzError, PAIRING_CODE, PairingCodeResponse, PairResponse, PHOTOPEA_ORIGIN, PROTOCOL_VERSION, WS_CLOSE_TOKEN_REVOKED } from '../../../shared/protocol/index.js';
 import { Pairing, PAIRING_DEFAULTS } from '../../../daemon/server/pairing.js';
 import { codeOf, EventClient, send, startTestDaemon, type TestDaemon } from './helpers.js';
 
@@ -17,20 +17,39 @@ function codeError(fn: () => void): string | undefined {
   }
 }
 
-/** A 6-digit code that is not `code`. */
-const other = (code: string): string => String((Number(code) + 1) % 1_000_000).padStart(6, '0');
+/** A well-formed code (shown form) that is not `code`: its last symbol changed. */
+const other = (code: string): string => {
+  const last = code.at(-1) ?? '0';
+  const i = PAIRING_CODE.alphabet.indexOf(last);
+  return code.slice(0, -1) + PAIRING_CODE.alphabet[(i + 1) % PAIRING_CODE.alphabet.length];
+};
 
 describe('Pairing (fake timers)', () => {
   afterEach(() => {
     vi.useRealTimers();
   });
 
-  it('a code is 6 digits and works exactly once', () => {
+  it('a code is 8 symbols of Crockford base32 shown as XXXX-XXXX, and works exactly once', () => {
     const p = new Pairing();
     const { code } = p.newCode();
-    expect(code).toMatch(/^[0-9]{6}$/);
+    expect(code).toMatch(/^[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$/);
     expect(codeError(() => p.redeem(code))).toBeUndefined();
     expect(codeError(() => p.redeem(code))).toBe('E_PAIRING_INVALID');
+  });
+
+  it('every symbol of the alphabet turns up at every position (40 bits, not fewer)', () => {
+    const p = new Pairing();
+    const seen = Array.from({ length: PAIRING_CODE.length }, () => new Set<string>());
+    // P(some symbol missing at some position in 2000 codes) ≤ 8·32·(31/32)^2000 < 10⁻²⁵.
+    for (let n = 0; n < 2000; n += 1) [...p.newCode().code.replace('-', '')].forEach((ch, i) => seen[i]!.add(ch));
+    expect(seen.map((s) => s.size)).toEqual(Array(PAIRING_CODE.length).fill(32));
+  });
+
+  it('is read as typed: any case, without the hyphen or with spaces, O as 0 and I or L as 1', () => {
+    const p = new Pairing();
+    const { code } = p.newCode();
+    const typed = code.toLowerCase().replace('-', ' ').replace(/0/g, 'o').replace(/1/g, 'l');
+    expect(codeError(() => p.redeem(` ${typed} `))).toBeUndefined();
   });
 
   it('expires after 5 minutes', () => {
@@ -45,36 +64,35 @@ describe('Pairing (fake timers)', () => {
     expect(codeError(() => p.redeem(code))).toBe('E_PAIRING_INVALID');
   });
 
-  it('is burnt after 5 wrong tries: even the right code then fails', () => {
+  it('past 5 wrong tries at a code a source is answered 429, and the right code still pairs from it', () => {
     vi.useFakeTimers();
     const p = new Pairing();
     const { code } = p.newCode();
     for (let i = 0; i < PAIRING_DEFAULTS.maxWrongTries; i++) {
       expect(codeError(() => p.redeem(other(code)))).toBe('E_PAIRING_INVALID');
-      vi.advanceTimersByTime(7_000); // stay under the per-minute cap
+      vi.advanceTimersByTime(7_000); // under the per-minute cap
     }
-    expect(codeError(() => p.redeem(code))).toBe('E_PAIRING_INVALID');
-    // A fresh code works again.
-    const fresh = p.newCode();
-    expect(codeError(() => p.redeem(fresh.code))).toBeUndefined();
-  });
-
-  it('4 wrong tries still leave the right code usable', () => {
-    const p = new Pairing();
-    const { code } = p.newCode();
-    for (let i = 0; i < PAIRING_DEFAULTS.maxWrongTries - 1; i++) expect(codeError(() => p.redeem(other(code)))).toBe('E_PAIRING_INVALID');
+    expect(codeError(() => p.redeem(other(code)))).toBe('E_PAIRING_RATE_LIMITED');
+    // The right code is checked before any budget.
     expect(codeError(() => p.redeem(code))).toBeUndefined();
+    // A fresh code gives the source its per-code budget back.
+    const fresh = p.newCode();
+    vi.advanceTimersByTime(60_000);
+    expect(codeError(() => p.redeem(other(fresh.code)))).toBe('E_PAIRING_INVALID');
   });
 
-  it('caps attempts per minute, right or wrong, and lifts the cap a minute later', () => {
+  it('past 10 wrong tries a minute a source is answered 429 (its further tries not recorded); the right code still pairs; a minute later it may guess again', () => {
     vi.useFakeTimers();
     const p = new Pairing({ maxWrongTries: 1000 });
-    const { code } = p.newCode();
-    for (let i = 0; i < PAIRING_DEFAULTS.maxAttemptsPerMinute; i++) expect(codeError(() => p.redeem(other(code)))).toBe('E_PAIRING_INVALID');
-    // Over the cap even the right code is refused, and the refusal does not consume it.
-    expect(codeError(() => p.redeem(code))).toBe('E_PAIRING_RATE_LIMITED');
-    vi.advanceTimersByTime(60_000);
+    let { code } = p.newCode();
+    for (let i = 0; i < PAIRING_DEFAULTS.maxWrongTriesPerMinute; i++) expect(codeError(() => p.redeem(other(code)))).toBe('E_PAIRING_INVALID');
+    for (let i = 0; i < 100; i++) expect(codeError(() => p.redeem(other(code)))).toBe('E_PAIRING_RATE_LIMITED');
     expect(codeError(() => p.redeem(code))).toBeUndefined();
+    ({ code } = p.newCode());
+    expect(codeError(() => p.redeem(other(code)))).toBe('E_PAIRING_RATE_LIMITED');
+    vi.advanceTimersByTime(60_000);
+    // The 100 refused tries were not recorded: the budget is whole again.
+    for (let i = 0; i < PAIRING_DEFAULTS.maxWrongTriesPerMinute; i++) expect(codeError(() => p.redeem(other(code)))).toBe('E_PAIRING_INVALID');
   });
 
   it('a new code replaces the previous one', () => {
@@ -86,54 +104,46 @@ describe('Pairing (fake timers)', () => {
   });
 });
 
-describe('pairing cannot be jammed from one source (docs/SECURITY.md §Pairing)', () => {
+describe('pairing cannot be jammed, not even from the same source (docs/SECURITY.md §Pairing)', () => {
   const PAGE = 'null 127.0.0.1';
   const PHOTOPEA = `${PHOTOPEA_ORIGIN} 127.0.0.1`;
 
-  it('wrong tries from one source burn the code for that source only; brute force gets 5 guesses per code', () => {
-    vi.useFakeTimers();
+  it('a page guessing without pause as `null` from 127.0.0.1 cannot keep Figma (the same source) or Photopea from pairing', () => {
+    const p = new Pairing();
+    let { code } = p.newCode();
+    for (let i = 0; i < 1000; i++) codeError(() => p.redeem(other(code), PAGE));
+    expect(codeError(() => p.redeem(code, PAGE))).toBeUndefined();
+    ({ code } = p.newCode());
+    for (let i = 0; i < 1000; i++) codeError(() => p.redeem(other(code), PAGE));
+    expect(codeError(() => p.redeem(code, PHOTOPEA))).toBeUndefined();
+  });
+
+  it('the budgets are per source: one source\'s 429 leaves another\'s wrong tries answered 401', () => {
     const p = new Pairing();
     const { code } = p.newCode();
-    for (let i = 0; i < PAIRING_DEFAULTS.maxWrongTries; i++) expect(codeError(() => p.redeem(other(code), PAGE))).toBe('E_PAIRING_INVALID');
-    // Burnt for the guessing source: even the right code fails there.
-    expect(codeError(() => p.redeem(code, PAGE))).toBe('E_PAIRING_INVALID');
-    // Another source pairs with it.
-    expect(codeError(() => p.redeem(code, PHOTOPEA))).toBeUndefined();
-    vi.useRealTimers();
+    for (let i = 0; i < PAIRING_DEFAULTS.maxWrongTries; i++) codeError(() => p.redeem(other(code), PAGE));
+    expect(codeError(() => p.redeem(other(code), PAGE))).toBe('E_PAIRING_RATE_LIMITED');
+    expect(codeError(() => p.redeem(other(code), PHOTOPEA))).toBe('E_PAIRING_INVALID');
   });
 
-  it('the per-minute cap is per source; a fresh code (p2pz pair) gives every source its budget back', () => {
-    vi.useFakeTimers();
-    const p = new Pairing();
-    const first = p.newCode();
-    for (let i = 0; i < PAIRING_DEFAULTS.maxAttemptsPerMinute; i++) codeError(() => p.redeem(other(first.code), PAGE));
-    expect(codeError(() => p.redeem(first.code, PAGE))).toBe('E_PAIRING_RATE_LIMITED');
-    expect(codeError(() => p.redeem(first.code, PHOTOPEA))).toBeUndefined();
-    vi.advanceTimersByTime(60_000);
-    const fresh = p.newCode();
-    expect(codeError(() => p.redeem(fresh.code, PAGE))).toBeUndefined();
-    vi.useRealTimers();
-  });
-
-  it('over HTTP: a null-origin page guessing without pause cannot keep Photopea or the daemon\'s own page from pairing', async () => {
+  it('over HTTP: 40 guesses at once from a null-origin page, then the Figma plugin (null too) pairs with the right code', async () => {
     const d = await startTestDaemon();
     try {
       const { code } = d.daemon.pairingCode();
       const guesses = await Promise.all(
-        Array.from({ length: 40 }, (_, i) =>
-          send(d.daemon, { method: 'POST', path: '/v1/pair', json: { v: PROTOCOL_VERSION, code: String(i).padStart(6, '0') === code ? '999999' : String(i).padStart(6, '0') }, headers: { Origin: 'null' } }),
-        ),
+        Array.from({ length: 40 }, () => send(d.daemon, { method: 'POST', path: '/v1/pair', json: { v: PROTOCOL_VERSION, code: other(code) }, headers: { Origin: 'null' } })),
       );
-      expect(guesses.every((r) => r.status === 401 || r.status === 429)).toBe(true);
-      expect(guesses.filter((r) => r.status === 401)).toHaveLength(PAIRING_DEFAULTS.maxAttemptsPerMinute);
-      // The page's budget is spent; the owner pairs from Photopea with the same code.
-      const photopea = await send(d.daemon, { method: 'POST', path: '/v1/pair', json: { v: PROTOCOL_VERSION, code, client: 'photopea' }, headers: { Origin: PHOTOPEA_ORIGIN } });
-      expect(photopea.status).toBe(200);
-      // And with a fresh code from the terminal, from the daemon's own page.
+      expect(guesses.filter((r) => r.status === 401)).toHaveLength(PAIRING_DEFAULTS.maxWrongTries);
+      expect(guesses.filter((r) => r.status === 429)).toHaveLength(40 - PAIRING_DEFAULTS.maxWrongTries);
+      expect(codeOf(guesses.find((r) => r.status === 429)!)).toBe('E_PAIRING_RATE_LIMITED');
+      // Figma's plugin iframe is the same source as the page: it still pairs, typed in lower case.
+      const figma = await send(d.daemon, { method: 'POST', path: '/v1/pair', json: { v: PROTOCOL_VERSION, code: code.toLowerCase(), client: 'figma' }, headers: { Origin: 'null' } });
+      expect(figma.status).toBe(200);
+      // And Photopea with a fresh code while the page keeps guessing at it.
       const fresh = d.daemon.pairingCode();
       for (let i = 0; i < 10; i += 1) await send(d.daemon, { method: 'POST', path: '/v1/pair', json: { v: PROTOCOL_VERSION, code: other(fresh.code) }, headers: { Origin: 'null' } });
-      const own = await send(d.daemon, { method: 'POST', path: '/v1/pair', json: { v: PROTOCOL_VERSION, code: fresh.code, client: 'web' }, headers: { Origin: `http://127.0.0.1:${d.daemon.port}` } });
-      expect(own.status).toBe(200);
+      const photopea = await send(d.daemon, { method: 'POST', path: '/v1/pair', json: { v: PROTOCOL_VERSION, code: fresh.code, client: 'photopea' }, headers: { Origin: PHOTOPEA_ORIGIN } });
+      expect(photopea.status).toBe(200);
     } finally {
       await d.stop();
     }
@@ -162,11 +172,11 @@ describe('pairing over HTTP', () => {
   });
 
   it('malformed codes → 400 E_BAD_REQUEST; another version → E_PROTOCOL_VERSION', async () => {
-    for (const code of ['12345', '1234567', 'abcdef', 123456]) {
+    for (const code of ['123456', '7K3Q-MXR', '7K3Q-MXR9A', '7K3Q-MXRU', '7K3Q_MXR9', 'x'.repeat(1000), 12345678]) {
       const reply = await send(t.daemon, { method: 'POST', path: '/v1/pair', json: { v: PROTOCOL_VERSION, code } });
       expect(codeOf(reply)).toBe('E_BAD_REQUEST');
     }
-    const v2 = await send(t.daemon, { method: 'POST', path: '/v1/pair', json: { v: 2, code: '123456' } });
+    const v2 = await send(t.daemon, { method: 'POST', path: '/v1/pair', json: { v: 2, code: '7K3Q-MXR9' } });
     expect(v2.status).toBe(400);
     expect(codeOf(v2)).toBe('E_PROTOCOL_VERSION');
   });
@@ -222,8 +232,8 @@ describe('pairing over HTTP', () => {
   it('guessing over HTTP hits the rate limit (429)', async () => {
     t.daemon.pairingCode();
     const statuses: number[] = [];
-    for (let i = 0; i < PAIRING_DEFAULTS.maxAttemptsPerMinute + 2; i++) {
-      statuses.push((await send(t.daemon, { method: 'POST', path: '/v1/pair', json: { v: PROTOCOL_VERSION, code: '000000' } })).status);
+    for (let i = 0; i < PAIRING_DEFAULTS.maxWrongTriesPerMinute + 2; i++) {
+      statuses.push((await send(t.daemon, { method: 'POST', path: '/v1/pair', json: { v: PROTOCOL_VERSION, code: '0000-0000' } })).status);
     }
     expect(statuses.at(-1)).toBe(429);
   });

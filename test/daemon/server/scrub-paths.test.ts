@@ -39,7 +39,7 @@ it('a damaged model under a data folder with spaces and non-ASCII: no piece of t
   const seen: string[] = [];
 
   const pair = await runCli(['pair'], { P2PZ_HOME: home });
-  const code = /(\d{6})/.exec(pair.stdout)?.[1] ?? '';
+  const code = /Pairing code: ([0-9A-Z]{4}-[0-9A-Z]{4})/.exec(pair.stdout)?.[1] ?? '';
   const { token } = PairResponse.parse((await send(d, { method: 'POST', path: '/v1/pair', json: { v: PROTOCOL_VERSION, code, client: 'figma' } })).json);
   const events = EventClient.connect(d, { Origin: 'null' });
   await events.opened;

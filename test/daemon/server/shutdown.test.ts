@@ -64,7 +64,7 @@ describe.each([['SIGTERM'], ['SIGINT']] as const)('p2pz serve and %s', (signal) 
     for (const pid of workers) expect(isAlive(pid)).toBe(false);
     await expect(stat(join(home, 'daemon.json'))).rejects.toThrow();
     expect(s.stdout).toMatch(/listening on http:\/\/127\.0\.0\.1:\d+/);
-    expect(s.stdout).toMatch(/Pairing code: \d{6}/);
+    expect(s.stdout).toMatch(/Pairing code: [0-9A-Z]{4}-[0-9A-Z]{4} /);
     expect(s.stdout).toMatch(/Try it in the browser: http:\/\/127\.0\.0\.1:\d+\//);
   });
 });
@@ -84,7 +84,7 @@ describe('p2pz CLI', () => {
     const info = await waitForDaemonInfo(home, s);
     const pair = await runCli(['pair'], { P2PZ_HOME: home });
     expect(pair.code).toBe(0);
-    const code = /Pairing code: (\d{6})/.exec(pair.stdout)?.[1];
+    const code = /Pairing code: ([0-9A-Z]{4}-[0-9A-Z]{4})/.exec(pair.stdout)?.[1];
     expect(code).toBeDefined();
     const paired = await send(info, { method: 'POST', path: '/v1/pair', json: { v: PROTOCOL_VERSION, code } });
     expect(paired.status).toBe(200);

@@ -62,14 +62,25 @@ describe('Connection', () => {
     await rig.connection.start(7777, null);
     expect(rig.connection.state).toBe('unpaired');
 
-    expect(await rig.connection.pair('000000')).toBe(false);
+    expect(await rig.connection.pair('7K3Q-MXR8')).toBe(false);
     expect(rig.problems.at(-1)?.problem?.title).toBe('That pairing code is wrong or has expired.');
     expect(rig.problems.at(-1)?.problem?.pair).toBe(true);
     expect(rig.problems.at(-1)?.retry).toBe(false);
     expect(rig.saved).toEqual([]);
     expect(rig.connection.state).toBe('unpaired');
 
-    expect(await rig.connection.pair('123456')).toBe(true);
+    // Text that cannot be a code (the old 6 digits, a letter outside the alphabet) is never sent.
+    for (const typed of ['123456', '7K3Q-MXRU', '7K3Q-MXR9-0']) {
+      expect(await rig.connection.pair(typed)).toBe(false);
+      expect(rig.problems.at(-1)?.problem?.title).toBe('That is not a pairing code.');
+      expect(rig.problems.at(-1)?.problem?.command).toBe('p2pz pair');
+    }
+    expect(rig.client().pairCodes).toEqual(['7K3Q-MXR8']);
+
+    // Typed as designers do: lower case, no hyphen, o for 0 and l for 1 are read as the code.
+    rig.client().code = '7K30-MXR1';
+    expect(await rig.connection.pair(' 7k3o mxrl ')).toBe(true);
+    expect(rig.client().pairCodes.at(-1)).toBe('7K30-MXR1');
     expect(rig.saved).toEqual(['tok_1']);
     expect(rig.client().token).toBe('tok_1');
     expect(rig.notes).toEqual(['Paired with the p2pz daemon']);
@@ -137,7 +148,7 @@ describe('Connection', () => {
     rig = connectionRig();
     await rig.connection.start(7777, 'tok_1');
     const first = rig.client().stream;
-    expect(await rig.connection.pair('123456')).toBe(true); // pairs again: a new stream replaces the first
+    expect(await rig.connection.pair('7K3Q-MXR9')).toBe(true); // pairs again: a new stream replaces the first
     expect(first.closed).toBe(true);
     rig.client().stream.welcome();
     first.drop(1006);

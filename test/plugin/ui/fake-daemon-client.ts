@@ -7,6 +7,7 @@ import {
   HealthResponse,
   ImageUploadResponse,
   JobState,
+  normalizePairingCode,
   P2pzError,
   PROTOCOL_VERSION,
   ServerEvent,
@@ -69,7 +70,7 @@ export class FakeDaemonClient implements DaemonApi {
   down = false;
   healthAnswer = healthOf();
   /** The pairing code the daemon printed. */
-  code = '123456';
+  code = '7K3Q-MXR9';
   readonly streams: FakeStream[] = [];
   readonly uploads: { bytes: Uint8Array; mime: ImageMime; imageId: string }[] = [];
   readonly submitted: JobRequestInput[] = [];
@@ -112,9 +113,14 @@ export class FakeDaemonClient implements DaemonApi {
     return this.healthAnswer;
   }
 
+  /** Codes as they reached the daemon. */
+  readonly pairCodes: string[] = [];
+
   async pair(code: string): Promise<string> {
     this.reachable();
-    if (code !== this.code) throw new P2pzError('E_PAIRING_INVALID');
+    this.pairCodes.push(code);
+    // The daemon reads the code as normalizePairingCode does; the client sends the shown form.
+    if (normalizePairingCode(code) !== normalizePairingCode(this.code)) throw new P2pzError('E_PAIRING_INVALID');
     return `tok_${this.next++}`;
   }
 
