@@ -16,6 +16,7 @@ import { z } from 'zod';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { MODELS_DEFAULTS } from '../models/defaults.js';
 import { encoderSampleOutput, VAE_PARAMETERS_DEFAULTS } from '../onnx/vae-parameters.js';
+import { declaredSignature } from '../onnx/graph/signature.js';
 import type { ModelSessions } from './context.js';
 import { loadSchedulerConfig, stableDiffusionSchedule, type SchedulerConfig } from './scheduler/scheduler-config.js';
 import { ClipTokenizer } from './text/clip-tokenizer.js';
@@ -247,7 +248,8 @@ export async function loadDiffusionModel(models: ModelSessions, name: string): P
   const scheduler = stableDiffusionSchedule(await loadSchedulerConfig(await models.resolve(join(folder, MODEL_LAYOUT.scheduler))));
   const latentScale = await latentScaleOf(models, folder);
 
-  const unet = await models.get(paths.unet);
+  // From the graph file, not a session (onnx/graph/signature.ts).
+  const unet = declaredSignature(await readFile(await models.resolve(paths.unet)));
   const ts = tensorMeta(unet, 'timestep', 'input');
   const ehs = tensorMeta(unet, 'encoder_hidden_states', 'input');
   const sample = tensorMeta(unet, 'sample', 'input');

@@ -16,6 +16,7 @@ import { tokenizerFiles, tokenizerVocabularySize } from './tokenizer-files.js';
 import { UNET_WEIGHTS_LOCATION, crossAttentionSoftmaxNames, writeUNet } from './unet.js';
 import type { UNetConfig } from './unet.js';
 import { buildVaeDecoder, buildVaeEncoder } from './vae.js';
+import { writeOrtOptimizedUNet, type FusionCounts, type OrtFusionOptions } from './ort-fusions.js';
 import type { VaeConfig, VaeEncoderOutput } from './vae.js';
 
 export interface StableDiffusionPreset {
@@ -78,6 +79,9 @@ export interface TinyStableDiffusionOptions {
   /** The VAE encoder's output: `latent_parameters` (default), or `latent_sample` drawn inside the
    *  graph as diffusers' conversion script exports it. Same weights either way for a seed. */
   readonly vaeEncoderOutput?: VaeEncoderOutput;
+  /** Write the UNet as onnxruntime's transformers optimizer leaves it (com.microsoft fused ops, same
+   *  weights; ort-fusions.ts), with these fusion options. */
+  readonly ortOptimized?: OrtFusionOptions;
 }
 
 export interface TinyStableDiffusionInfo {
@@ -86,6 +90,8 @@ export interface TinyStableDiffusionInfo {
   readonly vocabularySize: number;
   /** The UNet's cross-attention Softmax node names, down → mid → up. */
   readonly crossAttentionSoftmaxNames: readonly string[];
+  /** With `ortOptimized`: how many nodes of each fused op the UNet holds. */
+  readonly fusedOps?: FusionCounts;
 }
 
 function modelIndex(flavour: Flavour): Record<string, unknown> {
@@ -154,10 +160,13 @@ export async function writeTinyStableDiffusion(dir: string, options: TinyStableD
   if (want.has('vae_decoder')) {
     await writeComponent(dir, 'vae_decoder', seed, flavour, fill, (b) => buildVaeDecoder(b, preset.vae, new Layers(b, flavour)));
   }
+  let fusedOps: FusionCounts | undefined;
   if (want.has('unet')) {
-    await writeUNet(join(dir, 'unet', 'model.onnx'), preset.unet, {
+    const unetPath = join(dir, 'unet', 'model.onnx');
+    await writeUNet(unetPath, preset.unet, {
       seed: tensorSeed(seed, 'unet'), flavour, fill, location: UNET_WEIGHTS_LOCATION[flavour],
     });
+    if (options.ortOptimized) fusedOps = await writeOrtOptimizedUNet(unetPath, options.ortOptimized);
   }
-  return { flavour, vocabularySize, crossAttentionSoftmaxNames: crossAttentionSoftmaxNames(preset.unet) };
+  return { flavour, vocabularySize, crossAttentionSoftmaxNames: crossAttentionSoftmaxNames(preset.unet), ...(fusedOps ? { fusedOps } : {}) };
 }
