@@ -146,7 +146,9 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
     closeGraceMs: shutdownGraceMs,
     log,
     ...concurrency,
-    onFinished: (request, outcome, device) => void durations.record(device, request.edit, outcome),
+    onFinished: (request, outcome, device) => {
+      if (request.kind !== 'caption') void durations.record(device, request.edit, outcome);
+    },
     ...options.queue,
   });
   const pairing = new Pairing(options.pairing);

@@ -9,7 +9,8 @@ export interface EngineJob {
   /** The uploaded image, still encoded (PNG, JPEG or WebP); the engine decodes it. */
   readonly image: Uint8Array;
   readonly model: string | undefined;
-  readonly edit: EditParams;
+  /** Every kind but `caption` has one. */
+  readonly edit?: EditParams;
   readonly stepPreviews: boolean;
 }
 

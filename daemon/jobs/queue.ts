@@ -336,7 +336,7 @@ export class JobQueue {
           kind: job.kind,
           image,
           model: job.request.model,
-          edit: job.request.edit,
+          ...(job.request.kind === 'caption' ? {} : { edit: job.request.edit }),
           stepPreviews: job.request.stepPreviews,
         },
         (progress) => this.reportProgress(job, progress, signal),

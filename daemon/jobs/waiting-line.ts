@@ -1,13 +1,14 @@
-// The order in which queued jobs reach the one GPU: every waiting `preview` runs before every waiting
-// `render` (a designer waits for a preview; a render is a background task), first come first served
-// within a kind. Nothing preempts the running job.
+// The order in which queued jobs reach the one GPU: every waiting `caption` (a fraction of a second,
+// and the panel shows it before anything else) runs first, then every waiting `preview` before every
+// waiting `render` (a designer waits for a preview; a render is a background task), first come first
+// served within a kind. Nothing preempts the running job.
 import type { JobKind } from '../../shared/protocol/index.js';
 
 /** Lanes in the order they are served. */
-const LANE_ORDER: readonly JobKind[] = ['preview', 'render'];
+const LANE_ORDER: readonly JobKind[] = ['caption', 'preview', 'render'];
 
 export class WaitingLine<T extends { readonly kind: JobKind }> {
-  private readonly lanes: Record<JobKind, T[]> = { preview: [], render: [] };
+  private readonly lanes: Record<JobKind, T[]> = { caption: [], preview: [], render: [] };
 
   get size(): number {
     return LANE_ORDER.reduce((n, kind) => n + this.lanes[kind].length, 0);

@@ -9,6 +9,8 @@ export const TEAM_DEFAULTS = Object.freeze({
   cancelChannel: 'p2pz:cancel',
   /** BullMQ priorities (a lower number runs first): previews jump queued renders, as in local mode. */
   previewPriority: 1,
+  /** A caption job (the panel's caption before the render) is as quick as a preview and as urgent. */
+  captionPriority: 1,
   renderPriority: 10,
   /** Runs a job gets at most, counting the first (a worker crash or an engine fault retries it). */
   attempts: 3,

@@ -127,14 +127,14 @@ export class TeamEngine implements JobEngine, TeamExchange {
         v: PROTOCOL_VERSION,
         kind: job.kind,
         ...(job.model === undefined ? {} : { model: job.model }),
-        edit: job.edit,
+        ...(job.edit === undefined ? {} : { edit: job.edit }),
         stepPreviews: job.stepPreviews,
         ...(this.inline ? { inline: { input: Buffer.from(job.image).toString('base64') } } : {}),
       };
       this.queue
         .add(job.kind, data, {
           jobId: id,
-          priority: job.kind === 'preview' ? this.settings.previewPriority : this.settings.renderPriority,
+          priority: job.kind === 'render' ? this.settings.renderPriority : job.kind === 'preview' ? this.settings.previewPriority : this.settings.captionPriority,
           attempts: this.settings.attempts,
           backoff: { type: 'fixed', delay: this.settings.retryDelayMs },
           removeOnComplete: true,

@@ -82,7 +82,7 @@ export function startTeamWorker(options: TeamWorkerOptions): RunningTeamWorker {
       const image = inline === undefined ? new Uint8Array(await (await call(`/v1/team/jobs/${id}/input`)).arrayBuffer()) : Buffer.from(inline.input, 'base64');
       let device = options.engine.health().device ?? undefined;
       const result = await options.engine.run(
-        { jobId: job.id ?? 'team-job', kind: data.data.kind, image, model: data.data.model, edit: data.data.edit, stepPreviews: data.data.stepPreviews },
+        { jobId: job.id ?? 'team-job', kind: data.data.kind, image, model: data.data.model, ...(data.data.edit === undefined ? {} : { edit: data.data.edit }), stepPreviews: data.data.stepPreviews },
         (p) => {
           device ??= options.engine.health().device ?? undefined;
           const progress: TeamProgress = {

@@ -4,6 +4,8 @@
 //   preview  the quick preview of pipeline/preview.ts: the direction's distilled GAN (engine `gan`),
 //            else the reduced diffusion edit (engine `diffusion-preview`); `E_MODEL_MISSING` names
 //            the direction when neither is installed.
+//   caption  only the caption the installed captioner writes (engine `captioner`, no images): what the
+//            panel shows before the render; E_MODEL_MISSING when no captioner is installed.
 // Errors that are not `P2pzError`s are logged (scrubbed) and reported as `E_INTERNAL`: no stack or
 // path crosses to the daemon. A job whose signal was aborted reports `cancelled`, whatever it threw.
 // Both diffusion pipelines check the job's memory against the device up front (docs/SECURITY.md §R17, `memory`).
@@ -14,6 +16,7 @@ import { describeError } from '../log.js';
 import type { Logger } from '../log.js';
 import type { ModelSessions, PipelineOutcome } from '../pipeline/context.js';
 import type { InversionCache } from '../pipeline/inversion-cache.js';
+import { runCaptionJob } from '../pipeline/caption.js';
 import { runPix2PixZero } from '../pipeline/pix2pix-zero.js';
 import type { DeviceMemoryContext, DiffusionContext } from '../pipeline/pix2pix-zero.js';
 import { runPreview } from '../pipeline/preview.js';
@@ -48,16 +51,11 @@ function pipelineFor(message: WorkerRunMessage, ctx: JobContext): Promise<Pipeli
     ...(ctx.memory === undefined ? {} : { memory: ctx.memory }),
     ...(message.cacheDir === undefined ? {} : { directionCacheDir: join(message.cacheDir, RUN_JOB_DEFAULTS.directionCache) }),
   };
-  switch (message.kind) {
-    case 'preview': {
-      const { image, edit, model, stepPreviews } = message;
-      return runPreview({ image, edit, stepPreviews, ...(model === undefined ? {} : { model }) }, pipelineCtx);
-    }
-    case 'render': {
-      const { image, edit, model, stepPreviews } = message;
-      return runPix2PixZero({ image, edit, stepPreviews, ...(model === undefined ? {} : { model }) }, pipelineCtx);
-    }
-  }
+  if (message.kind === 'caption') return runCaptionJob(message.image, pipelineCtx);
+  const { image, edit, model, stepPreviews } = message;
+  if (edit === undefined) throw new P2pzError('E_BAD_REQUEST', `A ${message.kind} needs the edit's settings.`);
+  const request = { image, edit, stepPreviews, ...(model === undefined ? {} : { model }) };
+  return message.kind === 'preview' ? runPreview(request, pipelineCtx) : runPix2PixZero(request, pipelineCtx);
 }
 
 export async function runJob(message: WorkerRunMessage, ctx: JobContext): Promise<ResultMessage> {

@@ -236,7 +236,7 @@ export class WorkerSupervisor implements JobEngine {
       modelsDir: this.#settings.modelsDir,
       ...(this.#settings.cacheDir === undefined ? {} : { cacheDir: this.#settings.cacheDir }),
       ...(job.model === undefined ? {} : { model: job.model }),
-      edit: job.edit,
+      ...(job.edit === undefined ? {} : { edit: job.edit }),
       stepPreviews: job.stepPreviews,
     });
   }

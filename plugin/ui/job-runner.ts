@@ -3,12 +3,13 @@
 // submits one job per layer and follows its events through the Connection, fetches the results, and
 // cancels. Several layers run one after the other as a batch; a cancelled batch keeps the layers that
 // finished. It touches no DOM: it reports to a JobRunnerListener, so a fake client can drive it in tests.
-import { P2pzError, type EditParams, type ImageBytes, type JobEvent, type JobKind, type JobOutcome, type LayerEdit, type Stage } from '../../shared/protocol/index.js';
+import { P2pzError, type EditJobKind, type EditParams, type ImageBytes, type JobEvent, type JobOutcome, type LayerEdit, type Stage } from '../../shared/protocol/index.js';
 import { randomId } from './daemon-client.js';
 import type { Connection, DaemonApi } from './connection.js';
 import type { PanelHost, PanelResult } from './host.js';
 import { problemFor, type Problem } from './problems.js';
 import { JobProgressEstimate, type Clock } from './progress.js';
+import { Uploads } from './uploads.js';
 
 /** Which layer of a batch a job is for (null when only one layer is edited). */
 export type BatchPosition = { readonly index: number; readonly count: number } | null;
@@ -37,7 +38,7 @@ export type JobProgress =
 /** What the runner reports. */
 export interface JobRunnerListener {
   /** A job began (buttons, cleared problem). */
-  started(kind: JobKind): void;
+  started(kind: EditJobKind): void;
   progress(progress: JobProgress): void;
   /** A step preview (a data: URL) arrived. */
   stepPreview(url: string): void;
@@ -55,7 +56,7 @@ export interface JobRunnerListener {
 type Terminal = { type: 'finished'; outcome: JobOutcome } | { type: 'cancelled' };
 
 interface RunningJob {
-  readonly kind: JobKind;
+  readonly kind: EditJobKind;
   jobId: string | null;
   cancelled: boolean;
 }
@@ -63,14 +64,13 @@ interface RunningJob {
 export class JobRunner {
   private running_: RunningJob | null = null;
   private results_: PanelResult[] = [];
-  /** Image ids of uploads, by layer and content. */
-  private readonly uploads = new Map<string, string>();
-
   constructor(
     private readonly connection: Pick<Connection, 'client' | 'port' | 'watch' | 'cancel' | 'forgetToken' | 'refreshHealth'>,
     private readonly host: Pick<PanelHost, 'readImages'>,
     private readonly listener: JobRunnerListener,
     private readonly now: Clock = () => performance.now(),
+    /** Shared with the caption requests, so a layer's image is uploaded once for both. */
+    private readonly uploads: Uploads = new Uploads(),
   ) {}
 
   get busy(): boolean {
@@ -87,7 +87,7 @@ export class JobRunner {
   }
 
   /** Runs `kind` with `edit` on the layers `nodeIds`, one after the other. */
-  async run(kind: JobKind, nodeIds: readonly string[], edit: EditParams): Promise<void> {
+  async run(kind: EditJobKind, nodeIds: readonly string[], edit: EditParams): Promise<void> {
     const client = this.connection.client;
     if (client === null || this.running_ !== null || nodeIds.length === 0) return;
     const job: RunningJob = { kind, jobId: null, cancelled: false };
@@ -153,17 +153,12 @@ export class JobRunner {
     if (job.jobId !== null) this.connection.cancel(job.jobId);
   }
 
-  private async upload(client: DaemonApi, image: ImageBytes, fresh = false): Promise<string> {
-    const key = `${image.nodeId}:${image.bytes.byteLength}:${fnv1a(image.bytes)}`;
-    const known = this.uploads.get(key);
-    if (known !== undefined && !fresh) return known;
-    const uploaded = await client.uploadImage(image.bytes, image.mime);
-    this.uploads.set(key, uploaded.imageId);
-    return uploaded.imageId;
+  private upload(client: DaemonApi, image: ImageBytes, fresh = false): Promise<string> {
+    return this.uploads.upload(client, image, fresh);
   }
 
   /** Submits one job and waits for its terminal event; progress is reported on the way. */
-  private async runOne(client: DaemonApi, job: RunningJob, request: { kind: JobKind; imageId: string; edit: EditParams }, batch: BatchPosition): Promise<Terminal> {
+  private async runOne(client: DaemonApi, job: RunningJob, request: { kind: EditJobKind; imageId: string; edit: EditParams }, batch: BatchPosition): Promise<Terminal> {
     const jobId = randomId('job');
     job.jobId = jobId;
     let unwatch = (): void => undefined;
@@ -207,9 +202,9 @@ export class JobRunner {
 }
 
 /** Downloads a finished job's image (and mask) and records the edit that made it. */
-async function fetchResult(client: DaemonApi, image: ImageBytes, edit: EditParams, kind: JobKind, outcome: JobOutcome): Promise<PanelResult> {
+async function fetchResult(client: DaemonApi, image: ImageBytes, edit: EditParams, kind: EditJobKind, outcome: JobOutcome): Promise<PanelResult> {
   const imageRef = outcome.results.find((r) => r.role === 'image');
-  if (imageRef === undefined) throw new P2pzError('E_INTERNAL', 'The job finished without an image.');
+  if (imageRef === undefined || outcome.engine === 'captioner') throw new P2pzError('E_INTERNAL', 'The job finished without an image.');
   const maskRef = outcome.results.find((r) => r.role === 'mask');
   const bytes = await client.result(imageRef.id);
   const mask = maskRef === undefined ? null : { bytes: await client.result(maskRef.id), width: maskRef.width, height: maskRef.height };
@@ -230,14 +225,4 @@ async function fetchResult(client: DaemonApi, image: ImageBytes, edit: EditParam
   };
   const url = URL.createObjectURL(new Blob([bytes as Uint8Array<ArrayBuffer>], { type: 'image/png' }));
   return { nodeId: image.nodeId, read: image.read, edit: layerEdit, image: { bytes, width: imageRef.width, height: imageRef.height }, mask, url };
-}
-
-/** FNV-1a over the bytes: a cheap key for "this exact image was uploaded already". */
-function fnv1a(bytes: Uint8Array): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < bytes.length; i++) {
-    h ^= bytes[i] ?? 0;
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
 }

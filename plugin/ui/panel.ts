@@ -4,7 +4,7 @@
 // step), live step previews and Cancel; Apply sends the shown results to the host (the Figma sandbox,
 // Photopea, or the standalone page's download), which places them. Several selected layers are edited
 // one after the other as a batch. Everything editor-specific is behind PanelHost (host.ts).
-import type { HealthResponse, JobKind, JobOutcome, SelectionItem } from '../../shared/protocol/index.js';
+import type { EditJobKind, HealthResponse, JobOutcome, SelectionItem } from '../../shared/protocol/index.js';
 import { Connection } from './connection.js';
 import { panelClientId } from './client-id.js';
 import { DaemonClient } from './daemon-client.js';
@@ -176,7 +176,7 @@ export class Panel {
     void this.run('preview');
   }
 
-  private async run(kind: JobKind): Promise<void> {
+  private async run(kind: EditJobKind): Promise<void> {
     if (this.connection.client === null || this.runner.busy || this.selection.length === 0) return;
     const form = this.form.read();
     if ('problem' in form) {

@@ -120,6 +120,7 @@ const ENGINE_LABELS: Record<Engine, string> = {
   gan: 'Quick preview (GAN)',
   'diffusion-preview': 'Diffusion preview',
   diffusion: 'Full render',
+  captioner: 'Caption',
 };
 
 /** The device's tooltip: why this device, why the others were skipped, how memory is planned. */

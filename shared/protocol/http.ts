@@ -1,7 +1,7 @@
 // HTTP bodies and responses, all under /v1. Every JSON body carries `v`.
 import { z } from 'zod';
 import { Version } from './version.js';
-import { Id, JobRequest, JobState } from './jobs.js';
+import { CaptionJobRequest, EditJobRequest, Id, JobState } from './jobs.js';
 import { ErrorBody } from './errors.js';
 import { Device } from './device.js';
 import { DurationSample } from './durations.js';
@@ -79,7 +79,7 @@ export const ImageUploadResponse = z.object({
 export type ImageUploadResponse = z.infer<typeof ImageUploadResponse>;
 
 /** POST /v1/jobs. */
-export const JobSubmit = JobRequest.extend({ v: Version });
+export const JobSubmit = z.discriminatedUnion('kind', [EditJobRequest.extend({ v: Version }), CaptionJobRequest.extend({ v: Version })]);
 export type JobSubmit = z.infer<typeof JobSubmit>;
 export type JobSubmitInput = z.input<typeof JobSubmit>;
 export const JobResponse = z.object({ v: Version, job: JobState });

@@ -12,3 +12,4 @@ export * from './events.js';
 export * from './ipc.js';
 export * from './plugin.js';
 export * from './team.js';
+export * from './caption.js';

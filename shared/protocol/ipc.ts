@@ -25,7 +25,8 @@ export const WorkerRunMessage = z.object({
   /** Absolute path of a folder the worker may keep derived caches in (edit directions); none when absent. */
   cacheDir: z.string().optional(),
   model: z.string().optional(),
-  edit: EditParams,
+  /** Every kind but `caption` needs it (the worker fails such a job with E_BAD_REQUEST). */
+  edit: EditParams.optional(),
   stepPreviews: z.boolean(),
 });
 export const WorkerCancelMessage = z.object({ v: Version, type: z.literal('cancel'), jobId: Id });
@@ -55,7 +56,8 @@ export const WorkerDoneMessage = z.object({
   v: Version,
   type: z.literal('done'),
   jobId: Id,
-  outputs: z.array(WorkerOutput).min(1).max(4),
+  /** None for a caption job (engine `captioner`), at least one for every other. */
+  outputs: z.array(WorkerOutput).max(4),
   engine: Engine,
   timings: Timings,
   details: JobDetails.optional(),

@@ -10,22 +10,30 @@ export const Id = z.string().regex(/^[A-Za-z0-9_-]{8,64}$/, 'an id of 8–64 let
 /**
  * `preview`: fast; the distilled GAN for the direction when installed, else a reduced diffusion run.
  * `render`: the full pix2pix-zero pipeline.
+ * `caption`: only the caption the installed captioner writes for the image, the one a preview or
+ * render of the same image then uses (the panel shows it before the render); no images come back.
  */
-export const JobKind = z.enum(['preview', 'render']);
+export const JobKind = z.enum(['preview', 'render', 'caption']);
 export type JobKind = z.infer<typeof JobKind>;
+/** The kinds that edit the image. */
+export const EditJobKind = z.enum(['preview', 'render']);
+export type EditJobKind = z.infer<typeof EditJobKind>;
 
-export const JobRequest = z.object({
+const jobRequestFields = {
   /** Client-chosen id: resubmitting the same id with the same request returns the same job. */
   jobId: Id.optional(),
-  kind: JobKind,
   /** The uploaded image (POST /v1/images). */
   imageId: Id,
   /** Installed diffusion model name; the daemon's default when absent. */
   model: z.string().regex(/^[A-Za-z0-9._-]{1,100}$/).optional(),
-  edit: EditParams,
   /** Send small step previews with `progress` events. */
   stepPreviews: z.boolean().default(false),
-});
+};
+export const EditJobRequest = z.object({ ...jobRequestFields, kind: EditJobKind, edit: EditParams });
+/** A caption needs no edit: without a captioner the job fails with E_MODEL_MISSING, and the caption is
+ *  the template (`templateCaption`), which depends only on the source word. */
+export const CaptionJobRequest = z.object({ ...jobRequestFields, kind: z.literal('caption') });
+export const JobRequest = z.discriminatedUnion('kind', [EditJobRequest, CaptionJobRequest]);
 export type JobRequest = z.infer<typeof JobRequest>;
 export type JobRequestInput = z.input<typeof JobRequest>;
 
@@ -33,7 +41,7 @@ export const JobStateName = z.enum(['queued', 'running', 'finished', 'cancelled'
 export type JobStateName = z.infer<typeof JobStateName>;
 
 /** Which engine produced a result. */
-export const Engine = z.enum(['gan', 'diffusion-preview', 'diffusion']);
+export const Engine = z.enum(['gan', 'diffusion-preview', 'diffusion', 'captioner']);
 export type Engine = z.infer<typeof Engine>;
 
 export const Stage = z.enum(['load', 'decode', 'encode', 'caption', 'direction', 'inversion', 'edit', 'vae-decode', 'generate', 'save']);
@@ -64,14 +72,20 @@ export const JobDetails = z.object({
 export type JobDetails = z.infer<typeof JobDetails>;
 export type JobDetailsInput = z.input<typeof JobDetails>;
 
+/** Images come back from every engine but the captioner (a `caption` job), which returns none. */
+export function resultsFitEngine(outcome: { readonly engine: Engine; readonly results: readonly unknown[] }): boolean {
+  return outcome.engine === 'captioner' ? outcome.results.length === 0 : outcome.results.length >= 1;
+}
+const RESULTS_MESSAGE = { message: 'a caption job returns no images; every other job at least one', path: ['results'] };
+
 export const JobOutcome = z.object({
-  results: z.array(ResultRef).min(1).max(4),
+  results: z.array(ResultRef).max(4),
   engine: Engine,
   details: JobDetails.optional(),
   /** Milliseconds per stage, plus `total` and `queued`. */
   timings: Timings,
   device: Provider,
-});
+}).refine(resultsFitEngine, RESULTS_MESSAGE);
 export type JobOutcome = z.infer<typeof JobOutcome>;
 
 export const JobState = z.object({

@@ -14,7 +14,8 @@ export const TeamJobData = z.object({
   v: Version,
   kind: JobKind,
   model: z.string().optional(),
-  edit: EditParams,
+  /** Absent for a caption job only. */
+  edit: EditParams.optional(),
   stepPreviews: z.boolean(),
   /** Bulk work (`p2pz distill pairs --queue`): the input PNG itself in base64, and the outputs wanted
    *  back in the job's return value, so that no endpoint is involved. Working-size images only. */
@@ -48,7 +49,8 @@ export const TeamJobResult = z.object({
   v: Version,
   engine: Engine,
   timings: Timings,
-  outputs: z.array(TeamOutput).min(1).max(2),
+  /** None for a caption job (engine `captioner`). */
+  outputs: z.array(TeamOutput).max(2),
   details: JobDetails.optional(),
   device: Device.optional(),
 });

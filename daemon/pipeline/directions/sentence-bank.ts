@@ -10,7 +10,7 @@
 // (parallel banks make Δ zero before the word: the text encoder is causal). Free words get situations
 // that fit any object. Users can also bring their own banks as text files.
 import { readFile, stat } from 'node:fs/promises';
-import { Concept, P2pzError } from '../../../shared/protocol/index.js';
+import { Concept, hasDeterminer, indefiniteArticle, P2pzError, subjectPhrase } from '../../../shared/protocol/index.js';
 import { Rng } from '../random.js';
 
 export type ConceptKind = 'animal' | 'person' | 'vehicle' | 'plant' | 'object';
@@ -119,25 +119,8 @@ export function conceptKind(word: string): ConceptKind {
   return BUILT_IN_CONCEPTS[word.trim().toLowerCase()] ?? 'object';
 }
 
-const DETERMINERS = /^(a|an|the|this|that|my|your|our|their|his|her|some|one|two|three)\s/;
-// u read as "you" (unicorn, user, ukulele), eu/ew (european, ewe), one-: "a".
-const A_BEFORE_VOWEL = /^(u[bcdfghjklmnpqrstvwxyz][aeiou]|eu|ew|one\b|once\b)/;
-// Silent h (hour, honest, honour, heir, herb): "an".
-const AN_BEFORE_H = /^(hour|honest|honor|honour|heir|herb)/;
-
-/** "a" or "an" for a word, by its sound as far as spelling shows (heuristic). */
-export function indefiniteArticle(word: string): 'a' | 'an' {
-  const w = word.trim().toLowerCase();
-  if (AN_BEFORE_H.test(w)) return 'an';
-  if (/^[aeiou]/.test(w) && !A_BEFORE_VOWEL.test(w)) return 'an';
-  return 'a';
-}
-
-/** The subject as it appears in a sentence: "a cat", "an elephant", "the eiffel tower" (kept). */
-export function subjectPhrase(word: string): string {
-  const w = word.trim().replace(/\s+/g, ' ');
-  return DETERMINERS.test(w.toLowerCase()) ? w : `${indefiniteArticle(w)} ${w}`;
-}
+// The subject phrase ("a cat", "an owl") is shared with the template caption, which the panel writes too.
+export { indefiniteArticle, subjectPhrase } from '../../../shared/protocol/index.js';
 
 export interface SentenceBankOptions {
   readonly count?: number;
@@ -179,13 +162,13 @@ export function sentenceBank(word: string, options: SentenceBankOptions = {}): s
   const rng = new Rng((seed ^ conceptHash(`${kind}\n${concept.toLowerCase()}`)) >>> 0);
   const pick = <T>(list: readonly T[]): T => list[rng.randrange(0, list.length)]!;
   const plain = subjectPhrase(concept);
-  const hasDeterminer = DETERMINERS.test(concept.trim().toLowerCase());
+  const determined = hasDeterminer(concept);
   const seen = new Set<string>();
   const out: string[] = [];
   // The space (shapes × 21 depictions × 16–20 situations × 9 lights × 1 + ~10 attributes) dwarfs maxCount; the bound only
   // guards against a table edit that shrinks it.
   for (let tries = 0; out.length < count && tries < 200 * count; tries++) {
-    const attribute = !hasDeterminer && rng.random() < 0.5 ? pick(ATTRIBUTES[kind]) : '';
+    const attribute = !determined && rng.random() < 0.5 ? pick(ATTRIBUTES[kind]) : '';
     const subject = attribute ? `${indefiniteArticle(attribute)} ${attribute} ${concept.trim().replace(/\s+/g, ' ')}` : plain;
     const shape = pick(SHAPES);
     const depiction = pick(DEPICTIONS);

@@ -58,7 +58,7 @@ it('matches the model over random submit / cancel / engine-outcome sequences', a
       for (const client of CLIENTS) queue.subscribe(client, (event) => seen.push({ client, event }));
 
       const jobs: ModelJob[] = [];
-      const waiting: Record<JobKind, ModelJob[]> = { preview: [], render: [] };
+      const waiting: Record<JobKind, ModelJob[]> = { caption: [], preview: [], render: [] };
       let running: ModelJob | undefined;
       let runsSeen = 0;
 

@@ -127,7 +127,10 @@ async function upload(token = clientToken): Promise<string> {
   return ImageUploadResponse.parse(reply.json).imageId;
 }
 
-async function submit(job: Omit<JobRequestInput, 'v' | 'imageId'>, imageId: string): Promise<void> {
+/** Omit over each member of a union (TypeScript's Omit keeps only the keys all members share). */
+type EachOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+async function submit(job: EachOmit<JobRequestInput, 'imageId'>, imageId: string): Promise<void> {
   const reply = await send(endpoint, {
     method: 'POST',
     path: '/v1/jobs',

@@ -7,16 +7,16 @@ import type { Logger } from '../../../daemon/log.js';
 
 let counter = 0;
 
-export function engineJob(source: string, overrides: Partial<EngineJob> = {}): EngineJob {
+export function engineJob(source: string, overrides: Partial<EngineJob> = {}): EngineJob & { readonly edit: EditParams } {
   counter++;
   return {
     jobId: `job_${String(counter).padStart(6, '0')}`,
     kind: 'preview',
     image: new Uint8Array([1, 2, 3]),
     model: undefined,
-    edit: EditParams.parse({ source, target: 'dog' }),
     stepPreviews: false,
     ...overrides,
+    edit: overrides.edit ?? EditParams.parse({ source, target: 'dog' }),
   };
 }
 
