@@ -10,7 +10,7 @@
 import { P2pzError } from '../../../shared/protocol/errors.js';
 import { GraphEmitter } from '../autodiff/emitter.js';
 import { foldStaticShapes } from '../graph/fold.js';
-import { appendGradient } from '../autodiff/gradient-graph.js';
+import { appendGradient, type GradientRequest } from '../autodiff/gradient-graph.js';
 import { DataType, type ModelProto } from '../graph/onnx-proto.js';
 import { declaredType, defaultOpset, makeNode, valueInfo } from '../graph/nodes.js';
 import type { ShapeMap } from '../graph/static-shapes.js';
@@ -73,7 +73,7 @@ export function crossAttentionModel(model: ModelProto, size: UNetStaticSize): De
 
 /** The guidance gradient graph (see the file header). `recompute`: see GradientRequest (default:
  *  large self-attention probabilities are recomputed in the backward pass, autodiff/recompute.ts). */
-export function guidanceGradientModel(model: ModelProto, size: UNetStaticSize, options: { readonly recompute?: { readonly minRatio: number } | false } = {}): DerivedUNet {
+export function guidanceGradientModel(model: ModelProto, size: UNetStaticSize, options: { readonly recompute?: GradientRequest['recompute'] } = {}): DerivedUNet {
   const x = crossAttentionModel(model, size);
   const graph = x.model.graph;
   const shapes = x.shapes;

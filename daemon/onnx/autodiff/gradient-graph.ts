@@ -12,6 +12,7 @@ import type { ShapeMap } from '../graph/static-shapes.js';
 import { VJP_RULES } from './vjp/index.js';
 import { unsupported } from './vjp/types.js';
 import { emitRecompute, findRecomputeGroups, RECOMPUTE_DEFAULTS, type RecomputeGroup } from './recompute.js';
+import { CHUNK_DEFAULTS, chunkAttention, type ChunkedSite } from './chunk-attention.js';
 
 export interface GradientRequest {
   /** Name of the scalar (or any-shape: seeded with ones) tensor to differentiate. */
@@ -21,8 +22,10 @@ export interface GradientRequest {
   /** Forward tensors to keep as graph outputs (the loss itself is always kept). */
   readonly keepOutputs: readonly string[];
   /** Recompute large Softmax outputs in the backward pass instead of keeping them (recompute.ts):
-   *  the minimum size ratio, or false to keep every forward tensor. Default RECOMPUTE_DEFAULTS. */
-  readonly recompute?: { readonly minRatio: number } | false;
+   *  the minimum size ratio, or false to keep every forward tensor. Default RECOMPUTE_DEFAULTS.
+   *  `maxScoreBytes`: recomputed attention sites with a larger score tensor run in blocks of queries
+   *  (chunk-attention.ts); default CHUNK_DEFAULTS, Infinity for none. */
+  readonly recompute?: { readonly minRatio: number; readonly maxScoreBytes?: number } | false;
 }
 
 export const GRADIENT_DEFAULTS = Object.freeze({
@@ -31,13 +34,13 @@ export const GRADIENT_DEFAULTS = Object.freeze({
 });
 
 /** Forward nodes that need a backward and which of their inputs need a gradient. */
-export function activeNodes(graph: GraphProto, shapes: ShapeMap, loss: string, wrt: readonly string[]): { node: NodeProto; needs: boolean[] }[] {
+export function activeNodes(graph: GraphProto, shapes: ShapeMap, loss: string, wrt: readonly string[], stop: ReadonlySet<string> = new Set()): { node: NodeProto; needs: boolean[] }[] {
   const requires = new Set<string>(wrt);
   for (const node of graph.node) {
     if (!node.input.some((i) => i && requires.has(i))) continue;
     for (const o of node.output) {
       const info = o ? shapes.get(o) : undefined;
-      if (o && info && isFloatType(info.dtype)) requires.add(o);
+      if (o && info && isFloatType(info.dtype) && !stop.has(o)) requires.add(o);
     }
   }
   const reaches = new Set<string>([loss]);
@@ -76,12 +79,22 @@ export function appendGradient(model: ModelProto, shapes: ShapeMap, req: Gradien
   };
   addGrad(req.loss, em.constant(new Array<number>(lossInfo.dims.reduce((a, b) => a * b, 1)).fill(1), lossInfo.dtype, lossInfo.dims));
 
-  const active = activeNodes(graph, shapes, req.loss, req.wrt.map((w) => w.input));
   // Recomputed tensors: each group's forward names, and their recomputed names once emitted.
   const elements = (name: string): number => (shapes.get(name)?.dims ?? []).reduce((a, b) => a * b, 1);
+  const found = req.recompute === false ? [] : findRecomputeGroups(graph, elements, (req.recompute ?? RECOMPUTE_DEFAULTS).minRatio);
+  const chunked = chunkAttention(graph, shapes, found, opset, req.recompute === false ? Infinity : (req.recompute?.maxScoreBytes ?? CHUNK_DEFAULTS.maxScoreBytes));
+  const active = activeNodes(graph, shapes, req.loss, req.wrt.map((w) => w.input), chunked.stop);
   const activeSet = new Set(active.map((a) => a.node));
-  const groups = req.recompute === false ? [] : findRecomputeGroups(graph, elements, (req.recompute ?? RECOMPUTE_DEFAULTS).minRatio)
-    .filter((g) => g.nodes.every((n) => activeSet.has(n)));
+  const groups = chunked.groups.filter((g) => g.nodes.every((n) => activeSet.has(n)));
+  // Blocks of a chunked site: block i's backward starts once block i+1's is done (chunk-attention.ts).
+  const blockOf = new Map<NodeProto, { site: ChunkedSite; index: number; inside: Set<string>; done: string[][] }>();
+  for (const site of chunked.sites) {
+    const done = site.blocks.map(() => [] as string[]);
+    site.blocks.forEach((b, index) => {
+      const inside = new Set(b.group.nodes.flatMap((n) => n.output));
+      for (const n of [...b.group.nodes, b.entry]) blockOf.set(n, { site, index, inside, done });
+    });
+  }
   const groupOf = new Map<string, RecomputeGroup>();
   for (const g of groups) for (const n of g.nodes) for (const o of n.output) if (o) groupOf.set(o, g);
   const constants = new Set(graph.initializer.map((t) => t.name));
@@ -92,6 +105,12 @@ export function appendGradient(model: ModelProto, shapes: ShapeMap, req: Gradien
     const { node: forward, needs } = active[k] as { node: NodeProto; needs: boolean[] };
     const dY = forward.output.map((o) => (o ? takeGrad(o) : undefined));
     if (dY.every((g) => g === undefined) || !needs.some(Boolean)) continue;
+    const block = blockOf.get(forward);
+    const after = block && block.site.blocks[block.index]?.entry === forward ? block.done[block.index + 1] : undefined;
+    if (after && after.length > 0 && dY[0]) {
+      const maxima = after.map((g) => em.op('ReduceMax', [g], { dtype: em.info(g).dtype, dims: [] }, { keepdims: 0 }));
+      dY[0] = em.add(dY[0], em.mul(em.sum(maxima), em.scalar(0, em.info(dY[0]).dtype)));
+    }
     for (const name of [...forward.input, ...forward.output]) {
       const g = name ? groupOf.get(name) : undefined;
       if (!g || recomputed.has(g)) continue;
@@ -107,7 +126,11 @@ export function appendGradient(model: ModelProto, shapes: ShapeMap, req: Gradien
     const dX = rule({ node, em, opset, dY, needs });
     forward.input.forEach((name, i) => {
       const g = dX[i];
-      if (name && needs[i] && g) addGrad(name, g);
+      if (name && needs[i] && g) {
+        addGrad(name, g);
+        // What leaves block `index` (its inputs' gradients): the gate of the block before it.
+        if (block && !block.inside.has(name)) block.done[block.index]?.push(g);
+      }
     });
   }
 
