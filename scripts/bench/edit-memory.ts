@@ -1,4 +1,4 @@
-// `npm run bench edit-memory [-- --sizes 256,512 --configs before,after]`: peak memory of the UNet part of
+// `npm run bench edit-memory [-- --sizes 256,512 --configs before,after --arena on|off]`: peak memory of the UNet part of
 // an SD-1.5-shaped edit (860 M parameters, all-zero weights in a sparse file: the same bytes and
 // kernels), one child process per configuration and working size, so each max RSS is its own:
 //   before  four sessions, as edits ran until the roles model: the UNet (inversion), the cross-
@@ -34,12 +34,15 @@ const { values } = parseArgs({
     child: { type: 'string' },
     size: { type: 'string' },
     threads: { type: 'string', default: '2' },
+    /** `off`: onnxruntime's CPU memory arena disabled (freed tensors go back to the system). */
+    arena: { type: 'string', default: 'on' },
   },
 });
 
-interface ChildResult { openMs: number; runs: { role: string; ms: number; rssMiB: number }[]; maxRssMiB: number }
+interface ChildResult { openMs: number; openPeakMiB: number; runs: { role: string; ms: number; rssMiB: number; peakMiB: number }[]; maxRssMiB: number }
 
 const rssMiB = (): number => process.memoryUsage().rss / 2 ** 20;
+const peakMiB = (): number => process.resourceUsage().maxRSS / 1024;
 
 function feeds(latent: number, batch: number, extra: Record<string, ort.Tensor> = {}): Record<string, ort.Tensor> {
   const n = batch * 4 * latent * latent;
@@ -54,7 +57,7 @@ function feeds(latent: number, batch: number, extra: Record<string, ort.Tensor> 
 async function child(config: string, pixels: number, dir: string, threads: number): Promise<void> {
   const latent = pixels / 8;
   const prepared = await preparePipelineGraphs(dir, { height: pixels, width: pixels });
-  const options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1, logSeverityLevel: 3 };
+  const options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1, logSeverityLevel: 3, enableCpuMemArena: values.arena !== 'off' };
   const refs: Record<string, ort.Tensor> = {};
   for (const s of prepared.pair.manifest.sites) {
     refs[s.output.replace('attn_map_', 'attn_ref_')] = new ort.Tensor('float32', new Float32Array(s.heads * s.queries * s.tokens).fill(1 / s.tokens), [s.heads, s.queries, s.tokens]);
@@ -64,9 +67,10 @@ async function child(config: string, pixels: number, dir: string, threads: numbe
   const timed = async (role: string, fn: () => Promise<unknown>): Promise<void> => {
     const t = performance.now();
     await fn();
-    runs.push({ role, ms: performance.now() - t, rssMiB: rssMiB() });
+    runs.push({ role, ms: performance.now() - t, rssMiB: rssMiB(), peakMiB: peakMiB() });
   };
   let openMs = 0;
+  let openPeakMiB = 0;
   if (config === 'before') {
     const kept = join(dir, 'unet', `model.grad-kept.${latent}x${latent}.onnx`);
     if (!existsSync(kept)) {
@@ -79,6 +83,7 @@ async function child(config: string, pixels: number, dir: string, threads: numbe
     const grad = await open(kept);
     const pair = await open(prepared.pair.xattnPath);
     openMs = performance.now() - t0;
+    openPeakMiB = peakMiB();
     await timed('inversion', () => unet.run(feeds(latent, 1)));
     await timed('reference', () => single.run(feeds(latent, 1)));
     await timed('gradient', () => grad.run(feeds(latent, 2, refs)));
@@ -86,13 +91,14 @@ async function child(config: string, pixels: number, dir: string, threads: numbe
   } else {
     const session = await ort.InferenceSession.create(prepared.roles.path, options);
     openMs = performance.now() - t0;
+    openPeakMiB = peakMiB();
     const unet = unetRoles({ run: (_path, f) => session.run(f) }, prepared.roles);
     await timed('inversion', () => unet.single(feeds(latent, 1)));
     await timed('reference', () => unet.single(feeds(latent, 1)));
     await timed('gradient', () => unet.grad(feeds(latent, 2, refs)));
     await timed('edit', () => unet.pair(feeds(latent, 2)));
   }
-  const result: ChildResult = { openMs, runs, maxRssMiB: process.resourceUsage().maxRSS / 1024 };
+  const result: ChildResult = { openMs, openPeakMiB, runs, maxRssMiB: peakMiB() };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
@@ -108,14 +114,19 @@ async function main(): Promise<void> {
   const rows: string[] = [];
   for (const size of (values.sizes ?? '').split(',')) {
     for (const config of (values.configs ?? '').split(',')) {
-      const r = spawnSync(process.execPath, [process.argv[1] ?? '', '--child', config, '--size', size, '--dir', dir, '--threads', String(threads)], { encoding: 'utf8', maxBuffer: 1 << 22 });
+      const r = spawnSync(process.execPath, [process.argv[1] ?? '', '--child', config, '--size', size, '--dir', dir, '--threads', String(threads), '--arena', values.arena ?? 'on'], { encoding: 'utf8', maxBuffer: 1 << 22 });
       if (r.status !== 0) {
         rows.push(`| ${size}² | ${config} | failed: ${r.stderr.split('\n').filter((l) => /Error/.test(l)).slice(0, 2).join(' ')} |||||`);
         continue;
       }
       const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as ChildResult;
       const runs = out.runs.map((x) => `${x.role} ${(x.ms / 1000).toFixed(1)} s`).join(', ');
-      rows.push(`| ${size}² | ${config} | ${config === 'before' ? 4 : 1} | ${(out.maxRssMiB / 1024).toFixed(2)} | ${(out.maxRssMiB / weightsMiB).toFixed(2)} | ${(out.openMs / 1000).toFixed(0)} s | ${runs} |`);
+      // Peak so far after opening and after each role (max RSS only grows: a role that raises it holds the peak).
+      const peaks = [`open ${(out.openPeakMiB / 1024).toFixed(2)}`, ...out.runs.map((x) => `${x.role} ${(x.peakMiB / 1024).toFixed(2)}`)].join(', ');
+      const edit = out.runs.find((x) => x.role === 'edit');
+      const grad = out.runs.find((x) => x.role === 'gradient');
+      const ratio = edit && grad ? (grad.ms / edit.ms).toFixed(2) : '–';
+      rows.push(`| ${size}² | ${config} | ${config === 'before' ? 4 : 1} | ${(out.maxRssMiB / 1024).toFixed(2)} | ${(out.maxRssMiB / weightsMiB).toFixed(2)} | ${(out.openMs / 1000).toFixed(0)} s | ${runs} | ${ratio}× | ${peaks} |`);
       console.error(rows[rows.length - 1]);
     }
   }
@@ -123,10 +134,11 @@ async function main(): Promise<void> {
 
 Machine: ${machineLine()}. Command: \`npm run bench edit-memory -- --sizes ${values.sizes} --configs ${values.configs}\`.
 UNet weights: ${(weightsMiB / 1024).toFixed(2)} GiB (860 M parameters, float32). One child process per row; onnxruntime CPU
-provider, graph optimisation 'all', ${threads} intra-op threads; one edit step in the pipeline's order.
+provider, graph optimisation 'all', ${threads} intra-op threads, CPU memory arena ${values.arena}; one edit step in the pipeline's order.
+Gradient / forward: the gradient role's run() over the batch-2 forward's (edit ε). Peak GiB so far: max RSS after opening and after each role.
 
-| working size | configuration | UNet sessions | peak RSS GiB | peak / weights | sessions opened in | run() per role |
-|---|---|---:|---:|---:|---:|---|
+| working size | configuration | UNet sessions | peak RSS GiB | peak / weights | sessions opened in | run() per role | gradient / forward | peak GiB so far |
+|---|---|---:|---:|---:|---:|---|---:|---|
 ${rows.join('\n')}
 `);
 }

@@ -3,7 +3,9 @@
 // axis, O = P·V is exact row by row: the rows of O for a block of queries need only those rows of Q.
 // So the site becomes n blocks of queries, each computing its own S_i, P_i and O_i, and
 // O = Concat(O_i) along the query axis; its backward (P_i recomputed, softmax backward, the MatMul
-// products) then works on [.., q/n, k] blocks instead of [.., q, k] tensors. At a 512×512 working size
+// products) then works on [.., q/n, k] blocks instead of [.., q, k] tensors. A scalar scale of the
+// scores, (Q·Kᵀ)·c, becomes (Q·c)·Kᵀ in the blocks: one pass over the small Q instead of one over
+// the scores in the forward pass, the recomputation and the backward pass. At a 512×512 working size
 // the level-0 self-attention of SD 1.x has S, P, ∂L/∂P, ∂L/∂S of [2·8, 4096, 4096] float32, 1 GiB each.
 //
 // onnxruntime orders nodes by their data dependencies only, so blocks that do not depend on one
@@ -53,10 +55,13 @@ interface Site {
   readonly rowLeaves: string[];
   readonly pv: NodeProto;
   readonly q: number;
+  /** Score MatMuls whose only reader multiplies (or divides) them by a scalar constant, and that node. */
+  readonly scaleOf: Map<NodeProto, NodeProto>;
+  readonly folded: Set<NodeProto>;
 }
 
 /** The site of `group` if it has the shape described in the file header, else undefined. */
-function matchSite(group: RecomputeGroup, consumers: Map<string, NodeProto[]>, outputs: Set<string>, shapes: ShapeMap, opset: number): Site | undefined {
+function matchSite(group: RecomputeGroup, consumers: Map<string, NodeProto[]>, outputs: Set<string>, constants: Set<string>, shapes: ShapeMap, opset: number): Site | undefined {
   const softmax = group.nodes[group.nodes.length - 1] as NodeProto;
   const p = softmax.output[0] as string;
   const pd = shapes.get(p)?.dims ?? [];
@@ -91,7 +96,22 @@ function matchSite(group: RecomputeGroup, consumers: Map<string, NodeProto[]>, o
   const produced = new Set(group.nodes.filter((n) => rowNodes.has(n)).flatMap((n) => n.output));
   for (const r of rows) if (!produced.has(r) && !rowLeaves.includes(r)) rowLeaves.push(r);
   if (rowLeaves.length === 0) return undefined;
-  return { group, rowNodes, rowLeaves, pv, q };
+  const scaleOf = new Map<NodeProto, NodeProto>();
+  const folded = new Set<NodeProto>();
+  for (const node of group.nodes) {
+    const out = node.output[0] as string;
+    const readers = consumers.get(out) ?? [];
+    const scale = readers[0];
+    if (node.opType !== 'MatMul' || !rowNodes.has(node) || readers.length !== 1 || !scale || !rowNodes.has(scale)) continue;
+    const c = scale.input.find((i) => i !== out);
+    const ci = c === undefined ? undefined : shapes.get(c);
+    const scalar = c !== undefined && ci !== undefined && numel(ci.dims) === 1 && (constants.has(c) || ci.value !== undefined);
+    if (scalar && (scale.opType === 'Mul' || (scale.opType === 'Div' && scale.input[0] === out))) {
+      scaleOf.set(node, scale);
+      folded.add(scale);
+    }
+  }
+  return { group, rowNodes, rowLeaves, pv, q, scaleOf, folded };
 }
 
 /** Sizes of n near-equal blocks of q rows. */
@@ -111,6 +131,7 @@ export function chunkAttention(graph: GraphProto, shapes: ShapeMap, groups: read
   const consumers = new Map<string, NodeProto[]>();
   for (const n of graph.node) for (const i of n.input) if (i) consumers.set(i, [...(consumers.get(i) ?? []), n]);
   const outputs = new Set(graph.output.map((o) => o.name));
+  const constants = new Set(graph.initializer.map((t) => t.name));
   const em = new GraphEmitter(shapes, CHUNK_DEFAULTS.prefix, opset);
   const result: ChunkResult = { groups: [], sites: [], stop: new Set() };
   const replaced = new Map<NodeProto, NodeProto[]>();
@@ -119,7 +140,7 @@ export function chunkAttention(graph: GraphProto, shapes: ShapeMap, groups: read
     const softmax = group.nodes[group.nodes.length - 1] as NodeProto;
     const info = shapes.get(softmax.output[0] as string);
     const bytes = info ? numel(info.dims) * (BYTES_PER_ELEMENT[info.dtype] ?? 4) : 0;
-    const site = bytes > maxScoreBytes ? matchSite(group, consumers, outputs, shapes, opset) : undefined;
+    const site = bytes > maxScoreBytes ? matchSite(group, consumers, outputs, constants, shapes, opset) : undefined;
     const sizes = site ? blockSizes(site.q, Math.ceil(bytes / maxScoreBytes)) : [];
     if (!site || sizes.length < 2) {
       result.groups.push(group);
@@ -155,21 +176,35 @@ export function chunkAttention(graph: GraphProto, shapes: ShapeMap, groups: read
         leaves.add(gated);
       }
       const nodes: NodeProto[] = [];
-      for (const node of site.group.nodes) {
-        if (!site.rowNodes.has(node)) continue;
-        const out = node.output[0] as string;
-        const oi = em.info(out);
+      const copyOf = (node: NodeProto, inputs: string[], dims: readonly number[]): string => {
         const name = em.fresh(`${node.opType}_b${b}`);
-        shapes.set(name, { dtype: oi.dtype, dims: oi.dims.map((d, j) => (j === oi.dims.length - 2 ? rowsInBlock : d)) });
-        const inputs = node.input.map((i) => (i ? (renamed.get(i) ?? i) : i));
-        for (const i of inputs) if (i && !renamed.has(i) && ![...renamed.values()].includes(i)) leaves.add(i);
+        shapes.set(name, { dtype: em.info(node.output[0] as string).dtype, dims: [...dims] });
         const copy = makeNode(node.opType, inputs, [name], `${name}_node`, {});
         copy.attribute = node.attribute;
         copy.domain = node.domain;
         em.nodes.push(copy);
         nodes.push(copy);
-        renamed.set(out, name);
+        return name;
+      };
+      for (const node of site.group.nodes) {
+        if (!site.rowNodes.has(node) || site.folded.has(node)) continue;
+        const out = node.output[0] as string;
+        const oi = em.info(out);
+        const dims = oi.dims.map((d, j) => (j === oi.dims.length - 2 ? rowsInBlock : d));
+        const inputs = node.input.map((i) => (i ? (renamed.get(i) ?? i) : i));
+        const scale = site.scaleOf.get(node);
+        if (scale) {
+          // (Q_i·c)·Kᵀ for (Q_i·Kᵀ)·c: the scalar scales the small operand, not the block's scores.
+          const c = scale.input.find((i) => i !== out) as string;
+          const scaled = em.op(scale.opType, [inputs[0] as string, c], em.info(inputs[0] as string));
+          nodes.push(em.nodes[em.nodes.length - 1] as NodeProto);
+          renamed.set(scale.output[0] as string, copyOf(node, [scaled, inputs[1] as string], dims));
+          continue;
+        }
+        renamed.set(out, copyOf(node, inputs, dims));
       }
+      const made = new Set(nodes.flatMap((n) => n.output));
+      for (const n of nodes) for (const i of n.input) if (i && !made.has(i)) leaves.add(i);
       const ob = em.op('MatMul', [renamed.get(site.pv.input[0] as string) as string, site.pv.input[1] as string], { dtype: oInfo.dtype, dims: oInfo.dims.map((d, j) => (j === oInfo.dims.length - 2 ? rowsInBlock : d)) });
       blockOutputs.push(ob);
       blocks.push({ group: { nodes, leaves: [...leaves] }, entry: em.nodes[em.nodes.length - 1] as NodeProto });

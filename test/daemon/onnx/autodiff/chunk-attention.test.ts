@@ -49,6 +49,9 @@ describe('query-chunked attention in the gradient graph', () => {
     const blockSoftmax = g.node.filter((n) => n.opType === 'Softmax' && n.output[0]?.startsWith('chunk/'));
     const rows = blockSoftmax.map((n) => chunked.shapes.get(n.output[0] as string)?.dims.at(-2));
     expect(rows.filter((r) => r === 22).length).toBe(2 * (rows.filter((r) => r === 20).length));
+    // The scale of the scores moved to the queries: each block's Softmax reads its MatMul directly.
+    const producer = new Map(g.node.flatMap((n) => n.output.map((o) => [o, n] as const)));
+    expect(blockSoftmax.every((n) => producer.get(n.input[0] as string)?.opType === 'MatMul')).toBe(true);
     // Forward blocks after the first read gated queries (Add of a 0·max), and backward blocks too.
     expect(g.node.filter((n) => n.opType === 'ReduceMax' && n.name.startsWith('chunk/')).length).toBe(2 * rows.filter((r) => r === 20).length);
     expect(g.node.filter((n) => n.opType === 'ReduceMax' && n.name.startsWith('grad/')).length).toBeGreaterThan(blockSoftmax.length);
