@@ -1,5 +1,6 @@
-// Encodes the pipeline's pixels as PNG: results (RGB with the input's alpha re-attached), grayscale
-// attention masks, and the small step previews streamed during a job (docs/DESIGN.md §3 stage 7).
+// Encodes the pipeline's pixels as PNG: results (RGB with the input's alpha re-attached) and grayscale
+// attention masks (docs/DESIGN.md §3 stage 7). Step previews and the quick preview's first look go to
+// the client as raw RGBA preview frames instead (preview-pixels.ts).
 //
 // PNG compression is on the hot path of every job. Measured with sharp 0.35.5 (libpng + zlib-ng) on a
 // photo-like RGB image at the working size and upsampled to an input-sized result; mean ms per encode,
@@ -20,8 +21,8 @@
 // Photopea places an image in physical units since 2023-05 (maintainer, photopea/photopea#5612 and
 // #5622), so a 96 px result pasted into a 72-dpi document came out 272 px wide. Without pHYs, viewers
 // take the image at its pixel size.
-// Previews (the quick preview's result, step previews) are looked at once over the loopback: they ask
-// for level 0 unfiltered, which stored-png.ts writes as a copy plus checksums (≈1 ms at 512²), without pHYs either.
+// The quick preview's PNG result is looked at once over the loopback: it asks for level 0 unfiltered,
+// which stored-png.ts writes as a copy plus checksums (≈1 ms at 512²), without pHYs either.
 import sharp, { type Sharp } from 'sharp';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { ownBytes } from './bytes.js';
@@ -39,13 +40,8 @@ export const ENCODE_DEFAULTS = Object.freeze({
   compressionLevel: 2,
   /** See the table above: filters cost little time and save half the bytes on photos. */
   adaptiveFiltering: true,
-  /** Previews (the quick preview's result and step previews): uncompressed, see the header. */
+  /** The quick preview's PNG result: uncompressed, see the header. */
   preview: Object.freeze({ compressionLevel: 0, adaptiveFiltering: false }) as PngOptions,
-  /** Step previews: the long side at most this (never upscaled). */
-  previewMaxSide: 128,
-  /** A preview is at most 128·128·3 bytes of pixels plus one filter byte per row and zlib framing:
-   *  under 50 KB even at level 0, within the 64 KB the progress event allows. */
-  previewMaxBytes: 64 * 1024,
 });
 
 export interface RgbImage {
@@ -86,29 +82,6 @@ export async function encodeGrayPng(
   if (isStored(options)) return encodeStoredPng(width, height, 1, gray);
   // One raw channel must be marked b-w, or libvips writes it as RGB.
   return png(sharp(gray, { raw: { width, height, channels: 1 } }).toColourspace('b-w'), options);
-}
-
-/** A step preview: RGB downscaled (aspect kept) so the long side is at most 128 px, as PNG ≤ 64 KB
- *  (uncompressed unless `options` say otherwise). */
-export async function encodePreviewPng(
-  image: Omit<RgbImage, 'alpha'>,
-  options: Partial<PngOptions> = ENCODE_DEFAULTS.preview,
-): Promise<Uint8Array> {
-  const { width, height, rgb } = image;
-  checkPlane(rgb, width, height, 3, 'rgb');
-  const side = ENCODE_DEFAULTS.previewMaxSide;
-  const small = sharp(rgb, { raw: { width, height, channels: 3 } }).resize(side, side, { fit: 'inside', withoutEnlargement: true });
-  let out: Uint8Array;
-  if (isStored(options)) {
-    const { data, info } = await small.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-    out = encodeStoredPng(info.width, info.height, 3, data);
-  } else {
-    out = await png(small, options);
-  }
-  if (out.length > ENCODE_DEFAULTS.previewMaxBytes) {
-    throw new P2pzError('E_INTERNAL', `A step preview came out at ${out.length} bytes.`);
-  }
-  return out;
 }
 
 async function png(pipeline: Sharp, options: Partial<PngOptions>): Promise<Uint8Array> {

@@ -1,7 +1,7 @@
 // The contract between the job queue and whatever runs a job. The real implementation is the worker
 // supervisor (daemon/worker/supervisor.ts), which owns the onnxruntime worker process; tests of the
 // queue use a scripted fake. The queue runs one job at a time (one GPU).
-import type { Device, EditParams, Engine as EngineName, ErrorBody, JobDetails, JobKind, Stage } from '../../shared/protocol/index.js';
+import type { Device, EditParams, Engine as EngineName, ErrorBody, JobDetails, JobKind, PreviewPixels, Stage } from '../../shared/protocol/index.js';
 
 export interface EngineJob {
   readonly jobId: string;
@@ -18,8 +18,9 @@ export interface EngineProgress {
   readonly stage: Stage;
   readonly step: number;
   readonly total: number;
-  /** A small PNG step preview. */
-  readonly preview?: Uint8Array;
+  /** Preview pixels for a preview frame: a step preview, or the quick preview's image as soon as it
+   *  exists (before the job's PNG result). */
+  readonly frame?: PreviewPixels;
   /** Set by a team engine (daemon/team) when the job starts again after its GPU worker stopped or
    *  failed: the queue reports it as a `retrying` event instead of progress. */
   readonly retry?: { readonly attempt: number; readonly attempts: number };

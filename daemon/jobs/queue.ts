@@ -3,7 +3,7 @@
 // the ResultStore, and reports every job to its client as one event stream that ends in exactly one
 // terminal event: `finished`, `cancelled` or `error` (docs/SECURITY.md §R14). Finished jobs are remembered for a while,
 // then forgotten. Jobs belong to the client that submitted them; other clients cannot see them.
-import { JobOutcome, P2pzError, PROTOCOL_VERSION, ProgressEvent } from '../../shared/protocol/index.js';
+import { encodePreviewFrame, JobOutcome, P2pzError, PreviewFrameHeader, PROTOCOL_VERSION, ProgressEvent } from '../../shared/protocol/index.js';
 import type { Device, Provider } from '../../shared/protocol/index.js';
 import type {
   ErrorBody,
@@ -54,6 +54,13 @@ export type QueueOptions = Partial<QueueSettings> & {
 };
 
 export type JobListener = (event: JobEvent) => void;
+/** Receives a job's preview frames, encoded as they go on the wire (shared/protocol/preview-frame.ts). */
+export type FrameListener = (frame: Uint8Array, header: PreviewFrameHeader) => void;
+
+interface Subscriber {
+  readonly event: JobListener;
+  readonly frame: FrameListener | undefined;
+}
 
 /** A job's input: the bytes themselves (tests, the CLI), or a stored upload the job reads when it
  *  starts, so that a waiting job holds no image in memory (docs/SECURITY.md §Memory bound). */
@@ -103,7 +110,7 @@ export class JobQueue {
   private readonly waiting = new WaitingLine<Job>();
   /** Ended jobs in the order they ended, to forget them in that order. */
   private readonly ended: Job[] = [];
-  private readonly listeners = new Map<string, Set<JobListener>>();
+  private readonly listeners = new Map<string, Set<Subscriber>>();
   /** The jobs the engine is running, each with the promise that settles when its run has returned. */
   private readonly running = new Map<Job, Promise<void>>();
   /** Set by close(): no job is admitted or started any more. */
@@ -213,14 +220,17 @@ export class JobQueue {
     return active.length;
   }
 
-  /** Listens to the events of this client's jobs; returns the function that stops listening. */
-  subscribe(clientId: string, listener: JobListener): () => void {
+  /** Listens to the events of this client's jobs, and with `onFrame` to their preview frames (the
+   *  quick preview's image; step previews of jobs that asked for them); returns the function that stops
+   *  listening. */
+  subscribe(clientId: string, listener: JobListener, onFrame?: FrameListener): () => void {
     let set = this.listeners.get(clientId);
     if (!set) this.listeners.set(clientId, (set = new Set()));
-    set.add(listener);
+    const subscriber: Subscriber = { event: listener, frame: onFrame };
+    set.add(subscriber);
     const own = set;
     return () => {
-      own.delete(listener);
+      own.delete(subscriber);
       if (own.size === 0 && this.listeners.get(clientId) === own) this.listeners.delete(clientId);
     };
   }
@@ -422,8 +432,9 @@ export class JobQueue {
     await Promise.all(refs.map((ref) => this.results.delete(ref.id).catch(() => undefined)));
   }
 
-  /** Forwards engine progress while the job runs and is not cancelled; the step preview travels as a
-   *  PNG data URL when the client asked for previews and it fits the event's size limit. */
+  /** Forwards engine progress while the job runs and is not cancelled. Preview pixels go first, as a
+   *  preview frame: always the quick preview's image (role `result`), step previews when the client
+   *  asked for them; pixels the frame schema refuses (too large) are dropped, the event still goes. */
   private reportProgress(job: Job, progress: EngineProgress, signal: AbortSignal): void {
     if (signal.aborted || job.state !== 'running') return;
     if (progress.retry !== undefined) {
@@ -437,13 +448,29 @@ export class JobQueue {
       step: progress.step,
       total: progress.total,
     };
-    const preview =
-      job.request.stepPreviews && progress.preview
-        ? `data:image/png;base64,${Buffer.from(progress.preview).toString('base64')}`
-        : undefined;
-    const withPreview = preview === undefined ? undefined : ProgressEvent.safeParse({ ...event, preview });
-    const parsed = withPreview?.success ? withPreview : ProgressEvent.safeParse(event);
+    const frame = progress.frame;
+    if (frame !== undefined && (frame.role === 'result' || job.request.stepPreviews)) {
+      const { role, width, height, rgba } = frame;
+      const header = PreviewFrameHeader.safeParse({ ...event, type: 'preview-frame', role, width, height, format: 'rgba8' });
+      if (header.success && rgba.byteLength === width * height * 4) this.emitFrame(job, header.data, rgba);
+      else this.log.warn('job.frame-dropped', { jobId: job.jobId, width, height });
+    }
+    const parsed = ProgressEvent.safeParse(event);
     if (parsed.success) this.emit(job, parsed.data);
+  }
+
+  /** Sends a preview frame to the client's frame listeners, encoded once for all of them. */
+  private emitFrame(job: Job, header: PreviewFrameHeader, rgba: Uint8Array): void {
+    const subscribers = [...(this.listeners.get(job.clientId) ?? [])].filter((s) => s.frame !== undefined);
+    if (subscribers.length === 0) return;
+    const bytes = encodePreviewFrame(header, rgba);
+    for (const s of subscribers) {
+      try {
+        s.frame?.(bytes, header);
+      } catch (error) {
+        this.log.warn('job.listener-failed', { jobId: job.jobId, ...describeError(error) });
+      }
+    }
   }
 
   /** Sets a job's final state and sends its one terminal event. */
@@ -502,9 +529,9 @@ export class JobQueue {
   private emit(job: Job, event: JobEvent): void {
     const set = this.listeners.get(job.clientId);
     if (!set) return;
-    for (const listener of [...set]) {
+    for (const subscriber of [...set]) {
       try {
-        listener(event);
+        subscriber.event(event);
       } catch (error) {
         // A failing listener (e.g. a socket that just closed) must not stop the queue or other listeners.
         this.log.warn('job.listener-failed', { jobId: job.jobId, ...describeError(error) });

@@ -2,7 +2,7 @@
 // pairs): access to the models directory and its sessions, what a pipeline is given (sessions, cancel
 // signal, progress) and what it gives back (PNG outputs, engine, timings).
 import type { InferenceSession } from 'onnxruntime-node';
-import type { Engine, JobDetailsInput, Stage } from '../../shared/protocol/index.js';
+import type { Engine, JobDetailsInput, PreviewPixels, Stage } from '../../shared/protocol/index.js';
 
 /** Access to the models directory: every file is resolved (and contained, docs/SECURITY.md §R19) before it is read. */
 export interface ModelFiles {
@@ -22,8 +22,9 @@ export interface PipelineContext {
   readonly models: ModelSessions;
   /** Aborted on cancel; checked at every stage boundary. */
   readonly signal: AbortSignal;
-  /** `preview`: a small PNG of the current result (step previews), when the pipeline makes one. */
-  readonly progress: (stage: Stage, step: number, total: number, preview?: Uint8Array) => void;
+  /** `frame`: preview pixels for the client (shared/protocol/preview-frame.ts): a step preview, or the
+   *  quick preview's image as soon as it exists. */
+  readonly progress: (stage: Stage, step: number, total: number, frame?: PreviewPixels) => void;
 }
 
 export interface PipelineOutcome {

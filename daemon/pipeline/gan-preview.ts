@@ -2,16 +2,18 @@
 // image-to-image network trained on pix2pix-zero's own outputs for one direction. Stages:
 //   1. decode the upload (EXIF orientation, sRGB, alpha kept aside)
 //   2. resize to the generator's working size; x = rgb/127.5 − 1, NCHW [1,3,H,W]
-//   3. y = G(x), [1,3,H',W'] in [-1,1]
+//   3. y = G(x), [1,3,H',W'] in [-1,1]; its pixels go to the client at once as a preview frame (RGBA at
+//      H'×W', the input's alpha resized alongside; shared/protocol/preview-frame.ts), before any PNG work
 //   4. back to 8 bits, resized to exactly the input's width×height, alpha re-attached, PNG (uncompressed:
 //      a preview is looked at once, and compressing it cost more than the generator, image/encode.ts)
 // Input and output names, element types and fixed sizes are read from the session's metadata.
 import { Tensor } from 'onnxruntime-node';
 import type { InferenceSession } from 'onnxruntime-node';
-import { P2pzError } from '../../shared/protocol/index.js';
+import { fitsPreviewFrame, P2pzError } from '../../shared/protocol/index.js';
 import type { Engine, Stage } from '../../shared/protocol/index.js';
 import { decodeImage } from '../image/decode.js';
 import { ENCODE_DEFAULTS, encodePng } from '../image/encode.js';
+import { tensorToRgba } from '../image/preview-pixels.js';
 import { resizeAlpha, resizeRgb, rgbToTensor, tensorToRgb, workingSize } from '../image/tensor.js';
 import type { GanMeta } from '../models/gan-meta.js';
 import type { ModelFiles, PipelineContext, PipelineOutcome } from './context.js';
@@ -53,6 +55,12 @@ export async function runGanPreview(image: Uint8Array, generator: GanGenerator, 
     const result = await models.run(generator.modelPath, { [io.input]: x });
     return generatedImage(result[io.output]);
   });
+  if (fitsPreviewFrame('result', y.width, y.height)) {
+    await timed('frame', async () => {
+      const frameAlpha = alpha === null ? null : await resizeAlpha(alpha, width, height, y.width, y.height);
+      progress('generate', 1, 1, { role: 'result', width: y.width, height: y.height, rgba: tensorToRgba(y.data, y.width, y.height, frameAlpha) });
+    });
+  }
 
   // 4. Back to the input's size, alpha re-attached.
   progress('encode', 0, 1);

@@ -25,7 +25,8 @@ import type { EditParams, Engine, Provider, Stage } from '../../shared/protocol/
 import type { DeviceMemoryProbe } from '../models/device-memory.js';
 import { assertJobFits } from '../models/job-memory.js';
 import { decodeImage } from '../image/decode.js';
-import { encodeGrayPng, encodePng, encodePreviewPng } from '../image/encode.js';
+import { encodeGrayPng, encodePng } from '../image/encode.js';
+import { stepPreviewPixels } from '../image/preview-pixels.js';
 import { cropToContent, resizeAlpha, resizeRgb, rgbInFrame, rgbToTensor, tensorToRgb, workingFrame, type WorkingFrame } from '../image/tensor.js';
 import { mapName } from '../onnx/attention/cross-attention.js';
 import { preparePipelineGraphs } from '../onnx/prepare.js';
@@ -38,7 +39,7 @@ import { importedConceptMean } from './directions/concept-embeddings.js';
 import { sentenceBankPair, SENTENCE_BANK_DEFAULTS } from './directions/sentence-bank.js';
 import { DumpObserver } from './dump/dump-observer.js';
 import type { DumpSink } from './dump/dump-writer.js';
-import type { ModelSessions, PipelineOutcome } from './context.js';
+import type { ModelSessions, PipelineContext, PipelineOutcome } from './context.js';
 import { crossAttentionGuidance, type ReferenceMap } from './guidance.js';
 import { InversionCache, inversionKey } from './inversion-cache.js';
 import { invertDdim } from './inversion.js';
@@ -97,7 +98,7 @@ export interface DiffusionContext {
   /** The memory check of docs/SECURITY.md §R17; without it no job is refused for memory. */
   readonly memory?: DeviceMemoryContext;
   readonly signal: AbortSignal;
-  readonly progress: (stage: Stage, step: number, total: number, preview?: Uint8Array) => void;
+  readonly progress: PipelineContext['progress'];
   readonly inversionCache?: InversionCache;
   /** Folder of the edit-direction cache (none when absent). */
   readonly directionCacheDir?: string;
@@ -347,10 +348,8 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
     const step = sampler.step(epsHat, t, guided.x.subarray(0, latentLength));
     await observer.editStep(k, { z, grad: guided.grad, eps: eps2, loss: guided.loss });
     z = step.prevSample;
-    const preview = request.stepPreviews
-      ? await encodePreviewPng({ width: w, height: h, rgb: latentPreviewRgb(step.predOriginalSample, h, w) })
-      : undefined;
-    progress('edit', k + 1, timesteps.length, preview);
+    const frame = request.stepPreviews ? await stepPreviewPixels(latentPreviewRgb(step.predOriginalSample, h, w), w, h) : undefined;
+    progress('edit', k + 1, timesteps.length, frame);
   }
   timings.edit = performance.now() - editStart;
   await observer.edited(z);

@@ -5,7 +5,8 @@
 // admission), so that pages without a token cannot crowd out the plugin. Frames are small text
 // (no compression, 64 KiB at most: a larger frame closes with 1009); every message is parsed, and a
 // bad one (not JSON, unknown type, other version) gets a `protocol-error` event while the connection
-// stays. Connections per token are capped, dead peers are found by ping/pong, a revoked token's
+// stays. The daemon's own binary frames are preview frames (shared/protocol/preview-frame.ts), sent
+// only to the authenticated streams of the client whose job made them. Connections per token are capped, dead peers are found by ping/pong, a revoked token's
 // sockets are closed, and a peer that does not read its events is dropped rather than buffered.
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -16,6 +17,7 @@ import {
   EVENTS_SUBPROTOCOL,
   EVENTS_TOKEN_PROTOCOL_PREFIX,
   P2pzError,
+  PREVIEW_FRAME_MAX_BYTES,
   PROTOCOL_VERSION,
   WS_CLOSE_TOKEN_REVOKED,
   type HealthResponse,
@@ -57,9 +59,9 @@ export const WS_DEFAULTS: WsOptions = Object.freeze({
   maxConnectionsPerToken: 4,
   /** Ping interval; a peer that has not answered the previous ping is terminated. */
   heartbeatMs: 30_000,
-  /** A peer with more unsent bytes than this is not reading: it is terminated. Events are at most
-   *  ~100 KB (a progress event with its step preview), so this is ten of the largest. */
-  maxBufferedBytes: 1024 * 1024,
+  /** A peer with more unsent bytes than this is not reading: it is terminated. JSON events are a few
+   *  KB; this is one of the largest preview frames (4 MiB of pixels) and 1 MiB more. */
+  maxBufferedBytes: PREVIEW_FRAME_MAX_BYTES + 1024 * 1024,
   /** Sockets without a token that have not said hello yet, in all; beyond it the oldest waiting socket
    *  of the source holding the most is closed (1013) to make room (ws-admission.ts). */
   maxPendingConnections: 32,
@@ -153,9 +155,10 @@ export function attachEvents(server: Server, gate: Gate, ctx: ServiceContext, op
   });
   let closing = false;
 
-  const send = (peer: Peer, event: ServerEvent): void => {
+  const send = (peer: Peer, event: ServerEvent | Uint8Array): void => {
     if (peer.ws.readyState !== peer.ws.OPEN) return;
-    peer.ws.send(JSON.stringify(event));
+    if (event instanceof Uint8Array) peer.ws.send(event, { binary: true });
+    else peer.ws.send(JSON.stringify(event));
     if (peer.ws.bufferedAmount > o.maxBufferedBytes) {
       ctx.log.warn('ws.slow-peer-dropped', { tokenId: peer.principal?.tokenId });
       peer.ws.terminate();
@@ -184,12 +187,13 @@ export function attachEvents(server: Server, gate: Gate, ctx: ServiceContext, op
     peer.key = clientKey(principal, msg.clientId);
     abandoned.connected(peer.key);
     // Events of jobs that change while the welcome is prepared wait behind it.
-    const backlog: ServerEvent[] = [];
+    const backlog: (ServerEvent | Uint8Array)[] = [];
     let welcomed = false;
-    peer.unsubscribe = ctx.queue.subscribe(peer.key, (event) => {
+    const deliver = (event: ServerEvent | Uint8Array): void => {
       if (welcomed) send(peer, event);
       else backlog.push(event);
-    });
+    };
+    peer.unsubscribe = ctx.queue.subscribe(peer.key, deliver, deliver);
     let health: HealthResponse;
     try {
       health = await ctx.health();

@@ -4,7 +4,7 @@
 // per-token bounds, one event stream per client, exactly one terminal event, result storage); only
 // its concurrency is raised, so that BullMQ orders the jobs (previews first) and hands them out.
 //
-// What crosses where: job data, progress (with small step previews) and the result's description
+// What crosses where: job data, progress (with small step preview frames) and the result's description
 // travel through Redis; the input image and the output PNGs travel over the endpoint's HTTP routes
 // (server/routes/team.ts) under a worker token, held here only while the job runs. Outputs a worker
 // puts are kept per role and overwritten by a later attempt, and are handed to the JobQueue (which
@@ -214,9 +214,12 @@ export class TeamEngine implements JobEngine, TeamExchange {
     const entry = this.active.get(id);
     const parsed = TeamProgress.safeParse(data);
     if (entry === undefined || entry.cancelled || !parsed.success) return;
-    const { stage, step, total, preview, device } = parsed.data;
+    const { stage, step, total, frame, device } = parsed.data;
     if (device !== undefined) this.device = device;
-    entry.onProgress(preview === undefined ? { stage, step, total } : { stage, step, total, preview: Buffer.from(preview, 'base64') });
+    const rgba = frame === undefined ? undefined : new Uint8Array(Buffer.from(frame.rgba, 'base64'));
+    // A frame whose pixels do not match its size is dropped; the progress still counts.
+    const pixels = frame === undefined || rgba?.byteLength !== frame.width * frame.height * 4 ? undefined : { role: 'step' as const, width: frame.width, height: frame.height, rgba };
+    entry.onProgress(pixels === undefined ? { stage, step, total } : { stage, step, total, frame: pixels });
   }
 
   private onCompleted(id: string, value: unknown): void {

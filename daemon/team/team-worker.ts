@@ -90,7 +90,8 @@ export function startTeamWorker(options: TeamWorkerOptions): RunningTeamWorker {
             stage: p.stage,
             step: p.step,
             total: p.total,
-            ...(p.preview === undefined ? {} : { preview: Buffer.from(p.preview).toString('base64') }),
+            // Step frames only: the quick preview's frame is too large for Redis (TeamProgress).
+            ...(p.frame?.role === 'step' ? { frame: { width: p.frame.width, height: p.frame.height, rgba: Buffer.from(p.frame.rgba).toString('base64') } } : {}),
             ...(device === undefined ? {} : { device }),
           };
           job.updateProgress(progress).catch((err: unknown) => log.debug('team.progress-failed', describeError(err)));

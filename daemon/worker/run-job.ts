@@ -11,7 +11,7 @@
 // Both diffusion pipelines check the job's memory against the device up front (docs/SECURITY.md §R17, `memory`).
 import { join } from 'node:path';
 import { JobDetails, P2pzError, PROTOCOL_VERSION } from '../../shared/protocol/index.js';
-import type { Stage, WorkerMessage, WorkerRunMessage } from '../../shared/protocol/index.js';
+import type { PreviewPixels, Stage, WorkerMessage, WorkerRunMessage } from '../../shared/protocol/index.js';
 import { describeError } from '../log.js';
 import type { Logger } from '../log.js';
 import type { ModelSessions, PipelineOutcome } from '../pipeline/context.js';
@@ -45,8 +45,8 @@ function pipelineFor(message: WorkerRunMessage, ctx: JobContext): Promise<Pipeli
   const pipelineCtx: DiffusionContext = {
     models: ctx.models,
     signal: ctx.signal,
-    progress: (stage: Stage, step: number, total: number, preview?: Uint8Array) =>
-      ctx.send({ v: PROTOCOL_VERSION, type: 'progress', jobId: message.jobId, stage, step, total, ...(preview ? { preview } : {}) }),
+    progress: (stage: Stage, step: number, total: number, frame?: PreviewPixels) =>
+      ctx.send({ v: PROTOCOL_VERSION, type: 'progress', jobId: message.jobId, stage, step, total, ...(frame ? { frame } : {}) }),
     inversionCache: ctx.inversionCache,
     ...(ctx.memory === undefined ? {} : { memory: ctx.memory }),
     ...(message.cacheDir === undefined ? {} : { directionCacheDir: join(message.cacheDir, RUN_JOB_DEFAULTS.directionCache) }),

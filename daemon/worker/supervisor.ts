@@ -289,8 +289,8 @@ export class WorkerSupervisor implements JobEngine {
     switch (msg.type) {
       case 'progress':
         if (!running.cancelRequested) {
-          const { stage, step, total, preview } = msg;
-          running.onProgress(preview === undefined ? { stage, step, total } : { stage, step, total, preview });
+          const { stage, step, total, frame } = msg;
+          running.onProgress(frame === undefined ? { stage, step, total } : { stage, step, total, frame });
         }
         return;
       case 'done':

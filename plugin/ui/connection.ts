@@ -3,7 +3,7 @@
 // client, the token and the event stream, and routes each job's events to whoever submitted the job.
 // It touches no DOM: what it decides goes to a ConnectionListener (the panel's view), so that it can
 // be driven by a fake client in tests.
-import { formatPairingCode, normalizePairingCode, P2pzError, PROTOCOL_VERSION, type HealthResponse, type JobEvent, type JobKind, type ServerEvent } from '../../shared/protocol/index.js';
+import { formatPairingCode, normalizePairingCode, P2pzError, PROTOCOL_VERSION, type HealthResponse, type JobEvent, type JobKind, type PreviewFrame, type ServerEvent } from '../../shared/protocol/index.js';
 import { DaemonUnreachable, type DaemonClient, type EventStream } from './daemon-client.js';
 import { endpointPort } from './endpoint.js';
 import { NOT_A_PAIRING_CODE, problemFor, type LocalNetworkPermission, type Problem } from './problems.js';
@@ -45,7 +45,7 @@ export interface ConnectionOptions {
   readonly retryMs?: number;
 }
 
-type JobWatcher = { readonly kind: JobKind; readonly onEvent: (event: JobEvent) => void };
+type JobWatcher = { readonly kind: JobKind; readonly onEvent: (event: JobEvent) => void; readonly onFrame: ((frame: PreviewFrame) => void) | undefined };
 
 export class Connection {
   private client_: DaemonApi | null = null;
@@ -179,10 +179,10 @@ export class Connection {
     this.options.listener.problem(reason, false);
   }
 
-  /** Routes job `jobId`'s events to `onEvent` until the returned function is called. A lost stream
-   *  reaches it as an E_SHUTTING_DOWN error event. */
-  watch(jobId: string, kind: JobKind, onEvent: (event: JobEvent) => void): () => void {
-    const watcher = { kind, onEvent };
+  /** Routes job `jobId`'s events to `onEvent`, and its preview frames to `onFrame`, until the returned
+   *  function is called. A lost stream reaches it as an E_SHUTTING_DOWN error event. */
+  watch(jobId: string, kind: JobKind, onEvent: (event: JobEvent) => void, onFrame?: (frame: PreviewFrame) => void): () => void {
+    const watcher = { kind, onEvent, onFrame };
     this.watchers.set(jobId, watcher);
     return () => {
       if (this.watchers.get(jobId) === watcher) this.watchers.delete(jobId);
@@ -206,6 +206,11 @@ export class Connection {
       onEvent: (event) => {
         if (this.stream === stream) this.onEvent(event);
       },
+      onFrame: (frame) => {
+        if (this.stream === stream) this.watchers.get(frame.header.jobId)?.onFrame?.(frame);
+      },
+      // The job's finished result still arrives: a refused frame only costs the early look.
+      onFrameRefused: (error) => console.warn(`p2pz: ${error.code}: ${error.message}`),
       onClose: (code) => {
         if (this.stream === stream) this.onStreamClosed(code);
       },

@@ -2,10 +2,13 @@
 // answer is parsed by its protocol schema; error answers become P2pzError (code, message, hint); a
 // daemon that cannot be reached at all becomes DaemonUnreachable, which the panel explains
 // (not running, or the browser's local-network permission). The token travels only in the
-// Authorization header and in the WebSocket's first message, never in a URL.
+// Authorization header and in the WebSocket's first message, never in a URL. Binary messages on the
+// event stream are preview frames (shared/protocol/preview-frame.ts), decoded here; one that is not
+// well formed is refused with E_BAD_FRAME and never drawn.
 import type { z } from 'zod';
 import {
   CLIENT_HEADER,
+  decodePreviewFrame,
   EVENTS_SUBPROTOCOL,
   EVENTS_TOKEN_PROTOCOL_PREFIX,
   ErrorResponse,
@@ -19,6 +22,7 @@ import {
   type ClientMessage,
   type JobRequestInput,
   type JobState,
+  type PreviewFrame,
 } from '../../shared/protocol/index.js';
 
 export const CLIENT_DEFAULTS = Object.freeze({
@@ -45,6 +49,10 @@ export interface EventStream {
 
 export interface EventHandlers {
   onEvent(event: ServerEvent): void;
+  /** A preview frame (the quick preview's image, or a step preview). */
+  onFrame?(frame: PreviewFrame): void;
+  /** A binary message that is not a well-formed preview frame (E_BAD_FRAME): dropped. */
+  onFrameRefused?(error: P2pzError): void;
   /** The stream closed (daemon stopped, token revoked, network); `code` is the WebSocket close code. */
   onClose(code: number): void;
 }
@@ -136,11 +144,24 @@ export class DaemonClient {
     // The token as a second subprotocol puts the socket in the daemon's reserve until its hello
     // (docs/SECURITY.md §Event-stream admission); the daemon selects only EVENTS_SUBPROTOCOL.
     const ws = new WebSocket(this.eventsUrl, [EVENTS_SUBPROTOCOL, `${EVENTS_TOKEN_PROTOCOL_PREFIX}${token}`]);
+    // Frames arrive as one ArrayBuffer each, read without a copy (a Blob would need an async read).
+    ws.binaryType = 'arraybuffer';
     const send = (message: ClientMessage): void => {
       if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message));
     };
     ws.addEventListener('open', () => send({ v: PROTOCOL_VERSION, type: 'hello', token, clientId: this.clientId }));
     ws.addEventListener('message', (message: MessageEvent) => {
+      if (message.data instanceof ArrayBuffer) {
+        let frame: PreviewFrame;
+        try {
+          frame = decodePreviewFrame(new Uint8Array(message.data));
+        } catch (err) {
+          handlers.onFrameRefused?.(err instanceof P2pzError ? err : new P2pzError('E_BAD_FRAME'));
+          return;
+        }
+        handlers.onFrame?.(frame);
+        return;
+      }
       if (typeof message.data !== 'string') return;
       let json: unknown;
       try {

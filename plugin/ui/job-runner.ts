@@ -3,7 +3,7 @@
 // submits one job per layer and follows its events through the Connection, fetches the results, and
 // cancels. Several layers run one after the other as a batch; a cancelled batch keeps the layers that
 // finished. It touches no DOM: it reports to a JobRunnerListener, so a fake client can drive it in tests.
-import { P2pzError, type EditJobKind, type EditParams, type ImageBytes, type JobEvent, type JobOutcome, type LayerEdit, type Stage } from '../../shared/protocol/index.js';
+import { P2pzError, type EditJobKind, type EditParams, type ImageBytes, type JobEvent, type JobOutcome, type LayerEdit, type PreviewFrame, type Stage } from '../../shared/protocol/index.js';
 import { randomId } from './daemon-client.js';
 import type { Connection, DaemonApi } from './connection.js';
 import type { PanelHost, PanelResult } from './host.js';
@@ -40,8 +40,9 @@ export interface JobRunnerListener {
   /** A job began (buttons, cleared problem). */
   started(kind: EditJobKind): void;
   progress(progress: JobProgress): void;
-  /** A step preview (a data: URL) arrived. */
-  stepPreview(url: string): void;
+  /** A preview frame arrived: a render's step preview (role `step`), or a quick preview's image
+   *  (role `result`) ahead of its PNG result; `finished` are the batch's layers finished before it. */
+  previewFrame(frame: PreviewFrame, finished: readonly PanelResult[]): void;
   /** Results to show: the batch's finished layers so far with the last outcome, or (outcome null)
    *  the previous results again after a cancel that finished nothing. */
   results(entries: readonly PanelResult[], outcome: JobOutcome | null): void;
@@ -104,12 +105,12 @@ export class JobRunner {
         let imageId = await this.upload(client, image);
         let terminal: Terminal;
         try {
-          terminal = await this.runOne(client, job, { kind, imageId, edit }, batch);
+          terminal = await this.runOne(client, job, { kind, imageId, edit }, batch, fresh);
         } catch (err) {
           // Uploads expire (and a restarted daemon forgets them): upload once more and resubmit.
           if (!(err instanceof P2pzError) || err.code !== 'E_NOT_FOUND') throw err;
           imageId = await this.upload(client, image, true);
-          terminal = await this.runOne(client, job, { kind, imageId, edit }, batch);
+          terminal = await this.runOne(client, job, { kind, imageId, edit }, batch, fresh);
         }
         if (terminal.type === 'cancelled') break;
         fresh.push(await fetchResult(client, image, edit, kind, terminal.outcome));
@@ -158,7 +159,7 @@ export class JobRunner {
   }
 
   /** Submits one job and waits for its terminal event; progress is reported on the way. */
-  private async runOne(client: DaemonApi, job: RunningJob, request: { kind: EditJobKind; imageId: string; edit: EditParams }, batch: BatchPosition): Promise<Terminal> {
+  private async runOne(client: DaemonApi, job: RunningJob, request: { kind: EditJobKind; imageId: string; edit: EditParams }, batch: BatchPosition, finished: readonly PanelResult[]): Promise<Terminal> {
     const jobId = randomId('job');
     job.jobId = jobId;
     let unwatch = (): void => undefined;
@@ -177,7 +178,6 @@ export class JobRunner {
             return;
           case 'progress':
             this.listener.progress({ phase: 'stage', batch, stage: event.stage, step: event.step, total: event.total, ...estimate.update(event.stage, event.step, event.total) });
-            if (event.preview !== undefined) this.listener.stepPreview(event.preview);
             return;
           case 'finished':
             resolve({ type: 'finished', outcome: event.outcome });
@@ -189,7 +189,7 @@ export class JobRunner {
             reject(P2pzError.fromBody(event.error));
             return;
         }
-      });
+      }, (frame) => this.listener.previewFrame(frame, finished));
     });
     try {
       await client.submitJob({ jobId, kind: request.kind, imageId: request.imageId, edit: request.edit, stepPreviews: request.kind === 'render' });

@@ -65,7 +65,10 @@ export class Panel {
         this.updateButtons();
       },
       progress: (p) => view.progress(p),
-      stepPreview: (url) => view.stepPreview(url),
+      previewFrame: (frame, finished) => {
+        if (frame.header.role === 'step') view.stepFrame(frame);
+        else view.resultFrame(finished.filter((r) => this.current(r)), frame);
+      },
       results: (entries, outcome) => this.showResults(entries, outcome),
       cancelled: (kept) => view.caption(kept > 0 ? 'Cancelled: the finished layers are kept.' : 'Cancelled.', true),
       failed: (problem) => view.jobProblem(problem),

@@ -1,7 +1,7 @@
 // The panel's DOM: its elements, looked up once, and a thin view that shows what the connection, the
 // form and the job runner decide, in the panel's words. The only state here is what is on screen.
 import { deviceWords, durationWords, estimateRender, PROVIDER_NAMES, skippedWords } from '../../shared/protocol/index.js';
-import type { Device, Engine, HealthResponse, JobOutcome, SelectionItem, Stage } from '../../shared/protocol/index.js';
+import type { Device, Engine, HealthResponse, JobOutcome, PreviewFrame, SelectionItem, Stage } from '../../shared/protocol/index.js';
 import type { ConnectionState } from './connection.js';
 import type { PanelResult } from './host.js';
 import type { BatchPosition, JobProgress } from './job-runner.js';
@@ -54,7 +54,7 @@ export function panelElements(doc: Document = document) {
     progressStep: e('progress-step', HTMLElement),
     progressBar: e('progress-bar', HTMLProgressElement),
     progressNote: e('progress-note', HTMLElement),
-    stepPreview: e('step-preview', HTMLImageElement),
+    stepPreview: e('step-preview', HTMLCanvasElement),
     jobProblem: e('job-problem', HTMLElement),
     jobProblemTitle: e('job-problem-title', HTMLElement),
     jobProblemHint: e('job-problem-hint', HTMLElement),
@@ -205,6 +205,20 @@ export function selectionWords(items: readonly SelectionItem[], problem: string 
   return `${it.name} · ${Math.round(it.width)}×${Math.round(it.height)} · ${how}`;
 }
 
+/** Draws a frame's RGBA pixels 1:1 on `canvas` (resized to the frame); false when the canvas has no
+ *  2D context. */
+function drawFrame(canvas: HTMLCanvasElement, frame: PreviewFrame): boolean {
+  const { width, height } = frame.header;
+  canvas.width = width;
+  canvas.height = height;
+  const ctx = canvas.getContext('2d');
+  if (ctx === null) return false;
+  // A view of the message's own ArrayBuffer (a WebSocket message is never a SharedArrayBuffer): no copy.
+  const pixels = new Uint8ClampedArray(frame.rgba.buffer as ArrayBuffer, frame.rgba.byteOffset, frame.rgba.byteLength);
+  ctx.putImageData(new ImageData(pixels, width, height), 0, 0);
+  return true;
+}
+
 /** The panel on screen. */
 export class PanelView {
   constructor(readonly ui: PanelElements) {}
@@ -281,9 +295,22 @@ export class PanelView {
     u.progressNote.textContent = words.note ?? '';
   }
 
-  stepPreview(url: string): void {
-    this.ui.stepPreview.src = url;
-    this.ui.stepPreview.hidden = false;
+  /** A render's step preview: its pixels on the progress area's canvas. */
+  stepFrame(frame: PreviewFrame): void {
+    if (drawFrame(this.ui.stepPreview, frame)) this.ui.stepPreview.hidden = false;
+  }
+
+  /** A quick preview's image as soon as its frame arrives: after the batch's `entries` shown so far,
+   *  on a canvas, until the job's PNG result replaces it (results()). */
+  resultFrame(entries: readonly PanelResult[], frame: PreviewFrame): void {
+    this.results(entries);
+    const canvas = this.ui.resultImages.ownerDocument.createElement('canvas');
+    canvas.className = 'preview-frame';
+    canvas.dataset['jobId'] = frame.header.jobId;
+    if (!drawFrame(canvas, frame)) return;
+    this.ui.resultImages.append(canvas);
+    this.ui.resultImages.classList.toggle('single', entries.length === 0);
+    this.ui.result.hidden = false;
   }
 
   hideProgress(): void {

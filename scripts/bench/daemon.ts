@@ -1,8 +1,10 @@
 // `npm run bench daemon [-- --runs N]`: what the service adds to a preview job. A 512×512 PNG goes the
-// whole way (upload, sniff, queue, worker IPC, decode, run, encode, store, WebSocket event, download)
-// through a real daemon on 127.0.0.1 with the generated image-to-image generator installed as the
-// cat → dog GAN preview, against calling the same model's onnxruntime session directly with the same
-// session options. Reported as medians, their ratio and the absolute overhead.
+// whole way (upload, sniff, queue, worker IPC, decode, run, preview frame over the WebSocket, decoded
+// by the plugin's decoder; then encode, store, `finished` event, download of the PNG) through a real
+// daemon on 127.0.0.1 with the generated image-to-image generator installed as the cat → dog GAN
+// preview, against calling the same model's onnxruntime session directly with the same session
+// options. Reported as medians, their ratio and the absolute overhead, to the frame (what the designer
+// waits for) and to the downloaded PNG (what Apply places).
 import { writeTinyImg2Img } from '../../daemon/onnx/tiny/img2img.js';
 import { pairedCells, pairedTimes, phaseTimings, photoLikePng, stageTimings, WARMUP_RUNS, withPreviewDaemon } from './lib/preview-service.js';
 import { machineLine } from './machine.js';
@@ -13,7 +15,8 @@ const SIZE = 512;
 async function measure(channels: number, png: Uint8Array): Promise<string> {
   return withPreviewDaemon(SIZE, (path) => writeTinyImg2Img(path, { seed: 1, channels }), async (daemon) => {
     const times = await pairedTimes(daemon.generatorPath, SIZE, daemon, png, runs);
-    return `| ${channels} | ${pairedCells(times, 1)} | ${phaseTimings(times)} | ${stageTimings(times.outcome)} |`;
+    const toPng = pairedCells(times, 1).split(' | ');
+    return `| ${channels} | ${pairedCells(times, 1, 'frame')} | ${toPng[1]} | ${toPng[3]} | ${phaseTimings(times)} | ${stageTimings(times.outcome)} |`;
   });
 }
 
@@ -25,7 +28,7 @@ console.log(`## daemon: service overhead on a 512×512 preview
 Machine: ${machineLine()}. Command: \`npm run bench daemon -- --runs ${runs}\` (medians of ${runs} runs after ${WARMUP_RUNS} warm-ups,
 direct and service runs alternating; overhead = median of the per-round differences).
 
-| generator channels | session.run() ms | HTTP+WS round trip ms | ratio of medians | overhead ms | client phases (ms, medians) | worker stages (ms, last run) |
-|---|---|---|---|---|---|---|
+| generator channels | session.run() ms | to the preview frame ms | ratio of medians | overhead ms | to the downloaded PNG ms | its overhead ms | client phases (ms, medians) | worker stages (ms, last run) |
+|---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 `);

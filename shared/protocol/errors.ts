@@ -13,6 +13,8 @@ export const ERRORS = {
   E_BAD_REQUEST: { status: 400, message: 'The request is not valid.', hint: 'Check the values named in the message and try again.' },
   E_PROTOCOL_VERSION: { status: 400, message: 'The plugin and the p2pz daemon speak different protocol versions.', hint: 'Update the plugin and the daemon to the same p2pz version.' },
   E_UNKNOWN_MESSAGE: { status: 400, message: 'The daemon does not know this message type.', hint: 'Update the plugin and the daemon to the same p2pz version.' },
+  // A binary event-stream message that is not a well-formed preview frame (preview-frame.ts).
+  E_BAD_FRAME: { status: 502, message: 'A preview image from the p2pz daemon could not be read.', hint: 'Update the plugin and the daemon to the same p2pz version; the finished result still arrives.' },
   E_UNAUTHORIZED: { status: 401, message: 'This plugin is not paired with the p2pz daemon.', hint: 'Enter the pairing code the daemon prints (or run `p2pz pair`).' },
   E_PAIRING_INVALID: { status: 401, message: 'That pairing code is wrong or has expired.', hint: 'Type the 8-character code the daemon printed (like 7K3Q-MXR9) within 5 minutes, or run `p2pz pair` for a fresh one.' },
   E_PAIRING_RATE_LIMITED: { status: 429, message: 'Too many wrong pairing codes came from here.', hint: 'The right code still works: type the code the daemon printed exactly (like 7K3Q-MXR9), or run `p2pz pair` for a fresh one.' },

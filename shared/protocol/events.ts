@@ -1,5 +1,6 @@
 // The WebSocket: one stream of job events per client. The token never goes in the URL: the first
-// message is `hello` with the token; until it is accepted every other message is refused.
+// message is `hello` with the token; until it is accepted every other message is refused. These are
+// the text frames (JSON); preview pixels travel as binary frames (preview-frame.ts).
 import { z } from 'zod';
 import { Version } from './version.js';
 import { ErrorBody } from './errors.js';
@@ -24,8 +25,6 @@ export const ProgressEvent = z.object({
   stage: Stage,
   step: z.number().int().nonnegative(),
   total: z.number().int().positive(),
-  /** A small step preview as a PNG data URL (at most ~64 KB). */
-  preview: z.string().startsWith('data:image/png;base64,').max(100_000).optional(),
 });
 /** A team endpoint's note that a job is being run again after its GPU worker stopped or failed
  *  (daemon/team): the job keeps its id and ends with exactly one terminal event as always. */

@@ -9,6 +9,7 @@ export * from './durations.js';
 export * from './http.js';
 export * from './pairing-code.js';
 export * from './events.js';
+export * from './preview-frame.js';
 export * from './ipc.js';
 export * from './plugin.js';
 export * from './team.js';

@@ -7,6 +7,7 @@ import { ErrorBody } from './errors.js';
 import { Engine, Id, JobDetails, JobKind, Stage, Timings } from './jobs.js';
 import { EditParams } from './edit.js';
 import { Device } from './device.js';
+import { PreviewPixels } from './preview-frame.js';
 
 // `z.custom`, not `z.instanceof`: the latter types the bytes as `Uint8Array<ArrayBuffer>`, which a
 // Buffer or a view of any ArrayBufferLike (what callers hold) is not.
@@ -44,7 +45,8 @@ export const WorkerProgressMessage = z.object({
   stage: Stage,
   step: z.number().int().nonnegative(),
   total: z.number().int().positive(),
-  preview: Bytes.optional(),
+  /** Preview pixels for a preview frame (preview-frame.ts): the quick preview's image, or a step preview. */
+  frame: PreviewPixels.optional(),
 });
 export const WorkerOutput = z.object({
   role: z.enum(['image', 'mask']),

@@ -8,6 +8,7 @@ import { ErrorBody } from './errors.js';
 import { Engine, JobDetails, JobKind, Stage, Timings } from './jobs.js';
 import { EditParams } from './edit.js';
 import { Device } from './device.js';
+import { PREVIEW_FRAME_LIMITS } from './preview-frame.js';
 
 /** BullMQ job data: everything a worker needs but the image, which it fetches from the endpoint. */
 export const TeamJobData = z.object({
@@ -23,13 +24,23 @@ export const TeamJobData = z.object({
 });
 export type TeamJobData = z.infer<typeof TeamJobData>;
 
-/** BullMQ job progress: a stage and step, with an optional small PNG step preview in base64. */
+const StepSide = z.number().int().positive().max(PREVIEW_FRAME_LIMITS.maxStepSide);
+
+/** BullMQ job progress: a stage and step, with an optional step preview (RGBA pixels in base64, at most
+ *  128² of them: 87 KB). The quick preview's full-size frame does not travel through Redis: a team's
+ *  client gets the preview from the job's PNG result. */
 export const TeamProgress = z.object({
   v: Version,
   stage: Stage,
   step: z.number().int().nonnegative(),
   total: z.number().int().positive(),
-  preview: z.string().max(100_000).optional(),
+  frame: z
+    .object({
+      width: StepSide,
+      height: StepSide,
+      rgba: z.string().max(Math.ceil((PREVIEW_FRAME_LIMITS.maxStepSide ** 2 * 4) / 3) * 4),
+    })
+    .optional(),
   /** The worker's device, so the endpoint can report where the job runs. */
   device: Device.optional(),
 });

@@ -2,7 +2,8 @@
 // onnxruntime, a generated image-to-image generator installed as the cat → dog GAN preview, a
 // non-square RGBA PNG uploaded over HTTP, the job's events over the WebSocket, and the result
 // downloaded. The pixels are checked against an independent computation: the same ONNX model run
-// directly in this process on the decoded input.
+// directly in this process on the decoded input. Before the PNG, the preview frame (a binary
+// WebSocket message, decoded by the plugin's own decoder) carries exactly the generator's pixels.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -10,6 +11,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENT_HEADER, ImageUploadResponse, JobResponse, PROTOCOL_VERSION, ServerEvent } from '../../shared/protocol/index.js';
 import type { RunningDaemon } from '../../daemon/daemon.js';
+import { SESSION_DEFAULTS } from '../../daemon/worker/sessions.js';
 import { EventClient, send } from '../daemon/server/helpers.js';
 import { startTinyDaemon, type TinyDaemon } from '../fixtures/tiny-models.js';
 
@@ -54,6 +56,9 @@ describe('a preview job over HTTP + WebSocket with the real worker', () => {
     await events.next((e) => e.type === 'welcome', 20_000);
 
     const { png, rgba } = await inputPng();
+    // Binary messages that are not well-formed frames are refused with E_BAD_FRAME (the plugin's rule);
+    // none may arrive here.
+    expect(events.refusedFrames).toEqual([]);
     const upload = await send(daemon, { method: 'POST', path: '/v1/images', headers: { ...auth, 'content-type': 'image/png' }, body: png });
     expect(upload.status).toBe(201);
     const image = ImageUploadResponse.parse(upload.json);
@@ -85,8 +90,8 @@ describe('a preview job over HTTP + WebSocket with the real worker', () => {
     const out = await sharp(download.bytes).raw().toBuffer({ resolveWithObject: true });
     expect([out.info.width, out.info.height, out.info.channels]).toEqual([W, H, 4]);
 
-    // Independent computation: the same model, run here on the same pixels.
-    const session = await ort.InferenceSession.create(join(tiny.models, 'gan/cat-dog/generator.onnx'), { executionProviders: ['cpu'] });
+    // Independent computation: the same model, run here on the same pixels (the worker's session options).
+    const session = await ort.InferenceSession.create(join(tiny.models, 'gan/cat-dog/generator.onnx'), { executionProviders: ['cpu'], graphOptimizationLevel: SESSION_DEFAULTS.graphOptimizationLevel });
     const x = new Float32Array(3 * W * H);
     for (let c = 0; c < 3; c++) for (let p = 0; p < W * H; p++) x[c * W * H + p] = (rgba[p * 4 + c] as number) / 127.5 - 1;
     const y = (await session.run({ [session.inputNames[0] as string]: new ort.Tensor('float32', x, [1, 3, H, W]) }))[session.outputNames[0] as string];
@@ -103,6 +108,25 @@ describe('a preview job over HTTP + WebSocket with the real worker', () => {
     await session.release();
     // Rounding of x·127.5+127.5 at exact .5 boundaries may differ by one level, never more.
     expect(maxDiff).toBeLessThanOrEqual(1);
+
+    // The preview frame: one, for this job, holding byte for byte the generator's
+    // output (round((y+1)·127.5) clamped, as the protocol states) with the input's alpha.
+    const frames = events.frames.filter((f) => f.header.jobId === 'e2e_job_000001');
+    expect(frames.map((f) => f.header)).toEqual([
+      { v: PROTOCOL_VERSION, type: 'preview-frame', jobId: 'e2e_job_000001', kind: 'preview', role: 'result', stage: 'generate', step: 1, total: 1, width: W, height: H, format: 'rgba8' },
+    ]);
+    expect(events.refusedFrames).toEqual([]);
+    const expected = Buffer.alloc(W * H * 4);
+    for (let p = 0; p < W * H; p++) {
+      for (let c = 0; c < 3; c++) {
+        const v = ((yData[c * W * H + p] as number) + 1) * 127.5;
+        expected[p * 4 + c] = v > 0 ? (v < 255 ? Math.round(v) : 255) : 0;
+      }
+      expected[p * 4 + 3] = rgba[p * 4 + 3] as number;
+    }
+    const frame = frames[0]?.rgba ?? new Uint8Array();
+    expect(frame.length).toBe(expected.length);
+    expect(Buffer.compare(Buffer.from(frame), expected)).toBe(0);
     expect(alphaExact).toBe(true);
     // The generator changed the image (a no-op would pass the size checks too).
     expect(Buffer.compare(out.data, rgba)).not.toBe(0);

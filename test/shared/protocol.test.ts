@@ -118,7 +118,7 @@ describe('WebSocket messages', () => {
     { ...base, type: 'queued', position: 2 },
     { ...base, type: 'retrying', attempt: 2, attempts: 5 },
     { ...base, type: 'started' },
-    { ...base, type: 'progress', stage: 'edit', step: 3, total: 50, preview: 'data:image/png;base64,AAAA' },
+    { ...base, type: 'progress', stage: 'edit', step: 3, total: 50 },
     { ...base, type: 'finished', outcome },
     { ...base, type: 'cancelled' },
     { ...base, type: 'error', error: { code: 'E_WORKER_CRASHED', message: 'm', hint: 'h' } },
@@ -149,7 +149,7 @@ describe('worker IPC', () => {
 
   const worker = [
     { v, type: 'ready', device: { provider: 'cpu', reason: 'forced' }, pid: 12 },
-    { v, type: 'progress', jobId: id, stage: 'generate', step: 1, total: 1, preview: png },
+    { v, type: 'progress', jobId: id, stage: 'generate', step: 1, total: 1, frame: { role: 'result', width: 2, height: 1, rgba: new Uint8Array(8).fill(7) } },
     { v, type: 'done', jobId: id, outputs: [{ role: 'image', png, width: 3, height: 2 }], engine: 'gan', timings: { generate: 1 } },
     { v, type: 'cancelled', jobId: id },
     { v, type: 'failed', jobId: id, error: { code: 'E_DEVICE_OOM', message: 'm', hint: 'h' } },

@@ -1,6 +1,7 @@
 // Shared by the preview benchmarks (daemon.ts, preview.ts): a photo-like test PNG, the generator's own
 // onnxruntime run() time with the worker's session options, and the full service round trip of a
-// preview job (upload, queue, worker IPC, decode, run, encode, store, WebSocket event, download)
+// preview job (upload, queue, worker IPC, decode, run, preview frame over the WebSocket; then encode,
+// store, `finished` event, download)
 // through a real daemon on 127.0.0.1 in a temporary home with one generator installed as cat → dog.
 // The two are measured in alternation, so that a shared machine's changing load hits both alike.
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -10,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import WebSocket from 'ws';
-import { PROTOCOL_VERSION, ImageUploadResponse, JobResponse, ServerEvent, type JobOutcome } from '../../../shared/protocol/index.js';
+import { decodePreviewFrame, PROTOCOL_VERSION, ImageUploadResponse, JobResponse, ServerEvent, type JobOutcome } from '../../../shared/protocol/index.js';
 import { startDaemon } from '../../../daemon/daemon.js';
 import { SESSION_DEFAULTS } from '../../../daemon/worker/sessions.js';
 import { median } from '../machine.js';
@@ -53,19 +54,36 @@ export async function openDirect(modelPath: string, size: number): Promise<{ run
 
 let jobCount = 0;
 
-/** A client of the daemon's preview jobs: `roundTrip()` times one job from upload to downloaded result. */
-/** Client-side phases of one round trip, milliseconds: upload answered, job accepted, `finished`
- *  received, result downloaded. */
-export interface RoundTripPhases { readonly upload: number; readonly submit: number; readonly run: number; readonly download: number }
+/** Client-side phases of one round trip, milliseconds: upload answered, job accepted, the quick
+ *  preview's frame received and decoded (from the job's acceptance; 0 when it came first), `finished`
+ *  received (after the frame), result PNG downloaded. */
+export interface RoundTripPhases { readonly upload: number; readonly submit: number; readonly frame: number; readonly finished: number; readonly download: number }
 
-export async function openService(url: string, token: string, png: Uint8Array): Promise<{ roundTrip(): Promise<{ ms: number; outcome: JobOutcome; phases: RoundTripPhases }>; close(): void }> {
+export interface RoundTrip {
+  /** Milliseconds from the upload's start to the downloaded PNG result. */
+  readonly ms: number;
+  /** Milliseconds from the upload's start to the quick preview's frame, decoded; undefined when no
+   *  frame came (a team endpoint: frames do not travel through Redis). */
+  readonly frameMs: number | undefined;
+  readonly outcome: JobOutcome;
+  readonly phases: RoundTripPhases;
+}
+
+/** A client of the daemon's preview jobs: `roundTrip()` times one job from upload to the preview frame
+ *  (decoded by the plugin's own decoder) and on to the downloaded result. */
+export async function openService(url: string, token: string, png: Uint8Array): Promise<{ roundTrip(): Promise<RoundTrip>; close(): void }> {
   const auth = { authorization: `Bearer ${token}`, 'x-p2pz-client': CLIENT };
   const ws = new WebSocket(`${url.replace('http', 'ws')}/v1/events`);
   await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
-  const waiting = new Map<string, { resolve: (outcome: JobOutcome) => void; reject: (err: Error) => void }>();
+  const waiting = new Map<string, { frame: (at: number) => void; resolve: (outcome: JobOutcome) => void; reject: (err: Error) => void }>();
   let welcomed: () => void = () => {};
   const welcome = new Promise<void>((resolve) => { welcomed = resolve; });
-  ws.on('message', (data) => {
+  ws.on('message', (data, isBinary) => {
+    if (isBinary) {
+      const frame = decodePreviewFrame(data instanceof Buffer ? data : Buffer.concat(data as Buffer[]));
+      if (frame.header.role === 'result') waiting.get(frame.header.jobId)?.frame(performance.now());
+      return;
+    }
     const event = ServerEvent.parse(JSON.parse(String(data)));
     if (event.type === 'welcome') welcomed();
     if (event.type === 'finished') waiting.get(event.jobId)?.resolve(event.outcome);
@@ -83,7 +101,8 @@ export async function openService(url: string, token: string, png: Uint8Array): 
       const { imageId } = ImageUploadResponse.parse(await upload.json());
       const t1 = performance.now();
       const jobId = `bench_job_${(jobCount++).toString().padStart(4, '0')}`;
-      const done = new Promise<JobOutcome>((resolve, reject) => waiting.set(jobId, { resolve, reject }));
+      let frameAt: number | undefined;
+      const done = new Promise<JobOutcome>((resolve, reject) => waiting.set(jobId, { frame: (at) => { frameAt = at; }, resolve, reject }));
       const submit = await fetch(`${url}/v1/jobs`, {
         method: 'POST',
         headers: { ...auth, 'content-type': 'application/json' },
@@ -93,13 +112,20 @@ export async function openService(url: string, token: string, png: Uint8Array): 
       const t2 = performance.now();
       const outcome = await done;
       const t3 = performance.now();
+      waiting.delete(jobId);
       const result = outcome.results[0];
       if (!result) throw new Error('no result');
       const download = await fetch(`${url}/v1/results/${result.id}`, { headers: auth });
       const bytes = new Uint8Array(await download.arrayBuffer());
       if (bytes.length < 1000) throw new Error('result too small');
       const t4 = performance.now();
-      return { ms: t4 - t0, outcome, phases: { upload: t1 - t0, submit: t2 - t1, run: t3 - t2, download: t4 - t3 } };
+      const frameDone = frameAt ?? t3;
+      return {
+        ms: t4 - t0,
+        frameMs: frameAt === undefined ? undefined : frameAt - t0,
+        outcome,
+        phases: { upload: t1 - t0, submit: t2 - t1, frame: Math.max(0, frameDone - t2), finished: t3 - Math.max(t2, frameDone), download: t4 - t3 },
+      };
     },
     close: () => ws.close(),
   };
@@ -108,7 +134,9 @@ export async function openService(url: string, token: string, png: Uint8Array): 
 export interface PairedTimes {
   /** run() milliseconds. */
   readonly direct: number[];
-  /** Round-trip milliseconds. */
+  /** Milliseconds to the quick preview's frame (what the designer waits for). */
+  readonly frame: number[];
+  /** Milliseconds to the downloaded PNG result. */
   readonly service: number[];
   /** The last job's outcome. */
   readonly outcome: JobOutcome;
@@ -121,6 +149,7 @@ export interface PairedTimes {
 export async function pairedTimes(generatorPath: string, size: number, daemon: { url: string; token: string }, png: Uint8Array, runs: number): Promise<PairedTimes> {
   const direct = await openDirect(generatorPath, size);
   const directMs: number[] = [];
+  const frameMs: number[] = [];
   const serviceMs: number[] = [];
   let outcome: JobOutcome | undefined;
   const phases: RoundTripPhases[] = [];
@@ -132,9 +161,11 @@ export async function pairedTimes(generatorPath: string, size: number, daemon: {
       const service = await openService(daemon.url, daemon.token, png);
       try {
         const s = await service.roundTrip();
+        if (s.frameMs === undefined) throw new Error('no preview frame arrived');
         outcome = s.outcome;
         if (i >= WARMUP_RUNS) {
           directMs.push(d);
+          frameMs.push(s.frameMs);
           serviceMs.push(s.ms);
           phases.push(s.phases);
         }
@@ -146,21 +177,22 @@ export async function pairedTimes(generatorPath: string, size: number, daemon: {
     await direct.close();
   }
   if (!outcome) throw new Error('no runs');
-  return { direct: directMs, service: serviceMs, outcome, phases };
+  return { direct: directMs, frame: frameMs, service: serviceMs, outcome, phases };
 }
 
 /** "| run() | round trip | ratio | overhead |" cells: medians, their ratio, and the median of the
  *  per-round differences (less sensitive to load drift than the difference of medians). */
-export function pairedCells(t: PairedTimes, digits: number): string {
+export function pairedCells(t: PairedTimes, digits: number, until: 'frame' | 'service' = 'service'): string {
   const d = median(t.direct);
-  const s = median(t.service);
-  const overhead = median(t.service.map((v, i) => v - (t.direct[i] as number)));
+  const times = t[until];
+  const s = median(times);
+  const overhead = median(times.map((v, i) => v - (t.direct[i] as number)));
   return `${d.toFixed(digits)} | ${s.toFixed(digits)} | ${(s / d).toFixed(2)} | ${overhead.toFixed(digits)}`;
 }
 
-/** Medians of the client-side phases ("upload 3.1, submit 1.2, run 40.3, download 2.0"). */
+/** Medians of the client-side phases ("upload 3.1, submit 1.2, frame 40.3, finished 2.0, download 2.0"). */
 export function phaseTimings(t: PairedTimes): string {
-  const keys: (keyof RoundTripPhases)[] = ['upload', 'submit', 'run', 'download'];
+  const keys: (keyof RoundTripPhases)[] = ['upload', 'submit', 'frame', 'finished', 'download'];
   return keys.map((k) => `${k} ${median(t.phases.map((p) => p[k])).toFixed(1)}`).join(', ');
 }
 

@@ -3,7 +3,7 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { decodeImage } from '../../../daemon/image/decode.js';
-import { ENCODE_DEFAULTS, encodeGrayPng, encodePng, encodePreviewPng } from '../../../daemon/image/encode.js';
+import { ENCODE_DEFAULTS, encodeGrayPng, encodePng } from '../../../daemon/image/encode.js';
 import { sniffImage } from '../../../daemon/image/sniff.js';
 import { noise, photoLike } from './fixtures.js';
 
@@ -31,7 +31,6 @@ describe('encodePng', () => {
       await encodePng({ width: W, height: H, rgb }),
       await encodePng({ width: W, height: H, rgb, alpha }),
       await encodeGrayPng(W, H, alpha),
-      await encodePreviewPng({ width: W, height: H, rgb }),
     ]) {
       expect(chunkTypes(png)).not.toContain('pHYs');
       expect(chunkTypes(png)[0]).toBe('IHDR');
@@ -98,29 +97,5 @@ describe('encodeGrayPng', () => {
     const raw = await sharp(png).toColourspace('b-w').raw().toBuffer({ resolveWithObject: true });
     expect(raw.info.channels).toBe(1);
     expect(new Uint8Array(raw.data)).toEqual(gray);
-  });
-});
-
-describe('encodePreviewPng', () => {
-  it('downscales to a 128 px long side, keeping the aspect', async () => {
-    const png = await encodePreviewPng({ width: 512, height: 320, rgb: photoLike(512, 320) });
-    expect(sniffImage(png)).toMatchObject({ width: 128, height: 80 });
-    const tall = await encodePreviewPng({ width: 320, height: 512, rgb: photoLike(320, 512) });
-    expect(sniffImage(tall)).toMatchObject({ width: 80, height: 128 });
-  });
-
-  it('never enlarges a small image', async () => {
-    const png = await encodePreviewPng({ width: 50, height: 30, rgb: noise(50 * 30 * 3, 24) });
-    expect(sniffImage(png)).toMatchObject({ width: 50, height: 30 });
-  });
-
-  it('stays within 64 KB even for incompressible noise at every level', async () => {
-    const rgb = noise(512 * 512 * 3, 25);
-    for (const compressionLevel of [0, 1, 2, 9]) {
-      const png = await encodePreviewPng({ width: 512, height: 512, rgb }, { compressionLevel });
-      expect(png.length).toBeLessThanOrEqual(64 * 1024);
-      // As a data URL it fits the progress event's 100 000-character limit.
-      expect(`data:image/png;base64,${Buffer.from(png).toString('base64')}`.length).toBeLessThan(100_000);
-    }
   });
 });

@@ -1,12 +1,12 @@
 // The uncompressed PNG writer of previews: libvips/libpng (through sharp, which checks every chunk's
 // CRC) and our own decoder read back exactly the pixels written, in all three colour types; the
 // zlib stream inflates (node:zlib, an independent implementation) to the rows behind filter byte 0;
-// and encodePng / encodePreviewPng use it for the preview settings.
+// and encodePng uses it for the preview settings.
 import sharp from 'sharp';
 import { inflateSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { decodeImage } from '../../../daemon/image/decode.js';
-import { ENCODE_DEFAULTS, encodePng, encodePreviewPng } from '../../../daemon/image/encode.js';
+import { ENCODE_DEFAULTS, encodePng } from '../../../daemon/image/encode.js';
 import { sniffImage } from '../../../daemon/image/sniff.js';
 import { encodeStoredPng } from '../../../daemon/image/stored-png.js';
 import { noise, photoLike } from './fixtures.js';
@@ -87,12 +87,5 @@ describe('the preview settings', () => {
     const back = await decodeImage(png);
     expect(back.rgb).toEqual(rgb);
     expect(back.alpha).toEqual(alpha);
-  });
-
-  it('are the step previews’ default, within the 64 KB a progress event allows', async () => {
-    const png = await encodePreviewPng({ width: 512, height: 512, rgb: noise(512 * 512 * 3, 8) });
-    expect(sniffImage(png)).toMatchObject({ width: 128, height: 128 });
-    expect(png.length).toBeLessThanOrEqual(ENCODE_DEFAULTS.previewMaxBytes);
-    expect(png.length).toBeGreaterThan(128 * 128 * 3);
   });
 });

@@ -10,8 +10,8 @@ import { JobQueue, QUEUE_DEFAULTS } from '../../../daemon/jobs/queue.js';
 import type { QueueOptions } from '../../../daemon/jobs/queue.js';
 import { ResultStore } from '../../../daemon/jobs/results.js';
 import type { EngineOutput, EngineResult } from '../../../daemon/jobs/engine.js';
-import { JobRequest, JobState, P2pzError, ServerEvent } from '../../../shared/protocol/index.js';
-import type { JobEvent, JobKind, JobRequestInput } from '../../../shared/protocol/index.js';
+import { decodePreviewFrame, JobRequest, JobState, P2pzError, PROTOCOL_VERSION, ServerEvent } from '../../../shared/protocol/index.js';
+import type { JobEvent, JobKind, JobRequestInput, PreviewFrame } from '../../../shared/protocol/index.js';
 import { createLogger } from '../../../daemon/log.js';
 import { ScriptedEngine } from './scripted-engine.js';
 
@@ -37,6 +37,7 @@ let engine: ScriptedEngine;
 let queue: JobQueue;
 let clock: number;
 let seen: Seen[];
+let frames: { clientId: string; frame: PreviewFrame }[];
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'p2pz-queue-'));
@@ -44,6 +45,7 @@ beforeEach(async () => {
   engine = new ScriptedEngine();
   clock = 1_000_000;
   seen = [];
+  frames = [];
   queue = makeQueue();
   listen(ALICE);
   listen(BOB);
@@ -69,7 +71,16 @@ function makeQueue(options: QueueOptions = {}): JobQueue {
 }
 
 function listen(clientId: string, target: JobQueue = queue): () => void {
-  return target.subscribe(clientId, (event) => seen.push({ clientId, event }));
+  return target.subscribe(
+    clientId,
+    (event) => seen.push({ clientId, event }),
+    (bytes) => frames.push({ clientId, frame: decodePreviewFrame(bytes) }),
+  );
+}
+
+/** Opaque RGBA pixels, w×h, with a pattern. */
+function rgba(w: number, h: number): Uint8Array {
+  return Uint8Array.from({ length: w * h * 4 }, (_, i) => (i % 4 === 3 ? 255 : (i * 29) & 255));
 }
 
 function request(kind: JobKind, jobId?: string, extra: Partial<JobRequestInput> = {}): JobRequest {
@@ -205,7 +216,7 @@ describe('order and one job at a time', () => {
     runA.resolve(done());
     await untilRunning('render-B');
     const runB = engine.runOf('render-B');
-    runB.progress({ stage: 'inversion', step: 3, total: 50, preview: IMAGE_PNG });
+    runB.progress({ stage: 'inversion', step: 3, total: 50, frame: { role: 'step', width: 2, height: 3, rgba: rgba(2, 3) } });
     runB.progress({ stage: 'edit', step: 50, total: 50 });
     clock = 13_500;
     runB.resolve(done());
@@ -214,10 +225,11 @@ describe('order and one job at a time', () => {
     expect(typesOf('render-B')).toEqual(['queued', 'started', 'progress', 'progress', 'finished']);
     const progress = eventsOf('render-B').filter((e) => e.type === 'progress');
     expect(progress[0]).toMatchObject({ stage: 'inversion', step: 3, total: 50 });
-    expect(progress[0]?.type === 'progress' && progress[0].preview).toBe(
-      `data:image/png;base64,${Buffer.from(IMAGE_PNG).toString('base64')}`,
-    );
-    expect(progress[1]).not.toHaveProperty('preview');
+    // The step preview went to Alice alone, as one binary frame with exactly the engine's pixels.
+    expect(frames.map((f) => [f.clientId, f.frame.header])).toEqual([
+      [ALICE, { v: PROTOCOL_VERSION, type: 'preview-frame', jobId: 'render-B', kind: 'render', role: 'step', stage: 'inversion', step: 3, total: 50, width: 2, height: 3, format: 'rgba8' }],
+    ]);
+    expect(frames[0]?.frame.rgba).toEqual(rgba(2, 3));
 
     if (terminal.type !== 'finished') throw new Error(`expected finished, got ${terminal.type}`);
     const { outcome } = terminal;
@@ -250,23 +262,35 @@ describe('order and one job at a time', () => {
 });
 
 describe('progress', () => {
-  it('drops step previews the client did not ask for and previews too large for an event', async () => {
+  it('drops step frames the client did not ask for and frames over the limits; the events still go', async () => {
     queue.submit(ALICE, request('render', 'no-previews'), IMAGE);
     await untilRunning('no-previews');
-    engine.runOf('no-previews').progress({ stage: 'edit', step: 1, total: 2, preview: IMAGE_PNG });
+    engine.runOf('no-previews').progress({ stage: 'edit', step: 1, total: 2, frame: { role: 'step', width: 2, height: 2, rgba: rgba(2, 2) } });
     engine.runOf('no-previews').resolve(done());
     queue.submit(ALICE, request('render', 'huge-preview', { stepPreviews: true }), IMAGE);
     await untilRunning('huge-preview');
-    engine.runOf('huge-preview').progress({ stage: 'edit', step: 1, total: 2, preview: new Uint8Array(80_000) });
+    // Past the engine's own check: a step frame larger than a thumbnail, pixels that do not match.
+    engine.runOf('huge-preview').progress({ stage: 'edit', step: 1, total: 2, frame: { role: 'step', width: 200, height: 2, rgba: rgba(200, 2) } });
+    engine.runOf('huge-preview').progress({ stage: 'edit', step: 2, total: 2, frame: { role: 'step', width: 2, height: 2, rgba: rgba(2, 1) } });
     engine.runOf('huge-preview').resolve(done());
     await untilTerminal('huge-preview');
 
-    for (const jobId of ['no-previews', 'huge-preview']) {
-      const progress = eventsOf(jobId).filter((e) => e.type === 'progress');
-      expect(progress).toHaveLength(1);
-      expect(progress[0]).toMatchObject({ stage: 'edit', step: 1, total: 2 });
-      expect(progress[0]).not.toHaveProperty('preview');
-    }
+    expect(frames).toEqual([]);
+    expect(eventsOf('no-previews').filter((e) => e.type === 'progress')).toHaveLength(1);
+    expect(eventsOf('huge-preview').filter((e) => e.type === 'progress').map((e) => e.type === 'progress' && e.step)).toEqual([1, 2]);
+  });
+
+  it("sends the quick preview's result frame whether or not step previews were asked for, before its progress event", async () => {
+    queue.submit(ALICE, request('preview', 'quick-one'), IMAGE);
+    await untilRunning('quick-one');
+    const order: string[] = [];
+    queue.subscribe(ALICE, (event) => order.push(event.type), (_bytes, header) => order.push(`frame ${header.role}`));
+    engine.runOf('quick-one').progress({ stage: 'generate', step: 1, total: 1, frame: { role: 'result', width: 5, height: 4, rgba: rgba(5, 4) } });
+    engine.runOf('quick-one').resolve(done());
+    await untilTerminal('quick-one');
+    expect(order).toEqual(['frame result', 'progress', 'finished']);
+    expect(frames.map((f) => [f.clientId, f.frame.header.role, f.frame.header.width, f.frame.header.height])).toEqual([[ALICE, 'result', 5, 4]]);
+    expect(frames[0]?.frame.rgba).toEqual(rgba(5, 4));
   });
 
   it('forwards no progress after a cancel', async () => {

@@ -106,9 +106,10 @@ describe('render job through the daemon', () => {
     expect(outcome.engine).toBe('diffusion-preview');
     const image = outcome.results.find((r) => r.role === 'image')!;
     expect([image.width, image.height]).toEqual([W, H]);
-    const previews = events.events.filter((e) => e['jobId'] === jobId && e['type'] === 'progress' && e['stage'] === 'edit' && typeof e['preview'] === 'string');
-    expect(previews).toHaveLength(3);
-    expect(String(previews[0]!['preview'])).toMatch(/^data:image\/png;base64,/);
+    // Step previews as binary frames, one per edit step; no result frame (that is the GAN's).
+    const frames = events.frames.filter((f) => f.header.jobId === jobId);
+    expect(frames.map((f) => [f.header.role, f.header.stage, f.header.step, f.header.width, f.header.height])).toEqual([1, 2, 3].map((step) => ['step', 'edit', step, 8, 8]));
+    expect(events.refusedFrames).toEqual([]);
   });
 
   it('a cancel during the edit: exactly one `cancelled`, no vae-decode after it, no result', async () => {

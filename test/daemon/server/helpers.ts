@@ -6,7 +6,7 @@ import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
-import { PROTOCOL_VERSION } from '../../../shared/protocol/index.js';
+import { decodePreviewFrame, PROTOCOL_VERSION, type PreviewFrame, type PreviewPixels } from '../../../shared/protocol/index.js';
 import type { EngineHealth, EngineJob, EngineProgress, EngineResult, JobEngine } from '../../../daemon/jobs/engine.js';
 import { startDaemon, type DaemonOptions, type RunningDaemon } from '../../../daemon/daemon.js';
 import { silentLogger } from '../../../daemon/log.js';
@@ -31,12 +31,14 @@ export function pngHeader(width: number, height: number): Buffer {
 /** Runs every job as scripted: `mode: 'done'` finishes at once, `'hold'` runs until aborted. */
 export class FakeEngine implements JobEngine {
   mode: 'done' | 'hold' = 'done';
+  /** Preview pixels sent with the first progress (as the GAN preview sends its image). */
+  frame: PreviewPixels | undefined;
   readonly jobs: EngineJob[] = [];
   closed = false;
 
   async run(job: EngineJob, onProgress: (p: EngineProgress) => void, signal: AbortSignal): Promise<EngineResult> {
     this.jobs.push(job);
-    onProgress({ stage: 'generate', step: 1, total: 2 });
+    onProgress(this.frame === undefined ? { stage: 'generate', step: 1, total: 2 } : { stage: 'generate', step: 1, total: 2, frame: this.frame });
     if (this.mode === 'hold') {
       await new Promise<void>((resolve) => {
         if (signal.aborted) resolve();
@@ -148,6 +150,10 @@ export function codeOf(reply: Reply): string | undefined {
 /** A WebSocket client that records every event and the close code. */
 export class EventClient {
   readonly events: Array<Record<string, unknown>> = [];
+  /** Binary messages, decoded as the plugin decodes them (shared/protocol/preview-frame.ts). */
+  readonly frames: PreviewFrame[] = [];
+  /** Binary messages that were not well-formed frames: the decoder's error. */
+  readonly refusedFrames: unknown[] = [];
   closeCode: number | undefined;
   readonly opened: Promise<void>;
   readonly closed: Promise<number>;
@@ -168,8 +174,16 @@ export class EventClient {
       });
     });
     ws.on('error', () => undefined);
-    ws.on('message', (data) => {
-      this.events.push(JSON.parse(String(data)) as Record<string, unknown>);
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) {
+        try {
+          this.frames.push(decodePreviewFrame(Array.isArray(data) ? Buffer.concat(data) : new Uint8Array(data as ArrayBuffer)));
+        } catch (err) {
+          this.refusedFrames.push(err);
+        }
+      } else {
+        this.events.push(JSON.parse(String(data)) as Record<string, unknown>);
+      }
       this.wake();
     });
   }

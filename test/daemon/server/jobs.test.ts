@@ -100,6 +100,31 @@ describe('a job from upload to result', () => {
     expect((await send(t.daemon, { method: 'DELETE', path: '/v1/jobs/job-private-01', token: t.cliToken })).status).toBe(404);
   });
 
+  it("a quick preview's frame goes as one binary message to the submitting client's streams only", async () => {
+    const rgba = Uint8Array.from({ length: 3 * 2 * 4 }, (_, i) => (i * 53) & 255);
+    t.engine.frame = { role: 'result', width: 3, height: 2, rgba };
+    try {
+      const mine = await connectClient('client-frames-1');
+      const mineToo = await connectClient('client-frames-1');
+      const otherClient = await connectClient('client-frames-2');
+      const otherToken = await connectClient('client-frames-1', t.cliToken);
+      const { imageId } = ImageUploadResponse.parse((await upload()).json);
+      const headers = { [CLIENT_HEADER]: 'client-frames-1' };
+      await send(t.daemon, { method: 'POST', path: '/v1/jobs', token: t.token, json: jobBody(imageId, { jobId: 'job-frames-01' }), headers });
+      for (const events of [mine, mineToo]) {
+        await events.next((e) => e['type'] === 'finished' && e['jobId'] === 'job-frames-01');
+        expect(events.frames.map((f) => [f.header.jobId, f.header.role, f.header.width, f.header.height])).toEqual([['job-frames-01', 'result', 3, 2]]);
+        expect(events.frames[0]?.rgba).toEqual(rgba);
+        expect(events.refusedFrames).toEqual([]);
+      }
+      await send(t.daemon, { path: '/v1/health' });
+      for (const events of [otherClient, otherToken]) expect(events.frames).toEqual([]);
+      for (const events of [mine, mineToo, otherClient, otherToken]) events.ws.close();
+    } finally {
+      t.engine.frame = undefined;
+    }
+  });
+
   it('a malformed client id header → 400', async () => {
     const reply = await send(t.daemon, { path: '/v1/jobs/job-private-01', token: t.token, headers: { [CLIENT_HEADER]: '../x' } });
     expect(reply.status).toBe(400);

@@ -2,7 +2,7 @@
 // (`startDaemon` with `team`) on 127.0.0.1:0, and GPU workers that run the real built worker process
 // on the tiny models: in this process (startTeamWorker) and as separate `p2pz worker` processes where
 // a test kills one. Checked: outputs byte-identical to a one-machine run, previews ahead of renders,
-// a worker killed with SIGKILL mid-job (one retry note, exactly one result, stored once), a Redis
+// step preview frames through Redis, a worker killed with SIGKILL mid-job (one retry note, exactly one result, stored once), a Redis
 // restart with a job queued, cancel of a running job, three failures ending with the last error, and
 // which tokens may use which routes.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -184,8 +184,15 @@ describe('a team endpoint with GPU workers on a real Redis', () => {
     const client = await events();
     const imageId = await upload();
     await submit({ jobId: 'team_preview_01', kind: 'preview', edit: { source: 'cat', target: 'dog' } }, imageId);
-    await submit({ jobId: 'team_render_001', kind: 'render', model: 'tiny-sd', edit: RENDER }, imageId);
+    await submit({ jobId: 'team_render_001', kind: 'render', model: 'tiny-sd', edit: RENDER, stepPreviews: true }, imageId);
     const [preview, render] = await Promise.all([ending(client, 'team_preview_01'), ending(client, 'team_render_001')]);
+    // Step previews travel through Redis as frames (one RGBA pixel per latent cell); the quick
+    // preview's full-size frame does not (the client takes its PNG result).
+    const steps = client.frames.filter((f) => f.header.jobId === 'team_render_001');
+    expect(steps.length).toBeGreaterThan(0);
+    expect(steps.every((f) => f.header.role === 'step' && f.header.stage === 'edit' && f.header.width === 8 && f.header.height === 8)).toBe(true);
+    expect(client.frames.filter((f) => f.header.jobId === 'team_preview_01')).toEqual([]);
+    expect(client.refusedFrames).toEqual([]);
 
     const local = await oneMachine({ jobId: 'local_preview_1', kind: 'preview', image: Uint8Array.from(input), model: undefined, edit: { source: 'cat', target: 'dog', steps: 50, cfg: 5, xa: 0.1, regSteps: 5, size: 512, editScale: 1, seed: 42, mask: true, blend: false }, stepPreviews: false });
     if (local.status !== 'done') throw new Error(JSON.stringify(local));

@@ -6,7 +6,6 @@
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeImage } from '../../../daemon/image/decode.js';
 import { estimateJobMemory, MEMORY_ESTIMATE_DEFAULTS, modelFootprint } from '../../../daemon/models/memory-estimate.js';
@@ -60,9 +59,12 @@ describe('job dispatch in the worker with a diffusion model installed (tiny Stab
     expect(image.alpha).toEqual(inputAlpha);
     const stages = new Set(progress.map((p) => p.stage));
     for (const stage of ['decode', 'inversion', 'edit', 'vae-decode']) expect(stages).toContain(stage);
-    const editPreviews = progress.filter((p) => p.stage === 'edit' && p.preview);
+    const editPreviews = progress.filter((p) => p.stage === 'edit' && p.frame);
     expect(editPreviews.length).toBe(2);
-    expect((await sharp(editPreviews[0]?.preview).metadata()).format).toBe('png');
+    // One RGBA pixel per latent cell (64 px / 8), opaque.
+    const frame = editPreviews[0]?.frame;
+    expect([frame?.role, frame?.width, frame?.height, frame?.rgba.length]).toEqual(['step', 8, 8, 8 * 8 * 4]);
+    expect(frame?.rgba.filter((_, i) => i % 4 === 3).every((a) => a === 255)).toBe(true);
     expect((await readdir(join(cacheDir, 'directions'))).length).toBeGreaterThan(0);
     expect((await readdir(join(cacheDir, 'inversions'))).length).toBe(1);
   });

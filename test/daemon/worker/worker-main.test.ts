@@ -10,7 +10,7 @@ import { InferenceSession, Tensor } from 'onnxruntime-node';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { decodeImage } from '../../../daemon/image/decode.js';
-import { resizeRgb, rgbToTensor, tensorToRgb, workingSize } from '../../../daemon/image/tensor.js';
+import { resizeAlpha, resizeRgb, rgbToTensor, tensorToRgb, workingSize } from '../../../daemon/image/tensor.js';
 import { GraphBuilder } from '../../../daemon/onnx/graph/builder.js';
 import { writeTinyImg2Img, TINY_IMG2IMG_IO } from '../../../daemon/onnx/tiny/img2img.js';
 import { WorkerSupervisor } from '../../../daemon/worker/supervisor.js';
@@ -108,8 +108,11 @@ describe('worker process (real onnxruntime)', () => {
     const result = await s.run(engineJob('cat', { image: pooled }), (p) => progress.push(p), never());
     if (result.status !== 'done') throw new Error(`preview failed: ${JSON.stringify(result)}`);
     expect(result.engine).toBe('gan');
-    expect(Object.keys(result.timings).sort()).toEqual(['decode', 'encode', 'generate', 'load']);
-    expect(progress.map((p) => p.stage)).toEqual(['decode', 'load', 'generate', 'encode']);
+    expect(Object.keys(result.timings).sort()).toEqual(['decode', 'encode', 'frame', 'generate', 'load']);
+    expect(progress.map((p) => p.stage)).toEqual(['decode', 'load', 'generate', 'generate', 'encode']);
+    // The preview frame came first, at the generator's working size (64×64 for 100×70 at size 64).
+    const frame = progress.find((p) => p.frame !== undefined)?.frame;
+    expect([frame?.role, frame?.width, frame?.height]).toEqual(['result', 64, 64]);
     expect(result.outputs).toHaveLength(1);
     const [out] = result.outputs;
     expect(out).toMatchObject({ role: 'image', width: W, height: H });
@@ -124,6 +127,12 @@ describe('worker process (real onnxruntime)', () => {
     // The generator changed the picture (not a pass-through).
     const original = await decodeImage(inputPng);
     expect(decoded.rgb).not.toEqual(original.rgb);
+    // The frame holds the PNG's pixels before their resize to the input's size: its colours resized
+    // as the pipeline resizes are the result's colours, its alpha the input's resized alongside.
+    const rgba = frame?.rgba ?? new Uint8Array();
+    const frameRgb = rgba.filter((_, i) => i % 4 !== 3);
+    expect(await resizeRgb(frameRgb, 64, 64, W, H)).toEqual(decoded.rgb);
+    expect(rgba.filter((_, i) => i % 4 === 3)).toEqual(await resizeAlpha(inputAlpha, W, H, 64, 64));
   });
 
   it('falls back to the CPU when CUDA cannot load, keeping the reason without paths', async () => {

@@ -4,6 +4,7 @@
 // E_NOT_FOUND for an upload the daemon no longer knows, as daemon/server/routes/jobs.ts answers), and
 // the test plays the event stream: `stream.emit(...)` delivers an event, `stream.drop(code)` closes it.
 import {
+  decodePreviewFrame,
   HealthResponse,
   ImageUploadResponse,
   JobState,
@@ -14,6 +15,7 @@ import {
   type ClientMessage,
   type JobOutcome,
   type JobRequestInput,
+  type PreviewFrame,
   type ServerEvent as ServerEventType,
 } from '../../../shared/protocol/index.js';
 import type { DaemonApi } from '../../../plugin/ui/connection.js';
@@ -52,6 +54,20 @@ export class FakeStream implements EventStream {
   emit(event: ServerEventType): void {
     if (this.closed) throw new Error('the stream is closed');
     this.handlers.onEvent(ServerEvent.parse(event));
+  }
+
+  /** Delivers a binary message as the daemon's socket does: decoded by the plugin's own decoder, a
+   *  malformed one refused as DaemonClient refuses it. */
+  binary(bytes: Uint8Array): void {
+    if (this.closed) throw new Error('the stream is closed');
+    let frame: PreviewFrame;
+    try {
+      frame = decodePreviewFrame(bytes);
+    } catch (err) {
+      this.handlers.onFrameRefused?.(err as P2pzError);
+      return;
+    }
+    this.handlers.onFrame?.(frame);
   }
 
   welcome(health: HealthResponse = healthOf()): void {

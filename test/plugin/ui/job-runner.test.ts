@@ -2,7 +2,7 @@
 // upload to result, the upload cache, an expired upload sent again, a batch cancelled half way, a
 // cancel that lands before the job id is known, errors, a lost stream, and a revoked token.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { EditParams, PROTOCOL_VERSION, type ImageBytes, type JobOutcome } from '../../../shared/protocol/index.js';
+import { EditParams, encodePreviewFrame, PROTOCOL_VERSION, type ImageBytes, type JobOutcome } from '../../../shared/protocol/index.js';
 import type { PanelResult } from '../../../plugin/ui/host.js';
 import { JobRunner, type JobProgress } from '../../../plugin/ui/job-runner.js';
 import type { Problem } from '../../../plugin/ui/problems.js';
@@ -10,6 +10,12 @@ import { connectionRig, type ConnectionRig } from './connection-rig.js';
 import type { FakeDaemonClient } from './fake-daemon-client.js';
 
 const edit = EditParams.parse({ source: 'cat', target: 'dog', mask: true });
+
+/** A 2×1 preview frame of `jobId` whose first pixel is `first`, encoded as the daemon sends it. */
+function frameOf(jobId: string, kind: 'render' | 'preview', role: 'step' | 'result', first: number[]): Uint8Array {
+  const header = { v: PROTOCOL_VERSION, type: 'preview-frame', jobId, kind, role, stage: role === 'step' ? 'inversion' : 'generate', step: 1, total: 1, width: 2, height: 1, format: 'rgba8' } as const;
+  return encodePreviewFrame(header, Uint8Array.from([...first, 0, 0, 0, 255]));
+}
 
 function image(nodeId: string, fill = 1): ImageBytes {
   return { nodeId, bytes: new Uint8Array([137, 80, 78, 71, fill, fill]), mime: 'image/png', read: 'image-fill' };
@@ -39,7 +45,7 @@ async function runnerRig(): Promise<RunnerRig> {
   const runner = new JobRunner(conn.connection, { readImages: async (ids) => rig.images.filter((i) => ids.includes(i.nodeId)) }, {
     started: (kind) => log.push(`started ${kind}`),
     progress: (p) => progress.push(p),
-    stepPreview: (url) => log.push(`step preview ${url.slice(0, 22)}`),
+    previewFrame: (frame, finished) => log.push(`${frame.header.role} frame ${frame.header.width}×${frame.header.height} [${frame.rgba.slice(0, 4).join(',')}] after ${finished.length}`),
     results: (entries, outcome) => shown.push({ entries: [...entries], outcome }),
     cancelled: (kept) => log.push(`cancelled ${kept}`),
     failed: (problem) => failures.push(problem),
@@ -64,7 +70,8 @@ describe('JobRunner', () => {
     vi.restoreAllMocks();
   });
 
-  it('runs one layer: reads, uploads, submits, follows the events, fetches the result and its mask', async () => {
+  it('runs one layer: reads, uploads, submits, follows the events and its step frames, fetches the result and its mask', async () => {
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
     const running = rig.runner.run('render', ['1:1'], edit);
     const jobId = await submitted(rig.client, 1);
     expect(rig.runner.busy).toBe(true);
@@ -73,7 +80,11 @@ describe('JobRunner', () => {
     const stream = rig.client.stream;
     stream.emit({ v: PROTOCOL_VERSION, type: 'queued', jobId, kind: 'render', position: 3 });
     stream.emit({ v: PROTOCOL_VERSION, type: 'started', jobId, kind: 'render' });
-    stream.emit({ v: PROTOCOL_VERSION, type: 'progress', jobId, kind: 'render', stage: 'inversion', step: 5, total: 50, preview: 'data:image/png;base64,AAAA' });
+    stream.emit({ v: PROTOCOL_VERSION, type: 'progress', jobId, kind: 'render', stage: 'inversion', step: 5, total: 50 });
+    stream.binary(frameOf(jobId, 'render', 'step', [9, 8, 7, 255]));
+    // Another job's frame, and a malformed one, are not this job's.
+    stream.binary(frameOf('job_someone_else', 'render', 'step', [1, 1, 1, 255]));
+    stream.binary(new Uint8Array([0x50, 0x32, 0x50, 0x46, 0, 0, 0, 99]));
     const outcome = rig.client.outcome('diffusion', true);
     const healthBefore = rig.client.healthCalls;
     stream.emit({ v: PROTOCOL_VERSION, type: 'finished', jobId, kind: 'render', outcome });
@@ -86,7 +97,8 @@ describe('JobRunner', () => {
       { phase: 'starting', batch: null },
       { phase: 'stage', batch: null, stage: 'inversion', step: 5, total: 50, overall: expect.closeTo(0.213, 12), remainingMs: null },
     ]);
-    expect(rig.log).toEqual(['started render', 'step preview data:image/png;base64,', 'ended']);
+    expect(rig.log).toEqual(['started render', 'step frame 2×1 [9,8,7,255] after 0', 'ended']);
+    expect(warn).toHaveBeenCalledWith(expect.stringMatching(/^p2pz: E_BAD_FRAME: .*header length 99 is out of bounds/));
     expect(rig.failures).toEqual([]);
     expect(rig.shown).toHaveLength(1);
     const [result] = rig.shown[0]?.entries ?? [];
@@ -144,9 +156,12 @@ describe('JobRunner', () => {
     rig.images = [image('1:1', 1), image('2:2', 2), image('3:3', 3)];
     const running = rig.runner.run('preview', ['1:1', '2:2', '3:3'], edit);
     let jobId = await submitted(rig.client, 1);
+    rig.client.stream.binary(frameOf(jobId, 'preview', 'result', [10, 20, 30, 40]));
     rig.client.stream.emit({ v: PROTOCOL_VERSION, type: 'finished', jobId, kind: 'preview', outcome: rig.client.outcome() });
     jobId = await submitted(rig.client, 2);
     expect(rig.shown.at(-1)?.entries.map((e) => e.nodeId)).toEqual(['1:1']);
+    // The second layer's quick preview is shown after the first layer's result.
+    rig.client.stream.binary(frameOf(jobId, 'preview', 'result', [50, 60, 70, 80]));
 
     rig.runner.cancel();
     expect(rig.runner.cancelling).toBe(true);
@@ -162,7 +177,7 @@ describe('JobRunner', () => {
       { phase: 'uploading', batch: { index: 0, count: 3 } },
       { phase: 'uploading', batch: { index: 1, count: 3 } },
     ]);
-    expect(rig.log).toEqual(['started preview', 'cancelled 1', 'ended']);
+    expect(rig.log).toEqual(['started preview', 'result frame 2×1 [10,20,30,40] after 0', 'result frame 2×1 [50,60,70,80] after 1', 'cancelled 1', 'ended']);
     expect(rig.runner.results.map((r) => r.nodeId)).toEqual(['1:1']);
   });
 

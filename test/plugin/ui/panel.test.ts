@@ -14,6 +14,10 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { RunningDaemon } from '../../../daemon/daemon.js';
 import { writeTinyStableDiffusion } from '../../../daemon/onnx/tiny/stable-diffusion.js';
+import { runGanPreview } from '../../../daemon/pipeline/gan-preview.js';
+import { lookupGanGenerator } from '../../../daemon/pipeline/preview-registry.js';
+import { SessionCache } from '../../../daemon/worker/sessions.js';
+import type { PreviewPixels } from '../../../shared/protocol/index.js';
 import { CHROMIUM_DEFAULTS, launchChromium, type Chromium, waitForText } from '../../browser/chromium.js';
 import type { HostLayer, LayerSummary } from '../../browser/figma-host.js';
 import { serveHostPage, type HostPage } from '../../browser/host-page.js';
@@ -39,6 +43,22 @@ async function photo(): Promise<string> {
     }
   }
   return (await sharp(raw, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer()).toString('base64');
+}
+
+/** The quick preview's frame for `png` as the worker's own pipeline makes it, run in this process on
+ *  the installed generator. */
+async function ganFrame(modelsDir: string, png: Uint8Array): Promise<PreviewPixels> {
+  const models = new SessionCache({ modelsDir, executionProviders: ['cpu'] });
+  try {
+    const generator = await lookupGanGenerator(models, 'cat', 'dog');
+    if (generator === null) throw new Error('no generator installed');
+    let frame: PreviewPixels | undefined;
+    await runGanPreview(png, generator, { models, signal: new AbortController().signal, progress: (_stage, _step, _total, f) => { frame ??= f; } });
+    if (frame === undefined) throw new Error('the pipeline sent no frame');
+    return frame;
+  } finally {
+    await models.releaseAll();
+  }
 }
 
 async function freePort(): Promise<number> {
@@ -123,12 +143,34 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
         const stage = document.getElementById('progress-stage');
         const step = document.getElementById('progress-step');
         const note = document.getElementById('progress-note') as HTMLElement;
-        // Observers see batches: each batch logs the text then shown, and whether a step preview arrived.
+        // Observers see batches: each batch logs the text then shown, and what a step preview drew: its
+        // size, whether every pixel is opaque, and how many colours it holds.
         new MutationObserver((records) => {
           log.push(`${stage?.textContent ?? ''} | ${step?.textContent ?? ''}`);
           if (!note.hidden) log.push(`note ${note.textContent ?? ''}`);
-          if (records.some((r) => r.type === 'attributes')) log.push(`step preview ${(document.getElementById('step-preview') as HTMLImageElement).src.slice(0, 22)}`);
-        }).observe(document.getElementById('progress') as Node, { subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ['src'] });
+          if (records.some((r) => r.type === 'attributes')) {
+            const canvas = document.getElementById('step-preview') as HTMLCanvasElement;
+            const data = canvas.getContext('2d')?.getImageData(0, 0, canvas.width, canvas.height).data ?? new Uint8ClampedArray();
+            const colours = new Set<number>();
+            let opaque = true;
+            for (let i = 0; i < data.length; i += 4) {
+              colours.add(((data[i] ?? 0) << 16) | ((data[i + 1] ?? 0) << 8) | (data[i + 2] ?? 0));
+              if (data[i + 3] !== 255) opaque = false;
+            }
+            log.push(`step frame ${canvas.width}×${canvas.height}${opaque ? ' opaque' : ''}${colours.size > 1 ? ' varied' : ''}`);
+          }
+        }).observe(document.getElementById('progress') as Node, { subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ['width', 'height'] });
+        // The quick preview's frame, as drawn on its canvas before the PNG result replaces it.
+        const frames: { width: number; height: number; rgba: number[] }[] = [];
+        (window as unknown as { previewFrames: typeof frames }).previewFrames = frames;
+        new MutationObserver((records) => {
+          for (const r of records)
+            for (const node of r.addedNodes) {
+              if (!(node instanceof HTMLCanvasElement) || !node.classList.contains('preview-frame')) continue;
+              const data = node.getContext('2d')?.getImageData(0, 0, node.width, node.height).data ?? [];
+              frames.push({ width: node.width, height: node.height, rgba: Array.from(data) });
+            }
+        }).observe(document.getElementById('result-images') as Node, { childList: true });
       });
     });
 
@@ -140,7 +182,14 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
       await ui.locator('#preview').click();
       await waitForText(frame, 'result-caption', /^Quick preview \(GAN\) · CPU/);
       expect(await ui.locator('#result-images img').count()).toBe(1);
+      expect(await ui.locator('#result-images canvas').count()).toBe(0); // the PNG result replaced the frame
       expect(await progressLog()).toEqual(expect.arrayContaining(['Drawing the preview | 40 %']));
+      // Before the PNG, the panel drew the preview frame: exactly the generator's pixels at its working
+      // size (64×64 for this 96×64 photo), as the same pipeline makes them in this process.
+      const drawn = await frame.evaluate(() => (window as unknown as { previewFrames: { width: number; height: number; rgba: number[] }[] }).previewFrames);
+      const expected = await ganFrame(tiny.models, Buffer.from(await photo(), 'base64'));
+      expect(drawn.map((d) => [d.width, d.height])).toEqual([[expected.width, expected.height]]);
+      expect(Buffer.compare(Buffer.from(drawn[0]?.rgba ?? []), Buffer.from(expected.rgba))).toBe(0);
       await shot(page, '2-preview');
     });
 
@@ -189,7 +238,8 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
       expect(log.some((line) => /^Applying the edit \| \d+ %/.test(line))).toBe(true);
       expect(log.some((line) => /^(Analysing the image|Applying the edit) \| \d+ % · (a few seconds|about \d+ (s|min)) left$/.test(line))).toBe(true);
       expect(Math.max(...log.map((line) => Number(/ \| (\d+) %/.exec(line)?.[1] ?? 0)))).toBeGreaterThanOrEqual(95);
-      expect(log).toContain('step preview data:image/png;base64,');
+      // Step previews: one RGBA pixel per latent cell (64 px / 8), drawn on the step canvas.
+      expect(log).toContain('step frame 8×8 opaque varied');
       // The caption the render used is shown in the form, editable, before the next render.
       expect(await frame.evaluate(() => (document.getElementById('caption') as HTMLInputElement).value)).toBe('a photo of a cat');
       expect(await text(frame, 'result-caption')).toMatch(/No captioner is installed/);
