@@ -31,6 +31,7 @@ import { isExternal, type ModelProto } from './graph/onnx-proto.js';
 import { prepareVaeParameters, type PreparedVaeParameters } from './vae-parameters.js';
 import { rolesModel, type RoleSignature } from './roles-model.js';
 import { unfuseContribOps } from './unfuse/unfuse.js';
+import { chosenPrecision, effectivePrecision, exportPrecision, precisionSource, precisionTag, UNetPrecision, type Precision } from './precision/unet-precision.js';
 
 export const PREPARE_DEFAULTS = Object.freeze({
   /** Batch of the derived graphs: the two CFG branches of the edit pass. */
@@ -62,6 +63,9 @@ export interface PrepareOptions {
   readonly force?: boolean;
   /** Default 'both'. */
   readonly graphs?: PreparedGraphs;
+  /** Precision of the derived graphs (precision/unet-precision.ts). Default: the folder's chosen
+   *  weights precision (else the export's), computed in float32. */
+  readonly precision?: UNetPrecision;
 }
 
 const SiteSchema = z.object({
@@ -86,6 +90,8 @@ export const PreparedManifest = z.object({
   /** `grad` is absent when only the cross-attention graph was asked for. */
   files: z.object({ xattn: z.string(), grad: z.string().optional() }),
   sites: z.array(SiteSchema),
+  /** Absent in manifests written before precisions existed: fp32 / fp32. */
+  precision: UNetPrecision.optional(),
 });
 export type PreparedManifest = z.infer<typeof PreparedManifest>;
 
@@ -104,8 +110,26 @@ export interface PreparedUNet extends PreparedCrossAttention {
   readonly gradPath: string;
 }
 
-export function derivedNames(size: UNetStaticSize): { xattn: string; grad: string; manifest: string } {
-  const tag = `${size.latentHeight}x${size.latentWidth}${size.batch === PREPARE_DEFAULTS.batch ? '' : `.b${size.batch}`}`;
+const FLOAT32: UNetPrecision = Object.freeze({ weights: 'fp32', compute: 'fp32' });
+
+/** The precision prepare derives in when the caller names none: the folder's choice (else the
+ *  export's) for the weights, computed in float32 (what every provider runs). Reads the graph's
+ *  inputs only when no choice is recorded. */
+export async function defaultPrecision(modelDir: string, compute?: Precision): Promise<UNetPrecision> {
+  let weights = await chosenPrecision(modelDir);
+  if (weights === undefined) {
+    const { source, model } = await sourceOf(join(resolve(modelDir), PREPARE_DEFAULTS.unetPath));
+    weights = exportedPrecision.get(source.sha256) ?? exportPrecision(model ?? decodeModel((await readUNet(join(resolve(modelDir), PREPARE_DEFAULTS.unetPath))).bytes));
+    exportedPrecision.set(source.sha256, weights);
+  }
+  return { weights, compute: compute ?? 'fp32' };
+}
+
+/** The export precision per UNet source hash (read once). */
+const exportedPrecision = new Map<string, Precision>();
+
+export function derivedNames(size: UNetStaticSize, precision: UNetPrecision = FLOAT32): { xattn: string; grad: string; manifest: string } {
+  const tag = `${size.latentHeight}x${size.latentWidth}${size.batch === PREPARE_DEFAULTS.batch ? '' : `.b${size.batch}`}${precisionTag(precision)}`;
   return { xattn: `model.xattn.${tag}.onnx`, grad: `model.grad.${tag}.onnx`, manifest: `model.prepared.${tag}.json` };
 }
 
@@ -211,11 +235,13 @@ async function sourceOf(unetPath: string): Promise<{ source: PreparedManifest['s
  *  (`vae`, null when the encoder outputs its parameters itself; see vae-parameters.ts). Installers
  *  prepare exactly these; the pipeline asks for them per job. */
 export async function preparePipelineGraphs(
-  modelDir: string, size: { readonly height: number; readonly width: number }, options: { readonly force?: boolean } = {},
+  modelDir: string, size: { readonly height: number; readonly width: number },
+  options: { readonly force?: boolean; readonly precision?: UNetPrecision } = {},
 ): Promise<{ single: PreparedCrossAttention; pair: PreparedUNet; roles: PreparedRoles; vae: PreparedVaeParameters | null }> {
   const force = options.force === true;
-  const single = await prepareModel(modelDir, { ...size, batch: 1, graphs: 'xattn', force });
-  const pair = await prepareModel(modelDir, { ...size, batch: 2, force });
+  const precision = options.precision ?? await defaultPrecision(modelDir);
+  const single = await prepareModel(modelDir, { ...size, batch: 1, graphs: 'xattn', force, precision });
+  const pair = await prepareModel(modelDir, { ...size, batch: 2, force, precision });
   const roles = await prepareRoles(single, pair, force);
   const vae = await prepareVaeParameters(modelDir, { force });
   return { single, pair, roles, vae };
@@ -254,7 +280,7 @@ const rolesInFlight = new Map<string, Promise<PreparedRoles>>();
 /** Combines the derived graphs of one working size into the roles model (a no-op when current). */
 export function prepareRoles(single: PreparedCrossAttention, pair: PreparedUNet, force = false): Promise<PreparedRoles> {
   const dir = dirname(pair.xattnPath);
-  const tag = `${pair.manifest.latentHeight}x${pair.manifest.latentWidth}`;
+  const tag = `${pair.manifest.latentHeight}x${pair.manifest.latentWidth}${precisionTag(pair.manifest.precision ?? FLOAT32)}`;
   const path = join(dir, `model.roles.${tag}.onnx`);
   const pending = rolesInFlight.get(path);
   if (pending) return pending;
@@ -304,41 +330,51 @@ export function prepareModel(modelDir: string, opts: PrepareOptions & { readonly
 export async function prepareModel(modelDir: string, opts: PrepareOptions): Promise<PreparedUNet | PreparedCrossAttention> {
   const size = staticSize(opts);
   const graphs = opts.graphs ?? 'both';
+  const precision = opts.precision ?? await defaultPrecision(modelDir);
   // One build per manifest at a time: a request for both waits for a cross-attention-only build of
   // the same manifest, then adds the gradient graph.
-  const key = join(resolve(modelDir), derivedNames(size).manifest);
+  const key = join(resolve(modelDir), derivedNames(size, precision).manifest);
   for (let pending = inFlight.get(key); pending; pending = inFlight.get(key)) {
     const result = await pending.catch(() => undefined);
     if (result && (graphs === 'xattn' || 'gradPath' in result)) return result;
     if (!result) break;
   }
-  const job = prepareOnce(modelDir, opts, size, graphs).finally(() => {
+  const job = prepareOnce(modelDir, opts, size, graphs, precision).finally(() => {
     if (inFlight.get(key) === job) inFlight.delete(key);
   });
   inFlight.set(key, job);
   return job;
 }
 
-async function prepareOnce(modelDir: string, opts: PrepareOptions, size: UNetStaticSize, graphs: PreparedGraphs): Promise<PreparedUNet | PreparedCrossAttention> {
+async function prepareOnce(modelDir: string, opts: PrepareOptions, size: UNetStaticSize, graphs: PreparedGraphs, requested: UNetPrecision): Promise<PreparedUNet | PreparedCrossAttention> {
   const unetPath = join(resolve(modelDir), PREPARE_DEFAULTS.unetPath);
   const dir = dirname(unetPath);
   const known = await sourceOf(unetPath);
   const { source } = known;
-  const names = derivedNames(size);
+  const exported = exportedPrecision.get(source.sha256);
+  // A float16 export has only float16 weights (known once its graph was read).
+  const precision = exported === 'fp16' && requested.weights === 'fp32' ? { ...requested, weights: 'fp16' as const } : requested;
+  const names = derivedNames(size, precision);
   const paths = { xattnPath: join(dir, names.xattn), manifestPath: join(dir, names.manifest) };
   const gradPath = join(dir, names.grad);
   let existing: PreparedManifest | undefined;
   if (!opts.force) {
     const found = await currentManifest(paths.manifestPath, dir, source);
-    if (found && found.batch === size.batch && found.latentHeight === size.latentHeight && found.latentWidth === size.latentWidth) existing = found;
+    if (found && found.batch === size.batch && found.latentHeight === size.latentHeight && found.latentWidth === size.latentWidth
+      && JSON.stringify(found.precision ?? FLOAT32) === JSON.stringify(precision)) existing = found;
   }
   if (existing && (graphs === 'xattn' || existing.files.grad !== undefined)) {
     return graphs === 'xattn' ? { ...paths, manifest: existing, reused: true } : { ...paths, gradPath, manifest: existing, reused: true };
   }
-  // An onnxruntime-optimized export's fused (com.microsoft) nodes are rewritten into standard ops
-  // first: every derived graph comes from this unfused twin (unfuse/unfuse.ts).
+  // A precision conversion first (precision/unet-precision.ts: it refuses fused ops with a hint), then
+  // an onnxruntime-optimized export's fused (com.microsoft) nodes are rewritten into standard ops:
+  // every derived graph comes from this unfused twin (unfuse/unfuse.ts).
   const original = known.model ?? decodeModel((await readUNet(unetPath)).bytes);
-  const model = unfuseContribOps(original, unetInputDims(original, size));
+  exportedPrecision.set(source.sha256, exportPrecision(original));
+  const effective = effectivePrecision(original, precision);
+  if (JSON.stringify(effective) !== JSON.stringify(precision)) return prepareOnce(modelDir, opts, size, graphs, effective);
+  const converted = await precisionSource(unetPath, original, source.sha256, precision, opts.force === true);
+  const model = unfuseContribOps(converted, unetInputDims(converted, size));
   let sites = existing?.sites;
   if (!sites) {
     let xattn: ReturnType<typeof crossAttentionModel>;
@@ -370,6 +406,7 @@ async function prepareOnce(modelDir: string, opts: PrepareOptions, size: UNetSta
     latentWidth: size.latentWidth,
     files: graphs === 'both' ? { xattn: names.xattn, grad: names.grad } : { xattn: names.xattn },
     sites,
+    ...(precision.weights === 'fp32' && precision.compute === 'fp32' ? {} : { precision }),
   };
   // The manifest goes last: its presence certifies the graphs it names.
   await writeFileAtomic(paths.manifestPath, new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`));

@@ -17,6 +17,7 @@ import { P2pzError } from '../../shared/protocol/index.js';
 import { MODELS_DEFAULTS } from '../models/defaults.js';
 import { encoderSampleOutput, VAE_PARAMETERS_DEFAULTS } from '../onnx/vae-parameters.js';
 import { declaredSignature } from '../onnx/graph/signature.js';
+import { fromFloat16Array, toFloat16Array } from '../onnx/graph/float16.js';
 import type { ModelSessions } from './context.js';
 import { loadSchedulerConfig, stableDiffusionSchedule, type SchedulerConfig } from './scheduler/scheduler-config.js';
 import { ClipTokenizer } from './text/clip-tokenizer.js';
@@ -81,9 +82,17 @@ export interface DiffusionModel {
     readonly output: string;
     readonly kind: 'parameters' | 'sample';
     readonly parameters: string;
+    /** The image's element type: float16 for a float16 export (optimum `--fp16`). */
+    readonly inputType: FloatInputType;
   };
-  readonly vaeDecoder: { readonly input: string; readonly output: string };
+  readonly vaeDecoder: { readonly input: string; readonly output: string; readonly inputType: FloatInputType };
+  /** The UNet export's own precision (the derived graphs take float32 either way). */
+  readonly unetExport: 'fp32' | 'fp16';
 }
+
+/** Element type of a float input: float16 exports take (and return) half-precision tensors; the
+ *  pipeline converts at the session boundary and computes in float32 itself. */
+export type FloatInputType = 'float32' | 'float16';
 
 type SessionInfo = Pick<InferenceSession, 'inputNames' | 'outputNames' | 'inputMetadata' | 'outputMetadata'>;
 
@@ -256,8 +265,8 @@ export async function loadDiffusionModel(models: ModelSessions, name: string): P
   if (!sample || !ts || !ehs || !unet.outputNames.includes('out_sample')) {
     throw invalid('The UNet must take sample, timestep and encoder_hidden_states and return out_sample.');
   }
-  if (sample.type !== 'float32' || ehs.type !== 'float32') {
-    throw invalid(`The UNet takes ${sample.type} latents; p2pz runs float32 exports (the guidance gradient needs float32).`);
+  if (sample.type !== ehs.type || (sample.type !== 'float32' && sample.type !== 'float16')) {
+    throw invalid(`The UNet takes ${sample.type} latents and ${ehs.type} text; p2pz runs float32 and float16 exports.`);
   }
   if (ts.type !== 'int64' && ts.type !== 'int32' && ts.type !== 'float32' && ts.type !== 'float16') {
     throw invalid(`The UNet's timestep has the unsupported type ${ts.type}.`);
@@ -269,6 +278,7 @@ export async function loadDiffusionModel(models: ModelSessions, name: string): P
   const enc = await models.get(paths.vaeEncoder);
   const encInput = enc.inputNames[0];
   if (!encInput || enc.outputNames.length === 0) throw invalid('The VAE encoder has no input or output.');
+  const encInputType = floatInputType(tensorMeta(enc, encInput, 'input')?.type, 'VAE encoder');
   const sampled = encoderSampleOutput(enc.outputNames.map((name) => ({ name, channels: tensorMeta(enc, name, 'output')?.shape[1] })));
   const vaeEncoder = sampled === null
     ? {
@@ -276,12 +286,14 @@ export async function loadDiffusionModel(models: ModelSessions, name: string): P
       output: enc.outputNames.includes(VAE_PARAMETERS_DEFAULTS.parametersOutput) ? VAE_PARAMETERS_DEFAULTS.parametersOutput : enc.outputNames[0] as string,
       kind: 'parameters' as const,
       parameters: paths.vaeEncoder,
+      inputType: encInputType,
     }
     : {
       input: encInput,
       output: VAE_PARAMETERS_DEFAULTS.parametersOutput,
       kind: 'sample' as const,
       parameters: join(folder, dirname(MODEL_LAYOUT.vaeEncoder), VAE_PARAMETERS_DEFAULTS.derivedFile),
+      inputType: encInputType,
     };
 
   const dec = await models.get(paths.vaeDecoder);
@@ -295,8 +307,20 @@ export async function loadDiffusionModel(models: ModelSessions, name: string): P
     latentScale,
     timestep: { type: ts.type, scalar: ts.shape.length === 0 },
     vaeEncoder,
-    vaeDecoder: { input: decInput, output: decOutput },
+    vaeDecoder: { input: decInput, output: decOutput, inputType: floatInputType(tensorMeta(dec, decInput, 'input')?.type, 'VAE decoder') },
+    unetExport: sample.type === 'float16' ? 'fp16' : 'fp32',
   };
+}
+
+function floatInputType(type: string | undefined, what: string): FloatInputType {
+  if (type === 'float32' || type === 'float16') return type;
+  throw invalid(`The ${what} takes ${type ?? 'no tensor'} input; p2pz runs float32 and float16 exports.`);
+}
+
+/** A float input tensor of the model's element type from float32 data (rounded to nearest-even for
+ *  float16). */
+export function floatTensor(type: FloatInputType, data: Float32Array, dims: readonly number[]): Tensor {
+  return type === 'float16' ? new Tensor('float16', toFloat16Array(data), [...dims]) : new Tensor('float32', data, [...dims]);
 }
 
 /** The timestep tensor for `batch` rows: [B] or a scalar, of the model's element type. */
@@ -323,11 +347,12 @@ function float16Bits(v: number): number {
   return ((e + 15) << 10) | m;
 }
 
-/** The float32 data of a named output, checked against the expected element count. */
+/** The float32 data of a named output (a float16 output, from a float16 export, is widened), checked
+ *  against the expected element count. */
 export function outputData(result: InferenceSession.ReturnType, name: string, length?: number): Float32Array {
   const value = result[name];
-  if (!(value instanceof Tensor) || value.type !== 'float32') throw invalid(`The model returned no float32 ${name}.`);
-  const data = value.data as Float32Array;
+  if (!(value instanceof Tensor) || (value.type !== 'float32' && value.type !== 'float16')) throw invalid(`The model returned no float32 ${name}.`);
+  const data = value.type === 'float16' ? fromFloat16Array(value.data as Uint16Array) : value.data as Float32Array;
   if (length !== undefined && data.length !== length) throw invalid(`The model returned ${name} with ${data.length} values, not ${length}.`);
   return data;
 }

@@ -29,7 +29,8 @@ import { encodeGrayPng, encodePng } from '../image/encode.js';
 import { stepPreviewPixels } from '../image/preview-pixels.js';
 import { cropToContent, resizeAlpha, resizeRgb, rgbInFrame, rgbToTensor, tensorToRgb, workingFrame, type WorkingFrame } from '../image/tensor.js';
 import { mapName } from '../onnx/attention/cross-attention.js';
-import { preparePipelineGraphs } from '../onnx/prepare.js';
+import { defaultPrecision, preparePipelineGraphs } from '../onnx/prepare.js';
+import { describePrecision, unetPrecision } from '../onnx/precision/unet-precision.js';
 import { AttentionMaskAccumulator, sourceTokenPositions, type SourceMatch } from './attention-mask.js';
 import { blendThroughMask } from './blend.js';
 import { chooseCaption, type CaptionChoice } from './caption.js';
@@ -200,7 +201,9 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   // 0'. The derived UNet graphs for this working size (a no-op when current).
   const { pair, roles } = await timed('load', async () => {
     const modelDir = dirname(dirname(await models.resolve(model.paths.unet)));
-    return preparePipelineGraphs(modelDir, { height: size.height, width: size.width });
+    // The folder's weights precision; computed in float32 on the CPU provider (no float16 kernels).
+    const precision = unetPrecision((await defaultPrecision(modelDir)).weights, ctx.memory?.provider ?? 'cpu');
+    return preparePipelineGraphs(modelDir, { height: size.height, width: size.width }, { precision });
   });
   // Every UNet call goes through one session: one copy of the weights (unet-roles.ts).
   const unet = unetRoles(models, roles);
@@ -385,6 +388,7 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
     : { available: false, reason: `The caption "${caption}" does not name "${edit.source}" (nor a plural of it), so no mask was made${edit.blend ? ' and the edit was not blended' : ''}.` };
   const notes = [chosen.note, maskState.available ? undefined : maskState.reason].filter((n): n is string => n !== undefined);
   if (imported) notes.push(`The edit direction comes from the imported embeddings of "${edit.source}" and "${edit.target}".`);
+  if (pair.manifest.precision) notes.push(`The UNet ran in ${describePrecision(pair.manifest.precision)} (prepared ${pair.manifest.files.xattn}).`);
   if (frame.content.width !== size.width || frame.content.height !== size.height) {
     notes.push(`The image is narrower than 2:1, so it was edited inside a ${size.width}×${size.height} frame mirrored around it.`);
   }

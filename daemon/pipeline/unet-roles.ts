@@ -8,6 +8,7 @@ import { Tensor } from 'onnxruntime-node';
 import type { InferenceSession } from 'onnxruntime-node';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { DataType } from '../onnx/graph/onnx-proto.js';
+import { fromFloat16Array, toFloat16Array } from '../onnx/graph/float16.js';
 import { ROLES_IO, roleValue } from '../onnx/roles-model.js';
 import { UNET_ROLES, type PreparedRoles, type UNetRole } from '../onnx/prepare.js';
 import type { ModelSessions } from './context.js';
@@ -40,6 +41,15 @@ function emptyTensor(dtype: number, rank: number): Tensor {
   }
 }
 
+/** A float timestep made for the export (float16 in an fp16 export) fed to a prepared graph that
+ *  takes float32 (every prepared graph does), or the other way round. */
+function asFloatType(value: Tensor, want: Tensor.Type | undefined): Tensor {
+  if (value.type === want) return value;
+  if (value.type === 'float16' && want === 'float32') return new Tensor('float32', fromFloat16Array(value.data as Uint16Array), value.dims);
+  if (value.type === 'float32' && want === 'float16') return new Tensor('float16', toFloat16Array(value.data as Float32Array), value.dims);
+  return value;
+}
+
 /** A UNetCall per role of the prepared roles model at `roles.path`. */
 export function unetRoles(models: Pick<ModelSessions, 'run'>, roles: PreparedRoles): Record<UNetRole, UNetCall> {
   const { manifest } = roles;
@@ -54,7 +64,7 @@ export function unetRoles(models: Pick<ModelSessions, 'run'>, roles: PreparedRol
       for (const i of signature.inputs) {
         const value = feeds[i.name];
         if (!(value instanceof Tensor)) throw new P2pzError('E_INTERNAL', `UNet role “${role}”: no input “${i.name}”.`);
-        all[roleValue(role, i.name)] = value;
+        all[roleValue(role, i.name)] = asFloatType(value, ORT_TYPE[i.dtype]);
       }
       const out = await models.run(roles.path, all);
       const mine: Record<string, InferenceSession.ReturnType[string]> = {};

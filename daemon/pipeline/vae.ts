@@ -7,10 +7,9 @@
 //   decode: x = D(z / s) clamped to [-1,1], [1,3,H,W].
 // s is the latent scale (0.18215 for SD 1.x unless the model says otherwise).
 import { dirname } from 'node:path';
-import { Tensor } from 'onnxruntime-node';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { prepareVaeParameters } from '../onnx/vae-parameters.js';
-import { outputData, type DiffusionModel } from './diffusion-model.js';
+import { floatTensor, outputData, type DiffusionModel } from './diffusion-model.js';
 import type { ModelSessions } from './context.js';
 import type { Rng } from './random.js';
 
@@ -40,7 +39,7 @@ export async function vaeEncode(
     // A no-op when the prepare step made it (the check is a few stat calls).
     await prepareVaeParameters(dirname(dirname(await models.resolve(model.paths.vaeEncoder))));
   }
-  const result = await models.run(model.vaeEncoder.parameters, { [model.vaeEncoder.input]: new Tensor('float32', x, [1, 3, height, width]) });
+  const result = await models.run(model.vaeEncoder.parameters, { [model.vaeEncoder.input]: floatTensor(model.vaeEncoder.inputType, x, [1, 3, height, width]) });
   const s = model.latentScale;
   const plane = 4 * h * w;
   const params = outputData(result, model.vaeEncoder.output, 2 * plane);
@@ -61,7 +60,7 @@ export async function vaeEncode(
 /** x = clamp(D(z / s), −1, 1): z [1,4,h,w] → [1,3,8h,8w]. */
 export async function vaeDecode(models: ModelSessions, model: DiffusionModel, z: Float32Array, h: number, w: number): Promise<Float32Array> {
   const s = model.latentScale;
-  const input = new Tensor('float32', z.map((v) => v / s), [1, 4, h, w]);
+  const input = floatTensor(model.vaeDecoder.inputType, z.map((v) => v / s), [1, 4, h, w]);
   const result = await models.run(model.paths.vaeDecoder, { [model.vaeDecoder.input]: input });
   const H = h * VAE_DEFAULTS.factor;
   const W = w * VAE_DEFAULTS.factor;

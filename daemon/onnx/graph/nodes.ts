@@ -3,6 +3,7 @@
 // for new models, graphs, nodes, tensors and value infos.
 import type { onnx as O } from 'onnx-proto';
 import { DataType, int64ToNumber, isExternal, onnx } from './onnx-proto.js';
+import { fromFloat16Array, toFloat16Array } from './float16.js';
 import type { AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto } from './onnx-proto.js';
 
 export function makeModel(fields: O.IModelProto & { graph: GraphProto }): ModelProto {
@@ -72,6 +73,7 @@ export function makeTensor(name: string, dtype: number, dims: readonly number[],
   let raw: Uint8Array;
   if (dtype === DataType.FLOAT) raw = new Uint8Array(Float32Array.from(values).buffer);
   else if (dtype === DataType.DOUBLE) raw = new Uint8Array(Float64Array.from(values).buffer);
+  else if (dtype === DataType.FLOAT16) raw = new Uint8Array(toFloat16Array(values).buffer);
   else if (dtype === DataType.INT64) raw = new Uint8Array(BigInt64Array.from(Array.from(values, (v) => BigInt(Math.trunc(v)))).buffer);
   else if (dtype === DataType.INT32) raw = new Uint8Array(Int32Array.from(values).buffer);
   else if (dtype === DataType.BOOL || dtype === DataType.UINT8) raw = Uint8Array.from(values, (v) => (v ? 1 : 0));
@@ -85,7 +87,7 @@ export function tensorDims(t: TensorProto): number[] {
 }
 
 /** Decodes an inline tensor's values as JS numbers (int64 through Number: shape-sized values only).
- *  Returns undefined for external data, strings or float16. */
+ *  Returns undefined for external data or strings. */
 export function tensorValues(t: TensorProto): number[] | undefined {
   if (isExternal(t)) return undefined;
   const count = tensorDims(t).reduce((a, b) => a * b, 1);
@@ -95,6 +97,7 @@ export function tensorValues(t: TensorProto): number[] | undefined {
     switch (t.dataType) {
       case DataType.FLOAT: return Array.from(new Float32Array(buf));
       case DataType.DOUBLE: return Array.from(new Float64Array(buf));
+      case DataType.FLOAT16: return Array.from(fromFloat16Array(new Uint16Array(buf)));
       case DataType.INT64: return Array.from(new BigInt64Array(buf), (v) => Number(v));
       case DataType.INT32: return Array.from(new Int32Array(buf));
       case DataType.INT8: return Array.from(new Int8Array(buf));

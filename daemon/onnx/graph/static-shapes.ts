@@ -4,6 +4,7 @@
 // external data are described by their declared dims alone.
 import { P2pzError } from '../../../shared/protocol/errors.js';
 import { attrFloat, attrInt, attrInts, attrString, attrTensor, declaredType, defaultOpset, tensorDims, tensorValues } from './nodes.js';
+import { float16Bits, float16Value } from './float16.js';
 import { DataType, int64ToNumber, isFloatType, type GraphProto, type ModelProto, type NodeProto } from './onnx-proto.js';
 
 /** What is known about one tensor: its element type, static dims and, for small tensors computable
@@ -67,6 +68,7 @@ function broadcastValues(x: readonly number[], from: readonly number[], to: read
 
 function castValue(v: number, dtype: number): number {
   if (dtype === DataType.FLOAT) return Math.fround(v);
+  if (dtype === DataType.FLOAT16) return float16Value(float16Bits(v));
   if (dtype === DataType.BOOL) return v ? 1 : 0;
   if (dtype === DataType.INT64 || dtype === DataType.INT32 || dtype === DataType.INT8 || dtype === DataType.UINT8) return Math.trunc(v);
   return v;

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { GraphBuilder } from '../graph/builder.js';
 import { tensorSeed } from '../graph/prng.js';
 import { FLAVOURS, Layers } from './layers.js';
+import { exportAsFloat16, FLOAT16_EXPORT_COMPONENTS } from './float16-export.js';
 import type { Flavour } from './layers.js';
 import { schedulerConfigJson } from './scheduler-config.js';
 import { buildTextEncoder } from './text-encoder.js';
@@ -82,6 +83,8 @@ export interface TinyStableDiffusionOptions {
   /** Write the UNet as onnxruntime's transformers optimizer leaves it (com.microsoft fused ops, same
    *  weights; ort-fusions.ts), with these fusion options. */
   readonly ortOptimized?: OrtFusionOptions;
+  /** `fp16`: the components as `optimum-cli export onnx --fp16` writes them (float16-export.ts). */
+  readonly precision?: 'fp32' | 'fp16';
 }
 
 export interface TinyStableDiffusionInfo {
@@ -167,6 +170,9 @@ export async function writeTinyStableDiffusion(dir: string, options: TinyStableD
       seed: tensorSeed(seed, 'unet'), flavour, fill, location: UNET_WEIGHTS_LOCATION[flavour],
     });
     if (options.ortOptimized) fusedOps = await writeOrtOptimizedUNet(unetPath, options.ortOptimized);
+  }
+  if (options.precision === 'fp16') {
+    await exportAsFloat16(dir, FLOAT16_EXPORT_COMPONENTS.filter((c) => want.has(c)));
   }
   return { flavour, vocabularySize, crossAttentionSoftmaxNames: crossAttentionSoftmaxNames(preset.unet), ...(fusedOps ? { fusedOps } : {}) };
 }
