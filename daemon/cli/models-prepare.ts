@@ -65,11 +65,11 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
   }
   const { single, pair, roles, vae } = await preparePipelineGraphs(dir, { height, width }, { force, precision });
   const state = (reused: boolean): string => (reused ? 'up to date' : 'prepared');
-  io.out(`precision: ${describePrecision(pair.manifest.precision ?? precision)} (${device === 'cpu' ? 'CPU provider' : 'GPU providers'})`);
   io.out(`${state(pair.reused)}: ${pair.manifest.files.xattn}, ${pair.manifest.files.grad} (${pair.manifest.sites.length} cross-attention layers, latent ${pair.manifest.latentHeight}×${pair.manifest.latentWidth}, batch 2)`);
   io.out(`${state(single.reused)}: ${single.manifest.files.xattn} (reference pass, batch 1)`);
   io.out(`${state(roles.reused)}: ${basename(roles.path)} (the three graphs in one model, one copy of the weights)`);
   if (vae) io.out(`${state(vae.reused)}: vae_encoder/model.params.onnx (the encoder's posterior parameters)`);
+  io.out(`precision: ${describePrecision(pair.manifest.precision ?? precision)} (${device === 'cpu' ? 'CPU provider' : 'GPU providers'})`);
   return 0;
 }
 

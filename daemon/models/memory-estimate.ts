@@ -84,7 +84,7 @@ export interface MemoryEstimate {
   readonly totalBytes: number;
 }
 
-const DERIVED_UNET_FILE = /^unet\/model\.(?:xattn|grad|roles)\.|^unet\/model\.prepared\./;
+const DERIVED_UNET_FILE = /^unet\/model\.(?:xattn|grad|roles)\.|^unet\/model\.prepared\.|^unet\/model\.fp16(?:-fp32)?\.|^unet\/model\.precision\./;
 
 /** C from the UNet's parameter bytes (see the file header). */
 export function inferChannels(unetBytes: number): number {

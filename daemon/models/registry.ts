@@ -47,7 +47,7 @@ async function entry(modelsDir: string, name: string, kind: 'diffusion' | 'gan')
   // One entry per latent size, whatever batches were prepared for it.
   const prepared = [
     ...new Set(
-      walk.files.map((f) => /^unet\/model\.prepared\.([0-9]+x[0-9]+)(?:\.b[0-9]+)?\.json$/.exec(f.path)?.[1]).filter((t): t is string => t !== undefined),
+      walk.files.map((f) => /^unet\/model\.prepared\.([0-9]+x[0-9]+)(?:\.b[0-9]+)?(?:\.fp16(?:-fp32)?)?\.json$/.exec(f.path)?.[1]).filter((t): t is string => t !== undefined),
     ),
   ];
   return {

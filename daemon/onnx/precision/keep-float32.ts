@@ -30,21 +30,25 @@ function reduceMeanNorm(mean: NodeProto, cons: ReadonlyMap<string, readonly Node
   const d = centred?.output[0];
   if (!centred || !d) return [];
   const found: NodeProto[] = [mean, centred];
-  let frontier = [...(cons.get(d) ?? [])];
   const seen = new Set<NodeProto>(found);
+  let output: NodeProto | undefined;
+  let frontier = [...(cons.get(d) ?? [])];
   for (let depth = 0; depth < 6 && frontier.length > 0; depth++) {
     const next: NodeProto[] = [];
     for (const c of frontier) {
       if (seen.has(c) || !NORM_CHAIN.has(c.opType)) continue;
       seen.add(c);
       found.push(c);
-      // The normalized output: d divided (or multiplied) by something computed from d.
-      if ((c.opType === 'Div' || c.opType === 'Mul') && c.input[0] === d && depth > 0) return found;
+      // The normalized output: d divided (or multiplied) by something computed from d (d·d is the square).
+      if ((c.opType === 'Div' || c.opType === 'Mul') && c.input[0] === d && c.input[1] !== d) {
+        output = c;
+        continue;
+      }
       for (const o of c.output) if (o) next.push(...(cons.get(o) ?? []));
     }
     frontier = next;
   }
-  return [];
+  return output ? found : [];
 }
 
 /** Every node of `graph` that computes in float32 under a float16 conversion. */

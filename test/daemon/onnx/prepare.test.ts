@@ -177,10 +177,12 @@ describe('p2pz models prepare without --batch', () => {
       'prepared: model.xattn.8x8.b1.onnx (reference pass, batch 1)',
       'prepared: model.roles.8x8.onnx (the three graphs in one model, one copy of the weights)',
       'prepared: vae_encoder/model.params.onnx (the encoder\'s posterior parameters)',
+      'precision: fp32 (CPU provider)',
     ]);
     expect(await readdir(join(dir, 'unet'))).not.toContain('model.grad.8x8.b1.onnx');
     expect(await modelsPrepare([dir, '--size', '64'], io)).toBe(0);
-    expect(out.slice(4).every((line) => line.startsWith('up to date: '))).toBe(true);
+    expect(out.slice(5, 9).every((line) => line.startsWith('up to date: '))).toBe(true);
+    expect(out[9]).toBe('precision: fp32 (CPU provider)');
     await rm(dir, { recursive: true, force: true });
   });
 });

@@ -79,7 +79,7 @@ describe('VAE encoder exported with latent_sample (tiny model)', () => {
 
   it('reads the derived parameters graph (made on demand): both modes equal the latent_parameters twin', async () => {
     expect(model.vaeEncoder).toEqual({
-      input: 'sample', output: 'latent_parameters', kind: 'sample', parameters: join(SAMPLED, 'vae_encoder/model.params.onnx'),
+      input: 'sample', inputType: 'float32', output: 'latent_parameters', kind: 'sample', parameters: join(SAMPLED, 'vae_encoder/model.params.onnx'),
     });
     expect(twin.vaeEncoder.parameters).toBe(twin.paths.vaeEncoder);
     const enc = async (m: DiffusionModel, mode: VaeLatentMode): Promise<Awaited<ReturnType<typeof vaeEncode>>> =>
