@@ -26,6 +26,9 @@ export const SERVED_PAGE_NOTE = 'This panel comes from the daemon: once it runs 
 export function createPhotopeaHost(channel: PhotopeaChannel, options: { port: number; endpoint?: string | null; storage: Storage | null; doc: Document; framed: boolean }): PanelHost {
   let push: (message: HostPush) => void = () => undefined;
   let nextId = 1;
+  /** The last active layer as read (name and place) and the node id it was given: the same layer read
+   *  again keeps its id, so the panel does not take it for a new image (and export it for a caption). */
+  let last: { readonly key: string; readonly nodeId: string } | null = null;
   /** Where each read layer sat, by the node id its image was given. */
   const rects = new Map<string, Rect>();
 
@@ -43,7 +46,9 @@ export function createPhotopeaHost(channel: PhotopeaChannel, options: { port: nu
     try {
       if (!options.framed) throw new DocumentProblem('Open this page from the p2pz button in Photopea (see docs/PHOTOPEA.md).');
       const layer = await readActiveLayer(channel);
-      items = [{ nodeId: `layer-${nextId++}`, name: layer.name.slice(0, 500), width: layer.rect.width, height: layer.rect.height, read: 'export' }];
+      const key = JSON.stringify([layer.name, layer.rect]);
+      if (last?.key !== key) last = { key, nodeId: `layer-${nextId++}` };
+      items = [{ nodeId: last.nodeId, name: layer.name.slice(0, 500), width: layer.rect.width, height: layer.rect.height, read: 'export' }];
     } catch (err) {
       problem = err instanceof DocumentProblem || err instanceof PhotopeaScriptError ? err.message : 'Photopea did not answer. Reopen the plugin.';
     }

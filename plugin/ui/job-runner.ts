@@ -1,5 +1,5 @@
-// The panel's jobs: reads the selected layers from the host, uploads each image once (a cache keyed by
-// layer and content; an upload the daemon no longer knows is sent again and the job resubmitted),
+// The panel's jobs: reads the selected layers from the host, uploads each image once (uploads.ts, keyed
+// by content; an upload the daemon no longer knows is sent again and the job resubmitted),
 // submits one job per layer and follows its events through the Connection, fetches the results, and
 // cancels. Several layers run one after the other as a batch; a cancelled batch keeps the layers that
 // finished. It touches no DOM: it reports to a JobRunnerListener, so a fake client can drive it in tests.

@@ -3,8 +3,10 @@
 // job and shows the result here; Render runs the full pix2pix-zero job with a progress bar (stage and
 // step), live step previews and Cancel; Apply sends the shown results to the host (the Figma sandbox,
 // Photopea, or the standalone page's download), which places them. Several selected layers are edited
-// one after the other as a batch. Everything editor-specific is behind PanelHost (host.ts).
+// one after the other as a batch. Choosing one layer asks the daemon for its caption (captions.ts),
+// shown in the form before any render. Everything editor-specific is behind PanelHost (host.ts).
 import type { EditJobKind, HealthResponse, JobOutcome, SelectionItem } from '../../shared/protocol/index.js';
+import { CaptionRequests } from './captions.js';
 import { Connection } from './connection.js';
 import { panelClientId } from './client-id.js';
 import { DaemonClient } from './daemon-client.js';
@@ -12,6 +14,7 @@ import { checkEndpoint } from './endpoint.js';
 import { EditForm } from './form.js';
 import type { HostPush, PanelHost, PanelResult } from './host.js';
 import { JobRunner } from './job-runner.js';
+import { Uploads } from './uploads.js';
 import { localNetworkPermission, problemFor } from './problems.js';
 import { estimateWords, outcomeCaption, panelElements, PanelView } from './view.js';
 
@@ -20,6 +23,9 @@ export class Panel {
   private readonly form: EditForm;
   private readonly connection: Connection;
   private readonly runner: JobRunner;
+  private readonly captions: CaptionRequests;
+  /** The layer whose caption the form shows or awaits (null: none asked). */
+  private captionedNode: string | null = null;
   private readonly host: PanelHost;
   private selection: SelectionItem[] = [];
   private selectionProblem: string | null = 'Select an image layer.';
@@ -55,9 +61,14 @@ export class Panel {
           this.form.showPresets(health.models.flatMap((m) => (m.kind === 'gan' && m.direction ? [m.direction] : [])));
         },
         pairing: (shown) => view.pairing(shown),
-        ready: () => this.maybeAutoPreview(),
+        ready: () => {
+          this.askCaption(false);
+          this.maybeAutoPreview();
+        },
       },
     });
+    const uploads = new Uploads();
+    this.captions = new CaptionRequests(this.connection, host, uploads);
     this.runner = new JobRunner(this.connection, host, {
       started: () => {
         view.jobProblem(null);
@@ -77,7 +88,7 @@ export class Panel {
         this.dropStaleResults(); // a job for an image that was replaced meanwhile
         this.updateButtons();
       },
-    });
+    }, undefined, uploads);
     this.wire();
     this.updateButtons();
     host.start((m) => this.onHost(m));
@@ -105,6 +116,7 @@ export class Panel {
       this.selection = message.items;
       this.selectionProblem = message.problem;
       if (changed) this.form.clearSuggestedCaption();
+      this.askCaption(changed);
       this.view.selection(this.selection, this.selectionProblem);
       this.dropStaleResults();
       this.updateButtons();
@@ -173,6 +185,25 @@ export class Panel {
     });
   }
 
+  /** Asks the daemon for the chosen layer's caption (`fresh`: a new selection; else only when none
+   *  was asked for it yet, e.g. once the connection is ready). */
+  private askCaption(fresh: boolean): void {
+    const only = this.selection.length === 1 ? this.selection[0] : undefined;
+    if (only === undefined) {
+      this.captions.forget();
+      this.captionedNode = null;
+      if (this.selection.length > 1) this.form.captionPerLayer();
+      return;
+    }
+    if (this.connection.state !== 'ready' || (!fresh && this.captionedNode === only.nodeId)) return;
+    const nodeId = only.nodeId;
+    this.captionedNode = nodeId;
+    this.form.captionAsking();
+    void this.captions.ask(nodeId).then((answer) => {
+      if (answer !== null && this.captionedNode === nodeId) this.form.showCaptionAnswer(answer);
+    });
+  }
+
   private maybeAutoPreview(): void {
     if (!this.autoPreview || this.connection.state !== 'ready' || this.selection.length === 0 || this.runner.busy) return;
     this.autoPreview = false;
@@ -209,7 +240,7 @@ export class Panel {
       this.resultsCaption = outcomeCaption(outcome);
       // The caption the job used, shown in the form before the render (editable there).
       const d = outcome.details;
-      if (d?.caption !== undefined && (d.captionOrigin === 'captioner' || d.captionOrigin === 'template')) this.form.suggestCaption(d.caption, d.captionOrigin);
+      if (d?.caption !== undefined && (d.captionOrigin === 'captioner' || d.captionOrigin === 'template')) this.form.suggestCaption(d.caption, d.captionOrigin, d.captioner);
     }
     this.view.caption(this.resultsCaption);
     this.host.showResults?.(entries);

@@ -44,6 +44,7 @@ export function panelElements(doc: Document = document) {
     xa: e('xa', HTMLInputElement),
     size: e('size', HTMLInputElement),
     caption: e('caption', HTMLInputElement),
+    captionOrigin: e('caption-origin', HTMLElement),
     blend: e('blend', HTMLInputElement),
     maskMode: e('mask-mode', HTMLSelectElement),
     result: e('result', HTMLElement),

@@ -108,7 +108,8 @@ describe('Photopea plugin page in Chromium against a real daemon', () => {
     await ui.locator('#preview').click();
     await waitForText(frame, 'result-caption', /^Quick preview \(GAN\) · CPU/);
     let record = await page.evaluate(() => window.photopea.record());
-    expect(record.exports).toEqual([['Photo']]);
+    // Two exports of the photo: one when it was chosen (its caption, shown before any edit), one for the preview.
+    expect(record.exports).toEqual([['Photo'], ['Photo']]);
     expect((await layersNow()).map((l) => [l.name, l.visible])).toEqual([['Label', true], ['Photo', true], ['Background', true]]);
     // The upload is the photo's own pixels, cut to its bounds (no label, no background).
     expect(uploads).toHaveLength(1);
@@ -154,7 +155,8 @@ describe('Photopea plugin page in Chromium against a real daemon', () => {
     expect(await page.evaluate(() => window.photopea.activeName())).toBe(name);
     await waitForText(frame, 'selection-text', /^cat → dog's o'clock \(seed 42\) · 96×64/);
     record = await page.evaluate(() => window.photopea.record());
-    expect(record.exports).toEqual([['Photo'], ['cat → dog (preview, seed 42)']]);
+    // Each newly active layer is exported once for its caption, then once for the job that edits it.
+    expect(record.exports).toEqual([['Photo'], ['Photo'], ['cat → dog (preview, seed 42)'], ['cat → dog (preview, seed 42)'], [name]]);
     expect(record.pastes).toEqual(['data:image/png;base64,', 'data:image/png;base64,', 'data:image/png;base64,']);
     expect(record.errors).toEqual([]);
     expect(record.misuses).toEqual([]);
