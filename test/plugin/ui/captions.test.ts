@@ -96,7 +96,7 @@ describe('CaptionRequests', () => {
 
     // The job runner given the same Uploads sends the render on the caption's upload.
     const runner = new JobRunner(conn.connection, { readImages: async (ids) => images.filter((i) => ids.includes(i.nodeId)) }, {
-      started: () => undefined, progress: () => undefined, stepPreview: () => undefined, results: () => undefined, cancelled: () => undefined, failed: () => undefined, ended: () => undefined,
+      started: () => undefined, progress: () => undefined, previewFrame: () => undefined, results: () => undefined, cancelled: () => undefined, failed: () => undefined, ended: () => undefined,
     }, undefined, uploads);
     const running = runner.run('render', ['1:1'], EditParams.parse({ source: 'cat', target: 'dog' }));
     const renderJob = await submitted(3);
