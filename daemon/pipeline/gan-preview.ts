@@ -1,7 +1,8 @@
 // The quick preview through a distilled GAN generator (docs/DESIGN.md §3 stage 8): one forward pass of an
 // image-to-image network trained on pix2pix-zero's own outputs for one direction. Stages:
-//   1. decode the upload (EXIF orientation, sRGB, alpha kept aside)
-//   2. resize to the generator's working size; x = rgb/127.5 − 1, NCHW [1,3,H,W]
+//   1. decode the upload (EXIF orientation, sRGB, alpha kept aside), unless the same bytes were
+//      decoded for an earlier preview (preview-input-cache.ts)
+//   2. resize to the generator's working size; x = rgb/127.5 − 1, NCHW [1,3,H,W] (kept with the decoded input)
 //   3. y = G(x), [1,3,H',W'] in [-1,1]; its pixels go to the client at once as a preview frame (RGBA at
 //      H'×W', the input's alpha resized alongside; shared/protocol/preview-frame.ts), before any PNG work
 //   4. back to 8 bits, resized to exactly the input's width×height, alpha re-attached, PNG (uncompressed:
@@ -17,6 +18,7 @@ import { tensorToRgba } from '../image/preview-pixels.js';
 import { resizeAlpha, resizeRgb, rgbToTensor, tensorToRgb, workingSize } from '../image/tensor.js';
 import type { GanMeta } from '../models/gan-meta.js';
 import type { ModelFiles, PipelineContext, PipelineOutcome } from './context.js';
+import { previewInputKey, sharedPreviewInputCache, type PreviewInputCache } from './preview-input-cache.js';
 import type { GanGenerator } from './preview-registry.js';
 
 /** How the generator is fed: names from the session, sizes fixed by the graph or chosen from meta. */
@@ -28,7 +30,12 @@ interface GeneratorIo {
 }
 
 /** Runs `generator` (from the registry: findGanGenerator / lookupGanGenerator) on the encoded `image`. */
-export async function runGanPreview(image: Uint8Array, generator: GanGenerator, ctx: PipelineContext): Promise<PipelineOutcome> {
+export async function runGanPreview(
+  image: Uint8Array,
+  generator: GanGenerator,
+  ctx: PipelineContext,
+  inputs: PreviewInputCache = sharedPreviewInputCache,
+): Promise<PipelineOutcome> {
   const { models, signal, progress } = ctx;
   const timings: Record<string, number> = {};
   const timed = async <T>(stage: string, fn: () => Promise<T>): Promise<T> => {
@@ -41,18 +48,25 @@ export async function runGanPreview(image: Uint8Array, generator: GanGenerator, 
 
   // 1. Decode.
   progress('decode', 0, 1);
-  const decoded = await timed('decode', () => decodeImage(image));
-  const { width, height, alpha } = decoded;
+  const input = await timed('decode', async () => {
+    const key = previewInputKey(image);
+    const kept = inputs.get(key);
+    if (kept !== undefined) return kept;
+    const decoded = await decodeImage(image);
+    return inputs.set(key, { width: decoded.width, height: decoded.height, rgb: decoded.rgb, alpha: decoded.alpha });
+  });
+  const { width, height, alpha } = input;
 
   // 2–3. Load, resize to the working size, generate.
   progress('load', 0, 1);
   const session = await timed('load', () => models.get(generator.modelPath));
   const io = generatorIo(session, generator.meta, width, height);
   progress('generate', 0, 1);
+  const x = await timed('tensor', () =>
+    inputs.tensor(input, io.width, io.height, async () => rgbToTensor(await resizeRgb(input.rgb, width, height, io.width, io.height), io.width, io.height)),
+  );
   const y = await timed('generate', async () => {
-    const rgb = await resizeRgb(decoded.rgb, width, height, io.width, io.height);
-    const x = new Tensor('float32', rgbToTensor(rgb, io.width, io.height), [1, 3, io.height, io.width]);
-    const result = await models.run(generator.modelPath, { [io.input]: x });
+    const result = await models.run(generator.modelPath, { [io.input]: new Tensor('float32', x, [1, 3, io.height, io.width]) });
     return generatedImage(result[io.output]);
   });
   if (fitsPreviewFrame('result', y.width, y.height)) {

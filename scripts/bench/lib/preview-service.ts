@@ -20,13 +20,14 @@ const CLIENT = 'bench_client_01';
 /** Runs discarded before timing (session warm-up, allocator growth). */
 export const WARMUP_RUNS = 2;
 
-/** A size×size smooth gradient with noise: compresses like a photo, not like a flat colour. */
-export async function photoLikePng(size: number): Promise<Uint8Array> {
+/** A size×size smooth gradient with noise: compresses like a photo, not like a flat colour. Each
+ *  `variant` is another image of the same kind (another noise phase). */
+export async function photoLikePng(size: number, variant = 0): Promise<Uint8Array> {
   const raw = Buffer.alloc(size * size * 3);
   for (let y = 0; y < size; y++)
     for (let x = 0; x < size; x++) {
       const i = (y * size + x) * 3;
-      raw[i] = (x / 2 + ((x * 7919 + y * 104729) % 23)) & 255;
+      raw[i] = (x / 2 + ((x * 7919 + y * 104729 + variant) % 23)) & 255;
       raw[i + 1] = (y / 2 + ((x * 31 + y * 17) % 19)) & 255;
       raw[i + 2] = ((x + y) / 4) & 255;
     }
@@ -59,7 +60,16 @@ let jobCount = 0;
  *  received (after the frame), result PNG downloaded. */
 export interface RoundTripPhases { readonly upload: number; readonly submit: number; readonly frame: number; readonly finished: number; readonly download: number }
 
+export interface RoundTripOptions {
+  /** Upload this image instead of the service's own. */
+  readonly png?: Uint8Array;
+  /** Preview an image uploaded before (as the panel does for a layer it has uploaded): no upload. */
+  readonly imageId?: string;
+}
+
 export interface RoundTrip {
+  /** The uploaded image's id. */
+  readonly imageId: string;
   /** Milliseconds from the upload's start to the downloaded PNG result. */
   readonly ms: number;
   /** Milliseconds from the upload's start to the quick preview's frame, decoded; undefined when no
@@ -71,7 +81,7 @@ export interface RoundTrip {
 
 /** A client of the daemon's preview jobs: `roundTrip()` times one job from upload to the preview frame
  *  (decoded by the plugin's own decoder) and on to the downloaded result. */
-export async function openService(url: string, token: string, png: Uint8Array): Promise<{ roundTrip(): Promise<RoundTrip>; close(): void }> {
+export async function openService(url: string, token: string, png: Uint8Array): Promise<{ roundTrip(options?: RoundTripOptions): Promise<RoundTrip>; close(): void }> {
   const auth = { authorization: `Bearer ${token}`, 'x-p2pz-client': CLIENT };
   const ws = new WebSocket(`${url.replace('http', 'ws')}/v1/events`);
   await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
@@ -95,10 +105,13 @@ export async function openService(url: string, token: string, png: Uint8Array): 
   ws.send(JSON.stringify({ v: PROTOCOL_VERSION, type: 'hello', token, clientId: CLIENT }));
   await welcome;
   return {
-    async roundTrip() {
+    async roundTrip(options: RoundTripOptions = {}) {
       const t0 = performance.now();
-      const upload = await fetch(`${url}/v1/images`, { method: 'POST', headers: { ...auth, 'content-type': 'image/png' }, body: new Uint8Array(png) });
-      const { imageId } = ImageUploadResponse.parse(await upload.json());
+      let imageId = options.imageId;
+      if (imageId === undefined) {
+        const upload = await fetch(`${url}/v1/images`, { method: 'POST', headers: { ...auth, 'content-type': 'image/png' }, body: new Uint8Array(options.png ?? png) });
+        imageId = ImageUploadResponse.parse(await upload.json()).imageId;
+      }
       const t1 = performance.now();
       const jobId = `bench_job_${(jobCount++).toString().padStart(4, '0')}`;
       let frameAt: number | undefined;
@@ -121,6 +134,7 @@ export async function openService(url: string, token: string, png: Uint8Array): 
       const t4 = performance.now();
       const frameDone = frameAt ?? t3;
       return {
+        imageId,
         ms: t4 - t0,
         frameMs: frameAt === undefined ? undefined : frameAt - t0,
         outcome,
@@ -138,6 +152,10 @@ export interface PairedTimes {
   readonly frame: number[];
   /** Milliseconds to the downloaded PNG result. */
   readonly service: number[];
+  /** With `again`: run() milliseconds, and milliseconds to the frame of a second preview of the same
+   *  upload (no upload; the worker has the image decoded), of each round. */
+  readonly againDirect: number[];
+  readonly againFrame: number[];
   /** The last job's outcome. */
   readonly outcome: JobOutcome;
   /** Client-side phases of each timed round trip. */
@@ -145,12 +163,16 @@ export interface PairedTimes {
 }
 
 /** `runs` rounds (after WARMUP_RUNS) of one direct run() then one service round trip, interleaved so
- *  that both see the same load on a shared machine. */
-export async function pairedTimes(generatorPath: string, size: number, daemon: { url: string; token: string }, png: Uint8Array, runs: number): Promise<PairedTimes> {
+ *  that both see the same load on a shared machine. Each round previews another image of `size`
+ *  (`png` is the first), so that no round finds the image decoded already; with `again`, each round
+ *  then times a second direct run() and a second preview of the same upload. */
+export async function pairedTimes(generatorPath: string, size: number, daemon: { url: string; token: string }, png: Uint8Array, runs: number, again = false): Promise<PairedTimes> {
   const direct = await openDirect(generatorPath, size);
   const directMs: number[] = [];
   const frameMs: number[] = [];
   const serviceMs: number[] = [];
+  const againDirect: number[] = [];
+  const againFrame: number[] = [];
   let outcome: JobOutcome | undefined;
   const phases: RoundTripPhases[] = [];
   try {
@@ -160,7 +182,7 @@ export async function pairedTimes(generatorPath: string, size: number, daemon: {
       // process's event loop, long enough for a big generator to miss the server's heartbeat.
       const service = await openService(daemon.url, daemon.token, png);
       try {
-        const s = await service.roundTrip();
+        const s = await service.roundTrip({ png: i === 0 ? png : await photoLikePng(size, i) });
         if (s.frameMs === undefined) throw new Error('no preview frame arrived');
         outcome = s.outcome;
         if (i >= WARMUP_RUNS) {
@@ -168,6 +190,15 @@ export async function pairedTimes(generatorPath: string, size: number, daemon: {
           frameMs.push(s.frameMs);
           serviceMs.push(s.ms);
           phases.push(s.phases);
+        }
+        if (again) {
+          const d2 = await direct.runOnce();
+          const s2 = await service.roundTrip({ imageId: s.imageId });
+          if (s2.frameMs === undefined) throw new Error('no preview frame arrived');
+          if (i >= WARMUP_RUNS) {
+            againDirect.push(d2);
+            againFrame.push(s2.frameMs);
+          }
         }
       } finally {
         service.close();
@@ -177,7 +208,7 @@ export async function pairedTimes(generatorPath: string, size: number, daemon: {
     await direct.close();
   }
   if (!outcome) throw new Error('no runs');
-  return { direct: directMs, frame: frameMs, service: serviceMs, outcome, phases };
+  return { direct: directMs, frame: frameMs, service: serviceMs, againDirect, againFrame, outcome, phases };
 }
 
 /** "| run() | round trip | ratio | overhead |" cells: medians, their ratio, and the median of the

@@ -1,6 +1,7 @@
 // The GAN quick preview in-process, on generated generators: sizes read from the session metadata
-// (fixed dims win over meta.size), the result pinned by an independent computation, cancel at stage
-// boundaries, and coded errors for generators that do not fit.
+// (fixed dims win over meta.size), the result and the preview frame pinned by an independent
+// computation, the decoded input reused for the same bytes, cancel at stage boundaries, and coded
+// errors for generators that do not fit.
 import { mkdir, mkdtemp, realpath, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,9 +13,10 @@ import { GraphBuilder } from '../../../daemon/onnx/graph/builder.js';
 import type { Dim, ElemType } from '../../../daemon/onnx/graph/builder.js';
 import { generatorWorkingSize, runGanPreview } from '../../../daemon/pipeline/gan-preview.js';
 import type { PipelineContext } from '../../../daemon/pipeline/context.js';
+import { PreviewInputCache } from '../../../daemon/pipeline/preview-input-cache.js';
 import { findGanGenerator } from '../../../daemon/pipeline/preview-registry.js';
 import { SessionCache } from '../../../daemon/worker/sessions.js';
-import type { Stage } from '../../../shared/protocol/index.js';
+import type { PreviewPixels, Stage } from '../../../shared/protocol/index.js';
 
 let root: string;
 let cache: SessionCache;
@@ -53,23 +55,31 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-function context(onStage?: (stage: Stage) => void, controller = new AbortController()): PipelineContext & { stages: Stage[] } {
+function context(onStage?: (stage: Stage) => void, controller = new AbortController()): PipelineContext & { stages: Stage[]; frames: PreviewPixels[] } {
   const stages: Stage[] = [];
+  const frames: PreviewPixels[] = [];
   return {
     models: cache,
     signal: controller.signal,
-    progress: (stage) => {
+    progress: (stage, _step, _total, frame) => {
       stages.push(stage);
+      if (frame !== undefined) frames.push(frame);
       onStage?.(stage);
     },
     stages,
+    frames,
   };
+}
+
+/** The input at the working size, as the pipeline resizes it (sharp's Lanczos-3). */
+function workingRgb(workW: number, workH: number): Promise<Buffer> {
+  return sharp(rgb, { raw: { width: W, height: H, channels: 3 } }).resize(workW, workH, { fit: 'fill', kernel: 'lanczos3' }).raw().toBuffer();
 }
 
 /** Independent expectation for y = −x: in 8 bits, (−(v/127.5 − 1) + 1)·127.5 = 255 − v, so the result
  *  is the inverted image at the working size, resized back with sharp's Lanczos-3. */
 async function expectedInverted(workW: number, workH: number): Promise<Buffer> {
-  const small = await sharp(rgb, { raw: { width: W, height: H, channels: 3 } }).resize(workW, workH, { fit: 'fill', kernel: 'lanczos3' }).raw().toBuffer();
+  const small = await workingRgb(workW, workH);
   const inverted = Buffer.from(small.map((v) => 255 - v));
   return sharp(inverted, { raw: { width: workW, height: workH, channels: 3 } }).resize(W, H, { fit: 'fill', kernel: 'lanczos3' }).raw().toBuffer();
 }
@@ -79,8 +89,15 @@ describe('runGanPreview', () => {
     const ctx = context();
     const result = await runGanPreview(png, await findGanGenerator(cache, 'day', 'night'), ctx);
     expect(result.engine).toBe('gan');
-    expect(ctx.stages).toEqual(['decode', 'load', 'generate', 'encode']);
-    expect(Object.keys(result.timings).sort()).toEqual(['decode', 'encode', 'generate', 'load']);
+    expect(ctx.stages).toEqual(['decode', 'load', 'generate', 'generate', 'encode']);
+    expect(Object.keys(result.timings).sort()).toEqual(['decode', 'encode', 'frame', 'generate', 'load', 'tensor']);
+    // The preview frame, before the PNG: the generator's output at its own 48×32, opaque, i.e. the
+    // inverted working-size input (255 − v), computed independently.
+    expect(ctx.frames.map((f) => [f.role, f.width, f.height])).toEqual([['result', 48, 32]]);
+    const small = await workingRgb(48, 32);
+    const expectedFrame = Buffer.alloc(48 * 32 * 4);
+    for (let p = 0; p < 48 * 32; p++) expectedFrame.set([255 - (small[p * 3] ?? 0), 255 - (small[p * 3 + 1] ?? 0), 255 - (small[p * 3 + 2] ?? 0), 255], p * 4);
+    expect(Buffer.from(ctx.frames[0]?.rgba ?? [])).toEqual(expectedFrame);
     const [out] = result.outputs;
     expect(out).toMatchObject({ role: 'image', width: W, height: H });
     const decoded = await decodeImage(out?.png ?? new Uint8Array());
@@ -95,6 +112,25 @@ describe('runGanPreview', () => {
     const result = await runGanPreview(png, await findGanGenerator(cache, 'photo', 'negative'), context());
     const decoded = await decodeImage(result.outputs[0]?.png ?? new Uint8Array());
     expect(Buffer.from(decoded.rgb)).toEqual(await expectedInverted(45, 30));
+  });
+
+  it('decodes an image once: the next preview of the same bytes reuses its pixels and tensor', async () => {
+    const inputs = new PreviewInputCache();
+    const generator = await findGanGenerator(cache, 'day', 'night');
+    const first = await runGanPreview(png, generator, context(), inputs);
+    expect([inputs.hits, inputs.misses]).toEqual([0, 1]);
+    const again = context();
+    const second = await runGanPreview(Buffer.from(png), generator, again, inputs);
+    expect([inputs.hits, inputs.misses]).toEqual([1, 1]);
+    expect(second.outputs[0]?.png).toEqual(first.outputs[0]?.png);
+    expect(again.frames).toHaveLength(1);
+    // Other bytes (the same pixels at another compression) are another entry; another working size
+    // adds its tensor to the same entry.
+    await runGanPreview(await encodePng({ width: W, height: H, rgb }, { compressionLevel: 9 }), generator, context(), inputs);
+    expect([inputs.hits, inputs.misses]).toEqual([1, 2]);
+    const resized = await runGanPreview(png, await findGanGenerator(cache, 'photo', 'negative'), context(), inputs);
+    expect([inputs.hits, inputs.misses]).toEqual([2, 2]);
+    expect(Buffer.from((await decodeImage(resized.outputs[0]?.png ?? new Uint8Array())).rgb)).toEqual(await expectedInverted(45, 30));
   });
 
   it('stops at the next stage boundary once cancelled, before generating', async () => {

@@ -108,7 +108,7 @@ describe('worker process (real onnxruntime)', () => {
     const result = await s.run(engineJob('cat', { image: pooled }), (p) => progress.push(p), never());
     if (result.status !== 'done') throw new Error(`preview failed: ${JSON.stringify(result)}`);
     expect(result.engine).toBe('gan');
-    expect(Object.keys(result.timings).sort()).toEqual(['decode', 'encode', 'frame', 'generate', 'load']);
+    expect(Object.keys(result.timings).sort()).toEqual(['decode', 'encode', 'frame', 'generate', 'load', 'tensor']);
     expect(progress.map((p) => p.stage)).toEqual(['decode', 'load', 'generate', 'generate', 'encode']);
     // The preview frame came first, at the generator's working size (64×64 for 100×70 at size 64).
     const frame = progress.find((p) => p.frame !== undefined)?.frame;
