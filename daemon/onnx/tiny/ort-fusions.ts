@@ -6,6 +6,7 @@
 //                          (→ x·Sigmoid(x)) becomes Transpose(NCHW→NHWC) → GroupNorm(γ[C], β[C],
 //                          groups, epsilon, activation, channels_last=1) → Transpose(NHWC→NCHW)
 //   fusion_nhwc_conv.py    Conv becomes Transpose → NhwcConv(Transpose(W, 0,2,3,1), b) → Transpose
+//                          (unless `nhwcConv: false`, as --disable_nhwc_conv)
 //   fusion_attention_unet.py  diffusers' attention (MatMul q/k/v, head split, Softmax(q·kᵀ·s), ·v,
 //                          head merge) becomes MultiHeadAttention: self-attention with packed QKV
 //                          (one MatMul with the interleaved [C, N·3·H] weights, Reshape [0,0,N,3,H]),
@@ -18,12 +19,13 @@
 //                          BiasSplitGelu(MatMul, b)
 //   fusion_bias_add.py     Add(Add(MatMul(BiasSplitGelu …), b), skip) becomes BiasAdd(MatMul, b, skip)
 // Finally the Transpose pairs between NHWC nodes are dropped, as the optimizer does.
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { consumers, producers } from '../graph/graph-index.js';
 import { pruneDeadNodes } from '../graph/fold.js';
 import { decodeModel, encodeModel, readTensorData, writeFileAtomic } from '../graph/model-io.js';
 import { attrFloat, makeNode, makeTensor, tensorDims, tensorValues, type AttrValue } from '../graph/nodes.js';
-import { DataType, onnx, type GraphProto, type ModelProto, type NodeProto, type TensorProto } from '../graph/onnx-proto.js';
+import { DATA_LOCATION, DataType, isExternal, onnx, type GraphProto, type ModelProto, type NodeProto, type TensorProto } from '../graph/onnx-proto.js';
 import { cancelTransposePairs } from '../unfuse/transpose-pairs.js';
 
 export interface OrtFusionOptions {
@@ -31,6 +33,8 @@ export interface OrtFusionOptions {
   readonly packed?: boolean;
   /** Self-attention as the older Attention op (input, [C,3D] weights, bias) instead of MultiHeadAttention. */
   readonly attentionOp?: boolean;
+  /** Convs as NhwcConv (default; optimize_pipeline.py's --disable_nhwc_conv turns it off). */
+  readonly nhwcConv?: boolean;
 }
 
 /** How many nodes of each fused op the rewrite wrote. */
@@ -312,7 +316,7 @@ function fuseBiasAdd(G: Graph, counts: FusionCounts): void {
 }
 
 /** The optimized form of the model at `modelPath` (its external weights stay where they are; new
- *  packed weights are inline). */
+ *  packed weights are inline until writeOrtOptimizedUNet stores them). */
 export async function ortOptimizedUNet(modelPath: string, options: OrtFusionOptions = {}): Promise<{ model: ModelProto; counts: FusionCounts }> {
   const model = decodeModel(await readFile(modelPath));
   const counts: FusionCounts = {};
@@ -323,7 +327,7 @@ export async function ortOptimizedUNet(modelPath: string, options: OrtFusionOpti
     (G) => fuseSkipLayerNorm(G, counts),
     (G) => fuseBiasSplitGelu(G, counts),
     (G) => fuseBiasAdd(G, counts),
-    (G) => fuseNhwcConv(G, counts),
+    ...(options.nhwcConv === false ? [] : [(G: Graph) => fuseNhwcConv(G, counts)]),
   ];
   for (const pass of passes) {
     const G = new Graph(model.graph);
@@ -336,9 +340,34 @@ export async function ortOptimizedUNet(modelPath: string, options: OrtFusionOpti
   return { model, counts };
 }
 
-/** Rewrites the UNet at `modelPath` in place into its optimized form. */
+/** Moves the inline tensors of at least `minBytes` (the packed attention weights) to the end of the
+ *  weights file the model already uses, as the optimizer saves them with external data. */
+async function externalize(model: ModelProto, modelPath: string, minBytes = 1024): Promise<void> {
+  const location = model.graph.initializer.find(isExternal)?.externalData?.find((e) => e.key === 'location')?.value;
+  if (!location) return;
+  const fh = await open(join(dirname(modelPath), location), 'r+');
+  try {
+    let end = (await fh.stat()).size;
+    for (const t of model.graph.initializer) {
+      const raw = t.rawData;
+      if (isExternal(t) || !raw || raw.length < minBytes) continue;
+      const offset = Math.ceil(end / 64) * 64;
+      await fh.write(raw, 0, raw.length, offset);
+      end = offset + raw.length;
+      t.dataLocation = DATA_LOCATION.EXTERNAL;
+      t.externalData = [{ key: 'location', value: location }, { key: 'offset', value: String(offset) }, { key: 'length', value: String(raw.length) }];
+      t.rawData = null;
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Rewrites the UNet at `modelPath` in place into its optimized form (new weights appended to its
+ *  weights file). */
 export async function writeOrtOptimizedUNet(modelPath: string, options: OrtFusionOptions = {}): Promise<FusionCounts> {
   const { model, counts } = await ortOptimizedUNet(modelPath, options);
+  await externalize(model, modelPath);
   await writeFileAtomic(modelPath, encodeModel(model));
   return counts;
 }

@@ -1,8 +1,9 @@
 // com.microsoft MultiHeadAttention and Attention as standard ops. Both compute, per head n of N,
 //   O_n = softmax(s · Q_n·K_nᵀ) · V_n,   s = `scale` attribute, or 1/√H when absent or 0,
 // with Q [B,S,N,H], K [B,L,N,H], V [B,L,N,Hv], output [B,S,N·Hv] (heads concatenated).
-// The rewrite computes the probabilities P = Softmax(Mul(MatMul(Q', K'), s)) as one Softmax node of
-// shape [B, N, S, L] (named `<fused node>/Softmax`), the pattern attention/cross-attention.ts finds:
+// The rewrite computes the probabilities P = Softmax(Mul(MatMul(Q, Kᵀ), s)) as one Softmax node of
+// shape [B·N, S, L] (named `<fused node>/Softmax`), as the PyTorch exporter writes diffusers'
+// attention, the pattern attention/cross-attention.ts finds:
 // for cross-attention K comes from encoder_hidden_states alone, so the maps of an optimized export
 // are exposed exactly as those of a plain one.
 // MultiHeadAttention inputs (ContribOperators.md): query [B,S,D] with key [B,L,D] and value [B,L,Dv]
@@ -62,22 +63,32 @@ function mhaForm(node: NodeProto, ins: Inputs): MhaForm {
   return { kind: 'separate', b: q.dims[0] ?? 1, s: q.dims[1] ?? 1, d, dv: v.dims[2] ?? 1 };
 }
 
-/** softmax(s·Q'·K'ᵀ)·V' per head, heads merged back to [B,S,N·Hv] into `output`. Q, K, V: [B,·,N,·]. */
-export function attentionCore(r: Rewriter, node: NodeProto, dtype: number, qh: string, kh: string, vh: string, head: number, output: string): void {
+/** Static sizes of one attention: batch B, heads N, queries S, keys L, head widths H (q, k) and Hv. */
+interface AttentionDims { readonly b: number; readonly n: number; readonly s: number; readonly l: number; readonly h: number; readonly hv: number }
+
+/** softmax(s·Q·Kᵀ)·V per head, heads merged back to [B,S,N·Hv] into `output`. Q [B,N,S,H], K [B,N,L,H],
+ *  V [B,N,L,Hv], computed as the PyTorch exporter writes diffusers' attention: on [B·N, ·, ·] with Kᵀ a
+ *  Transpose of the last two axes (onnxruntime folds it into the MatMul). */
+export function attentionCore(r: Rewriter, node: NodeProto, dtype: number, q: string, k: string, v: string, d: AttentionDims, output: string): void {
   const custom = attrFloat(node, 'scale', 0);
-  const scale = custom !== 0 ? custom : 1 / Math.sqrt(head);
-  const q = r.transpose(qh, [0, 2, 1, 3]);
-  const kt = r.transpose(kh, [0, 2, 3, 1]);
-  const v = r.transpose(vh, [0, 2, 1, 3]);
-  const scores = r.op('Mul', [r.op('MatMul', [q, kt]), r.scalar(scale, dtype)]);
-  const probs = r.op('Softmax', [scores], { axis: r.opset >= 13 ? -1 : 3 }, undefined, `${r.base}/Softmax`);
-  const o = r.transpose(r.op('MatMul', [probs, v]), [0, 2, 1, 3]);
-  r.reshape(o, [0, 0, -1], output);
+  const scale = custom !== 0 ? custom : 1 / Math.sqrt(d.h);
+  const bn = d.b * d.n;
+  const q3 = r.reshape(q, [bn, d.s, d.h]);
+  const kt = r.transpose(r.reshape(k, [bn, d.l, d.h]), [0, 2, 1]);
+  const scores = r.op('Mul', [r.op('MatMul', [q3, kt]), r.scalar(scale, dtype)]);
+  const probs = r.op('Softmax', [scores], { axis: r.opset >= 13 ? -1 : 2 }, undefined, `${r.base}/Softmax`);
+  const o = r.op('MatMul', [probs, r.reshape(v, [bn, d.l, d.hv])]);
+  r.reshape(r.transpose(r.reshape(o, [d.b, d.n, d.s, d.hv]), [0, 2, 1, 3]), [0, 0, -1], output);
 }
 
-/** Splits a packed [B,·,N,P,H] tensor along its P axis into P tensors [B,·,N,H]. */
+/** A packed [B,·,N,P,H] tensor as P tensors [B,N,·,H]: one Transpose to [P,B,N,·,H], then contiguous parts. */
 function unpack(r: Rewriter, x: string, parts: number): string[] {
-  return r.split(x, 3, parts).map((p) => r.squeeze(p, [3]));
+  return r.split(r.transpose(x, [3, 0, 2, 1, 4]), 0, parts).map((p) => r.squeeze(p, [0]));
+}
+
+/** [B,S,N·H] as [B,N,S,H]. */
+function heads4(r: Rewriter, x: string, n: number, h: number): string {
+  return r.transpose(r.reshape(x, [0, 0, n, h]), [0, 2, 1, 3]);
 }
 
 export const MULTI_HEAD_ATTENTION: ContribRule = {
@@ -100,13 +111,14 @@ export const MULTI_HEAD_ATTENTION: ContribRule = {
     if (f.kind !== 'separate' && bias) throw refuse(node, 'bias with packed inputs');
     if (f.kind === 'packed_qkv') {
       const [q, k, v] = unpack(r, query, 3) as [string, string, string];
-      attentionCore(r, node, dtype, q, k, v, f.h, out);
+      attentionCore(r, node, dtype, q, k, v, { b: f.b, n, s: f.s, l: f.s, h: f.h, hv: f.h }, out);
       return;
     }
     if (f.kind === 'packed_kv') {
       if (f.d !== n * f.h) throw refuse(node, 'query width differs from the packed key width');
       const [k, v] = unpack(r, key as string, 2) as [string, string];
-      attentionCore(r, node, dtype, r.reshape(query, [0, 0, n, f.h]), k, v, f.h, out);
+      const l = need(node, ins, 1).dims[1] ?? 1;
+      attentionCore(r, node, dtype, heads4(r, query, n, f.h), k, v, { b: f.b, n, s: f.s, l, h: f.h, hv: f.h }, out);
       return;
     }
     const dk = (need(node, ins, 1).dims[2] ?? 1);
@@ -121,7 +133,9 @@ export const MULTI_HEAD_ATTENTION: ContribRule = {
       v = r.op('Add', [v, part(2 * f.d, 2 * f.d + f.dv)]);
     }
     const h = perHead(node, f.d, n);
-    attentionCore(r, node, dtype, r.reshape(q, [0, 0, n, h]), r.reshape(k, [0, 0, n, h]), r.reshape(v, [0, 0, n, perHead(node, f.dv, n)]), h, out);
+    const hv = perHead(node, f.dv, n);
+    const l = need(node, ins, 1).dims[1] ?? 1;
+    attentionCore(r, node, dtype, heads4(r, q, n, h), heads4(r, k, n, h), heads4(r, v, n, hv), { b: f.b, n, s: f.s, l, h, hv }, out);
   },
 };
 
@@ -162,6 +176,8 @@ export const ATTENTION: ContribRule = {
       ? r.opN('Split', [qkv, r.ints(sizes)], { axis: 2 }, outs)
       : r.opN('Split', [qkv], { axis: 2, split: sizes }, outs)) as [string, string, string];
     const h = perHead(node, dq, n);
-    attentionCore(r, node, x.dtype, r.reshape(q, [0, 0, n, h]), r.reshape(k, [0, 0, n, h]), r.reshape(v, [0, 0, n, perHead(node, dv, n)]), h, node.output[0] as string);
+    const hv = perHead(node, dv, n);
+    const [b = 1, s = 1] = x.dims;
+    attentionCore(r, node, x.dtype, heads4(r, q, n, h), heads4(r, k, n, h), heads4(r, v, n, hv), { b, n, s, l: s, h, hv }, node.output[0] as string);
   },
 };

@@ -314,7 +314,7 @@ describe('unfused twins of the com.microsoft ops', () => {
     });
   }
 
-  it('MultiHeadAttention exposes its probabilities as one Softmax [B, N, S, L] named after the fused node', () => {
+  it('MultiHeadAttention exposes its probabilities as one Softmax [B·N, S, L] named after the fused node', () => {
     const c = CASES['MultiHeadAttention, packed key/value [B,L,N,2,H] (ORT SD cross-attention)'] as Case;
     const twin = unfuseContribOps(build(c, {}), { q: [B, S, D], kv: [B, L, N, 2, H] });
     const softmax = twin.graph.node.filter((n) => n.opType === 'Softmax');
