@@ -12,7 +12,7 @@ import { Tensor } from 'onnxruntime-node';
 import type { InferenceSession } from 'onnxruntime-node';
 import { fitsPreviewFrame, P2pzError } from '../../shared/protocol/index.js';
 import type { Engine, Stage } from '../../shared/protocol/index.js';
-import { decodeImage } from '../image/decode.js';
+import { decodeImage, scaledNote } from '../image/decode.js';
 import { ENCODE_DEFAULTS, encodePng } from '../image/encode.js';
 import { tensorToRgba } from '../image/preview-pixels.js';
 import { resizeAlpha, resizeRgb, rgbToTensor, tensorToRgb, workingSize } from '../image/tensor.js';
@@ -53,7 +53,7 @@ export async function runGanPreview(
     const kept = inputs.get(key);
     if (kept !== undefined) return kept;
     const decoded = await decodeImage(image);
-    return inputs.set(key, { width: decoded.width, height: decoded.height, rgb: decoded.rgb, alpha: decoded.alpha });
+    return inputs.set(key, { width: decoded.width, height: decoded.height, rgb: decoded.rgb, alpha: decoded.alpha, source: decoded.source });
   });
   const { width, height, alpha } = input;
 
@@ -76,13 +76,20 @@ export async function runGanPreview(
     });
   }
 
-  // 4. Back to the input's size, alpha re-attached.
+  // 4. Back to the decoded size (the input's, or the output budget's: decode.ts), alpha re-attached.
   progress('encode', 0, 1);
   const png = await timed('encode', async () => {
     const rgb = await resizeRgb(tensorToRgb(y.data, y.width, y.height), y.width, y.height, width, height);
     return encodePng({ width, height, rgb, alpha }, ENCODE_DEFAULTS.preview);
   });
-  return { outputs: [{ role: 'image', png, width, height }], engine: 'gan', timings };
+  const source = input.source ?? { width, height };
+  const note = scaledNote({ width, height, source });
+  return {
+    outputs: [{ role: 'image', png, width, height }],
+    engine: 'gan',
+    timings,
+    ...(note === undefined ? {} : { report: { notes: [note], scaledFrom: source } }),
+  };
 }
 
 /** Reads the generator's single image input and output from the session metadata: float32, rank 4,

@@ -15,7 +15,7 @@
 //                                [ε⁰, ε¹] = ε_θ(x, t, [e_c, e_edit]) (batch 2, maps of the edit branch → mask)
 //                                ε̂ = ε⁰ + w·(ε¹ − ε⁰);  z ← DDIM(x⁰, ε̂)
 //   7. vae-decode  x_edit = clamp(D(z/s), −1, 1)   (never after a cancel)
-//   8. save      back to exactly the input's W×H, alpha re-attached; the source concept's attention
+//   8. save      back to exactly the decoded W×H (the input's, within the output budget), alpha re-attached; the source concept's attention
 //                mask as grayscale; optionally the edit blended into the original through the mask.
 // The signal is checked between every step; nothing is decoded once it has been aborted. A step
 // observer (step-observer.ts; the replay dump is one) sees the inputs and every step.
@@ -24,7 +24,7 @@ import { dirname, join } from 'node:path';
 import type { EditParams, Engine, Provider, Stage } from '../../shared/protocol/index.js';
 import type { DeviceMemoryProbe } from '../models/device-memory.js';
 import { assertJobFits } from '../models/job-memory.js';
-import { decodeImage } from '../image/decode.js';
+import { decodeImage, scaledNote, type DecodePath } from '../image/decode.js';
 import { encodeGrayPng, encodePng } from '../image/encode.js';
 import { stepPreviewPixels } from '../image/preview-pixels.js';
 import { cropToContent, resizeAlpha, resizeRgb, rgbInFrame, rgbToTensor, tensorToRgb, workingFrame, type WorkingFrame } from '../image/tensor.js';
@@ -81,6 +81,8 @@ export interface Pix2PixZeroRequest {
   /** Send a small x̂0 preview with each edit step's progress. */
   readonly stepPreviews?: boolean;
   readonly engine?: Extract<Engine, 'diffusion' | 'diffusion-preview'>;
+  /** The output budget in pixels (decode.ts DECODE_DEFAULTS.maxOutputPixels unless given). */
+  readonly maxOutputPixels?: number;
 }
 
 /** What the up-front memory check (docs/SECURITY.md §R17) needs from the process running the job. */
@@ -128,6 +130,8 @@ export interface Pix2PixZeroResult extends PipelineOutcome {
     /** Who wrote the caption: the user, the captioner (named), or the template (with a note why). */
     readonly captionSource: Omit<CaptionChoice, 'caption'>;
     readonly workingSize: { readonly width: number; readonly height: number };
+    /** How the upload was decoded: at its size, or scaled to the output budget (decode.ts). */
+    readonly decodePath: DecodePath;
     /** Where the input sits in the working size (smaller than it when a narrow input was padded). */
     readonly content: WorkingFrame['content'];
     readonly inversionReused: boolean;
@@ -169,7 +173,7 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
 
   // 1. Decode and resize to the working size.
   progress('decode', 0, 1);
-  const decoded = await timed('decode', () => decodeImage(request.image));
+  const decoded = await timed('decode', () => decodeImage(request.image, request.maxOutputPixels === undefined ? {} : { maxOutputPixels: request.maxOutputPixels }));
   const { width: W, height: H, alpha } = decoded;
   // The working frame: the aspect kept up to 2:1, a mirrored 2:1 frame up to 4:1, refused beyond.
   const frame = workingFrame(W, H, edit.size);
@@ -363,7 +367,7 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   const image = await timed('vae-decode', () => vaeDecode(models, model, z, h, w));
   await observer.decoded(image);
 
-  // 8. Back to the input's size; mask; blend; PNGs.
+  // 8. Back to the decoded size (the input's, or the output budget's: decode.ts); mask; blend; PNGs.
   progress('save', 0, 1);
   const outputs = await timed('save', async () => {
     const c = frame.content;
@@ -386,7 +390,7 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   const maskState: MaskAvailability = found
     ? { available: true, match: found.match, words: found.words }
     : { available: false, reason: `The caption "${caption}" does not name "${edit.source}" (nor a plural of it), so no mask was made${edit.blend ? ' and the edit was not blended' : ''}.` };
-  const notes = [chosen.note, maskState.available ? undefined : maskState.reason].filter((n): n is string => n !== undefined);
+  const notes = [scaledNote(decoded), chosen.note, maskState.available ? undefined : maskState.reason].filter((n): n is string => n !== undefined);
   if (imported) notes.push(`The edit direction comes from the imported embeddings of "${edit.source}" and "${edit.target}".`);
   if (pair.manifest.precision) notes.push(`The UNet ran in ${describePrecision(pair.manifest.precision)} (prepared ${pair.manifest.files.xattn}).`);
   if (frame.content.width !== size.width || frame.content.height !== size.height) {
@@ -402,12 +406,14 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
       ...(chosen.captioner === undefined ? {} : { captioner: chosen.captioner }),
       mask: maskState.available ? maskState.match : 'unavailable',
       notes,
+      ...(scaledNote(decoded) === undefined ? {} : { scaledFrom: decoded.source }),
     },
     details: {
       model: model.name,
       caption,
       captionSource: { origin: chosen.origin, ...(chosen.captioner === undefined ? {} : { captioner: chosen.captioner }), ...(chosen.note === undefined ? {} : { note: chosen.note }) },
       workingSize: size,
+      decodePath: decoded.path,
       content: frame.content,
       inversionReused,
       directionCached: direction.cached,

@@ -19,6 +19,8 @@ export interface PreviewInput {
   /** HWC sRGB, 3 channels. */
   readonly rgb: Uint8Array;
   readonly alpha: Uint8Array | null;
+  /** The file's own size when it was decoded scaled down to the output budget (image/decode.ts). */
+  readonly source?: { readonly width: number; readonly height: number };
   /** x = rgb/127.5 − 1, NCHW [1,3,h,w], by working size "w×h". */
   readonly tensors: Map<string, Float32Array>;
 }

@@ -10,7 +10,7 @@
 // number comes from `.value` and all arithmetic is on numbers; no `finally`. A selection makes layer
 // bounds and moves act on the selection, so reading and pasting first ask the designer to deselect.
 // A placed result is a Smart Object that keeps its physical size (Photopea scales it by document DPI
-// over image DPI): the paste reads the size it got and resizes it to the result's own.
+// over image DPI): the paste reads the size it got and resizes it to the original layer's.
 import {
   PhotopeaActiveLayer,
   PhotopeaBeforePaste,
@@ -210,7 +210,9 @@ export interface Paste {
   /** Where its top-left corner goes, in document pixels. */
   readonly left: number;
   readonly top: number;
-  /** The image's own size in pixels: the size the layer must have. */
+  /** The size the layer must have: the original layer's. The image is that size, or smaller when
+   *  the daemon scaled a large input down to its output budget (docs/SECURITY.md §R9); the paste
+   *  scales the Smart Object to it either way. */
   readonly width: number;
   readonly height: number;
   readonly name: string;

@@ -7,7 +7,7 @@ import { PROTOCOL_VERSION, type ImageBytes, type MaskMode, type SelectionItem } 
 import type { HostPush, PanelHost, PanelResult } from '../ui/host.js';
 import { PhotopeaScriptError, type PhotopeaChannel } from './channel.js';
 import { DocumentProblem, exportActiveLayer, pasteLayer, readActiveLayer, type Rect } from './document.js';
-import { cropPng, dataUrl, pngSize } from './png.js';
+import { cropPng, dataUrl } from './png.js';
 
 export const PHOTOPEA_HOST_DEFAULTS = Object.freeze({
   /** localStorage key of the daemon token. */
@@ -82,9 +82,9 @@ export function createPhotopeaHost(channel: PhotopeaChannel, options: { port: nu
         const name = resultName(r.edit);
         // The mask first (hidden), then the result above it: the result ends up the active layer.
         if (maskMode !== 'none' && r.mask !== null) {
-          await pasteLayer(channel, { url: await dataUrl(r.mask.bytes), left: rect.left, top: rect.top, ...pngSize(r.mask.bytes), name: `Mask · ${name}`, visible: false });
+          await pasteLayer(channel, { url: await dataUrl(r.mask.bytes), left: rect.left, top: rect.top, width: rect.width, height: rect.height, name: `Mask · ${name}`, visible: false });
         }
-        await pasteLayer(channel, { url: await dataUrl(r.image.bytes), left: rect.left, top: rect.top, ...pngSize(r.image.bytes), name, visible: true });
+        await pasteLayer(channel, { url: await dataUrl(r.image.bytes), left: rect.left, top: rect.top, width: rect.width, height: rect.height, name, visible: true });
         names.push(name);
       }
       void refresh();

@@ -68,6 +68,9 @@ export const JobDetails = z.object({
   /** How the source word was found in the caption, or that it was not (then there is no mask). */
   mask: z.enum(['exact', 'plural', 'prefix', 'unavailable']).optional(),
   notes: z.array(z.string().max(2000)).max(8).default([]),
+  /** The uploaded image's size when it was over the output budget, so the results (their own sizes
+   *  in ResultRef) are scaled down from it, the aspect kept (docs/SECURITY.md §R9). */
+  scaledFrom: z.object({ width: z.number().int().positive(), height: z.number().int().positive() }).optional(),
 });
 export type JobDetails = z.infer<typeof JobDetails>;
 export type JobDetailsInput = z.input<typeof JobDetails>;

@@ -83,6 +83,15 @@ describe('Photopea steps in the interpreter model', () => {
     });
   }
 
+  it('pastes a result the daemon scaled down (half the size) at the layer’s full size', async () => {
+    const { channel, model, photopea } = setup();
+    const bounds = await pasteLayer(channel, { url: await resultUrl(48, 32), left: 40, top: 30, width: 96, height: 64, name: 'scaled', visible: true });
+    expect(bounds).toEqual([40, 30, 136, 94]);
+    expect(photopea.echoes.some((e) => e.includes('"placedSize":[48,32]'))).toBe(true);
+    expect(model.active === null ? null : layerRect(model.active)).toEqual({ left: 40, top: 30, right: 136, bottom: 94 });
+    expect(photopea.errors).toEqual([]);
+  });
+
   it('does not paste while a selection exists', async () => {
     const model = documentModel();
     model.selection = { left: 0, top: 0, right: 10, bottom: 10 };

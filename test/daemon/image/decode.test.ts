@@ -3,8 +3,8 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { P2pzError } from '../../../shared/protocol/index.js';
-import { DECODE_DEFAULTS, decodeError, decodeImage } from '../../../daemon/image/decode.js';
-import { headerOnlyPng, noise, rawImage } from './fixtures.js';
+import { DECODE_DEFAULTS, decodeError, decodeImage, decodePath, outputSize } from '../../../daemon/image/decode.js';
+import { headerOnlyJpeg, headerOnlyPng, noise, rawImage } from './fixtures.js';
 
 const W = 37;
 const H = 23;
@@ -208,7 +208,86 @@ describe('decodeImage: errors', () => {
   });
 
   it('has budget and timeout defaults', () => {
-    expect(DECODE_DEFAULTS).toEqual({ maxPixels: 8192 * 8192, maxSide: 16384, timeoutSeconds: 20 });
+    expect(DECODE_DEFAULTS).toEqual({ maxPixels: 8192 * 8192, maxSide: 16384, timeoutSeconds: 20, maxOutputPixels: 4096 * 4096 });
     expect(Object.isFrozen(DECODE_DEFAULTS)).toBe(true);
+  });
+});
+
+// docs/SECURITY.md §R9, the output budget: a small, highly compressible file of a large size is decoded
+// straight to a size within 16 MP in one libvips pipeline, never at its own size. Before, all three
+// came back 8000×8000 (192 MiB of RGB held, and as much again on the way out).
+// Encoding the 8000×8000 WebP and PNG in the test takes most of the time (20 s on a loaded 2-core machine).
+describe('decodeImage: the output budget', { timeout: 180_000 }, () => {
+  const flat = (format: 'webp' | 'png'): Promise<Buffer> => {
+    const image = sharp({ create: { width: 8000, height: 8000, channels: 3, background: { r: 200, g: 120, b: 40 } } });
+    return format === 'webp' ? image.webp({ quality: 1 }).toBuffer() : image.png({ compressionLevel: 9 }).toBuffer();
+  };
+
+  it('outputSize: within the budget the size itself; beyond it scaled down, the aspect kept, the product within', () => {
+    const budget = DECODE_DEFAULTS.maxOutputPixels;
+    expect(outputSize(4096, 4096)).toEqual({ width: 4096, height: 4096 });
+    expect(outputSize(5000, 3000)).toEqual({ width: 5000, height: 3000 });
+    expect(outputSize(8000, 8000)).toEqual({ width: 4096, height: 4096 });
+    expect(outputSize(16000, 4000)).toEqual({ width: 8192, height: 2048 });
+    for (const [w, h] of [[8191, 8191], [7000, 5000], [12000, 3001], [4097, 4097]] as const) {
+      const o = outputSize(w, h);
+      expect(o.width * o.height).toBeLessThanOrEqual(budget);
+      // Rounded down from the exact scale: within a pixel of the aspect, and as large as the budget allows.
+      expect(Math.abs(o.width / o.height - w / h) * o.height).toBeLessThan(1);
+      expect((o.width + 1) * (o.height + 1)).toBeGreaterThan(budget);
+    }
+  });
+
+  it('decodePath follows sharp 0.35\'s shrink-on-load rule (src/pipeline.cc)', () => {
+    const to = { width: 1000, height: 1000 };
+    const from = (s: number) => ({ width: Math.round(1000 * s), height: Math.round(1000 * s) });
+    expect(decodePath('jpeg', to, to)).toEqual({ kind: 'full' });
+    expect(decodePath('jpeg', from(1.953), to)).toEqual({ kind: 'streamed' });
+    // ⌊s⌋ equal to the factor: one step less (libjpeg's rounding).
+    expect(decodePath('jpeg', from(2), to)).toEqual({ kind: 'streamed' });
+    expect(decodePath('jpeg', from(3), to)).toEqual({ kind: 'shrink-on-load', factor: 2 });
+    expect(decodePath('jpeg', from(4), to)).toEqual({ kind: 'shrink-on-load', factor: 2 });
+    expect(decodePath('jpeg', from(5), to)).toEqual({ kind: 'shrink-on-load', factor: 4 });
+    expect(decodePath('jpeg', from(15.6), to)).toEqual({ kind: 'shrink-on-load', factor: 8 });
+    expect(decodePath('webp', from(1.5), to)).toEqual({ kind: 'shrink-on-load', factor: 1.5 });
+    expect(decodePath('png', from(8), to)).toEqual({ kind: 'streamed' });
+  });
+
+  it('a JPEG of a few hundred bytes claiming 8000×8000 decodes to 4096×4096, streamed', async () => {
+    const jpeg = await headerOnlyJpeg(8000, 8000);
+    expect(jpeg.byteLength).toBeLessThan(400);
+    const image = await decodeImage(jpeg);
+    expect(image).toMatchObject({ width: 4096, height: 4096, source: { width: 8000, height: 8000 }, path: { kind: 'streamed' }, format: 'jpeg' });
+    expect(image.rgb).toHaveLength(4096 * 4096 * 3);
+    // Within its own budget nothing changes: the same file decoded at its size.
+    const small = await decodeImage(await headerOnlyJpeg(300, 200));
+    expect(small).toMatchObject({ width: 300, height: 200, source: { width: 300, height: 200 }, path: { kind: 'full' } });
+  });
+
+  it('the same at 8000×8000 as WebP: it shrinks at decode', async () => {
+    const webp = await flat('webp');
+    expect(webp.byteLength).toBeLessThan(200_000);
+    const w = await decodeImage(webp);
+    expect(w).toMatchObject({ width: 4096, height: 4096, source: { width: 8000, height: 8000 }, path: { kind: 'shrink-on-load', factor: 8000 / 4096 } });
+    expect(Math.abs((w.rgb[0] ?? 0) - 200)).toBeLessThanOrEqual(20); // lossy at quality 1
+  });
+
+  it('as PNG: streamed through the resize (PNG has no shrink-on-load)', async () => {
+    const png = await flat('png');
+    expect(png.byteLength).toBeLessThan(300_000);
+    const p = await decodeImage(png);
+    expect(p).toMatchObject({ width: 4096, height: 4096, source: { width: 8000, height: 8000 }, path: { kind: 'streamed' } });
+    expect([p.rgb[0], p.rgb[1], p.rgb[2]]).toEqual([200, 120, 40]);
+  });
+
+  it('keeps alpha and EXIF orientation when it scales: a 6000×2000 RGBA stored on its side comes back 2000×6000 scaled', async () => {
+    const stored = await sharp({ create: { width: 6000, height: 2000, channels: 4, background: { r: 10, g: 20, b: 30, alpha: 0.5 } } })
+      .png().toBuffer();
+    const rotated = await sharp(stored).jpeg({ quality: 50 }).withMetadata({ orientation: 6 }).toBuffer();
+    const r = await decodeImage(rotated, { maxOutputPixels: 1000 * 3000 });
+    expect(r).toMatchObject({ width: 1000, height: 3000, source: { width: 2000, height: 6000 }, path: { kind: 'streamed' } });
+    const a = await decodeImage(stored, { maxOutputPixels: 3000 * 1000 });
+    expect(a).toMatchObject({ width: 3000, height: 1000, path: { kind: 'streamed' } });
+    expect(a.alpha?.[0]).toBe(128);
   });
 });

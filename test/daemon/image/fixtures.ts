@@ -58,3 +58,17 @@ export function headerOnlyPng(width: number, height: number): Uint8Array {
 export function rawImage(rgb: Uint8Array, width: number, height: number, channels: 1 | 2 | 3 | 4 = 3): Sharp {
   return sharp(rgb, { raw: { width, height, channels } });
 }
+
+/** A JPEG of a few hundred bytes that claims `width`×`height`: a real 16×16 flat JPEG at quality 1
+ *  (tables, SOF0, SOS header) with its SOF0 size patched and its scan cut off before EOI. libjpeg
+ *  decodes the missing scan as mid-grey with a warning ("premature end"), which `failOn: 'error'`
+ *  lets through: the 305-byte 8000×8000 file of the hardening probe. */
+export async function headerOnlyJpeg(width: number, height: number): Promise<Buffer> {
+  const jpeg = await sharp({ create: { width: 16, height: 16, channels: 3, background: { r: 200, g: 120, b: 40 } } }).jpeg({ quality: 1 }).toBuffer();
+  const sof = jpeg.indexOf(Buffer.from([0xff, 0xc0]));
+  const sos = jpeg.indexOf(Buffer.from([0xff, 0xda]));
+  const out = Buffer.concat([jpeg.subarray(0, sos + 2 + jpeg.readUInt16BE(sos + 2)), Buffer.from([0xff, 0xd9])]);
+  out.writeUInt16BE(height, sof + 5);
+  out.writeUInt16BE(width, sof + 7);
+  return out;
+}
