@@ -3,8 +3,9 @@
 // on the tiny models: in this process (startTeamWorker) and as separate `p2pz worker` processes where
 // a test kills one. Checked: outputs byte-identical to a one-machine run, previews ahead of renders,
 // step preview frames through Redis, a worker killed with SIGKILL mid-job (one retry note, exactly one result, stored once), a Redis
-// restart with a job queued, cancel of a running job, three failures ending with the last error, and
-// which tokens may use which routes.
+// restart with a job queued, cancel of a running job, three failures ending with the last error, a
+// caption job answered by the worker's captioner ahead of a render that then uses it, and which tokens
+// may use which routes.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,11 +16,15 @@ import { homePaths } from '../../../daemon/config.js';
 import { startDaemon, type RunningDaemon } from '../../../daemon/daemon.js';
 import type { EngineHealth, EngineJob, EngineResult, JobEngine } from '../../../daemon/jobs/engine.js';
 import { silentLogger } from '../../../daemon/log.js';
+import { decodeImage } from '../../../daemon/image/decode.js';
+import { writeTinyCaptioner } from '../../../daemon/onnx/tiny/blip-captioner.js';
+import { captionImage, loadCaptioner } from '../../../daemon/pipeline/captioner/blip.js';
 import { TokenStore } from '../../../daemon/server/tokens.js';
 import { Queue } from 'bullmq';
 import { TEAM_DEFAULTS, type TeamSettings } from '../../../daemon/team/settings.js';
 import { startTeamWorker, type RunningTeamWorker } from '../../../daemon/team/team-worker.js';
 import { CLIENT_HEADER, ImageUploadResponse, PROTOCOL_VERSION, ServerEvent, type JobRequestInput } from '../../../shared/protocol/index.js';
+import { SessionCache } from '../../../daemon/worker/sessions.js';
 import { WorkerSupervisor } from '../../../daemon/worker/supervisor.js';
 import { BUILT_WORKER, installTinyModels } from '../../fixtures/tiny-models.js';
 import { EventClient, send } from '../server/helpers.js';
@@ -298,6 +303,37 @@ describe('a team endpoint with GPU workers on a real Redis', () => {
     expect(typesOf(client, 'fail_three_0001').filter((t) => t === 'retrying')).toHaveLength(2);
     client.ws.close();
   }, 300_000);
+
+  // Last among the jobs that run: from here on the worker machine has a captioner installed.
+  it('answers a caption job from the worker\'s captioner ahead of a queued render, and the render uses that caption', async () => {
+    const models = homePaths(workerHome).models;
+    await writeTinyCaptioner(join(models, 'captioner', 'tiny-blip'));
+    const sessions = new SessionCache({ modelsDir: models, executionProviders: ['cpu'] });
+    const decoded = await decodeImage(input);
+    const expected = (await captionImage(sessions, await loadCaptioner(sessions, 'tiny-blip'), decoded.rgb, decoded.width, decoded.height)).caption;
+    await sessions.releaseAll();
+    expect(expected).not.toBe('');
+
+    const client = await events();
+    const imageId = await upload();
+    const probe = new Queue(TEAM_DEFAULTS.queueName, { connection: redis.connection });
+    for (let i = 0; i < 100 && (await probe.getWorkersCount()) > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await probe.getWorkersCount()).toBe(0);
+    await submit({ jobId: 'team_capt_rend1', kind: 'render', model: 'tiny-sd', edit: RENDER }, imageId);
+    await submit({ jobId: 'team_caption_01', kind: 'caption' }, imageId);
+    const waitingInRedis = async (): Promise<number> => (await probe.getJobCounts('prioritized', 'wait')).prioritized ?? 0;
+    for (let i = 0; i < 100 && (await waitingInRedis()) < 2; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await waitingInRedis()).toBe(2);
+    await probe.close();
+    inProcessWorker();
+    const [caption, render] = await Promise.all([ending(client, 'team_caption_01'), ending(client, 'team_capt_rend1')]);
+    if (caption.type !== 'finished' || render.type !== 'finished') throw new Error(JSON.stringify([caption, render]));
+    expect(caption.outcome).toMatchObject({ engine: 'captioner', results: [], details: { caption: expected, captionOrigin: 'captioner', captioner: 'tiny-blip' } });
+    expect(render.outcome.details).toMatchObject({ caption: expected, captionOrigin: 'captioner', captioner: 'tiny-blip' });
+    const order = client.events.filter((e) => e.type === 'finished').map((e) => e.jobId);
+    expect(order.indexOf('team_caption_01')).toBeLessThan(order.indexOf('team_capt_rend1'));
+    client.ws.close();
+  }, 600_000);
 
   it('lets a worker token reach only the team routes, and only worker tokens reach them', async () => {
     const asWorker = { authorization: `Bearer ${workerToken}`, [CLIENT_HEADER]: CLIENT };
