@@ -25,6 +25,10 @@ export interface PipelineContext {
   /** `frame`: preview pixels for the client (shared/protocol/preview-frame.ts): a step preview, or the
    *  quick preview's image as soon as it exists. */
   readonly progress: (stage: Stage, step: number, total: number, frame?: PreviewPixels) => void;
+  /** Resolves once the progress sent so far has left the process. A large frame is written in pieces
+   *  as the daemon reads them, and only while this process's event loop runs: a pipeline that goes on
+   *  with synchronous work right after a frame would hold the frame back until that work is done. */
+  readonly flushed?: () => Promise<void>;
 }
 
 export interface PipelineOutcome {

@@ -73,6 +73,8 @@ export async function runGanPreview(
     await timed('frame', async () => {
       const frameAlpha = alpha === null ? null : await resizeAlpha(alpha, width, height, y.width, y.height);
       progress('generate', 1, 1, { role: 'result', width: y.width, height: y.height, rgba: tensorToRgba(y.data, y.width, y.height, frameAlpha) });
+      // The PNG work below is synchronous: let the frame leave first (context.ts, `flushed`).
+      await ctx.flushed?.();
     });
   }
 

@@ -102,6 +102,7 @@ export interface DiffusionContext {
   readonly memory?: DeviceMemoryContext;
   readonly signal: AbortSignal;
   readonly progress: PipelineContext['progress'];
+  readonly flushed?: PipelineContext['flushed'];
   readonly inversionCache?: InversionCache;
   /** Folder of the edit-direction cache (none when absent). */
   readonly directionCacheDir?: string;

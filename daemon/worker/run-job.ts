@@ -33,7 +33,8 @@ export interface JobContext {
   /** Inverted latents z_T kept across jobs (on disk under `cacheDir` when the daemon gives one). */
   readonly inversionCache: InversionCache;
   readonly signal: AbortSignal;
-  readonly send: (message: WorkerMessage) => void;
+  /** Sends a message to the daemon; resolves once it has left this process (the IPC write is done). */
+  readonly send: (message: WorkerMessage) => Promise<void> | void;
   readonly log: Logger;
   /** The device and what the sessions hold, for the diffusion pipelines' up-front memory check (docs/SECURITY.md §R17). */
   readonly memory?: DeviceMemoryContext;
@@ -42,11 +43,16 @@ export interface JobContext {
 type ResultMessage = Extract<WorkerMessage, { type: 'done' | 'cancelled' | 'failed' }>;
 
 function pipelineFor(message: WorkerRunMessage, ctx: JobContext): Promise<PipelineOutcome> {
+  let written: Promise<void> | void;
   const pipelineCtx: DiffusionContext = {
     models: ctx.models,
     signal: ctx.signal,
-    progress: (stage: Stage, step: number, total: number, frame?: PreviewPixels) =>
-      ctx.send({ v: PROTOCOL_VERSION, type: 'progress', jobId: message.jobId, stage, step, total, ...(frame ? { frame } : {}) }),
+    progress: (stage: Stage, step: number, total: number, frame?: PreviewPixels) => {
+      written = ctx.send({ v: PROTOCOL_VERSION, type: 'progress', jobId: message.jobId, stage, step, total, ...(frame ? { frame } : {}) });
+    },
+    flushed: async () => {
+      await written;
+    },
     inversionCache: ctx.inversionCache,
     ...(ctx.memory === undefined ? {} : { memory: ctx.memory }),
     ...(message.cacheDir === undefined ? {} : { directionCacheDir: join(message.cacheDir, RUN_JOB_DEFAULTS.directionCache) }),

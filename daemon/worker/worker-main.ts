@@ -117,7 +117,7 @@ function startJob(message: WorkerRunMessage, execution: ExecutionChoice): void {
     memory,
     inversionCache: inversionsFor(message.cacheDir),
     signal: job.controller.signal,
-    send: (m: WorkerMessage) => void send(m),
+    send,
     log,
   };
   settled = runJob(message, ctx).then((result) => {
