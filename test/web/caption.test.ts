@@ -3,8 +3,9 @@
 // shows the captioner's caption in the Caption field (and says who wrote it) before anything is
 // previewed or rendered; the same image again answers without a new job; the designer edits the
 // caption and the render's request and job details carry the edited text; and a caption typed while
-// the daemon is still captioning is not replaced by the late reply. Screenshots go to test-artifacts/web/.
-import { mkdir, readFile } from 'node:fs/promises';
+// the daemon is still captioning is not replaced by the late reply. Without a captioner the field holds
+// the template for the source word and says so. Screenshots go to test-artifacts/web/.
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
@@ -81,7 +82,7 @@ describe('the caption before the render, on the standalone page', () => {
   let tiny: TinyDaemon;
   let hold: HoldCaptions | undefined;
   let chromium: Chromium;
-  const paths: Record<'cat' | 'other' | 'third', string> = { cat: '', other: '', third: '' };
+  const paths: Record<'cat' | 'other' | 'third' | 'fourth', string> = { cat: '', other: '', third: '', fourth: '' };
   const expected: Record<string, string> = {};
 
   beforeAll(async () => {
@@ -100,10 +101,12 @@ describe('the caption before the render, on the standalone page', () => {
     await photo(paths.cat, 120, 80, 40);
     await photo(paths.other, 96, 64, 200);
     await photo(paths.third, 80, 96, 120);
+    paths.fourth = join(tiny.home, 'fourth.png');
+    await photo(paths.fourth, 64, 64, 10);
     // What the captioner writes for each file, computed here on the same bytes (independently of the daemon).
     const sessions = new SessionCache({ modelsDir: tiny.models, executionProviders: ['cpu'] });
     const captioner = await loadCaptioner(sessions, 'tiny-blip');
-    for (const [name, path] of Object.entries(paths)) {
+    for (const [name, path] of Object.entries(paths).filter(([n]) => n !== 'fourth')) {
       const decoded = await decodeImage(await readFile(path));
       expected[name] = (await captionImage(sessions, captioner, decoded.rgb, decoded.width, decoded.height)).caption;
     }
@@ -206,6 +209,24 @@ describe('the caption before the render, on the standalone page', () => {
     await waitForText(page, 'result-caption', /^Quick preview \(GAN\) · CPU/, 60_000);
     const preview = submitted.filter((s) => s.kind === 'preview').at(-1);
     expect(preview?.kind === 'preview' && preview.edit.caption).toBe('my own words for it');
+
+    // 5. Without a captioner (its folder removed), a new image gets the template for the source word, says
+    // so, follows the source word, and is not sent: the daemon writes the same template itself.
+    await rm(join(tiny.models, 'captioner'), { recursive: true, force: true });
+    await page.locator('#caption').fill('');
+    await page.locator('#file').setInputFiles(paths.fourth);
+    await waitForText(page, 'caption-origin', /^Template caption: No captioner is installed/, 30_000);
+    expect(await fieldValue(page)).toBe('a photo of a cat');
+    await page.locator('.chip', { hasText: 'horse → zebra' }).first().click();
+    expect(await fieldValue(page)).toBe('a photo of a horse');
+    await page.locator('.chip', { hasText: 'cat → dog' }).first().click();
+    expect(await fieldValue(page)).toBe('a photo of a cat');
+    const previews = submitted.filter((s) => s.kind === 'preview').length;
+    await page.locator('#preview').click();
+    await expect.poll(() => submitted.filter((s) => s.kind === 'preview').length, { timeout: 30_000 }).toBe(previews + 1);
+    const templated = submitted.filter((s) => s.kind === 'preview').at(-1);
+    expect(templated?.kind === 'preview' && templated.edit.caption).toBeUndefined();
+    await page.screenshot({ path: join(artifacts, 'caption-3-template.png') });
     await page.close();
   });
 });
