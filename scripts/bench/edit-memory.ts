@@ -6,6 +6,8 @@
 //           every attention probability for the backward pass
 //   after   one session of the roles model (onnx/roles-model.ts) whose gradient graph recomputes the
 //           self-attention probabilities (autodiff/recompute.ts)
+//   forward one session of the batch-2 cross-attention graph alone, one call: the activation peak of
+//           the forward pass that any edit needs (peak − weights), the goal's yardstick
 // Each child opens its sessions and runs one step of an edit in the pipeline's order: inversion
 // (batch 1), reference (batch 1), gradient (batch 2), edit ε (batch 2). The text encoder and the VAE
 // are not loaded (they add the same ≈0.7 GB to both).
@@ -87,6 +89,11 @@ async function child(config: string, pixels: number, dir: string, threads: numbe
     await timed('inversion', () => unet.run(feeds(latent, 1)));
     await timed('reference', () => single.run(feeds(latent, 1)));
     await timed('gradient', () => grad.run(feeds(latent, 2, refs)));
+    await timed('edit', () => pair.run(feeds(latent, 2)));
+  } else if (config === 'forward') {
+    const pair = await ort.InferenceSession.create(prepared.pair.xattnPath, options);
+    openMs = performance.now() - t0;
+    openPeakMiB = peakMiB();
     await timed('edit', () => pair.run(feeds(latent, 2)));
   } else {
     const session = await ort.InferenceSession.create(prepared.roles.path, options);

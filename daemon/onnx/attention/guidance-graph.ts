@@ -11,6 +11,7 @@ import { P2pzError } from '../../../shared/protocol/errors.js';
 import { GraphEmitter } from '../autodiff/emitter.js';
 import { foldStaticShapes } from '../graph/fold.js';
 import { appendGradient, type GradientRequest } from '../autodiff/gradient-graph.js';
+import { chunkForwardAttention } from '../autodiff/chunk-attention.js';
 import { DataType, type ModelProto } from '../graph/onnx-proto.js';
 import { declaredType, defaultOpset, makeNode, valueInfo } from '../graph/nodes.js';
 import type { ShapeMap } from '../graph/static-shapes.js';
@@ -63,18 +64,22 @@ export function unetInputDims(model: ModelProto, size: UNetStaticSize): Record<s
   };
 }
 
-/** The UNet at a static size with its cross-attention maps as outputs attn_map_NN. */
-export function crossAttentionModel(model: ModelProto, size: UNetStaticSize): DerivedUNet {
+/** The UNet at a static size with its cross-attention maps as outputs attn_map_NN. `chunk` (default
+ *  true): large self-attention sites run in blocks of queries (autodiff/chunk-attention.ts); the
+ *  gradient graph starts from the unchunked graph and chunks its own sites. */
+export function crossAttentionModel(model: ModelProto, size: UNetStaticSize, options: { readonly chunk?: boolean } = {}): DerivedUNet {
   const folded = foldStaticShapes(model, unetInputDims(model, size));
   const sites = findCrossAttention(folded.model, folded.shapes, size.batch);
   if (sites.length === 0) throw new P2pzError('E_MODEL_INVALID', 'No cross-attention layer was found in the UNet.');
-  return { model: exposeCrossAttentionMaps(folded.model, folded.shapes, sites, size.batch), sites, shapes: folded.shapes };
+  const exposed = exposeCrossAttentionMaps(folded.model, folded.shapes, sites, size.batch);
+  if (options.chunk !== false) chunkForwardAttention(exposed.graph, folded.shapes, defaultOpset(exposed));
+  return { model: exposed, sites, shapes: folded.shapes };
 }
 
 /** The guidance gradient graph (see the file header). `recompute`: see GradientRequest (default:
  *  large self-attention probabilities are recomputed in the backward pass, autodiff/recompute.ts). */
 export function guidanceGradientModel(model: ModelProto, size: UNetStaticSize, options: { readonly recompute?: GradientRequest['recompute'] } = {}): DerivedUNet {
-  const x = crossAttentionModel(model, size);
+  const x = crossAttentionModel(model, size, { chunk: false });
   const graph = x.model.graph;
   const shapes = x.shapes;
   const em = new GraphEmitter(shapes, 'loss/', defaultOpset(x.model));

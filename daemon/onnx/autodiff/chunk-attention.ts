@@ -14,7 +14,7 @@
 // gradient through `∂L/∂O_i + 0·Σ max(∂L/∂(inputs of block i+1))` (gradient-graph.ts): one block
 // at a time, in both directions. These gate tensors carry no gradient (`stop`).
 import { GraphEmitter } from './emitter.js';
-import type { RecomputeGroup } from './recompute.js';
+import { findRecomputeGroups, RECOMPUTE_DEFAULTS, type RecomputeGroup } from './recompute.js';
 import { makeNode, attrInt } from '../graph/nodes.js';
 import { BYTES_PER_ELEMENT, type GraphProto, type NodeProto } from '../graph/onnx-proto.js';
 import { normAxis, numel, type ShapeMap } from '../graph/static-shapes.js';
@@ -220,4 +220,12 @@ export function chunkAttention(graph: GraphProto, shapes: ShapeMap, groups: read
     graph.initializer = [...graph.initializer, ...em.initializers];
   }
   return result;
+}
+
+/** The same blocks in a graph that only runs forward (the cross-attention graphs): the sites that the
+ *  gradient graph recomputes (recompute.ts at its default ratio) run block by block, so a forward call
+ *  at 512² holds one score block at a time instead of S and P whole. Returns the sites chunked. */
+export function chunkForwardAttention(graph: GraphProto, shapes: ShapeMap, opset: number, maxScoreBytes: number = CHUNK_DEFAULTS.maxScoreBytes, minRatio: number = RECOMPUTE_DEFAULTS.minRatio): number {
+  const elements = (name: string): number => numel(shapes.get(name)?.dims ?? []);
+  return chunkAttention(graph, shapes, findRecomputeGroups(graph, elements, minRatio), opset, maxScoreBytes).sites.length;
 }

@@ -8,7 +8,9 @@ import { describe, expect, it } from 'vitest';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { guidanceGradientModel } from '../../../../daemon/onnx/attention/guidance-graph.js';
+import { crossAttentionModel, guidanceGradientModel } from '../../../../daemon/onnx/attention/guidance-graph.js';
+import { chunkForwardAttention } from '../../../../daemon/onnx/autodiff/chunk-attention.js';
+import { defaultOpset } from '../../../../daemon/onnx/graph/nodes.js';
 import { decodeModel, writeDerivedModel } from '../../../../daemon/onnx/graph/model-io.js';
 import type { ModelProto } from '../../../../daemon/onnx/graph/onnx-proto.js';
 import { tinyUNetFolder, unetFeeds } from '../attention/tiny-unet.js';
@@ -95,5 +97,32 @@ describe('query-chunked attention in the gradient graph', () => {
     await chunkedSession.release();
     expect(Math.abs(analytic)).toBeGreaterThan(0);
     expect(Math.abs(numeric - analytic)).toBeLessThan(5e-3 * Math.abs(analytic));
+  });
+
+  it('the forward cross-attention graph in blocks gives the same ε and maps', async () => {
+    const { dir } = await tinyUNetFolder('opset17', 4);
+    const unet = decodeModel(await readFile(join(dir, 'unet/model.onnx')));
+    const whole = crossAttentionModel(unet, SIZE, { chunk: false });
+    const blocks = crossAttentionModel(unet, SIZE, { chunk: false });
+    // Default sizes leave the tiny UNet whole; a small limit and ratio split its level-0 self-attention.
+    expect(crossAttentionModel(unet, SIZE).model.graph.node.length).toBe(whole.model.graph.node.length);
+    expect(chunkForwardAttention(blocks.model.graph, blocks.shapes, defaultOpset(blocks.model), 4 * 64 * 64 * 4 / 3, 1.5)).toBeGreaterThan(0);
+    expect(blocks.model.graph.node.some((n) => n.opType === 'Softmax' && n.output[0]?.startsWith('chunk/'))).toBe(true);
+    const run = async (model: ModelProto, name: string): Promise<Record<string, Float32Array>> => {
+      const path = join(dir, 'unet', name);
+      await writeDerivedModel(model, join(dir, 'unet/model.onnx'), path);
+      const s = await ort.InferenceSession.create(path);
+      const out = await s.run(unetFeeds('opset17', 2, 8, 8, 5));
+      await s.release();
+      return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, v.data as Float32Array]));
+    };
+    const a = await run(whole.model, 'model.xattn-whole.onnx');
+    const b = await run(blocks.model, 'model.xattn-blocks.onnx');
+    expect(Object.keys(b).sort()).toEqual(Object.keys(a).sort());
+    for (const key of Object.keys(a)) {
+      const { diff, scale } = maxRelDiff(a[key]!, b[key]!);
+      expect(scale, key).toBeGreaterThan(0);
+      expect(diff, key).toBeLessThanOrEqual(1e-5 * scale);
+    }
   });
 });
