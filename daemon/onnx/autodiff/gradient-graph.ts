@@ -11,7 +11,7 @@ import { defaultOpset, makeNode, valueInfo } from '../graph/nodes.js';
 import type { ShapeMap } from '../graph/static-shapes.js';
 import { VJP_RULES } from './vjp/index.js';
 import { unsupported } from './vjp/types.js';
-import { emitRecompute, findRecomputeGroups, RECOMPUTE_DEFAULTS, type RecomputeGroup } from './recompute.js';
+import { emitRecompute, findElementwiseGroups, findRecomputeGroups, RECOMPUTE_DEFAULTS, type RecomputeGroup } from './recompute.js';
 import { CHUNK_DEFAULTS, chunkAttention, type ChunkedSite } from './chunk-attention.js';
 
 export interface GradientRequest {
@@ -24,8 +24,9 @@ export interface GradientRequest {
   /** Recompute large Softmax outputs in the backward pass instead of keeping them (recompute.ts):
    *  the minimum size ratio, or false to keep every forward tensor. Default RECOMPUTE_DEFAULTS.
    *  `maxScoreBytes`: recomputed attention sites with a larger score tensor run in blocks of queries
-   *  (chunk-attention.ts); default CHUNK_DEFAULTS, Infinity for none. */
-  readonly recompute?: { readonly minRatio: number; readonly maxScoreBytes?: number } | false;
+   *  (chunk-attention.ts); default CHUNK_DEFAULTS, Infinity for none. `elementwise`, `minElements`:
+   *  elementwise recomputation (recompute.ts findElementwiseGroups); default RECOMPUTE_DEFAULTS. */
+  readonly recompute?: { readonly minRatio: number; readonly maxScoreBytes?: number; readonly elementwise?: boolean; readonly minElements?: number } | false;
 }
 
 export const GRADIENT_DEFAULTS = Object.freeze({
@@ -85,7 +86,21 @@ export function appendGradient(model: ModelProto, shapes: ShapeMap, req: Gradien
   const chunked = chunkAttention(graph, shapes, found, opset, req.recompute === false ? Infinity : (req.recompute?.maxScoreBytes ?? CHUNK_DEFAULTS.maxScoreBytes));
   const active = activeNodes(graph, shapes, req.loss, req.wrt.map((w) => w.input), chunked.stop);
   const activeSet = new Set(active.map((a) => a.node));
-  const groups = chunked.groups.filter((g) => g.nodes.every((n) => activeSet.has(n)));
+  const elementwise: RecomputeGroup[] = [];
+  if (req.recompute !== false && (req.recompute?.elementwise ?? RECOMPUTE_DEFAULTS.elementwise)) {
+    // Which forward tensors the backward reads: a first derivation without elementwise recomputation tells.
+    const first = appendGradient(model, shapes, { ...req, recompute: { ...(req.recompute ?? RECOMPUTE_DEFAULTS), elementwise: false } });
+    const forwardNames = new Set(graph.node.flatMap((n) => n.output));
+    const stored = new Set<string>();
+    for (const n of first.graph.node) {
+      if (!n.name.startsWith(GRADIENT_DEFAULTS.prefix)) continue;
+      for (const i of n.input) if (i && forwardNames.has(i)) stored.add(i);
+    }
+    const taken = new Set(chunked.groups.flatMap((g) => g.nodes));
+    for (const site of chunked.sites) for (const b of site.blocks) taken.add(b.entry);
+    elementwise.push(...findElementwiseGroups(graph, elements, stored, taken, (req.recompute ?? RECOMPUTE_DEFAULTS).minRatio, req.recompute?.minElements ?? RECOMPUTE_DEFAULTS.minElements));
+  }
+  const groups = [...chunked.groups, ...elementwise].filter((g) => g.nodes.every((n) => activeSet.has(n)));
   // Blocks of a chunked site: block i's backward starts once block i+1's is done (chunk-attention.ts).
   const blockOf = new Map<NodeProto, { site: ChunkedSite; index: number; inside: Set<string>; done: string[][] }>();
   for (const site of chunked.sites) {

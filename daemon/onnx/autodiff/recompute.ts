@@ -21,6 +21,13 @@ export const RECOMPUTE_DEFAULTS = Object.freeze({
   minRatio: 8,
   /** Ops a chain may contain besides the Softmax itself. */
   chainOps: Object.freeze(['MatMul', 'Mul', 'Div', 'Add', 'Sub', 'Transpose', 'Reshape', 'Cast']) as readonly string[],
+  /** Recompute elementwise tensors the backward reads from other tensors it keeps anyway
+   *  (findElementwiseGroups). */
+  elementwise: true,
+  /** Elementwise ops whose outputs may be recomputed. */
+  elementwiseOps: Object.freeze(['Mul', 'Div', 'Add', 'Sub', 'Sigmoid', 'Erf', 'Sqrt', 'Tanh', 'Neg']) as readonly string[],
+  /** Smallest tensor (elements) worth recomputing. */
+  minElements: 1 << 16,
 });
 
 export interface RecomputeGroup {
@@ -94,4 +101,66 @@ export function emitRecompute(em: GraphEmitter, group: RecomputeGroup, gate: str
   // The leaves keep their forward names for the rules (their gradients flow to the forward tensors).
   for (const leaf of group.leaves) renamed.delete(leaf);
   return renamed;
+}
+
+/**
+ * Elementwise recomputation: a tensor T that the backward reads (`stored`) and that cheap elementwise
+ * ops derive from tensors the backward keeps anyway (other stored tensors, small ones, constants) is
+ * computed again in the backward pass instead of being kept: in SD 1.x the normalised activations of
+ * GroupNorm/LayerNorm ((x − μ)/σ next to x − μ), SiLU's σ(x) next to x, and GELU's x/√2, 1 + erf(·)
+ * and x·Φ(x) next to x (1.4 GiB of the 3.7 GiB the gradient graph kept at 512²). Connected ops form
+ * one group, recomputed together when the backward first reaches one of them.
+ */
+export function findElementwiseGroups(graph: GraphProto, elements: (name: string) => number, stored: ReadonlySet<string>, taken: ReadonlySet<NodeProto>, minRatio: number, minElements: number = RECOMPUTE_DEFAULTS.minElements): RecomputeGroup[] {
+  const d = RECOMPUTE_DEFAULTS;
+  const producer = new Map<string, NodeProto>();
+  for (const n of graph.node) for (const o of n.output) if (o) producer.set(o, n);
+  const constants = new Set((graph.initializer ?? []).map((t) => t.name));
+  const memo = new Map<string, boolean>();
+  const derivable = (t: string, depth: number): boolean => {
+    const hit = memo.get(t);
+    if (hit !== undefined) return hit;
+    memo.set(t, false);
+    const p = producer.get(t);
+    let ok = false;
+    if (p && depth < 8 && !taken.has(p) && p.output.length === 1 && d.elementwiseOps.includes(p.opType) && (!p.domain || p.domain === 'ai.onnx')) {
+      ok = p.input.every((i) => !i || constants.has(i) || !producer.has(i) || elements(i) * minRatio <= elements(t) || derivable(i, depth + 1) || stored.has(i));
+    }
+    memo.set(t, ok);
+    return ok;
+  };
+  const chosen = new Set<NodeProto>();
+  const collect = (t: string): void => {
+    const p = producer.get(t) as NodeProto;
+    if (chosen.has(p)) return;
+    chosen.add(p);
+    for (const i of p.input) if (i && memo.get(i) === true) collect(i);
+  };
+  for (const t of stored) if (elements(t) >= minElements && derivable(t, 0)) collect(t);
+  // Connected components over producer → consumer edges inside `chosen`, in graph order.
+  const parent = new Map<NodeProto, NodeProto>();
+  const find = (n: NodeProto): NodeProto => {
+    let r = n;
+    while (parent.get(r) !== r) r = parent.get(r) as NodeProto;
+    parent.set(n, r);
+    return r;
+  };
+  for (const n of chosen) parent.set(n, n);
+  for (const n of chosen) {
+    for (const i of n.input) {
+      const p = i ? producer.get(i) : undefined;
+      if (p && chosen.has(p)) parent.set(find(p), find(n));
+    }
+  }
+  const byRoot = new Map<NodeProto, NodeProto[]>();
+  for (const n of graph.node) {
+    if (!chosen.has(n)) continue;
+    const r = find(n);
+    byRoot.set(r, [...(byRoot.get(r) ?? []), n]);
+  }
+  return [...byRoot.values()].map((nodes) => {
+    const made = new Set(nodes.flatMap((n) => n.output));
+    const leaves = [...new Set(nodes.flatMap((n) => n.input).filter((i) => i && !made.has(i)))];
+    return { nodes, leaves };
+  });
 }

@@ -60,6 +60,51 @@ describe('recomputed attention probabilities', () => {
     expect(encodeModel(redone.model).length).toBeGreaterThan(encodeModel(kept.model).length);
   });
 
+  it('recomputes elementwise tensors from kept ones: same ∂L/∂sample, fewer forward tensors kept', async () => {
+    const { dir } = await tinyUNetFolder('opset17', 6);
+    const unet = decodeModel(await readFile(join(dir, 'unet/model.onnx')));
+    const kept = guidanceGradientModel(unet, SIZE, { recompute: { minRatio: 8, elementwise: false } });
+    // The tiny UNet's tensors are below the default size limit; every size counts here.
+    const redone = guidanceGradientModel(unet, SIZE, { recompute: { minRatio: 8, elementwise: true, minElements: 1 } });
+    const readByBackward = (m: typeof kept.model): Map<string, string> => {
+      const producer = new Map(m.graph.node.filter((n) => !n.name.startsWith('grad/')).flatMap((n) => n.output.map((o) => [o, n.opType] as const)));
+      const read = new Map<string, string>();
+      for (const n of m.graph.node) if (n.name.startsWith('grad/')) for (const i of n.input) if (producer.has(i)) read.set(i, producer.get(i) as string);
+      return read;
+    };
+    const before = readByBackward(kept.model);
+    const after = readByBackward(redone.model);
+    // SiLU's σ(x), GELU's erf chain and the normalised activations are no longer kept.
+    for (const op of ['Sigmoid', 'Div']) {
+      expect([...before.values()].filter((o) => o === op).length, op).toBeGreaterThan(0);
+      expect([...after.values()].filter((o) => o === op).length, op).toBeLessThan([...before.values()].filter((o) => o === op).length);
+    }
+    expect(after.size).toBeLessThan(before.size);
+    const run = async (model: typeof kept.model, name: string): Promise<Float32Array> => {
+      const path = join(dir, 'unet', name);
+      await writeDerivedModel(model, join(dir, 'unet/model.onnx'), path);
+      const s = await ort.InferenceSession.create(path);
+      const feeds: Record<string, ort.Tensor> = unetFeeds('opset17', 2, 8, 8, 8);
+      for (const site of kept.sites) {
+        const n = site.heads * site.queries * site.tokens;
+        feeds[`attn_ref_${String(site.index).padStart(2, '0')}`] = new ort.Tensor('float32', Float32Array.from(uniform(site.index + 9, n, 0, 0.05)), [site.heads, site.queries, site.tokens]);
+      }
+      const out = await s.run(feeds);
+      await s.release();
+      return out.grad_sample?.data as Float32Array;
+    };
+    const a = await run(kept.model, 'model.grad-ew-kept.onnx');
+    const b = await run(redone.model, 'model.grad-ew-recomputed.onnx');
+    let diff = 0;
+    let scale = 0;
+    for (let i = 0; i < a.length; i++) {
+      diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+      scale = Math.max(scale, Math.abs(a[i]!));
+    }
+    expect(scale).toBeGreaterThan(0);
+    expect(diff).toBeLessThanOrEqual(1e-5 * scale);
+  });
+
   it('picks self-attention and leaves cross-attention at SD 1.x sizes (default ratio)', () => {
     // One SD 1.x attention block at latent 64×64, batch 2, 8 heads, d = 40: Q [16,4096,40],
     // Kᵀ [16,40,4096] (self) or [16,40,77] (cross), S = Q·Kᵀ·s, P = softmax(S).
