@@ -158,6 +158,38 @@ describe('order and one job at a time', () => {
     expect(queue.counts()).toEqual({ running: 0, queued: 0 });
   });
 
+  it('runs a caption ahead of queued previews and renders, without an edit; it finishes with no results and its caption', async () => {
+    queue.submit(ALICE, request('render', 'render-A'), IMAGE);
+    queue.submit(ALICE, request('preview', 'preview-1'), IMAGE);
+    queue.submit(ALICE, JobRequest.parse({ kind: 'caption', imageId: 'upload-0001', jobId: 'caption-1' }), IMAGE);
+    expect(queue.get(ALICE, 'caption-1').position).toBe(1);
+    expect(queue.get(ALICE, 'preview-1').position).toBe(2);
+    await untilRunning('render-A');
+    engine.runOf('render-A').resolve(done());
+    await untilRunning('caption-1');
+    const job = engine.runOf('caption-1').job;
+    expect(job.kind).toBe('caption');
+    expect(job.edit).toBeUndefined();
+    const details = { caption: 'a cat on a sofa', captionOrigin: 'captioner' as const, captioner: 'blip', notes: [] };
+    engine.runOf('caption-1').resolve({ status: 'done', outputs: [], engine: 'captioner', timings: { caption: 3 }, details });
+    const end = await untilTerminal('caption-1');
+    expect(end.type === 'finished' && end.outcome).toMatchObject({ results: [], engine: 'captioner', details });
+    await untilRunning('preview-1');
+    engine.runOf('preview-1').resolve(done());
+    await untilTerminal('preview-1');
+  });
+
+  it('refuses an outcome whose images do not fit its engine: a caption with images, a render without', async () => {
+    queue.submit(ALICE, JobRequest.parse({ kind: 'caption', imageId: 'upload-0001', jobId: 'caption-2' }), IMAGE);
+    queue.submit(ALICE, request('render', 'render-Z'), IMAGE);
+    await untilRunning('caption-2');
+    engine.runOf('caption-2').resolve({ status: 'done', outputs: OUTPUTS, engine: 'captioner', timings: {} });
+    expect(await untilTerminal('caption-2')).toMatchObject({ type: 'error', error: { code: 'E_INTERNAL' } });
+    await untilRunning('render-Z');
+    engine.runOf('render-Z').resolve({ status: 'done', outputs: [], engine: 'diffusion', timings: {} });
+    expect(await untilTerminal('render-Z')).toMatchObject({ type: 'error', error: { code: 'E_INTERNAL' } });
+  });
+
   it('runs up to `concurrency` jobs at once (a team endpoint), previews still first, bounds counting the running', async () => {
     await queue.close();
     queue = makeQueue({ concurrency: 2, maxQueued: 4 });
