@@ -19,6 +19,7 @@
 //   BiasAdd (fusion_bias_add.py)                     activation.ts      no    yes
 //   NhwcConv (fusion_nhwc_conv.py)                   nhwc-conv.ts       no    yes
 //   Gelu, BiasGelu, FastGelu, QuickGelu              activation.ts      yes   yes
+//   FusedMatMul (ORT's own extended optimizations)   matmul.ts          yes   yes
 // (1) q/k/v given separately only: the CPU kernel fails at run time with "Packed KV not implemented
 //     for CPU" / "Packed QKV … not implemented for CPU" on the packed forms the SD fusion writes.
 // Why the twin serves every role (forward ones included) rather than only the gradient graph: the
@@ -35,6 +36,7 @@ import type { ModelProto, NodeProto } from '../graph/onnx-proto.js';
 import { inferStaticShapes, type DomainShapeRule } from '../graph/static-shapes.js';
 import { ATTENTION, MULTI_HEAD_ATTENTION } from './attention.js';
 import { BIAS_ADD, BIAS_GELU, BIAS_SPLIT_GELU, FAST_GELU, GELU, QUICK_GELU } from './activation.js';
+import { FUSED_MATMUL } from './matmul.js';
 import { NHWC_CONV } from './nhwc-conv.js';
 import { GROUP_NORM, SKIP_GROUP_NORM, SKIP_LAYER_NORMALIZATION } from './normalization.js';
 import { Rewriter } from './rewriter.js';
@@ -55,6 +57,7 @@ export const CONTRIB_RULES: Readonly<Record<string, ContribRule>> = Object.freez
   BiasGelu: BIAS_GELU,
   FastGelu: FAST_GELU,
   QuickGelu: QUICK_GELU,
+  FusedMatMul: FUSED_MATMUL,
 });
 
 /** metadata_props key of the twin: JSON {op: count} of the rewritten nodes. */

@@ -279,6 +279,34 @@ const CASES: Record<string, Case> = {
       return 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
     })],
   },
+  'FusedMatMul, transB and alpha on a 4-D batch (the attention scores)': {
+    op: 'FusedMatMul', attrs: { transB: 1, alpha: { float: 0.35 } }, cpu: 'yes', outDims: [B, N, S, L],
+    inputs: [{ name: 'a', dims: [B, N, S, H] }, { name: 'b', dims: [B, N, L, H] }],
+    reference: (x) => {
+      const A = at(x.a ?? [], [B, N, S, H]); const Bm = at(x.b ?? [], [B, N, L, H]);
+      const y: number[] = [];
+      for (let b = 0; b < B; b++) for (let n = 0; n < N; n++) for (let s = 0; s < S; s++) for (let l = 0; l < L; l++) {
+        let acc = 0;
+        for (let h = 0; h < H; h++) acc += A(b, n, s, h) * Bm(b, n, l, h);
+        y.push(Math.fround(0.35) * acc);
+      }
+      return [y];
+    },
+  },
+  'FusedMatMul, transA with a broadcast 2-D B': {
+    op: 'FusedMatMul', attrs: { transA: 1 }, cpu: 'yes', outDims: [B, S, D],
+    inputs: [{ name: 'a', dims: [B, L, S] }, { name: 'b', dims: [L, D], constant: true }],
+    reference: (x) => {
+      const A = at(x.a ?? [], [B, L, S]); const Bm = at(x.b ?? [], [L, D]);
+      const y: number[] = [];
+      for (let b = 0; b < B; b++) for (let s = 0; s < S; s++) for (let d = 0; d < D; d++) {
+        let acc = 0;
+        for (let l = 0; l < L; l++) acc += A(b, l, s) * Bm(l, d);
+        y.push(acc);
+      }
+      return [y];
+    },
+  },
   QuickGelu: {
     op: 'QuickGelu', attrs: { alpha: { float: 1.702 } }, cpu: 'yes', outDims: [B, S, D], inputs: [{ name: 'x', dims: [B, S, D] }],
     reference: (x) => [(x.x ?? []).map((v) => v * sigmoid(Math.fround(1.702) * v))],
