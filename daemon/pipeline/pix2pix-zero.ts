@@ -98,6 +98,9 @@ export interface DeviceMemoryContext {
 
 export interface DiffusionContext {
   readonly models: ModelSessions;
+  /** The provider the sessions run on, when there is no memory check to say it: picks the UNet graphs'
+   *  compute precision (float32 on the CPU). Default: the memory check's provider, else the CPU. */
+  readonly provider?: Provider;
   /** The memory check of docs/SECURITY.md §R17; without it no job is refused for memory. */
   readonly memory?: DeviceMemoryContext;
   readonly signal: AbortSignal;
@@ -207,7 +210,7 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   const { pair, roles } = await timed('load', async () => {
     const modelDir = dirname(dirname(await models.resolve(model.paths.unet)));
     // The folder's weights precision; computed in float32 on the CPU provider (no float16 kernels).
-    const precision = unetPrecision((await defaultPrecision(modelDir)).weights, ctx.memory?.provider ?? 'cpu');
+    const precision = unetPrecision((await defaultPrecision(modelDir)).weights, ctx.provider ?? ctx.memory?.provider ?? 'cpu');
     return preparePipelineGraphs(modelDir, { height: size.height, width: size.width }, { precision });
   });
   // Every UNet call goes through one session: one copy of the weights (unet-roles.ts).

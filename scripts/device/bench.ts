@@ -11,6 +11,10 @@
 //   4. peak memory: the process's resident set (the CPU's, and SwiftShader's) and, where nvidia-smi
 //      answers, the GPU memory in use sampled every 200 ms;
 //   5. prints a Markdown table for docs/BENCHMARKS.md.
+// Steps 2–3 run once per precision of --precisions (default both): fp32, and fp16 as
+// `p2pz models prepare --precision fp16` makes it (float16 compute on GPU providers; on the CPU the
+// float16 weights computed in float32, daemon/onnx/precision/unet-precision.ts). fp32 rows keep their
+// names; fp16 rows say their precision.
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -19,6 +23,7 @@ import { parseArgs } from 'node:util';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import sharp from 'sharp';
 import { prepareModel } from '../../daemon/onnx/prepare.js';
+import { describePrecision, Precision, unetPrecision, writeChosenPrecision } from '../../daemon/onnx/precision/unet-precision.js';
 import { SD15_SHAPED, TINY_SD, writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusion.js';
 import { runPix2PixZero } from '../../daemon/pipeline/pix2pix-zero.js';
 import { chooseExecution } from '../../daemon/worker/providers.js';
@@ -33,6 +38,7 @@ export const DEVICE_BENCH_DEFAULTS = Object.freeze({
   runs: 3,
   providers: 'webgpu,cpu',
   edit: 'webgpu',
+  precisions: 'fp32,fp16',
   nvidiaSmiPeriodMs: 200,
 });
 
@@ -106,7 +112,8 @@ async function timeGraph(path: string, provider: Provider, latent: number, runs:
   return { loadS, medianS: times[times.length >> 1] ?? NaN };
 }
 
-async function fullEdit(modelsDir: string, model: string, provider: Provider, size: number, steps: number): Promise<number> {
+async function fullEdit(modelsDir: string, model: string, provider: Provider, size: number, steps: number, precision: Precision): Promise<number> {
+  await writeChosenPrecision(join(modelsDir, model), precision);
   const choice = await chooseExecution(provider);
   const models = new SessionCache({ modelsDir, executionProviders: choice.executionProviders, sessionOptions: choice.sessionOptions, maxSessions: 8 });
   const rgb = Buffer.alloc(size * size * 3);
@@ -118,6 +125,7 @@ async function fullEdit(modelsDir: string, model: string, provider: Provider, si
   try {
     await runPix2PixZero({ image, edit, model, bankCount: 4 }, {
       models,
+      provider,
       signal: new AbortController().signal,
       progress: (stage, step, total) => {
         if (stage !== last || step === total) log(`  ${provider} edit: ${stage} ${step}/${total} at ${((performance.now() - t) / 1000).toFixed(0)} s`);
@@ -139,8 +147,10 @@ async function main(): Promise<number> {
       runs: { type: 'string', default: String(DEVICE_BENCH_DEFAULTS.runs) },
       providers: { type: 'string', default: DEVICE_BENCH_DEFAULTS.providers },
       edit: { type: 'string', default: DEVICE_BENCH_DEFAULTS.edit },
+      precisions: { type: 'string', default: DEVICE_BENCH_DEFAULTS.precisions },
     },
   });
+  const precisions = (values.precisions ?? '').split(',').filter(Boolean).map((p) => Precision.parse(p));
   const size = Number(values.size);
   const steps = Number(values.steps);
   const runs = Number(values.runs);
@@ -159,10 +169,6 @@ async function main(): Promise<number> {
     let t = performance.now();
     await writeTinyStableDiffusion(modelDir, { preset, flavour: 'opset17' });
     log(`model (${values.preset}) written in ${((performance.now() - t) / 1000).toFixed(0)} s`);
-    t = performance.now();
-    const prepared = await prepareModel(modelDir, { height: size, width: size });
-    if (!('gradPath' in prepared)) throw new Error('the gradient graph was not prepared');
-    log(`derived graphs at ${size}² prepared in ${((performance.now() - t) / 1000).toFixed(0)} s`);
 
     for (const provider of providers) {
       const choice = await chooseExecution(provider).catch((err: unknown) => err as Error);
@@ -172,19 +178,26 @@ async function main(): Promise<number> {
       }
       devices.push(`${deviceWords(choice.device)}`);
       const gpuPeak = gpuPeakSampler(DEVICE_BENCH_DEFAULTS.nvidiaSmiPeriodMs);
-      const forward = await timeGraph(prepared.xattnPath, provider, latent, runs);
-      log(`${provider}: UNet step ${forward.medianS.toFixed(3)} s`);
-      const backward = await timeGraph(prepared.gradPath, provider, latent, runs);
-      log(`${provider}: forward + backward ${backward.medianS.toFixed(3)} s`);
-      rows.push({ provider, what: `UNet forward, batch 2 (load ${forward.loadS.toFixed(1)} s)`, seconds: forward.medianS, note: `median of ${runs}` });
-      rows.push({ provider, what: `forward + backward ∂L/∂x, batch 2 (load ${backward.loadS.toFixed(1)} s)`, seconds: backward.medianS, note: `median of ${runs}` });
-      if (editProviders.includes(provider)) {
-        const seconds = await fullEdit(root, 'sd', provider, size, steps);
-        rows.push({ provider, what: `full edit, ${steps} steps`, seconds, note: 'measured: inversion with regularization, reference and edit passes, VAE' });
-      } else {
-        // Per step: one batch-1 UNet call (inversion) + one (reference) + the gradient step and one batch-2 UNet call (edit).
-        const projected = steps * (backward.medianS + forward.medianS * 2);
-        rows.push({ provider, what: `full edit, ${steps} steps`, seconds: projected, note: 'projected from the rows above (≈ steps × (grad + 2 × UNet))' });
+      for (const weights of precisions) {
+        const precision = unetPrecision(weights, provider);
+        const tag = weights === 'fp32' ? '' : `, ${describePrecision(precision)}`;
+        t = performance.now();
+        const prepared = await prepareModel(modelDir, { height: size, width: size, precision });
+        log(`derived graphs at ${size}²${tag} prepared in ${((performance.now() - t) / 1000).toFixed(0)} s`);
+        const forward = await timeGraph(prepared.xattnPath, provider, latent, runs);
+        log(`${provider}${tag}: UNet step ${forward.medianS.toFixed(3)} s`);
+        const backward = await timeGraph(prepared.gradPath, provider, latent, runs);
+        log(`${provider}${tag}: forward + backward ${backward.medianS.toFixed(3)} s`);
+        rows.push({ provider, what: `UNet forward, batch 2${tag} (load ${forward.loadS.toFixed(1)} s)`, seconds: forward.medianS, note: `median of ${runs}` });
+        rows.push({ provider, what: `forward + backward ∂L/∂x, batch 2${tag} (load ${backward.loadS.toFixed(1)} s)`, seconds: backward.medianS, note: `median of ${runs}` });
+        if (editProviders.includes(provider)) {
+          const seconds = await fullEdit(root, 'sd', provider, size, steps, weights);
+          rows.push({ provider, what: `full edit, ${steps} steps${tag}`, seconds, note: 'measured: inversion with regularization, reference and edit passes, VAE' });
+        } else {
+          // Per step: one batch-1 UNet call (inversion) + one (reference) + the gradient step and one batch-2 UNet call (edit).
+          const projected = steps * (backward.medianS + forward.medianS * 2);
+          rows.push({ provider, what: `full edit, ${steps} steps${tag}`, seconds: projected, note: 'projected from the rows above (≈ steps × (grad + 2 × UNet))' });
+        }
       }
       const peak = gpuPeak.stop();
       rows.push({ provider, what: 'peak memory', seconds: undefined, note: `process RSS ${(process.resourceUsage().maxRSS / 1024 / 1024).toFixed(1)} GiB so far${peak === undefined ? '' : `; GPU memory used ${(peak / 1024).toFixed(1)} GiB (nvidia-smi)`}` });

@@ -47,6 +47,9 @@ describe('scripts/device/bench.ts', () => {
     expect(stdout).toMatch(/^\| cpu \| UNet forward, batch 2 \(load [\d.]+ s\) \| [\d.]+ s \| median of 1 \|$/m);
     expect(stdout).toMatch(/^\| cpu \| forward \+ backward ∂L\/∂x, batch 2 \(load [\d.]+ s\) \| [\d.]+ s \| median of 1 \|$/m);
     expect(stdout).toMatch(/^\| cpu \| full edit, 2 steps \| [\d.]+ s \| measured: /m);
+    // Both precisions by default; on the CPU fp16 is the float16 weights computed in float32.
+    expect(stdout).toMatch(/^\| cpu \| UNet forward, batch 2, fp16 weights computed in fp32 \(load [\d.]+ s\) \| [\d.]+ s \| median of 1 \|$/m);
+    expect(stdout).toMatch(/^\| cpu \| full edit, 2 steps, fp16 weights computed in fp32 \| [\d.]+ s \| measured: /m);
     expect(stdout).toMatch(/^\| cpu \| peak memory \| – \| process RSS [\d.]+ GiB so far/m);
     expect(stdout).toMatch(/^\| coreml \| unavailable \| – \| .*Core ML could not be started: not part of onnxruntime-node for linux\/x64\./m);
   }, 300_000);
