@@ -114,7 +114,10 @@ export class EditForm {
     if (origin === 'captioner') {
       this.captionLine(`Written by the captioner${detail === undefined ? '' : ` (${detail})`} from the image: edit it if it is wrong.`, 'captioner');
     } else {
-      this.captionLine(`Template caption${detail === undefined ? ' (no captioner wrote one).' : `: ${detail}`}`, 'template');
+      // A render's outcome names no reason: the reason the daemon gave for this image stays.
+      const why = detail ?? u.dataset['why'];
+      if (why !== undefined) u.dataset['why'] = why;
+      this.captionLine(`Template caption${why === undefined ? ' (no captioner wrote one).' : `: ${why}`}`, 'template');
     }
     return true;
   }
@@ -128,6 +131,7 @@ export class EditForm {
     }
     delete u.dataset['suggested'];
     delete u.dataset['origin'];
+    delete u.dataset['why'];
   }
 
   /** The template for the source word as typed now ('' while it is not a valid word). */
