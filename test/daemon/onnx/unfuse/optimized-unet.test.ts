@@ -10,10 +10,11 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CliIo } from '../../../../daemon/cli/command.js';
-import { decodeModel, encodeModel } from '../../../../daemon/onnx/graph/model-io.js';
+import { guidanceGradientModel, unetInputDims } from '../../../../daemon/onnx/attention/guidance-graph.js';
+import { decodeModel, encodeModel, writeDerivedModel } from '../../../../daemon/onnx/graph/model-io.js';
 import { prepareModel } from '../../../../daemon/onnx/prepare.js';
 import { writeTinyStableDiffusion, type TinyStableDiffusionInfo } from '../../../../daemon/onnx/tiny/stable-diffusion.js';
-import { UNFUSED_METADATA_KEY } from '../../../../daemon/onnx/unfuse/unfuse.js';
+import { UNFUSED_METADATA_KEY, unfuseContribOps } from '../../../../daemon/onnx/unfuse/unfuse.js';
 import { P2pzError } from '../../../../shared/protocol/errors.js';
 import { uniform } from '../autodiff/op-harness.js';
 import { unetFeeds } from '../attention/tiny-unet.js';
@@ -90,6 +91,34 @@ describe('an onnxruntime-optimized UNet', () => {
     const scale = Math.max(...Array.from(grad, Math.abs));
     expect(scale).toBeGreaterThan(0);
     expect(maxAbsDiff(fg.grad_sample, pg.grad_sample) / scale).toBeLessThan(1e-4);
+  });
+
+  it('has its self-attention recomputed and chunked into blocks of queries as the plain model, with the same ∂L/∂x', async () => {
+    const size = { batch: 2, latentHeight: 8, latentWidth: 8 };
+    // Self-attention scores at this size: [2·2, 64, 64] float32 = 64 KiB; blocks of at most 16 KiB.
+    const recompute = { minRatio: 1.5, maxScoreBytes: 16 * 1024 };
+    const grads: Record<string, ort.InferenceSession.ReturnType> = {};
+    const chunkNodes: Record<string, number> = {};
+    for (const [k, folder] of [['fused', fusedDir], ['plain', plainDir]] as const) {
+      const unetPath = join(folder, 'unet/model.onnx');
+      const source = decodeModel(await readFile(unetPath));
+      const model = guidanceGradientModel(unfuseContribOps(source, unetInputDims(source, size)), size, { recompute }).model;
+      chunkNodes[k] = model.graph.node.filter((n) => n.name.startsWith('chunk/') && n.opType === 'Softmax').length;
+      const path = join(folder, 'unet/model.chunked-test.onnx');
+      await writeDerivedModel(model, unetPath, path);
+      const feeds = unetFeeds('opset17', 2, 8, 8, 23);
+      const refs: Record<string, ort.Tensor> = {};
+      model.graph.input.filter((i) => i.name.startsWith('attn_ref_')).forEach((i, l) => {
+        const dims = (i.type?.tensorType?.shape?.dim ?? []).map((d) => Number(d.dimValue));
+        refs[i.name] = new ort.Tensor('float32', Float32Array.from(uniform(500 + l, dims.reduce((a, b) => a * b, 1), 0, 2 / 77)), dims);
+      });
+      grads[k] = await runGraph(path, { ...feeds, ...refs });
+    }
+    expect(chunkNodes.fused).toBeGreaterThan(0);
+    expect(chunkNodes.fused).toBe(chunkNodes.plain);
+    const grad = grads.plain?.grad_sample?.data as Float32Array;
+    const scale = Math.max(...Array.from(grad, Math.abs));
+    expect(maxAbsDiff(grads.fused?.grad_sample, grads.plain?.grad_sample) / scale).toBeLessThan(1e-4);
   });
 
   it('runs `p2pz models prepare` and `p2pz edit` like the plain model', async () => {
