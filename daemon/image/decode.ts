@@ -167,6 +167,53 @@ export function decodeError(error: unknown): P2pzError {
   return mapped;
 }
 
+/** An upload decoded for an edit. Within the output budget, one decode at the file's size serves
+ *  both the models and the results. Beyond it, the models get a working copy of about
+ *  `workingPixels` (JPEG and WebP shrink at decode, by 8 for a 64 MP JPEG edited at 512 px), and
+ *  the output-size pixels are decoded only if a stage asks for them (the blend needs the original's
+ *  colours, an alpha channel must be re-attached at the output size). */
+export interface EditSource {
+  /** The results' size: the file's, or within the output budget (outputSize). */
+  readonly width: number;
+  readonly height: number;
+  /** The file's displayed size. */
+  readonly source: { readonly width: number; readonly height: number };
+  /** Pixels for the models and the captioner: the output-size decode itself within the budget. */
+  readonly working: DecodedImage;
+  /** The output-size pixels, decoded on the first call (the working copy within the budget). */
+  output(): Promise<DecodedImage>;
+  /** How each copy was read; `output` null while it has not been (or never is) decoded. */
+  paths(): { readonly working: DecodePath; readonly output: DecodePath | null };
+}
+
+/** Decodes `bytes` for an edit whose models need at most `workingPixels`. Errors as decodeImage. */
+export async function decodeForEdit(bytes: Uint8Array, workingPixels: number, options: Partial<DecodeOptions> = {}): Promise<EditSource> {
+  const settings = { ...DECODE_DEFAULTS, ...options };
+  const header = sniffImage(bytes, settings);
+  const shown = orientedSize(header);
+  const size = outputSize(shown.width, shown.height, settings.maxOutputPixels);
+  if (size.width === shown.width && size.height === shown.height) {
+    const image = await decodeImage(bytes, settings);
+    return { width: image.width, height: image.height, source: image.source, working: image, output: async () => image, paths: () => ({ working: image.path, output: image.path }) };
+  }
+  const working = await decodeImage(bytes, { ...settings, maxOutputPixels: Math.min(workingPixels, settings.maxOutputPixels) });
+  let full: Promise<DecodedImage> | undefined;
+  let fullPath: DecodePath | null = null;
+  return {
+    ...size,
+    source: working.source,
+    working,
+    output: () => {
+      full ??= decodeImage(bytes, settings).then((image) => {
+        fullPath = image.path;
+        return image;
+      });
+      return full;
+    },
+    paths: () => ({ working: working.path, output: fullPath }),
+  };
+}
+
 /** The note a job's details carry when its results are smaller than its input. */
 export function scaledNote(decoded: Pick<DecodedImage, 'width' | 'height' | 'source'>): string | undefined {
   const { width, height, source } = decoded;

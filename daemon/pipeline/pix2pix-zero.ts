@@ -24,7 +24,7 @@ import { dirname, join } from 'node:path';
 import type { EditParams, Engine, Provider, Stage } from '../../shared/protocol/index.js';
 import type { DeviceMemoryProbe } from '../models/device-memory.js';
 import { assertJobFits } from '../models/job-memory.js';
-import { decodeImage, scaledNote, type DecodePath } from '../image/decode.js';
+import { decodeForEdit, scaledNote, type DecodePath } from '../image/decode.js';
 import { encodeGrayPng, encodePng } from '../image/encode.js';
 import { stepPreviewPixels } from '../image/preview-pixels.js';
 import { cropToContent, resizeAlpha, resizeRgb, rgbInFrame, rgbToTensor, tensorToRgb, workingFrame, type WorkingFrame } from '../image/tensor.js';
@@ -134,8 +134,9 @@ export interface Pix2PixZeroResult extends PipelineOutcome {
     /** Who wrote the caption: the user, the captioner (named), or the template (with a note why). */
     readonly captionSource: Omit<CaptionChoice, 'caption'>;
     readonly workingSize: { readonly width: number; readonly height: number };
-    /** How the upload was decoded: at its size, or scaled to the output budget (decode.ts). */
-    readonly decodePath: DecodePath;
+    /** How the upload was decoded: the models' copy, and the output-size one (null when no stage
+     *  needed it); both the one decode at the file's size within the output budget (decode.ts). */
+    readonly decode: { readonly working: DecodePath; readonly output: DecodePath | null };
     /** Where the input sits in the working size (smaller than it when a narrow input was padded). */
     readonly content: WorkingFrame['content'];
     readonly inversionReused: boolean;
@@ -177,8 +178,11 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
 
   // 1. Decode and resize to the working size.
   progress('decode', 0, 1);
-  const decoded = await timed('decode', () => decodeImage(request.image, request.maxOutputPixels === undefined ? {} : { maxOutputPixels: request.maxOutputPixels }));
-  const { width: W, height: H, alpha } = decoded;
+  // Beyond the output budget the models get a working copy (shrunk at decode where the format
+  // allows) and the output-size pixels are decoded only for the blend or an alpha channel (decode.ts).
+  const src = await timed('decode', () => decodeForEdit(request.image, edit.size * edit.size, request.maxOutputPixels === undefined ? {} : { maxOutputPixels: request.maxOutputPixels }));
+  const decoded = src.working;
+  const { width: W, height: H } = src;
   // The working frame: the aspect kept up to 2:1, a mirrored 2:1 frame up to 4:1, refused beyond.
   const frame = workingFrame(W, H, edit.size);
   const size = { width: frame.width, height: frame.height };
@@ -204,7 +208,7 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
     });
   }
   const model: DiffusionModel = await timed('load', () => loadDiffusionModel(models, modelName));
-  const x = await timed('decode', async () => rgbToTensor(await rgbInFrame(decoded.rgb, W, H, frame), size.width, size.height));
+  const x = await timed('decode', async () => rgbToTensor(await rgbInFrame(decoded.rgb, decoded.width, decoded.height, frame), size.width, size.height));
 
   // 0'. The derived UNet graphs for this working size (a no-op when current).
   const { pair, roles } = await timed('load', async () => {
@@ -226,7 +230,7 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
 
   // 3. Caption.
   progress('caption', 0, 1);
-  const chosen = await timed('caption', () => chooseCaption(models, edit.source, edit.caption, { bytes: request.image, rgb: decoded.rgb, width: W, height: H }, signal));
+  const chosen = await timed('caption', () => chooseCaption(models, edit.source, edit.caption, { bytes: request.image, rgb: decoded.rgb, width: decoded.width, height: decoded.height }, signal));
   const caption = chosen.caption;
   const captionEnc = await timed('caption', () => encodeText(models, model, caption));
   const eC = captionEnc.embedding.data;
@@ -384,7 +388,10 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
         ? await resizeAlpha(cropToContent(await resizeAlpha(mask.gray(), w, h, size.width, size.height), frame, 1), c.width, c.height, W, H)
         : await resizeAlpha(mask.gray(), w, h, W, H);
     }
-    if (edit.blend && maskFull) rgb = blendThroughMask(decoded.rgb, rgb, maskFull, W, H);
+    // The original at the output size: the working copy itself within the budget.
+    const original = (edit.blend && maskFull) || decoded.alpha !== null ? await src.output() : null;
+    const alpha = original?.alpha ?? null;
+    if (edit.blend && maskFull && original) rgb = blendThroughMask(original.rgb, rgb, maskFull, W, H);
     list.push({ role: 'image', png: await encodePng({ width: W, height: H, rgb, alpha }), width: W, height: H });
     if (edit.mask && maskFull) list.push({ role: 'mask', png: await encodeGrayPng(W, H, maskFull), width: W, height: H });
     return list;
@@ -394,7 +401,7 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   const maskState: MaskAvailability = found
     ? { available: true, match: found.match, words: found.words }
     : { available: false, reason: `The caption "${caption}" does not name "${edit.source}" (nor a plural of it), so no mask was made${edit.blend ? ' and the edit was not blended' : ''}.` };
-  const notes = [scaledNote(decoded), chosen.note, maskState.available ? undefined : maskState.reason].filter((n): n is string => n !== undefined);
+  const notes = [scaledNote(src), chosen.note, maskState.available ? undefined : maskState.reason].filter((n): n is string => n !== undefined);
   if (imported) notes.push(`The edit direction comes from the imported embeddings of "${edit.source}" and "${edit.target}".`);
   if (pair.manifest.precision) notes.push(`The UNet ran in ${describePrecision(pair.manifest.precision)} (prepared ${pair.manifest.files.xattn}).`);
   if (frame.content.width !== size.width || frame.content.height !== size.height) {
@@ -410,14 +417,14 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
       ...(chosen.captioner === undefined ? {} : { captioner: chosen.captioner }),
       mask: maskState.available ? maskState.match : 'unavailable',
       notes,
-      ...(scaledNote(decoded) === undefined ? {} : { scaledFrom: decoded.source }),
+      ...(scaledNote(src) === undefined ? {} : { scaledFrom: src.source }),
     },
     details: {
       model: model.name,
       caption,
       captionSource: { origin: chosen.origin, ...(chosen.captioner === undefined ? {} : { captioner: chosen.captioner }), ...(chosen.note === undefined ? {} : { note: chosen.note }) },
       workingSize: size,
-      decodePath: decoded.path,
+      decode: src.paths(),
       content: frame.content,
       inversionReused,
       directionCached: direction.cached,
