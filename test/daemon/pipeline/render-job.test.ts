@@ -1,7 +1,8 @@
 // A full render through the real daemon: startDaemon on 127.0.0.1:0 with the built worker, a tiny
 // model installed in a temporary P2PZ_HOME, a paired client on the event stream. A non-square RGBA
 // upload comes back at exactly its size with its alpha and a mask, the same bytes for the same seed;
-// a cancel mid-edit gives exactly one `cancelled` event, no decode and no stored result.
+// a cancel mid-edit gives exactly one `cancelled` event, no decode and no stored result; an 8000×8000
+// JPEG of a few hundred bytes comes back within the 16 MP output budget.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ import { silentLogger } from '../../../daemon/log.js';
 import { writeTinyCaptioner } from '../../../daemon/onnx/tiny/blip-captioner.js';
 import { writeTinyStableDiffusion } from '../../../daemon/onnx/tiny/stable-diffusion.js';
 import { EventClient, send } from '../server/helpers.js';
+import { headerOnlyJpeg } from '../image/fixtures.js';
 import { pixels, rgbaPng } from './tiny-pipeline.js';
 
 const WORKER = join(process.cwd(), 'dist/daemon/worker.js');
@@ -145,6 +147,26 @@ describe('render job through the daemon', () => {
     const e = await events.next((x) => x['jobId'] === jobId && (x['type'] === 'finished' || x['type'] === 'error'), 60_000);
     expect(e).toMatchObject({ type: 'error', error: { code: 'E_BAD_REQUEST', message: expect.stringContaining('1×1 pixels'), hint: expect.stringContaining('larger layer') } });
     expect((await send(daemon, { path: '/v1/health' })).status).toBe(200);
+  });
+
+  it('an 8000×8000 JPEG of a few hundred bytes comes back at 4096×4096 (the output budget), and the job\'s details say so (docs/SECURITY.md §R9)', { timeout: 180_000 }, async () => {
+    const jpeg = await headerOnlyJpeg(8000, 8000);
+    expect(jpeg.byteLength).toBeLessThan(400);
+    const up = await send(daemon, { method: 'POST', path: '/v1/images', token, body: jpeg, headers: { 'Content-Type': 'image/jpeg' } });
+    expect(ImageUploadResponse.parse(up.json)).toMatchObject({ width: 8000, height: 8000, format: 'jpeg' });
+    const jobId = 'render-job-large';
+    const reply = await send(daemon, {
+      method: 'POST', path: '/v1/jobs', token, headers: { [CLIENT_HEADER]: CLIENT },
+      json: { v: PROTOCOL_VERSION, jobId, kind: 'render', imageId: ImageUploadResponse.parse(up.json).imageId, model: 'tiny-sd', edit: { source: 'cat', target: 'dog', size: 64, steps: 1, regSteps: 0 } },
+    });
+    expect(reply.status).toBe(202);
+    const outcome = await finished(jobId);
+    expect(outcome.results.length).toBeGreaterThanOrEqual(1);
+    for (const r of outcome.results) expect([r.width, r.height]).toEqual([4096, 4096]);
+    expect(outcome.details?.scaledFrom).toEqual({ width: 8000, height: 8000 });
+    expect(outcome.details?.notes[0]).toMatch(/^The image is 8000×8000 px, more than the 16 MP a result may have, so the result is 4096×4096 px/);
+    const px = await pixels(await download(outcome.results.find((r) => r.role === 'image')!.id));
+    expect([px.width, px.height]).toEqual([4096, 4096]);
   });
 
   it('with a captioner installed, a job without a caption is captioned by it; health lists it; details say the mask is unavailable', async () => {
