@@ -6,17 +6,19 @@
 //                         session (n_U = 1: every UNet call of an edit goes through the one roles
 //                         model, onnx/roles-model.ts); O: text encoder + VAE encoder + decoder
 //   A  = max(A_f, A_g)   the sessions run one at a time, so the larger working set counts
-//   A_f = 4·B·(2·H·max_s q_s² + κ_f·C·hw)                       a forward UNet call at batch B
-//   A_g = 4·B·(H·Σ_s (k_s·q_s² + q_s·T) + τ_g·H·max_s q_s² + κ_g·C·hw)  the gradient graph (render only)
+//   A_f = 2·β(S) + 4·B·κ_f·C·hw                                  a forward UNet call at batch B
+//   A_g = 4·B·H·Σ_s (k_s·q_s² + q_s·T) + τ_g·β(S) + 4·B·κ_g·C·hw  the gradient graph (render only)
+//   S = 4·B·H·max_s q_s² the largest score tensor; β(S) = S / ⌈S / β_max⌉ the score block a site runs
+//   in (autodiff/chunk-attention.ts: sites with S > β_max run in blocks of queries, β_max = 64 MiB)
 // with h×w the latent size (pixels/8), q_s = r_s·h·w the queries of attention site s (r_s = 1, 1/4,
 // 1/16, 1/64 by level), H heads, T = 77 text tokens, C the UNet's first block width. A_f holds the
 // largest self-attention's scores and probabilities plus κ_f live feature maps; A_g keeps the
 // attention probabilities for the backward pass (cross-attention always; self-attention only where
 // the gradient graph does not recompute them, k_s = 1: autodiff/recompute.ts recomputes a site when
 // q_s ≥ 2·ρ·d_s, ρ its minimum ratio, d_s = C·m_s/H the head width, m_s = 1, 2, 4, 4 by level), the
-// transients of the softmax backward at the largest site (τ_g = 5 score-sized tensors at once: the
-// recomputed P, ∂L/∂P, ∂L/∂P ⊙ P, their difference and ∂L/∂S; fitted to the measured peaks of
-// docs/BENCHMARKS.md "edit memory"), and κ_g stored feature maps. Sites and heads come from the model's
+// transients of the softmax backward at the largest site (τ_g = 5 score blocks at once: the
+// recomputed P, ∂L/∂P, ∂L/∂P ⊙ P, their difference and ∂L/∂S), and κ_g stored feature maps (fitted
+// to the measured 256² and 512² peaks of docs/BENCHMARKS.md "edit memory": ±12 %). Sites and heads come from the model's
 // prepare manifest when there is one, else SD 1.x's 16 sites with 8 heads. C is not stored in an
 // ONNX file, so it is inferred from the parameter count P = U/4 (UNet parameters grow with C²):
 // C = 320·√(P / 859.5 M), exact for SD 1.x (859.5 M parameters at C = 320).
@@ -24,6 +26,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { RECOMPUTE_DEFAULTS } from '../onnx/autodiff/recompute.js';
+import { CHUNK_DEFAULTS } from '../onnx/autodiff/chunk-attention.js';
 import { PreparedManifest } from '../onnx/prepare.js';
 import { resolveModelPath } from './model-path.js';
 import { modelFolder, walkModelFolder } from './containment.js';
@@ -36,10 +39,10 @@ export const MEMORY_ESTIMATE_DEFAULTS = Object.freeze({
   previewUNetSessions: 1,
   /** Live feature maps of width C at full latent resolution during a forward call. */
   kappaForward: 24,
-  /** Score-sized tensors alive at once in the backward pass at the largest attention site. */
+  /** Score blocks alive at once in the backward pass at the largest attention site. */
   tauGradient: 5,
   /** Feature maps stored for the backward pass of the gradient graph. */
-  kappaGradient: 160,
+  kappaGradient: 190,
   /** onnxruntime's own arenas, CUDA context, and the job's images. */
   overheadBytes: 768 * 2 ** 20,
   /** SD 1.x: 16 cross-attention sites, as fractions of the latent grid (down 2+2+2, mid 1, up 3+3+3). */
@@ -135,13 +138,15 @@ export function estimateJobMemory(fp: ModelFootprint, job: JobShape): MemoryEsti
   const hw = (job.height / 8) * (job.width / 8);
   const q = fp.siteFractions.map((r) => r * hw);
   const maxQ2 = Math.max(0, ...q.map((v) => v * v));
-  const forward = d.bytesPerValue * job.batch * (2 * fp.heads * maxQ2 + d.kappaForward * fp.channels * hw);
+  const scores = d.bytesPerValue * job.batch * fp.heads * maxQ2;
+  const block = scores > CHUNK_DEFAULTS.maxScoreBytes ? scores / Math.ceil(scores / CHUNK_DEFAULTS.maxScoreBytes) : scores;
+  const forward = 2 * block + d.bytesPerValue * job.batch * d.kappaForward * fp.channels * hw;
   let activationBytes = forward;
   if (job.kind === 'render') {
     const headWidth = (r: number): number => (fp.channels * Math.min(4, Math.round(Math.sqrt(1 / r)))) / fp.heads;
     const kept = (r: number, v: number): number => (v >= 2 * RECOMPUTE_DEFAULTS.minRatio * headWidth(r) ? 0 : 1);
     const stored = q.reduce((s, v, i) => s + kept(fp.siteFractions[i] ?? 1, v) * v * v + v * fp.tokens, 0);
-    const gradient = d.bytesPerValue * job.batch * (fp.heads * stored + d.tauGradient * fp.heads * maxQ2 + d.kappaGradient * fp.channels * hw);
+    const gradient = d.bytesPerValue * job.batch * (fp.heads * stored + d.kappaGradient * fp.channels * hw) + d.tauGradient * block;
     activationBytes = Math.max(forward, gradient);
   }
   const sessions = job.kind === 'render' ? d.renderUNetSessions : d.previewUNetSessions;

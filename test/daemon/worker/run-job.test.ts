@@ -86,7 +86,7 @@ describe('the up-front memory check in the worker (R17)', () => {
   let s: WorkerSupervisor;
   let inputPng: Uint8Array;
   let sdModels: string;
-  const budgetMiB = 2048;
+  const budgetMiB = 1280;
   beforeAll(async () => {
     root = await mkdtemp(join(tmpdir(), 'p2pz-run-job-memory-'));
     sdModels = join(root, 'models');
@@ -116,7 +116,7 @@ describe('the up-front memory check in the worker (R17)', () => {
     const refused = await s.run(render(512), (p) => progress.push(p), never());
     if (refused.status !== 'failed') throw new Error(`expected a refusal: ${JSON.stringify(refused)}`);
     expect(refused.error.code).toBe('E_JOB_TOO_LARGE');
-    expect(refused.error.message).toMatch(/needs about [\d.]+ GB at 512×384; 2\.1 GB is free/);
+    expect(refused.error.message).toMatch(/needs about [\d.]+ GB at 512×384; 1\.3 GB is free/);
     const hinted = Number(/--size (\d+)/.exec(refused.error.hint ?? '')?.[1]);
     expect(hinted).toBeLessThan(512);
     // The hint's side is the long one; the aspect stays (multiples of 64).
