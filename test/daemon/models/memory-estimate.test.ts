@@ -16,7 +16,7 @@ const SD1X: ModelFootprint = {
 };
 const RENDER_512: JobShape = { kind: 'render', height: 512, width: 512, batch: 2 };
 /** Working side → measured peak RSS (GiB) of the UNet part of an SD-1.5-shaped edit (see the test). */
-const MEASURED_PEAKS_GIB: readonly (readonly [number, number])[] = [[256, 4.29], [512, 7.43]];
+const MEASURED_PEAKS_GIB: readonly (readonly [number, number])[] = [[256, 4.22], [512, 7.43]];
 
 function refusal(fn: () => unknown): P2pzError {
   try {
@@ -65,7 +65,7 @@ describe('estimateJobMemory', () => {
   it('matches the measured peak of an SD-1.5-shaped edit within 20% (docs/BENCHMARKS.md, bench edit-memory)', () => {
     // Measured: max RSS of one process holding the roles model of the SD-1.5-shaped UNet (graph
     // 1199130 B + weights 3446278144 B, no text encoder or VAE) through one edit step, onnxruntime
-    // CPU provider: `npm run bench edit-memory -- --sizes 256 --configs after` → 4.29 GiB, and
+    // CPU provider: `npm run bench edit-memory -- --sizes 256 --configs after` → 4.22 GiB, and
     // `--sizes 512 --configs after` → 7.43 GiB (query blocks and elementwise recomputation).
     const unetBytes = 1_199_130 + 3_446_278_144;
     const fp: ModelFootprint = { ...SD1X, unetBytes, otherBytes: 0, channels: inferChannels(unetBytes) };
