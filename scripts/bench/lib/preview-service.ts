@@ -221,6 +221,12 @@ export function pairedCells(t: PairedTimes, digits: number, until: 'frame' | 'se
   return `${d.toFixed(digits)} | ${s.toFixed(digits)} | ${(s / d).toFixed(2)} | ${overhead.toFixed(digits)}`;
 }
 
+/** The smallest per-round overhead (service − run() of the same round): what the service adds when
+ *  the shared machine's load happens to leave it alone. */
+export function fastestOverhead(t: PairedTimes, until: 'frame' | 'service', digits: number): string {
+  return Math.min(...t[until].map((v, i) => v - (t.direct[i] as number))).toFixed(digits);
+}
+
 /** Medians of the client-side phases ("upload 3.1, submit 1.2, frame 40.3, finished 2.0, download 2.0"). */
 export function phaseTimings(t: PairedTimes): string {
   const keys: (keyof RoundTripPhases)[] = ['upload', 'submit', 'frame', 'finished', 'download'];
