@@ -96,6 +96,9 @@ export interface DeviceMemoryContext {
   readonly heldBytes?: (modelDir: string) => Promise<number>;
 }
 
+/** What onnxruntime's WebGPU provider says when the adapter has no float16 shader support. */
+const FLOAT16_UNSUPPORTED = /requires f16 but the device does not support it/;
+
 export interface DiffusionContext {
   readonly models: ModelSessions;
   /** The provider the sessions run on, when there is no memory check to say it: picks the UNet graphs'
@@ -211,11 +214,24 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   const x = await timed('decode', async () => rgbToTensor(await rgbInFrame(decoded.rgb, decoded.width, decoded.height, frame), size.width, size.height));
 
   // 0'. The derived UNet graphs for this working size (a no-op when current).
+  let float16Refused = false;
   const { pair, roles } = await timed('load', async () => {
     const modelDir = dirname(dirname(await models.resolve(model.paths.unet)));
     // The folder's weights precision; computed in float32 on the CPU provider (no float16 kernels).
     const precision = unetPrecision((await defaultPrecision(modelDir)).weights, ctx.provider ?? ctx.memory?.provider ?? 'cpu');
-    return preparePipelineGraphs(modelDir, { height: size.height, width: size.width }, { precision });
+    const graphs = await preparePipelineGraphs(modelDir, { height: size.height, width: size.width }, { precision });
+    if (precision.compute === 'fp32') return graphs;
+    // A GPU without float16 shaders (WebGPU adapters lacking `shader-f16`, such as the Vulkan
+    // software device) refuses the float16 graph when the session is made: run the float16 weights
+    // in float32 there instead, as on the CPU.
+    try {
+      await models.get(graphs.roles.path);
+      return graphs;
+    } catch (err) {
+      if (!(err instanceof Error) || !FLOAT16_UNSUPPORTED.test(err.message)) throw err;
+      float16Refused = true;
+      return preparePipelineGraphs(modelDir, { height: size.height, width: size.width }, { precision: { ...precision, compute: 'fp32' } });
+    }
   });
   // Every UNet call goes through one session: one copy of the weights (unet-roles.ts).
   const unet = unetRoles(models, roles);
@@ -404,6 +420,7 @@ export async function runPix2PixZero(request: Pix2PixZeroRequest, ctx: Diffusion
   const notes = [scaledNote(src), chosen.note, maskState.available ? undefined : maskState.reason].filter((n): n is string => n !== undefined);
   if (imported) notes.push(`The edit direction comes from the imported embeddings of "${edit.source}" and "${edit.target}".`);
   if (pair.manifest.precision) notes.push(`The UNet ran in ${describePrecision(pair.manifest.precision)} (prepared ${pair.manifest.files.xattn}).`);
+  if (float16Refused) notes.push('The GPU has no float16 shaders, so the float16 weights were computed in float32.');
   if (frame.content.width !== size.width || frame.content.height !== size.height) {
     notes.push(`The image is narrower than 2:1, so it was edited inside a ${size.width}×${size.height} frame mirrored around it.`);
   }
