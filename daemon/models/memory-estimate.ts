@@ -95,6 +95,10 @@ export function inferChannels(unetBytes: number): number {
   return d.referenceChannels * Math.sqrt(unetBytes / d.bytesPerValue / d.referenceParameters);
 }
 
+/** The unfused twins of an optimized VAE or text encoder (onnx/unfuse/component-twin.ts): graphs over
+ *  the same weights, not counted again. */
+const UNFUSED_TWIN_FILE = /\/model(?:\.params)?\.unfused\.[0-9x_]+\.(?:onnx|json)$/;
+
 /** Reads a model folder's sizes (lstat only) and its first prepare manifest, if any. */
 export async function modelFootprint(modelsDir: string, name: string): Promise<ModelFootprint> {
   const d = MEMORY_ESTIMATE_DEFAULTS;
@@ -107,7 +111,7 @@ export async function modelFootprint(modelsDir: string, name: string): Promise<M
     if (f.path.startsWith('unet/')) {
       if (/^unet\/model\.prepared\.[^/]+\.json$/.test(f.path)) manifestPath ??= f.path;
       if (!DERIVED_UNET_FILE.test(f.path)) unetBytes += f.size;
-    } else if (/^(?:text_encoder|vae_encoder|vae_decoder)\//.test(f.path)) {
+    } else if (/^(?:text_encoder|vae_encoder|vae_decoder)\//.test(f.path) && !UNFUSED_TWIN_FILE.test(f.path)) {
       otherBytes += f.size;
     }
   }

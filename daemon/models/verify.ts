@@ -23,8 +23,9 @@ export interface VerifyReport {
 }
 
 /** Derived files `prepare` writes next to the UNet and the VAE encoder (see onnx/prepare.ts, onnx/vae-parameters.ts,
- *  and the precision conversions of onnx/precision/unet-precision.ts). */
-const DERIVED = /^unet\/model\.(?:xattn|grad|roles)\.[0-9x.b]+(?:\.fp16(?:-fp32)?)?\.onnx$|^unet\/model\.(?:prepared|roles)\.[0-9x.b]+(?:\.fp16(?:-fp32)?)?\.json$|^vae_encoder\/model\.params\.(?:onnx|json)$|^unet\/model\.fp16(?:-fp32)?\.(?:onnx|onnx_data|json)$|^unet\/model\.precision\.json$/;
+ *  the precision conversions of onnx/precision/unet-precision.ts, and the unfused twins of an optimized VAE or
+ *  text encoder, onnx/unfuse/component-twin.ts). */
+const DERIVED = /^unet\/model\.(?:xattn|grad|roles)\.[0-9x.b]+(?:\.fp16(?:-fp32)?)?\.onnx$|^unet\/model\.(?:prepared|roles)\.[0-9x.b]+(?:\.fp16(?:-fp32)?)?\.json$|^vae_encoder\/model\.params\.(?:onnx|json)$|^unet\/model\.fp16(?:-fp32)?\.(?:onnx|onnx_data|json)$|^unet\/model\.precision\.json$|^(?:text_encoder|vae_encoder|vae_decoder)\/model(?:\.params)?\.unfused\.[0-9x_]+\.(?:onnx|json)$/;
 
 export async function verifyModel(modelsDir: string, relPath: string): Promise<VerifyReport> {
   const dir = await modelFolder(modelsDir, relPath);

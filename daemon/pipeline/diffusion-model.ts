@@ -381,7 +381,7 @@ export async function componentHash(models: Pick<ModelSessions, 'resolve'>, relP
   const dir = dirname(real);
   const h = createHash('sha256').update(await fileHash(real));
   for (const e of (await readdir(dir, { withFileTypes: true })).filter((x) => x.isFile()).map((x) => x.name).sort()) {
-    if (e === 'model.onnx' || e.endsWith('.json') || /^model\.(xattn|grad|params|roles|precision|fp16|fp16-fp32)\./.test(e)) continue;
+    if (e === 'model.onnx' || e.endsWith('.json') || /^model\.(xattn|grad|params|roles|precision|fp16|fp16-fp32|unfused)\./.test(e)) continue;
     h.update(e).update(await fileHash(join(dir, e)));
   }
   return h.digest('hex');

@@ -7,6 +7,11 @@
 // next job starts from an empty device (docs/SECURITY.md §R18). On a GPU provider, a lost device (driver reset, GPU
 // removed) becomes `E_DEVICE_LOST` and any other failure while running `E_DEVICE_FAILED`; both release
 // every session too, and the worker then restarts itself for a fresh device (worker-main.ts).
+// A graph holding onnxruntime's com.microsoft fused nodes (an optimized VAE or text encoder) runs
+// through its unfused twin for the dims it is fed (onnx/unfuse/component-twin.ts): get() answers its
+// declared metadata without a session, run() opens the twin. When the rewrite refuses a node, the
+// original is tried as it is (a provider may have the kernel); if that fails too, the rewrite's
+// E_UNSUPPORTED_OP (op, component, hint) is the error, never onnxruntime's text.
 import type { Dirent } from 'node:fs';
 import { readdir, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve as resolvePath, sep } from 'node:path';
@@ -14,6 +19,7 @@ import { InferenceSession } from 'onnxruntime-node';
 import { P2pzError } from '../../shared/protocol/index.js';
 import { scrub } from '../log.js';
 import { resolveModelPath } from '../models/model-path.js';
+import { fusedGraph, unfusedTwin, type FusedGraph } from '../onnx/unfuse/component-twin.js';
 
 export const SESSION_DEFAULTS = Object.freeze({
   /** Sessions kept open at once; the least recently used one is released beyond this. A diffusion edit
@@ -125,8 +131,58 @@ export class SessionCache {
     return resolveModelPath(this.#modelsDir, path);
   }
 
-  /** The session for a model file (absolute, or relative to the models directory), loading it on first use. */
+  /** The session for a model file (absolute, or relative to the models directory), loading it on first
+   *  use. For a fused graph: its declared metadata, running through its twins. */
   async get(path: string): Promise<Session> {
+    const fused = await this.#fused(path);
+    if (fused) return { ...fused.signature, run: (feeds) => this.run(path, feeds), release: async () => {} };
+    return this.#open(path);
+  }
+
+  /** The fused graph at `path`, or null (also for a model whose session is open: it was not fused
+   *  when opened, and a rewritten file gets a new real path check on reopening). */
+  async #fused(path: string): Promise<FusedGraph | null> {
+    const checked = this.#checked.get(resolvePath(this.#modelsDir, path));
+    if (checked && this.#sessions.get(checked.real) === checked.session) return null;
+    const real = await this.resolve(path);
+    try {
+      return await fusedGraph(real);
+    } catch {
+      return null; // unreadable: opening it reports the problem
+    }
+  }
+
+  /** Runs a fused graph through its twin for the feeds' dims. */
+  async #runFused(path: string, fused: FusedGraph, feeds: InferenceSession.FeedsType): Promise<InferenceSession.ReturnType> {
+    const dims: Record<string, readonly number[]> = {};
+    for (const name of fused.signature.inputNames) {
+      const t = feeds[name];
+      if (t) dims[name] = t.dims;
+    }
+    let twin: string;
+    try {
+      twin = await unfusedTwin(fused, dims);
+    } catch (refused) {
+      if (!(refused instanceof P2pzError) || refused.code !== 'E_UNSUPPORTED_OP') throw refused;
+      try {
+        const session = await this.#open(path);
+        return await session.run(feeds);
+      } catch (err) {
+        if (err instanceof P2pzError && (err.code === 'E_DEVICE_OOM' || needsFreshDevice(err.code))) throw err;
+        if (err instanceof P2pzError) throw refused;
+        const mapped = await this.#mapFailure(err, '', 'run');
+        throw mapped.code === 'E_MODEL_INVALID' ? refused : mapped;
+      }
+    }
+    const session = await this.#open(twin);
+    try {
+      return await session.run(feeds);
+    } catch (err) {
+      throw await this.#mapFailure(err, 'The model failed while running:', 'run');
+    }
+  }
+
+  async #open(path: string): Promise<Session> {
     const lexical = resolvePath(this.#modelsDir, path);
     const checked = this.#checked.get(lexical);
     const key = checked && this.#sessions.get(checked.real) === checked.session ? checked.real : await this.resolve(path);
@@ -162,7 +218,9 @@ export class SessionCache {
   /** Runs a model, mapping onnxruntime's failures: allocation → `E_DEVICE_OOM` (after releasing every
    *  session), anything else → `E_MODEL_INVALID` with the first line of the native message. */
   async run(path: string, feeds: InferenceSession.FeedsType): Promise<InferenceSession.ReturnType> {
-    const session = await this.get(path);
+    const fused = await this.#fused(path);
+    if (fused) return this.#runFused(path, fused, feeds);
+    const session = await this.#open(path);
     try {
       return await session.run(feeds);
     } catch (err) {

@@ -18,6 +18,9 @@
 //   fusion_biassplitgelu.py  Mul(hidden, Gelu(gate)), [hidden|gate] = Split(Add(MatMul, b)) becomes
 //                          BiasSplitGelu(MatMul, b)
 //   fusion_bias_add.py     Add(Add(MatMul(BiasSplitGelu …), b), skip) becomes BiasAdd(MatMul, b, skip)
+//   fusion_quickgelu.py    Mul(x, Sigmoid(Mul(x, α))) becomes QuickGelu(x, alpha=α) (CLIP's MLP)
+// The VAE and the text encoder get the same passes (optimize_pipeline.py optimizes every component):
+// ortOptimizedComponent adds QuickGelu for the text encoder's MLP.
 // Finally the Transpose pairs between NHWC nodes are dropped, as the optimizer does.
 import { open, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -315,9 +318,40 @@ function fuseBiasAdd(G: Graph, counts: FusionCounts): void {
   }
 }
 
+/** The constant value of a scalar (1-element) tensor: an initializer or a Constant node's. */
+function scalarOf(G: Graph, name: string): number | undefined {
+  const init = G.inits.get(name);
+  const node = init ? undefined : G.prod.get(name);
+  const t = init ?? (node?.opType === 'Constant' ? node.attribute.find((a) => a.name === 'value')?.t as TensorProto | undefined : undefined);
+  const v = t ? tensorValues(t) : undefined;
+  return v && v.length === 1 ? v[0] : undefined;
+}
+
+function fuseQuickGelu(G: Graph, counts: FusionCounts): void {
+  for (const mul of G.g.node) {
+    if (mul.opType !== 'Mul' || mul.domain) continue;
+    const x = mul.input[0] as string;
+    const sigmoid = G.parent(mul, 1, 'Sigmoid');
+    const scaled = G.parent(sigmoid, 0, 'Mul');
+    if (!sigmoid || !scaled || scaled.input[0] !== x || G.only(sigmoid.output[0] ?? '') !== mul || G.only(scaled.output[0] ?? '') !== sigmoid) continue;
+    const alpha = scalarOf(G, scaled.input[1] ?? '');
+    if (alpha === undefined) continue;
+    G.replace.set(mul, [msNode('QuickGelu', [x], [mul.output[0] as string], G.fresh('QuickGelu'), { alpha: { float: alpha } })]);
+    G.replace.set(sigmoid, []);
+    G.replace.set(scaled, []);
+    counts.QuickGelu = (counts.QuickGelu ?? 0) + 1;
+  }
+}
+
 /** The optimized form of the model at `modelPath` (its external weights stay where they are; new
  *  packed weights are inline until writeOrtOptimizedUNet stores them). */
-export async function ortOptimizedUNet(modelPath: string, options: OrtFusionOptions = {}): Promise<{ model: ModelProto; counts: FusionCounts }> {
+export function ortOptimizedUNet(modelPath: string, options: OrtFusionOptions = {}): Promise<{ model: ModelProto; counts: FusionCounts }> {
+  return ortOptimizedComponent(modelPath, options, false);
+}
+
+/** The optimized form of any component's graph (`quickGelu`: also CLIP's activation, as for the
+ *  text encoder). */
+export async function ortOptimizedComponent(modelPath: string, options: OrtFusionOptions = {}, quickGelu = true): Promise<{ model: ModelProto; counts: FusionCounts }> {
   const model = decodeModel(await readFile(modelPath));
   const counts: FusionCounts = {};
   const isMid = (n: NodeProto): boolean => n.name.startsWith('/mid_block/');
@@ -327,6 +361,7 @@ export async function ortOptimizedUNet(modelPath: string, options: OrtFusionOpti
     (G) => fuseSkipLayerNorm(G, counts),
     (G) => fuseBiasSplitGelu(G, counts),
     (G) => fuseBiasAdd(G, counts),
+    ...(quickGelu ? [(G: Graph) => fuseQuickGelu(G, counts)] : []),
     ...(options.nhwcConv === false ? [] : [(G: Graph) => fuseNhwcConv(G, counts)]),
   ];
   for (const pass of passes) {
@@ -366,7 +401,16 @@ async function externalize(model: ModelProto, modelPath: string, minBytes = 1024
 /** Rewrites the UNet at `modelPath` in place into its optimized form (new weights appended to its
  *  weights file). */
 export async function writeOrtOptimizedUNet(modelPath: string, options: OrtFusionOptions = {}): Promise<FusionCounts> {
-  const { model, counts } = await ortOptimizedUNet(modelPath, options);
+  return writeOrtOptimized(modelPath, options, false);
+}
+
+/** Rewrites a VAE or text encoder graph in place into its optimized form. */
+export function writeOrtOptimizedComponent(modelPath: string, options: OrtFusionOptions = {}): Promise<FusionCounts> {
+  return writeOrtOptimized(modelPath, options, true);
+}
+
+async function writeOrtOptimized(modelPath: string, options: OrtFusionOptions, quickGelu: boolean): Promise<FusionCounts> {
+  const { model, counts } = await ortOptimizedComponent(modelPath, options, quickGelu);
   await externalize(model, modelPath);
   await writeFileAtomic(modelPath, encodeModel(model));
   return counts;

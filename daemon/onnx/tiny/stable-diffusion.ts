@@ -17,7 +17,7 @@ import { tokenizerFiles, tokenizerVocabularySize } from './tokenizer-files.js';
 import { UNET_WEIGHTS_LOCATION, crossAttentionSoftmaxNames, writeUNet } from './unet.js';
 import type { UNetConfig } from './unet.js';
 import { buildVaeDecoder, buildVaeEncoder } from './vae.js';
-import { writeOrtOptimizedUNet, type FusionCounts, type OrtFusionOptions } from './ort-fusions.js';
+import { writeOrtOptimizedComponent, writeOrtOptimizedUNet, type FusionCounts, type OrtFusionOptions } from './ort-fusions.js';
 import type { VaeConfig, VaeEncoderOutput } from './vae.js';
 
 export interface StableDiffusionPreset {
@@ -83,6 +83,9 @@ export interface TinyStableDiffusionOptions {
   /** Write the UNet as onnxruntime's transformers optimizer leaves it (com.microsoft fused ops, same
    *  weights; ort-fusions.ts), with these fusion options. */
   readonly ortOptimized?: OrtFusionOptions;
+  /** Which components `ortOptimized` applies to (default the UNet only; optimize_pipeline.py
+   *  optimizes them all). */
+  readonly ortOptimizedComponents?: readonly OptimizableComponent[];
   /** `fp16`: the components as `optimum-cli export onnx --fp16` writes them (float16-export.ts). */
   readonly precision?: 'fp32' | 'fp16';
 }
@@ -95,7 +98,11 @@ export interface TinyStableDiffusionInfo {
   readonly crossAttentionSoftmaxNames: readonly string[];
   /** With `ortOptimized`: how many nodes of each fused op the UNet holds. */
   readonly fusedOps?: FusionCounts;
+  /** With `ortOptimized`: the fused ops of each optimized component. */
+  readonly fusedOpsByComponent?: Readonly<Partial<Record<OptimizableComponent, FusionCounts>>>;
 }
+
+export type OptimizableComponent = 'unet' | 'text_encoder' | 'vae_encoder' | 'vae_decoder';
 
 function modelIndex(flavour: Flavour): Record<string, unknown> {
   // diffusers' OnnxStableDiffusionPipeline (conversion script) vs optimum's ORTStableDiffusionPipeline.
@@ -169,10 +176,18 @@ export async function writeTinyStableDiffusion(dir: string, options: TinyStableD
     await writeUNet(unetPath, preset.unet, {
       seed: tensorSeed(seed, 'unet'), flavour, fill, location: UNET_WEIGHTS_LOCATION[flavour],
     });
-    if (options.ortOptimized) fusedOps = await writeOrtOptimizedUNet(unetPath, options.ortOptimized);
+  }
+  const byComponent: Partial<Record<OptimizableComponent, FusionCounts>> = {};
+  if (options.ortOptimized) {
+    for (const c of options.ortOptimizedComponents ?? ['unet']) {
+      if (!want.has(c)) continue;
+      const path = join(dir, c, 'model.onnx');
+      byComponent[c] = c === 'unet' ? await writeOrtOptimizedUNet(path, options.ortOptimized) : await writeOrtOptimizedComponent(path, options.ortOptimized);
+    }
+    fusedOps = byComponent.unet;
   }
   if (options.precision === 'fp16') {
     await exportAsFloat16(dir, FLOAT16_EXPORT_COMPONENTS.filter((c) => want.has(c)));
   }
-  return { flavour, vocabularySize, crossAttentionSoftmaxNames: crossAttentionSoftmaxNames(preset.unet), ...(fusedOps ? { fusedOps } : {}) };
+  return { flavour, vocabularySize, crossAttentionSoftmaxNames: crossAttentionSoftmaxNames(preset.unet), ...(fusedOps ? { fusedOps } : {}), ...(options.ortOptimized ? { fusedOpsByComponent: byComponent } : {}) };
 }
