@@ -69,7 +69,7 @@ describe('an onnxruntime-optimized VAE and text encoder', () => {
       const ids = new ort.Tensor('int64', BigInt64Array.from({ length: 77 }, (_, i) => BigInt((i * 37 + 11) % 1000)), [1, 77]);
       const image = new ort.Tensor('float32', uniform(3 * 64 * 64, 1), [1, 3, 64, 64]);
       const latent = new ort.Tensor('float32', uniform(4 * 8 * 8, 2, -3, 3), [1, 4, 8, 8]);
-      const cases = [
+      const cases: { component: string; feeds: Record<string, ort.Tensor> }[] = [
         { component: 'text_encoder', feeds: { input_ids: ids } },
         { component: 'vae_encoder', feeds: { sample: image } },
         { component: 'vae_decoder', feeds: { latent_sample: latent } },
