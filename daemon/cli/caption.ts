@@ -44,7 +44,7 @@ async function run(args: readonly string[], io: CliIo): Promise<number> {
   try {
     const name = own ? basename(own) : await findCaptioner(models);
     if (name === null) {
-      throw new P2pzError('E_MODEL_MISSING', 'No captioner is installed.', `Put a BLIP export in ${join(modelsDir, CAPTIONER_DEFAULTS.folder)}/NAME/ (see docs/CAPTIONER.md), or give --captioner DIR.`);
+      throw new P2pzError('E_MODEL_MISSING', 'No captioner is installed.', `Install one: ${CAPTIONER_DEFAULTS.installCommand}; it goes to ${join(modelsDir, CAPTIONER_DEFAULTS.folder)}/NAME/. Or give --captioner DIR.`);
     }
     const captioner = await loadCaptioner(models, name, own ? basename(own) : undefined);
     const result = await captionImage(models, captioner, decoded.rgb, decoded.width, decoded.height, beams === undefined ? {} : { search: { numBeams: beams } });

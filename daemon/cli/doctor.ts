@@ -96,7 +96,12 @@ async function models(paths: DaemonPaths): Promise<Check> {
   const unfinished = await listUnfinished(paths.models).catch(() => []);
   const diffusion = entries.filter((e) => e.kind === 'diffusion');
   const gans = entries.filter((e) => e.kind === 'gan');
-  const summary = `${diffusion.length} diffusion model${diffusion.length === 1 ? '' : 's'}${diffusion.length ? ` (${diffusion.map((e) => e.name).join(', ')})` : ''}, ${gans.length} quick preview${gans.length === 1 ? '' : 's'}`;
+  const captioners = entries.filter((e) => e.kind === 'captioner');
+  // The one edits use: the preferred name when installed, else the first (pipeline/captioner/installed.ts).
+  const { CAPTIONER_LAYOUT } = await import('../pipeline/captioner/installed.js');
+  const captioner = captioners.find((e) => e.name === `${CAPTIONER_LAYOUT.folder}/${CAPTIONER_LAYOUT.preferred}`) ?? captioners[0];
+  const captionerText = captioner ? `captioner ${captioner.name.slice(CAPTIONER_LAYOUT.folder.length + 1)}` : `no captioner (captions are the template "a photo of a …"; install one with ${CAPTIONER_LAYOUT.installCommand})`;
+  const summary = `${diffusion.length} diffusion model${diffusion.length === 1 ? '' : 's'}${diffusion.length ? ` (${diffusion.map((e) => e.name).join(', ')})` : ''}, ${gans.length} quick preview${gans.length === 1 ? '' : 's'}, ${captionerText}`;
   if (unfinished.length > 0) {
     return { area: 'models', verdict: 'warn', detail: `${summary}; ${unfinished.length} unfinished download(s).`, fix: 'Run `p2pz models install` again: it resumes the download.' };
   }

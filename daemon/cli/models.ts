@@ -1,13 +1,14 @@
 // `p2pz models list|install|verify|remove|prepare`: the installed models in the data directory's
-// `models/` folder. `install` fetches a Stable Diffusion 1.x ONNX export from the Hugging Face hub
-// (default: SD v1.4, the paper's base model) or copies a local folder, verified, resumable and
-// atomic (daemon/models/install.ts); `prepare` is the command of models-prepare.ts.
+// `models/` folder. `install` fetches a Stable Diffusion 1.x ONNX export or a captioner from the
+// Hugging Face hub (default: SD v1.4, the paper's base model) or copies a local folder, verified,
+// resumable and atomic (daemon/models/install.ts); `prepare` is the command of models-prepare.ts.
 import { P2pzError } from '../../shared/protocol/index.js';
 import { defaultHome, homePaths } from '../config.js';
 import { MODELS_DEFAULTS } from '../models/defaults.js';
 import { removeDemoPack } from '../models/demo-pack.js';
 import { HubClient, hubTokenFrom, hubUrlFrom } from '../models/hub-client.js';
 import { installFromFolder, installFromHub, type InstallEvents, type InstallResult } from '../models/install.js';
+import { CAPTIONER_FILES } from '../models/captioner-files.js';
 import { formatBytes, formatProgress, ProgressMeter, PROGRESS_DEFAULTS } from '../models/progress.js';
 import { listModels, listUnfinished, removeModel, type RegistryEntry } from '../models/registry.js';
 import { verifyModel } from '../models/verify.js';
@@ -16,7 +17,7 @@ import { modelsPrepareCommand } from './models-prepare.js';
 
 const USAGE = `p2pz models <list|install|verify|remove|prepare> [options]
 
-  list [--json]                 the installed models (diffusion folders and GAN generators)
+  list [--json]                 the installed models (diffusion folders, GAN generators, captioners)
   install [ID] [options]        install a Stable Diffusion 1.x ONNX export from the Hugging Face hub;
                                 default ${MODELS_DEFAULTS.repo} (revision "${MODELS_DEFAULTS.revision}"), as "${MODELS_DEFAULTS.name}".
                                 Downloads resume where they stopped; every file is checked.
@@ -25,8 +26,12 @@ const USAGE = `p2pz models <list|install|verify|remove|prepare> [options]
       --size N | --no-prepare   prepare the derived graphs for N×N pixels (default ${MODELS_DEFAULTS.prepareSize}), or not
       --force                   install again even when up to date
       --hub-url URL             another hub (default ${MODELS_DEFAULTS.hubUrl}, or $${MODELS_DEFAULTS.hubUrlEnv})
-  install --from DIR [--name N] copy a local model folder: a diffusers ONNX export, or a distilled
-                                preview generator (generator.onnx + meta.json, installed under gan/)
+      --captioner               install ID as an image-to-text captioner (under captioner/); a repository
+                                with config.json and no model_index.json is taken for one anyway
+  install --from DIR [--name N] copy a local model folder: a diffusers ONNX export, a distilled
+                                preview generator (generator.onnx + meta.json, installed under gan/), or
+                                a captioner (${CAPTIONER_FILES.layout};
+                                installed under captioner/, see docs/CAPTIONER.md)
   verify [NAME...]              re-check sizes and hashes of installed models (all by default)
   remove NAME                   delete an installed model (NAME as \`list\` shows it)
   prepare DIR [--size N | --height H --width W] [--batch B] [--force]
@@ -135,11 +140,16 @@ async function install(args: readonly string[], io: CliIo): Promise<number> {
       size: { type: 'string' },
       'no-prepare': { type: 'boolean' },
       force: { type: 'boolean' },
+      captioner: { type: 'boolean' },
     },
     true,
   );
   if (positionals.length > 1) throw new P2pzError('E_BAD_REQUEST', 'Give at most one model id.', 'p2pz models install [ID] [--revision R]');
   if (values.from !== undefined && positionals.length > 0) throw new P2pzError('E_BAD_REQUEST', 'Give a model id or --from DIR, not both.');
+  // The default repository is Stable Diffusion; no official ONNX export of BLIP is on the hub.
+  if (values.captioner === true && values.from === undefined && positionals.length === 0) {
+    throw new P2pzError('E_BAD_REQUEST', 'Name the hub repository of a captioner export.', 'p2pz models install OWNER/NAME --captioner, or p2pz models install --from DIR for a local export (docs/CAPTIONER.md).');
+  }
   const size = values['no-prepare'] ? 0 : (intFlag('size', values.size, 64, 2048) ?? MODELS_DEFAULTS.prepareSize);
   if (size % 64 !== 0) throw new P2pzError('E_BAD_REQUEST', '--size must be a multiple of 64.');
   const dir = modelsDir(io);
@@ -165,6 +175,7 @@ async function install(args: readonly string[], io: CliIo): Promise<number> {
     ...(values.name === undefined ? {} : { name: values.name }),
     prepareSize: size,
     force: values.force === true,
+    ...(values.captioner === true ? { captioner: true } : {}),
     events,
   };
   let result: InstallResult;
@@ -195,6 +206,7 @@ async function install(args: readonly string[], io: CliIo): Promise<number> {
   const bytes = result.manifest.files.reduce((s, f) => s + f.size, 0);
   io.out(`Installed ${result.name} from ${from}: ${result.manifest.files.length} files, ${formatBytes(bytes)}, verified${size > 0 && result.manifest.kind === 'diffusion' ? `, prepared for ${size}×${size}` : ''}.\n`);
   if (removed.length > 0) io.out(`Removed the demo pack (${removed.join(', ')}).\n`);
+  if (result.manifest.kind === 'captioner') io.out('`p2pz caption IMAGE`, and edits without a caption, now caption with an installed captioner (docs/CAPTIONER.md).\n');
   return 0;
 }
 

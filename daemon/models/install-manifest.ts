@@ -36,7 +36,7 @@ export type InstallSource = z.infer<typeof InstallSource>;
 export const InstallManifest = z.object({
   format: z.literal(INSTALL_MANIFEST_FORMAT),
   name: z.string().max(100),
-  kind: z.enum(['diffusion', 'gan']),
+  kind: z.enum(['diffusion', 'gan', 'captioner']),
   /** The demo pack: random weights, for trying the plugin before a real model is installed. */
   demo: z.boolean(),
   source: InstallSource,

@@ -1,5 +1,5 @@
-// Installs a Stable Diffusion 1.x ONNX model into the models directory, from the hub or from a local
-// folder. Every file goes to a staging folder inside the models directory first
+// Installs a Stable Diffusion 1.x ONNX model, or an image-to-text captioner (under `captioner/`,
+// docs/CAPTIONER.md), into the models directory, from the hub or from a local folder. Every file goes to a staging folder inside the models directory first
 // (`.downloads/<name>@<commit>`, kept between runs so that downloads resume); only when every file
 // has its listed size and hash, the derived graphs are prepared and the install record is written is
 // the staging folder renamed to `<models>/<name>` in one step. A half-finished install is therefore
@@ -19,7 +19,8 @@ import { downloadFile, type DownloadOptions } from './download.js';
 import type { HubClient } from './hub-client.js';
 import type { RemoteFile } from './hub-schema.js';
 import { formatBytes } from './progress.js';
-import { GAN_FOLDER } from './registry.js';
+import { CAPTIONER_FOLDER, GAN_FOLDER } from './registry.js';
+import { looksLikeCaptioner, selectCaptionerFiles } from './captioner-files.js';
 import { lockStaging } from './staging-lock.js';
 import { readInstallManifest, writeInstallManifest, type InstalledFile, type InstallManifest, type InstallSource } from './install-manifest.js';
 
@@ -43,7 +44,12 @@ export interface InstallCommon {
   readonly force?: boolean;
   readonly events?: InstallEvents;
   readonly signal?: AbortSignal;
+  /** Install as a captioner (under `captioner/`) whatever the files look like; by default a source
+   *  with a config.json and no model_index.json is taken for one (captioner-files.ts). */
+  readonly captioner?: boolean;
 }
+
+export type InstallKind = InstallManifest['kind'];
 
 export interface HubInstallOptions extends InstallCommon {
   readonly client: HubClient;
@@ -97,19 +103,27 @@ export async function installFromHub(options: HubInstallOptions): Promise<Instal
   const repo = options.repo ?? MODELS_DEFAULTS.repo;
   // The default repository's ONNX export lives on its `onnx` branch; other exports on `main`.
   const revision = options.revision ?? (repo === MODELS_DEFAULTS.repo ? MODELS_DEFAULTS.revision : 'main');
-  const name = checkModelName(options.name ?? defaultModelName(repo));
+  const folderName = checkModelName(options.name ?? defaultModelName(repo));
   const events = options.events ?? {};
   const snapshot = await options.client.snapshot(repo, revision, options.signal);
   const source: InstallSource = { kind: 'hub', hubUrl: options.client.baseUrl, repo, revision, commit: snapshot.commit };
+  const kind: InstallKind = options.captioner === true || looksLikeCaptioner(snapshot.files.map((f) => f.path)) ? 'captioner' : 'diffusion';
+  const name = kind === 'captioner' ? `${CAPTIONER_FOLDER}/${folderName}` : folderName;
 
   const existing = await readInstallManifest(options.modelsDir, name);
   if (!options.force && existing?.source.kind === 'hub' && existing.source.repo === repo && existing.source.commit === snapshot.commit) {
     return { name, dir: join(options.modelsDir, name), manifest: existing, upToDate: true };
   }
 
-  const files = selectModelFiles(snapshot.files);
-  checkComplete(files.map((f) => f.path), `${repo} at “${revision}”`);
-  const staging = join(options.modelsDir, MODELS_DEFAULTS.stagingFolder, `${name}@${snapshot.commit.slice(0, 12)}`);
+  const where = `${repo} at “${revision}”`;
+  let files: RemoteFile[];
+  if (kind === 'captioner') {
+    files = selectCaptionerFiles(snapshot.files, where);
+  } else {
+    files = selectModelFiles(snapshot.files);
+    checkComplete(files.map((f) => f.path), where);
+  }
+  const staging = join(options.modelsDir, MODELS_DEFAULTS.stagingFolder, `${name.replace('/', '_')}@${snapshot.commit.slice(0, 12)}`);
   await mkdir(staging, { recursive: true });
   const unlock = await lockStaging(staging);
   try {
@@ -118,7 +132,7 @@ export async function installFromHub(options: HubInstallOptions): Promise<Instal
     events.start?.(files, files.reduce((s, f) => s + f.size, 0));
     await downloadAll(options, repo, snapshot.commit, staging, files);
     const installed: InstalledFile[] = files.map((f) => ({ path: f.path, size: f.size, ...(f.sha256 ? { sha256: f.sha256 } : { gitOid: f.gitOid }) }));
-    return await finishInstall(options, name, staging, source, installed);
+    return await finishInstall(options, name, staging, source, installed, kind);
   } finally {
     await unlock();
   }
@@ -188,8 +202,9 @@ async function ganSource(folder: string, all: ReadonlyArray<{ path: string; size
 }
 
 /** Installs a model by copying a local folder: a Stable Diffusion export (diffusers or optimum
- *  layout, installed as `<name>`) or a distilled GAN generator (`generator.onnx` + `meta.json`,
- *  installed as `gan/<source>-<target>`). The files are hashed while copied; the install record keeps
+ *  layout, installed as `<name>`), a distilled GAN generator (`generator.onnx` + `meta.json`,
+ *  installed as `gan/<source>-<target>`) or a captioner (config.json + encoder and decoder graphs,
+ *  installed as `captioner/<name>`). The files are hashed while copied; the install record keeps
  *  the hashes for `verify`. */
 export async function installFromFolder(options: InstallCommon & { readonly folder: string }): Promise<InstallResult> {
   const events = options.events ?? {};
@@ -201,17 +216,23 @@ export async function installFromFolder(options: InstallCommon & { readonly fold
   }
   if (!info.isDirectory()) throw new P2pzError('E_BAD_REQUEST', 'Give a model folder (with model_index.json), not a file.');
   const all = await listSourceFolder(options.folder);
-  const isGan = !all.some((f) => f.path === 'model_index.json') && all.some((f) => f.path === GAN_FOLDER_DEFAULTS.generatorFile);
-  let kind: 'diffusion' | 'gan' = 'diffusion';
+  const isGan = options.captioner !== true && !all.some((f) => f.path === 'model_index.json') && all.some((f) => f.path === GAN_FOLDER_DEFAULTS.generatorFile);
+  const isCaptioner = !isGan && (options.captioner === true || looksLikeCaptioner(all.map((f) => f.path)));
+  const folderName = (): string => checkModelName(options.name ?? defaultModelName(options.folder.split(/[\\/]/).filter(Boolean).pop() ?? 'model'));
+  let kind: InstallKind = 'diffusion';
   let name: string;
   let files: Array<{ path: string; size: number }>;
-  if (isGan) {
+  if (isCaptioner) {
+    kind = 'captioner';
+    files = selectCaptionerFiles(all, 'The folder');
+    name = `${CAPTIONER_FOLDER}/${folderName()}`;
+  } else if (isGan) {
     const gan = await ganSource(options.folder, all);
     kind = 'gan';
     files = gan.files;
     name = `${GAN_FOLDER}/${checkModelName(options.name ?? ganFolderName(gan.meta))}`;
   } else {
-    name = checkModelName(options.name ?? defaultModelName(options.folder.split(/[\\/]/).filter(Boolean).pop() ?? 'model'));
+    name = folderName();
     files = selectModelFiles(all);
     checkComplete(files.map((f) => f.path), 'The folder');
   }
@@ -265,7 +286,7 @@ async function listSourceFolder(root: string): Promise<Array<{ path: string; siz
 /** Prepares the derived graphs in the staging folder, writes the install record, and moves the
  *  folder into place (replacing an older install of the same name). */
 async function finishInstall(
-  options: InstallCommon, name: string, staging: string, source: InstallSource, files: InstalledFile[], kind: 'diffusion' | 'gan' = 'diffusion',
+  options: InstallCommon, name: string, staging: string, source: InstallSource, files: InstalledFile[], kind: InstallKind = 'diffusion',
 ): Promise<InstallResult> {
   const events = options.events ?? {};
   const size = kind === 'diffusion' ? (options.prepareSize ?? MODELS_DEFAULTS.prepareSize) : 0;

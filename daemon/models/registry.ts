@@ -1,6 +1,6 @@
-// The registry of installed models: the diffusion folders at the top of the models directory and the
-// GAN generators under `gan/`, each with its install record (source, demo flag), size on disk and the
-// working sizes already prepared; and their removal. Listing uses lstat only and reads nothing but
+// The registry of installed models: the diffusion folders at the top of the models directory, the
+// GAN generators under `gan/` and the captioners under `captioner/` (docs/CAPTIONER.md), each with
+// its install record (source, demo flag), size on disk and the working sizes already prepared; and their removal. Listing uses lstat only and reads nothing but
 // contained install records, so a link leading out of the models directory is shown as a problem
 // and never followed (docs/SECURITY.md §R19).
 import { lstat, readdir, rm } from 'node:fs/promises';
@@ -13,11 +13,20 @@ import { emptyTrash, moveToTrash, unfinishedDownloads, type UnfinishedDownload }
 
 /** Folder of the GAN generators (as daemon/pipeline/preview-registry.ts names it). */
 export const GAN_FOLDER = 'gan';
+/** Folder of the captioners (as daemon/pipeline/captioner/installed.ts names it). */
+export const CAPTIONER_FOLDER = 'captioner';
+
+export type RegistryKind = 'diffusion' | 'gan' | 'captioner';
+
+/** The file whose presence makes a folder placed by hand (no install record) a model of each kind. */
+const MARKER: Readonly<Record<RegistryKind, string>> = Object.freeze({ diffusion: 'model_index.json', gan: 'generator.onnx', captioner: 'config.json' });
+/** Sub-folders of the models directory holding one model per folder. */
+const GROUPS: ReadonlyArray<readonly [string, RegistryKind]> = [[GAN_FOLDER, 'gan'], [CAPTIONER_FOLDER, 'captioner']];
 
 export interface RegistryEntry {
-  /** Path relative to the models directory: `stable-diffusion-v1-4`, `gan/cat-dog`. */
+  /** Path relative to the models directory: `stable-diffusion-v1-4`, `gan/cat-dog`, `captioner/blip-image-captioning-base`. */
   readonly name: string;
-  readonly kind: 'diffusion' | 'gan';
+  readonly kind: RegistryKind;
   readonly demo: boolean;
   /** Where it came from; undefined for folders placed by hand (no install record). */
   readonly source: InstallSource | undefined;
@@ -37,11 +46,11 @@ async function isRealDir(path: string): Promise<boolean> {
   }
 }
 
-async function entry(modelsDir: string, name: string, kind: 'diffusion' | 'gan'): Promise<RegistryEntry | undefined> {
+async function entry(modelsDir: string, name: string, kind: RegistryKind): Promise<RegistryEntry | undefined> {
   const dir = join(modelsDir, name);
   if (!(await isRealDir(dir))) return undefined;
   const walk = await walkModelFolder(dir);
-  const marker = kind === 'diffusion' ? 'model_index.json' : 'generator.onnx';
+  const marker = MARKER[kind];
   const manifest = await readInstallManifest(modelsDir, name);
   if (!manifest && !walk.files.some((f) => f.path === marker)) return undefined;
   // One entry per latent size, whatever batches were prepared for it.
@@ -72,29 +81,30 @@ async function subfolders(dir: string): Promise<string[]> {
   }
 }
 
-/** Every installed model (diffusion first, then GAN generators), by name. */
+/** Every installed model (diffusion first, then GAN generators, then captioners), by name. */
 export async function listModels(modelsDir: string): Promise<RegistryEntry[]> {
   const out: RegistryEntry[] = [];
   for (const name of await subfolders(modelsDir)) {
-    if (name === GAN_FOLDER) continue;
+    if (GROUPS.some(([folder]) => folder === name)) continue;
     const e = await entry(modelsDir, name, 'diffusion');
     if (e) out.push(e);
   }
-  if (await isRealDir(join(modelsDir, GAN_FOLDER))) {
-    for (const name of await subfolders(join(modelsDir, GAN_FOLDER))) {
-      const e = await entry(modelsDir, `${GAN_FOLDER}/${name}`, 'gan');
+  for (const [folder, kind] of GROUPS) {
+    if (!(await isRealDir(join(modelsDir, folder)))) continue;
+    for (const name of await subfolders(join(modelsDir, folder))) {
+      const e = await entry(modelsDir, `${folder}/${name}`, kind);
       if (e) out.push(e);
     }
   }
   return out;
 }
 
-/** `name` or `gan/name`, validated (no other paths can be named). */
+/** `name`, `gan/name` or `captioner/name`, validated (no other paths can be named). */
 export function checkRegistryName(name: string): string {
   const parts = name.split('/');
-  if (parts.length === 2 && parts[0] === GAN_FOLDER) return `${GAN_FOLDER}/${checkModelName(parts[1] ?? '')}`;
-  if (parts.length === 1 && name !== GAN_FOLDER) return checkModelName(name);
-  throw new P2pzError('E_BAD_REQUEST', 'Name a model as `p2pz models list` shows it (`name` or `gan/name`).');
+  if (parts.length === 2 && GROUPS.some(([folder]) => folder === parts[0])) return `${parts[0]}/${checkModelName(parts[1] ?? '')}`;
+  if (parts.length === 1 && !GROUPS.some(([folder]) => folder === name)) return checkModelName(name);
+  throw new P2pzError('E_BAD_REQUEST', 'Name a model as `p2pz models list` shows it (`name`, `gan/name` or `captioner/name`).');
 }
 
 /**
@@ -111,10 +121,12 @@ export async function removeModel(modelsDir: string, name: string): Promise<void
   }
   await moveToTrash(modelsDir, rel);
   await emptyTrash(modelsDir);
-  if (!rel.includes('/')) {
+  // Staging folders are named `<name>@…`, `captioner_<name>@…` for a captioner (install.ts).
+  if (!rel.startsWith(`${GAN_FOLDER}/`)) {
+    const prefix = `${rel.replace('/', '_')}@`;
     const staging = join(modelsDir, MODELS_DEFAULTS.stagingFolder);
     for (const partial of await readdir(staging).catch(() => [] as string[])) {
-      if (partial.startsWith(`${rel}@`)) await rm(join(staging, partial), { recursive: true, force: true });
+      if (partial.startsWith(prefix)) await rm(join(staging, partial), { recursive: true, force: true });
     }
   }
 }

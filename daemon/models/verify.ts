@@ -9,6 +9,7 @@ import { modelFolder, walkModelFolder } from './containment.js';
 import { MODELS_DEFAULTS } from './defaults.js';
 import { fileMatches } from './download.js';
 import { readInstallManifest } from './install-manifest.js';
+import { CAPTIONER_FILES } from './captioner-files.js';
 
 export interface VerifyReport {
   /** Folder path relative to the models directory. */
@@ -60,7 +61,14 @@ export async function verifyModel(modelsDir: string, relPath: string): Promise<V
       checkedBytes += file.size;
     }
   }
-  if (!manifest || manifest.kind === 'diffusion') {
+  const captioner = manifest ? manifest.kind === 'captioner' : relPath.startsWith(`${CAPTIONER_FILES.folder}/`);
+  if (captioner) {
+    const has = (candidates: readonly string[]): boolean => candidates.some((c) => present.has(c));
+    for (const required of CAPTIONER_FILES.required) if (!present.has(required) && !problems.some((p) => p.startsWith(`${required}:`))) problems.push(`${required}: missing`);
+    if (!has(CAPTIONER_FILES.vocabularies)) problems.push(`${CAPTIONER_FILES.vocabularies.join(' or ')}: missing`);
+    if (!has(CAPTIONER_FILES.encoders)) problems.push(`${CAPTIONER_FILES.encoders[0]}: missing (the vision encoder)`);
+    if (!has(CAPTIONER_FILES.decoders)) problems.push(`${CAPTIONER_FILES.decoders[0]}: missing (the text decoder)`);
+  } else if (!manifest || manifest.kind === 'diffusion') {
     for (const required of MODELS_DEFAULTS.requiredFiles) {
       if (!present.has(required) && !problems.some((p) => p.startsWith(`${required}:`))) problems.push(`${required}: missing`);
     }

@@ -84,7 +84,7 @@ export async function chooseCaption(
   if (answer.ok) return { caption: answer.caption, origin: 'captioner', captioner: answer.captioner };
   switch (answer.reason) {
     case 'missing':
-      return { ...given, note: `No captioner is installed, so the caption is the template "${given.caption}". Install one (models/captioner/) for captions of the image itself, as pix2pix-zero makes them.` };
+      return { ...given, note: `No captioner is installed, so the caption is the template "${given.caption}". Install one for captions of the image itself, as pix2pix-zero makes them: ${CAPTIONER_DEFAULTS.installCommand}.` };
     case 'empty':
       return { ...given, note: `The captioner "${answer.captioner}" wrote an empty caption, so the caption is the template "${given.caption}".` };
     case 'unusable':
@@ -119,7 +119,7 @@ export async function runCaptionJob(image: Uint8Array, ctx: PipelineContext): Pr
         throw P2pzError.fromBody({
           code: 'E_MODEL_MISSING',
           message: 'No captioner is installed, so previews and renders use the template caption ("a photo of a …") unless you write one.',
-          hint: `Install a BLIP export in models/${CAPTIONER_DEFAULTS.folder}/NAME/ (docs/CAPTIONER.md) for captions of the image itself, as pix2pix-zero makes them.`,
+          hint: `Install a captioner for captions of the image itself, as pix2pix-zero makes them: ${CAPTIONER_DEFAULTS.installCommand}.`,
         });
       case 'empty':
         throw P2pzError.fromBody({

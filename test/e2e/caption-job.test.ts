@@ -75,13 +75,13 @@ afterAll(async () => {
 });
 
 describe('without a captioner', () => {
-  it('a caption job fails with E_MODEL_MISSING and a hint that says where a captioner goes; the daemon keeps serving', async () => {
+  it('a caption job fails with E_MODEL_MISSING and a hint that gives the install command; the daemon keeps serving', async () => {
     await submit({ jobId: 'caption_none_01', kind: 'caption' });
     const end = await ending('caption_none_01');
     if (end.type !== 'error') throw new Error(`expected an error, got ${JSON.stringify(end)}`);
     expect(end.error.code).toBe('E_MODEL_MISSING');
     expect(end.error.message).toBe('No captioner is installed, so previews and renders use the template caption ("a photo of a …") unless you write one.');
-    expect(end.error.hint).toMatch(/models\/captioner\/NAME\/ \(docs\/CAPTIONER\.md\)/);
+    expect(end.error.hint).toContain('p2pz models install --from DIR (a captioner export, docs/CAPTIONER.md), or p2pz models install OWNER/NAME --captioner');
     const health = await send(daemon, { path: '/v1/health' });
     expect(health.status).toBe(200);
   });

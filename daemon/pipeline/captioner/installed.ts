@@ -18,6 +18,8 @@ export const CAPTIONER_LAYOUT = Object.freeze({
   /** Graph file names, in the order they are looked for (transformers.js, then optimum). */
   encoders: Object.freeze(['onnx/encoder_model.onnx', 'encoder_model.onnx', 'onnx/vision_encoder.onnx']),
   decoders: Object.freeze(['onnx/decoder_model_merged.onnx', 'decoder_model_merged.onnx', 'onnx/decoder_model.onnx', 'decoder_model.onnx']),
+  /** The commands that install one (daemon/cli/models.ts), for the hints where none is installed. */
+  installCommand: 'p2pz models install --from DIR (a captioner export, docs/CAPTIONER.md), or p2pz models install OWNER/NAME --captioner from the hub',
 });
 
 export async function firstPresent(models: Pick<ModelFolderFiles, 'resolve'>, folder: string, candidates: readonly string[]): Promise<string | undefined> {
