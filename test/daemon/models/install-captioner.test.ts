@@ -87,7 +87,7 @@ describe('installFromFolder with a captioner', () => {
     // verify notices a changed graph and a deleted vocabulary.
     const decoder = join(r.dir, 'onnx', 'decoder_model_merged.onnx');
     const bytes = await readFile(decoder);
-    bytes[bytes.length - 1] ^= 0xff;
+    bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 0xff;
     await writeFile(decoder, bytes);
     await rm(join(r.dir, 'vocab.txt'));
     const damaged = await verifyModel(dir, 'captioner/tiny-blip');
