@@ -19,6 +19,8 @@
 //                          BiasSplitGelu(MatMul, b)
 //   fusion_bias_add.py     Add(Add(MatMul(BiasSplitGelu …), b), skip) becomes BiasAdd(MatMul, b, skip)
 //   fusion_quickgelu.py    Mul(x, Sigmoid(Mul(x, α))) becomes QuickGelu(x, alpha=α) (CLIP's MLP)
+//   fusion_attention_clip.py  CLIP's self-attention (biased q/k/v projections, the causal mask added
+//                          to the scores) becomes Attention(input, [C,3D], [3D], unidirectional=1)
 // The VAE and the text encoder get the same passes (optimize_pipeline.py optimizes every component):
 // ortOptimizedComponent adds QuickGelu for the text encoder's MLP.
 // Finally the Transpose pairs between NHWC nodes are dropped, as the optimizer does.
@@ -145,13 +147,27 @@ function fuseNhwcConv(G: Graph, counts: FusionCounts): void {
   }
 }
 
-/** Reshape → Transpose → Reshape → MatMul above a head-split tensor: the projection MatMul. */
-function projection(G: Graph, heads: string): NodeProto[] | undefined {
+/** Reshape → Transpose → Reshape → MatMul above a head-split tensor: the projection MatMul (with
+ *  `biased`, an Add of a bias initializer between, returned last). */
+function projection(G: Graph, heads: string, biased = false): NodeProto[] | undefined {
   const r2 = G.prod.get(heads);
   const t = G.parent(r2, 0, 'Transpose');
   const r1 = G.parent(t, 0, 'Reshape');
-  const mm = G.parent(r1, 0, 'MatMul');
-  return r2?.opType === 'Reshape' && t && r1 && mm ? [mm, r1, t, r2] : undefined;
+  const add = biased ? G.parent(r1, 0, 'Add') : undefined;
+  const mm = G.parent(biased ? add : r1, 0, 'MatMul');
+  if (biased && !(add && G.inits.has(add.input[1] ?? ''))) return undefined;
+  return r2?.opType === 'Reshape' && t && r1 && mm ? [mm, r1, t, r2, ...(add ? [add] : [])] : undefined;
+}
+
+/** Whether `mask` is a Slice of a causal mask initializer [S,S] (0 on and below the diagonal, at most
+ *  −10000 above it): what CLIP's text encoder adds to its self-attention scores. */
+function isCausalMask(G: Graph, mask: string): boolean {
+  const slice = G.prod.get(mask);
+  const init = slice?.opType === 'Slice' ? G.inits.get(slice.input[0] ?? '') : undefined;
+  const v = init ? tensorValues(init) : undefined;
+  const [rows, cols] = init ? tensorDims(init) : [];
+  if (!v || !rows || rows !== cols) return false;
+  return v.every((x, i) => (i % rows > Math.floor(i / rows) ? x <= -10000 : x === 0));
 }
 
 /** Interleaves per-head weights: out[c, n, p, h] = W_p[c, n·H + h] for the P matrices given. */
@@ -173,15 +189,18 @@ async function fuseAttention(G: Graph, modelPath: string, options: OrtFusionOpti
   };
   for (const softmax of [...G.g.node]) {
     if (softmax.opType !== 'Softmax' || softmax.domain) continue;
-    const mulS = G.parent(softmax, 0, 'Mul');
+    // CLIP (fusion_attention_clip.py): the causal mask added to the scores, biased projections.
+    const masked = G.parent(softmax, 0, 'Add');
+    const causal = masked !== undefined && isCausalMask(G, masked.input[1] ?? '');
+    const mulS = G.parent(causal ? masked : softmax, 0, 'Mul');
     const mmQK = G.parent(mulS, 0, 'MatMul');
     const kT = G.parent(mmQK, 1, 'Transpose');
     const mmPV = G.only(softmax.output[0] ?? '');
     // (P·V and the projections are also read by the Shape nodes of the exporter's dynamic reshapes.)
     if (!mulS || !mmQK || !kT || mmPV?.opType !== 'MatMul') continue;
-    const qp = projection(G, mmQK.input[0] ?? '');
-    const kp = projection(G, kT.input[0] ?? '');
-    const vp = projection(G, mmPV.input[1] ?? '');
+    const qp = projection(G, mmQK.input[0] ?? '', causal);
+    const kp = projection(G, kT.input[0] ?? '', causal);
+    const vp = projection(G, mmPV.input[1] ?? '', causal);
     // Head merge after P·V: Reshape → Transpose → Reshape.
     const m1 = (G.cons.get(mmPV.output[0] ?? '') ?? []).find((c) => c.opType === 'Reshape');
     const m2 = m1 ? G.only(m1.output[0] ?? '') : undefined;
@@ -206,6 +225,27 @@ async function fuseAttention(G: Graph, modelPath: string, options: OrtFusionOpti
     const name = G.fresh(self && options.attentionOp && isMid(softmax) ? 'Attention' : 'MultiHeadAttention');
     const nodes: NodeProto[] = [];
     const packed = options.packed !== false && !isMid(softmax);
+    if (causal) {
+      // Attention(input, [C, q|k|v], [q|k|v] bias, unidirectional = 1).
+      if (!self || mv.input[0] !== x) continue;
+      const adds = [qp[4], kp[4], vp[4]] as NodeProto[];
+      const [q, k, v] = await Promise.all([weights(mq.input[1] as string), weights(mk.input[1] as string), weights(mv.input[1] as string)]);
+      const [bq, bk, bv] = await Promise.all(adds.map((a) => weights(a.input[1] as string)));
+      const w = new Float32Array(c * 3 * d);
+      for (let i = 0; i < c; i++) for (let j = 0; j < d; j++) {
+        w[i * 3 * d + j] = q[i * d + j] ?? 0;
+        w[i * 3 * d + d + j] = k[i * d + j] ?? 0;
+        w[i * 3 * d + 2 * d + j] = v[i * d + j] ?? 0;
+      }
+      const bias = [...(bq as Float32Array), ...(bk as Float32Array), ...(bv as Float32Array)];
+      const attn = G.fresh('Attention');
+      G.added.push(makeTensor(`${attn}_qkv_weight`, DataType.FLOAT, [c, 3 * d], w), makeTensor(`${attn}_qkv_bias`, DataType.FLOAT, [3 * d], bias));
+      nodes.push(msNode('Attention', [x, `${attn}_qkv_weight`, `${attn}_qkv_bias`], [out], attn, { num_heads: n, unidirectional: 1 }));
+      for (const node of [softmax, masked, mulS, mmQK, kT, mmPV, m1, m2, ...qp, ...kp, ...vp]) if (node) G.replace.set(node, []);
+      G.replace.set(m3, nodes);
+      counts.Attention = (counts.Attention ?? 0) + 1;
+      continue;
+    }
     if (self && options.attentionOp && isMid(softmax)) {
       // Attention(input, [C, q|k|v], zero bias).
       const [q, k, v] = await Promise.all([weights(mq.input[1] as string), weights(mk.input[1] as string), weights(mv.input[1] as string)]);

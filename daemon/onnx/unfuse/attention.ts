@@ -11,8 +11,11 @@
 // [B,L,N,2,H] (value absent), or packed query/key/value [B,S,N,3,H] (key and value absent) — the three
 // forms onnxruntime's fusion_attention_unet.py writes for SD UNets. Attention: input [B,S,C], weights
 // [C, Dq+Dk+Dv] (columns q | k | v; `qkv_hidden_sizes`, else thirds), optional bias.
+// Attention's `unidirectional` = 1 (CLIP's causal self-attention, fusion_attention_clip.py) adds, as
+// the CPU kernel does (attention_cpu_base.h), mask_filter_value (default −10000) to the scores of
+// every key after the query before the Softmax.
 // Not rewritten (refused): masks, attention bias, past/present key-value caches, keys in the
-// [B,N,L,H] layout, `unidirectional`, rotary embeddings.
+// [B,N,L,H] layout, `unidirectional` on MultiHeadAttention, rotary embeddings.
 import type { NodeProto } from '../graph/onnx-proto.js';
 import { attrFloat, attrInt, attrInts } from '../graph/nodes.js';
 import type { TensorInfo } from '../graph/static-shapes.js';
@@ -24,10 +27,10 @@ const MHA_OUTPUTS = ['output', 'present_key', 'present_value', 'qk'];
 const ATTENTION_INPUTS = ['input', 'weights', 'bias', 'mask_index', 'past', 'attention_bias', 'past_sequence_length'];
 const ATTENTION_OUTPUTS = ['output', 'present'];
 
-function heads(node: NodeProto): number {
+function heads(node: NodeProto, causalAllowed = false): number {
   const n = attrInt(node, 'num_heads', 0);
   if (n <= 0) throw refuse(node, 'num_heads is missing');
-  if (attrInt(node, 'unidirectional', 0) !== 0) throw refuse(node, 'unidirectional (causal) attention');
+  if (!causalAllowed && attrInt(node, 'unidirectional', 0) !== 0) throw refuse(node, 'unidirectional (causal) attention');
   return n;
 }
 
@@ -69,13 +72,18 @@ interface AttentionDims { readonly b: number; readonly n: number; readonly s: nu
 /** softmax(s·Q·Kᵀ)·V per head, heads merged back to [B,S,N·Hv] into `output`. Q [B,N,S,H], K [B,N,L,H],
  *  V [B,N,L,Hv], computed as the PyTorch exporter writes diffusers' attention: on [B·N, ·, ·] with Kᵀ a
  *  Transpose of the last two axes (onnxruntime folds it into the MatMul). */
-export function attentionCore(r: Rewriter, node: NodeProto, dtype: number, q: string, k: string, v: string, d: AttentionDims, output: string): void {
+export function attentionCore(r: Rewriter, node: NodeProto, dtype: number, q: string, k: string, v: string, d: AttentionDims, output: string, causal = false): void {
   const custom = attrFloat(node, 'scale', 0);
   const scale = custom !== 0 ? custom : 1 / Math.sqrt(d.h);
   const bn = d.b * d.n;
   const q3 = r.reshape(q, [bn, d.s, d.h]);
   const kt = r.transpose(r.reshape(k, [bn, d.l, d.h]), [0, 2, 1]);
-  const scores = r.op('Mul', [r.op('MatMul', [q3, kt]), r.scalar(scale, dtype)]);
+  let scores = r.op('Mul', [r.op('MatMul', [q3, kt]), r.scalar(scale, dtype)]);
+  if (causal) {
+    const filter = attrFloat(node, 'mask_filter_value', -10000);
+    const mask = Array.from({ length: d.s * d.l }, (_, i) => (i % d.l > Math.floor(i / d.l) ? filter : 0));
+    scores = r.op('Add', [scores, r.constant(mask, dtype, [d.s, d.l])]);
+  }
   const probs = r.op('Softmax', [scores], { axis: r.opset >= 13 ? -1 : 2 }, undefined, `${r.base}/Softmax`);
   const o = r.op('MatMul', [probs, r.reshape(v, [bn, d.l, d.hv])]);
   r.reshape(r.transpose(r.reshape(o, [d.b, d.n, d.s, d.hv]), [0, 2, 1, 3]), [0, 0, -1], output);
@@ -152,7 +160,7 @@ function attentionWidths(node: NodeProto, ins: Inputs): [number, number, number]
 
 export const ATTENTION: ContribRule = {
   shapes(node, ins) {
-    heads(node);
+    heads(node, true);
     const x = need(node, ins, 0);
     if (x.dims.length !== 3) throw refuse(node, 'input must be [B,S,C]');
     const [, , dv] = attentionWidths(node, ins);
@@ -164,7 +172,7 @@ export const ATTENTION: ContribRule = {
     refuseOutputsFrom(node, 1, ctx, ATTENTION_OUTPUTS);
     if (attrInt(node, 'do_rotary', 0) !== 0) throw refuse(node, 'rotary embeddings');
     const { r } = ctx;
-    const n = heads(node);
+    const n = heads(node, true);
     const x = need(node, ins, 0);
     const [dq, dk, dv] = attentionWidths(node, ins);
     const [input, weights, bias] = node.input as [string, string, string?];
@@ -178,6 +186,6 @@ export const ATTENTION: ContribRule = {
     const h = perHead(node, dq, n);
     const hv = perHead(node, dv, n);
     const [b = 1, s = 1] = x.dims;
-    attentionCore(r, node, x.dtype, heads4(r, q, n, h), heads4(r, k, n, h), heads4(r, v, n, hv), { b, n, s, l: s, h, hv }, node.output[0] as string);
+    attentionCore(r, node, x.dtype, heads4(r, q, n, h), heads4(r, k, n, h), heads4(r, v, n, hv), { b, n, s, l: s, h, hv }, node.output[0] as string, attrInt(node, 'unidirectional', 0) === 1);
   },
 };

@@ -86,13 +86,13 @@ const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
 /** softmax(scale·q·kᵀ)·v per head; q(b,s,n,h), k(b,l,n,h), v(b,l,n,h) accessors; out [B,S,N·Hv]. */
 function mha(B: number, S: number, L: number, N: number, H: number, Hv: number, scale: number,
   q: (b: number, s: number, n: number, h: number) => number, k: (b: number, l: number, n: number, h: number) => number,
-  v: (b: number, l: number, n: number, h: number) => number): number[] {
+  v: (b: number, l: number, n: number, h: number) => number, causal = false): number[] {
   const out = new Array<number>(B * S * N * Hv).fill(0);
   for (let b = 0; b < B; b++) for (let n = 0; n < N; n++) for (let s = 0; s < S; s++) {
     const logits = Array.from({ length: L }, (_, l) => {
       let d = 0;
       for (let h = 0; h < H; h++) d += q(b, s, n, h) * k(b, l, n, h);
-      return d * scale;
+      return causal && l > s ? -Infinity : d * scale;
     });
     const mx = Math.max(...logits);
     const e = logits.map((x) => Math.exp(x - mx));
@@ -189,6 +189,19 @@ const CASES: Record<string, Case> = {
         return acc;
       };
       return [mha(B, S, S, N, H, H, 1 / Math.sqrt(H), proj(0), proj(1), proj(2))];
+    },
+  },
+  'Attention, unidirectional (CLIP\'s causal self-attention)': {
+    op: 'Attention', attrs: { num_heads: N, unidirectional: 1 }, cpu: 'yes', outDims: [B, S, D],
+    inputs: [{ name: 'x', dims: [B, S, D] }, { name: 'w', dims: [D, 3 * D], constant: true }, { name: 'bias', dims: [3 * D], constant: true }],
+    reference: (x) => {
+      const X = at(x.x ?? [], [B, S, D]); const W = at(x.w ?? [], [D, 3 * D]); const bias = x.bias ?? [];
+      const proj = (part: number) => (b: number, s: number, n: number, h: number): number => {
+        let acc = bias[part * D + n * H + h] ?? 0;
+        for (let c = 0; c < D; c++) acc += X(b, s, c) * W(c, part * D + n * H + h);
+        return acc;
+      };
+      return [mha(B, S, S, N, H, H, 1 / Math.sqrt(H), proj(0), proj(1), proj(2), true)];
     },
   },
   'GroupNorm, NHWC with SiLU': {

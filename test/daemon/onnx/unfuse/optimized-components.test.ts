@@ -1,6 +1,6 @@
 // A fully onnxruntime-optimized tiny model (daemon/onnx/tiny/ort-fusions.ts on every component, as
 // optimize_pipeline.py does: the VAE's GroupNorm and NhwcConv, the text encoder's
-// SkipLayerNormalization and QuickGelu, the UNet's fusions) against the plain export of the same
+// causal Attention, SkipLayerNormalization and QuickGelu, the UNet's fusions) against the plain export of the same
 // weights: the worker's session cache (the daemon's own loading path) runs the VAE and text encoder
 // through their unfused twins with the plain ones' outputs, the install check knows the twins, a full
 // `p2pz edit` matches the plain model's, and a fused op p2pz does not rewrite in the VAE is refused
@@ -55,7 +55,10 @@ function uniform(n: number, seed: number, lo = -1, hi = 1): Float32Array {
 describe('an onnxruntime-optimized VAE and text encoder', () => {
   it('hold the fused ops the optimizer writes, and the CPU provider cannot load the VAE as it is', async () => {
     const by = info.fusedOpsByComponent ?? {};
-    expect(by.text_encoder).toEqual({ SkipLayerNormalization: 5, QuickGelu: 2 });
+    expect(by.text_encoder).toEqual({ Attention: 2, SkipLayerNormalization: 5, QuickGelu: 2 });
+    const te = decodeModel(await readFile(join(modelsDir, 'fused/text_encoder/model.onnx')));
+    const causal = te.graph.node.filter((n) => n.opType === 'Attention').map((n) => Number(n.attribute.find((a) => a.name === 'unidirectional')?.i));
+    expect(causal).toEqual([1, 1]);
     expect(by.vae_encoder).toEqual({ GroupNorm: 13, NhwcConv: 19 });
     expect(by.vae_decoder).toEqual({ GroupNorm: 21, NhwcConv: 27 });
     expect(by.unet?.GroupNorm).toBeGreaterThan(0);
