@@ -46,10 +46,11 @@ export const PREPARE_DEFAULTS = Object.freeze({
 
 /** Bumped whenever the derived graphs or the manifest's shape change for the same source: older
  *  manifests are rebuilt, and older readers rebuild newer ones. 2: `files.grad` is optional (the
- *  cross-attention graph alone). Format 1 manifests, which always name both graphs and describe the
- *  same graphs, are still read, so an installed model's graphs are not derived again. */
-export const PREPARE_FORMAT_VERSION = 2;
-const READABLE_FORMATS = [1, PREPARE_FORMAT_VERSION] as const;
+ *  cross-attention graph alone). 3: large attention sites run in blocks of queries and the backward
+ *  recomputes elementwise tensors (autodiff/chunk-attention.ts, recompute.ts): the same values in far
+ *  less memory, so graphs derived by formats 1 and 2 are derived again rather than kept. */
+export const PREPARE_FORMAT_VERSION = 3;
+const READABLE_FORMATS = [PREPARE_FORMAT_VERSION] as const;
 
 /** Which derived graphs a caller needs: the cross-attention graph alone, or it and the gradient graph. */
 export type PreparedGraphs = 'xattn' | 'both';

@@ -112,7 +112,8 @@ describe('p2pz models', () => {
     expect(prep.stdout).toBe(
       'prepared: model.xattn.16x16.onnx, model.grad.16x16.onnx (7 cross-attention layers, latent 16×16, batch 2)\n' +
         'prepared: model.xattn.16x16.b1.onnx (reference pass, batch 1)\n' +
-        'prepared: model.roles.16x16.onnx (the three graphs in one model, one copy of the weights)\n',
+        'prepared: model.roles.16x16.onnx (the three graphs in one model, one copy of the weights)\n' +
+        'precision: fp32 (CPU provider)\n',
     );
     expect((await run('list')).stdout).toContain('[prepared 16x16]');
   });

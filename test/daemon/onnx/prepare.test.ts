@@ -109,8 +109,14 @@ describe('prepareModel', () => {
     // Both present: either request is a no-op.
     expect((await prepareModel(d, { height: 32, width: 32, batch: 1, graphs: 'xattn' })).reused).toBe(true);
     expect((await prepareModel(d, { height: 32, width: 32, batch: 1 })).reused).toBe(true);
-    // A format-1 manifest (always both graphs, the same graphs) is still current; unknown formats are not.
-    await writeFile(both.manifestPath, JSON.stringify({ ...both.manifest, format: 1 }));
+    // Graphs of formats 1 and 2 (whole attention scores, no query blocks) are derived again, and so
+    // are unknown formats.
+    for (const format of [1, 2]) {
+      await writeFile(both.manifestPath, JSON.stringify({ ...both.manifest, format }));
+      const again = await prepareModel(d, { height: 32, width: 32, batch: 1 });
+      expect(again.reused).toBe(false);
+      expect(again.manifest.format).toBe(PREPARE_FORMAT_VERSION);
+    }
     expect((await prepareModel(d, { height: 32, width: 32, batch: 1 })).reused).toBe(true);
     await writeFile(both.manifestPath, JSON.stringify({ ...both.manifest, format: 99 }));
     const rebuilt = await prepareModel(d, { height: 32, width: 32, batch: 1 });
