@@ -13,22 +13,7 @@ import { writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusio
 import { captionImage, loadCaptioner } from '../../daemon/pipeline/captioner/blip.js';
 import { SessionCache } from '../../daemon/worker/sessions.js';
 import { rgbaPng } from '../daemon/pipeline/tiny-pipeline.js';
-
-type Main = (argv: readonly string[], io: CliIo) => Promise<number>;
-
-async function loadMain(): Promise<Main> {
-  const argv = process.argv;
-  const write = process.stdout.write;
-  process.argv = [argv[0]!, 'p2pz', '--version'];
-  process.stdout.write = (() => true) as typeof process.stdout.write;
-  try {
-    return (await import('../../daemon/cli.js')).main;
-  } finally {
-    process.argv = argv;
-    process.stdout.write = write;
-    process.exitCode = undefined;
-  }
-}
+import { loadMain, type Main } from './in-process.js';
 
 let dir: string;
 let models: string;

@@ -13,25 +13,10 @@ import type { CliIo } from '../../daemon/cli/command.js';
 import { TINY_SD, writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusion.js';
 import { decodeNpy, encodeNpy } from '../../daemon/pipeline/dump/npy.js';
 import { rgbaPng } from '../daemon/pipeline/tiny-pipeline.js';
+import { loadMain, type Main } from './in-process.js';
 
 const PYTHON = process.env['P2PZ_PYTHON'] ?? '/usr/bin/python3';
 const ONE_LINER = "import sys,torch,numpy; numpy.save(sys.argv[2], torch.load(sys.argv[1], map_location='cpu').float().numpy())";
-type Main = (argv: readonly string[], io: CliIo) => Promise<number>;
-
-async function loadMain(): Promise<Main> {
-  const argv = process.argv;
-  const write = process.stdout.write;
-  process.argv = [argv[0]!, 'p2pz', '--version'];
-  process.stdout.write = (() => true) as typeof process.stdout.write;
-  try {
-    return (await import('../../daemon/cli.js')).main;
-  } finally {
-    process.argv = argv;
-    process.stdout.write = write;
-    process.exitCode = undefined;
-  }
-}
-
 let dir: string;
 let modelDir: string;
 let main: Main;

@@ -14,23 +14,7 @@ import { writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusio
 import { DumpMeta } from '../../daemon/pipeline/dump/dump-writer.js';
 import { decodeNpy } from '../../daemon/pipeline/dump/npy.js';
 import { pixels, rgbaPng } from '../daemon/pipeline/tiny-pipeline.js';
-
-type Main = (argv: readonly string[], io: CliIo) => Promise<number>;
-
-/** daemon/cli.ts runs main() on import with process.argv; import it once with a harmless argv. */
-async function loadMain(): Promise<Main> {
-  const argv = process.argv;
-  const write = process.stdout.write;
-  process.argv = [argv[0]!, 'p2pz', '--version'];
-  process.stdout.write = (() => true) as typeof process.stdout.write;
-  try {
-    return (await import('../../daemon/cli.js')).main;
-  } finally {
-    process.argv = argv;
-    process.stdout.write = write;
-    process.exitCode = undefined;
-  }
-}
+import { loadMain, type Main } from './in-process.js';
 
 let dir: string;
 let home: string;

@@ -15,22 +15,7 @@ import { SessionCache } from '../../daemon/worker/sessions.js';
 import { rgbaPng } from '../daemon/pipeline/tiny-pipeline.js';
 import { startHubServer, type HubServer } from '../daemon/models/hub-server.js';
 import { runCli } from '../daemon/server/spawn.js';
-
-type Main = (argv: readonly string[], io: CliIo) => Promise<number>;
-
-async function loadMain(): Promise<Main> {
-  const argv = process.argv;
-  const write = process.stdout.write;
-  process.argv = [argv[0]!, 'p2pz', '--version'];
-  process.stdout.write = (() => true) as typeof process.stdout.write;
-  try {
-    return (await import('../../daemon/cli.js')).main;
-  } finally {
-    process.argv = argv;
-    process.stdout.write = write;
-    process.exitCode = undefined;
-  }
-}
+import { loadMain, type Main } from './in-process.js';
 
 let work: string;
 let src: string;
