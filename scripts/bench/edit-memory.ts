@@ -1,4 +1,4 @@
-// `npm run bench edit-memory [-- --sizes 256,512 --configs before,after --arena on|off]`: peak memory of the UNet part of
+// `npm run bench edit-memory [-- --sizes 256,512 --configs before,after --arena on|off --prepack on|off]`: peak memory of the UNet part of
 // an SD-1.5-shaped edit (860 M parameters, all-zero weights in a sparse file: the same bytes and
 // kernels), one child process per configuration and working size, so each max RSS is its own:
 //   before  four sessions, as edits ran until the roles model: the UNet (inversion), the cross-
@@ -38,6 +38,8 @@ const { values } = parseArgs({
     threads: { type: 'string', default: '2' },
     /** `off`: onnxruntime's CPU memory arena disabled (freed tensors go back to the system). */
     arena: { type: 'string', default: 'on' },
+    /** `off`: onnxruntime's pre-packing of constant weights disabled (session.disable_prepacking). */
+    prepack: { type: 'string', default: 'on' },
   },
 });
 
@@ -59,7 +61,7 @@ function feeds(latent: number, batch: number, extra: Record<string, ort.Tensor> 
 async function child(config: string, pixels: number, dir: string, threads: number): Promise<void> {
   const latent = pixels / 8;
   const prepared = await preparePipelineGraphs(dir, { height: pixels, width: pixels });
-  const options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1, logSeverityLevel: 3, enableCpuMemArena: values.arena !== 'off' };
+  const options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1, logSeverityLevel: 3, enableCpuMemArena: values.arena !== 'off', ...(values.prepack === 'off' ? { extra: { session: { disable_prepacking: '1' } } } : {}) };
   const refs: Record<string, ort.Tensor> = {};
   for (const s of prepared.pair.manifest.sites) {
     refs[s.output.replace('attn_map_', 'attn_ref_')] = new ort.Tensor('float32', new Float32Array(s.heads * s.queries * s.tokens).fill(1 / s.tokens), [s.heads, s.queries, s.tokens]);
@@ -121,7 +123,7 @@ async function main(): Promise<void> {
   const rows: string[] = [];
   for (const size of (values.sizes ?? '').split(',')) {
     for (const config of (values.configs ?? '').split(',')) {
-      const r = spawnSync(process.execPath, [process.argv[1] ?? '', '--child', config, '--size', size, '--dir', dir, '--threads', String(threads), '--arena', values.arena ?? 'on'], { encoding: 'utf8', maxBuffer: 1 << 22 });
+      const r = spawnSync(process.execPath, [process.argv[1] ?? '', '--child', config, '--size', size, '--dir', dir, '--threads', String(threads), '--arena', values.arena ?? 'on', '--prepack', values.prepack ?? 'on'], { encoding: 'utf8', maxBuffer: 1 << 22 });
       if (r.status !== 0) {
         rows.push(`| ${size}² | ${config} | failed: ${r.stderr.split('\n').filter((l) => /Error/.test(l)).slice(0, 2).join(' ')} |||||`);
         continue;
@@ -141,7 +143,7 @@ async function main(): Promise<void> {
 
 Machine: ${machineLine()}. Command: \`npm run bench edit-memory -- --sizes ${values.sizes} --configs ${values.configs}\`.
 UNet weights: ${(weightsMiB / 1024).toFixed(2)} GiB (860 M parameters, float32). One child process per row; onnxruntime CPU
-provider, graph optimisation 'all', ${threads} intra-op threads, CPU memory arena ${values.arena}; one edit step in the pipeline's order.
+provider, graph optimisation 'all', ${threads} intra-op threads, CPU memory arena ${values.arena}, weight pre-packing ${values.prepack}; one edit step in the pipeline's order.
 Gradient / forward: the gradient role's run() over the batch-2 forward's (edit ε). Peak GiB so far: max RSS after opening and after each role.
 
 | working size | configuration | UNet sessions | peak RSS GiB | peak / weights | sessions opened in | run() per role | gradient / forward | peak GiB so far |
