@@ -20,14 +20,13 @@
 // stat calls instead of reading and hashing the graph.
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { z } from 'zod';
 import { P2pzError } from '../../shared/protocol/errors.js';
-import { decodeModel, writeDerivedModel, writeFileAtomic } from './graph/model-io.js';
+import { decodeModel, sameFile, writeDerivedModel, writeFileAtomic, type FileIdentity } from './graph/model-io.js';
 import { mapName } from './attention/cross-attention.js';
 import { crossAttentionModel, guidanceGradientModel, unetInputDims, type UNetStaticSize } from './attention/guidance-graph.js';
-import { isExternal, type ModelProto } from './graph/onnx-proto.js';
+import { externalLocations, type ModelProto } from './graph/onnx-proto.js';
 import { prepareVaeParameters, type PreparedVaeParameters } from './vae-parameters.js';
 import { rolesModel, type RoleSignature } from './roles-model.js';
 import { unfuseContribOps } from './unfuse/unfuse.js';
@@ -177,25 +176,9 @@ async function currentManifest(path: string, dir: string, source: PreparedManife
   return parsed;
 }
 
-/** The UNet graph file's identity as far as stat tells: any rewrite changes one of these. */
-type FileIdentity = Pick<Stats, 'dev' | 'ino' | 'size' | 'mtimeMs' | 'ctimeMs'>;
-
-const sameFile = (a: FileIdentity, b: FileIdentity): boolean =>
-  a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
-
 /** Per UNet path: the graph file's identity when it was last hashed, its SHA-256, and the external
  *  data locations it references (their sizes are stat'ed on every call). */
 const knownSources = new Map<string, { readonly file: FileIdentity; readonly sha256: string; readonly locations: readonly string[] }>();
-
-function externalLocations(model: ModelProto): string[] {
-  const locations = new Set<string>();
-  for (const t of model.graph.initializer) {
-    if (!isExternal(t)) continue;
-    const loc = t.externalData?.find((e) => e.key === 'location')?.value;
-    if (loc) locations.add(loc);
-  }
-  return [...locations].sort();
-}
 
 /** The graph file's bytes, and its identity stat'ed after reading. */
 async function readUNet(unetPath: string): Promise<{ bytes: Buffer; file: FileIdentity }> {

@@ -5,11 +5,18 @@
 // next to the original and point at the very same weights file and offsets. onnxruntime only accepts
 // external data inside the model's own folder, so a derived model must live in the weights' folder (or
 // above it).
+import type { Stats } from 'node:fs';
 import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { P2pzError } from '../../../shared/protocol/errors.js';
 import { BYTES_PER_ELEMENT, int64ToNumber, isExternal, onnx } from './onnx-proto.js';
 import type { GraphFields, ModelFields, ModelProto, TensorFields } from './onnx-proto.js';
+
+/** A model file's identity as far as stat tells: any rewrite changes one of these. */
+export type FileIdentity = Pick<Stats, 'dev' | 'ino' | 'size' | 'mtimeMs' | 'ctimeMs'>;
+
+export const sameFile = (a: FileIdentity, b: FileIdentity): boolean =>
+  a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
 
 /** Where one external tensor's bytes live. `location` is relative to the model file's folder. */
 export interface ExternalDataRef {

@@ -100,6 +100,17 @@ export function isExternal(t: O.ITensorProto): boolean {
   return t.dataLocation === DATA_LOCATION.EXTERNAL;
 }
 
+/** The external weights files a model's initializers reference, sorted. */
+export function externalLocations(model: O.IModelProto): string[] {
+  const locations = new Set<string>();
+  for (const t of model.graph?.initializer ?? []) {
+    if (!isExternal(t)) continue;
+    const loc = t.externalData?.find((e) => e.key === 'location')?.value;
+    if (loc) locations.add(loc);
+  }
+  return [...locations].sort();
+}
+
 // The plain objects a writer builds and hands to encodeModel (every field optional, as protobufjs
 // encodes them). A decoded message is also one of these.
 export type ModelFields = O.IModelProto;

@@ -13,13 +13,12 @@
 // A derived graph of the component (vae_encoder/model.params.onnx) gets `model.params.unfused.…`.
 // A fused node the rewrite does not know is E_UNSUPPORTED_OP naming the op, the component and a hint.
 import { createHash } from 'node:crypto';
-import type { Stats } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import { P2pzError } from '../../../shared/protocol/errors.js';
-import { decodeModel, writeDerivedModel, writeFileAtomic } from '../graph/model-io.js';
-import { isExternal, type ModelProto } from '../graph/onnx-proto.js';
+import { decodeModel, sameFile, writeDerivedModel, writeFileAtomic, type FileIdentity } from '../graph/model-io.js';
+import { externalLocations, type ModelProto } from '../graph/onnx-proto.js';
 import { declaredSignature, type DeclaredSignature } from '../graph/signature.js';
 import { CONTRIB_DOMAIN } from './rule.js';
 import { hasFusedOps, UNFUSED_METADATA_KEY, unfuseContribOps } from './unfuse.js';
@@ -53,10 +52,6 @@ export interface FusedGraph {
   readonly signature: DeclaredSignature;
 }
 
-type FileIdentity = Pick<Stats, 'dev' | 'ino' | 'size' | 'mtimeMs' | 'ctimeMs'>;
-const sameFile = (a: FileIdentity, b: FileIdentity): boolean =>
-  a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
-
 /** Per real path: the file's identity when read, and whether (how) it is fused. */
 const known = new Map<string, { readonly file: FileIdentity; readonly fused: FusedGraph | null }>();
 const MARKER = Buffer.from(CONTRIB_DOMAIN);
@@ -83,16 +78,6 @@ export async function fusedGraph(path: string): Promise<FusedGraph | null> {
   }
   if (sameFile(await stat(path), file)) known.set(path, { file, fused });
   return fused;
-}
-
-function externalLocations(model: ModelProto): string[] {
-  const locations = new Set<string>();
-  for (const t of model.graph.initializer) {
-    if (!isExternal(t)) continue;
-    const loc = t.externalData?.find((e) => e.key === 'location')?.value;
-    if (loc) locations.add(loc);
-  }
-  return [...locations].sort();
 }
 
 /** File names of the twin of `path` for these input dims. */
