@@ -12,7 +12,7 @@
 // already differs by ~3e-4 (relative L2) between the providers (different kernels for MatMul,
 // Softmax, GroupNorm); over the run that grows to ~1e-3 for latents and ε, ~2e-3 for ∂L/∂x (a second
 // pass through the UNet). The bounds below are 5× those, so a wrong kernel (errors of order 1) fails.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,25 +25,11 @@ import { parsePlacements } from '../../scripts/device/placements.js';
 import { BUILT_WORKER } from '../fixtures/tiny-models.js';
 import { swiftShaderEnv } from '../fixtures/webgpu.js';
 import { memoryLogger, waitFor } from '../daemon/worker/helpers.js';
+import { REPO, run, type Run } from '../fixtures/run-command.js';
 
 const PYTHON = process.env['P2PZ_PYTHON'] ?? '/usr/bin/python3';
-const REPO = join(import.meta.dirname, '../..');
 const STEPS = 2;
 const TOLERANCE = Object.freeze({ latent: 5e-3, eps: 5e-3, grad: 1e-2, image: 5e-3, pngLevels: 2 });
-
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function run(cmd: string, args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(cmd, [...args], { cwd: REPO, env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', ...env }, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
 
 let dir: string;
 let modelDir: string;

@@ -7,7 +7,6 @@
 // in float32 on the same GPU and say so. On an adapter with float16 shaders the first branch runs
 // the float16 graph instead and its output must stay within float16's reach of the CPU's float32 one
 // (models/reference/README.md, "float16": 10·u per UNet evaluation, u = 2⁻¹¹).
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,22 +14,9 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusion.js';
 import { swiftShaderEnv } from '../fixtures/webgpu.js';
+import { REPO, run, type Run } from '../fixtures/run-command.js';
 
-const REPO = join(import.meta.dirname, '../..');
-
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function run(cmd: string, args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(cmd, [...args], { cwd: REPO, env: { ...process.env, ...env }, maxBuffer: 16 << 20, timeout: 540_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
+const runLong = (cmd: string, args: readonly string[], env: Record<string, string> = {}): Promise<Run> => run(cmd, args, env, { timeoutMs: 540_000 });
 
 /** One UNet evaluation of a prepared graph on a provider, in a child process (the WebGPU variables
  *  apply at process start): out_sample as JSON, or the error's message. */
@@ -60,7 +46,7 @@ beforeAll(async () => {
   model = join(dir, 'model');
   await writeTinyStableDiffusion(model, { flavour: 'opset17' });
   for (const device of ['gpu', 'cpu']) {
-    const prep = await run(process.execPath, ['bin/p2pz.js', 'models', 'prepare', model, '--size', '64', '--precision', 'fp16', '--device', device]);
+    const prep = await runLong(process.execPath, ['bin/p2pz.js', 'models', 'prepare', model, '--size', '64', '--precision', 'fp16', '--device', device]);
     expect(prep.code).toBe(0);
   }
   await writeFile(ONCE, UNET_ONCE);
@@ -74,14 +60,14 @@ afterAll(async () => {
 describe('float16 on WebGPU (SwiftShader)', () => {
   it('runs the float16 graph when the adapter has float16 shaders, else falls back to float32 compute and says so', async () => {
     const once = async (file: string, provider: string): Promise<{ out?: number[]; error?: string }> => {
-      const r = await run(process.execPath, [ONCE, join(model, 'unet', file), provider], provider === 'webgpu' ? swiftShaderEnv() : {});
+      const r = await runLong(process.execPath, [ONCE, join(model, 'unet', file), provider], provider === 'webgpu' ? swiftShaderEnv() : {});
       return JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { out?: number[]; error?: string };
     };
     const gpu = await once('model.xattn.8x8.fp16.onnx', 'webgpu');
     const rgb = Buffer.alloc(64 * 64 * 3);
     for (let i = 0; i < rgb.length; i++) rgb[i] = (i * 37) & 255;
     await writeFile(join(dir, 'in.png'), await sharp(rgb, { raw: { width: 64, height: 64, channels: 3 } }).png().toBuffer());
-    const edit = await run(process.execPath, [
+    const edit = await runLong(process.execPath, [
       'bin/p2pz.js', 'edit', join(dir, 'in.png'), '--model', model, '--from', 'cat', '--to', 'dog', '--caption', 'a photo of a cat',
       '--steps', '1', '--reg-steps', '1', '--size', '64', '--seed', '3', '--bank-count', '2', '--device', 'webgpu', '--out', join(dir, 'out.png'),
     ], { ...swiftShaderEnv(), P2PZ_HOME: join(dir, 'home') });

@@ -7,7 +7,6 @@
 // models/reference/replay_dump.py with 0 failed at its default tolerance (the replay recomputes the
 // scheduler and regularization arithmetic from the dumped network outputs, float32/float64 whatever
 // the weights), and differ from A by no more than the stated float16 tolerance, yet do differ.
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,29 +14,15 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusion.js';
 import { decodeNpy } from '../../daemon/pipeline/dump/npy.js';
+import { REPO, run, type Run } from '../fixtures/run-command.js';
 
 const PYTHON = process.env['P2PZ_PYTHON'] ?? '/usr/bin/python3';
-const REPO = join(import.meta.dirname, '../..');
 const REPLAY = join(REPO, 'models/reference/replay_dump.py');
 const STEPS = 3;
 /** float16's unit roundoff 2⁻¹¹ and the README's bound: relative L2 ≤ 10·u·√K for latents and ε after
  *  K UNet evaluations along the path (inversion, then edit), twice that for ∂L/∂x. */
 const U = 2 ** -11;
 const bound = (k: number, factor = 1): number => factor * 10 * U * Math.sqrt(k);
-
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function run(cmd: string, args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(cmd, [...args], { cwd: REPO, env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', ...env }, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
 
 let dir: string;
 const edits: Record<'A' | 'B' | 'C', Run> = {} as Record<'A' | 'B' | 'C', Run>;

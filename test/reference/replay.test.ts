@@ -4,7 +4,6 @@
 // The input is 192×128 (latent 24×16), so the autocorrelation pyramid has two levels (16 → 8 rows) and
 // the width roll differs from the height roll; `--vae-latent sample` exercises the seeded noise too.
 // Debian's python3-torch lives under /usr/bin/python3; P2PZ_PYTHON overrides the interpreter.
-import { execFile } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,26 +12,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeTinyCaptioner } from '../../daemon/onnx/tiny/blip-captioner.js';
 import { writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusion.js';
 import { decodeNpy, encodeNpy } from '../../daemon/pipeline/dump/npy.js';
+import { REPO, run, type Run } from '../fixtures/run-command.js';
 
 const PYTHON = process.env['P2PZ_PYTHON'] ?? '/usr/bin/python3';
-const REPO = join(import.meta.dirname, '../..');
 const REPLAY = join(REPO, 'models/reference/replay_dump.py');
 const STEPS = 3;
-
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** Runs a command to completion (never rejects; the exit code is in the result). */
-function run(cmd: string, args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(cmd, [...args], { cwd: REPO, env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', ...env }, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
 
 let dir: string;
 let modelDir: string;
