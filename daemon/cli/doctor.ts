@@ -98,7 +98,7 @@ async function models(paths: DaemonPaths): Promise<Check> {
   const gans = entries.filter((e) => e.kind === 'gan');
   const captioners = entries.filter((e) => e.kind === 'captioner');
   // The one edits use: the preferred name when installed, else the first (pipeline/captioner/installed.ts).
-  const { CAPTIONER_LAYOUT } = await import('../pipeline/captioner/installed.js');
+  const { CAPTIONER_LAYOUT } = await import('../models/captioner-files.js');
   const captioner = captioners.find((e) => e.name === `${CAPTIONER_LAYOUT.folder}/${CAPTIONER_LAYOUT.preferred}`) ?? captioners[0];
   const captionerText = captioner ? `captioner ${captioner.name.slice(CAPTIONER_LAYOUT.folder.length + 1)}` : `no captioner (captions are the template "a photo of a …"; install one with ${CAPTIONER_LAYOUT.installCommand})`;
   const summary = `${diffusion.length} diffusion model${diffusion.length === 1 ? '' : 's'}${diffusion.length ? ` (${diffusion.map((e) => e.name).join(', ')})` : ''}, ${gans.length} quick preview${gans.length === 1 ? '' : 's'}, ${captionerText}`;

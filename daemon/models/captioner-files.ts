@@ -5,7 +5,19 @@
 // looks for the same names in the same order) and their external data; quantized or float16 variants
 // and READMEs are skipped. A missing file is refused with E_MODEL_INVALID, naming it.
 import { P2pzError } from '../../shared/protocol/index.js';
-import { CAPTIONER_LAYOUT } from '../pipeline/captioner/installed.js';
+
+/** Where captioners live and which graph files the loader looks for (daemon/pipeline/captioner/). */
+export const CAPTIONER_LAYOUT = Object.freeze({
+  /** Captioners live in this folder of the models directory, one folder each. */
+  folder: 'captioner',
+  /** Used when several are installed. */
+  preferred: 'blip-image-captioning-base',
+  /** Graph file names, in the order they are looked for (transformers.js, then optimum). */
+  encoders: Object.freeze(['onnx/encoder_model.onnx', 'encoder_model.onnx', 'onnx/vision_encoder.onnx']),
+  decoders: Object.freeze(['onnx/decoder_model_merged.onnx', 'decoder_model_merged.onnx', 'onnx/decoder_model.onnx', 'decoder_model.onnx']),
+  /** The commands that install one (daemon/cli/models.ts), for the hints where none is installed. */
+  installCommand: 'p2pz models install --from DIR (a captioner export, docs/CAPTIONER.md), or p2pz models install OWNER/NAME --captioner from the hub',
+});
 
 export const CAPTIONER_FILES = Object.freeze({
   /** Folder of the models directory holding one folder per captioner. */

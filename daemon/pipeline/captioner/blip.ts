@@ -20,7 +20,8 @@ import { z } from 'zod';
 import { P2pzError } from '../../../shared/protocol/index.js';
 import type { ModelSessions } from '../context.js';
 import { beamSearch, type BeamSearchOptions } from './beam-search.js';
-import { CAPTIONER_LAYOUT, firstPresent } from './installed.js';
+import { CAPTIONER_LAYOUT } from '../../models/captioner-files.js';
+import { firstPresent } from './installed.js';
 import { WordPieceTokenizer } from './wordpiece.js';
 
 export const CAPTIONER_DEFAULTS = Object.freeze({

@@ -3,24 +3,13 @@
 // directory (docs/SECURITY.md §R19). No onnxruntime here: the daemon's HTTP process lists captioners for health.
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { CAPTIONER_LAYOUT } from '../../models/captioner-files.js';
 
 /** What the resolver of the models directory must offer (the worker's SessionCache, or the server's). */
 export interface ModelFolderFiles {
   readonly modelsDir: string;
   resolve(path: string): Promise<string>;
 }
-
-export const CAPTIONER_LAYOUT = Object.freeze({
-  /** Captioners live in this folder of the models directory, one folder each. */
-  folder: 'captioner',
-  /** Used when several are installed. */
-  preferred: 'blip-image-captioning-base',
-  /** Graph file names, in the order they are looked for (transformers.js, then optimum). */
-  encoders: Object.freeze(['onnx/encoder_model.onnx', 'encoder_model.onnx', 'onnx/vision_encoder.onnx']),
-  decoders: Object.freeze(['onnx/decoder_model_merged.onnx', 'decoder_model_merged.onnx', 'onnx/decoder_model.onnx', 'decoder_model.onnx']),
-  /** The commands that install one (daemon/cli/models.ts), for the hints where none is installed. */
-  installCommand: 'p2pz models install --from DIR (a captioner export, docs/CAPTIONER.md), or p2pz models install OWNER/NAME --captioner from the hub',
-});
 
 export async function firstPresent(models: Pick<ModelFolderFiles, 'resolve'>, folder: string, candidates: readonly string[]): Promise<string | undefined> {
   for (const c of candidates) {
