@@ -13,7 +13,7 @@ import { writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusio
 import { captionImage, loadCaptioner } from '../../daemon/pipeline/captioner/blip.js';
 import { SessionCache } from '../../daemon/worker/sessions.js';
 import { rgbaPng } from '../daemon/pipeline/tiny-pipeline.js';
-import { loadMain, type Main } from './in-process.js';
+import { loadMain, type Main } from '../fixtures/cli-main.js';
 
 let dir: string;
 let models: string;

@@ -13,7 +13,7 @@ import type { CliIo } from '../../daemon/cli/command.js';
 import { TINY_SD, writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusion.js';
 import { decodeNpy, encodeNpy } from '../../daemon/pipeline/dump/npy.js';
 import { rgbaPng } from '../daemon/pipeline/tiny-pipeline.js';
-import { loadMain, type Main } from './in-process.js';
+import { loadMain, type Main } from '../fixtures/cli-main.js';
 
 const PYTHON = process.env['P2PZ_PYTHON'] ?? '/usr/bin/python3';
 const ONE_LINER = "import sys,torch,numpy; numpy.save(sys.argv[2], torch.load(sys.argv[1], map_location='cpu').float().numpy())";

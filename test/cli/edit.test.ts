@@ -14,7 +14,7 @@ import { writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusio
 import { DumpMeta } from '../../daemon/pipeline/dump/dump-writer.js';
 import { decodeNpy } from '../../daemon/pipeline/dump/npy.js';
 import { pixels, rgbaPng } from '../daemon/pipeline/tiny-pipeline.js';
-import { loadMain, type Main } from './in-process.js';
+import { loadMain, type Main } from '../fixtures/cli-main.js';
 
 let dir: string;
 let home: string;

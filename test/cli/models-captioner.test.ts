@@ -15,7 +15,7 @@ import { SessionCache } from '../../daemon/worker/sessions.js';
 import { rgbaPng } from '../daemon/pipeline/tiny-pipeline.js';
 import { startHubServer, type HubServer } from '../daemon/models/hub-server.js';
 import { runCli } from '../daemon/server/spawn.js';
-import { loadMain, type Main } from './in-process.js';
+import { loadMain, type Main } from '../fixtures/cli-main.js';
 
 let work: string;
 let src: string;

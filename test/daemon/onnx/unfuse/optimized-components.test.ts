@@ -17,6 +17,7 @@ import { writeTinyStableDiffusion, type TinyStableDiffusionInfo } from '../../..
 import { SessionCache } from '../../../../daemon/worker/sessions.js';
 import { P2pzError } from '../../../../shared/protocol/errors.js';
 import { pixels, rgbaPng } from '../../pipeline/tiny-pipeline.js';
+import { loadMain } from '../../../fixtures/cli-main.js';
 
 let dir: string;
 let modelsDir: string;
@@ -157,20 +158,3 @@ describe('an onnxruntime-optimized VAE and text encoder', () => {
     }
   });
 });
-
-type Main = (argv: readonly string[], io: CliIo) => Promise<number>;
-
-/** daemon/cli.ts runs main() on import with process.argv; import it once with a harmless argv. */
-async function loadMain(): Promise<Main> {
-  const argv = process.argv;
-  const write = process.stdout.write;
-  process.argv = [argv[0] as string, 'p2pz', '--version'];
-  process.stdout.write = (() => true) as typeof process.stdout.write;
-  try {
-    return (await import('../../../../daemon/cli.js')).main;
-  } finally {
-    process.argv = argv;
-    process.stdout.write = write;
-    process.exitCode = undefined;
-  }
-}

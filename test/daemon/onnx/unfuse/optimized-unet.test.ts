@@ -19,6 +19,7 @@ import { P2pzError } from '../../../../shared/protocol/errors.js';
 import { uniform } from '../autodiff/op-harness.js';
 import { unetFeeds } from '../attention/tiny-unet.js';
 import { pixels, rgbaPng } from '../../pipeline/tiny-pipeline.js';
+import { loadMain } from '../../../fixtures/cli-main.js';
 
 let dir: string;
 let fusedDir: string;
@@ -163,20 +164,3 @@ describe('an onnxruntime-optimized UNet', () => {
     expect((err as P2pzError).hint).toMatch(/without onnxruntime graph optimization/);
   });
 });
-
-type Main = (argv: readonly string[], io: CliIo) => Promise<number>;
-
-/** daemon/cli.ts runs main() on import with process.argv; import it once with a harmless argv. */
-async function loadMain(): Promise<Main> {
-  const argv = process.argv;
-  const write = process.stdout.write;
-  process.argv = [argv[0] as string, 'p2pz', '--version'];
-  process.stdout.write = (() => true) as typeof process.stdout.write;
-  try {
-    return (await import('../../../../daemon/cli.js')).main;
-  } finally {
-    process.argv = argv;
-    process.stdout.write = write;
-    process.exitCode = undefined;
-  }
-}
