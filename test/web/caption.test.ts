@@ -12,59 +12,18 @@ import type { Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { JobSubmit, ServerEvent, type JobOutcome } from '../../shared/protocol/index.js';
-import type { EngineJob, EngineProgress, EngineResult, JobEngine } from '../../daemon/jobs/engine.js';
 import { writeTinyCaptioner } from '../../daemon/onnx/tiny/blip-captioner.js';
 import { decodeImage } from '../../daemon/image/decode.js';
 import { captionImage, loadCaptioner } from '../../daemon/pipeline/captioner/blip.js';
 import { SessionCache } from '../../daemon/worker/sessions.js';
 import { CHROMIUM_DEFAULTS, launchChromium, type Chromium, waitForText } from '../browser/chromium.js';
 import { startTinyDaemon, type TinyDaemon } from '../fixtures/tiny-models.js';
+import { HoldJobs } from '../browser/hold-jobs.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const artifacts = join(root, 'test-artifacts/web');
 
 vi.setConfig({ testTimeout: CHROMIUM_DEFAULTS.flowTestMs });
-
-/** In front of the real worker: holds the next `caption` job until it is released (or cancelled), so
- *  the test can type while the daemon is certainly still captioning. */
-class HoldCaptions implements JobEngine {
-  private holdNext = false;
-  private release: (() => void) | undefined;
-  held = 0;
-
-  constructor(private readonly inner: JobEngine) {}
-
-  holdNextCaption(): void {
-    this.holdNext = true;
-  }
-
-  releaseHeld(): void {
-    this.release?.();
-  }
-
-  run(job: EngineJob, onProgress: (p: EngineProgress) => void, signal: AbortSignal): Promise<EngineResult> {
-    if (job.kind !== 'caption' || !this.holdNext) return this.inner.run(job, onProgress, signal);
-    this.holdNext = false;
-    this.held++;
-    return new Promise<EngineResult>((resolve) => {
-      const onAbort = (): void => resolve({ status: 'cancelled' });
-      if (signal.aborted) return onAbort();
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.release = () => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(this.inner.run(job, onProgress, signal));
-      };
-    });
-  }
-
-  health(): ReturnType<JobEngine['health']> {
-    return this.inner.health();
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-}
 
 async function photo(path: string, w: number, h: number, tint: number): Promise<void> {
   const raw = Buffer.alloc(w * h * 3);
@@ -80,7 +39,7 @@ function fieldValue(page: Page): Promise<string> {
 
 describe('the caption before the render, on the standalone page', () => {
   let tiny: TinyDaemon;
-  let hold: HoldCaptions | undefined;
+  let hold: HoldJobs | undefined;
   let chromium: Chromium;
   const paths: Record<'cat' | 'other' | 'third' | 'fourth', string> = { cat: '', other: '', third: '', fourth: '' };
   const expected: Record<string, string> = {};
@@ -90,7 +49,7 @@ describe('the caption before the render, on the standalone page', () => {
     tiny = await startTinyDaemon('p2pz-web-caption-', {
       diffusion: true,
       wrap: (worker) => {
-        hold = new HoldCaptions(worker);
+        hold = new HoldJobs(worker, 'caption');
         return hold;
       },
     });
@@ -192,7 +151,7 @@ describe('the caption before the render, on the standalone page', () => {
     // 4. Emptied, the field is automatic again; a caption typed while the daemon is still captioning the
     // next image is kept when the late reply comes, and goes with the next edit.
     await page.locator('#caption').fill('');
-    hold!.holdNextCaption();
+    hold!.holdNext();
     await page.locator('#file').setInputFiles(paths.third);
     await expect.poll(() => hold!.held).toBe(1);
     await waitForText(page, 'caption-origin', /^Describing the image…$/);

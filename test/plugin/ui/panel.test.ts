@@ -21,7 +21,7 @@ import type { PreviewPixels } from '../../../shared/protocol/index.js';
 import { CHROMIUM_DEFAULTS, launchChromium, type Chromium, waitForText } from '../../browser/chromium.js';
 import type { HostLayer, LayerSummary } from '../../browser/figma-host.js';
 import { serveHostPage, type HostPage } from '../../browser/host-page.js';
-import { HoldRenders } from '../../browser/hold-renders.js';
+import { HoldJobs } from '../../browser/hold-jobs.js';
 import { scenarioSteps } from '../../browser/steps.js';
 import { startTinyDaemon, type TinyDaemon } from '../../fixtures/tiny-models.js';
 
@@ -89,13 +89,13 @@ vi.setConfig({ testTimeout: CHROMIUM_DEFAULTS.flowTestMs });
 describe('Figma plugin UI in Chromium against a real daemon', () => {
   let tiny: TinyDaemon;
   let daemon: RunningDaemon;
-  let engine: HoldRenders;
+  let engine: HoldJobs;
   let host: HostPage;
   let chromium: Chromium;
 
   beforeAll(async () => {
     await mkdir(artifacts, { recursive: true });
-    tiny = await startTinyDaemon('p2pz-plugin-', { wrap: (worker) => (engine = new HoldRenders(worker)) });
+    tiny = await startTinyDaemon('p2pz-plugin-', { wrap: (worker) => (engine = new HoldJobs(worker, 'render')) });
     daemon = tiny.daemon;
     host = await serveHostPage();
     chromium = await launchChromium();
@@ -194,7 +194,7 @@ describe('Figma plugin UI in Chromium against a real daemon', () => {
     });
 
     step('3. a render held before the worker is surely running; Cancel stops it and keeps the preview', async () => {
-      engine.holdNextRender();
+      engine.holdNext();
       await ui.locator('#render').click();
       await waitForText(frame, 'progress-stage', /^Starting$/);
       expect(await visible(frame, 'cancel')).toBe(true);

@@ -1,19 +1,23 @@
-// A JobEngine in front of the real worker supervisor that can hold the next full render before it
+// A JobEngine in front of the real worker supervisor that can hold the next job of one kind before it
 // reaches the worker, until the job is cancelled (or released). Browser tests use it to click Cancel
-// on a render that is certainly still running; everything else goes straight to the real worker.
+// on a render that is certainly still running, or to type a caption while the daemon is certainly
+// still captioning; everything else goes straight to the real worker.
 import type { EngineJob, EngineProgress, EngineResult, JobEngine } from '../../daemon/jobs/engine.js';
 
-export class HoldRenders implements JobEngine {
-  private holdNext = false;
+export class HoldJobs implements JobEngine {
+  private holding = false;
   private release: (() => void) | undefined;
-  /** Renders held so far. */
+  /** Jobs held so far. */
   held = 0;
 
-  constructor(private readonly inner: JobEngine) {}
+  constructor(
+    private readonly inner: JobEngine,
+    private readonly kind: EngineJob['kind'],
+  ) {}
 
-  /** The next `render` job waits (reporting nothing) until it is cancelled or released. */
-  holdNextRender(): void {
-    this.holdNext = true;
+  /** The next job of this kind waits (reporting nothing) until it is cancelled or released. */
+  holdNext(): void {
+    this.holding = true;
   }
 
   releaseHeld(): void {
@@ -21,8 +25,8 @@ export class HoldRenders implements JobEngine {
   }
 
   run(job: EngineJob, onProgress: (p: EngineProgress) => void, signal: AbortSignal): Promise<EngineResult> {
-    if (job.kind !== 'render' || !this.holdNext) return this.inner.run(job, onProgress, signal);
-    this.holdNext = false;
+    if (job.kind !== this.kind || !this.holding) return this.inner.run(job, onProgress, signal);
+    this.holding = false;
     this.held++;
     return new Promise<EngineResult>((resolve) => {
       const onAbort = (): void => resolve({ status: 'cancelled' });
