@@ -6,13 +6,12 @@
 // in lower case without the hyphen, and the page never gets a token. Before the right code was
 // checked ahead of the budget, the page's wrong tries burnt each code for the `null` source at once,
 // and the plugin was answered "wrong or expired".
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Frame, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { PAIRING_DEFAULTS } from '../../daemon/server/pairing.js';
 import { PNG_1X1, startTestDaemon, type TestDaemon } from '../daemon/server/helpers.js';
 import { CHROMIUM_DEFAULTS, launchChromium, type Chromium, waitForText } from './chromium.js';
+import { serveAttackerPage, type AttackerPage } from './attacker-page.js';
 import { serveHostPage, type HostPage } from './host-page.js';
 
 vi.setConfig({ testTimeout: CHROMIUM_DEFAULTS.flowTestMs });
@@ -25,8 +24,9 @@ interface GuessStats {
   other: number;
 }
 
-/** The attacking page: its sandboxed iframe runs `loops` guessing loops, reporting counts up. */
-function attackerPage(daemonPort: number, loops: number): string {
+/** The attacking script (test/browser/attacker-page.ts runs it in a null-origin iframe): `loops`
+ *  guessing loops, reporting counts up. */
+function attackerScript(daemonPort: number, loops: number): string {
   const script = `
     const alphabet = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
     const stats = { sent: 0, wrong: 0, limited: 0, paired: 0, other: 0 };
@@ -42,28 +42,23 @@ function attackerPage(daemonPort: number, loops: number): string {
       }
     }
     for (let i = 0; i < ${loops}; i++) loop();`;
-  const srcdoc = `<script>${script}</script>`.replace(/"/g, '&quot;');
-  return `<!doctype html><meta charset="utf-8"><title>attacker</title>
-<iframe sandbox="allow-scripts" srcdoc="${srcdoc}"></iframe>
-<script>window.stats = { sent: 0, wrong: 0, limited: 0, paired: 0, other: 0 }; addEventListener('message', (e) => { window.stats = e.data; });</script>`;
+  return script;
 }
 
 let t: TestDaemon;
 let host: HostPage;
 let chromium: Chromium;
-let attacker: Server;
+let attacker: AttackerPage;
 beforeAll(async () => {
   t = await startTestDaemon();
   host = await serveHostPage();
   chromium = await launchChromium();
-  attacker = createServer((_req, res) => res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(attackerPage(t.daemon.port, 8)));
-  await new Promise<void>((resolve) => attacker.listen(0, '127.0.0.1', resolve));
+  attacker = await serveAttackerPage(attackerScript(t.daemon.port, 8), { sent: 0, wrong: 0, limited: 0, paired: 0, other: 0 });
 });
 afterAll(async () => {
   await chromium?.close();
   await host?.close();
-  attacker?.closeAllConnections();
-  await new Promise<void>((resolve) => (attacker ? attacker.close(() => resolve()) : resolve()));
+  await attacker?.close();
   await t?.stop();
 });
 
@@ -79,7 +74,7 @@ const statsOf = (page: Page): Promise<GuessStats> => page.evaluate(() => (window
 
 it('a null-origin page guessing without pause cannot keep the Figma plugin from pairing with the printed code', async () => {
   const evil = await chromium.context.newPage();
-  await evil.goto(`http://127.0.0.1:${(attacker.address() as AddressInfo).port}/`);
+  await evil.goto(attacker.url);
   await evil.waitForFunction(() => (window as unknown as { stats: GuessStats }).stats.limited >= 20, undefined, { timeout: 30_000 });
 
   const typings: ((code: string) => string)[] = [(code) => code, (code) => code.toLowerCase().replace('-', '')];

@@ -4,18 +4,18 @@
 // the Figma emulation, also origin `null`, with a stored token) is opened 10 times: every time it
 // reaches Ready, without ever showing Disconnected. Before the admission policy the 40 sockets held
 // the daemon's 32 waiting places and most plugin connections were refused with 429.
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Frame, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { PNG_1X1, startTestDaemon, type TestDaemon } from '../daemon/server/helpers.js';
 import { CHROMIUM_DEFAULTS, launchChromium, type Chromium, waitForText } from './chromium.js';
+import { serveAttackerPage, type AttackerPage } from './attacker-page.js';
 import { serveHostPage, type HostPage } from './host-page.js';
 
 vi.setConfig({ testTimeout: CHROMIUM_DEFAULTS.flowTestMs });
 
-/** The attacking page: its sandboxed iframe keeps `sockets` WebSockets opening, reporting counts up. */
-function attackerPage(daemonPort: number, sockets: number): string {
+/** The attacking script (test/browser/attacker-page.ts runs it in a null-origin iframe): it keeps
+ *  `sockets` WebSockets opening, reporting counts up. */
+function attackerScript(daemonPort: number, sockets: number): string {
   const script = `
     let opened = 0, closed = 0, refused = 0;
     const report = () => parent.postMessage({ opened, closed, refused }, '*');
@@ -26,28 +26,23 @@ function attackerPage(daemonPort: number, sockets: number): string {
       ws.onclose = () => { closed++; if (!open) refused++; report(); setTimeout(one, 0); };
     }
     for (let i = 0; i < ${sockets}; i++) one();`;
-  const srcdoc = `<script>${script}</script>`.replace(/"/g, '&quot;');
-  return `<!doctype html><meta charset="utf-8"><title>attacker</title>
-<iframe sandbox="allow-scripts" srcdoc="${srcdoc}"></iframe>
-<script>window.stats = { opened: 0, closed: 0, refused: 0 }; addEventListener('message', (e) => { window.stats = e.data; });</script>`;
+  return script;
 }
 
 let t: TestDaemon;
 let host: HostPage;
 let chromium: Chromium;
-let attacker: Server;
+let attacker: AttackerPage;
 beforeAll(async () => {
   t = await startTestDaemon();
   host = await serveHostPage();
   chromium = await launchChromium();
-  attacker = createServer((_req, res) => res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(attackerPage(t.daemon.port, 40)));
-  await new Promise<void>((resolve) => attacker.listen(0, '127.0.0.1', resolve));
+  attacker = await serveAttackerPage(attackerScript(t.daemon.port, 40), { opened: 0, closed: 0, refused: 0 });
 });
 afterAll(async () => {
   await chromium?.close();
   await host?.close();
-  attacker?.closeAllConnections();
-  await new Promise<void>((resolve) => (attacker ? attacker.close(() => resolve()) : resolve()));
+  await attacker?.close();
   await t?.stop();
 });
 
@@ -61,7 +56,7 @@ async function startPlugin(page: Page, token: string): Promise<Frame> {
 
 it('a null-origin page keeping 40 sockets opening cannot keep the plugin from connecting (10 of 10)', async () => {
   const evil = await chromium.context.newPage();
-  await evil.goto(`http://127.0.0.1:${(attacker.address() as AddressInfo).port}/`);
+  await evil.goto(attacker.url);
   // The flood is on: the daemon has had to close (evict or time out) some of the page's sockets.
   await evil.waitForFunction(() => (window as unknown as { stats: { closed: number } }).stats.closed >= 10, undefined, { timeout: 30_000 });
 
