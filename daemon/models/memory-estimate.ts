@@ -1,5 +1,6 @@
 // The memory a job needs, estimated before it runs, so that a job that cannot fit is refused up front
-// with a hint instead of failing minutes later (docs/SECURITY.md §R17). All tensors are float32 (4 bytes).
+// with a hint instead of failing minutes later (docs/SECURITY.md §R17). Activations are float32 (4
+// bytes); weights count at the precision the prepared UNet graphs compute in (modelFootprint).
 //
 //   total = W + A + overhead
 //   W  = U·n_U + O       U: the UNet's bytes on disk (graph + external weights), loaded once per UNet
@@ -60,9 +61,10 @@ export const MEMORY_ESTIMATE_DEFAULTS = Object.freeze({
 
 /** What the estimate needs to know about a model. */
 export interface ModelFootprint {
-  /** UNet graph + its external weights, bytes. */
+  /** UNet graph + its external weights, bytes in memory (on disk, rescaled from the export's
+   *  precision to the one the prepared graphs compute in). */
   readonly unetBytes: number;
-  /** Text encoder + VAE encoder + VAE decoder, bytes. */
+  /** Text encoder + VAE encoder + VAE decoder, bytes in memory (rescaled as the UNet's). */
   readonly otherBytes: number;
   readonly heads: number;
   /** r_s per attention site. */
@@ -106,10 +108,10 @@ export async function modelFootprint(modelsDir: string, name: string): Promise<M
   const walk = await walkModelFolder(dir);
   let unetBytes = 0;
   let otherBytes = 0;
-  let manifestPath: string | undefined;
+  const manifestPaths: string[] = [];
   for (const f of walk.files) {
     if (f.path.startsWith('unet/')) {
-      if (/^unet\/model\.prepared\.[^/]+\.json$/.test(f.path)) manifestPath ??= f.path;
+      if (/^unet\/model\.prepared\.[^/]+\.json$/.test(f.path)) manifestPaths.push(f.path);
       if (!DERIVED_UNET_FILE.test(f.path)) unetBytes += f.size;
     } else if (/^(?:text_encoder|vae_encoder|vae_decoder)\//.test(f.path) && !UNFUSED_TWIN_FILE.test(f.path)) {
       otherBytes += f.size;
@@ -119,11 +121,21 @@ export async function modelFootprint(modelsDir: string, name: string): Promise<M
   let heads: number = d.sd1xHeads;
   let siteFractions: readonly number[] = d.sd1xSiteFractions;
   let tokens: number = d.tokens;
-  if (manifestPath) {
+  // Bytes per weight on disk (the export's) and in memory (what the prepared graphs compute in: a
+  // float16 export is upcast to float32 for the CPU provider, onnx/precision/unet-precision.ts). With
+  // several precisions prepared, the larger one counts: the device is not known here.
+  let diskBytesPerValue: number = d.bytesPerValue;
+  let memoryBytesPerValue = 0;
+  let sitesFound = false;
+  for (const manifestPath of manifestPaths.sort()) {
     try {
       const real = await resolveModelPath(modelsDir, join(name, manifestPath));
       const parsed = PreparedManifest.safeParse(JSON.parse(await readFile(real, 'utf8')));
-      if (parsed.success && parsed.data.sites.length > 0) {
+      if (!parsed.success) continue;
+      if (parsed.data.exported === 'fp16') diskBytesPerValue = 2;
+      memoryBytesPerValue = Math.max(memoryBytesPerValue, parsed.data.precision?.compute === 'fp16' ? 2 : 4);
+      if (!sitesFound && parsed.data.sites.length > 0) {
+        sitesFound = true;
         const grid = parsed.data.latentHeight * parsed.data.latentWidth;
         heads = Math.max(...parsed.data.sites.map((s) => s.heads));
         tokens = Math.max(...parsed.data.sites.map((s) => s.tokens));
@@ -133,7 +145,15 @@ export async function modelFootprint(modelsDir: string, name: string): Promise<M
       // a broken manifest: keep the SD 1.x profile
     }
   }
-  return { unetBytes, otherBytes, heads, siteFractions, tokens, channels: inferChannels(unetBytes) };
+  // The UNet's parameters, then their bytes in memory (float32 when nothing is prepared yet). The
+  // text encoder and VAE are never converted: a float16 export's are counted at float32, the worst
+  // case (onnxruntime's CPU provider computes their float16 nodes through Casts).
+  const parameterBytes = (unetBytes / diskBytesPerValue) * d.bytesPerValue;
+  return {
+    unetBytes: (unetBytes * (memoryBytesPerValue || d.bytesPerValue)) / diskBytesPerValue,
+    otherBytes: (otherBytes * d.bytesPerValue) / diskBytesPerValue,
+    heads, siteFractions, tokens, channels: inferChannels(parameterBytes),
+  };
 }
 
 /** The estimate of the file header for one job shape. */

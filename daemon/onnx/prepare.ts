@@ -92,6 +92,9 @@ export const PreparedManifest = z.object({
   sites: z.array(SiteSchema),
   /** Absent in manifests written before precisions existed: fp32 / fp32. */
   precision: UNetPrecision.optional(),
+  /** The export's own weights precision, written only for a float16 export (the memory estimate
+   *  counts its parameters from its bytes on disk). */
+  exported: z.literal('fp16').optional(),
 });
 export type PreparedManifest = z.infer<typeof PreparedManifest>;
 
@@ -391,6 +394,7 @@ async function prepareOnce(modelDir: string, opts: PrepareOptions, size: UNetSta
     files: graphs === 'both' ? { xattn: names.xattn, grad: names.grad } : { xattn: names.xattn },
     sites,
     ...(precision.weights === 'fp32' && precision.compute === 'fp32' ? {} : { precision }),
+    ...(exportPrecision(original) === 'fp16' ? { exported: 'fp16' as const } : {}),
   };
   // The manifest goes last: its presence certifies the graphs it names.
   await writeFileAtomic(paths.manifestPath, new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`));

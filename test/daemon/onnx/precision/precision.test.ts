@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { modelsPrepare } from '../../../../daemon/cli/models-prepare.js';
+import { modelFootprint } from '../../../../daemon/models/memory-estimate.js';
 import { float16Bits, float16Value, fromFloat16Array, toFloat16Array } from '../../../../daemon/onnx/graph/float16.js';
 import { decodeModel } from '../../../../daemon/onnx/graph/model-io.js';
 import { makeNode } from '../../../../daemon/onnx/graph/nodes.js';
@@ -205,6 +206,36 @@ describe('a float16 export (optimum --fp16)', () => {
       for (const m of s.outputMetadata) if (m.isTensor) expect(m.type).toBe('float32');
       await s.release();
     }
+  });
+});
+
+describe('the memory estimate of a float16 export', () => {
+  it('counts its parameters from its float16 bytes and its weights at the precision the prepared graphs compute in', async () => {
+    const fp32 = join(dir, 'estimate-fp32');
+    const fp16 = join(dir, 'estimate-fp16');
+    await writeTinyStableDiffusion(fp32, { flavour: 'opset17' });
+    await writeTinyStableDiffusion(fp16, { flavour: 'opset17', precision: 'fp16' });
+    await prepareModel(fp32, SIZE);
+    const cpu = await prepareModel(fp16, SIZE);
+    expect(cpu.manifest.exported).toBe('fp16');
+    expect((await prepareModel(fp32, SIZE)).manifest.exported).toBeUndefined();
+    const a = await modelFootprint(dir, 'estimate-fp32');
+    // On the CPU the float16 weights run in float32: about the bytes in memory and the width C of the
+    // float32 export of the same model (before, half of them). The tiny graphs' structure, a larger
+    // share of their bytes than in SD, and the export's casts keep the ratio a little above 1.
+    const b = await modelFootprint(dir, 'estimate-fp16');
+    expect(b.unetBytes / a.unetBytes).toBeGreaterThan(0.9);
+    expect(b.unetBytes / a.unetBytes).toBeLessThan(1.15);
+    expect(b.channels / a.channels).toBeCloseTo(1, 1);
+    expect(b.otherBytes / a.otherBytes).toBeGreaterThan(0.9);
+    // A GPU's float16 graphs alone: half the bytes, the same width.
+    const gpuOnly = join(dir, 'estimate-fp16-gpu');
+    await writeTinyStableDiffusion(gpuOnly, { flavour: 'opset17', precision: 'fp16' });
+    await prepareModel(gpuOnly, { ...SIZE, precision: { weights: 'fp16', compute: 'fp16' } });
+    const c = await modelFootprint(dir, 'estimate-fp16-gpu');
+    expect(c.unetBytes / a.unetBytes).toBeGreaterThan(0.45);
+    expect(c.unetBytes / a.unetBytes).toBeLessThan(0.6);
+    expect(c.channels / a.channels).toBeCloseTo(1, 1);
   });
 });
 
