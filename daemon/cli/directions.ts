@@ -38,6 +38,22 @@ function list(args: readonly string[], io: CliIo): number {
   return 0;
 }
 
+/** The text encoder of `--model` (default: the home's default model) on the chosen device, with the
+ *  home's direction cache; the caller runs `use` and the sessions are released after it. */
+async function withTextModel<T>(values: { readonly model?: string; readonly device?: string }, io: CliIo,
+  use: (models: SessionCache, model: Awaited<ReturnType<typeof loadTextModel>>, directionCacheDir: string) => Promise<T>): Promise<T> {
+  if (values.device !== undefined) devicePreference(values.device);
+  const paths = homePaths(defaultHome(io.env));
+  const modelDir = resolve(values.model ?? join(paths.models, EDIT_CLI_DEFAULTS.defaultModel));
+  const execution = await chooseExecution(devicePreference(values.device, io.env));
+  const models = new SessionCache({ modelsDir: dirname(modelDir), executionProviders: execution.executionProviders, sessionOptions: execution.sessionOptions });
+  try {
+    return await use(models, await loadTextModel(models, basename(modelDir)), dataDirCaches(paths).directionCacheDir);
+  } finally {
+    await models.releaseAll();
+  }
+}
+
 async function make(args: readonly string[], io: CliIo): Promise<number> {
   const { values } = parseFlags(args, {
     from: { type: 'string' },
@@ -53,25 +69,17 @@ async function make(args: readonly string[], io: CliIo): Promise<number> {
   if ((values['source-bank'] === undefined) !== (values['target-bank'] === undefined)) {
     throw new P2pzError('E_BAD_REQUEST', '--source-bank and --target-bank go together.');
   }
-  if (values.device !== undefined) devicePreference(values.device);
   const count = intFlag('count', values.count, 1, SENTENCE_BANK_LIMITS.maxCount) ?? SENTENCE_BANK_DEFAULTS.count;
   const banks = values['source-bank'] !== undefined && values['target-bank'] !== undefined
     ? { source: await loadUserBank(values['source-bank']), target: await loadUserBank(values['target-bank']) }
     : sentenceBankPair(values.from, values.to, { count });
-  const paths = homePaths(defaultHome(io.env));
-  const modelDir = resolve(values.model ?? join(paths.models, EDIT_CLI_DEFAULTS.defaultModel));
-  const execution = await chooseExecution(devicePreference(values.device, io.env));
-  const models = new SessionCache({ modelsDir: dirname(modelDir), executionProviders: execution.executionProviders, sessionOptions: execution.sessionOptions });
-  try {
-    const model = await loadTextModel(models, basename(modelDir));
-    const d = await editDirection(models, model, banks, { cacheDir: dataDirCaches(paths).directionCacheDir });
+  await withTextModel(values, io, async (models, model, cacheDir) => {
+    const d = await editDirection(models, model, banks, { cacheDir });
     let norm = 0;
     for (const v of d.delta) norm += v * v;
     if (values.out !== undefined) await writeFile(values.out, encodeNpy(d.delta, [1, d.tokens, d.width]));
     io.out(`${values.from} → ${values.to}: ${banks.source.length} + ${banks.target.length} sentences, ‖Δ‖ = ${Math.sqrt(norm).toPrecision(4)}${d.cached ? ' (cached)' : ''}, key ${d.key.slice(0, 16)}\n`);
-  } finally {
-    await models.releaseAll();
-  }
+  });
   return 0;
 }
 
@@ -83,18 +91,11 @@ async function importEmbeddings(args: readonly string[], io: CliIo): Promise<num
     device: { type: 'string' },
   });
   if (values.concept === undefined || values.embeddings === undefined) throw new P2pzError('E_BAD_REQUEST', 'Both --concept and --embeddings are required.', USAGE.split('\n')[3]);
-  if (values.device !== undefined) devicePreference(values.device);
-  const paths = homePaths(defaultHome(io.env));
-  const modelDir = resolve(values.model ?? join(paths.models, EDIT_CLI_DEFAULTS.defaultModel));
-  const execution = await chooseExecution(devicePreference(values.device, io.env));
-  const models = new SessionCache({ modelsDir: dirname(modelDir), executionProviders: execution.executionProviders, sessionOptions: execution.sessionOptions });
-  try {
-    const model = await loadTextModel(models, basename(modelDir));
-    const r = await importConceptEmbeddings(models, model, dataDirCaches(paths).directionCacheDir, values.concept, values.embeddings);
-    io.out(`${values.concept}: ${r.count} embedding${r.count === 1 ? '' : 's'} of [${r.tokens},${r.width}] imported for ${basename(modelDir)}'s text encoder\n`);
-  } finally {
-    await models.releaseAll();
-  }
+  const { concept, embeddings } = values;
+  await withTextModel(values, io, async (models, model, cacheDir) => {
+    const r = await importConceptEmbeddings(models, model, cacheDir, concept, embeddings);
+    io.out(`${concept}: ${r.count} embedding${r.count === 1 ? '' : 's'} of [${r.tokens},${r.width}] imported for ${model.name}'s text encoder\n`);
+  });
   return 0;
 }
 

@@ -17,6 +17,36 @@ import { uniform } from './op-harness.js';
 
 const SIZE = { batch: 2, latentHeight: 8, latentWidth: 8 };
 
+type GradientGraph = ReturnType<typeof guidanceGradientModel>;
+
+/** ∂L/∂sample of a gradient graph written next to the tiny UNet in `dir` (it references its weights
+ *  file) as `name`, with seeded feeds and reference maps. */
+async function gradSample(dir: string, graph: GradientGraph, name: string, seed: number, refSeed: number): Promise<Float32Array> {
+  const path = join(dir, 'unet', name);
+  await writeDerivedModel(graph.model, join(dir, 'unet/model.onnx'), path);
+  const s = await ort.InferenceSession.create(path);
+  const feeds: Record<string, ort.Tensor> = unetFeeds('opset17', 2, 8, 8, seed);
+  for (const site of graph.sites) {
+    const n = site.heads * site.queries * site.tokens;
+    feeds[`attn_ref_${String(site.index).padStart(2, '0')}`] = new ort.Tensor('float32', Float32Array.from(uniform(site.index + refSeed, n, 0, 0.05)), [site.heads, site.queries, site.tokens]);
+  }
+  const out = await s.run(feeds);
+  await s.release();
+  return out.grad_sample?.data as Float32Array;
+}
+
+/** Expects `b` to equal `a` within 1e-5 of a's largest magnitude, which must not be 0. */
+function expectSameGradient(a: Float32Array, b: Float32Array): void {
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+    scale = Math.max(scale, Math.abs(a[i]!));
+  }
+  expect(scale).toBeGreaterThan(0);
+  expect(diff).toBeLessThanOrEqual(1e-5 * scale);
+}
+
 describe('recomputed attention probabilities', () => {
   it('give the same ∂L/∂sample as kept ones, and no backward node reads a recomputed forward tensor', async () => {
     const { dir } = await tinyUNetFolder('opset17', 5);
@@ -34,29 +64,7 @@ describe('recomputed attention probabilities', () => {
     expect(backward(redone.model.graph.node).filter((n) => n.opType === 'ReduceMax').length).toBe(softmaxOutputs.size);
 
     // Same values: write both next to the UNet (they reference its weights file) and run them.
-    const run = async (model: typeof kept.model, name: string): Promise<Float32Array> => {
-      const path = join(dir, 'unet', name);
-      await writeDerivedModel(model, join(dir, 'unet/model.onnx'), path);
-      const s = await ort.InferenceSession.create(path);
-      const feeds: Record<string, ort.Tensor> = unetFeeds('opset17', 2, 8, 8, 7);
-      for (const site of kept.sites) {
-        const n = site.heads * site.queries * site.tokens;
-        feeds[`attn_ref_${String(site.index).padStart(2, '0')}`] = new ort.Tensor('float32', Float32Array.from(uniform(site.index, n, 0, 0.05)), [site.heads, site.queries, site.tokens]);
-      }
-      const out = await s.run(feeds);
-      await s.release();
-      return out.grad_sample?.data as Float32Array;
-    };
-    const a = await run(kept.model, 'model.grad-kept.onnx');
-    const b = await run(redone.model, 'model.grad-recomputed.onnx');
-    let diff = 0;
-    let scale = 0;
-    for (let i = 0; i < a.length; i++) {
-      diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-      scale = Math.max(scale, Math.abs(a[i]!));
-    }
-    expect(scale).toBeGreaterThan(0);
-    expect(diff).toBeLessThanOrEqual(1e-5 * scale);
+    expectSameGradient(await gradSample(dir, kept, 'model.grad-kept.onnx', 7, 0), await gradSample(dir, redone, 'model.grad-recomputed.onnx', 7, 0));
     expect(encodeModel(redone.model).length).toBeGreaterThan(encodeModel(kept.model).length);
   });
 
@@ -80,29 +88,7 @@ describe('recomputed attention probabilities', () => {
       expect([...after.values()].filter((o) => o === op).length, op).toBeLessThan([...before.values()].filter((o) => o === op).length);
     }
     expect(after.size).toBeLessThan(before.size);
-    const run = async (model: typeof kept.model, name: string): Promise<Float32Array> => {
-      const path = join(dir, 'unet', name);
-      await writeDerivedModel(model, join(dir, 'unet/model.onnx'), path);
-      const s = await ort.InferenceSession.create(path);
-      const feeds: Record<string, ort.Tensor> = unetFeeds('opset17', 2, 8, 8, 8);
-      for (const site of kept.sites) {
-        const n = site.heads * site.queries * site.tokens;
-        feeds[`attn_ref_${String(site.index).padStart(2, '0')}`] = new ort.Tensor('float32', Float32Array.from(uniform(site.index + 9, n, 0, 0.05)), [site.heads, site.queries, site.tokens]);
-      }
-      const out = await s.run(feeds);
-      await s.release();
-      return out.grad_sample?.data as Float32Array;
-    };
-    const a = await run(kept.model, 'model.grad-ew-kept.onnx');
-    const b = await run(redone.model, 'model.grad-ew-recomputed.onnx');
-    let diff = 0;
-    let scale = 0;
-    for (let i = 0; i < a.length; i++) {
-      diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-      scale = Math.max(scale, Math.abs(a[i]!));
-    }
-    expect(scale).toBeGreaterThan(0);
-    expect(diff).toBeLessThanOrEqual(1e-5 * scale);
+    expectSameGradient(await gradSample(dir, kept, 'model.grad-ew-kept.onnx', 8, 9), await gradSample(dir, redone, 'model.grad-ew-recomputed.onnx', 8, 9));
   });
 
   it('picks self-attention and leaves cross-attention at SD 1.x sizes (default ratio)', () => {
