@@ -6,23 +6,21 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CliIo } from '../../daemon/cli/command.js';
 import { decodeImage } from '../../daemon/image/decode.js';
 import { writeTinyCaptioner } from '../../daemon/onnx/tiny/blip-captioner.js';
 import { writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusion.js';
 import { captionImage, loadCaptioner } from '../../daemon/pipeline/captioner/blip.js';
 import { SessionCache } from '../../daemon/worker/sessions.js';
 import { rgbaPng } from '../daemon/pipeline/tiny-pipeline.js';
-import { loadMain, type Main } from '../fixtures/cli-main.js';
+import { captureIo, loadMain, type CapturedIo, type Main } from '../fixtures/cli-main.js';
 
 let dir: string;
 let models: string;
 let inputPath: string;
 let main: Main;
 
-function io(): CliIo & { text: { out: string; err: string } } {
-  const text = { out: '', err: '' };
-  return { out: (t) => (text.out += t), err: (t) => (text.err += t), env: { P2PZ_HOME: join(dir, 'home') }, text };
+function io(): CapturedIo {
+  return captureIo({ P2PZ_HOME: join(dir, 'home') });
 }
 
 function editArgs(out: string, extra: string[] = []): string[] {

@@ -9,11 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CliIo } from '../../daemon/cli/command.js';
 import { TINY_SD, writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusion.js';
 import { decodeNpy, encodeNpy } from '../../daemon/pipeline/dump/npy.js';
 import { rgbaPng } from '../daemon/pipeline/tiny-pipeline.js';
-import { loadMain, type Main } from '../fixtures/cli-main.js';
+import { captureIo, loadMain, type CapturedIo, type Main } from '../fixtures/cli-main.js';
 
 const PYTHON = process.env['P2PZ_PYTHON'] ?? '/usr/bin/python3';
 const ONE_LINER = "import sys,torch,numpy; numpy.save(sys.argv[2], torch.load(sys.argv[1], map_location='cpu').float().numpy())";
@@ -23,9 +22,8 @@ let main: Main;
 const T = 77;
 let D: number;
 
-function io(): CliIo & { text: { out: string; err: string } } {
-  const text = { out: '', err: '' };
-  return { out: (t) => (text.out += t), err: (t) => (text.err += t), env: { P2PZ_HOME: join(dir, 'home') }, text };
+function io(): CapturedIo {
+  return captureIo({ P2PZ_HOME: join(dir, 'home') });
 }
 
 function values(n: number, seed: number): Float32Array {

@@ -8,13 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CliIo } from '../../daemon/cli/command.js';
 import { writeDemoPack } from '../../daemon/models/demo-pack.js';
 import { writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusion.js';
 import { DumpMeta } from '../../daemon/pipeline/dump/dump-writer.js';
 import { decodeNpy } from '../../daemon/pipeline/dump/npy.js';
 import { pixels, rgbaPng } from '../daemon/pipeline/tiny-pipeline.js';
-import { loadMain, type Main } from '../fixtures/cli-main.js';
+import { captureIo, loadMain, type CapturedIo, type Main } from '../fixtures/cli-main.js';
 
 let dir: string;
 let home: string;
@@ -23,9 +22,8 @@ let inputPath: string;
 let input: Awaited<ReturnType<typeof rgbaPng>>;
 let main: Main;
 
-function io(): CliIo & { out: (t: string) => void; text: { out: string; err: string } } {
-  const text = { out: '', err: '' };
-  return { out: (t) => (text.out += t), err: (t) => (text.err += t), env: { P2PZ_HOME: home }, text };
+function io(): CapturedIo {
+  return captureIo({ P2PZ_HOME: home });
 }
 
 function editArgs(out: string, extra: string[] = []): string[] {

@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import sharp from 'sharp';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { CliIo } from '../../daemon/cli/command.js';
+import { captureIo, loadMain } from '../fixtures/cli-main.js';
 
 const PYTHON = process.env['P2PZ_PYTHON'] ?? '/usr/bin/python3';
 const SIZE = 32;
@@ -85,20 +85,9 @@ it('the exported encoder and cached decoder give the torch module’s outputs wi
 });
 
 it('installed with p2pz models install --from, p2pz caption --beams 1 writes the torch module’s greedy caption', async () => {
-  const argv = process.argv;
-  const write = process.stdout.write;
-  process.argv = [argv[0]!, 'p2pz', '--version'];
-  process.stdout.write = (() => true) as typeof process.stdout.write;
-  let main: (argv: readonly string[], io: CliIo) => Promise<number>;
-  try {
-    main = (await import('../../daemon/cli.js')).main;
-  } finally {
-    process.argv = argv;
-    process.stdout.write = write;
-    process.exitCode = undefined;
-  }
-  const text = { out: '', err: '' };
-  const io: CliIo = { out: (t) => (text.out += t), err: (t) => (text.err += t), env: { P2PZ_HOME: join(work, 'home') } };
+  const main = await loadMain();
+  const io = captureIo({ P2PZ_HOME: join(work, 'home') });
+  const text = io.text;
   expect(await main(['models', 'install', '--from', out, '--name', 'blip-image-captioning-base'], io)).toBe(0);
   expect(text.out).toContain('Installed captioner/blip-image-captioning-base');
   text.out = '';

@@ -10,14 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CliIo } from '../../../../daemon/cli/command.js';
 import { verifyModel } from '../../../../daemon/models/verify.js';
 import { decodeModel, encodeModel } from '../../../../daemon/onnx/graph/model-io.js';
 import { writeTinyStableDiffusion, type TinyStableDiffusionInfo } from '../../../../daemon/onnx/tiny/stable-diffusion.js';
 import { SessionCache } from '../../../../daemon/worker/sessions.js';
 import { P2pzError } from '../../../../shared/protocol/errors.js';
 import { pixels, rgbaPng } from '../../pipeline/tiny-pipeline.js';
-import { loadMain } from '../../../fixtures/cli-main.js';
+import { captureIo, loadMain, type CapturedIo } from '../../../fixtures/cli-main.js';
 
 let dir: string;
 let modelsDir: string;
@@ -103,10 +102,7 @@ describe('an onnxruntime-optimized VAE and text encoder', () => {
   it('runs a full `p2pz edit` like the plain model (within 1 level of 255)', async () => {
     const main = await loadMain();
     const home = join(dir, 'home');
-    const io = (): CliIo & { text: { out: string; err: string } } => {
-      const text = { out: '', err: '' };
-      return { out: (t) => (text.out += t), err: (t) => (text.err += t), env: { P2PZ_HOME: home }, text };
-    };
+    const io = (): CapturedIo => captureIo({ P2PZ_HOME: home });
     const input = await rgbaPng(40, 48);
     const inputPath = join(dir, 'in.png');
     await writeFile(inputPath, input.png);

@@ -9,7 +9,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CliIo } from '../../../../daemon/cli/command.js';
 import { guidanceGradientModel, unetInputDims } from '../../../../daemon/onnx/attention/guidance-graph.js';
 import { decodeModel, encodeModel, writeDerivedModel } from '../../../../daemon/onnx/graph/model-io.js';
 import { prepareModel } from '../../../../daemon/onnx/prepare.js';
@@ -19,7 +18,7 @@ import { P2pzError } from '../../../../shared/protocol/errors.js';
 import { uniform } from '../autodiff/op-harness.js';
 import { unetFeeds } from '../attention/tiny-unet.js';
 import { pixels, rgbaPng } from '../../pipeline/tiny-pipeline.js';
-import { loadMain } from '../../../fixtures/cli-main.js';
+import { captureIo, loadMain, type CapturedIo } from '../../../fixtures/cli-main.js';
 
 let dir: string;
 let fusedDir: string;
@@ -125,10 +124,7 @@ describe('an onnxruntime-optimized UNet', () => {
   it('runs `p2pz models prepare` and `p2pz edit` like the plain model', async () => {
     const main = await loadMain();
     const home = join(dir, 'home');
-    const io = (): CliIo & { text: { out: string; err: string } } => {
-      const text = { out: '', err: '' };
-      return { out: (t) => (text.out += t), err: (t) => (text.err += t), env: { P2PZ_HOME: home }, text };
-    };
+    const io = (): CapturedIo => captureIo({ P2PZ_HOME: home });
     const prep = io();
     expect(await main(['models', 'prepare', fusedDir, '--size', '64'], prep)).toBe(0);
     expect(prep.text.out).toContain('7 cross-attention layers');
