@@ -150,6 +150,18 @@ const at = (v: number[], dims: readonly number[]) => (...idx: number[]): number 
 
 const B = 2; const S = 6; const L = 5; const N = 2; const H = 4; const D = N * H;
 
+/** Attention's float64 reference: Q, K and V projected from x by one packed weight [D, 3·D] and bias,
+ *  then multi-head attention (masked to earlier keys when `causal`). */
+function packedAttention(x: Record<string, number[]>, causal: boolean): number[][] {
+  const X = at(x.x ?? [], [B, S, D]); const W = at(x.w ?? [], [D, 3 * D]); const bias = x.bias ?? [];
+  const proj = (part: number) => (b: number, s: number, n: number, h: number): number => {
+    let acc = bias[part * D + n * H + h] ?? 0;
+    for (let c = 0; c < D; c++) acc += X(b, s, c) * W(c, part * D + n * H + h);
+    return acc;
+  };
+  return [mha(B, S, S, N, H, H, 1 / Math.sqrt(H), proj(0), proj(1), proj(2), causal)];
+}
+
 const CASES: Record<string, Case> = {
   'MultiHeadAttention, separate q/k/v with bias (cross-attention)': {
     op: 'MultiHeadAttention', attrs: { num_heads: N }, cpu: 'yes', outDims: [B, S, D],
@@ -181,28 +193,12 @@ const CASES: Record<string, Case> = {
   'Attention (fused self-attention projections)': {
     op: 'Attention', attrs: { num_heads: N }, cpu: 'yes', outDims: [B, S, D],
     inputs: [{ name: 'x', dims: [B, S, D] }, { name: 'w', dims: [D, 3 * D], constant: true }, { name: 'bias', dims: [3 * D], constant: true }],
-    reference: (x) => {
-      const X = at(x.x ?? [], [B, S, D]); const W = at(x.w ?? [], [D, 3 * D]); const bias = x.bias ?? [];
-      const proj = (part: number) => (b: number, s: number, n: number, h: number): number => {
-        let acc = bias[part * D + n * H + h] ?? 0;
-        for (let c = 0; c < D; c++) acc += X(b, s, c) * W(c, part * D + n * H + h);
-        return acc;
-      };
-      return [mha(B, S, S, N, H, H, 1 / Math.sqrt(H), proj(0), proj(1), proj(2))];
-    },
+    reference: (x) => packedAttention(x, false),
   },
   'Attention, unidirectional (CLIP\'s causal self-attention)': {
     op: 'Attention', attrs: { num_heads: N, unidirectional: 1 }, cpu: 'yes', outDims: [B, S, D],
     inputs: [{ name: 'x', dims: [B, S, D] }, { name: 'w', dims: [D, 3 * D], constant: true }, { name: 'bias', dims: [3 * D], constant: true }],
-    reference: (x) => {
-      const X = at(x.x ?? [], [B, S, D]); const W = at(x.w ?? [], [D, 3 * D]); const bias = x.bias ?? [];
-      const proj = (part: number) => (b: number, s: number, n: number, h: number): number => {
-        let acc = bias[part * D + n * H + h] ?? 0;
-        for (let c = 0; c < D; c++) acc += X(b, s, c) * W(c, part * D + n * H + h);
-        return acc;
-      };
-      return [mha(B, S, S, N, H, H, 1 / Math.sqrt(H), proj(0), proj(1), proj(2), true)];
-    },
+    reference: (x) => packedAttention(x, true),
   },
   'GroupNorm, NHWC with SiLU': {
     op: 'GroupNorm', attrs: { groups: 2, activation: 1, epsilon: { float: 1e-5 } }, cpu: 'no', outDims: [B, 3, 4, 8],
