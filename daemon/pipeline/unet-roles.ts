@@ -7,7 +7,7 @@
 import { Tensor } from 'onnxruntime-node';
 import type { InferenceSession } from 'onnxruntime-node';
 import { P2pzError } from '../../shared/protocol/index.js';
-import { DataType } from '../onnx/graph/onnx-proto.js';
+import { TENSOR_TYPE } from '../onnx/graph/signature.js';
 import { fromFloat16Array, toFloat16Array } from '../onnx/graph/float16.js';
 import { ROLES_IO, roleValue } from '../onnx/roles-model.js';
 import { UNET_ROLES, type PreparedRoles, type UNetRole } from '../onnx/prepare.js';
@@ -16,28 +16,18 @@ import type { ModelSessions } from './context.js';
 /** One UNet graph's run(): the feeds and outputs under the graph's own names. */
 export type UNetCall = (feeds: InferenceSession.FeedsType) => Promise<InferenceSession.ReturnType>;
 
-const ORT_TYPE: Readonly<Record<number, Tensor.Type>> = Object.freeze({
-  [DataType.FLOAT]: 'float32',
-  [DataType.FLOAT16]: 'float16',
-  [DataType.DOUBLE]: 'float64',
-  [DataType.INT64]: 'int64',
-  [DataType.INT32]: 'int32',
-  [DataType.BOOL]: 'bool',
-});
-
 function emptyTensor(dtype: number, rank: number): Tensor {
-  const type = ORT_TYPE[dtype];
-  if (!type) throw new P2pzError('E_MODEL_INVALID', `The UNet roles model has an input of ONNX type ${dtype}.`, 'Prepare the model again (`p2pz models prepare`).');
   // A scalar cannot be empty: it gets its one zero.
   const dims = Array.from({ length: rank }, () => 0);
   const n = rank === 0 ? 1 : 0;
-  switch (type) {
+  switch (TENSOR_TYPE[dtype]) {
     case 'int64': return new Tensor('int64', new BigInt64Array(n), dims);
     case 'int32': return new Tensor('int32', new Int32Array(n), dims);
     case 'float64': return new Tensor('float64', new Float64Array(n), dims);
     case 'float16': return new Tensor('float16', new Uint16Array(n), dims);
     case 'bool': return new Tensor('bool', new Uint8Array(n), dims);
-    default: return new Tensor('float32', new Float32Array(n), dims);
+    case 'float32': return new Tensor('float32', new Float32Array(n), dims);
+    default: throw new P2pzError('E_MODEL_INVALID', `The UNet roles model has an input of ONNX type ${dtype}.`, 'Prepare the model again (`p2pz models prepare`).');
   }
 }
 
@@ -64,7 +54,7 @@ export function unetRoles(models: Pick<ModelSessions, 'run'>, roles: PreparedRol
       for (const i of signature.inputs) {
         const value = feeds[i.name];
         if (!(value instanceof Tensor)) throw new P2pzError('E_INTERNAL', `UNet role “${role}”: no input “${i.name}”.`);
-        all[roleValue(role, i.name)] = asFloatType(value, ORT_TYPE[i.dtype]);
+        all[roleValue(role, i.name)] = asFloatType(value, TENSOR_TYPE[i.dtype]);
       }
       const out = await models.run(roles.path, all);
       const mine: Record<string, InferenceSession.ReturnType[string]> = {};

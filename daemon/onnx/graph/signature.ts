@@ -10,7 +10,8 @@ import { DataType, int64ToNumber, type ValueInfoProto } from './onnx-proto.js';
 
 export type DeclaredSignature = Pick<InferenceSession, 'inputNames' | 'outputNames' | 'inputMetadata' | 'outputMetadata'>;
 
-const TENSOR_TYPE: Readonly<Record<number, Tensor.Type>> = Object.freeze({
+/** onnxruntime's tensor type of each ONNX element type p2pz's graphs use. */
+export const TENSOR_TYPE: Readonly<Record<number, Tensor.Type>> = Object.freeze({
   [DataType.FLOAT]: 'float32',
   [DataType.FLOAT16]: 'float16',
   [DataType.DOUBLE]: 'float64',
