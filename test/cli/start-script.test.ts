@@ -40,16 +40,23 @@ async function until(check: () => boolean | Promise<boolean>, ms: number, what: 
   }
 }
 
+/** `npm start` in a fresh home; the processes it leaves (pids pushed by the test) are killed and the
+ *  home removed after the test. */
+async function startNpm(detached: boolean): Promise<{ home: string; s: ReturnType<typeof spawnNpmStart>; pids: number[] }> {
+  const home = await mkdtemp(join(tmpdir(), 'p2pz-npm-start-'));
+  const s = spawnNpmStart(home, detached);
+  const pids: number[] = [];
+  cleanup.push(async () => {
+    if (s.child.exitCode === null) s.child.kill('SIGKILL');
+    for (const pid of pids) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+    await rm(home, { recursive: true, force: true });
+  });
+  return { home, s, pids };
+}
+
 describe('npm start', () => {
   it('SIGTERM to npm stops the daemon and its worker (no orphans) and removes daemon.json', async () => {
-    const home = await mkdtemp(join(tmpdir(), 'p2pz-npm-start-'));
-    const s = spawnNpmStart(home);
-    const pids: number[] = [];
-    cleanup.push(async () => {
-      if (s.child.exitCode === null) s.child.kill('SIGKILL');
-      for (const pid of pids) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
-      await rm(home, { recursive: true, force: true });
-    });
+    const { home, s, pids } = await startNpm(false);
     const info = await waitForDaemonInfo(home, s, 60_000);
     pids.push(info.pid);
     // The daemon is not npm's own child: a shell sits between them.
@@ -66,14 +73,7 @@ describe('npm start', () => {
   });
 
   it('Ctrl-C (SIGINT to the whole process group) stops the daemon in order, not by a forced exit', async () => {
-    const home = await mkdtemp(join(tmpdir(), 'p2pz-npm-start-'));
-    const s = spawnNpmStart(home, true);
-    const pids: number[] = [];
-    cleanup.push(async () => {
-      if (s.child.exitCode === null) s.child.kill('SIGKILL');
-      for (const pid of pids) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
-      await rm(home, { recursive: true, force: true });
-    });
+    const { home, s, pids } = await startNpm(true);
     const info = await waitForDaemonInfo(home, s, 60_000);
     pids.push(info.pid);
     await until(async () => HealthResponse.parse((await send(info, { path: '/v1/health' })).json).worker.state === 'ready', 60_000, 'worker ready');
