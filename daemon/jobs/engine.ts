@@ -55,6 +55,10 @@ export interface JobEngine {
    * A worker crash resolves `{status: 'failed', error: E_WORKER_CRASHED}`.
    */
   run(job: EngineJob, onProgress: (p: EngineProgress) => void, signal: AbortSignal): Promise<EngineResult>;
+  /** An upload that a job (a quick preview) may soon read: an engine may prepare it in its idle time
+   *  (the worker decodes it, pipeline/gan-prefetch.ts). A hint: it never delays or changes a job, and
+   *  an engine without it just does nothing. */
+  prefetch?(image: Uint8Array): void;
   health(): EngineHealth;
   /** Stops the worker (cooperatively, then by force) and resolves when it has exited. */
   close(): Promise<void>;

@@ -3,7 +3,7 @@
 // the ResultStore, and reports every job to its client as one event stream that ends in exactly one
 // terminal event: `finished`, `cancelled` or `error` (docs/SECURITY.md §R14). Finished jobs are remembered for a while,
 // then forgotten. Jobs belong to the client that submitted them; other clients cannot see them.
-import { encodePreviewFrame, JobOutcome, P2pzError, PreviewFrameHeader, PROTOCOL_VERSION, ProgressEvent } from '../../shared/protocol/index.js';
+import { encodePreviewFrameParts, JobOutcome, P2pzError, PreviewFrameHeader, PROTOCOL_VERSION, ProgressEvent } from '../../shared/protocol/index.js';
 import type { Device, Provider } from '../../shared/protocol/index.js';
 import type {
   ErrorBody,
@@ -54,8 +54,10 @@ export type QueueOptions = Partial<QueueSettings> & {
 };
 
 export type JobListener = (event: JobEvent) => void;
-/** Receives a job's preview frames, encoded as they go on the wire (shared/protocol/preview-frame.ts). */
-export type FrameListener = (frame: Uint8Array, header: PreviewFrameHeader) => void;
+/** Receives a job's preview frames, encoded as they go on the wire: the parts of one binary message, in
+ *  order, header then pixels (shared/protocol/preview-frame.ts, encodePreviewFrameParts). */
+export type FrameListener = (frame: PreviewFrameParts, header: PreviewFrameHeader) => void;
+export type PreviewFrameParts = readonly [Uint8Array, Uint8Array];
 
 interface Subscriber {
   readonly event: JobListener;
@@ -233,6 +235,16 @@ export class JobQueue {
       own.delete(subscriber);
       if (own.size === 0 && this.listeners.get(clientId) === own) this.listeners.delete(clientId);
     };
+  }
+
+  /** Passes an upload on to the engine as a hint that a job may soon read it (JobEngine.prefetch). */
+  prefetch(image: Uint8Array): void {
+    if (this.closed) return;
+    try {
+      this.engine.prefetch?.(image);
+    } catch (error) {
+      this.log.warn('job.prefetch-failed', describeError(error));
+    }
   }
 
   /** `running` counts a cancelled job until its engine run has returned: the GPU is still busy. */
@@ -463,7 +475,7 @@ export class JobQueue {
   private emitFrame(job: Job, header: PreviewFrameHeader, rgba: Uint8Array): void {
     const subscribers = [...(this.listeners.get(job.clientId) ?? [])].filter((s) => s.frame !== undefined);
     if (subscribers.length === 0) return;
-    const bytes = encodePreviewFrame(header, rgba);
+    const bytes = encodePreviewFrameParts(header, rgba);
     for (const s of subscribers) {
       try {
         s.frame?.(bytes, header);

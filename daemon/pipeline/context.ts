@@ -29,6 +29,10 @@ export interface PipelineContext {
    *  as the daemon reads them, and only while this process's event loop runs: a pipeline that goes on
    *  with synchronous work right after a frame would hold the frame back until that work is done. */
   readonly flushed?: () => Promise<void>;
+  /** A buffer of `byteLength` bytes that a frame's pixels may be written into instead of a fresh one:
+   *  given where `progress` copies the frame before it returns (the worker's IPC serializes the
+   *  message then), so the same buffer serves the next frame. */
+  readonly framePixels?: (byteLength: number) => Uint8Array;
 }
 
 export interface PipelineOutcome {

@@ -1,7 +1,9 @@
 // The quick preview through a distilled GAN generator (docs/DESIGN.md §3 stage 8): one forward pass of an
 // image-to-image network trained on pix2pix-zero's own outputs for one direction. Stages:
 //   1. decode the upload (EXIF orientation, sRGB, alpha kept aside), unless the same bytes were
-//      decoded for an earlier preview (preview-input-cache.ts)
+//      decoded for an earlier preview or ahead of this one (preview-input-cache.ts, gan-prefetch.ts);
+//      the stage's timing says which: `decode`, `decoded-before`, or `decode-wait` (the prefetch's
+//      decode of these bytes was under way, and the preview waited for it)
 //   2. resize to the generator's working size; x = rgb/127.5 − 1, NCHW [1,3,H,W] (kept with the decoded input)
 //   3. y = G(x), [1,3,H',W'] in [-1,1]; its pixels go to the client at once as a preview frame (RGBA at
 //      H'×W', the input's alpha resized alongside; shared/protocol/preview-frame.ts), before any PNG work
@@ -18,7 +20,7 @@ import { tensorToRgba } from '../image/preview-pixels.js';
 import { resizeAlpha, resizeRgb, rgbToTensor, tensorToRgb, workingSize } from '../image/tensor.js';
 import type { GanMeta } from '../models/gan-meta.js';
 import type { ModelFiles, PipelineContext, PipelineOutcome } from './context.js';
-import { previewInputKey, sharedPreviewInputCache, type PreviewInputCache } from './preview-input-cache.js';
+import { previewInputKey, sharedPreviewInputCache, type PreviewInput, type PreviewInputCache, type PreviewInputSource } from './preview-input-cache.js';
 import type { GanGenerator } from './preview-registry.js';
 
 /** How the generator is fed: names from the session, sizes fixed by the graph or chosen from meta. */
@@ -48,13 +50,10 @@ export async function runGanPreview(
 
   // 1. Decode.
   progress('decode', 0, 1);
-  const input = await timed('decode', async () => {
-    const key = previewInputKey(image);
-    const kept = inputs.get(key);
-    if (kept !== undefined) return kept;
-    const decoded = await decodeImage(image);
-    return inputs.set(key, { width: decoded.width, height: decoded.height, rgb: decoded.rgb, alpha: decoded.alpha, source: decoded.source });
-  });
+  signal.throwIfAborted();
+  const decodeStart = performance.now();
+  const { input, source: found } = await inputs.decoded(previewInputKey(image), () => decodePreviewInput(image));
+  timings[DECODE_TIMING[found]] = performance.now() - decodeStart;
   const { width, height, alpha } = input;
 
   // 2–3. Load, resize to the working size, generate.
@@ -62,9 +61,7 @@ export async function runGanPreview(
   const session = await timed('load', () => models.get(generator.modelPath));
   const io = generatorIo(session, generator.meta, width, height);
   progress('generate', 0, 1);
-  const x = await timed('tensor', () =>
-    inputs.tensor(input, io.width, io.height, async () => rgbToTensor(await resizeRgb(input.rgb, width, height, io.width, io.height), io.width, io.height)),
-  );
+  const x = await timed('tensor', () => inputs.tensor(input, io.width, io.height, () => previewTensor(input, io.width, io.height)));
   const y = await timed('generate', async () => {
     const result = await models.run(generator.modelPath, { [io.input]: new Tensor('float32', x, [1, 3, io.height, io.width]) });
     return generatedImage(result[io.output]);
@@ -72,7 +69,8 @@ export async function runGanPreview(
   if (fitsPreviewFrame('result', y.width, y.height)) {
     await timed('frame', async () => {
       const frameAlpha = alpha === null ? null : await resizeAlpha(alpha, width, height, y.width, y.height);
-      progress('generate', 1, 1, { role: 'result', width: y.width, height: y.height, rgba: tensorToRgba(y.data, y.width, y.height, frameAlpha) });
+      const into = ctx.framePixels?.(y.width * y.height * 4);
+      progress('generate', 1, 1, { role: 'result', width: y.width, height: y.height, rgba: tensorToRgba(y.data, y.width, y.height, frameAlpha, into) });
       // The PNG work below is synchronous: let the frame leave first (context.ts, `flushed`).
       await ctx.flushed?.();
     });
@@ -92,6 +90,20 @@ export async function runGanPreview(
     timings,
     ...(note === undefined ? {} : { report: { notes: [note], scaledFrom: source } }),
   };
+}
+
+/** The stage timing of step 1, by how the input was found (preview-input-cache.ts). */
+const DECODE_TIMING: Readonly<Record<PreviewInputSource, string>> = Object.freeze({ decoded: 'decode', kept: 'decoded-before', joined: 'decode-wait' });
+
+/** Step 1 without the cache: the upload decoded into what the cache keeps. */
+export async function decodePreviewInput(image: Uint8Array): Promise<Omit<PreviewInput, 'tensors'>> {
+  const decoded = await decodeImage(image);
+  return { width: decoded.width, height: decoded.height, rgb: decoded.rgb, alpha: decoded.alpha, source: decoded.source };
+}
+
+/** Step 2: the decoded input resized to w×h, as the generator's x. */
+export async function previewTensor(input: Pick<PreviewInput, 'rgb' | 'width' | 'height'>, width: number, height: number): Promise<Float32Array> {
+  return rgbToTensor(await resizeRgb(input.rgb, input.width, input.height, width, height), width, height);
 }
 
 /** Reads the generator's single image input and output from the session metadata: float32, rank 4,

@@ -109,6 +109,7 @@ export interface DiffusionContext {
   readonly signal: AbortSignal;
   readonly progress: PipelineContext['progress'];
   readonly flushed?: PipelineContext['flushed'];
+  readonly framePixels?: PipelineContext['framePixels'];
   readonly inversionCache?: InversionCache;
   /** Folder of the edit-direction cache (none when absent). */
   readonly directionCacheDir?: string;

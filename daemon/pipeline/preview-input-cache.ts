@@ -4,7 +4,9 @@
 // again, ≈ 7 ms and 1–10 ms at 512² on the 2-core machine (docs/BENCHMARKS.md "daemon"), more than
 // the service may add. Entries are keyed by the SHA-256 of the encoded bytes (equal bytes decode to
 // equal pixels, whoever sent them), hold the decoded image and its tensors per working size, and are
-// bounded in bytes, least recently used first out.
+// bounded in bytes, least recently used first out. An upload is also decoded ahead of its preview, in the
+// worker's idle time (pipeline/gan-prefetch.ts): a preview that asks while that decode is under way
+// waits for it (`decoded`) instead of decoding the same bytes a second time.
 import { createHash } from 'node:crypto';
 
 export const PREVIEW_INPUT_CACHE_DEFAULTS = Object.freeze({
@@ -30,9 +32,15 @@ export function previewInputKey(image: Uint8Array): string {
   return createHash('sha256').update(image).digest('hex');
 }
 
+/** How a preview's input was found: decoded by the caller now, kept from before (an earlier preview or
+ *  a prefetch), or decoded by a prefetch that was under way when it asked. */
+export type PreviewInputSource = 'decoded' | 'kept' | 'joined';
+
 export class PreviewInputCache {
   readonly #maxBytes: number;
   readonly #entries = new Map<string, PreviewInput>();
+  /** Decodes under way, by key: a second caller waits for the first. */
+  readonly #pending = new Map<string, Promise<PreviewInput>>();
   #bytes = 0;
   hits = 0;
   misses = 0;
@@ -56,6 +64,35 @@ export class PreviewInputCache {
     this.#entries.delete(key);
     this.#entries.set(key, entry);
     return entry;
+  }
+
+  /** Whether `key` is kept or being decoded (no effect on the use order or the counts). */
+  has(key: string): boolean {
+    return this.#entries.has(key) || this.#pending.has(key);
+  }
+
+  /** The input for `key`: kept, or being decoded by another caller (then its result), else decoded now
+   *  by `decode` and kept. A decode that fails keeps nothing; a caller that waited for another's
+   *  decode that failed (or gave up) decodes the bytes itself, so each caller gets its own error. */
+  async decoded(key: string, decode: () => Promise<Omit<PreviewInput, 'tensors'>>): Promise<{ input: PreviewInput; source: PreviewInputSource }> {
+    for (;;) {
+      const kept = this.get(key);
+      if (kept !== undefined) return { input: kept, source: 'kept' };
+      const pending = this.#pending.get(key);
+      if (pending === undefined) break;
+      try {
+        return { input: await pending, source: 'joined' };
+      } catch {
+        if (this.#pending.get(key) === pending) this.#pending.delete(key);
+      }
+    }
+    const decoding = decode().then((pixels) => this.set(key, pixels));
+    this.#pending.set(key, decoding);
+    try {
+      return { input: await decoding, source: 'decoded' };
+    } finally {
+      if (this.#pending.get(key) === decoding) this.#pending.delete(key);
+    }
   }
 
   /** Keeps a decoded input (an image larger than the whole budget is not kept). */

@@ -23,6 +23,7 @@ import {
   type HealthResponse,
   type ServerEvent,
 } from '../../shared/protocol/index.js';
+import type { PreviewFrameParts } from '../jobs/queue.js';
 import { describeError } from '../log.js';
 import { ABANDONED_DEFAULTS, AbandonedClients } from './abandoned-clients.js';
 import { clientKey } from './clients.js';
@@ -155,10 +156,14 @@ export function attachEvents(server: Server, gate: Gate, ctx: ServiceContext, op
   });
   let closing = false;
 
-  const send = (peer: Peer, event: ServerEvent | Uint8Array): void => {
+  const send = (peer: Peer, event: ServerEvent | PreviewFrameParts): void => {
     if (peer.ws.readyState !== peer.ws.OPEN) return;
-    if (event instanceof Uint8Array) peer.ws.send(event, { binary: true });
-    else peer.ws.send(JSON.stringify(event));
+    if (Array.isArray(event)) {
+      // One binary message in two fragments (header, pixels), sent back to back: nothing comes between.
+      const [head, pixels] = event as PreviewFrameParts;
+      peer.ws.send(head, { binary: true, fin: false });
+      peer.ws.send(pixels, { binary: true, fin: true });
+    } else peer.ws.send(JSON.stringify(event));
     if (peer.ws.bufferedAmount > o.maxBufferedBytes) {
       ctx.log.warn('ws.slow-peer-dropped', { tokenId: peer.principal?.tokenId });
       peer.ws.terminate();
@@ -187,9 +192,9 @@ export function attachEvents(server: Server, gate: Gate, ctx: ServiceContext, op
     peer.key = clientKey(principal, msg.clientId);
     abandoned.connected(peer.key);
     // Events of jobs that change while the welcome is prepared wait behind it.
-    const backlog: (ServerEvent | Uint8Array)[] = [];
+    const backlog: (ServerEvent | PreviewFrameParts)[] = [];
     let welcomed = false;
-    const deliver = (event: ServerEvent | Uint8Array): void => {
+    const deliver = (event: ServerEvent | PreviewFrameParts): void => {
       if (welcomed) send(peer, event);
       else backlog.push(event);
     };

@@ -38,6 +38,8 @@ export interface JobContext {
   readonly log: Logger;
   /** The device and what the sessions hold, for the diffusion pipelines' up-front memory check (docs/SECURITY.md §R17). */
   readonly memory?: DeviceMemoryContext;
+  /** A reusable buffer for a frame's pixels, where `send` copies a message before it returns (context.ts). */
+  readonly framePixels?: (byteLength: number) => Uint8Array;
 }
 
 type ResultMessage = Extract<WorkerMessage, { type: 'done' | 'cancelled' | 'failed' }>;
@@ -54,6 +56,7 @@ function pipelineFor(message: WorkerRunMessage, ctx: JobContext): Promise<Pipeli
       await written;
     },
     inversionCache: ctx.inversionCache,
+    ...(ctx.framePixels === undefined ? {} : { framePixels: ctx.framePixels }),
     ...(ctx.memory === undefined ? {} : { memory: ctx.memory }),
     ...(message.cacheDir === undefined ? {} : { directionCacheDir: join(message.cacheDir, RUN_JOB_DEFAULTS.directionCache) }),
   };

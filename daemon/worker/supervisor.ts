@@ -41,6 +41,9 @@ export const SUPERVISOR_DEFAULTS = Object.freeze({
   shutdownGraceMs: 3_000,
   /** A worker that has not said `ready` by then (provider probe hung, import failed silently) is killed. */
   readyTimeoutMs: 60_000,
+  /** Uploads announced to the worker for the quick preview (`prefetch`): at most this many bytes on
+   *  the channel at once; an upload that would pass it is not announced (its preview decodes it). */
+  prefetchMaxBytes: 16 * 1024 * 1024,
 });
 
 /** Where the worker runs and what it is given. */
@@ -125,6 +128,8 @@ export class WorkerSupervisor implements JobEngine {
   #readyTimer: NodeJS.Timeout | undefined;
   #current: RunningJob | undefined;
   #closing: Promise<void> | undefined;
+  /** Bytes of `prefetch` messages not yet written to the worker's channel. */
+  #prefetchBytes = 0;
 
   constructor(options: SupervisorOptions) {
     const { workerPath: defaultWorkerPath, ...timingDefaults } = SUPERVISOR_DEFAULTS;
@@ -193,6 +198,18 @@ export class WorkerSupervisor implements JobEngine {
       this.#current = running;
       signal.addEventListener('abort', running.onAbort, { once: true });
       this.#dispatch();
+    });
+  }
+
+  prefetch(image: Uint8Array): void {
+    const worker = this.#worker;
+    // A hint: a worker that is not ready (starting, restarting, gone) is not sent one, nor an upload
+    // beyond what the channel may hold for hints (the daemon's memory bound, docs/SECURITY.md §Memory bound).
+    if (this.#closing || !worker?.ready || !worker.alive || !worker.child.connected) return;
+    if (this.#prefetchBytes + image.byteLength > this.#settings.prefetchMaxBytes) return;
+    this.#prefetchBytes += image.byteLength;
+    worker.child.send({ v: PROTOCOL_VERSION, type: 'prefetch', image, modelsDir: this.#settings.modelsDir } satisfies SupervisorMessage, () => {
+      this.#prefetchBytes -= image.byteLength;
     });
   }
 

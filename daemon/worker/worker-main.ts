@@ -6,6 +6,9 @@
 // running job, releases every session and exits; losing the parent (IPC disconnect) exits at once, so
 // a killed daemon leaves no orphan worker holding the GPU (docs/SECURITY.md §R23). Each job gets the provider and what the
 // sessions hold, so the diffusion pipelines can refuse a job that cannot fit before loading it (docs/SECURITY.md §R17).
+// While no job runs, it makes uploads the daemon announces (`prefetch`) ready for their quick preview
+// (prefetch-queue.ts); a job that arrives starts at once. After `ready` it warms the preview's pixel
+// code on a small image (image/warm-up.ts).
 import { join } from 'node:path';
 import { z } from 'zod';
 import { P2pzError, PROTOCOL_VERSION, SupervisorMessage } from '../../shared/protocol/index.js';
@@ -13,7 +16,10 @@ import type { Device, WorkerMessage, WorkerRunMessage } from '../../shared/proto
 import { addScrubRoot, createLogger, describeError } from '../log.js';
 import { freeDeviceMemory, memoryPlanWords, memorySource, type DeviceMemoryProbe } from '../models/device-memory.js';
 import type { DeviceMemoryContext } from '../pipeline/pix2pix-zero.js';
+import { warmUpPreviewPixels } from '../image/warm-up.js';
+import { prefetchGanInput } from '../pipeline/gan-prefetch.js';
 import { InversionCache } from '../pipeline/inversion-cache.js';
+import { PrefetchQueue } from './prefetch-queue.js';
 import { devicePreference, processExecution } from './providers.js';
 import type { ExecutionChoice } from './providers.js';
 import { RUN_JOB_DEFAULTS, runJob } from './run-job.js';
@@ -64,6 +70,21 @@ let settled: Promise<void> = Promise.resolve();
 let sessions: SessionCache | undefined;
 let inversions: { readonly cacheDir: string | undefined; readonly cache: InversionCache } | undefined;
 let stopping = false;
+/** The models directory the last prefetch named (the daemon sends the same one with every message). */
+let prefetchFiles: SessionCache | undefined;
+const prefetches = new PrefetchQueue({
+  idle: () => running === undefined && !stopping,
+  prefetch: (image, idle) => (prefetchFiles === undefined ? Promise.resolve('busy' as const) : prefetchGanInput(image, prefetchFiles, idle)),
+  log,
+});
+
+/** One frame buffer, reused: `send` serializes a message before it returns (Node's IPC with
+ *  `serialization: 'advanced'`), so the pixels may be overwritten by the next frame right after. */
+let frameBuffer: Uint8Array | undefined;
+function framePixels(byteLength: number): Uint8Array {
+  if (frameBuffer?.byteLength !== byteLength) frameBuffer = new Uint8Array(byteLength);
+  return frameBuffer;
+}
 
 function send(message: WorkerMessage): Promise<void> {
   return new Promise((resolve) => {
@@ -118,12 +139,14 @@ function startJob(message: WorkerRunMessage, execution: ExecutionChoice): void {
     inversionCache: inversionsFor(message.cacheDir),
     signal: job.controller.signal,
     send,
+    framePixels,
     log,
   };
-  settled = runJob(message, ctx).then((result) => {
+  settled = runJob(message, ctx).then(async (result) => {
     // Free before the result leaves: the next `run` may arrive as soon as the supervisor reads it.
     if (running === job) running = undefined;
-    return send(result);
+    await send(result);
+    prefetches.resume();
   });
 }
 
@@ -157,6 +180,11 @@ async function main(): Promise<void> {
         if (execution) startJob(message, execution);
         else pending.push(message);
         return;
+      case 'prefetch':
+        if (!execution || stopping) return;
+        prefetchFiles = sessionsFor(message.modelsDir, execution);
+        prefetches.push(message.image);
+        return;
       case 'cancel':
         if (running?.jobId === message.jobId) running.controller.abort();
         return;
@@ -176,6 +204,11 @@ async function main(): Promise<void> {
   }
   await send({ v: PROTOCOL_VERSION, type: 'ready', device: await withMemoryPlan(execution.device), pid: process.pid });
   for (const message of pending.splice(0)) startJob(message, execution);
+  try {
+    await warmUpPreviewPixels();
+  } catch (err) {
+    log.debug('worker.warm_up_failed', describeError(err));
+  }
 }
 
 void main();

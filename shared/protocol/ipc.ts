@@ -30,9 +30,12 @@ export const WorkerRunMessage = z.object({
   edit: EditParams.optional(),
   stepPreviews: z.boolean(),
 });
+/** An upload a preview may soon read: the worker may decode it while idle (daemon/pipeline/gan-prefetch.ts).
+ *  A hint only: it answers nothing, and no job's result depends on it. */
+export const WorkerPrefetchMessage = z.object({ v: Version, type: z.literal('prefetch'), image: Bytes, modelsDir: z.string() });
 export const WorkerCancelMessage = z.object({ v: Version, type: z.literal('cancel'), jobId: Id });
 export const WorkerShutdownMessage = z.object({ v: Version, type: z.literal('shutdown') });
-export const SupervisorMessage = z.discriminatedUnion('type', [WorkerRunMessage, WorkerCancelMessage, WorkerShutdownMessage]);
+export const SupervisorMessage = z.discriminatedUnion('type', [WorkerRunMessage, WorkerPrefetchMessage, WorkerCancelMessage, WorkerShutdownMessage]);
 export type SupervisorMessage = z.infer<typeof SupervisorMessage>;
 export type WorkerRunMessage = z.infer<typeof WorkerRunMessage>;
 

@@ -117,18 +117,28 @@ function badFrame(detail: string): P2pzError {
 /** The frame's bytes: throws E_BAD_FRAME when the header does not pass its schema or the pixels do
  *  not match its size (nothing malformed leaves the daemon). */
 export function encodePreviewFrame(header: PreviewFrameHeader, rgba: Uint8Array): Uint8Array {
+  const [head, pixels] = encodePreviewFrameParts(header, rgba);
+  const out = new Uint8Array(head.byteLength + pixels.byteLength);
+  out.set(head, 0);
+  out.set(pixels, head.byteLength);
+  return out;
+}
+
+/** The same frame as two parts, the magic, length and header, then the pixels themselves (not
+ *  copied): the daemon sends them as two fragments of one WebSocket message, which a client receives
+ *  as the frame's bytes, without copying a megabyte of pixels into a new buffer first. Same checks. */
+export function encodePreviewFrameParts(header: PreviewFrameHeader, rgba: Uint8Array): readonly [Uint8Array, Uint8Array] {
   const parsed = PreviewFrameHeader.safeParse(header);
   if (!parsed.success) throw badFrame(`Its header is not valid: ${parsed.error.issues[0]?.message ?? 'unknown'}.`);
   const { width, height } = parsed.data;
   if (rgba.byteLength !== width * height * 4) throw badFrame(`It has ${rgba.byteLength} bytes of pixels for ${width}×${height} RGBA.`);
   const json = asciiBytes(JSON.stringify(parsed.data));
   if (json.byteLength > PREVIEW_FRAME_LIMITS.maxHeaderBytes) throw badFrame('Its header is too long.');
-  const out = new Uint8Array(PREFIX_BYTES + json.byteLength + rgba.byteLength);
-  out.set(PREVIEW_FRAME_MAGIC, 0);
-  new DataView(out.buffer).setUint32(4, json.byteLength);
-  out.set(json, PREFIX_BYTES);
-  out.set(rgba, PREFIX_BYTES + json.byteLength);
-  return out;
+  const head = new Uint8Array(PREFIX_BYTES + json.byteLength);
+  head.set(PREVIEW_FRAME_MAGIC, 0);
+  new DataView(head.buffer).setUint32(4, json.byteLength);
+  head.set(json, PREFIX_BYTES);
+  return [head, rgba];
 }
 
 /** Reads a frame received as one binary message. The pixels are a view into `bytes` (no copy).

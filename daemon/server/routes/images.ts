@@ -1,7 +1,8 @@
 // POST /v1/images: the raw image with its exact Content-Type. The header is sniffed before anything
 // is stored: wrong magic bytes → E_IMAGE_FORMAT, too many pixels → E_IMAGE_TOO_LARGE, both in
 // milliseconds and without decoding (docs/SECURITY.md §R9; decoding happens in the worker). The upload is kept under a
-// server-generated id for POST /v1/jobs.
+// server-generated id for POST /v1/jobs, and passed to the engine as a hint (JobEngine.prefetch): the
+// worker decodes it in its idle time for the quick preview that usually follows.
 import type { Router } from 'express';
 import { ImageUploadResponse, P2pzError, PROTOCOL_VERSION } from '../../../shared/protocol/index.js';
 import { orientedSize, sniffImage } from '../../image/sniff.js';
@@ -26,6 +27,8 @@ export function registerImageRoutes(router: Router, ctx: ServiceContext): void {
         }
         const { width, height } = orientedSize(header);
         const stored = await ctx.uploads.put(bytes, { mime, width, height });
+        // Before the answer, so that the engine hears of the upload before any job that reads it.
+        ctx.queue.prefetch(bytes);
         sendJson(res, 201, ImageUploadResponse, { v: PROTOCOL_VERSION, imageId: stored.id, width, height, format: header.format });
       } finally {
         release();

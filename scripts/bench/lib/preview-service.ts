@@ -81,7 +81,7 @@ export interface RoundTrip {
 
 /** A client of the daemon's preview jobs: `roundTrip()` times one job from upload to the preview frame
  *  (decoded by the plugin's own decoder) and on to the downloaded result. */
-export async function openService(url: string, token: string, png: Uint8Array): Promise<{ roundTrip(options?: RoundTripOptions): Promise<RoundTrip>; close(): void }> {
+export async function openService(url: string, token: string, png: Uint8Array): Promise<{ upload(png: Uint8Array): Promise<string>; roundTrip(options?: RoundTripOptions): Promise<RoundTrip>; close(): void }> {
   const auth = { authorization: `Bearer ${token}`, 'x-p2pz-client': CLIENT };
   const ws = new WebSocket(`${url.replace('http', 'ws')}/v1/events`);
   await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
@@ -104,14 +104,15 @@ export async function openService(url: string, token: string, png: Uint8Array): 
   });
   ws.send(JSON.stringify({ v: PROTOCOL_VERSION, type: 'hello', token, clientId: CLIENT }));
   await welcome;
+  const upload = async (bytes: Uint8Array): Promise<string> => {
+    const answer = await fetch(`${url}/v1/images`, { method: 'POST', headers: { ...auth, 'content-type': 'image/png' }, body: new Uint8Array(bytes) });
+    return ImageUploadResponse.parse(await answer.json()).imageId;
+  };
   return {
+    upload,
     async roundTrip(options: RoundTripOptions = {}) {
       const t0 = performance.now();
-      let imageId = options.imageId;
-      if (imageId === undefined) {
-        const upload = await fetch(`${url}/v1/images`, { method: 'POST', headers: { ...auth, 'content-type': 'image/png' }, body: new Uint8Array(options.png ?? png) });
-        imageId = ImageUploadResponse.parse(await upload.json()).imageId;
-      }
+      const imageId = options.imageId ?? (await upload(options.png ?? png));
       const t1 = performance.now();
       const jobId = `bench_job_${(jobCount++).toString().padStart(4, '0')}`;
       let frameAt: number | undefined;
@@ -156,6 +157,13 @@ export interface PairedTimes {
    *  upload (no upload; the worker has the image decoded), of each round. */
   readonly againDirect: number[];
   readonly againFrame: number[];
+  /** With `chosenGapMs`: run() milliseconds, and milliseconds from the preview request to its frame,
+   *  of another new image uploaded `chosenGapMs` before the request (the panel uploads a layer when it
+   *  is chosen; the designer picks the edit after), of each round. */
+  readonly chosenDirect: number[];
+  readonly chosenFrame: number[];
+  /** The last chosen-flow preview's outcome. */
+  readonly chosenOutcome: JobOutcome | undefined;
   /** The last job's outcome. */
   readonly outcome: JobOutcome;
   /** Client-side phases of each timed round trip. */
@@ -165,15 +173,28 @@ export interface PairedTimes {
 /** `runs` rounds (after WARMUP_RUNS) of one direct run() then one service round trip, interleaved so
  *  that both see the same load on a shared machine. Each round previews another image of `size`
  *  (`png` is the first), so that no round finds the image decoded already; with `again`, each round
- *  then times a second direct run() and a second preview of the same upload. */
-export async function pairedTimes(generatorPath: string, size: number, daemon: { url: string; token: string }, png: Uint8Array, runs: number, again = false): Promise<PairedTimes> {
+ *  then times a second direct run() and a second preview of the same upload; with `chosenGapMs`, a
+ *  direct run(), then the upload of yet another image, `chosenGapMs` of idle time, and its preview,
+ *  timed from the request. */
+export async function pairedTimes(
+  generatorPath: string,
+  size: number,
+  daemon: { url: string; token: string },
+  png: Uint8Array,
+  runs: number,
+  again = false,
+  chosenGapMs?: number,
+): Promise<PairedTimes> {
   const direct = await openDirect(generatorPath, size);
   const directMs: number[] = [];
   const frameMs: number[] = [];
   const serviceMs: number[] = [];
   const againDirect: number[] = [];
   const againFrame: number[] = [];
+  const chosenDirect: number[] = [];
+  const chosenFrame: number[] = [];
   let outcome: JobOutcome | undefined;
+  let chosenOutcome: JobOutcome | undefined;
   const phases: RoundTripPhases[] = [];
   try {
     for (let i = 0; i < runs + WARMUP_RUNS; i++) {
@@ -200,6 +221,18 @@ export async function pairedTimes(generatorPath: string, size: number, daemon: {
             againFrame.push(s2.frameMs);
           }
         }
+        if (chosenGapMs !== undefined) {
+          const d3 = await direct.runOnce();
+          const imageId = await service.upload(await photoLikePng(size, 1000 + i));
+          await new Promise((resolve) => setTimeout(resolve, chosenGapMs));
+          const s3 = await service.roundTrip({ imageId });
+          if (s3.frameMs === undefined) throw new Error('no preview frame arrived');
+          chosenOutcome = s3.outcome;
+          if (i >= WARMUP_RUNS) {
+            chosenDirect.push(d3);
+            chosenFrame.push(s3.frameMs);
+          }
+        }
       } finally {
         service.close();
       }
@@ -208,7 +241,7 @@ export async function pairedTimes(generatorPath: string, size: number, daemon: {
     await direct.close();
   }
   if (!outcome) throw new Error('no runs');
-  return { direct: directMs, frame: frameMs, service: serviceMs, againDirect, againFrame, outcome, phases };
+  return { direct: directMs, frame: frameMs, service: serviceMs, againDirect, againFrame, chosenDirect, chosenFrame, chosenOutcome, outcome, phases };
 }
 
 /** "| run() | round trip | ratio | overhead |" cells: medians, their ratio, and the median of the

@@ -74,7 +74,7 @@ function listen(clientId: string, target: JobQueue = queue): () => void {
   return target.subscribe(
     clientId,
     (event) => seen.push({ clientId, event }),
-    (bytes) => frames.push({ clientId, frame: decodePreviewFrame(bytes) }),
+    (parts) => frames.push({ clientId, frame: decodePreviewFrame(Uint8Array.from([...parts[0], ...parts[1]])) }),
   );
 }
 

@@ -1,6 +1,7 @@
 // The GAN preview's input cache (daemon/pipeline/preview-input-cache.ts): keyed by the bytes' SHA-256,
 // least recently used out first within a byte budget, tensors kept per working size with their entry,
-// and nothing larger than the budget kept.
+// and nothing larger than the budget kept; a decode under way is shared, a failed one keeps nothing and
+// each waiting caller then decodes for itself.
 import { describe, expect, it } from 'vitest';
 import { PreviewInputCache, previewInputKey } from '../../../daemon/pipeline/preview-input-cache.js';
 
@@ -49,6 +50,44 @@ describe('PreviewInputCache', () => {
     expect(await cache.tensor(entry, 20, 20, async () => new Float32Array(100))).toHaveLength(100);
     expect(cache.bytes).toBe(800);
     expect(made).toBe(1);
+  });
+
+  it('shares a decode under way, and says how each caller found the input', async () => {
+    const cache = new PreviewInputCache();
+    let decodes = 0;
+    const decode = async () => {
+      decodes++;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      return input(10);
+    };
+    const [a, b] = await Promise.all([cache.decoded('k', decode), cache.decoded('k', decode)]);
+    expect([a.source, b.source]).toEqual(['decoded', 'joined']);
+    expect(b.input).toBe(a.input);
+    expect((await cache.decoded('k', decode)).source).toBe('kept');
+    expect(decodes).toBe(1);
+  });
+
+  it('keeps nothing of a failed decode; a caller that waited for it decodes for itself', async () => {
+    const cache = new PreviewInputCache();
+    const failing = async () => {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      throw new Error('damaged');
+    };
+    let own = 0;
+    const first = cache.decoded('k', failing);
+    const second = cache.decoded('k', async () => {
+      own++;
+      return input(10);
+    });
+    await expect(first).rejects.toThrow('damaged');
+    expect((await second).source).toBe('decoded');
+    expect(own).toBe(1);
+    const again = cache.decoded('j', failing);
+    const waiting = cache.decoded('j', failing);
+    await expect(again).rejects.toThrow('damaged');
+    await expect(waiting).rejects.toThrow('damaged');
+    expect(cache.has('j')).toBe(false);
+    expect(cache.bytes).toBe(300);
   });
 
   it('keeps nothing larger than its budget', async () => {
