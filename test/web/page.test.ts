@@ -132,10 +132,20 @@ describe('standalone page in Chromium against a real daemon', () => {
     expect(await page.locator('#compare').isVisible()).toBe(true);
     expect(await page.locator('#before').evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight])).toEqual([120, 80]);
 
-    // 3. Preview with the quick GAN.
+    // 3. Preview with the quick GAN. Its frame (a binary WebSocket message the daemon sends in two
+    // fragments) is drawn on a canvas before the PNG replaces it: recorded as it is added.
+    await page.evaluate(() => {
+      const seen: number[][] = [];
+      (window as unknown as { framesSeen: number[][] }).framesSeen = seen;
+      new MutationObserver((records) => {
+        for (const r of records) for (const n of r.addedNodes) if (n instanceof HTMLCanvasElement && n.className === 'preview-frame') seen.push([n.width, n.height]);
+      }).observe(document.body, { childList: true, subtree: true });
+    });
     await page.locator('.chip', { hasText: 'cat → dog' }).first().click();
     await page.locator('#preview').click();
     await waitForText(page, 'result-caption', /^Quick preview \(GAN\) · CPU/);
+    // At the tiny generator's own size (64², fixed by its graph); the PNG is at the image's.
+    expect(await page.evaluate(() => (window as unknown as { framesSeen: number[][] }).framesSeen)).toEqual([[64, 64]]);
     await waitForText(page, 'compare-state', /^cat → dog$/);
     await page.screenshot({ path: join(artifacts, '2-preview.png') });
 
