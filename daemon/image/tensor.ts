@@ -138,11 +138,15 @@ function channelToPlane(hwc: Uint8Array, c: number, out: Float32Array, from: num
   for (let p = 0, i = c; p < plane; p++, i += 3) out[from + p] = (hwc[i] as number) / 127.5 - 1;
 }
 
-/** out[start + p·stride] = round(clamp((x[from + p] + 1)·127.5, 0, 255)) (NaN → 0) for the `plane` values. */
+/** out[start + p·stride] = round(clamp((x[from + p] + 1)·127.5, 0, 255)) (NaN → 0) for the `plane` values.
+ *  round(v) is computed as ⌊v + 0.5⌋ by truncation, which equals Math.round(v) for v > 0 here: x + 1
+ *  is exact in float64 for a float32 x, and so are ·127.5 and + 0.5 (at most 33 significant bits).
+ *  Math.round's branches on the fraction cost 5× more on a photo's pixels (measured: 6.6 ms against
+ *  1.4 ms at 512²). */
 export function planeToChannel(x: Float32Array, from: number, plane: number, out: Uint8Array, start: number, stride: number): void {
   for (let p = 0, q = start; p < plane; p++, q += stride) {
-    const v = ((x[from + p] as number) + 1) * 127.5;
-    out[q] = v > 0 ? (v < 255 ? Math.round(v) : 255) : 0;
+    const v = ((x[from + p] as number) + 1) * 127.5 + 0.5;
+    out[q] = v >= 255 ? 255 : v > 0.5 ? v | 0 : 0;
   }
 }
 

@@ -18,10 +18,11 @@ import { createInterface } from 'node:readline';
 import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Id, P2pzError, PROTOCOL_VERSION, WorkerMessage } from '../../shared/protocol/index.js';
-import type { Device, ErrorBody, ErrorCode, SupervisorMessage } from '../../shared/protocol/index.js';
+import type { Device, ErrorBody, ErrorCode, FrameInFile, PreviewPixels, SupervisorMessage } from '../../shared/protocol/index.js';
 import type { EngineHealth, EngineJob, EngineProgress, EngineResult, JobEngine } from '../jobs/engine.js';
 import { createLogger, describeError } from '../log.js';
 import type { Logger } from '../log.js';
+import { FRAME_FILE_DEFAULTS, FrameFileReader } from './frame-file.js';
 import type { DevicePreference } from './providers.js';
 
 export const SUPERVISOR_DEFAULTS = Object.freeze({
@@ -130,6 +131,8 @@ export class WorkerSupervisor implements JobEngine {
   #closing: Promise<void> | undefined;
   /** Bytes of `prefetch` messages not yet written to the worker's channel. */
   #prefetchBytes = 0;
+  /** Where the worker puts large frames (frame-file.ts). */
+  #frames: FrameFileReader | undefined;
 
   constructor(options: SupervisorOptions) {
     const { workerPath: defaultWorkerPath, ...timingDefaults } = SUPERVISOR_DEFAULTS;
@@ -152,12 +155,24 @@ export class WorkerSupervisor implements JobEngine {
       else this.#env[key] = value;
     }
     this.#log = options.log ?? createLogger();
+    try {
+      this.#frames = new FrameFileReader();
+    } catch (err) {
+      // Frames then travel inline on the IPC channel, as they always could.
+      this.#log.warn('worker.frame_file_unavailable', describeError(err));
+    }
     this.#spawn();
   }
 
   /** The worker's process id while one is running (tests check that none is left behind). */
   get workerPid(): number | undefined {
     return this.#worker?.alive ? this.#worker.child.pid : undefined;
+  }
+
+  /** The frame file's path, while there is one (tests check that large frames go through it and
+   *  that it is removed on close). */
+  get frameFile(): string | undefined {
+    return this.#frames?.path;
   }
 
   health(): EngineHealth {
@@ -214,7 +229,13 @@ export class WorkerSupervisor implements JobEngine {
   }
 
   close(): Promise<void> {
-    this.#closing ??= this.#shutdown();
+    this.#closing ??= this.#shutdown().finally(() => {
+      try {
+        this.#frames?.close();
+      } catch (err) {
+        this.#log.warn('worker.frame_file_cleanup_failed', describeError(err));
+      }
+    });
     return this.#closing;
   }
 
@@ -301,12 +322,14 @@ export class WorkerSupervisor implements JobEngine {
       this.#kill(worker, 'the engine cannot run on this machine');
       return;
     }
+    // A frame in the frame file is read at once, whoever's it is, and the file handed back.
+    const frame = msg.type === 'progress' ? (msg.frameFile === undefined ? msg.frame : this.#readFrame(worker, msg.frameFile)) : undefined;
     const running = this.#current;
     if (!running?.sent || msg.jobId !== running.job.jobId) return; // a late message about a finished job
     switch (msg.type) {
       case 'progress':
         if (!running.cancelRequested) {
-          const { stage, step, total, frame } = msg;
+          const { stage, step, total } = msg;
           running.onProgress(frame === undefined ? { stage, step, total } : { stage, step, total, frame });
         }
         return;
@@ -329,12 +352,27 @@ export class WorkerSupervisor implements JobEngine {
     }
   }
 
+  /** The frame the worker wrote to the frame file; undefined (the frame dropped: the job's PNG still
+   *  follows) when the file holds less. */
+  #readFrame(worker: WorkerHandle, frame: FrameInFile): PreviewPixels | undefined {
+    let rgba: Uint8Array | undefined;
+    try {
+      rgba = this.#frames?.read(frame.width * frame.height * 4);
+    } catch (err) {
+      this.#log.warn('worker.frame_file_failed', describeError(err));
+    }
+    this.#send(worker, { v: PROTOCOL_VERSION, type: 'frame-read' });
+    if (rgba === undefined) return undefined;
+    return { role: frame.role, width: frame.width, height: frame.height, rgba };
+  }
+
   // ---- the process ----
 
   #spawn(): void {
     this.#restartTimer = undefined;
     const s = this.#settings;
-    const child = fork(s.workerPath, s.device === undefined ? [] : ['--device', s.device], {
+    const args = [...(s.device === undefined ? [] : ['--device', s.device]), ...(this.#frames === undefined ? [] : [FRAME_FILE_DEFAULTS.flag, this.#frames.path])];
+    const child = fork(s.workerPath, args, {
       serialization: 'advanced',
       env: this.#env,
       execArgv: [...s.execArgv],

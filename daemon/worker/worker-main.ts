@@ -8,7 +8,8 @@
 // sessions hold, so the diffusion pipelines can refuse a job that cannot fit before loading it (docs/SECURITY.md §R17).
 // While no job runs, it makes uploads the daemon announces (`prefetch`) ready for their quick preview
 // (prefetch-queue.ts); a job that arrives starts at once. After `ready` it warms the preview's pixel
-// code on a small image (image/warm-up.ts).
+// code on a small image (image/warm-up.ts). A large frame's pixels go through the frame file the daemon
+// names with `--frame-file` (frame-file.ts), not the IPC channel.
 import { join } from 'node:path';
 import { z } from 'zod';
 import { P2pzError, PROTOCOL_VERSION, SupervisorMessage } from '../../shared/protocol/index.js';
@@ -19,6 +20,7 @@ import type { DeviceMemoryContext } from '../pipeline/pix2pix-zero.js';
 import { warmUpPreviewPixels } from '../image/warm-up.js';
 import { prefetchGanInput } from '../pipeline/gan-prefetch.js';
 import { InversionCache } from '../pipeline/inversion-cache.js';
+import { FrameFileWriter, frameFileFlag } from './frame-file.js';
 import { PrefetchQueue } from './prefetch-queue.js';
 import { devicePreference, processExecution } from './providers.js';
 import type { ExecutionChoice } from './providers.js';
@@ -89,8 +91,34 @@ function framePixels(byteLength: number): Uint8Array {
 function send(message: WorkerMessage): Promise<void> {
   return new Promise((resolve) => {
     if (!process.send || !process.connected) return resolve();
-    process.send(message, undefined, {}, () => resolve());
+    process.send(viaFrameFile(message), undefined, {}, () => resolve());
   });
+}
+
+/** The frame file the daemon named (frame-file.ts), when it named one and it opens. */
+const frameWriter = ((): FrameFileWriter | undefined => {
+  const path = frameFileFlag(process.argv);
+  if (path === undefined) return undefined;
+  try {
+    return new FrameFileWriter(path);
+  } catch (err) {
+    log.warn('worker.frame_file_unavailable', describeError(err));
+    return undefined;
+  }
+})();
+
+/** A progress message with a large frame: its pixels written to the frame file, the message without
+ *  them; any other message (or when the file is not free) as it is. */
+function viaFrameFile(message: WorkerMessage): WorkerMessage {
+  if (message.type !== 'progress' || message.frame === undefined || frameWriter === undefined) return message;
+  const { frame, ...rest } = message;
+  try {
+    if (!frameWriter.write(frame.rgba)) return message;
+  } catch (err) {
+    log.debug('worker.frame_file_failed', describeError(err));
+    return message;
+  }
+  return { ...rest, frameFile: { role: frame.role, width: frame.width, height: frame.height } };
 }
 
 /** The `--device` value the supervisor passes, if any. */
@@ -179,6 +207,9 @@ async function main(): Promise<void> {
       case 'run':
         if (execution) startJob(message, execution);
         else pending.push(message);
+        return;
+      case 'frame-read':
+        frameWriter?.read();
         return;
       case 'prefetch':
         if (!execution || stopping) return;

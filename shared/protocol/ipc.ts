@@ -7,7 +7,7 @@ import { ErrorBody } from './errors.js';
 import { Engine, Id, JobDetails, JobKind, Stage, Timings } from './jobs.js';
 import { EditParams } from './edit.js';
 import { Device } from './device.js';
-import { PreviewPixels } from './preview-frame.js';
+import { fitsPreviewFrame, PreviewPixels } from './preview-frame.js';
 
 // `z.custom`, not `z.instanceof`: the latter types the bytes as `Uint8Array<ArrayBuffer>`, which a
 // Buffer or a view of any ArrayBufferLike (what callers hold) is not.
@@ -33,13 +33,20 @@ export const WorkerRunMessage = z.object({
 /** An upload a preview may soon read: the worker may decode it while idle (daemon/pipeline/gan-prefetch.ts).
  *  A hint only: it answers nothing, and no job's result depends on it. */
 export const WorkerPrefetchMessage = z.object({ v: Version, type: z.literal('prefetch'), image: Bytes, modelsDir: z.string() });
+/** The daemon has read the frame the worker wrote to the frame file (daemon/worker/frame-file.ts). */
+export const WorkerFrameReadMessage = z.object({ v: Version, type: z.literal('frame-read') });
 export const WorkerCancelMessage = z.object({ v: Version, type: z.literal('cancel'), jobId: Id });
 export const WorkerShutdownMessage = z.object({ v: Version, type: z.literal('shutdown') });
-export const SupervisorMessage = z.discriminatedUnion('type', [WorkerRunMessage, WorkerPrefetchMessage, WorkerCancelMessage, WorkerShutdownMessage]);
+export const SupervisorMessage = z.discriminatedUnion('type', [WorkerRunMessage, WorkerPrefetchMessage, WorkerFrameReadMessage, WorkerCancelMessage, WorkerShutdownMessage]);
 export type SupervisorMessage = z.infer<typeof SupervisorMessage>;
 export type WorkerRunMessage = z.infer<typeof WorkerRunMessage>;
 
 // ---- worker → supervisor ----
+/** A frame's size and role, its pixels in the frame file: the limits of PreviewPixels. */
+export const FrameInFile = z
+  .object({ role: z.enum(['result', 'step']), width: z.number().int().positive(), height: z.number().int().positive() })
+  .refine((f) => fitsPreviewFrame(f.role, f.width, f.height), { message: 'the frame is larger than a preview frame may be' });
+export type FrameInFile = z.infer<typeof FrameInFile>;
 export const WorkerReadyMessage = z.object({ v: Version, type: z.literal('ready'), device: Device, pid: z.number().int() });
 export const WorkerProgressMessage = z.object({
   v: Version,
@@ -50,7 +57,10 @@ export const WorkerProgressMessage = z.object({
   total: z.number().int().positive(),
   /** Preview pixels for a preview frame (preview-frame.ts): the quick preview's image, or a step preview. */
   frame: PreviewPixels.optional(),
-});
+  /** A frame whose width·height·4 bytes of RGBA the worker wrote to the frame file instead
+   *  (daemon/worker/frame-file.ts); never with `frame`. */
+  frameFile: FrameInFile.optional(),
+}).refine((m) => m.frame === undefined || m.frameFile === undefined, { message: 'a progress message carries one frame' });
 export const WorkerOutput = z.object({
   role: z.enum(['image', 'mask']),
   png: Bytes,

@@ -5,18 +5,23 @@
 // `decode-wait`: the prefetch's decode was under way): a preview after its upload must not decode again.
 // Prefetching is only a head start: bad uploads get the same error codes as before, a damaged image
 // fails its job with E_IMAGE_DECODE and the daemon keeps serving, and uploads during a running job do
-// not change that job's result.
+// not change that job's result. The frames here (160² RGBA) go through the frame file, job after job.
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENT_HEADER, HealthResponse, ImageUploadResponse, PROTOCOL_VERSION, ServerEvent, type JobOutcome } from '../../shared/protocol/index.js';
 import type { RunningDaemon } from '../../daemon/daemon.js';
+import type { WorkerSupervisor } from '../../daemon/worker/supervisor.js';
 import { codeOf, EventClient, send } from '../daemon/server/helpers.js';
 import { startTinyDaemon, type TinyDaemon } from '../fixtures/tiny-models.js';
 
-const SIDE = 96;
+/** 160² RGBA is 100 KiB: the frames go through the frame file (daemon/worker/frame-file.ts). */
+const SIDE = 160;
 const CLIENT = 'prefetch_client_1';
 let tiny: TinyDaemon;
+let supervisor: WorkerSupervisor | undefined;
 let daemon: RunningDaemon;
 let events: EventClient;
 let auth: Record<string, string>;
@@ -66,7 +71,13 @@ function frameOf(jobId: string): Buffer {
 }
 
 beforeAll(async () => {
-  tiny = await startTinyDaemon('p2pz-prefetch-', { gan: { source: 'cat', target: 'dog', size: SIDE, seed: 3 } });
+  tiny = await startTinyDaemon('p2pz-prefetch-', {
+    gan: { source: 'cat', target: 'dog', size: SIDE, seed: 3 },
+    wrap: (worker) => {
+      supervisor = worker as WorkerSupervisor;
+      return worker;
+    },
+  });
   daemon = tiny.daemon;
   const token = (await readFile(daemon.paths.cliToken, 'utf8')).trim();
   auth = { authorization: `Bearer ${token}`, [CLIENT_HEADER]: CLIENT };
@@ -84,7 +95,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   events?.ws.close();
+  const frameFile = supervisor?.frameFile;
   await tiny?.close();
+  // The frame file's folder goes with the daemon.
+  expect(frameFile !== undefined && existsSync(dirname(frameFile))).toBe(false);
 });
 
 describe('uploads decoded ahead of their preview', () => {
@@ -139,6 +153,10 @@ describe('uploads decoded ahead of their preview', () => {
       frames.push(frameOf(job.jobId));
     }
     expect(new Set(frames.map((f) => f.toString('base64'))).size).toBe(frames.length);
+    // Those frames went through the frame file, one after the other: it holds the last one.
+    const frameFile = supervisor?.frameFile;
+    expect(frameFile).toBeDefined();
+    expect(readFileSync(frameFile ?? '')).toEqual(frames.at(-1));
   });
 
   it('bad uploads keep their error codes, a damaged image fails its own preview, and the daemon keeps serving', async () => {

@@ -46,6 +46,30 @@ describe('rgbToTensor / tensorToRgb', () => {
     expect(Array.from({ length: 6 }, (_, p) => rgb[p * 3 + 1])).toEqual([0, 0, 0, 0, 0, 0]);
   });
 
+  it('rounds exactly as Math.round(clamp((x + 1)·127.5, 0, 255)) on every kind of float32', () => {
+    // Halfway points (x + 1)·127.5 = k + ½ exactly where float32 holds them, their neighbours, the
+    // clamp edges, infinities, NaN and a sweep of bit patterns: against the formula itself.
+    const values: number[] = [Number.NaN, Infinity, -Infinity, -0, 0, -1, 1, 1.0000001, -1.0000001];
+    for (let k = 0; k < 256; k++) {
+      const x = Math.fround((k + 0.5) / 127.5 - 1);
+      values.push(x, Math.fround(x + 1e-7), Math.fround(x - 1e-7));
+    }
+    const bits = new Uint32Array(1);
+    const f = new Float32Array(bits.buffer);
+    for (let i = 0; i < 200_000; i++) {
+      bits[0] = Math.imul(i, 2654435761) >>> 0;
+      values.push(f[0] as number);
+    }
+    const tensor = new Float32Array(values.length * 3).fill(-1);
+    tensor.set(values, 0);
+    const rgb = tensorToRgb(tensor, values.length, 1);
+    const expected = values.map((x) => {
+      const v = (Math.fround(x) + 1) * 127.5;
+      return v > 0 ? (v < 255 ? Math.round(v) : 255) : 0;
+    });
+    expect(Array.from({ length: values.length }, (_, p) => rgb[p * 3])).toEqual(expected);
+  });
+
   it('refuses buffers that do not match the size', () => {
     expect(codeOf(() => rgbToTensor(new Uint8Array(11), 2, 2))).toBe('E_INTERNAL');
     expect(codeOf(() => tensorToRgb(new Float32Array(13), 2, 2))).toBe('E_INTERNAL');
