@@ -8,11 +8,15 @@ import { runDiffusionPreview } from './diffusion-preview.js';
 import { runGanPreview } from './gan-preview.js';
 import type { PipelineOutcome } from './context.js';
 import type { DiffusionContext, Pix2PixZeroRequest } from './pix2pix-zero.js';
+import { previewInputKey } from './preview-input-cache.js';
 import { lookupGanGenerator, noGeneratorError } from './preview-registry.js';
 
 export async function runPreview(request: Omit<Pix2PixZeroRequest, 'engine' | 'dump'>, ctx: DiffusionContext): Promise<PipelineOutcome> {
   const { image, edit, model } = request;
-  const generator = await lookupGanGenerator(ctx.models, edit.source, edit.target);
+  const lookup = lookupGanGenerator(ctx.models, edit.source, edit.target);
+  // The input's cache key (gan-preview.ts step 1) is hashed while the lookup waits for the disk.
+  previewInputKey(image);
+  const generator = await lookup;
   if (generator) return runGanPreview(image, generator, ctx);
   if (model === undefined) {
     if ((await listDiffusionModels(ctx.models)).length === 0) {

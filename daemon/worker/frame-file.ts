@@ -35,7 +35,9 @@ export class FrameFileReader {
    *  holds fewer (or is closed). */
   read(byteLength: number): Uint8Array | undefined {
     if (this.#fd === undefined) return undefined;
-    const out = new Uint8Array(byteLength);
+    // Every byte is read into it before it is handed on (else undefined): no zero fill needed.
+    const unset = Buffer.allocUnsafe(byteLength);
+    const out = new Uint8Array(unset.buffer, unset.byteOffset, byteLength);
     let at = 0;
     while (at < byteLength) {
       const n = readSync(this.#fd, out, at, byteLength - at, at);
