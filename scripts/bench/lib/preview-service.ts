@@ -35,11 +35,15 @@ export async function photoLikePng(size: number, variant = 0): Promise<Uint8Arra
 }
 
 /** The generator's own onnxruntime session (CPU provider, the worker's graph optimization level) on a
- *  [1,3,size,size] input: `runOnce()` times one run() in milliseconds. */
+ *  [1,3,size,size] input: `runOnce()` times one run() in milliseconds. Its thread pool does not spin
+ *  after run() returns: by default onnxruntime's threads spin a while for more work, which took a core
+ *  from the service round trip that follows in this same process (measured: the same-upload-again
+ *  overhead 30–46 ms with, 15–22 ms without, run() itself unchanged). */
 export async function openDirect(modelPath: string, size: number): Promise<{ runOnce(): Promise<number>; close(): Promise<void> }> {
   const session = await ort.InferenceSession.create(modelPath, {
     executionProviders: ['cpu'],
     graphOptimizationLevel: SESSION_DEFAULTS.graphOptimizationLevel,
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
   });
   const input = new ort.Tensor('float32', new Float32Array(3 * size * size).fill(0.1), [1, 3, size, size]);
   const name = session.inputNames[0] as string;
