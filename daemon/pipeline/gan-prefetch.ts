@@ -16,7 +16,7 @@ import { checkPixelBudget, orientedSize, sniffImage } from '../image/sniff.js';
 import type { GanMeta } from '../models/gan-meta.js';
 import type { ModelFiles } from './context.js';
 import { decodePreviewInput, generatorWorkingSize, previewTensor } from './gan-preview.js';
-import { previewInputKey, sharedPreviewInputCache, type PreviewInputCache } from './preview-input-cache.js';
+import { previewInputKey, sharedPreviewInputCache, type PreviewInput, type PreviewInputCache } from './preview-input-cache.js';
 import { listGanGenerators } from './preview-registry.js';
 
 export const GAN_PREFETCH_DEFAULTS = Object.freeze({
@@ -54,7 +54,7 @@ export async function prefetchGanInput(
   }
   if (size.width * size.height > GAN_PREFETCH_DEFAULTS.maxPixels) return 'too-large';
   let metas: GanMeta[] | undefined;
-  let found;
+  let found: { readonly input: PreviewInput };
   try {
     found = await inputs.decoded(previewInputKey(image), async () => {
       const { generators } = await listGanGenerators(files);

@@ -76,7 +76,8 @@ let stopping = false;
 let prefetchFiles: SessionCache | undefined;
 const prefetches = new PrefetchQueue({
   idle: () => running === undefined && !stopping,
-  prefetch: (image, idle) => (prefetchFiles === undefined ? Promise.resolve('busy' as const) : prefetchGanInput(image, prefetchFiles, idle)),
+  // Set with each `prefetch` message before its upload is queued; without it there is no models folder to look in.
+  prefetch: (image, idle) => (prefetchFiles === undefined ? Promise.resolve('no-generator' as const) : prefetchGanInput(image, prefetchFiles, idle)),
   log,
 });
 
