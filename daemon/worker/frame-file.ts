@@ -2,45 +2,64 @@
 // IPC channel. A 512² frame is a megabyte of RGBA; on the IPC channel it was serialized into a fresh
 // buffer and read back in 64 KiB pieces, both processes waking in turn: 5–15 ms on the 2-core machine,
 // against well under 1 ms to write the same bytes into a file at offset 0 and read them back
-// (docs/BENCHMARKS.md "daemon"). The daemon creates the file (mode 0600) in a folder of its own
-// (mkdtemp: 0700) and names it to the worker with `--frame-file`; the worker overwrites it in place
-// (its pages stay allocated) and says so in its `progress` message (`frameFile`, no pixels); the daemon
-// reads it at once and answers `frame-read`, and until then the worker sends any further frame inline.
-// So the file holds at most one frame, is never read while written, and is removed with the folder
-// when the supervisor closes.
-import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+// (docs/BENCHMARKS.md "daemon"). The daemon creates the file (mode 0600, in a mkdtemp folder: 0700),
+// opens it and at once removes its name (where the platform allows: not Windows, where the folder goes
+// on close), so nothing else can open it and no crash leaves it behind; the open file goes to each
+// worker as an inherited descriptor (`stdio[FRAME_FILE_DEFAULTS.fd]`, named by `--frame-fd`). The
+// worker overwrites it at offset 0 (its pages stay allocated) and says so in its `progress` message
+// (`frameFile`, no pixels); the daemon reads it at once and answers `frame-read`, and until then the
+// worker sends any further frame inline. So the file holds at most one frame and is never read while
+// it is written.
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export const FRAME_FILE_DEFAULTS = Object.freeze({
-  /** The worker's flag naming the file. */
-  flag: '--frame-file',
+  /** The worker's flag naming the inherited descriptor. */
+  flag: '--frame-fd',
+  /** The descriptor the worker inherits it as (stdio index: 0–2 are std streams, 3 the IPC channel). */
+  fd: 4,
   /** Frames smaller than this go inline on the IPC channel (step previews are thumbnails). */
   minBytes: 64 * 1024,
 });
 
-/** The daemon's side: creates the file, reads a frame out of it, removes it. */
+/** The daemon's side: creates the file, reads a frame out of it, closes it. */
 export class FrameFileReader {
-  readonly path: string;
-  readonly #dir: string;
-  #fd: number | undefined;
+  /** The open file, for the worker's stdio. */
+  readonly fd: number;
+  /** Its folder while the file still has a name there (Windows: until close). */
+  #dir: string | undefined;
+  #open = true;
 
   constructor(parent: string = tmpdir()) {
-    this.#dir = mkdtempSync(join(parent, 'p2pz-frames-'));
-    this.path = join(this.#dir, 'frame.rgba');
-    this.#fd = openSync(this.path, 'w+', 0o600);
+    const dir = mkdtempSync(join(parent, 'p2pz-frames-'));
+    const path = join(dir, 'frame.rgba');
+    this.fd = openSync(path, 'w+', 0o600);
+    this.#dir = dir;
+    try {
+      unlinkSync(path);
+      rmSync(dir, { recursive: true, force: true });
+      this.#dir = undefined;
+    } catch {
+      // An open file cannot lose its name here: the folder is removed on close.
+    }
+  }
+
+  /** Whether the file still has a name on disk (tests: not after construction, except on Windows). */
+  get named(): boolean {
+    return this.#dir !== undefined;
   }
 
   /** The first `byteLength` bytes of the file, in a buffer of their own; undefined when the file
    *  holds fewer (or is closed). */
   read(byteLength: number): Uint8Array | undefined {
-    if (this.#fd === undefined) return undefined;
+    if (!this.#open) return undefined;
     // Every byte is read into it before it is handed on (else undefined): no zero fill needed.
     const unset = Buffer.allocUnsafe(byteLength);
     const out = new Uint8Array(unset.buffer, unset.byteOffset, byteLength);
     let at = 0;
     while (at < byteLength) {
-      const n = readSync(this.#fd, out, at, byteLength - at, at);
+      const n = readSync(this.fd, out, at, byteLength - at, at);
       if (n === 0) return undefined;
       at += n;
     }
@@ -48,21 +67,21 @@ export class FrameFileReader {
   }
 
   close(): void {
-    if (this.#fd !== undefined) closeSync(this.#fd);
-    this.#fd = undefined;
-    rmSync(this.#dir, { recursive: true, force: true });
+    if (this.#open) closeSync(this.fd);
+    this.#open = false;
+    if (this.#dir !== undefined) rmSync(this.#dir, { recursive: true, force: true });
+    this.#dir = undefined;
   }
 }
 
-/** The worker's side: writes a frame at offset 0 of the file the daemon named, one frame at a time. */
+/** The worker's side: writes a frame at offset 0 of the file it inherited, one frame at a time. */
 export class FrameFileWriter {
   readonly #fd: number;
   /** A frame was written and the daemon has not said `frame-read` yet. */
   #unread = false;
 
-  constructor(path: string) {
-    // 'r+': the daemon made the file; the worker never creates one.
-    this.#fd = openSync(path, 'r+');
+  constructor(fd: number) {
+    this.#fd = fd;
   }
 
   /** Writes `rgba` when the file is free and the frame is large enough to be worth it; false when the
@@ -81,8 +100,9 @@ export class FrameFileWriter {
   }
 }
 
-/** The frame file's path from the worker's arguments, if the daemon gave one. */
-export function frameFileFlag(argv: readonly string[]): string | undefined {
+/** The inherited descriptor from the worker's arguments, if the daemon gave one. */
+export function frameFileFlag(argv: readonly string[]): number | undefined {
   const i = argv.indexOf(FRAME_FILE_DEFAULTS.flag);
-  return i >= 0 ? argv[i + 1] : undefined;
+  const fd = i >= 0 ? Number(argv[i + 1]) : Number.NaN;
+  return Number.isInteger(fd) && fd > 2 ? fd : undefined;
 }

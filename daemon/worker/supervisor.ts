@@ -169,10 +169,9 @@ export class WorkerSupervisor implements JobEngine {
     return this.#worker?.alive ? this.#worker.child.pid : undefined;
   }
 
-  /** The frame file's path, while there is one (tests check that large frames go through it and
-   *  that it is removed on close). */
-  get frameFile(): string | undefined {
-    return this.#frames?.path;
+  /** The frame file (tests read the last frame from it and check that it has no name on disk). */
+  get frameFile(): FrameFileReader | undefined {
+    return this.#frames;
   }
 
   health(): EngineHealth {
@@ -371,12 +370,14 @@ export class WorkerSupervisor implements JobEngine {
   #spawn(): void {
     this.#restartTimer = undefined;
     const s = this.#settings;
-    const args = [...(s.device === undefined ? [] : ['--device', s.device]), ...(this.#frames === undefined ? [] : [FRAME_FILE_DEFAULTS.flag, this.#frames.path])];
+    const frames = this.#frames;
+    const args = [...(s.device === undefined ? [] : ['--device', s.device]), ...(frames === undefined ? [] : [FRAME_FILE_DEFAULTS.flag, String(FRAME_FILE_DEFAULTS.fd)])];
     const child = fork(s.workerPath, args, {
       serialization: 'advanced',
       env: this.#env,
       execArgv: [...s.execArgv],
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      // The frame file goes to the worker as its descriptor FRAME_FILE_DEFAULTS.fd (index 4 here).
+      stdio: frames === undefined ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe', 'ipc', frames.fd],
     });
     const worker: WorkerHandle = {
       child,

@@ -9,7 +9,7 @@
 // While no job runs, it makes uploads the daemon announces (`prefetch`) ready for their quick preview
 // (prefetch-queue.ts); a job that arrives starts at once. After `ready` it warms the preview's pixel
 // code on a small image (image/warm-up.ts). A large frame's pixels go through the frame file the daemon
-// names with `--frame-file` (frame-file.ts), not the IPC channel.
+// hands down as a descriptor (`--frame-fd`, frame-file.ts), not the IPC channel.
 import { join } from 'node:path';
 import { z } from 'zod';
 import { P2pzError, PROTOCOL_VERSION, SupervisorMessage } from '../../shared/protocol/index.js';
@@ -96,16 +96,10 @@ function send(message: WorkerMessage): Promise<void> {
   });
 }
 
-/** The frame file the daemon named (frame-file.ts), when it named one and it opens. */
+/** The frame file the daemon handed down (frame-file.ts), when it gave one. */
 const frameWriter = ((): FrameFileWriter | undefined => {
-  const path = frameFileFlag(process.argv);
-  if (path === undefined) return undefined;
-  try {
-    return new FrameFileWriter(path);
-  } catch (err) {
-    log.warn('worker.frame_file_unavailable', describeError(err));
-    return undefined;
-  }
+  const fd = frameFileFlag(process.argv);
+  return fd === undefined ? undefined : new FrameFileWriter(fd);
 })();
 
 /** A progress message with a large frame: its pixels written to the frame file, the message without
