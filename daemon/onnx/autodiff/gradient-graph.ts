@@ -68,16 +68,15 @@ export function appendGradient(model: ModelProto, shapes: ShapeMap, req: Gradien
   const lossInfo = shapes.get(req.loss);
   if (!lossInfo) throw new P2pzError('E_INTERNAL', `loss tensor ${req.loss} not found`);
   const em = new GraphEmitter(shapes, GRADIENT_DEFAULTS.prefix, opset);
-  const grads = new Map<string, string[]>();
+  // Gradient contributions are summed as they arrive (the same left-to-right order as one sum at the
+  // end), so one partial sum per tensor is alive, not every contribution: the blocks of a chunked
+  // site each add a full-size ∂L/∂K and ∂L/∂V (16 × 2 × 10 MiB at SD 1.x level 0, 512²).
+  const grads = new Map<string, string>();
   const addGrad = (name: string, g: string): void => {
-    const list = grads.get(name);
-    if (list) list.push(g);
-    else grads.set(name, [g]);
+    const prev = grads.get(name);
+    grads.set(name, prev === undefined ? g : em.add(prev, g));
   };
-  const takeGrad = (name: string): string | undefined => {
-    const list = grads.get(name);
-    return list && list.length > 0 ? em.sum(list) : undefined;
-  };
+  const takeGrad = (name: string): string | undefined => grads.get(name);
   addGrad(req.loss, em.constant(new Array<number>(lossInfo.dims.reduce((a, b) => a * b, 1)).fill(1), lossInfo.dtype, lossInfo.dims));
 
   // Recomputed tensors: each group's forward names, and their recomputed names once emitted.

@@ -17,8 +17,9 @@ import { makeNode } from '../graph/nodes.js';
 
 export const RECOMPUTE_DEFAULTS = Object.freeze({
   /** Recompute a Softmax when its output holds at least this many times the elements of the inputs
-   *  its chain starts from (SD 1.x self-attention: 51× at 512², 13× at 256²; cross-attention ≈ 2×). */
-  minRatio: 8,
+   *  its chain starts from (SD 1.x self-attention: 51× at level 0 and 6.4× at level 1 at 512², 13×
+   *  at level 0 at 256²; cross-attention ≈ 2× and level 2 below 1× keep theirs). */
+  minRatio: 4,
   /** Ops a chain may contain besides the Softmax itself. */
   chainOps: Object.freeze(['MatMul', 'Mul', 'Div', 'Add', 'Sub', 'Transpose', 'Reshape', 'Cast']) as readonly string[],
   /** Recompute elementwise tensors the backward reads from other tensors it keeps anyway
@@ -26,6 +27,14 @@ export const RECOMPUTE_DEFAULTS = Object.freeze({
   elementwise: true,
   /** Elementwise ops whose outputs may be recomputed. */
   elementwiseOps: Object.freeze(['Mul', 'Div', 'Add', 'Sub', 'Sigmoid', 'Erf', 'Sqrt', 'Tanh', 'Neg']) as readonly string[],
+  /** Ops that only relabel a tensor's elements; recomputed along with the elementwise ones. */
+  reshapeOps: Object.freeze(['Reshape']) as readonly string[],
+  /** Normalisations recomputed from their kept input (GroupNorm exported as InstanceNormalization
+   *  over a grouped view: its backward keeps that input anyway). */
+  normalizationOps: Object.freeze(['InstanceNormalization']) as readonly string[],
+  /** A MatMul by a constant weight is recomputed when its output holds at least this many times the
+   *  elements of its input (GEGLU's projection; the square projections are kept). */
+  minExpansion: 4,
   /** Smallest tensor (elements) worth recomputing. */
   minElements: 1 << 16,
 });
@@ -104,18 +113,33 @@ export function emitRecompute(em: GraphEmitter, group: RecomputeGroup, gate: str
 }
 
 /**
- * Elementwise recomputation: a tensor T that the backward reads (`stored`) and that cheap elementwise
- * ops derive from tensors the backward keeps anyway (other stored tensors, small ones, constants) is
- * computed again in the backward pass instead of being kept: in SD 1.x the normalised activations of
+ * Elementwise recomputation: a tensor T that the backward reads (`stored`) and that cheap ops derive
+ * from tensors the backward keeps anyway (other stored tensors, small ones, constants) is computed
+ * again in the backward pass instead of being kept: in SD 1.x the normalised activations of
  * GroupNorm/LayerNorm ((x − μ)/σ next to x − μ), SiLU's σ(x) next to x, and GELU's x/√2, 1 + erf(·)
- * and x·Φ(x) next to x (1.4 GiB of the 3.7 GiB the gradient graph kept at 512²). Connected ops form
- * one group, recomputed together when the backward first reaches one of them.
+ * and x·Φ(x) next to x (1.4 GiB of the 3.7 GiB the gradient graph kept at 512²); then, through
+ * reshapes and InstanceNormalization, GroupNorm's affine output from its grouped input (which its own
+ * backward keeps), and GEGLU's two halves from the projection's input, 8× smaller (a MatMul by a
+ * constant weight that expands its input by `minExpansion` or more is run again: 2.28 → 0.99 GiB kept
+ * at 512²). Connected ops form one group, recomputed together when the backward first reaches one of
+ * them. An input is a leaf of the group when it is kept anyway, or else cannot be derived and is
+ * `minRatio`× smaller than what it makes.
  */
 export function findElementwiseGroups(graph: GraphProto, elements: (name: string) => number, stored: ReadonlySet<string>, taken: ReadonlySet<NodeProto>, minRatio: number, minElements: number = RECOMPUTE_DEFAULTS.minElements): RecomputeGroup[] {
   const d = RECOMPUTE_DEFAULTS;
   const producer = new Map<string, NodeProto>();
   for (const n of graph.node) for (const o of n.output) if (o) producer.set(o, n);
   const constants = new Set((graph.initializer ?? []).map((t) => t.name));
+  // Elementwise ops and reshapes of one output; Split (all its outputs are made again together); a
+  // MatMul by a constant weight that expands its input (GEGLU's projection: 8× in SD 1.x), whose
+  // output is made again from the small input rather than kept.
+  const recomputable = (p: NodeProto): boolean => {
+    if (p.domain && p.domain !== 'ai.onnx') return false;
+    if (d.elementwiseOps.includes(p.opType) || d.reshapeOps.includes(p.opType) || d.normalizationOps.includes(p.opType)) return p.output.length === 1;
+    if (p.opType === 'Split') return true;
+    if (p.opType !== 'MatMul' || !p.input[1] || !constants.has(p.input[1]) || !p.input[0]) return false;
+    return elements(p.output[0] ?? '') >= d.minExpansion * elements(p.input[0]);
+  };
   const memo = new Map<string, boolean>();
   const derivable = (t: string, depth: number): boolean => {
     const hit = memo.get(t);
@@ -123,8 +147,8 @@ export function findElementwiseGroups(graph: GraphProto, elements: (name: string
     memo.set(t, false);
     const p = producer.get(t);
     let ok = false;
-    if (p && depth < 8 && !taken.has(p) && p.output.length === 1 && d.elementwiseOps.includes(p.opType) && (!p.domain || p.domain === 'ai.onnx')) {
-      ok = p.input.every((i) => !i || constants.has(i) || !producer.has(i) || elements(i) * minRatio <= elements(t) || derivable(i, depth + 1) || stored.has(i));
+    if (p && depth < 8 && !taken.has(p) && recomputable(p)) {
+      ok = p.input.every((i) => !i || constants.has(i) || !producer.has(i) || stored.has(i) || derivable(i, depth + 1) || elements(i) * minRatio <= elements(t));
     }
     memo.set(t, ok);
     return ok;

@@ -68,7 +68,7 @@ describe('recomputed attention probabilities', () => {
     expect(encodeModel(redone.model).length).toBeGreaterThan(encodeModel(kept.model).length);
   });
 
-  it('recomputes elementwise tensors from kept ones: same ∂L/∂sample, fewer forward tensors kept', async () => {
+  it('recomputes elementwise tensors, reshapes, normalisations and expanding projections from kept ones: same ∂L/∂sample, fewer forward tensors kept', async () => {
     const { dir } = await tinyUNetFolder('opset17', 6);
     const unet = decodeModel(await readFile(join(dir, 'unet/model.onnx')));
     const kept = guidanceGradientModel(unet, SIZE, { recompute: { minRatio: 8, elementwise: false } });
@@ -87,6 +87,12 @@ describe('recomputed attention probabilities', () => {
       expect([...before.values()].filter((o) => o === op).length, op).toBeGreaterThan(0);
       expect([...after.values()].filter((o) => o === op).length, op).toBeLessThan([...before.values()].filter((o) => o === op).length);
     }
+    // GEGLU's halves are made again from the projection's small input (the expanding MatMul), and
+    // GroupNorm's output from its kept input (InstanceNormalization, the reshapes, the affine).
+    expect([...before.values()].filter((o) => o === 'Split').length).toBeGreaterThan(0);
+    expect([...after.values()].filter((o) => o === 'Split').length).toBe(0);
+    const recomputedOps = new Set(redone.model.graph.node.filter((n) => n.name.startsWith('grad/recompute_')).map((n) => n.opType));
+    for (const op of ['MatMul', 'Split', 'InstanceNormalization', 'Reshape']) expect(recomputedOps.has(op), op).toBe(true);
     expect(after.size).toBeLessThan(before.size);
     expectSameGradient(await gradSample(dir, kept, 'model.grad-ew-kept.onnx', 8, 9), await gradSample(dir, redone, 'model.grad-ew-recomputed.onnx', 8, 9));
   });
