@@ -113,6 +113,10 @@ export function appendGradient(model: ModelProto, shapes: ShapeMap, req: Gradien
   for (const g of groups) for (const n of g.nodes) for (const o of n.output) if (o) groupOf.set(o, g);
   const constants = new Set(graph.initializer.map((t) => t.name));
   const recomputed = new Map<RecomputeGroup, Map<string, string>>();
+  // Tensors computed from some gradient (gateGradientFree): the seed, and everything emitted from it.
+  const dependsOnGradient = new Set<string>(grads.values());
+  const gateEarly = req.recompute !== false;
+  const minElements = req.recompute === false ? Infinity : (req.recompute?.minElements ?? RECOMPUTE_DEFAULTS.minElements);
   const rename = new Map<string, string>();
 
   for (let k = active.length - 1; k >= 0; k--) {
@@ -131,13 +135,18 @@ export function appendGradient(model: ModelProto, shapes: ShapeMap, req: Gradien
       const gate = dY.find((d) => d !== undefined) as string;
       const names = emitRecompute(em, g, gate, constants);
       recomputed.set(g, names);
-      for (const [from, to] of names) rename.set(from, to);
+      for (const [from, to] of names) {
+        rename.set(from, to);
+        dependsOnGradient.add(to);
+      }
     }
     // The rule reads recomputed tensors in place of the forward ones.
     const node = rename.size === 0 ? forward : { ...forward, input: forward.input.map((i) => rename.get(i) ?? i), output: forward.output.map((o) => rename.get(o) ?? o) } as NodeProto;
     const rule = node.domain && node.domain !== 'ai.onnx' ? undefined : VJP_RULES[node.opType];
     if (!rule) throw unsupported(node);
+    const emittedFrom = em.nodes.length;
     const dX = rule({ node, em, opset, dY, needs });
+    if (gateEarly) gateGradientFree(em, emittedFrom, dY.find((d) => d !== undefined) as string, dependsOnGradient, constants, minElements);
     forward.input.forEach((name, i) => {
       const g = dX[i];
       if (name && needs[i] && g) {
@@ -168,4 +177,43 @@ export function appendGradient(model: ModelProto, shapes: ShapeMap, req: Gradien
   graph.initializer = [...graph.initializer, ...em.initializers];
   pruneDeadNodes(graph);
   return out;
+}
+
+/**
+ * A rule's nodes that read only forward tensors and constants (∂ of a MatMul's Aᵀ, a normalisation's
+ * 1/σ·x̂ …) do not depend on the gradient, so onnxruntime, which orders nodes by data alone, may run
+ * them long before the backward pass gets there (it does: depth-first from the outputs) and hold
+ * their outputs meanwhile. Each such node with a large output (≥ `minElements`) reads its smallest
+ * non-constant input through `x + 0·max(∂L/∂y)`, ∂L/∂y being the gradient the rule was called with
+ * (the same gate as recompute.ts), so it runs when the backward pass reaches its rule. The nodes the
+ * rule emitted from `from` on are re-emitted in order, with the gates before the nodes they feed.
+ */
+const madeConstants = new WeakMap<GraphEmitter, { names: Set<string>; seen: number }>();
+
+function gateGradientFree(em: GraphEmitter, from: number, gate: string, dependsOnGradient: Set<string>, constants: ReadonlySet<string>, minElements: number): void {
+  const emitted = em.nodes.splice(from);
+  let made = madeConstants.get(em);
+  if (!made) madeConstants.set(em, (made = { names: new Set<string>(), seen: 0 }));
+  for (; made.seen < em.initializers.length; made.seen++) made.names.add((em.initializers[made.seen] as { name: string }).name);
+  const isConstant = (t: string): boolean => constants.has(t) || (made as { names: Set<string> }).names.has(t);
+  let zero: string | undefined;
+  for (const n of emitted) {
+    const inputs = n.input.filter((i): i is string => !!i);
+    const fromGradient = inputs.some((i) => dependsOnGradient.has(i) || i === gate);
+    const big = n.output.some((o) => !!o && em.shapes.has(o) && em.count(o) >= minElements);
+    const variable = inputs.filter((i) => !isConstant(i) && em.shapes.has(i));
+    if (!fromGradient && big && variable.length > 0) {
+      const smallest = variable.reduce((a, b) => (em.count(b) < em.count(a) ? b : a));
+      if (zero === undefined) {
+        const info = em.info(gate);
+        zero = em.mul(em.op('ReduceMax', [gate], { dtype: info.dtype, dims: [] }, { keepdims: 0 }), em.scalar(0, info.dtype));
+      }
+      const si = em.info(smallest);
+      const z = si.dtype === em.info(gate).dtype ? zero : em.op('Cast', [zero], { dtype: si.dtype, dims: [] }, { to: si.dtype });
+      const gated = em.add(smallest, z);
+      n.input = n.input.map((i) => (i === smallest ? gated : i));
+    }
+    em.nodes.push(n);
+    if (fromGradient || (big && variable.length > 0)) for (const o of n.output) if (o) dependsOnGradient.add(o);
+  }
 }

@@ -97,6 +97,35 @@ describe('recomputed attention probabilities', () => {
     expectSameGradient(await gradSample(dir, kept, 'model.grad-ew-kept.onnx', 8, 9), await gradSample(dir, redone, 'model.grad-ew-recomputed.onnx', 8, 9));
   });
 
+  it('lets no backward node run before the gradient reaches its rule', async () => {
+    // onnxruntime orders nodes by data alone (depth-first from the outputs), so a backward node that
+    // reads only forward tensors and constants may run, and hold its output, long before the backward
+    // pass gets there. With gating, every backward node that reads a tensor depends on the loss's seed.
+    const { dir } = await tinyUNetFolder('opset17', 7);
+    const unet = decodeModel(await readFile(join(dir, 'unet/model.onnx')));
+    const ungated = guidanceGradientModel(unet, SIZE, { recompute: false });
+    const gated = guidanceGradientModel(unet, SIZE, { recompute: { minRatio: 8, minElements: 1 } });
+    const gradientFree = (m: typeof gated.model): NodeProto[] => {
+      const forwardInitializers = new Set(unet.graph.initializer.map((t) => t.name));
+      // The seed ∂L/∂L = 1: the backward's scalar constant 1 (shared with other scalar ones, which only
+      // makes this count smaller).
+      const seeds = m.graph.initializer.filter((t) => !forwardInitializers.has(t.name) && t.dims.length === 0 && (t.floatData?.[0] === 1 || (t.rawData?.length === 4 && new DataView(t.rawData.buffer, t.rawData.byteOffset, 4).getFloat32(0, true) === 1)));
+      expect(seeds.length).toBeGreaterThan(0);
+      const dependent = new Set<string>(seeds.map((t) => t.name));
+      const initializers = new Set(m.graph.initializer.map((t) => t.name));
+      const free: NodeProto[] = [];
+      for (const n of m.graph.node) {
+        if (!n.name.startsWith('grad/')) continue;
+        if (n.input.some((i) => dependent.has(i))) for (const o of n.output) dependent.add(o);
+        else if (n.input.some((i) => i && !initializers.has(i))) free.push(n);
+      }
+      return free;
+    };
+    expect(gradientFree(ungated.model).length).toBeGreaterThan(0);
+    expect(gradientFree(gated.model).map((n) => n.name)).toEqual([]);
+    expectSameGradient(await gradSample(dir, ungated, 'model.grad-ungated.onnx', 3, 4), await gradSample(dir, gated, 'model.grad-gated.onnx', 3, 4));
+  });
+
   it('picks self-attention and leaves cross-attention at SD 1.x sizes (default ratio)', () => {
     // One SD 1.x attention block at latent 64×64, batch 2, 8 heads, d = 40: Q [16,4096,40],
     // Kᵀ [16,40,4096] (self) or [16,40,77] (cross), S = Q·Kᵀ·s, P = softmax(S).
