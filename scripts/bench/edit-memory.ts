@@ -40,6 +40,11 @@ const { values } = parseArgs({
     arena: { type: 'string', default: 'on' },
     /** `off`: onnxruntime's pre-packing of constant weights disabled (session.disable_prepacking). */
     prepack: { type: 'string', default: 'on' },
+    /** `off`: onnxruntime's memory pattern (one planned block per run after the first) disabled. */
+    mempattern: { type: 'string', default: 'on' },
+    /** Edit steps run in a row (an edit runs the gradient and edit-ε roles once per guided step: from the
+     *  second call on, onnxruntime serves a run from the memory pattern it recorded in the first). */
+    steps: { type: 'string', default: '1' },
   },
 });
 
@@ -61,7 +66,7 @@ function feeds(latent: number, batch: number, extra: Record<string, ort.Tensor> 
 async function child(config: string, pixels: number, dir: string, threads: number): Promise<void> {
   const latent = pixels / 8;
   const prepared = await preparePipelineGraphs(dir, { height: pixels, width: pixels });
-  const options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1, logSeverityLevel: 3, enableCpuMemArena: values.arena !== 'off', ...(values.prepack === 'off' ? { extra: { session: { disable_prepacking: '1' } } } : {}) };
+  const options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1, logSeverityLevel: 3, enableCpuMemArena: values.arena !== 'off', enableMemPattern: values.mempattern !== 'off', ...(values.prepack === 'off' ? { extra: { session: { disable_prepacking: '1' } } } : {}) };
   const refs: Record<string, ort.Tensor> = {};
   for (const s of prepared.pair.manifest.sites) {
     refs[s.output.replace('attn_map_', 'attn_ref_')] = new ort.Tensor('float32', new Float32Array(s.heads * s.queries * s.tokens).fill(1 / s.tokens), [s.heads, s.queries, s.tokens]);
@@ -104,8 +109,11 @@ async function child(config: string, pixels: number, dir: string, threads: numbe
     const unet = unetRoles({ run: (_path, f) => session.run(f) }, prepared.roles);
     await timed('inversion', () => unet.single(feeds(latent, 1)));
     await timed('reference', () => unet.single(feeds(latent, 1)));
-    await timed('gradient', () => unet.grad(feeds(latent, 2, refs)));
-    await timed('edit', () => unet.pair(feeds(latent, 2)));
+    for (let step = 1; step <= Number(values.steps); step++) {
+      const tag = step === 1 ? '' : ` ${step}`;
+      await timed(`gradient${tag}`, () => unet.grad(feeds(latent, 2, refs)));
+      await timed(`edit${tag}`, () => unet.pair(feeds(latent, 2)));
+    }
   }
   const result: ChildResult = { openMs, openPeakMiB, runs, maxRssMiB: peakMiB() };
   process.stdout.write(`${JSON.stringify(result)}\n`);
@@ -123,7 +131,7 @@ async function main(): Promise<void> {
   const rows: string[] = [];
   for (const size of (values.sizes ?? '').split(',')) {
     for (const config of (values.configs ?? '').split(',')) {
-      const r = spawnSync(process.execPath, [process.argv[1] ?? '', '--child', config, '--size', size, '--dir', dir, '--threads', String(threads), '--arena', values.arena ?? 'on', '--prepack', values.prepack ?? 'on'], { encoding: 'utf8', maxBuffer: 1 << 22 });
+      const r = spawnSync(process.execPath, [process.argv[1] ?? '', '--child', config, '--size', size, '--dir', dir, '--threads', String(threads), '--arena', values.arena ?? 'on', '--prepack', values.prepack ?? 'on', '--mempattern', values.mempattern ?? 'on', '--steps', values.steps ?? '1'], { encoding: 'utf8', maxBuffer: 1 << 22 });
       if (r.status !== 0) {
         rows.push(`| ${size}² | ${config} | failed: ${r.stderr.split('\n').filter((l) => /Error/.test(l)).slice(0, 2).join(' ')} |||||`);
         continue;
@@ -141,9 +149,9 @@ async function main(): Promise<void> {
   }
   console.log(`## edit-memory: peak of the UNet part of an SD-1.5-shaped edit
 
-Machine: ${machineLine()}. Command: \`npm run bench edit-memory -- --sizes ${values.sizes} --configs ${values.configs}\`.
+Machine: ${machineLine()}. Command: \`npm run bench edit-memory -- --sizes ${values.sizes} --configs ${values.configs}${values.steps === '1' ? '' : ` --steps ${values.steps}`}\`.
 UNet weights: ${(weightsMiB / 1024).toFixed(2)} GiB (860 M parameters, float32). One child process per row; onnxruntime CPU
-provider, graph optimisation 'all', ${threads} intra-op threads, CPU memory arena ${values.arena}, weight pre-packing ${values.prepack}; one edit step in the pipeline's order.
+provider, graph optimisation 'all', ${threads} intra-op threads, CPU memory arena ${values.arena}, memory pattern ${values.mempattern}, weight pre-packing ${values.prepack}; ${values.steps} edit step(s) in the pipeline's order.
 Gradient / forward: the gradient role's run() over the batch-2 forward's (edit ε). Peak GiB so far: max RSS after opening and after each role.
 
 | working size | configuration | UNet sessions | peak RSS GiB | peak / weights | sessions opened in | run() per role | gradient / forward | peak GiB so far |
