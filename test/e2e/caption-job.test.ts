@@ -5,13 +5,13 @@
 // job answers the caption that `p2pz caption IMAGE` (the real CLI, another process) prints for the
 // same file, and a render of the same upload without a caption uses, reports and dumps exactly it.
 import { spawn } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLIENT_HEADER, ImageUploadResponse, PROTOCOL_VERSION, ServerEvent, type JobOutcome } from '../../shared/protocol/index.js';
+import { ImageUploadResponse, PROTOCOL_VERSION, ServerEvent, type JobOutcome } from '../../shared/protocol/index.js';
 import type { RunningDaemon } from '../../daemon/daemon.js';
 import { writeTinyCaptioner } from '../../daemon/onnx/tiny/blip-captioner.js';
-import { EventClient, send } from '../daemon/server/helpers.js';
+import { cliEventStream, EventClient, send } from '../daemon/server/helpers.js';
 import { rgbaPng } from '../daemon/pipeline/tiny-pipeline.js';
 import { startTinyDaemon, type TinyDaemon } from '../fixtures/tiny-models.js';
 
@@ -56,12 +56,7 @@ function cliCaption(models: string): Promise<{ code: number | null; out: string;
 beforeAll(async () => {
   tiny = await startTinyDaemon('p2pz-caption-job-', { diffusion: true });
   daemon = tiny.daemon;
-  const token = (await readFile(daemon.paths.cliToken, 'utf8')).trim();
-  auth = { authorization: `Bearer ${token}`, [CLIENT_HEADER]: CLIENT };
-  events = EventClient.connect(daemon);
-  await events.opened;
-  events.sendJson({ v: PROTOCOL_VERSION, type: 'hello', token, clientId: CLIENT });
-  await events.next((e) => e.type === 'welcome', 20_000);
+  ({ auth, events } = await cliEventStream(daemon, CLIENT));
   const png = (await rgbaPng(60, 44)).png;
   imagePath = join(tiny.home, 'in.png');
   await writeFile(imagePath, png);

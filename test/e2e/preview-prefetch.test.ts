@@ -6,13 +6,12 @@
 // Prefetching is only a head start: bad uploads get the same error codes as before, a damaged image
 // fails its job with E_IMAGE_DECODE and the daemon keeps serving, and uploads during a running job do
 // not change that job's result. The frames here (160² RGBA) go through the frame file, job after job.
-import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLIENT_HEADER, HealthResponse, ImageUploadResponse, PROTOCOL_VERSION, ServerEvent, type JobOutcome } from '../../shared/protocol/index.js';
+import { HealthResponse, ImageUploadResponse, PROTOCOL_VERSION, ServerEvent, type JobOutcome } from '../../shared/protocol/index.js';
 import type { RunningDaemon } from '../../daemon/daemon.js';
 import type { WorkerSupervisor } from '../../daemon/worker/supervisor.js';
-import { codeOf, EventClient, send } from '../daemon/server/helpers.js';
+import { cliEventStream, codeOf, EventClient, send } from '../daemon/server/helpers.js';
 import { startTinyDaemon, type TinyDaemon } from '../fixtures/tiny-models.js';
 
 /** 160² RGBA is 100 KiB: the frames go through the frame file (daemon/worker/frame-file.ts). */
@@ -77,12 +76,7 @@ beforeAll(async () => {
     },
   });
   daemon = tiny.daemon;
-  const token = (await readFile(daemon.paths.cliToken, 'utf8')).trim();
-  auth = { authorization: `Bearer ${token}`, [CLIENT_HEADER]: CLIENT };
-  events = EventClient.connect(daemon);
-  await events.opened;
-  events.sendJson({ v: PROTOCOL_VERSION, type: 'hello', token, clientId: CLIENT });
-  await events.next((e) => e.type === 'welcome', 20_000);
+  ({ auth, events } = await cliEventStream(daemon, CLIENT));
   // Uploads are announced to a ready worker only (a hint is not kept for one that is starting).
   for (let i = 0; i < 600; i++) {
     const health = HealthResponse.parse((await send(daemon, { path: '/v1/health' })).json);

@@ -1,12 +1,12 @@
 // Test helpers for the service: a scriptable fake JobEngine (it stands in for the worker; the thing
 // under test is the HTTP/WS service), a daemon in a temporary home, raw HTTP requests with any
 // headers (fetch cannot set Host), and a WebSocket client that collects events.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
-import { decodePreviewFrame, PROTOCOL_VERSION, type PreviewFrame, type PreviewPixels } from '../../../shared/protocol/index.js';
+import { CLIENT_HEADER, decodePreviewFrame, PROTOCOL_VERSION, type PreviewFrame, type PreviewPixels } from '../../../shared/protocol/index.js';
 import type { EngineHealth, EngineJob, EngineProgress, EngineResult, JobEngine } from '../../../daemon/jobs/engine.js';
 import { startDaemon, type DaemonOptions, type RunningDaemon } from '../../../daemon/daemon.js';
 import { silentLogger } from '../../../daemon/log.js';
@@ -74,7 +74,6 @@ export async function startTestDaemon(options: DaemonOptions = {}): Promise<Test
   const home = await mkdtemp(join(tmpdir(), 'p2pz-server-'));
   const engine = new FakeEngine();
   const daemon = await startDaemon({ port: 0, home, engine, log: silentLogger, models: async () => [], ...options });
-  const { readFile } = await import('node:fs/promises');
   const cliToken = (await readFile(daemon.paths.cliToken, 'utf8')).trim();
   const { code } = daemon.pairingCode();
   const paired = await send(daemon, { method: 'POST', path: '/v1/pair', json: { v: PROTOCOL_VERSION, code } });
@@ -214,4 +213,15 @@ export class EventClient {
   private wake(): void {
     for (const w of this.waiters.splice(0)) w();
   }
+}
+
+/** The daemon's CLI token as request headers for `clientId`, and an event stream said hello to and
+ *  welcomed under that client id. */
+export async function cliEventStream(daemon: RunningDaemon, clientId: string): Promise<{ token: string; auth: Record<string, string>; events: EventClient }> {
+  const token = (await readFile(daemon.paths.cliToken, 'utf8')).trim();
+  const events = EventClient.connect(daemon);
+  await events.opened;
+  events.sendJson({ v: PROTOCOL_VERSION, type: 'hello', token, clientId });
+  await events.next((e) => e.type === 'welcome', 20_000);
+  return { token, auth: { authorization: `Bearer ${token}`, [CLIENT_HEADER]: clientId }, events };
 }
