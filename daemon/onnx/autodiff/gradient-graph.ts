@@ -6,7 +6,7 @@
 import { P2pzError } from '../../../shared/protocol/errors.js';
 import { GraphEmitter } from './emitter.js';
 import { pruneDeadNodes, cloneModelShallow } from '../graph/fold.js';
-import { isFloatType, type GraphProto, type ModelProto, type NodeProto } from '../graph/onnx-proto.js';
+import { DataType, isFloatType, type GraphProto, type ModelProto, type NodeProto } from '../graph/onnx-proto.js';
 import { defaultOpset, makeNode, valueInfo } from '../graph/nodes.js';
 import type { ShapeMap } from '../graph/static-shapes.js';
 import { VJP_RULES } from './vjp/index.js';
@@ -179,6 +179,12 @@ export function appendGradient(model: ModelProto, shapes: ShapeMap, req: Gradien
   return out;
 }
 
+/** Element types a gate can add 0 to. */
+const GATEABLE: ReadonlySet<number> = new Set([DataType.FLOAT, DataType.FLOAT16, DataType.DOUBLE, DataType.INT32, DataType.INT64]);
+
+/** The inline constants an emitter has made so far, by name (gateGradientFree). */
+const madeConstants = new WeakMap<GraphEmitter, { names: Set<string>; seen: number }>();
+
 /**
  * A rule's nodes that read only forward tensors and constants (∂ of a MatMul's Aᵀ, a normalisation's
  * 1/σ·x̂ …) do not depend on the gradient, so onnxruntime, which orders nodes by data alone, may run
@@ -188,8 +194,6 @@ export function appendGradient(model: ModelProto, shapes: ShapeMap, req: Gradien
  * (the same gate as recompute.ts), so it runs when the backward pass reaches its rule. The nodes the
  * rule emitted from `from` on are re-emitted in order, with the gates before the nodes they feed.
  */
-const madeConstants = new WeakMap<GraphEmitter, { names: Set<string>; seen: number }>();
-
 function gateGradientFree(em: GraphEmitter, from: number, gate: string, dependsOnGradient: Set<string>, constants: ReadonlySet<string>, minElements: number): void {
   const emitted = em.nodes.splice(from);
   let made = madeConstants.get(em);
@@ -201,7 +205,8 @@ function gateGradientFree(em: GraphEmitter, from: number, gate: string, dependsO
     const inputs = n.input.filter((i): i is string => !!i);
     const fromGradient = inputs.some((i) => dependsOnGradient.has(i) || i === gate);
     const big = n.output.some((o) => !!o && em.shapes.has(o) && em.count(o) >= minElements);
-    const variable = inputs.filter((i) => !isConstant(i) && em.shapes.has(i));
+    // Gates go through numbers only (Add has no bool or string kernel).
+    const variable = inputs.filter((i) => !isConstant(i) && em.shapes.has(i) && GATEABLE.has(em.info(i).dtype));
     if (!fromGradient && big && variable.length > 0) {
       const smallest = variable.reduce((a, b) => (em.count(b) < em.count(a) ? b : a));
       if (zero === undefined) {
