@@ -15,8 +15,8 @@ import { decodeModel, encodeModel } from '../../../../daemon/onnx/graph/model-io
 import { writeTinyStableDiffusion, type TinyStableDiffusionInfo } from '../../../../daemon/onnx/tiny/stable-diffusion.js';
 import { SessionCache } from '../../../../daemon/worker/sessions.js';
 import { P2pzError } from '../../../../shared/protocol/errors.js';
-import { pixels, rgbaPng } from '../../pipeline/tiny-pipeline.js';
-import { captureIo, loadMain, type CapturedIo } from '../../../fixtures/cli-main.js';
+import { loadMain } from '../../../fixtures/cli-main.js';
+import { editWithBoth } from './edit-both.js';
 
 let dir: string;
 let modelsDir: string;
@@ -100,19 +100,7 @@ describe('an onnxruntime-optimized VAE and text encoder', () => {
   });
 
   it('runs a full `p2pz edit` like the plain model (within 1 level of 255)', async () => {
-    const main = await loadMain();
-    const home = join(dir, 'home');
-    const io = (): CapturedIo => captureIo({ P2PZ_HOME: home });
-    const input = await rgbaPng(40, 48);
-    const inputPath = join(dir, 'in.png');
-    await writeFile(inputPath, input.png);
-    const edit = (model: string, out: string): string[] => ['edit', inputPath, '--model', model, '--from', 'cat', '--to', 'dog', '--steps', '2',
-      '--reg-steps', '1', '--size', '64', '--seed', '3', '--bank-count', '4', '--device', 'cpu', '--out', out];
-    const a = io();
-    expect(await main(edit(join(modelsDir, 'fused'), join(dir, 'fused.png')), a), a.text.err).toBe(0);
-    const b = io();
-    expect(await main(edit(join(modelsDir, 'plain'), join(dir, 'plain.png')), b), b.text.err).toBe(0);
-    const [pa, pb] = [await pixels(await readFile(join(dir, 'fused.png'))), await pixels(await readFile(join(dir, 'plain.png')))];
+    const { input, fused: pa, plain: pb } = await editWithBoth(await loadMain(), dir, join(dir, 'home'), join(modelsDir, 'fused'), join(modelsDir, 'plain'));
     expect(pa.width).toBe(40);
     let worst = 0;
     let moved = 0;

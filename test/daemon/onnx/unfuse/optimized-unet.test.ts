@@ -17,8 +17,8 @@ import { UNFUSED_METADATA_KEY, unfuseContribOps } from '../../../../daemon/onnx/
 import { P2pzError } from '../../../../shared/protocol/errors.js';
 import { uniform } from '../autodiff/op-harness.js';
 import { unetFeeds } from '../attention/tiny-unet.js';
-import { pixels, rgbaPng } from '../../pipeline/tiny-pipeline.js';
 import { captureIo, loadMain, type CapturedIo } from '../../../fixtures/cli-main.js';
+import { editWithBoth } from './edit-both.js';
 
 let dir: string;
 let fusedDir: string;
@@ -124,20 +124,10 @@ describe('an onnxruntime-optimized UNet', () => {
   it('runs `p2pz models prepare` and `p2pz edit` like the plain model', async () => {
     const main = await loadMain();
     const home = join(dir, 'home');
-    const io = (): CapturedIo => captureIo({ P2PZ_HOME: home });
-    const prep = io();
+    const prep: CapturedIo = captureIo({ P2PZ_HOME: home });
     expect(await main(['models', 'prepare', fusedDir, '--size', '64'], prep)).toBe(0);
     expect(prep.text.out).toContain('7 cross-attention layers');
-    const input = await rgbaPng(40, 48);
-    const inputPath = join(dir, 'in.png');
-    await writeFile(inputPath, input.png);
-    const edit = (model: string, out: string): string[] => ['edit', inputPath, '--model', model, '--from', 'cat', '--to', 'dog', '--steps', '2',
-      '--reg-steps', '1', '--size', '64', '--seed', '3', '--bank-count', '4', '--device', 'cpu', '--out', out];
-    const a = io();
-    expect(await main(edit(fusedDir, join(dir, 'fused.png')), a), a.text.err).toBe(0);
-    const b = io();
-    expect(await main(edit(plainDir, join(dir, 'plain.png')), b), b.text.err).toBe(0);
-    const [pa, pb] = [await pixels(await readFile(join(dir, 'fused.png'))), await pixels(await readFile(join(dir, 'plain.png')))];
+    const { fused: pa, plain: pb } = await editWithBoth(main, dir, home, fusedDir, plainDir);
     expect(pa.width).toBe(40);
     let worst = 0;
     for (let i = 0; i < pa.data.length; i++) worst = Math.max(worst, Math.abs((pa.data[i] ?? 0) - (pb.data[i] ?? 0)));
