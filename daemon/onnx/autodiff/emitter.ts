@@ -11,6 +11,7 @@ export class GraphEmitter {
   readonly initializers: TensorProto[] = [];
   private counter = 0;
   private readonly constants = new Map<string, string>();
+  private readonly constantNames = new Set<string>();
 
   constructor(readonly shapes: ShapeMap, readonly prefix: string, readonly opset: number) {}
 
@@ -55,7 +56,20 @@ export class GraphEmitter {
     this.initializers.push(makeTensor(name, dtype, dims, values));
     this.shapes.set(name, { dtype, dims: [...dims], value: [...values] });
     this.constants.set(key, name);
+    this.constantNames.add(name);
     return name;
+  }
+
+  /** Whether `name` is one of the inline constants this emitter made. */
+  madeConstant(name: string): boolean {
+    return this.constantNames.has(name);
+  }
+
+  /** 0·max(t): a scalar zero that exists only once `t` does. Adding it to a tensor makes whatever reads
+   *  the sum wait for `t` (onnxruntime orders nodes by data alone), without changing any value. */
+  zeroAfter(t: string): string {
+    const info = this.info(t);
+    return this.mul(this.op('ReduceMax', [t], { dtype: info.dtype, dims: [] }, { keepdims: 0 }), this.scalar(0, info.dtype));
   }
 
   scalar(value: number, dtype: number): string {

@@ -182,9 +182,6 @@ export function appendGradient(model: ModelProto, shapes: ShapeMap, req: Gradien
 /** Element types a gate can add 0 to. */
 const GATEABLE: ReadonlySet<number> = new Set([DataType.FLOAT, DataType.FLOAT16, DataType.DOUBLE, DataType.INT32, DataType.INT64]);
 
-/** The inline constants an emitter has made so far, by name (gateGradientFree). */
-const madeConstants = new WeakMap<GraphEmitter, { names: Set<string>; seen: number }>();
-
 /**
  * A rule's nodes that read only forward tensors and constants (∂ of a MatMul's Aᵀ, a normalisation's
  * 1/σ·x̂ …) do not depend on the gradient, so onnxruntime, which orders nodes by data alone, may run
@@ -196,10 +193,7 @@ const madeConstants = new WeakMap<GraphEmitter, { names: Set<string>; seen: numb
  */
 function gateGradientFree(em: GraphEmitter, from: number, gate: string, dependsOnGradient: Set<string>, constants: ReadonlySet<string>, minElements: number): void {
   const emitted = em.nodes.splice(from);
-  let made = madeConstants.get(em);
-  if (!made) madeConstants.set(em, (made = { names: new Set<string>(), seen: 0 }));
-  for (; made.seen < em.initializers.length; made.seen++) made.names.add((em.initializers[made.seen] as { name: string }).name);
-  const isConstant = (t: string): boolean => constants.has(t) || (made as { names: Set<string> }).names.has(t);
+  const isConstant = (t: string): boolean => constants.has(t) || em.madeConstant(t);
   let zero: string | undefined;
   for (const n of emitted) {
     const inputs = n.input.filter((i): i is string => !!i);
@@ -207,18 +201,16 @@ function gateGradientFree(em: GraphEmitter, from: number, gate: string, dependsO
     const big = n.output.some((o) => !!o && em.shapes.has(o) && em.count(o) >= minElements);
     // Gates go through numbers only (Add has no bool or string kernel).
     const variable = inputs.filter((i) => !isConstant(i) && em.shapes.has(i) && GATEABLE.has(em.info(i).dtype));
-    if (!fromGradient && big && variable.length > 0) {
+    const gated = !fromGradient && big && variable.length > 0;
+    if (gated) {
       const smallest = variable.reduce((a, b) => (em.count(b) < em.count(a) ? b : a));
-      if (zero === undefined) {
-        const info = em.info(gate);
-        zero = em.mul(em.op('ReduceMax', [gate], { dtype: info.dtype, dims: [] }, { keepdims: 0 }), em.scalar(0, info.dtype));
-      }
+      zero ??= em.zeroAfter(gate);
       const si = em.info(smallest);
       const z = si.dtype === em.info(gate).dtype ? zero : em.op('Cast', [zero], { dtype: si.dtype, dims: [] }, { to: si.dtype });
-      const gated = em.add(smallest, z);
-      n.input = n.input.map((i) => (i === smallest ? gated : i));
+      const input = em.add(smallest, z);
+      n.input = n.input.map((i) => (i === smallest ? input : i));
     }
     em.nodes.push(n);
-    if (fromGradient || (big && variable.length > 0)) for (const o of n.output) if (o) dependsOnGradient.add(o);
+    if (fromGradient || gated) for (const o of n.output) if (o) dependsOnGradient.add(o);
   }
 }

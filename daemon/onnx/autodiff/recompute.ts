@@ -87,7 +87,7 @@ export function findRecomputeGroups(graph: GraphProto, elements: (name: string) 
  */
 export function emitRecompute(em: GraphEmitter, group: RecomputeGroup, gate: string, constants: ReadonlySet<string>): Map<string, string> {
   const info = em.info(gate);
-  const zero = em.mul(em.op('ReduceMax', [gate], { dtype: info.dtype, dims: [] }, { keepdims: 0 }), em.scalar(0, info.dtype));
+  const zero = em.zeroAfter(gate);
   const renamed = new Map<string, string>();
   for (const leaf of group.leaves) {
     if (constants.has(leaf)) continue;
