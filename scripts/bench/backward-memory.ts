@@ -14,7 +14,7 @@
 // node keeps its name) and reads the order it ran the nodes in and its arena's bytes in use after each
 // node: the measured peak above the bytes in use before the first node, against live and planner in
 // that order.
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,8 +64,9 @@ const keptByOp = new Map<string, number>();
 for (const t of kept) keptByOp.set(producer.get(t)?.opType ?? '?', (keptByOp.get(producer.get(t)?.opType ?? '?') ?? 0) + bytes(t));
 const keptBytes = [...kept].reduce((s, t) => s + bytes(t), 0);
 
-// early: backward nodes that read a non-constant tensor and depend on no gradient (the seed is the
-// backward's scalar constant 1, which other scalar ones share: this count can only be too small).
+// early: backward nodes that read a non-constant tensor and depend on no gradient. Every scalar
+// constant the backward made counts as a seed (∂L/∂L = 1 is one of them), so this count can only be
+// too small.
 const dependent = new Set(graph.initializer.filter((t) => !unet.graph.initializer.some((u) => u.name === t.name) && t.dims.length === 0).map((t) => t.name));
 let earlyNodes = 0;
 let earlyBytes = 0;
@@ -156,7 +157,7 @@ if (values.run) {
   await session.run(feeds);
   const file = session.endProfiling?.() ?? '';
   await session.release();
-  const profilePath = existsSync(file) ? file : join(tmpdir(), (await import('node:fs')).readdirSync(tmpdir()).find((f) => f.startsWith(`p2pz-backward-memory-${process.pid}`)) ?? '');
+  const profilePath = existsSync(file) ? file : join(tmpdir(), readdirSync(tmpdir()).find((f) => f.startsWith(`p2pz-backward-memory-${process.pid}`)) ?? '');
   const events = (JSON.parse(readFileSync(profilePath, 'utf8')) as { cat?: string; name: string; ts: number; args?: Record<string, string> }[])
     .filter((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time')).sort((a, b) => a.ts - b.ts);
   rmSync(profilePath, { force: true });
