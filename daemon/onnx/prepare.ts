@@ -29,6 +29,7 @@ import { crossAttentionModel, guidanceGradientModel, unetInputDims, type UNetSta
 import { externalLocations, type ModelProto } from './graph/onnx-proto.js';
 import { prepareVaeParameters, type PreparedVaeParameters } from './vae-parameters.js';
 import { rolesModel, type RoleSignature } from './roles-model.js';
+import { runtimeShapeOperands } from './graph/runtime-shapes.js';
 import { unfuseContribOps } from './unfuse/unfuse.js';
 import { chosenPrecision, effectivePrecision, exportPrecision, precisionSource, precisionTag, UNetPrecision, type Precision } from './precision/unet-precision.js';
 
@@ -237,6 +238,10 @@ export async function preparePipelineGraphs(
 }
 
 /** The UNet roles the pipeline runs, in the order of the selector's values. */
+/** Bumped whenever the roles model changes for the same derived graphs. 2: shape operands computed
+ *  at run time (graph/runtime-shapes.ts). */
+export const ROLES_FORMAT_VERSION = 2;
+
 export const UNET_ROLES = Object.freeze(['single', 'pair', 'grad'] as const);
 export type UNetRole = (typeof UNET_ROLES)[number];
 
@@ -249,7 +254,7 @@ const RoleSignatureSchema = z.object({
 /** The roles model's manifest (read back from disk, so parsed). `graphs` names the files it was
  *  combined from, with their sizes: a rebuilt graph changes them, and the roles model follows. */
 export const RolesManifest = z.object({
-  format: z.literal(1),
+  format: z.literal(ROLES_FORMAT_VERSION),
   source: PreparedManifest.shape.source,
   graphs: z.array(z.object({ role: z.enum(UNET_ROLES), file: z.string(), size: z.number().int().nonnegative() })),
   roles: z.array(RoleSignatureSchema),
@@ -297,11 +302,17 @@ async function prepareRolesOnce(single: PreparedCrossAttention, pair: PreparedUN
       // missing or unreadable: rebuild
     }
   }
-  const roles = await Promise.all(files.map(async (f) => ({ name: f.role, model: decodeModel(await readFile(f.path)) })));
+  const roles = await Promise.all(files.map(async (f) => {
+    const model = decodeModel(await readFile(f.path));
+    // Each branch's inputs have symbolic dims in the roles model; with its shape operands computed at
+    // run time, onnxruntime's planner holds no dead buffer for a later tensor (graph/runtime-shapes.ts).
+    runtimeShapeOperands(model.graph, model.graph.input[0]!.name);
+    return { name: f.role, model };
+  }));
   const combined = rolesModel(roles);
   // The derived graphs already reference the weights file relative to this folder.
   await writeDerivedModel(combined.model, pair.xattnPath, path);
-  const manifest: RolesManifest = { format: 1, source: pair.manifest.source, graphs, roles: combined.signatures.map((s) => ({ name: s.name, inputs: [...s.inputs], outputs: [...s.outputs] })) as RolesManifest['roles'] };
+  const manifest: RolesManifest = { format: ROLES_FORMAT_VERSION, source: pair.manifest.source, graphs, roles: combined.signatures.map((s) => ({ name: s.name, inputs: [...s.inputs], outputs: [...s.outputs] })) as RolesManifest['roles'] };
   await writeFileAtomic(manifestPath, new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`));
   return { path, manifestPath, manifest, reused: false };
 }
