@@ -14,6 +14,8 @@
 // node keeps its name) and reads the order it ran the nodes in and its arena's bytes in use after each
 // node: the measured peak above the bytes in use before the first node, against live and planner in
 // that order.
+// `--runtime-shapes`: runs the graph as the roles model holds it instead: symbolic input dims and
+// shape operands computed at run time (graph/runtime-shapes.ts), so the planner reuses no buffer.
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -22,7 +24,8 @@ import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { guidanceGradientModel } from '../../daemon/onnx/attention/guidance-graph.js';
 import { GRADIENT_DEFAULTS } from '../../daemon/onnx/autodiff/gradient-graph.js';
-import { decodeModel } from '../../daemon/onnx/graph/model-io.js';
+import { decodeModel, writeDerivedModel } from '../../daemon/onnx/graph/model-io.js';
+import { runtimeShapeOperands } from '../../daemon/onnx/graph/runtime-shapes.js';
 import type { NodeProto } from '../../daemon/onnx/graph/onnx-proto.js';
 import { preparePipelineGraphs } from '../../daemon/onnx/prepare.js';
 import { SD15_SHAPED, writeTinyStableDiffusion } from '../../daemon/onnx/tiny/stable-diffusion.js';
@@ -34,6 +37,7 @@ const { values } = parseArgs({
     /** The generated model is kept here between runs (3.4 GB, sparse); shared with `bench edit-memory`. */
     dir: { type: 'string', default: join(tmpdir(), 'p2pz-bench-sd15') },
     run: { type: 'boolean', default: false },
+    'runtime-shapes': { type: 'boolean', default: false },
     threads: { type: 'string', default: '2' },
   },
 });
@@ -145,7 +149,20 @@ const rows = [
 if (values.run) {
   // The gradient graph as prepare writes it (it references the weights file next to it).
   const prepared = await preparePipelineGraphs(dir, { height: Number(values.size), width: Number(values.size) });
-  const path = prepared.pair.gradPath;
+  let path = prepared.pair.gradPath;
+  if (values['runtime-shapes']) {
+    const model = decodeModel(await readFile(path));
+    for (const input of model.graph.input) {
+      (input.type?.tensorType?.shape?.dim ?? []).forEach((d, j) => {
+        delete (d as { dimValue?: unknown }).dimValue;
+        (d as { dimParam?: string }).dimParam = `${input.name}_${j}`;
+      });
+    }
+    runtimeShapeOperands(model.graph, model.graph.input[0]!.name);
+    const runtimePath = path.replace(/\.onnx$/, '.runtime-shapes.onnx');
+    await writeDerivedModel(model, path, runtimePath);
+    path = runtimePath;
+  }
   const prefix = join(tmpdir(), `p2pz-backward-memory-${process.pid}`);
   const session = await ort.InferenceSession.create(path, { graphOptimizationLevel: 'disabled', intraOpNumThreads: Number(values.threads), interOpNumThreads: 1, logSeverityLevel: 3, enableProfiling: true, profileFilePrefix: prefix });
   const feeds: Record<string, ort.Tensor> = {
@@ -161,6 +178,7 @@ if (values.run) {
   const events = (JSON.parse(readFileSync(profilePath, 'utf8')) as { cat?: string; name: string; ts: number; args?: Record<string, string> }[])
     .filter((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time')).sort((a, b) => a.ts - b.ts);
   rmSync(profilePath, { force: true });
+  if (values['runtime-shapes']) rmSync(path, { force: true });
   const inUse = events.map((e) => Number(e.args?.mem_bytes_in_use ?? 0));
   const position = new Map<string, number>();
   events.forEach((e, k) => { const n = e.name.replace(/_kernel_time$/, ''); if (!position.has(n)) position.set(n, k); });
@@ -176,7 +194,7 @@ if (values.run) {
 
 console.log(`## backward-memory: the gradient graph's memory at ${values.size}², batch 2
 
-Machine: ${machineLine()}. Command: \`npm run bench backward-memory -- --size ${values.size}${values.run ? ' --run' : ''}\`.
+Machine: ${machineLine()}. Command: \`npm run bench backward-memory -- --size ${values.size}${values.run ? ' --run' : ''}${values['runtime-shapes'] ? ' --runtime-shapes' : ''}\`.
 SD-1.5-shaped UNet; the gradient graph as prepare derives it (recomputation, query blocks, gates).
 
 | what | bytes |
