@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { decodeModel } from '../../../daemon/onnx/graph/model-io.js';
 import { isExternal } from '../../../daemon/onnx/graph/onnx-proto.js';
-import { preparePipelineGraphs, prepareRoles, UNET_ROLES } from '../../../daemon/onnx/prepare.js';
+import { preparePipelineGraphs, prepareRoles, ROLES_FORMAT_VERSION, UNET_ROLES } from '../../../daemon/onnx/prepare.js';
+import { RUNTIME_SHAPES } from '../../../daemon/onnx/graph/runtime-shapes.js';
 import { ROLES_IO, roleValue } from '../../../daemon/onnx/roles-model.js';
 import { writeTinyStableDiffusion } from '../../../daemon/onnx/tiny/stable-diffusion.js';
 import { unetRoles } from '../../../daemon/pipeline/unet-roles.js';
@@ -49,6 +50,20 @@ describe('the UNet roles model', () => {
     expect(model.graph.node.filter((n) => n.opType === 'If')).toHaveLength(3);
     expect(model.graph.input[0]?.name).toBe(ROLES_IO.selector);
     expect(prepared.roles.manifest.roles.map((r) => r.name)).toEqual([...UNET_ROLES]);
+  });
+
+  it('computes every branch’s shape operands at run time, so onnxruntime plans no buffer reuse', async () => {
+    const model = decodeModel(await readFile(prepared.roles.path));
+    for (const n of model.graph.node.filter((x) => x.opType === 'If')) {
+      const branch = n.attribute.find((a) => a.name === 'then_branch')!.g!;
+      const constants = new Set(branch.initializer.map((t) => t.name));
+      for (const c of branch.node) if (c.opType === 'Constant') constants.add(c.output[0]!);
+      const shaped = branch.node.filter((c) => c.opType === 'Reshape' || c.opType === 'Expand');
+      expect(shaped.length, n.name).toBeGreaterThan(0);
+      for (const c of shaped) expect(constants.has(c.input[1]!), `${n.name}: ${c.name}`).toBe(false);
+      expect(branch.node.some((c) => c.output.some((o) => o.endsWith(`${ROLES_IO.branchSeparator}${RUNTIME_SHAPES.prefix}_zero`)))).toBe(true);
+    }
+    expect(prepared.roles.manifest.format).toBe(ROLES_FORMAT_VERSION);
   });
 
   it('gives each role exactly the outputs of its own graph, and empty tensors for the others', async () => {
