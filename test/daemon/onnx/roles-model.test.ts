@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { decodeModel } from '../../../daemon/onnx/graph/model-io.js';
-import { isExternal } from '../../../daemon/onnx/graph/onnx-proto.js';
+import { isExternal, type GraphProto } from '../../../daemon/onnx/graph/onnx-proto.js';
 import { preparePipelineGraphs, prepareRoles, ROLES_FORMAT_VERSION, UNET_ROLES } from '../../../daemon/onnx/prepare.js';
 import { RUNTIME_SHAPES } from '../../../daemon/onnx/graph/runtime-shapes.js';
 import { ROLES_IO, roleValue } from '../../../daemon/onnx/roles-model.js';
@@ -55,7 +55,7 @@ describe('the UNet roles model', () => {
   it('computes every branch’s shape operands at run time, so onnxruntime plans no buffer reuse', async () => {
     const model = decodeModel(await readFile(prepared.roles.path));
     for (const n of model.graph.node.filter((x) => x.opType === 'If')) {
-      const branch = n.attribute.find((a) => a.name === 'then_branch')!.g!;
+      const branch = n.attribute.find((a) => a.name === 'then_branch')!.g as unknown as GraphProto;
       const constants = new Set(branch.initializer.map((t) => t.name));
       for (const c of branch.node) if (c.opType === 'Constant') constants.add(c.output[0]!);
       const shaped = branch.node.filter((c) => c.opType === 'Reshape' || c.opType === 'Expand');
