@@ -6,17 +6,23 @@
 // onnxruntime/core/framework/allocation_planner.cc). Such a buffer is then held from its first tensor
 // to the last one that reuses it, free or not. In a gradient graph, forward buffers wait, allocated,
 // for the backward tensors of their shape: at 512² the UNet's gradient held 3.17 GiB of arena for
-// 1.2 GiB of live tensors (docs/BENCHMARKS.md "Planner"). With no statically known shape, every
+// 1.47 GiB of live tensors (docs/BENCHMARKS.md "No shapes for the planner"). With no statically known shape, every
 // tensor takes its buffer from the arena when made and gives it back when dead.
 //
 // A graph whose inputs have symbolic dims still gets known shapes back from every Reshape, Expand,
 // ConstantOfShape or Tile whose shape operand is a constant. This rewrites each such operand c into
-// `c + z`, where z is an int64 zero computed from a graph input's shape: onnxruntime cannot fold it,
-// so the operand, and every shape after it, stays unknown. Values are unchanged.
+// `Concat(c, e)`, where e is an empty int64 vector sliced from a graph input's shape at run time:
+// onnxruntime cannot fold it, and it cannot know its length either. So the op's output has no shape
+// at all, not even a rank, and neither has anything computed from it. Values are unchanged.
 //
-// Only the shapes of the graph's inputs decide: a graph with static input dims (a standalone derived
-// graph) gets its shapes back from them, so this is meant for graphs with symbolic inputs, like the
-// branches of the UNet roles model (onnx/roles-model.ts).
+// No rank matters as much as no dims. For a tensor with a shape, the planner scans every freed buffer
+// (its free list) looking for one of the same shape; with shapes that never match, the list only
+// grows, and planning the 512² gradient graph took 45 s more (O(n²) in its 12 000 tensors). A tensor
+// with no shape returns before the scan (`FindReusableTensor`: "nullptr == p_required_buffer_shape").
+//
+// Only the graph's inputs and its constants decide: a graph with static input dims (a standalone
+// derived graph) gets some shapes back from its inputs, so this is meant for graphs with symbolic
+// inputs, like the branches of the UNet roles model (onnx/roles-model.ts).
 import { P2pzError } from '../../../shared/protocol/errors.js';
 import { namesInUse } from './graph-index.js';
 import { makeNode } from './nodes.js';
@@ -34,15 +40,17 @@ export const RUNTIME_SHAPES = Object.freeze({ prefix: 'runtime_shape' });
 export function runtimeShapeOperands(graph: GraphProto, from: string): number {
   if (!graph.input.some((i) => i.name === from)) throw new P2pzError('E_INTERNAL', `runtimeShapeOperands: no graph input “${from}”.`);
   const p = RUNTIME_SHAPES.prefix;
-  if (namesInUse(graph).has(`${p}_zero`)) throw new P2pzError('E_INTERNAL', 'runtimeShapeOperands: the graph was rewritten already.');
+  if (namesInUse(graph).has(`${p}_empty`)) throw new P2pzError('E_INTERNAL', 'runtimeShapeOperands: the graph was rewritten already.');
   const constants = new Set(graph.initializer.map((t) => t.name));
   for (const n of graph.node) if (n.opType === 'Constant' && n.output[0]) constants.add(n.output[0]);
-  const zero = `${p}_zero`;
-  // z = ΣΔ(shape(from) − shape(from)): an int64 scalar 0 that depends on a run-time shape.
+  const empty = `${p}_empty`;
+  // z = [Σ(shape(from) − shape(from))] = [0], and e = shape(from)[z:z] = []: both depend on a run-time
+  // shape, and e's length is not known before it runs.
   const nodes: NodeProto[] = [
     makeNode('Shape', [from], [`${p}_of`], `${p}_Shape`),
     makeNode('Sub', [`${p}_of`, `${p}_of`], [`${p}_none`], `${p}_Sub`),
-    makeNode('ReduceSum', [`${p}_none`], [zero], `${p}_ReduceSum`, { keepdims: 0 }),
+    makeNode('ReduceSum', [`${p}_none`], [`${p}_zero`], `${p}_ReduceSum`, { keepdims: 1 }),
+    makeNode('Slice', [`${p}_of`, `${p}_zero`, `${p}_zero`], [empty], `${p}_Slice`),
   ];
   const rewritten = new Map<string, string>();
   for (const n of graph.node) {
@@ -53,7 +61,7 @@ export function runtimeShapeOperands(graph: GraphProto, from: string): number {
       if (!name) {
         name = `${p}_${rewritten.size}`;
         rewritten.set(operand, name);
-        nodes.push(makeNode('Add', [operand, zero], [name], `${p}_Add_${rewritten.size}`));
+        nodes.push(makeNode('Concat', [operand, empty], [name], `${p}_Concat_${rewritten.size}`, { axis: 0 }));
       }
       n.input[at] = name;
     }

@@ -61,7 +61,7 @@ describe('the UNet roles model', () => {
       const shaped = branch.node.filter((c) => c.opType === 'Reshape' || c.opType === 'Expand');
       expect(shaped.length, n.name).toBeGreaterThan(0);
       for (const c of shaped) expect(constants.has(c.input[1]!), `${n.name}: ${c.name}`).toBe(false);
-      expect(branch.node.some((c) => c.output.some((o) => o.endsWith(`${ROLES_IO.branchSeparator}${RUNTIME_SHAPES.prefix}_zero`)))).toBe(true);
+      expect(branch.node.some((c) => c.output.some((o) => o.endsWith(`${ROLES_IO.branchSeparator}${RUNTIME_SHAPES.prefix}_empty`)))).toBe(true);
     }
     expect(prepared.roles.manifest.format).toBe(ROLES_FORMAT_VERSION);
   });
