@@ -19,8 +19,8 @@
 // q_s ≥ 2·ρ·d_s, ρ its minimum ratio, d_s = C·m_s/H the head width, m_s = 1, 2, 4, 4 by level), the
 // transients of the softmax backward at the largest site (τ_g = 5 score blocks at once: the
 // recomputed P, ∂L/∂P, ∂L/∂P ⊙ P, their difference and ∂L/∂S), and κ_g stored feature maps (fitted
-// to the measured peaks of docs/BENCHMARKS.md "edit memory" over two edit steps: +8 % at 256², 0 % at
-// 512², and +18 % against 512²'s first step alone). Sites and heads come from the model's
+// to the measured peaks of docs/BENCHMARKS.md "edit memory" over two edit steps: +9 % at 256², +1 % at
+// 512², and +19 % against 512²'s first gradient call alone). Sites and heads come from the model's
 // prepare manifest when there is one, else SD 1.x's 16 sites with 8 heads. C is not stored in an
 // ONNX file, so it is inferred from the parameter count P = U/4 (UNet parameters grow with C²):
 // C = 320·√(P / 859.5 M), exact for SD 1.x (859.5 M parameters at C = 320).

@@ -16,7 +16,7 @@ const SD1X: ModelFootprint = {
 };
 const RENDER_512: JobShape = { kind: 'render', height: 512, width: 512, batch: 2 };
 /** Working side → measured peak RSS (GiB) of the UNet part of an SD-1.5-shaped edit (see the test). */
-const MEASURED_PEAKS_GIB: readonly (readonly [number, number])[] = [[256, 4.33], [512, 4.98], [512, 5.89]];
+const MEASURED_PEAKS_GIB: readonly (readonly [number, number])[] = [[256, 4.32], [512, 4.96], [512, 5.84]];
 
 function refusal(fn: () => unknown): P2pzError {
   try {
@@ -65,9 +65,9 @@ describe('estimateJobMemory', () => {
   it('matches the measured peak of an SD-1.5-shaped edit within 20% (docs/BENCHMARKS.md, bench edit-memory)', () => {
     // Measured: max RSS of one process holding the roles model of the SD-1.5-shaped UNet (graph
     // 1199130 B + weights 3446278144 B, no text encoder or VAE) through one edit step, onnxruntime
-    // CPU provider: `npm run bench edit-memory -- --sizes 256,512 --configs after --steps 2` → 4.33 GiB
-    // at 256² (set when the session opens), and at 512² 4.98 GiB after the first step, 5.89 GiB after
-    // the second (query blocks; recomputed elementwise tensors, GroupNorm outputs, GEGLU halves and
+    // CPU provider: `npm run bench edit-memory -- --sizes 256,512 --configs after --steps 2` → 4.32 GiB
+    // at 256² (set when the session opens), and at 512² 4.96 GiB after the first step's gradient,
+    // 5.84 GiB after the second (query blocks; recomputed elementwise tensors, GroupNorm outputs, GEGLU halves and
     // level-1 probabilities; gradient-free backward nodes gated; shape operands computed at run time).
     const unetBytes = 1_199_130 + 3_446_278_144;
     const fp: ModelFootprint = { ...SD1X, unetBytes, otherBytes: 0, channels: inferChannels(unetBytes) };
