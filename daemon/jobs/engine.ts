@@ -8,6 +8,9 @@ export interface EngineJob {
   readonly kind: JobKind;
   /** The uploaded image, still encoded (PNG, JPEG or WebP); the engine decodes it. */
   readonly image: Uint8Array;
+  /** The stored upload `image` was read from (POST /v1/images), when it was one: an engine that was
+   *  given it as a hint (`prefetch`) may use what it holds instead of passing the bytes on. */
+  readonly imageId?: string;
   readonly model: string | undefined;
   /** Every kind but `caption` has one. */
   readonly edit?: EditParams;
@@ -58,7 +61,7 @@ export interface JobEngine {
   /** An upload that a job (a quick preview) may soon read: an engine may prepare it in its idle time
    *  (the worker decodes it, pipeline/gan-prefetch.ts). A hint: it never delays or changes a job, and
    *  an engine without it just does nothing. */
-  prefetch?(image: Uint8Array): void;
+  prefetch?(image: Uint8Array, imageId?: string): void;
   health(): EngineHealth;
   /** Stops the worker (cooperatively, then by force) and resolves when it has exited. */
   close(): Promise<void>;

@@ -238,10 +238,10 @@ export class JobQueue {
   }
 
   /** Passes an upload on to the engine as a hint that a job may soon read it (JobEngine.prefetch). */
-  prefetch(image: Uint8Array): void {
+  prefetch(image: Uint8Array, imageId?: string): void {
     if (this.closed) return;
     try {
-      this.engine.prefetch?.(image);
+      this.engine.prefetch?.(image, imageId);
     } catch (error) {
       this.log.warn('job.prefetch-failed', describeError(error));
     }
@@ -339,6 +339,8 @@ export class JobQueue {
   /** Runs `job` on the engine and ends it with exactly one terminal event. Never rejects. */
   private async execute(job: Job, input: JobImage | undefined, signal: AbortSignal): Promise<void> {
     let image: Uint8Array;
+    // A stored upload's id goes with its bytes (EngineJob.imageId); bytes given directly have none.
+    const imageId = input === undefined || input instanceof Uint8Array ? undefined : job.request.imageId;
     try {
       // Cancelled in the same tick as it started: the engine never sees it.
       if (signal.aborted) return this.end(job, { state: 'cancelled' });
@@ -357,6 +359,7 @@ export class JobQueue {
           jobId: job.jobId,
           kind: job.kind,
           image,
+          ...(imageId === undefined ? {} : { imageId }),
           model: job.request.model,
           ...(job.request.kind === 'caption' ? {} : { edit: job.request.edit }),
           stepPreviews: job.request.stepPreviews,

@@ -44,7 +44,11 @@ export interface JobContext {
 
 type ResultMessage = Extract<WorkerMessage, { type: 'done' | 'cancelled' | 'failed' }>;
 
-function pipelineFor(message: WorkerRunMessage, ctx: JobContext): Promise<PipelineOutcome> {
+/** A run message with its image: carried, or looked up among the uploads the worker holds
+ *  (`held`: the timings then say `upload-held`, daemon/worker/held-uploads.ts). */
+export type JobToRun = Omit<WorkerRunMessage, 'image' | 'uploadId'> & { readonly image: Uint8Array; readonly held?: boolean };
+
+function pipelineFor(message: JobToRun, ctx: JobContext): Promise<PipelineOutcome> {
   let written: Promise<void> | void;
   const pipelineCtx: DiffusionContext = {
     models: ctx.models,
@@ -67,13 +71,14 @@ function pipelineFor(message: WorkerRunMessage, ctx: JobContext): Promise<Pipeli
   return message.kind === 'preview' ? runPreview(request, pipelineCtx) : runPix2PixZero(request, pipelineCtx);
 }
 
-export async function runJob(message: WorkerRunMessage, ctx: JobContext): Promise<ResultMessage> {
+export async function runJob(message: JobToRun, ctx: JobContext): Promise<ResultMessage> {
   const { jobId } = message;
   try {
     const outcome = await pipelineFor(message, ctx);
     if (ctx.signal.aborted) return { v: PROTOCOL_VERSION, type: 'cancelled', jobId };
     return {
-      v: PROTOCOL_VERSION, type: 'done', jobId, outputs: [...outcome.outputs], engine: outcome.engine, timings: outcome.timings,
+      v: PROTOCOL_VERSION, type: 'done', jobId, outputs: [...outcome.outputs], engine: outcome.engine,
+      timings: message.held === true ? { 'upload-held': 0, ...outcome.timings } : outcome.timings,
       ...(outcome.report === undefined ? {} : { details: JobDetails.parse(outcome.report) }),
     };
   } catch (err) {

@@ -23,6 +23,7 @@ import type { EngineHealth, EngineJob, EngineProgress, EngineResult, JobEngine }
 import { createLogger, describeError } from '../log.js';
 import type { Logger } from '../log.js';
 import { FRAME_FILE_DEFAULTS, FrameFileReader } from './frame-file.js';
+import { HeldUploads } from './held-uploads.js';
 import type { DevicePreference } from './providers.js';
 
 export const SUPERVISOR_DEFAULTS = Object.freeze({
@@ -88,6 +89,8 @@ interface WorkerHandle {
   killedForCancel: boolean;
   /** Killed after its device was lost or its provider failed: replaced at once, not a crash. */
   killedForDevice?: boolean;
+  /** The uploads this process holds (held-uploads.ts): a new process starts with none. */
+  readonly held: HeldUploads;
 }
 
 /** Failures that leave the worker's device context unusable (see the file header). */
@@ -215,14 +218,19 @@ export class WorkerSupervisor implements JobEngine {
     });
   }
 
-  prefetch(image: Uint8Array): void {
+  prefetch(image: Uint8Array, imageId?: string): void {
     const worker = this.#worker;
     // A hint: a worker that is not ready (starting, restarting, gone) is not sent one, nor an upload
     // beyond what the channel may hold for hints (the daemon's memory bound, docs/SECURITY.md §Memory bound).
     if (this.#closing || !worker?.ready || !worker.alive || !worker.child.connected) return;
+    // The same upload again (ids are never reused): the worker has it.
+    if (imageId !== undefined && worker.held.use(imageId)) return;
     if (this.#prefetchBytes + image.byteLength > this.#settings.prefetchMaxBytes) return;
+    // The worker keeps what the ledger says, dropping what it gives up (held-uploads.ts).
+    const drop = imageId === undefined ? undefined : worker.held.add(imageId, image.byteLength);
+    const named = drop === undefined ? {} : { uploadId: imageId, ...(drop.length > 0 ? { drop } : {}) };
     this.#prefetchBytes += image.byteLength;
-    worker.child.send({ v: PROTOCOL_VERSION, type: 'prefetch', image, modelsDir: this.#settings.modelsDir } satisfies SupervisorMessage, () => {
+    worker.child.send({ v: PROTOCOL_VERSION, type: 'prefetch', image, modelsDir: this.#settings.modelsDir, ...named } satisfies SupervisorMessage, () => {
       this.#prefetchBytes -= image.byteLength;
     });
   }
@@ -269,7 +277,8 @@ export class WorkerSupervisor implements JobEngine {
       type: 'run',
       jobId: job.jobId,
       kind: job.kind,
-      image: job.image,
+      // An upload the worker holds goes by its id: no copy of the bytes on the channel.
+      ...(job.imageId !== undefined && worker.held.use(job.imageId) ? { uploadId: job.imageId } : { image: job.image }),
       modelsDir: this.#settings.modelsDir,
       ...(this.#settings.cacheDir === undefined ? {} : { cacheDir: this.#settings.cacheDir }),
       ...(job.model === undefined ? {} : { model: job.model }),
@@ -385,6 +394,7 @@ export class WorkerSupervisor implements JobEngine {
       ready: false,
       alive: true,
       killedForCancel: false,
+      held: new HeldUploads(),
     };
     this.#worker = worker;
     if (this.#state !== 'starting') this.#state = 'restarting';

@@ -81,6 +81,11 @@ const prefetches = new PrefetchQueue({
   log,
 });
 
+/** Uploads held by id, exactly as the supervisor's ledger says (held-uploads.ts): a run message may
+ *  name one instead of carrying its bytes. The same objects the prefetch decoded, so the preview
+ *  cache finds them by identity without hashing them again (preview-input-cache.ts). */
+const heldUploads = new Map<string, Uint8Array>();
+
 /** One frame buffer, reused: `send` serializes a message before it returns (Node's IPC with
  *  `serialization: 'advanced'`), so the pixels may be overwritten by the next frame right after. */
 let frameBuffer: Uint8Array | undefined;
@@ -145,6 +150,14 @@ function startJob(message: WorkerRunMessage, execution: ExecutionChoice): void {
     void send({ v: PROTOCOL_VERSION, type: 'failed', jobId: message.jobId, error: new P2pzError('E_INTERNAL', 'The engine runs one job at a time.').toBody() });
     return;
   }
+  const { image: carried, uploadId, ...rest } = message;
+  const image = carried ?? (uploadId === undefined ? undefined : heldUploads.get(uploadId));
+  if (image === undefined) {
+    // The supervisor names only what its ledger says this process holds (held-uploads.ts).
+    log.error('worker.upload_not_held', { jobId: message.jobId });
+    void send({ v: PROTOCOL_VERSION, type: 'failed', jobId: message.jobId, error: new P2pzError('E_INTERNAL', 'The engine no longer holds the uploaded image.', 'Submit the job again.').toBody() });
+    return;
+  }
   const job: Running = { jobId: message.jobId, controller: new AbortController() };
   running = job;
   // The worker may not know the daemon's data folder (a --home of its own): these two it is told.
@@ -165,7 +178,7 @@ function startJob(message: WorkerRunMessage, execution: ExecutionChoice): void {
     framePixels,
     log,
   };
-  settled = runJob(message, ctx).then(async (result) => {
+  settled = runJob({ ...rest, image, ...(carried === undefined ? { held: true } : {}) }, ctx).then(async (result) => {
     // Free before the result leaves: the next `run` may arrive as soon as the supervisor reads it.
     if (running === job) running = undefined;
     await send(result);
@@ -207,6 +220,9 @@ async function main(): Promise<void> {
         frameWriter?.read();
         return;
       case 'prefetch':
+        // The ledger first: the supervisor's record of what this process holds must stay exact.
+        for (const id of message.drop ?? []) heldUploads.delete(id);
+        if (message.uploadId !== undefined) heldUploads.set(message.uploadId, message.image);
         if (!execution || stopping) return;
         prefetchFiles = sessionsFor(message.modelsDir, execution);
         prefetches.push(message.image);

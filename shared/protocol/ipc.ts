@@ -20,7 +20,10 @@ export const WorkerRunMessage = z.object({
   jobId: Id,
   kind: JobKind,
   /** The uploaded image, still encoded: decoding untrusted images happens in the worker. */
-  image: Bytes,
+  image: Bytes.optional(),
+  /** Instead of `image`: an upload the worker holds, from a `prefetch` that named it
+   *  (daemon/worker/held-uploads.ts). */
+  uploadId: Id.optional(),
   /** Absolute path of the models directory; the worker loads nothing from elsewhere. */
   modelsDir: z.string(),
   /** Absolute path of a folder the worker may keep derived caches in (edit directions); none when absent. */
@@ -29,10 +32,20 @@ export const WorkerRunMessage = z.object({
   /** Every kind but `caption` needs it (the worker fails such a job with E_BAD_REQUEST). */
   edit: EditParams.optional(),
   stepPreviews: z.boolean(),
-});
+}).refine((m) => (m.image === undefined) !== (m.uploadId === undefined), { message: 'a run message carries the image or names a held upload' });
 /** An upload a preview may soon read: the worker may decode it while idle (daemon/pipeline/gan-prefetch.ts).
  *  A hint only: it answers nothing, and no job's result depends on it. */
-export const WorkerPrefetchMessage = z.object({ v: Version, type: z.literal('prefetch'), image: Bytes, modelsDir: z.string() });
+export const WorkerPrefetchMessage = z.object({
+  v: Version,
+  type: z.literal('prefetch'),
+  image: Bytes,
+  modelsDir: z.string(),
+  /** The upload's id: the worker keeps the bytes under it until a later `prefetch` drops it
+   *  (daemon/worker/held-uploads.ts). */
+  uploadId: Id.optional(),
+  /** Held uploads the worker lets go of now. */
+  drop: z.array(Id).max(64).optional(),
+});
 /** The daemon has read the frame the worker wrote to the frame file (daemon/worker/frame-file.ts). */
 export const WorkerFrameReadMessage = z.object({ v: Version, type: z.literal('frame-read') });
 export const WorkerCancelMessage = z.object({ v: Version, type: z.literal('cancel'), jobId: Id });

@@ -103,6 +103,9 @@ describe('uploads decoded ahead of their preview', () => {
     const again = await preview(first.imageId);
     expect(inputStage(again.outcome)).toEqual(['decoded-before']);
     expect(frameOf(again.jobId)).toEqual(frameOf(job.jobId));
+    // Both went to the worker by the upload's id, without its bytes (daemon/worker/held-uploads.ts).
+    expect(Object.keys(job.outcome?.timings ?? {})).toContain('upload-held');
+    expect(Object.keys(again.outcome?.timings ?? {})).toContain('upload-held');
     // The same pixels through other bytes (the image at PNG level 9: another cache key, decoded anew).
     const other = await sharp(png).png({ compressionLevel: 9 }).toBuffer();
     expect(Buffer.compare(other, png)).not.toBe(0);
@@ -133,15 +136,20 @@ describe('uploads decoded ahead of their preview', () => {
     // Every upload previews, and the frames are those of a decode of each image (the second preview of
     // the same upload is kept, so both must agree, and differ between images).
     const frames: Buffer[] = [];
+    const held: boolean[] = [];
     for (const u of uploads) {
       const job = await preview(u.imageId);
       expect(job.outcome?.engine).toBe('gan');
+      held.push('upload-held' in (job.outcome?.timings ?? {}));
       const again = await preview(u.imageId);
       expect(inputStage(again.outcome)).toEqual(['decoded-before']);
       expect(frameOf(again.jobId)).toEqual(frameOf(job.jobId));
       frames.push(frameOf(job.jobId));
     }
     expect(new Set(frames.map((f) => f.toString('base64'))).size).toBe(frames.length);
+    // The worker holds the last four uploads: the first of the five went with its bytes again. (Each
+    // preview makes its upload the most recently used, so the later ones are still held.)
+    expect(held).toEqual([false, true, true, true, true]);
     // Those frames went through the frame file, one after the other: it holds the last one.
     const frameFile = supervisor?.frameFile;
     expect(frameFile?.read(SIDE * SIDE * 4)).toEqual(new Uint8Array(frames.at(-1) ?? []));

@@ -28,7 +28,7 @@ export function registerImageRoutes(router: Router, ctx: ServiceContext): void {
         const { width, height } = orientedSize(header);
         const stored = await ctx.uploads.put(bytes, { mime, width, height });
         // Before the answer, so that the engine hears of the upload before any job that reads it.
-        ctx.queue.prefetch(bytes);
+        ctx.queue.prefetch(bytes, stored.id);
         sendJson(res, 201, ImageUploadResponse, { v: PROTOCOL_VERSION, imageId: stored.id, width, height, format: header.format });
       } finally {
         release();

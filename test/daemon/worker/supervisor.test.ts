@@ -52,6 +52,36 @@ describe('WorkerSupervisor', () => {
     expect(s.health()).toEqual({ state: 'ready', restarts: 0, recentCrashes: 0, device: { provider: 'cpu', reason: 'fake worker' } });
   });
 
+  it('sends an upload the worker holds by its id, and its bytes once the ledger has dropped it', async () => {
+    const s = supervisor();
+    const quiet = (): void => {};
+    await s.run(engineJob('ok'), quiet, never()); // the worker is ready: hints reach it
+    const upload = (n: number): Uint8Array => new Uint8Array(1000 + n).fill(n);
+    s.prefetch(upload(0), 'img_aaaaaaaa');
+    expect(await s.run(engineJob('input', { image: upload(0), imageId: 'img_aaaaaaaa' }), quiet, never())).toMatchObject({ status: 'done', timings: { held: 1000 } });
+    // Bytes without an id (a CLI job), and an id never announced, go as bytes.
+    expect(await s.run(engineJob('input', { image: upload(1) }), quiet, never())).toMatchObject({ timings: { carried: 1001 } });
+    expect(await s.run(engineJob('input', { image: upload(2), imageId: 'img_unknown0' }), quiet, never())).toMatchObject({ timings: { carried: 1002 } });
+    // Four more uploads: the ledger drops the least recently used one (img_aaaaaaaa), and so does the worker.
+    ['img_bbbbbbbb', 'img_cccccccc', 'img_dddddddd', 'img_eeeeeeee'].forEach((id, k) => s.prefetch(upload(3 + k), id));
+    expect(await s.run(engineJob('input', { image: upload(0), imageId: 'img_aaaaaaaa' }), quiet, never())).toMatchObject({ timings: { carried: 1000 } });
+    expect(await s.run(engineJob('input', { image: upload(3), imageId: 'img_bbbbbbbb' }), quiet, never())).toMatchObject({ timings: { held: 1003 } });
+    // Using an upload makes it the most recently used: img_cccccccc goes first now, img_bbbbbbbb stays.
+    s.prefetch(upload(7), 'img_ffffffff');
+    expect(await s.run(engineJob('input', { image: upload(4), imageId: 'img_cccccccc' }), quiet, never())).toMatchObject({ timings: { carried: 1004 } });
+    expect(await s.run(engineJob('input', { image: upload(3), imageId: 'img_bbbbbbbb' }), quiet, never())).toMatchObject({ timings: { held: 1003 } });
+  });
+
+  it('a new worker holds no upload: after a crash the bytes go again', async () => {
+    const s = supervisor();
+    const quiet = (): void => {};
+    await s.run(engineJob('ok'), quiet, never());
+    s.prefetch(new Uint8Array(10), 'img_kept0000');
+    expect(await s.run(engineJob('input', { image: new Uint8Array(10), imageId: 'img_kept0000' }), quiet, never())).toMatchObject({ timings: { held: 10 } });
+    expect(await s.run(engineJob('segfault'), quiet, never())).toMatchObject({ status: 'failed', error: { code: 'E_WORKER_CRASHED' } });
+    expect(await s.run(engineJob('input', { image: new Uint8Array(10), imageId: 'img_kept0000' }), quiet, never())).toMatchObject({ status: 'done', timings: { carried: 10 } });
+  });
+
   it('refuses a job id the worker would drop, at once, and runs the next job', async () => {
     const s = supervisor();
     const refused = await s.run(engineJob('ok', { jobId: 'x' }), () => {}, never());
