@@ -6,8 +6,8 @@
 // onnxruntime/core/framework/allocation_planner.cc). Such a buffer is then held from its first tensor
 // to the last one that reuses it, free or not. In a gradient graph, forward buffers wait, allocated,
 // for the backward tensors of their shape: at 512² the UNet's gradient held 3.17 GiB of arena for
-// 1.47 GiB of live tensors (docs/BENCHMARKS.md "No shapes for the planner"). With no statically known shape, every
-// tensor takes its buffer from the arena when made and gives it back when dead.
+// 1.47 GiB of live tensors (docs/BENCHMARKS.md "No shapes for the planner"). With no statically
+// known shape, every tensor takes its buffer from the arena when made and gives it back when dead.
 //
 // A graph whose inputs have symbolic dims still gets known shapes back from every Reshape, Expand,
 // ConstantOfShape or Tile whose shape operand is a constant. This rewrites each such operand c into
