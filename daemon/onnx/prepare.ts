@@ -237,12 +237,12 @@ export async function preparePipelineGraphs(
   return { single, pair, roles, vae };
 }
 
-/** The UNet roles the pipeline runs, in the order of the selector's values. */
 /** Bumped whenever the roles model changes for the same derived graphs. 2: shape operands computed
  *  at run time (graph/runtime-shapes.ts). 3: of a length unknown before the run, so that no tensor
  *  has a shape and onnxruntime plans the session in seconds again. */
 export const ROLES_FORMAT_VERSION = 3;
 
+/** The UNet roles the pipeline runs, in the order of the selector's values. */
 export const UNET_ROLES = Object.freeze(['single', 'pair', 'grad'] as const);
 export type UNetRole = (typeof UNET_ROLES)[number];
 

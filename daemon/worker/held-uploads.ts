@@ -2,7 +2,7 @@
 // hint (`prefetch`, pipeline/gan-prefetch.ts) names its upload id, and the worker keeps those bytes. A
 // job that reads the same upload is then sent with the id alone instead of the bytes. At 512² that
 // saves the IPC copy of the encoded image (≈ 0.5 MB) and the worker's hash of it, on the quick preview's
-// path (docs/BENCHMARKS.md "Previews").
+// path (docs/BENCHMARKS.md "Previews: uploads held by the worker").
 //
 // The supervisor alone decides what is kept: every `prefetch` message says which ids the worker drops
 // (least recently used first, within a count and a byte bound). IPC delivers messages in order, so

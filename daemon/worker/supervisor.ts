@@ -223,8 +223,6 @@ export class WorkerSupervisor implements JobEngine {
     // A hint: a worker that is not ready (starting, restarting, gone) is not sent one, nor an upload
     // beyond what the channel may hold for hints (the daemon's memory bound, docs/SECURITY.md §Memory bound).
     if (this.#closing || !worker?.ready || !worker.alive || !worker.child.connected) return;
-    // The same upload again (ids are never reused): the worker has it.
-    if (imageId !== undefined && worker.held.use(imageId)) return;
     if (this.#prefetchBytes + image.byteLength > this.#settings.prefetchMaxBytes) return;
     // The worker keeps what the ledger says, dropping what it gives up (held-uploads.ts).
     const drop = imageId === undefined ? undefined : worker.held.add(imageId, image.byteLength);

@@ -34,7 +34,8 @@ export const WorkerRunMessage = z.object({
   stepPreviews: z.boolean(),
 }).refine((m) => (m.image === undefined) !== (m.uploadId === undefined), { message: 'a run message carries the image or names a held upload' });
 /** An upload a preview may soon read: the worker may decode it while idle (daemon/pipeline/gan-prefetch.ts).
- *  A hint only: it answers nothing, and no job's result depends on it. */
+ *  It answers nothing. Named (`uploadId`), its bytes are kept for a later `run` that names the same
+ *  upload; the decode stays a hint that no job's result depends on. */
 export const WorkerPrefetchMessage = z.object({
   v: Version,
   type: z.literal('prefetch'),

@@ -40,10 +40,10 @@ export const RUNTIME_SHAPES = Object.freeze({ prefix: 'runtime_shape' });
 export function runtimeShapeOperands(graph: GraphProto, from: string): number {
   if (!graph.input.some((i) => i.name === from)) throw new P2pzError('E_INTERNAL', `runtimeShapeOperands: no graph input “${from}”.`);
   const p = RUNTIME_SHAPES.prefix;
-  if (namesInUse(graph).has(`${p}_empty`)) throw new P2pzError('E_INTERNAL', 'runtimeShapeOperands: the graph was rewritten already.');
+  const empty = `${p}_empty`;
+  if (namesInUse(graph).has(empty)) throw new P2pzError('E_INTERNAL', 'runtimeShapeOperands: the graph was rewritten already.');
   const constants = new Set(graph.initializer.map((t) => t.name));
   for (const n of graph.node) if (n.opType === 'Constant' && n.output[0]) constants.add(n.output[0]);
-  const empty = `${p}_empty`;
   // z = [Σ(shape(from) − shape(from))] = [0], and e = shape(from)[z:z] = []: both depend on a run-time
   // shape, and e's length is not known before it runs.
   const nodes: NodeProto[] = [
