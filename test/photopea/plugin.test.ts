@@ -154,8 +154,10 @@ describe('Photopea plugin page in Chromium against a real daemon', () => {
     expect(now[2]).toMatchObject({ visible: false, bounds: [40, 30, 136, 94], width: 96, height: 64 });
     expect(await page.evaluate(() => window.photopea.activeName())).toBe(name);
     await waitForText(frame, 'selection-text', /^cat → dog's o'clock \(seed 42\) · 96×64/);
-    record = await page.evaluate(() => window.photopea.record());
     // Each newly active layer is exported once for its caption, then once for the job that edits it.
+    // The result layer's caption export follows its selection line, so it is waited for.
+    await expect.poll(async () => (await page.evaluate(() => window.photopea.record())).exports.length, { timeout: 15_000 }).toBeGreaterThanOrEqual(5);
+    record = await page.evaluate(() => window.photopea.record());
     expect(record.exports).toEqual([['Photo'], ['Photo'], ['cat → dog (preview, seed 42)'], ['cat → dog (preview, seed 42)'], [name]]);
     expect(record.pastes).toEqual(['data:image/png;base64,', 'data:image/png;base64,', 'data:image/png;base64,']);
     expect(record.errors).toEqual([]);
