@@ -50,8 +50,9 @@ export const PREPARE_DEFAULTS = Object.freeze({
  *  recomputes elementwise tensors (autodiff/chunk-attention.ts, recompute.ts): the same values in far
  *  less memory, so graphs derived by formats 1 and 2 are derived again rather than kept. 4: the backward
  *  also recomputes reshapes, GroupNorm's InstanceNormalization, GEGLU's expanding projection and the
- *  smaller self-attention probabilities (recompute.ts): 2.28 → 0.99 GiB kept at 512². */
-export const PREPARE_FORMAT_VERSION = 4;
+ *  smaller self-attention probabilities (recompute.ts): 2.28 → 0.99 GiB kept at 512². 5: and
+ *  self-attention's Q, K and V from LayerNorm's kept x − μ (recompute.ts): 0.99 → 0.73 GiB. */
+export const PREPARE_FORMAT_VERSION = 5;
 const READABLE_FORMATS = [PREPARE_FORMAT_VERSION] as const;
 
 /** Which derived graphs a caller needs: the cross-attention graph alone, or it and the gradient graph. */

@@ -81,20 +81,25 @@ export function appendGradient(model: ModelProto, shapes: ShapeMap, req: Gradien
 
   // Recomputed tensors: each group's forward names, and their recomputed names once emitted.
   const elements = (name: string): number => (shapes.get(name)?.dims ?? []).reduce((a, b) => a * b, 1);
+  const elementwiseOn = req.recompute !== false && (req.recompute?.elementwise ?? RECOMPUTE_DEFAULTS.elementwise);
+  // Which forward tensors the backward reads: a first derivation without elementwise recomputation
+  // tells. It works on its own copy of the shapes and before this graph is chunked, so that the
+  // chunking names its tensors (the blocks of queries) the same in both.
+  const stored = new Set<string>();
+  if (elementwiseOn) {
+    const first = appendGradient(model, new Map(shapes), { ...req, recompute: { ...(req.recompute ?? RECOMPUTE_DEFAULTS), elementwise: false } });
+    const forwardNames = new Set(first.graph.node.filter((n) => !n.name.startsWith(GRADIENT_DEFAULTS.prefix)).flatMap((n) => n.output));
+    for (const n of first.graph.node) {
+      if (!n.name.startsWith(GRADIENT_DEFAULTS.prefix)) continue;
+      for (const i of n.input) if (i && forwardNames.has(i)) stored.add(i);
+    }
+  }
   const found = req.recompute === false ? [] : findRecomputeGroups(graph, elements, (req.recompute ?? RECOMPUTE_DEFAULTS).minRatio);
   const chunked = chunkAttention(graph, shapes, found, opset, req.recompute === false ? Infinity : (req.recompute?.maxScoreBytes ?? CHUNK_DEFAULTS.maxScoreBytes));
   const active = activeNodes(graph, shapes, req.loss, req.wrt.map((w) => w.input), chunked.stop);
   const activeSet = new Set(active.map((a) => a.node));
   const elementwise: RecomputeGroup[] = [];
-  if (req.recompute !== false && (req.recompute?.elementwise ?? RECOMPUTE_DEFAULTS.elementwise)) {
-    // Which forward tensors the backward reads: a first derivation without elementwise recomputation tells.
-    const first = appendGradient(model, shapes, { ...req, recompute: { ...(req.recompute ?? RECOMPUTE_DEFAULTS), elementwise: false } });
-    const forwardNames = new Set(graph.node.flatMap((n) => n.output));
-    const stored = new Set<string>();
-    for (const n of first.graph.node) {
-      if (!n.name.startsWith(GRADIENT_DEFAULTS.prefix)) continue;
-      for (const i of n.input) if (i && forwardNames.has(i)) stored.add(i);
-    }
+  if (elementwiseOn) {
     const taken = new Set(chunked.groups.flatMap((g) => g.nodes));
     for (const site of chunked.sites) for (const b of site.blocks) taken.add(b.entry);
     elementwise.push(...findElementwiseGroups(graph, elements, stored, taken, (req.recompute ?? RECOMPUTE_DEFAULTS).minRatio, req.recompute?.minElements ?? RECOMPUTE_DEFAULTS.minElements));
@@ -118,6 +123,22 @@ export function appendGradient(model: ModelProto, shapes: ShapeMap, req: Gradien
   const gateEarly = req.recompute !== false;
   const minElements = req.recompute === false ? Infinity : (req.recompute?.minElements ?? RECOMPUTE_DEFAULTS.minElements);
   const rename = new Map<string, string>();
+  /** Emits group `g` gated on `gate`, after the groups that make its leaves (a block's queries come
+   *  from the projections' group): the leaves are then read recomputed, not kept. */
+  const emitGroup = (g: RecomputeGroup, gate: string): void => {
+    if (recomputed.has(g)) return;
+    recomputed.set(g, new Map());
+    for (const leaf of g.leaves) {
+      const from = groupOf.get(leaf);
+      if (from !== undefined && from !== g) emitGroup(from, gate);
+    }
+    const names = emitRecompute(em, g, gate, constants, rename);
+    recomputed.set(g, names);
+    for (const [from, to] of names) {
+      rename.set(from, to);
+      dependsOnGradient.add(to);
+    }
+  };
 
   for (let k = active.length - 1; k >= 0; k--) {
     const { node: forward, needs } = active[k] as { node: NodeProto; needs: boolean[] };
@@ -131,14 +152,7 @@ export function appendGradient(model: ModelProto, shapes: ShapeMap, req: Gradien
     }
     for (const name of [...forward.input, ...forward.output]) {
       const g = name ? groupOf.get(name) : undefined;
-      if (!g || recomputed.has(g)) continue;
-      const gate = dY.find((d) => d !== undefined) as string;
-      const names = emitRecompute(em, g, gate, constants);
-      recomputed.set(g, names);
-      for (const [from, to] of names) {
-        rename.set(from, to);
-        dependsOnGradient.add(to);
-      }
+      if (g) emitGroup(g, dY.find((d) => d !== undefined) as string);
     }
     // The rule reads recomputed tensors in place of the forward ones.
     const node = rename.size === 0 ? forward : { ...forward, input: forward.input.map((i) => rename.get(i) ?? i), output: forward.output.map((o) => rename.get(o) ?? o) } as NodeProto;

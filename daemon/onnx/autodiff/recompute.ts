@@ -27,16 +27,18 @@ export const RECOMPUTE_DEFAULTS = Object.freeze({
   elementwise: true,
   /** Elementwise ops whose outputs may be recomputed. */
   elementwiseOps: Object.freeze(['Mul', 'Div', 'Add', 'Sub', 'Sigmoid', 'Erf', 'Sqrt', 'Tanh', 'Neg']) as readonly string[],
-  /** Ops that only relabel a tensor's elements; recomputed along with the elementwise ones. */
-  reshapeOps: Object.freeze(['Reshape']) as readonly string[],
+  /** Ops that only relabel or move a tensor's elements (the heads' split of Q, K, V); recomputed along
+   *  with the elementwise ones. */
+  reshapeOps: Object.freeze(['Reshape', 'Transpose']) as readonly string[],
   /** Normalisations recomputed from their kept input (GroupNorm exported as InstanceNormalization
-   *  over a grouped view: its backward keeps that input anyway). */
-  normalizationOps: Object.freeze(['InstanceNormalization']) as readonly string[],
-  /** A MatMul by a constant weight is recomputed when its output holds at least this many times the
-   *  elements of its input (GEGLU's projection; the square projections are kept). */
-  minExpansion: 4,
+   *  over a grouped view, LayerNorm as LayerNormalization from opset 17: their backward keeps that
+   *  input anyway). */
+  normalizationOps: Object.freeze(['InstanceNormalization', 'LayerNormalization']) as readonly string[],
   /** Smallest tensor (elements) worth recomputing. */
   minElements: 1 << 16,
+  /** Longest chain of ops back from a kept tensor to what it is made again from (Q's block of queries
+   *  back to LayerNorm's x − μ is ten). */
+  maxDepth: 12,
 });
 
 export interface RecomputeGroup {
@@ -83,14 +85,21 @@ export function findRecomputeGroups(graph: GraphProto, elements: (name: string) 
 
 /**
  * Emits the recomputation of `group` gated on `gate` (a gradient tensor; see the file header) and
- * returns the map from each forward tensor of the chain to its recomputed name.
+ * returns the map from each forward tensor of the chain to its recomputed name. `again` names the
+ * leaves another group has recomputed already: they are read as such (they wait for a gradient
+ * already).
  */
-export function emitRecompute(em: GraphEmitter, group: RecomputeGroup, gate: string, constants: ReadonlySet<string>): Map<string, string> {
+export function emitRecompute(em: GraphEmitter, group: RecomputeGroup, gate: string, constants: ReadonlySet<string>, again: ReadonlyMap<string, string> = new Map()): Map<string, string> {
   const info = em.info(gate);
   const zero = em.zeroAfter(gate);
   const renamed = new Map<string, string>();
   for (const leaf of group.leaves) {
     if (constants.has(leaf)) continue;
+    const made = again.get(leaf);
+    if (made !== undefined) {
+      renamed.set(leaf, made);
+      continue;
+    }
     const li = em.info(leaf);
     renamed.set(leaf, li.dtype === info.dtype ? em.add(leaf, zero) : leaf);
   }
@@ -119,38 +128,49 @@ export function emitRecompute(em: GraphEmitter, group: RecomputeGroup, gate: str
  * GroupNorm/LayerNorm ((x − μ)/σ next to x − μ), SiLU's σ(x) next to x, and GELU's x/√2, 1 + erf(·)
  * and x·Φ(x) next to x (1.4 GiB of the 3.7 GiB the gradient graph kept at 512²); then, through
  * reshapes and InstanceNormalization, GroupNorm's affine output from its grouped input (which its own
- * backward keeps), and GEGLU's two halves from the projection's input, 8× smaller (a MatMul by a
- * constant weight that expands its input by `minExpansion` or more is run again: 2.28 → 0.99 GiB kept
- * at 512²). Connected ops form one group, recomputed together when the backward first reaches one of
- * them. An input is a leaf of the group when it is kept anyway, or else cannot be derived and is
- * `minRatio`× smaller than what it makes.
+ * backward keeps), and GEGLU's two halves from the projection's input, 8× smaller (2.28 → 0.99 GiB
+ * kept at 512²). A MatMul by a constant weight is run again when its input is small or can itself be
+ * made again: so self-attention's Q, K and V (and the blocks of queries of a chunked site) come back
+ * from LayerNorm's x − μ, which LayerNorm's backward keeps, through the affine, the projection and the
+ * heads' reshapes and transposes (0.99 → 0.73 GiB kept at 512²). Connected ops form one group,
+ * recomputed together when the backward first reaches one of them. An input is a leaf of the group
+ * when it is kept anyway, or else cannot be derived and is `minRatio`× smaller than what it makes.
  */
 export function findElementwiseGroups(graph: GraphProto, elements: (name: string) => number, stored: ReadonlySet<string>, taken: ReadonlySet<NodeProto>, minRatio: number, minElements: number = RECOMPUTE_DEFAULTS.minElements): RecomputeGroup[] {
   const d = RECOMPUTE_DEFAULTS;
   const producer = new Map<string, NodeProto>();
   for (const n of graph.node) for (const o of n.output) if (o) producer.set(o, n);
   const constants = new Set((graph.initializer ?? []).map((t) => t.name));
-  // Elementwise ops and reshapes of one output; Split (all its outputs are made again together); a
-  // MatMul by a constant weight that expands its input (GEGLU's projection: 8× in SD 1.x), whose
-  // output is made again from the small input rather than kept.
+  // Elementwise ops, reshapes and transposes of one output; Split (all its outputs are made again
+  // together); a MatMul by a constant weight (a projection), whose input must then be small (GEGLU's
+  // expands it 8× in SD 1.x) or derivable itself (Q, K, V from the normalised activations).
   const recomputable = (p: NodeProto): boolean => {
     if (p.domain && p.domain !== 'ai.onnx') return false;
     if (d.elementwiseOps.includes(p.opType) || d.reshapeOps.includes(p.opType) || d.normalizationOps.includes(p.opType)) return p.output.length === 1;
     if (p.opType === 'Split') return true;
-    if (p.opType !== 'MatMul' || !p.input[1] || !constants.has(p.input[1]) || !p.input[0]) return false;
-    return elements(p.output[0] ?? '') >= d.minExpansion * elements(p.input[0]);
+    return p.opType === 'MatMul' && !!p.input[0] && !!p.input[1] && constants.has(p.input[1]);
   };
+  // Whether a tensor can be made again, remembered; a "no" that only the depth limit gave (`cut`) is
+  // not remembered, since nearer a kept tensor the same tensor may be derivable.
   const memo = new Map<string, boolean>();
+  let cut = false;
   const derivable = (t: string, depth: number): boolean => {
     const hit = memo.get(t);
     if (hit !== undefined) return hit;
-    memo.set(t, false);
     const p = producer.get(t);
-    let ok = false;
-    if (p && depth < 8 && !taken.has(p) && recomputable(p)) {
-      ok = p.input.every((i) => !i || constants.has(i) || !producer.has(i) || stored.has(i) || derivable(i, depth + 1) || elements(i) * minRatio <= elements(t));
+    if (!p || taken.has(p) || !recomputable(p)) {
+      memo.set(t, false);
+      return false;
     }
-    memo.set(t, ok);
+    if (depth >= d.maxDepth) {
+      cut = true;
+      return false;
+    }
+    const outer = cut;
+    cut = false;
+    const ok = p.input.every((i) => !i || constants.has(i) || !producer.has(i) || stored.has(i) || derivable(i, depth + 1) || elements(i) * minRatio <= elements(t));
+    if (ok || !cut) memo.set(t, ok);
+    cut ||= outer;
     return ok;
   };
   const chosen = new Set<NodeProto>();

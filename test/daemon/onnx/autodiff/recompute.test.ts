@@ -91,10 +91,38 @@ describe('recomputed attention probabilities', () => {
     // GroupNorm's output from its kept input (InstanceNormalization, the reshapes, the affine).
     expect([...before.values()].filter((o) => o === 'Split').length).toBeGreaterThan(0);
     expect([...after.values()].filter((o) => o === 'Split').length).toBe(0);
+    // Self-attention's Q, K and V (heads split by Reshape and Transpose) come back from LayerNorm's
+    // x − μ, which its backward keeps, through the affine and the square projections.
+    // (Cross-attention's K and V come from the text alone: no gradient reaches them, they stay.)
+    const selfTransposed = (read: Map<string, string>): string[] => [...read].filter(([t, o]) => o === 'Transpose' && t.includes('/attn1/')).map(([t]) => t);
+    expect(selfTransposed(before).length).toBeGreaterThan(0);
+    expect(selfTransposed(after)).toEqual([]);
     const recomputedOps = new Set(redone.model.graph.node.filter((n) => n.name.startsWith('grad/recompute_')).map((n) => n.opType));
-    for (const op of ['MatMul', 'Split', 'InstanceNormalization', 'Reshape']) expect(recomputedOps.has(op), op).toBe(true);
+    for (const op of ['MatMul', 'Split', 'InstanceNormalization', 'Reshape', 'Transpose']) expect(recomputedOps.has(op), op).toBe(true);
     expect(after.size).toBeLessThan(before.size);
     expectSameGradient(await gradSample(dir, kept, 'model.grad-ew-kept.onnx', 8, 9), await gradSample(dir, redone, 'model.grad-ew-recomputed.onnx', 8, 9));
+  });
+
+  it('makes the blocks of queries of a chunked site again, from what the projections are made from', async () => {
+    // The blocks' queries are tensors the chunking creates (chunk-attention.ts). The derivation that
+    // finds what the backward reads and the final one name them alike, so they are found kept and
+    // made again: no backward node reads a forward tensor of the chunking.
+    const { dir } = await tinyUNetFolder('opset17', 10);
+    const unet = decodeModel(await readFile(join(dir, 'unet/model.onnx')));
+    const kept = guidanceGradientModel(unet, SIZE, { recompute: false });
+    const options = { minRatio: 1.5, maxScoreBytes: 4096, minElements: 1 };
+    const blocksKept = guidanceGradientModel(unet, SIZE, { recompute: { ...options, elementwise: false } });
+    const blocksRedone = guidanceGradientModel(unet, SIZE, { recompute: { ...options, elementwise: true } });
+    // Tensors of the chunking the backward reads, but for the scalar gates 0·max(O_i).
+    const chunkReads = (g: GradientGraph): string[] => {
+      const forward = new Set(g.model.graph.node.filter((n) => n.name.startsWith('chunk/')).flatMap((n) => n.output));
+      const read = g.model.graph.node.filter((n) => n.name.startsWith('grad/')).flatMap((n) => n.input.filter((i) => forward.has(i)));
+      return [...new Set(read)].filter((t) => (g.shapes.get(t)?.dims ?? []).reduce((a, b) => a * b, 1) > 1);
+    };
+    expect(chunkReads(blocksKept).length).toBeGreaterThan(0);
+    expect(chunkReads(blocksRedone)).toEqual([]);
+    expect(blocksRedone.model.graph.node.some((n) => n.name.startsWith('grad/recompute_') && n.opType === 'Split')).toBe(true);
+    expectSameGradient(await gradSample(dir, kept, 'model.grad-blocks-kept.onnx', 5, 6), await gradSample(dir, blocksRedone, 'model.grad-blocks-redone.onnx', 5, 6));
   });
 
   it('lets no backward node run before the gradient reaches its rule', async () => {
