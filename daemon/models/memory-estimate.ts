@@ -19,8 +19,9 @@
 // q_s ≥ 2·ρ·d_s, ρ its minimum ratio, d_s = C·m_s/H the head width, m_s = 1, 2, 4, 4 by level), the
 // transients of the softmax backward at the largest site (τ_g = 5 score blocks at once: the
 // recomputed P, ∂L/∂P, ∂L/∂P ⊙ P, their difference and ∂L/∂S), and κ_g stored feature maps (fitted
-// to the measured peaks of docs/BENCHMARKS.md "edit memory" over two edit steps: +9 % at 256², +1 % at
-// 512², and +19 % against 512²'s first gradient call alone). Sites and heads come from the model's
+// to the gradient graph's arena bytes in use at 512², 1.38 GiB above its first node, what a device
+// arena must hold; against the measured peaks of docs/BENCHMARKS.md "edit memory", through four edit
+// steps, the estimate is +6 % at 256², +11 % at 512² and +13 % against 512²'s first gradient call). Sites and heads come from the model's
 // prepare manifest when there is one, else SD 1.x's 16 sites with 8 heads. C is not stored in an
 // ONNX file, so it is inferred from the parameter count P = U/4 (UNet parameters grow with C²):
 // C = 320·√(P / 859.5 M), exact for SD 1.x (859.5 M parameters at C = 320).
@@ -44,7 +45,7 @@ export const MEMORY_ESTIMATE_DEFAULTS = Object.freeze({
   /** Score blocks alive at once in the backward pass at the largest attention site. */
   tauGradient: 5,
   /** Feature maps stored for the backward pass of the gradient graph. */
-  kappaGradient: 150,
+  kappaGradient: 95,
   /** onnxruntime's own arenas, CUDA context, and the job's images. */
   overheadBytes: 768 * 2 ** 20,
   /** SD 1.x: 16 cross-attention sites, as fractions of the latent grid (down 2+2+2, mid 1, up 3+3+3). */

@@ -16,7 +16,7 @@ const SD1X: ModelFootprint = {
 };
 const RENDER_512: JobShape = { kind: 'render', height: 512, width: 512, batch: 2 };
 /** Working side → measured peak RSS (GiB) of the UNet part of an SD-1.5-shaped edit (see the test). */
-const MEASURED_PEAKS_GIB: readonly (readonly [number, number])[] = [[256, 4.32], [512, 4.96], [512, 5.84]];
+const MEASURED_PEAKS_GIB: readonly (readonly [number, number])[] = [[256, 4.31], [512, 4.74], [512, 4.83]];
 
 function refusal(fn: () => unknown): P2pzError {
   try {
@@ -40,13 +40,13 @@ describe('estimateJobMemory', () => {
     // q = 1024 ≥ 2·4·80), keeps the others (256 < 2·4·160, 64 < 2·4·160) and every cross-attention:
     // Σ k·q² = 5·65536 + 4096 = 331776, + Σ 77·q = 77·26944 = 2074688 → 2406464.
     // S = 4·2·8·4096² = 1073741824 > 64 MiB: 16 blocks, β = 67108864.
-    // A_g = 4·2·8·2406464 + 4·2·150·320·4096 + 5·67108864 = 154013696 + 1572864000 + 335544320 = 2062422016
+    // A_g = 4·2·8·2406464 + 4·2·95·320·4096 + 5·67108864 = 154013696 + 996147200 + 335544320 = 1485705216
     // A_f = 2·67108864 + 4·2·24·320·4096 = 134217728 + 251658240 = 385875968
     // W = 3438000000 + 600000000 = 4038000000 (one UNet session: the roles model); overhead 768 MiB = 805306368.
     const e = estimateJobMemory(SD1X, RENDER_512);
     expect(e.weightsBytes).toBe(4_038_000_000);
-    expect(e.activationBytes).toBe(2_062_422_016);
-    expect(e.totalBytes).toBe(4_038_000_000 + 2_062_422_016 + 805_306_368);
+    expect(e.activationBytes).toBe(1_485_705_216);
+    expect(e.totalBytes).toBe(4_038_000_000 + 1_485_705_216 + 805_306_368);
   });
 
   it('a preview holds one UNet and only the forward working set', () => {
@@ -65,10 +65,11 @@ describe('estimateJobMemory', () => {
   it('matches the measured peak of an SD-1.5-shaped edit within 20% (docs/BENCHMARKS.md, bench edit-memory)', () => {
     // Measured: max RSS of one process holding the roles model of the SD-1.5-shaped UNet (graph
     // 1199130 B + weights 3446278144 B, no text encoder or VAE) through one edit step, onnxruntime
-    // CPU provider: `npm run bench edit-memory -- --sizes 256,512 --configs after --steps 2` → 4.32 GiB
-    // at 256² (set when the session opens), and at 512² 4.96 GiB after the first step's gradient,
-    // 5.84 GiB after the second (query blocks; recomputed elementwise tensors, GroupNorm outputs, GEGLU halves and
-    // level-1 probabilities; gradient-free backward nodes gated; shape operands computed at run time).
+    // CPU provider: `npm run bench edit-memory -- --sizes 256,512 --configs after --steps 4` → 4.31 GiB
+    // at 256² (set when the session opens), and at 512² 4.74 GiB after the first step's gradient,
+    // 4.83 GiB through four steps (query blocks; recomputed elementwise tensors, GroupNorm outputs,
+    // GEGLU halves, level-1 probabilities and self-attention's Q, K, V; gradient-free backward nodes
+    // gated; shape operands computed at run time).
     const unetBytes = 1_199_130 + 3_446_278_144;
     const fp: ModelFootprint = { ...SD1X, unetBytes, otherBytes: 0, channels: inferChannels(unetBytes) };
     for (const [side, measuredGiB] of MEASURED_PEAKS_GIB) {
@@ -85,7 +86,7 @@ describe('checkJobFits', () => {
     const err = refusal(() => checkJobFits(SD1X, RENDER_512, free));
     expect(err.code).toBe('E_JOB_TOO_LARGE');
     expect(err.status).toBe(507);
-    expect(err.message).toContain('It needs about 6.9 GB at 512×512; 6.4 GB is free.');
+    expect(err.message).toContain('It needs about 6.3 GB at 512×512; 6.4 GB is free.');
     const size = Number(/--size (\d+)/.exec(err.hint)?.[1]);
     const usable = free * MEMORY_ESTIMATE_DEFAULTS.usableFraction;
     expect(estimateJobMemory(SD1X, { ...RENDER_512, height: size, width: size }).totalBytes).toBeLessThanOrEqual(usable);
