@@ -6,7 +6,8 @@ import type { Device, EditParams, Engine as EngineName, ErrorBody, JobDetails, J
 export interface EngineJob {
   readonly jobId: string;
   readonly kind: JobKind;
-  /** The uploaded image, still encoded (PNG, JPEG or WebP); the engine decodes it. */
+  /** The uploaded image, still encoded (PNG, JPEG or WebP); the engine decodes it. Empty when the
+   *  engine said it holds `imageId` (`holds`): the upload is then not read from disk at all. */
   readonly image: Uint8Array;
   /** The stored upload `image` was read from (POST /v1/images), when it was one: an engine that was
    *  given it as a hint (`prefetch`) may use what it holds instead of passing the bytes on. */
@@ -62,6 +63,10 @@ export interface JobEngine {
    *  (the worker decodes it, pipeline/gan-prefetch.ts). A hint: it never delays or changes a job, and
    *  an engine without it just does nothing. */
   prefetch?(image: Uint8Array, imageId?: string): void;
+  /** Whether a job started now on stored upload `imageId` may come without its bytes, because the
+   *  engine holds them from a hint. The queue asks right before it calls `run`, in the same tick, so
+   *  the answer still holds when the job arrives. An engine without it is always given the bytes. */
+  holds?(imageId: string): boolean;
   health(): EngineHealth;
   /** Stops the worker (cooperatively, then by force) and resolves when it has exited. */
   close(): Promise<void>;

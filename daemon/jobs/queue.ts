@@ -344,8 +344,10 @@ export class JobQueue {
     try {
       // Cancelled in the same tick as it started: the engine never sees it.
       if (signal.aborted) return this.end(job, { state: 'cancelled' });
-      // A stored upload is read now, when the job starts, and never before.
-      image = input === undefined ? new Uint8Array() : input instanceof Uint8Array ? input : await input.read();
+      // A stored upload is read now, when the job starts, and never before; not at all when the engine
+      // holds it (asked in the tick `run` is called: nothing is awaited in between).
+      const held = imageId !== undefined && this.engine.holds?.(imageId) === true;
+      image = input === undefined || held ? new Uint8Array() : input instanceof Uint8Array ? input : await input.read();
     } catch (error) {
       return this.end(job, { state: 'error', error: error instanceof P2pzError ? error.toBody() : errorBody('E_INTERNAL') });
     } finally {

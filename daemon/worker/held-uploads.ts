@@ -36,6 +36,11 @@ export class HeldUploads {
     return this.#bytes;
   }
 
+  /** Whether the worker holds `id`, leaving the order alone. */
+  has(id: string): boolean {
+    return this.#held.has(id);
+  }
+
   /** Whether the worker holds `id`; if so, it becomes the most recently used. */
   use(id: string): boolean {
     const bytes = this.#held.get(id);

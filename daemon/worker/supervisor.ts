@@ -233,6 +233,13 @@ export class WorkerSupervisor implements JobEngine {
     });
   }
 
+  /** Whether a job given now would be sent to the worker by `imageId` alone (see #dispatch): the
+   *  worker is ready for it and holds that upload. */
+  holds(imageId: string): boolean {
+    const worker = this.#worker;
+    return this.#current === undefined && this.#refusal() === undefined && worker?.ready === true && worker.alive && worker.held.has(imageId);
+  }
+
   close(): Promise<void> {
     this.#closing ??= this.#shutdown().finally(() => {
       try {
@@ -268,6 +275,14 @@ export class WorkerSupervisor implements JobEngine {
     const worker = this.#worker;
     if (!worker?.ready || !worker.alive) return; // sent once the worker says `ready`
     const { job } = running;
+    // An upload the worker holds goes by its id: no copy of the bytes on the channel.
+    const byId = job.imageId !== undefined && worker.held.use(job.imageId);
+    if (!byId && job.imageId !== undefined && job.image.byteLength === 0) {
+      // Came without its bytes (`holds` said yes) to a worker without them: cannot happen while run()
+      // follows `holds` in the same tick, but a job never runs on an empty image.
+      running.resolve(failed('E_INTERNAL', 'The upload was neither held by the worker nor given.'));
+      return;
+    }
     running.sent = true;
     this.#state = 'busy';
     this.#send(worker, {
@@ -275,8 +290,7 @@ export class WorkerSupervisor implements JobEngine {
       type: 'run',
       jobId: job.jobId,
       kind: job.kind,
-      // An upload the worker holds goes by its id: no copy of the bytes on the channel.
-      ...(job.imageId !== undefined && worker.held.use(job.imageId) ? { uploadId: job.imageId } : { image: job.image }),
+      ...(byId ? { uploadId: job.imageId } : { image: job.image }),
       modelsDir: this.#settings.modelsDir,
       ...(this.#settings.cacheDir === undefined ? {} : { cacheDir: this.#settings.cacheDir }),
       ...(job.model === undefined ? {} : { model: job.model }),

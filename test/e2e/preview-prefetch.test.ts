@@ -6,6 +6,8 @@
 // Prefetching is only a head start: bad uploads get the same error codes as before, a damaged image
 // fails its job with E_IMAGE_DECODE and the daemon keeps serving, and uploads during a running job do
 // not change that job's result. The frames here (160² RGBA) go through the frame file, job after job.
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HealthResponse, ImageUploadResponse, PROTOCOL_VERSION, ServerEvent, type JobOutcome } from '../../shared/protocol/index.js';
@@ -100,7 +102,13 @@ describe('uploads decoded ahead of their preview', () => {
     // Kept already, or the prefetch's decode was under way and the job waited for it: never a second decode.
     expect(inputStage(job.outcome)).toHaveLength(1);
     expect(inputStage(job.outcome)[0]).toMatch(/^(decoded-before|decode-wait)$/);
+    // The daemon does not read an upload the worker holds from disk (JobEngine.holds): with its file
+    // gone behind the daemon's back, the preview still runs.
+    const stored = (await readdir(daemon.paths.uploads)).filter((f) => f.startsWith(`${first.imageId}.`));
+    expect(stored).toHaveLength(1);
+    await rm(join(daemon.paths.uploads, stored[0] as string));
     const again = await preview(first.imageId);
+    expect(again.error).toBeUndefined();
     expect(inputStage(again.outcome)).toEqual(['decoded-before']);
     expect(frameOf(again.jobId)).toEqual(frameOf(job.jobId));
     // Both went to the worker by the upload's id, without its bytes (daemon/worker/held-uploads.ts).

@@ -285,6 +285,30 @@ describe('order and one job at a time', () => {
     });
   });
 
+  it('does not read a stored upload the engine holds: the job goes with its id and no bytes', async () => {
+    const held = new Set(['upload-0001']);
+    engine.holds = (id: string): boolean => held.has(id);
+    const reads: string[] = [];
+    const stored = (id: string): { read(): Promise<Uint8Array>; release(): void } => ({
+      read: async () => {
+        reads.push(id);
+        return IMAGE;
+      },
+      release: () => {},
+    });
+    queue.submit(ALICE, request('preview', 'held-job-1'), stored('upload-0001'));
+    await until(() => engine.runs.length === 1);
+    expect(engine.runs[0]?.job).toMatchObject({ imageId: 'upload-0001', image: new Uint8Array() });
+    engine.runs[0]?.resolve(done());
+    // An upload the engine does not hold is read when the job starts, and goes with its bytes.
+    queue.submit(ALICE, request('preview', 'read-job-1', { imageId: 'upload-0002' }), stored('upload-0002'));
+    await until(() => engine.runs.length === 2);
+    expect(engine.runs[1]?.job).toMatchObject({ imageId: 'upload-0002', image: IMAGE });
+    engine.runs[1]?.resolve(done());
+    expect(reads).toEqual(['upload-0002']);
+    await until(() => typesOf('read-job-1').includes('finished'));
+  });
+
   it('generates a job id when the client gives none', () => {
     const state = queue.submit(ALICE, request('preview'), IMAGE);
     expect(state.jobId).toMatch(/^[A-Za-z0-9_-]{22}$/);

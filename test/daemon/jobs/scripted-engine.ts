@@ -23,6 +23,8 @@ export class ScriptedEngine implements JobEngine {
   cancelOnAbort = true;
   /** Runs still active when close() was called, in order of the close calls. */
   readonly activeAtClose: number[] = [];
+  /** JobEngine.holds, when a test gives one. */
+  holds?: (imageId: string) => boolean;
 
   run(job: EngineJob, onProgress: (p: EngineProgress) => void, signal: AbortSignal): Promise<EngineResult> {
     this.active += 1;

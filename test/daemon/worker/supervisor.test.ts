@@ -72,6 +72,28 @@ describe('WorkerSupervisor', () => {
     expect(await s.run(engineJob('input', { image: upload(3), imageId: 'img_bbbbbbbb' }), quiet, never())).toMatchObject({ timings: { held: 1003 } });
   });
 
+  it('says which uploads a job may come without: held ones, while the worker is ready and idle', async () => {
+    const s = supervisor();
+    const quiet = (): void => {};
+    await s.run(engineJob('ok'), quiet, never());
+    expect(s.holds('img_kept0000')).toBe(false);
+    s.prefetch(new Uint8Array(10).fill(3), 'img_kept0000');
+    expect(s.holds('img_kept0000')).toBe(true);
+    expect(s.holds('img_other000')).toBe(false);
+    // Without bytes, by its id: the worker reads the ones it holds.
+    expect(await s.run(engineJob('input', { image: new Uint8Array(), imageId: 'img_kept0000' }), quiet, never())).toMatchObject({ status: 'done', timings: { held: 10 } });
+    // A job without bytes for an upload the worker does not hold is refused, never run on nothing.
+    expect(await s.run(engineJob('input', { image: new Uint8Array(), imageId: 'img_other000' }), quiet, never())).toMatchObject({ status: 'failed', error: { code: 'E_INTERNAL' } });
+    // Busy: a job given now would wait, and the worker may be gone by then.
+    const slow = s.run(engineJob('slow'), quiet, never());
+    expect(s.holds('img_kept0000')).toBe(false);
+    await slow;
+    // A new worker after a crash holds nothing.
+    expect(await s.run(engineJob('segfault'), quiet, never())).toMatchObject({ status: 'failed', error: { code: 'E_WORKER_CRASHED' } });
+    await waitFor(() => s.health().state === 'ready', 'ready again');
+    expect(s.holds('img_kept0000')).toBe(false);
+  });
+
   it('a new worker holds no upload: after a crash the bytes go again', async () => {
     const s = supervisor();
     const quiet = (): void => {};
