@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, realpath, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findGanGenerator, listGanGenerators } from '../../../daemon/pipeline/preview-registry.js';
+import { findGanGenerator, listGanGenerators, lookupGanGenerator } from '../../../daemon/pipeline/preview-registry.js';
 import { normalizeConcept } from '../../../daemon/models/gan-meta.js';
 import type { ModelFiles } from '../../../daemon/pipeline/context.js';
 import { resolveModelPath } from '../../../daemon/models/model-path.js';
@@ -67,6 +67,43 @@ describe('preview registry', () => {
 
   it('a direction installed broken says why instead of "not installed"', async () => {
     await expect(findGanGenerator(files, 'summer', 'winter')).rejects.toMatchObject({ code: 'E_MODEL_MISSING', message: expect.stringContaining('A file of the model is missing') });
+  });
+
+  it('a lookup reads the folder again only once something it read has changed', async () => {
+    const dir = await realpath(await mkdtemp(join(tmpdir(), 'p2pz-registry-stamp-')));
+    let reads = 0;
+    const counted: ModelFiles = { modelsDir: dir, resolve: (p) => { reads++; return resolveModelPath(dir, p); } };
+    const put = async (name: string, meta: object | null, generator: boolean): Promise<void> => {
+      await mkdir(join(dir, 'gan', name), { recursive: true });
+      if (meta !== null) await writeFile(join(dir, 'gan', name, 'meta.json'), JSON.stringify(meta));
+      if (generator) await writeFile(join(dir, 'gan', name, 'generator.onnx'), 'weights');
+    };
+    try {
+      expect(await lookupGanGenerator(counted, 'cat', 'dog')).toBeNull();
+      await put('cat-dog', { v: 1, source: 'cat', target: 'dog', size: 512 }, true);
+      expect((await lookupGanGenerator(counted, 'cat', 'dog'))?.name).toBe('cat-dog');
+      const afterListing = reads;
+      expect(afterListing).toBeGreaterThan(0);
+      // Unchanged: the listing is reused, nothing is read.
+      expect((await lookupGanGenerator(counted, 'cat', 'dog'))?.name).toBe('cat-dog');
+      expect(await lookupGanGenerator(counted, 'dog', 'cat')).toBeNull();
+      expect(reads).toBe(afterListing);
+      // A meta file rewritten in place: the direction it names now.
+      await writeFile(join(dir, 'gan', 'cat-dog', 'meta.json'), JSON.stringify({ v: 1, source: 'cat', target: 'wolf', size: 512 }));
+      expect((await lookupGanGenerator(counted, 'cat', 'wolf'))?.name).toBe('cat-dog');
+      expect(await lookupGanGenerator(counted, 'cat', 'dog')).toBeNull();
+      // A generator whose weights arrive after its meta file: broken, then found.
+      await put('summer-winter', { v: 1, source: 'summer', target: 'winter', size: 512 }, false);
+      await expect(lookupGanGenerator(counted, 'summer', 'winter')).rejects.toMatchObject({ code: 'E_MODEL_MISSING' });
+      await writeFile(join(dir, 'gan', 'summer-winter', 'generator.onnx'), 'weights');
+      expect((await lookupGanGenerator(counted, 'summer', 'winter'))?.name).toBe('summer-winter');
+      // Removed: gone at once.
+      await rm(join(dir, 'gan', 'cat-dog'), { recursive: true });
+      expect(await lookupGanGenerator(counted, 'cat', 'wolf')).toBeNull();
+      expect(reads).toBeGreaterThan(afterListing);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('no gan/ folder means nothing installed', async () => {
