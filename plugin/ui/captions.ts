@@ -98,6 +98,9 @@ export class CaptionRequests {
         else if (event.type === 'cancelled') reject(new P2pzError('E_SHUTTING_DOWN', 'The caption job was cancelled.'));
       });
     });
+    // The job's error event can come before the POST answers (it fails at once when its model is
+    // missing): handled here, it still rejects the await below instead of going unhandled meanwhile.
+    done.catch(() => undefined);
     try {
       if (generation !== this.generation) throw new P2pzError('E_SHUTTING_DOWN', 'A newer caption was asked for.');
       this.pendingJob = jobId;

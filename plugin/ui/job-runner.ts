@@ -191,6 +191,9 @@ export class JobRunner {
         }
       }, (frame) => this.listener.previewFrame(frame, finished));
     });
+    // The job's error event can come before the POST answers (it fails at once when its model is
+    // missing): handled here, it still rejects the await below instead of going unhandled meanwhile.
+    done.catch(() => undefined);
     try {
       await client.submitJob({ jobId, kind: request.kind, imageId: request.imageId, edit: request.edit, stepPreviews: request.kind === 'render' });
       if (job.cancelled) this.connection.cancel(jobId);

@@ -70,6 +70,25 @@ describe('CaptionRequests', () => {
     expect((await again)?.origin).toBe('template');
   });
 
+  it('an error event that arrives before the submit is answered is the answer, not an unhandled rejection', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const error = P2pzError.fromBody({ code: 'E_MODEL_MISSING', message: 'No captioner is installed.', hint: 'Install one.' }).toBody();
+      client.beforeSubmitAnswer = async (job) => {
+        client.stream.emit({ v: PROTOCOL_VERSION, type: 'error', jobId: job.jobId, kind: 'caption', error });
+        // A macrotask passes before the POST answers, as over HTTP: Node reports unhandled rejections then.
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      };
+      expect(await captions.ask('1:1')).toEqual({ origin: 'template', why: error.message });
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('a newer question cancels the older caption job, and the older one answers null even when its reply comes late', async () => {
     const first = captions.ask('1:1');
     const firstJob = await submitted(1);

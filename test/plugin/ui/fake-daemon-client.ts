@@ -3,6 +3,10 @@
 // delivers; the same error codes: E_PAIRING_INVALID for a wrong code, E_UNAUTHORIZED without a token,
 // E_NOT_FOUND for an upload the daemon no longer knows, as daemon/server/routes/jobs.ts answers), and
 // the test plays the event stream: `stream.emit(...)` delivers an event, `stream.drop(code)` closes it.
+// The POST and the event stream are two sockets, so a job's first events can reach the client before
+// the POST's answer does (seen in test/web/page.test.ts on the real daemon: a caption job with no
+// captioner installed fails in the worker while its POST's answer is still on the way);
+// `beforeSubmitAnswer` plays that order.
 import {
   decodePreviewFrame,
   HealthResponse,
@@ -148,11 +152,18 @@ export class FakeDaemonClient implements DaemonApi {
     return ImageUploadResponse.parse({ v: PROTOCOL_VERSION, imageId, width: 8, height: 8, format: 'png' });
   }
 
+  /** Runs after a job is accepted and before its POST answers: events emitted here come first. */
+  beforeSubmitAnswer: ((job: JobState) => void | Promise<void>) | undefined;
+
   async submitJob(request: JobRequestInput): Promise<JobState> {
     this.authorized();
     if (!this.knownImages.has(request.imageId)) throw new P2pzError('E_NOT_FOUND', 'The uploaded image is unknown or has expired.');
     this.submitted.push(request);
-    return JobState.parse({ jobId: request.jobId, kind: request.kind, state: 'queued', position: 1, createdAt: 0 });
+    // The daemon starts a job as soon as it is queued, so its first events can reach the WebSocket
+    // before the POST's answer reaches the client (a caption job without a captioner fails at once).
+    const state = JobState.parse({ jobId: request.jobId, kind: request.kind, state: 'queued', position: 1, createdAt: 0 });
+    await this.beforeSubmitAnswer?.(state);
+    return state;
   }
 
   async cancelJob(jobId: string): Promise<JobState> {

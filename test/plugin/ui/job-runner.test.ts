@@ -261,6 +261,25 @@ describe('JobRunner', () => {
     expect(rig.runner.results).toEqual([]);
   });
 
+  it('a job error that arrives before the submit is answered is the problem to show, not an unhandled rejection', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      rig.client.beforeSubmitAnswer = async (job) => {
+        rig.client.stream.emit({ v: PROTOCOL_VERSION, type: 'error', jobId: job.jobId, kind: 'preview', error: { code: 'E_MODEL_MISSING', message: 'No quick preview is installed for cat → dog.', hint: 'Render instead.' } });
+        // A macrotask passes before the POST answers, as over HTTP: Node reports unhandled rejections then.
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      };
+      await rig.runner.run('preview', ['1:1'], edit);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(unhandled).toEqual([]);
+      expect(rig.failures).toMatchObject([{ title: 'No quick preview is installed for cat → dog.' }]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('a stream lost mid-job fails the job', async () => {
     const running = rig.runner.run('render', ['1:1'], edit);
     await submitted(rig.client, 1);
