@@ -5,7 +5,7 @@
 // from the source word (templateCaption, the daemon's own). Captioner answers are remembered by the
 // image's bytes (whatever layer id a host gives them), so choosing the same image again answers at once. Only the latest question is answered: an
 // earlier one that is still out is cancelled and its late reply dropped. It touches no DOM.
-import { P2pzError, type JobEvent } from '../../shared/protocol/index.js';
+import { P2pzError } from '../../shared/protocol/index.js';
 import type { Connection, DaemonApi } from './connection.js';
 import { randomId } from './daemon-client.js';
 import type { PanelHost } from './host.js';
@@ -30,7 +30,7 @@ export class CaptionRequests {
   private pendingJob: string | null = null;
 
   constructor(
-    private readonly connection: Pick<Connection, 'client' | 'watch' | 'cancel'>,
+    private readonly connection: Pick<Connection, 'client' | 'follow' | 'cancel'>,
     private readonly host: Pick<PanelHost, 'readImages'>,
     private readonly uploads: Uploads,
   ) {}
@@ -87,27 +87,21 @@ export class CaptionRequests {
   /** Submits a caption job and waits for its end; a cancelled one (superseded) throws. */
   private async captionJob(client: DaemonApi, imageId: string, generation: number): Promise<CaptionAnswer> {
     const jobId = randomId('caption');
-    let unwatch = (): void => undefined;
-    const done = new Promise<CaptionAnswer>((resolve, reject) => {
-      unwatch = this.connection.watch(jobId, 'caption', (event: JobEvent) => {
-        if (event.type === 'finished') {
-          const d = event.outcome.details;
-          if (d?.caption === undefined || d.captioner === undefined) reject(new P2pzError('E_INTERNAL', 'The caption job finished without a caption.'));
-          else resolve({ origin: 'captioner', caption: d.caption, captioner: d.captioner });
-        } else if (event.type === 'error') reject(P2pzError.fromBody(event.error));
-        else if (event.type === 'cancelled') reject(new P2pzError('E_SHUTTING_DOWN', 'The caption job was cancelled.'));
-      });
+    const { ended, unwatch } = this.connection.follow<CaptionAnswer>(jobId, 'caption', (event, resolve, reject) => {
+      if (event.type === 'finished') {
+        const d = event.outcome.details;
+        if (d?.caption === undefined || d.captioner === undefined) reject(new P2pzError('E_INTERNAL', 'The caption job finished without a caption.'));
+        else resolve({ origin: 'captioner', caption: d.caption, captioner: d.captioner });
+      } else if (event.type === 'error') reject(P2pzError.fromBody(event.error));
+      else if (event.type === 'cancelled') reject(new P2pzError('E_SHUTTING_DOWN', 'The caption job was cancelled.'));
     });
-    // The job's error event can come before the POST answers (it fails at once when its model is
-    // missing): handled here, it still rejects the await below instead of going unhandled meanwhile.
-    done.catch(() => undefined);
     try {
       if (generation !== this.generation) throw new P2pzError('E_SHUTTING_DOWN', 'A newer caption was asked for.');
       this.pendingJob = jobId;
       await client.submitJob({ jobId, kind: 'caption', imageId });
       // Superseded while it was being submitted: the cancel went out before the job existed.
       if (generation !== this.generation) this.connection.cancel(jobId);
-      return await done;
+      return await ended;
     } finally {
       unwatch();
       if (this.pendingJob === jobId) this.pendingJob = null;

@@ -189,6 +189,26 @@ export class Connection {
     };
   }
 
+  /**
+   * Follows job `jobId` until `settle` resolves or rejects `ended` (its frames go to `onFrame`), and
+   * until `unwatch` is called. `ended` is handled from the start: the POST and the event stream are
+   * two sockets, so a job that fails at once (its model missing) can send its error before the POST
+   * answers, and that error must reach whoever awaits `ended` after the submit, not go unhandled.
+   */
+  follow<T>(
+    jobId: string,
+    kind: JobKind,
+    settle: (event: JobEvent, resolve: (value: T) => void, reject: (error: unknown) => void) => void,
+    onFrame?: (frame: PreviewFrame) => void,
+  ): { readonly ended: Promise<T>; readonly unwatch: () => void } {
+    let unwatch = (): void => undefined;
+    const ended = new Promise<T>((resolve, reject) => {
+      unwatch = this.watch(jobId, kind, (event) => settle(event, resolve, reject), onFrame);
+    });
+    ended.catch(() => undefined);
+    return { ended, unwatch };
+  }
+
   /** Cancels a job: over the event stream when it is open, else over HTTP. */
   cancel(jobId: string): void {
     if (this.stream !== null) this.stream.send({ v: PROTOCOL_VERSION, type: 'cancel', jobId });

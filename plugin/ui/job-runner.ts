@@ -3,7 +3,7 @@
 // submits one job per layer and follows its events through the Connection, fetches the results, and
 // cancels. Several layers run one after the other as a batch; a cancelled batch keeps the layers that
 // finished. It touches no DOM: it reports to a JobRunnerListener, so a fake client can drive it in tests.
-import { P2pzError, type EditJobKind, type EditParams, type ImageBytes, type JobEvent, type JobOutcome, type LayerEdit, type PreviewFrame, type Stage } from '../../shared/protocol/index.js';
+import { P2pzError, type EditJobKind, type EditParams, type ImageBytes, type JobOutcome, type LayerEdit, type PreviewFrame, type Stage } from '../../shared/protocol/index.js';
 import { randomId } from './daemon-client.js';
 import type { Connection, DaemonApi } from './connection.js';
 import type { PanelHost, PanelResult } from './host.js';
@@ -66,7 +66,7 @@ export class JobRunner {
   private running_: RunningJob | null = null;
   private results_: PanelResult[] = [];
   constructor(
-    private readonly connection: Pick<Connection, 'client' | 'port' | 'watch' | 'cancel' | 'forgetToken' | 'refreshHealth'>,
+    private readonly connection: Pick<Connection, 'client' | 'port' | 'follow' | 'cancel' | 'forgetToken' | 'refreshHealth'>,
     private readonly host: Pick<PanelHost, 'readImages'>,
     private readonly listener: JobRunnerListener,
     private readonly now: Clock = () => performance.now(),
@@ -162,42 +162,36 @@ export class JobRunner {
   private async runOne(client: DaemonApi, job: RunningJob, request: { kind: EditJobKind; imageId: string; edit: EditParams }, batch: BatchPosition, finished: readonly PanelResult[]): Promise<Terminal> {
     const jobId = randomId('job');
     job.jobId = jobId;
-    let unwatch = (): void => undefined;
     const estimate = new JobProgressEstimate(this.now);
-    const done = new Promise<Terminal>((resolve, reject) => {
-      unwatch = this.connection.watch(jobId, request.kind, (event: JobEvent) => {
-        switch (event.type) {
-          case 'queued':
-            this.listener.progress({ phase: 'queued', batch, position: event.position });
-            return;
-          case 'started':
-            this.listener.progress({ phase: 'starting', batch });
-            return;
-          case 'retrying':
-            this.listener.progress({ phase: 'retrying', batch, attempt: event.attempt });
-            return;
-          case 'progress':
-            this.listener.progress({ phase: 'stage', batch, stage: event.stage, step: event.step, total: event.total, ...estimate.update(event.stage, event.step, event.total) });
-            return;
-          case 'finished':
-            resolve({ type: 'finished', outcome: event.outcome });
-            return;
-          case 'cancelled':
-            resolve({ type: 'cancelled' });
-            return;
-          case 'error':
-            reject(P2pzError.fromBody(event.error));
-            return;
-        }
-      }, (frame) => this.listener.previewFrame(frame, finished));
-    });
-    // The job's error event can come before the POST answers (it fails at once when its model is
-    // missing): handled here, it still rejects the await below instead of going unhandled meanwhile.
-    done.catch(() => undefined);
+    const { ended, unwatch } = this.connection.follow<Terminal>(jobId, request.kind, (event, resolve, reject) => {
+      switch (event.type) {
+        case 'queued':
+          this.listener.progress({ phase: 'queued', batch, position: event.position });
+          return;
+        case 'started':
+          this.listener.progress({ phase: 'starting', batch });
+          return;
+        case 'retrying':
+          this.listener.progress({ phase: 'retrying', batch, attempt: event.attempt });
+          return;
+        case 'progress':
+          this.listener.progress({ phase: 'stage', batch, stage: event.stage, step: event.step, total: event.total, ...estimate.update(event.stage, event.step, event.total) });
+          return;
+        case 'finished':
+          resolve({ type: 'finished', outcome: event.outcome });
+          return;
+        case 'cancelled':
+          resolve({ type: 'cancelled' });
+          return;
+        case 'error':
+          reject(P2pzError.fromBody(event.error));
+          return;
+      }
+    }, (frame) => this.listener.previewFrame(frame, finished));
     try {
       await client.submitJob({ jobId, kind: request.kind, imageId: request.imageId, edit: request.edit, stepPreviews: request.kind === 'render' });
       if (job.cancelled) this.connection.cancel(jobId);
-      return await done;
+      return await ended;
     } finally {
       unwatch();
     }

@@ -7,7 +7,7 @@ import { EditParams, PROTOCOL_VERSION, P2pzError, type ImageBytes } from '../../
 import { CaptionRequests, type CaptionAnswer } from '../../../plugin/ui/captions.js';
 import { JobRunner } from '../../../plugin/ui/job-runner.js';
 import { Uploads } from '../../../plugin/ui/uploads.js';
-import { connectionRig, type ConnectionRig } from './connection-rig.js';
+import { connectionRig, unhandledRejectionsDuring, type ConnectionRig } from './connection-rig.js';
 import type { FakeDaemonClient } from './fake-daemon-client.js';
 
 function image(nodeId: string, fill = 1): ImageBytes {
@@ -71,22 +71,12 @@ describe('CaptionRequests', () => {
   });
 
   it('an error event that arrives before the submit is answered is the answer, not an unhandled rejection', async () => {
-    const unhandled: unknown[] = [];
-    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
-    process.on('unhandledRejection', onUnhandled);
-    try {
-      const error = P2pzError.fromBody({ code: 'E_MODEL_MISSING', message: 'No captioner is installed.', hint: 'Install one.' }).toBody();
-      client.beforeSubmitAnswer = async (job) => {
-        client.stream.emit({ v: PROTOCOL_VERSION, type: 'error', jobId: job.jobId, kind: 'caption', error });
-        // A macrotask passes before the POST answers, as over HTTP: Node reports unhandled rejections then.
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      };
+    const error = P2pzError.fromBody({ code: 'E_MODEL_MISSING', message: 'No captioner is installed.', hint: 'Install one.' }).toBody();
+    client.beforeSubmitAnswer = (job) => client.stream.emit({ v: PROTOCOL_VERSION, type: 'error', jobId: job.jobId, kind: 'caption', error });
+    const unhandled = await unhandledRejectionsDuring(async () => {
       expect(await captions.ask('1:1')).toEqual({ origin: 'template', why: error.message });
-      await new Promise((resolve) => setTimeout(resolve, 10));
-      expect(unhandled).toEqual([]);
-    } finally {
-      process.off('unhandledRejection', onUnhandled);
-    }
+    });
+    expect(unhandled).toEqual([]);
   });
 
   it('a newer question cancels the older caption job, and the older one answers null even when its reply comes late', async () => {

@@ -57,3 +57,17 @@ export function connectionRig(options: { down?: boolean; unreachableNote?: strin
     healths: () => healths,
   };
 }
+
+/** The unhandled promise rejections while `run` runs, and one macrotask after it (when Node reports them). */
+export async function unhandledRejectionsDuring(run: () => Promise<unknown>): Promise<unknown[]> {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    await run();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
+  return unhandled;
+}

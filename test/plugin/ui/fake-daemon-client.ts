@@ -153,16 +153,18 @@ export class FakeDaemonClient implements DaemonApi {
   }
 
   /** Runs after a job is accepted and before its POST answers: events emitted here come first. */
-  beforeSubmitAnswer: ((job: JobState) => void | Promise<void>) | undefined;
+  beforeSubmitAnswer: ((job: JobState) => void) | undefined;
 
   async submitJob(request: JobRequestInput): Promise<JobState> {
     this.authorized();
     if (!this.knownImages.has(request.imageId)) throw new P2pzError('E_NOT_FOUND', 'The uploaded image is unknown or has expired.');
     this.submitted.push(request);
-    // The daemon starts a job as soon as it is queued, so its first events can reach the WebSocket
-    // before the POST's answer reaches the client (a caption job without a captioner fails at once).
     const state = JobState.parse({ jobId: request.jobId, kind: request.kind, state: 'queued', position: 1, createdAt: 0 });
-    await this.beforeSubmitAnswer?.(state);
+    if (this.beforeSubmitAnswer !== undefined) {
+      this.beforeSubmitAnswer(state);
+      // The answer then comes a macrotask later, as over HTTP (unhandled rejections are reported then).
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     return state;
   }
 

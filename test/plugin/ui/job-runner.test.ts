@@ -6,7 +6,7 @@ import { EditParams, encodePreviewFrame, PROTOCOL_VERSION, type ImageBytes, type
 import type { PanelResult } from '../../../plugin/ui/host.js';
 import { JobRunner, type JobProgress } from '../../../plugin/ui/job-runner.js';
 import type { Problem } from '../../../plugin/ui/problems.js';
-import { connectionRig, type ConnectionRig } from './connection-rig.js';
+import { connectionRig, unhandledRejectionsDuring, type ConnectionRig } from './connection-rig.js';
 import type { FakeDaemonClient } from './fake-daemon-client.js';
 
 const edit = EditParams.parse({ source: 'cat', target: 'dog', mask: true });
@@ -262,22 +262,9 @@ describe('JobRunner', () => {
   });
 
   it('a job error that arrives before the submit is answered is the problem to show, not an unhandled rejection', async () => {
-    const unhandled: unknown[] = [];
-    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
-    process.on('unhandledRejection', onUnhandled);
-    try {
-      rig.client.beforeSubmitAnswer = async (job) => {
-        rig.client.stream.emit({ v: PROTOCOL_VERSION, type: 'error', jobId: job.jobId, kind: 'preview', error: { code: 'E_MODEL_MISSING', message: 'No quick preview is installed for cat → dog.', hint: 'Render instead.' } });
-        // A macrotask passes before the POST answers, as over HTTP: Node reports unhandled rejections then.
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      };
-      await rig.runner.run('preview', ['1:1'], edit);
-      await new Promise((resolve) => setTimeout(resolve, 10));
-      expect(unhandled).toEqual([]);
-      expect(rig.failures).toMatchObject([{ title: 'No quick preview is installed for cat → dog.' }]);
-    } finally {
-      process.off('unhandledRejection', onUnhandled);
-    }
+    rig.client.beforeSubmitAnswer = (job) => rig.client.stream.emit({ v: PROTOCOL_VERSION, type: 'error', jobId: job.jobId, kind: 'preview', error: { code: 'E_MODEL_MISSING', message: 'No quick preview is installed for cat → dog.', hint: 'Render instead.' } });
+    expect(await unhandledRejectionsDuring(() => rig.runner.run('preview', ['1:1'], edit))).toEqual([]);
+    expect(rig.failures).toMatchObject([{ title: 'No quick preview is installed for cat → dog.' }]);
   });
 
   it('a stream lost mid-job fails the job', async () => {
